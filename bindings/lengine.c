@@ -1,0 +1,231 @@
+/* require "choreo.engine": a whole engine (scripts, database, dispatch) driven from another Lua
+ * state, with a clock of its own. choreo.testing builds its test hosts on it, so specs exercise
+ * the real dispatch path: frames, one transaction per delivery, savepoints, retries. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bindings.h"
+#include "choreo.h"
+#include "engine.h"
+
+#define ENGINE_META "choreo.engine"
+#define CASCADE_LIMIT 10000 /* own messages handled per call before we call it a loop */
+
+typedef struct engine_handle {
+  choreo_engine *e;
+  int64_t now_ms;
+} engine_handle;
+
+static engine_handle *toengine(lua_State *L) {
+  engine_handle *h = luaL_checkudata(L, 1, ENGINE_META);
+  if (!h->e) luaL_error(L, "engine is closed");
+  return h;
+}
+
+static int64_t engine_clock(void *ud) { return ((engine_handle *)ud)->now_ms; }
+
+static lua_Integer engine_limit(lua_State *L, const char *field) {
+  if (lua_isnoneornil(L, 3)) return 0;
+  lua_getfield(L, 3, field);
+  lua_Integer n = luaL_optinteger(L, -1, 0);
+  lua_pop(L, 1);
+  if (n < 0) luaL_error(L, "%s must be positive", field);
+  return n;
+}
+
+/* engine.open(dir, name[, {instructions=, memory=}]): scripts of dir, a fresh in-memory
+ * database. */
+static int engine_open(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  uint64_t instructions = (uint64_t)engine_limit(L, "instructions");
+  size_t memory = (size_t)engine_limit(L, "memory");
+  engine_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->e = NULL;
+  h->now_ms = (int64_t)time(NULL) * 1000;
+  luaL_setmetatable(L, ENGINE_META);
+  choreo_engine_config cfg = {.name = name, .dir = dir, .data = ":memory:",
+                              .instruction_limit = instructions, .memory_limit = memory,
+                              .now_ms = engine_clock, .clock_ud = h};
+  char err[1024];
+  if (choreo_engine_open(&h->e, &cfg, err, sizeof err)) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+static int engine_close(lua_State *L) {
+  engine_handle *h = luaL_checkudata(L, 1, ENGINE_META);
+  choreo_engine_close(h->e);
+  h->e = NULL;
+  return 0;
+}
+
+static void engine_add_result(choreo_apply_result *sum, const choreo_apply_result *r) {
+  sum->applied += r->applied;
+  sum->skipped += r->skipped;
+  sum->failed += r->failed;
+  if (r->failed) memcpy(sum->last_error, r->last_error, sizeof sum->last_error);
+}
+
+/* Lets our own handlers see what the last step emitted, as a host does between batches. */
+static int engine_cascade(lua_State *L, choreo_engine *e, choreo_apply_result *sum) {
+  bool pending = true;
+  for (int rounds = 0; pending; rounds++) {
+    if (rounds * 100 >= CASCADE_LIMIT)
+      return luaL_error(L, "handlers keep emitting messages to themselves (more than %d)", CASCADE_LIMIT);
+    choreo_apply_result r;
+    int rc = choreo_engine_apply_own(e, 100, &pending, &r);
+    if (rc) return luaL_error(L, "applying own messages failed: %s", choreo_strerror(rc));
+    engine_add_result(sum, &r);
+  }
+  return 0;
+}
+
+static void engine_push_result(lua_State *L, const choreo_apply_result *r) {
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, r->applied);
+  lua_setfield(L, -2, "applied");
+  lua_pushinteger(L, r->skipped);
+  lua_setfield(L, -2, "skipped");
+  lua_pushinteger(L, r->failed);
+  lua_setfield(L, -2, "failed");
+  if (r->failed) {
+    lua_pushstring(L, r->last_error);
+    lua_setfield(L, -2, "error");
+  }
+}
+
+static const char *engine_opt(lua_State *L, int opts, const char *field, const char *def) {
+  if (lua_isnoneornil(L, opts)) return def;
+  lua_getfield(L, opts, field);
+  const char *s = luaL_optstring(L, -1, def);
+  lua_pop(L, 1); /* the string stays referenced by opts */
+  return s;
+}
+
+/* e:deliver(type, data, opts): one message from opts.source (default "test") as one frame,
+ * then whatever our own handlers do with what it emitted. */
+static int engine_deliver(lua_State *L) {
+  engine_handle *h = toengine(L);
+  const char *type = luaL_checkstring(L, 2);
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  const char *source = engine_opt(L, 4, "source", "test");
+  choreo_msg_fields f = {
+      .source = source, .type = type, .kind = engine_opt(L, 4, "kind", "event"),
+      .to = engine_opt(L, 4, "to", NULL), .subject = engine_opt(L, 4, "subject", NULL),
+      .correlationid = engine_opt(L, 4, "correlationid", NULL),
+      .seq = choreo_store_checkpoint(choreo_engine_store(h->e), source) + 1};
+  if (!f.to && strcmp(f.kind, "event") != 0) f.to = choreo_engine_name(h->e);
+
+  msgpack_sbuffer data, frame;
+  msgpack_sbuffer_init(&data);
+  msgpack_sbuffer_init(&frame);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  char err[256] = "";
+  int rc = lua_isnoneornil(L, 3) ? 0 : choreo_lua_pack(L, 3, &pk, err, sizeof err);
+  if (!rc) {
+    f.data = data.size ? data.data : NULL;
+    f.data_len = data.size;
+    rc = choreo_frame_header(&frame, source, f.seq, 1, f.seq);
+  }
+  if (!rc) rc = choreo_msg_encode(&f, &frame);
+  choreo_apply_result sum = {0}, r;
+  if (!rc) rc = choreo_engine_apply_frame(h->e, frame.data, frame.size, &r);
+  msgpack_sbuffer_destroy(&data);
+  msgpack_sbuffer_destroy(&frame);
+  if (rc) return luaL_error(L, "deliver: %s", err[0] ? err : choreo_strerror(rc));
+  engine_add_result(&sum, &r);
+  engine_cascade(L, h->e, &sum);
+  engine_push_result(L, &sum);
+  return 1;
+}
+
+/* e:advance(seconds): moves the clock and runs what came due. */
+static int engine_advance(lua_State *L) {
+  engine_handle *h = toengine(L);
+  lua_Number seconds = luaL_checknumber(L, 2);
+  luaL_argcheck(L, seconds >= 0, 2, "cannot move the clock backwards");
+  h->now_ms += (int64_t)(seconds * 1000);
+  choreo_apply_result sum = {0}, r;
+  int64_t due;
+  do {
+    due = choreo_engine_run_retries(h->e, &r);
+    engine_add_result(&sum, &r);
+    engine_cascade(L, h->e, &sum);
+  } while (due >= 0 && due <= h->now_ms);
+  engine_push_result(L, &sum);
+  return 1;
+}
+
+/* e:log(after): the messages this engine emitted with seq > after, as tables. */
+static int engine_log(lua_State *L) {
+  engine_handle *h = toengine(L);
+  int64_t after = luaL_optinteger(L, 2, 0);
+  lua_newtable(L);
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  int n = 0, count;
+  while ((count = choreo_store_read_frame(choreo_engine_store(h->e), choreo_engine_name(h->e),
+                                          after, 1000, 1u << 22, &frame)) > 0) {
+    choreo_frame_reader r;
+    if (choreo_frame_open(&r, frame.data, frame.size)) break;
+    choreo_msg m;
+    while (choreo_frame_next(&r, &m) == 1) {
+      choreo_lua_push_msg(L, &m);
+      lua_rawseti(L, -2, ++n);
+      after = m.seq;
+    }
+    choreo_frame_close(&r);
+  }
+  msgpack_sbuffer_destroy(&frame);
+  return 1;
+}
+
+static int engine_db(lua_State *L) {
+  engine_handle *h = toengine(L);
+  choreo_lua_push_db(L, choreo_engine_db(h->e), 1);
+  return 1;
+}
+
+static int engine_reload(lua_State *L) {
+  engine_handle *h = toengine(L);
+  char err[1024];
+  if (choreo_engine_reload(h->e, err, sizeof err)) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int engine_now(lua_State *L) {
+  lua_pushinteger(L, toengine(L)->now_ms);
+  return 1;
+}
+
+static const luaL_Reg engine_methods[] = {
+    {"advance", engine_advance}, {"close", engine_close},   {"db", engine_db},
+    {"deliver", engine_deliver}, {"log", engine_log},       {"now_ms", engine_now},
+    {"reload", engine_reload},   {NULL, NULL}};
+
+static const luaL_Reg engine_funcs[] = {{"open", engine_open}, {NULL, NULL}};
+
+int luaopen_choreo_engine(lua_State *L) {
+  if (luaL_newmetatable(L, ENGINE_META)) {
+    luaL_newlib(L, engine_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, engine_close);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, engine_funcs);
+  return 1;
+}

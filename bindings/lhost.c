@@ -1,0 +1,165 @@
+/* require "choreo": registering handlers (choreo.on) and the ctx object handlers receive
+ * (publish, send, reply, db, log). Handlers live in the registry of the scripts' state, so a
+ * reload that builds a new state starts from nothing and never mixes generations. */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "bindings.h"
+#include "choreo.h"
+#include "engine.h"
+#include "scripts.h"
+
+#define BUFFER_META "choreo.buffer"
+
+/* A msgpack buffer owned by Lua, so an error while packing cannot leak it. */
+static msgpack_sbuffer *host_new_buffer(lua_State *L) {
+  msgpack_sbuffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+  msgpack_sbuffer_init(b);
+  luaL_setmetatable(L, BUFFER_META);
+  return b;
+}
+
+static int host_buffer_gc(lua_State *L) {
+  msgpack_sbuffer *b = luaL_checkudata(L, 1, BUFFER_META);
+  msgpack_sbuffer_destroy(b);
+  msgpack_sbuffer_init(b);
+  return 0;
+}
+
+static choreo_engine *host_engine(lua_State *L, const char *what) {
+  choreo_engine *e = choreo_scripts_engine_of(L);
+  if (!choreo_engine_current(e)) luaL_error(L, "ctx:%s called outside a handler", what);
+  return e;
+}
+
+static const char *host_check_name(lua_State *L, int idx, const char *what) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (len == 0 || strlen(s) != len) luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a non-empty string", what));
+  return s;
+}
+
+static const char *host_opt_string(lua_State *L, int opts, const char *field) {
+  if (lua_getfield(L, opts, field) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", field);
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* still referenced by the opts table */
+  return s;
+}
+
+/* Packs data, emits, raises with a clear message on failure. */
+static int host_emit(lua_State *L, const char *kind, const char *to, const char *type,
+                     int data_idx, int opts_idx, const char *what) {
+  choreo_engine *e = host_engine(L, what);
+  choreo_emit_opts opts = {0};
+  if (opts_idx && !lua_isnoneornil(L, opts_idx)) {
+    luaL_checktype(L, opts_idx, LUA_TTABLE);
+    opts.subject = host_opt_string(L, opts_idx, "subject");
+    opts.correlationid = host_opt_string(L, opts_idx, "correlationid");
+  }
+  msgpack_sbuffer *b = host_new_buffer(L);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
+  char err[256];
+  const char *data = NULL;
+  size_t len = 0;
+  if (!lua_isnoneornil(L, data_idx)) {
+    if (choreo_lua_pack(L, data_idx, &pk, err, sizeof err)) return luaL_error(L, "ctx:%s: %s", what, err);
+    data = b->data;
+    len = b->size;
+  }
+  int rc = choreo_engine_emit_from_handler(e, kind, to, type, data, len, &opts);
+  if (rc) return luaL_error(L, "ctx:%s: %s", what, choreo_strerror(rc));
+  return 0;
+}
+
+static int ctx_publish(lua_State *L) {
+  const char *type = host_check_name(L, 2, "type");
+  return host_emit(L, "event", NULL, type, 3, 4, "publish");
+}
+
+static int ctx_send(lua_State *L) {
+  const char *to = host_check_name(L, 2, "destination");
+  const char *type = host_check_name(L, 3, "type");
+  return host_emit(L, "command", to, type, 4, 5, "send");
+}
+
+static int ctx_reply(lua_State *L) {
+  const char *type = host_check_name(L, 2, "type");
+  const choreo_msg *m = choreo_engine_current(host_engine(L, "reply"));
+  lua_pushlstring(L, m->source.p, m->source.n);
+  return host_emit(L, "reply", lua_tostring(L, -1), type, 3, 0, "reply");
+}
+
+static const luaL_Reg ctx_methods[] = {
+    {"publish", ctx_publish}, {"reply", ctx_reply}, {"send", ctx_send}, {NULL, NULL}};
+
+/* choreo.on(pattern, fn): exact type, or a prefix ending in "*". */
+static int choreo_on(lua_State *L) {
+  size_t len;
+  const char *pattern = luaL_checklstring(L, 1, &len);
+  luaL_argcheck(L, len > 0, 1, "message type must be a non-empty string");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS);
+  if (pattern[len - 1] == '*') {
+    lua_getfield(L, -1, "prefixes");
+    lua_createtable(L, 2, 0);
+    lua_pushlstring(L, pattern, len - 1);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  } else {
+    lua_getfield(L, -1, "exact");
+    if (lua_getfield(L, -1, pattern) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, pattern);
+    }
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  }
+  return 0;
+}
+
+static const luaL_Reg choreo_funcs[] = {{"on", choreo_on}, {NULL, NULL}};
+
+/* The ctx object: a table of methods plus db and log, created once per state. */
+static void host_make_ctx(lua_State *L, choreo_engine *e) {
+  luaL_newlib(L, ctx_methods);
+  choreo_lua_push_db(L, choreo_engine_db(e), 0);
+  lua_setfield(L, -2, "db");
+  choreo_lua_push_log(L, choreo_engine_name(e));
+  lua_setfield(L, -2, "log");
+}
+
+int luaopen_choreo(lua_State *L) {
+  choreo_engine *e = choreo_scripts_engine_of(L);
+  if (!e) return luaL_error(L, "require \"choreo\" works in a service's scripts; specs use choreo.testing");
+  luaL_newmetatable(L, BUFFER_META);
+  lua_pushcfunction(L, host_buffer_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_setfield(L, -2, "exact");
+  lua_newtable(L);
+  lua_setfield(L, -2, "prefixes");
+  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS);
+  host_make_ctx(L, e);
+  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+
+  luaL_newlib(L, choreo_funcs);
+  lua_pushstring(L, choreo_engine_name(e));
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, CHOREO_VERSION);
+  lua_setfield(L, -2, "version");
+  /* The same connection as ctx.db, for schema set-up while the scripts load. */
+  choreo_lua_push_db(L, choreo_engine_db(e), 0);
+  lua_setfield(L, -2, "db");
+  return 1;
+}

@@ -1,0 +1,139 @@
+/* The control socket (ipc://BUS/NAME.ctl) the command line talks to. Requests and answers are
+ * JSON objects: {"op": "publish"|"send"|"status"|"dead", ...}; every answer has "ok", and
+ * "error" when ok is false. A request that is not valid JSON gets an error answer, never a
+ * crash: anything on this machine may write to the socket. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+#include "json.h"
+#include "log.h"
+
+static cJSON *control_error(const char *fmt, const char *arg) {
+  char text[512];
+  snprintf(text, sizeof text, fmt, arg);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddBoolToObject(o, "ok", 0);
+  cJSON_AddStringToObject(o, "error", text);
+  return o;
+}
+
+static cJSON *control_ok(void) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddBoolToObject(o, "ok", 1);
+  return o;
+}
+
+static const char *control_string(const cJSON *req, const char *field) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, field);
+  return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+/* publish/send: "type", optional "to" (send) and "data" (JSON text). */
+static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
+  const char *type = control_string(req, "type");
+  const char *to = control_string(req, "to");
+  const char *data = control_string(req, "data");
+  if (!type) return control_error("%s needs a message type", kind);
+  if (strcmp(kind, "command") == 0 && !to) return control_error("%s needs a destination", kind);
+  if (to && !choreo_bus_valid_name(to)) return control_error("invalid destination '%s'", to);
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  char err[256];
+  if (data && choreo_json_to_msgpack(data, &sb, err, sizeof err)) {
+    msgpack_sbuffer_destroy(&sb);
+    return control_error("%s", err);
+  }
+  int64_t seq = 0;
+  int rc = choreo_engine_emit(h->engine, kind, to, type, sb.data, sb.size, &seq);
+  msgpack_sbuffer_destroy(&sb);
+  if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
+  choreo_host_committed(h);
+  cJSON *o = control_ok();
+  char id[CHOREO_NAME_MAX + 32];
+  snprintf(id, sizeof id, "%s/%lld", h->opts->name, (long long)seq);
+  cJSON_AddStringToObject(o, "id", id);
+  cJSON_AddNumberToObject(o, "seq", (double)seq);
+  return o;
+}
+
+static cJSON *control_status(choreo_host *h) {
+  choreo_store *store = choreo_engine_store(h->engine);
+  cJSON *o = control_ok();
+  cJSON_AddStringToObject(o, "name", h->opts->name);
+  cJSON_AddStringToObject(o, "version", CHOREO_VERSION);
+  cJSON_AddStringToObject(o, "dir", h->opts->dir);
+  cJSON_AddNumberToObject(o, "generation", choreo_engine_generation(h->engine));
+  cJSON_AddStringToObject(o, "reload_error", choreo_engine_reload_error(h->engine));
+  cJSON_AddNumberToObject(o, "head", (double)choreo_store_head(store));
+  cJSON_AddNumberToObject(o, "own_checkpoint",
+                          (double)choreo_store_checkpoint(store, h->opts->name));
+  cJSON_AddNumberToObject(o, "dead_letters", (double)choreo_store_dead_count(store));
+  cJSON_AddNumberToObject(o, "bad_frames", (double)choreo_engine_bad_frames(h->engine));
+  choreo_peers_status(h, cJSON_AddArrayToObject(o, "peers"));
+  return o;
+}
+
+static cJSON *control_dead(choreo_host *h, const cJSON *req) {
+  choreo_store *store = choreo_engine_store(h->engine);
+  const char *action = control_string(req, "action");
+  if (action && strcmp(action, "list") == 0) {
+    char *list = choreo_store_dead_list_json(store);
+    cJSON *o = control_ok();
+    cJSON *items = list ? cJSON_Parse(list) : NULL;
+    free(list);
+    cJSON_AddItemToObject(o, "dead_letters", items ? items : cJSON_CreateArray());
+    return o;
+  }
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+  if (!action || (strcmp(action, "retry") && strcmp(action, "drop")))
+    return control_error("dead: unknown action '%s'", action ? action : "");
+  if (!cJSON_IsNumber(id)) return control_error("dead %s needs an id", action);
+  int64_t n = (int64_t)id->valuedouble;
+  int rc = strcmp(action, "retry") == 0
+               ? choreo_store_dead_retry(store, n, choreo_engine_now_ms(h->engine))
+               : choreo_store_dead_drop(store, n);
+  char idtext[32];
+  snprintf(idtext, sizeof idtext, "%lld", (long long)n);
+  if (rc == CHOREO_ENOENT) return control_error("no dead letter with id %s", idtext);
+  if (rc) return control_error("dead letter update failed: %s", choreo_strerror(rc));
+  choreo_host_committed(h);
+  return control_ok();
+}
+
+static cJSON *control_answer(choreo_host *h, const char *body, size_t len) {
+  cJSON *req = cJSON_ParseWithLength(body, len);
+  if (!cJSON_IsObject(req)) {
+    cJSON_Delete(req);
+    return control_error("%s", "request is not a JSON object");
+  }
+  const char *op = control_string(req, "op");
+  cJSON *answer;
+  if (!op)
+    answer = control_error("%s", "request has no op");
+  else if (strcmp(op, "publish") == 0)
+    answer = control_emit(h, req, "event");
+  else if (strcmp(op, "send") == 0)
+    answer = control_emit(h, req, "command");
+  else if (strcmp(op, "status") == 0)
+    answer = control_status(h);
+  else if (strcmp(op, "dead") == 0)
+    answer = control_dead(h, req);
+  else
+    answer = control_error("unknown op '%s'", op);
+  cJSON_Delete(req);
+  return answer;
+}
+
+void choreo_control_serve(void *host, nng_msg *request) {
+  choreo_host *h = host;
+  cJSON *answer = control_answer(h, nng_msg_body(request), nng_msg_len(request));
+  char *text = answer ? cJSON_PrintUnformatted(answer) : NULL;
+  cJSON_Delete(answer);
+  nng_msg_clear(request);
+  if (!text || nng_msg_append(request, text, strlen(text) + 1) != 0 ||
+      nng_sendmsg(h->ctl, request, NNG_FLAG_NONBLOCK) != 0)
+    nng_msg_free(request);
+  free(text);
+}

@@ -1,0 +1,322 @@
+/* The engine (see engine.h): dispatch, retries and reload over one store and one generation of
+ * scripts. Every path into Lua goes through engine_deliver(), so retries, dead letters and
+ * the instruction/memory limits treat live, fetched, own and retried messages alike. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "choreo.h"
+#include "engine.h"
+#include "log.h"
+#include "scripts.h"
+
+/* Delayed back-off after the immediate attempts; past the last step a message is dead. */
+static const int64_t backoff_ms[] = {1000, 5000, 30000};
+#define BACKOFF_STEPS ((int)(sizeof backoff_ms / sizeof *backoff_ms))
+#define OWN_FRAME_BYTES (4u << 20)
+
+struct choreo_engine {
+  char *name, *dir;
+  choreo_store *store;
+  choreo_scripts *scripts;
+  unsigned generation;
+  char reload_error[1024];
+  uint64_t instruction_limit;
+  size_t memory_limit;
+  int64_t (*now_ms)(void *);
+  void *clock_ud;
+  const choreo_msg *current;
+  uint64_t bad_frames;
+  msgpack_sbuffer own_frame;
+};
+
+static int64_t engine_wall_clock(void *ud) {
+  (void)ud;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, char *err,
+                       size_t errlen) {
+  struct stat st;
+  if (stat(cfg->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: no such directory", cfg->dir);
+    return CHOREO_ENOENT;
+  }
+  choreo_engine *e = calloc(1, sizeof *e);
+  if (!e) return CHOREO_ENOMEM;
+  e->name = strdup(cfg->name);
+  e->dir = strdup(cfg->dir);
+  e->instruction_limit = cfg->instruction_limit ? cfg->instruction_limit : CHOREO_DEFAULT_INSTRUCTIONS;
+  e->memory_limit = cfg->memory_limit ? cfg->memory_limit : CHOREO_DEFAULT_MEMORY;
+  e->now_ms = cfg->now_ms ? cfg->now_ms : engine_wall_clock;
+  e->clock_ud = cfg->clock_ud;
+  msgpack_sbuffer_init(&e->own_frame);
+  int rc = e->name && e->dir ? choreo_store_open(&e->store, cfg->data, err, errlen) : CHOREO_ENOMEM;
+  if (!rc)
+    rc = choreo_scripts_load(&e->scripts, e, e->dir, e->instruction_limit, e->memory_limit, err,
+                             errlen);
+  if (rc) {
+    choreo_engine_close(e);
+    return rc;
+  }
+  e->generation = 1;
+  *out = e;
+  return 0;
+}
+
+void choreo_engine_close(choreo_engine *e) {
+  if (!e) return;
+  choreo_scripts_free(e->scripts);
+  choreo_store_close(e->store);
+  msgpack_sbuffer_destroy(&e->own_frame);
+  free(e->name);
+  free(e->dir);
+  free(e);
+}
+
+const char *choreo_engine_name(choreo_engine *e) { return e->name; }
+choreo_store *choreo_engine_store(choreo_engine *e) { return e->store; }
+sqlite3 *choreo_engine_db(choreo_engine *e) { return choreo_store_db(e->store); }
+const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->current : NULL; }
+unsigned choreo_engine_generation(choreo_engine *e) { return e->generation; }
+const char *choreo_engine_reload_error(choreo_engine *e) { return e->reload_error; }
+uint64_t choreo_engine_bad_frames(choreo_engine *e) { return e->bad_frames; }
+int64_t choreo_engine_now_ms(choreo_engine *e) { return e->now_ms(e->clock_ud); }
+
+int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
+  choreo_scripts *fresh;
+  int rc = choreo_scripts_load(&fresh, e, e->dir, e->instruction_limit, e->memory_limit, err,
+                               errlen);
+  if (rc) {
+    snprintf(e->reload_error, sizeof e->reload_error, "%s", err);
+    return CHOREO_ESCRIPT;
+  }
+  choreo_scripts_free(e->scripts);
+  e->scripts = fresh;
+  e->generation++;
+  e->reload_error[0] = '\0';
+  return 0;
+}
+
+/* Commands and replies are addressed; events go to everyone who handles them. */
+static bool engine_is_for_us(choreo_engine *e, const choreo_msg *m) {
+  if (choreo_str_eq(m->kind, "event")) return true;
+  if (choreo_str_eq(m->kind, "command") || choreo_str_eq(m->kind, "reply"))
+    return choreo_str_eq(m->to, e->name);
+  return false;
+}
+
+/* One attempt inside its own savepoint: on failure only this message's effects roll back. */
+static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size_t errlen,
+                          char **traceback, bool *ok) {
+  int rc = choreo_store_savepoint(e->store);
+  if (rc) return rc;
+  e->current = m;
+  *ok = choreo_scripts_deliver(e->scripts, m, err, errlen, traceback) == 0;
+  e->current = NULL;
+  return *ok ? choreo_store_release(e->store) : choreo_store_rollback_savepoint(e->store);
+}
+
+/* A message that failed `attempts` times: wait for the next back-off step, or die. */
+static int engine_defer(choreo_engine *e, const choreo_msg *m, int attempts, const char *err,
+                        const char *traceback) {
+  int step = attempts - CHOREO_IMMEDIATE_ATTEMPTS;
+  if (step < BACKOFF_STEPS) {
+    choreo_log(CHOREO_LOG_WARN, e->name, "%.*s %.*s failed (attempt %d), retrying in %llds: %s",
+               (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts,
+               (long long)backoff_ms[step] / 1000, err);
+    return choreo_store_retry_add(e->store, m, attempts, choreo_engine_now_ms(e) + backoff_ms[step],
+                                  err);
+  }
+  choreo_log(CHOREO_LOG_ERROR, e->name, "%.*s %.*s dead-lettered after %d attempts: %s",
+             (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts, err);
+  return choreo_store_dead_add(e->store, m, attempts, err, traceback ? traceback : "");
+}
+
+static int engine_deliver(choreo_engine *e, const choreo_msg *m, choreo_apply_result *res) {
+  if (!engine_is_for_us(e, m) || !choreo_scripts_handles(e->scripts, m->type)) {
+    res->skipped++;
+    return 0;
+  }
+  char err[512];
+  char *traceback = NULL;
+  bool ok = false;
+  int rc = 0;
+  for (int attempt = 1; attempt <= CHOREO_IMMEDIATE_ATTEMPTS && !ok && !rc; attempt++) {
+    free(traceback);
+    traceback = NULL;
+    rc = engine_attempt(e, m, err, sizeof err, &traceback, &ok);
+  }
+  if (!rc && ok) res->applied++;
+  if (!rc && !ok) {
+    res->failed++;
+    snprintf(res->last_error, sizeof res->last_error, "%s", err);
+    rc = engine_defer(e, m, CHOREO_IMMEDIATE_ATTEMPTS, err, traceback);
+  }
+  free(traceback);
+  return rc;
+}
+
+static int engine_fail_batch(choreo_engine *e, int rc) {
+  choreo_log(CHOREO_LOG_ERROR, e->name, "batch rolled back: %s", choreo_store_errmsg(e->store));
+  choreo_store_rollback(e->store);
+  return rc;
+}
+
+int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
+                              choreo_apply_result *res) {
+  memset(res, 0, sizeof *res);
+  choreo_frame_reader r;
+  if (choreo_frame_open(&r, buf, len)) {
+    e->bad_frames++;
+    return CHOREO_EINVAL;
+  }
+  if (r.source.n == 0 || r.source.n >= sizeof res->source) {
+    choreo_frame_close(&r);
+    e->bad_frames++;
+    return CHOREO_EINVAL;
+  }
+  const char *source = res->source;
+  memcpy(res->source, r.source.p, r.source.n);
+  res->source[r.source.n] = '\0';
+  res->first = r.first;
+  res->head = r.head;
+  res->count = r.count;
+  int64_t checkpoint = choreo_store_checkpoint(e->store, source);
+  if (r.count == 0 || r.first + r.count - 1 <= checkpoint) {
+    res->skipped = (int)r.count;
+    choreo_frame_close(&r);
+    return 0;
+  }
+  if (r.first > checkpoint + 1) {
+    res->gap = true;
+    choreo_frame_close(&r);
+    return 0;
+  }
+  int rc = choreo_store_begin(e->store);
+  if (rc) {
+    choreo_frame_close(&r);
+    return rc;
+  }
+  choreo_msg m;
+  int more = 0;
+  int64_t last = checkpoint;
+  while (!rc && (more = choreo_frame_next(&r, &m)) == 1) {
+    if (m.seq <= checkpoint) {
+      res->skipped++;
+      continue;
+    }
+    rc = engine_deliver(e, &m, res);
+    last = m.seq;
+  }
+  choreo_frame_close(&r);
+  if (!rc && more < 0) {
+    e->bad_frames++;
+    choreo_store_rollback(e->store);
+    return CHOREO_EINVAL;
+  }
+  if (!rc) rc = choreo_store_set_checkpoint(e->store, source, last);
+  if (!rc) rc = choreo_store_commit(e->store);
+  return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_apply_result *res) {
+  memset(res, 0, sizeof *res);
+  int64_t checkpoint = choreo_store_checkpoint(e->store, e->name);
+  *pending = false;
+  if (choreo_store_head(e->store) <= checkpoint) return 0;
+  int n = choreo_store_read_frame(e->store, e->name, checkpoint, max, OWN_FRAME_BYTES,
+                                  &e->own_frame);
+  if (n < 0) return n;
+  int rc = choreo_engine_apply_frame(e, e->own_frame.data, e->own_frame.size, res);
+  *pending = choreo_store_head(e->store) > choreo_store_checkpoint(e->store, e->name);
+  return rc;
+}
+
+typedef struct retry_run {
+  choreo_engine *e;
+  choreo_apply_result *res;
+} retry_run;
+
+static int engine_retry_one(void *ud, int64_t id, const char *raw, size_t len, int attempts) {
+  retry_run *run = ud;
+  choreo_engine *e = run->e;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  int rc = choreo_msg_decode(raw, len, &u, &m);
+  if (rc) { /* cannot happen for rows we wrote ourselves; drop rather than loop on it */
+    msgpack_unpacked_destroy(&u);
+    return choreo_store_retry_remove(e->store, id);
+  }
+  char err[512];
+  char *traceback = NULL;
+  bool ok = false;
+  rc = engine_attempt(e, &m, err, sizeof err, &traceback, &ok);
+  if (!rc) rc = choreo_store_retry_remove(e->store, id);
+  if (!rc && ok) run->res->applied++;
+  if (!rc && !ok) {
+    run->res->failed++;
+    snprintf(run->res->last_error, sizeof run->res->last_error, "%s", err);
+    rc = engine_defer(e, &m, attempts + 1, err, traceback);
+  }
+  free(traceback);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+int64_t choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res) {
+  memset(res, 0, sizeof *res);
+  int64_t now = choreo_engine_now_ms(e);
+  int64_t due = choreo_store_retry_next_due(e->store);
+  if (due < 0 || due > now) return due;
+  retry_run run = {e, res};
+  int rc = choreo_store_begin(e->store);
+  if (!rc) rc = choreo_store_retry_each_due(e->store, now, 100, engine_retry_one, &run);
+  if (!rc) rc = choreo_store_commit(e->store);
+  if (rc) engine_fail_batch(e, rc);
+  return choreo_store_retry_next_due(e->store);
+}
+
+static int engine_append(choreo_engine *e, const choreo_msg_fields *f, int64_t *seq_out) {
+  int64_t seq;
+  int rc = choreo_store_append(e->store, f, &seq);
+  if (!rc && seq_out) *seq_out = seq;
+  return rc;
+}
+
+int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
+                       const char *data, size_t data_len, int64_t *seq_out) {
+  choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
+                         .data = data, .data_len = data_len};
+  int rc = choreo_store_begin(e->store);
+  if (!rc) rc = engine_append(e, &f, seq_out);
+  if (!rc) rc = choreo_store_commit(e->store);
+  return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+static char *engine_dup(choreo_str s) { return s.p ? strndup(s.p, s.n) : NULL; }
+
+int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
+                                    const char *type, const char *data, size_t data_len,
+                                    const choreo_emit_opts *opts) {
+  const choreo_msg *m = e->current;
+  if (!m) return CHOREO_EINVAL;
+  char *id = engine_dup(m->id);
+  char *correlation = opts->correlationid ? strdup(opts->correlationid)
+                      : engine_dup(m->correlationid.p ? m->correlationid : m->id);
+  char *traceparent = engine_dup(m->traceparent);
+  choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
+                         .subject = opts->subject, .correlationid = correlation,
+                         .causationid = id, .traceparent = traceparent,
+                         .data = data, .data_len = data_len};
+  int rc = (id && correlation) ? engine_append(e, &f, NULL) : CHOREO_ENOMEM;
+  free(id);
+  free(correlation);
+  free(traceparent);
+  return rc;
+}

@@ -1,0 +1,70 @@
+/* The running host's state, shared by the files that make it up: host.c (loop, publishing,
+ * reload, shutdown), peers.c (discovery, live frames, FETCH catch-up), serve.c (answering
+ * FETCH) and control.c (the CLI's control socket). */
+#ifndef CHOREO_HOST_H
+#define CHOREO_HOST_H
+
+#include <limits.h>
+#include <nng/nng.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "bus.h"
+#include "choreo.h"
+#include "engine.h"
+
+#define CHOREO_URL_MAX (PATH_MAX + 32)
+#define CHOREO_MAX_PEERS 256
+#define CHOREO_FETCH_ROWS 2000
+#define CHOREO_FETCH_BYTES (4u << 20)
+
+typedef struct choreo_peer {
+  char name[CHOREO_NAME_MAX + 1]; /* "" until its first answer, for --peer endpoints */
+  char pub_url[CHOREO_URL_MAX], rep_url[CHOREO_URL_MAX];
+  nng_socket req;
+  choreo_bus_watch watch;
+  bool in_flight;
+  uint64_t asked_at;   /* loop time (ms) of the request in flight */
+  uint64_t answered_at;
+  int64_t head;        /* the peer's last seq, as it last told us */
+} choreo_peer;
+
+typedef struct choreo_host {
+  uv_loop_t loop;
+  choreo_engine *engine;
+  const choreo_host_options *opts;
+  char bus[PATH_MAX];
+  nng_socket pub, sub, rep, ctl;
+  choreo_bus_watch sub_watch, rep_watch, ctl_watch;
+  choreo_peer *peers[CHOREO_MAX_PEERS];
+  int npeers;
+  uv_timer_t tick, retry_timer, reload_timer;
+  uv_idle_t own_idle;
+  uv_fs_event_t watch_dir;
+  uv_signal_t sigint, sigterm;
+  int64_t published; /* the last seq published on PUB */
+  msgpack_sbuffer frame;
+  uint64_t ticks;
+  bool stopping;
+} choreo_host;
+
+/* host.c: after anything committed — publish new rows, let our own handlers see them, and
+ * re-arm the retry timer. */
+void choreo_host_committed(choreo_host *h);
+/* Logs what an apply did when it failed or dead-lettered something. */
+void choreo_host_report(choreo_host *h, const char *from, int rc, const choreo_apply_result *r);
+
+/* peers.c */
+int choreo_peers_start(choreo_host *h, char *err, size_t errlen);
+void choreo_peers_tick(choreo_host *h);  /* discovery, periodic FETCH, safety drain */
+void choreo_peers_stop(choreo_host *h);
+/* Appends {name, url, checkpoint, head, lag} objects for `choreo status`. */
+struct cJSON;
+void choreo_peers_status(choreo_host *h, struct cJSON *array);
+
+/* serve.c: the FETCH endpoint peers catch up from. */
+void choreo_serve_fetch(void *host, nng_msg *request);
+/* control.c: the CLI's requests. */
+void choreo_control_serve(void *host, nng_msg *request);
+
+#endif

@@ -1,0 +1,267 @@
+/* JSON at the edges: JSON text given on the command line becomes msgpack data, and msgpack
+ * values and whole messages become JSON for people (`choreo tail`, dead letters). cJSON parses
+ * and prints; this file owns the mapping between the two type systems.
+ *
+ * cJSON keeps a number only as a double, which cannot tell 1 from 1.0 and rounds integers past
+ * 2^53. Both directions work around it instead of living with it: parsing rereads each number's
+ * literal from the source text, and printing emits large integers as raw number text. */
+#include "json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "choreo.h"
+
+/* ---- JSON -> msgpack ---- */
+
+typedef struct json_packer {
+  msgpack_packer pk;
+  const char *scan; /* where to look for the next number literal in the source text */
+  char *err;
+  size_t errlen;
+} json_packer;
+
+static void json_error(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Finds the next number literal at or after *cursor and moves *cursor past it. cJSON creates
+ * items in document order (duplicate keys included), so the n-th number item of the tree is the
+ * n-th literal found here. The text has already been parsed successfully, so every '-' or digit
+ * outside a string starts a number, and the literal ends at the first character that cannot
+ * continue one (cJSON would have failed on a literal that strtod did not consume entirely). */
+static const char *json_next_number(const char **cursor, size_t *len) {
+  const char *s = *cursor;
+  bool in_string = false;
+  for (; *s; s++) {
+    if (in_string) {
+      if (*s == '\\' && s[1]) s++;
+      else if (*s == '"') in_string = false;
+    } else if (*s == '"') {
+      in_string = true;
+    } else if (*s == '-' || (*s >= '0' && *s <= '9')) {
+      break;
+    }
+  }
+  const char *start = s;
+  while (*s && strchr("+-.0123456789eE", *s)) s++;
+  *len = (size_t)(s - start);
+  *cursor = s;
+  return start;
+}
+
+/* Integer literals (no fraction, no exponent) that fit int64 are packed as integers, exactly:
+ * the literal is reparsed rather than trusting cJSON's double. Everything else is a double. */
+static int json_pack_number(json_packer *jp, const cJSON *item) {
+  size_t n;
+  const char *lit = json_next_number(&jp->scan, &n);
+  char digits[24];
+  if (n > 0 && n < sizeof digits && strspn(lit, "-0123456789") == n) {
+    memcpy(digits, lit, n);
+    digits[n] = '\0';
+    errno = 0;
+    long long v = strtoll(digits, NULL, 10);
+    if (errno == 0) return msgpack_pack_int64(&jp->pk, v);
+  }
+  return msgpack_pack_double(&jp->pk, item->valuedouble);
+}
+
+/* `level` is the number of containers around `item`; depth is counted as choreo_msgpack_check
+ * counts it, so whatever packs here also fits in a message's data. Recursion is bounded by
+ * CHOREO_MAX_DEPTH. */
+static int json_pack(json_packer *jp, const cJSON *item, int level) {
+  if (cJSON_IsArray(item) || cJSON_IsObject(item)) {
+    bool object = cJSON_IsObject(item);
+    if (level == CHOREO_MAX_DEPTH) {
+      json_error(jp->err, jp->errlen, "nesting deeper than %d", CHOREO_MAX_DEPTH);
+      return CHOREO_EINVAL;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(item);
+    if ((object ? msgpack_pack_map(&jp->pk, n) : msgpack_pack_array(&jp->pk, n)) != 0)
+      return CHOREO_ENOMEM;
+    const cJSON *child;
+    cJSON_ArrayForEach(child, item) {
+      if (object && msgpack_pack_str_with_body(&jp->pk, child->string, strlen(child->string)) != 0)
+        return CHOREO_ENOMEM;
+      int rc = json_pack(jp, child, level + 1);
+      if (rc != 0) return rc;
+    }
+    return 0;
+  }
+  int rc;
+  if (cJSON_IsString(item))
+    rc = msgpack_pack_str_with_body(&jp->pk, item->valuestring, strlen(item->valuestring));
+  else if (cJSON_IsNumber(item))
+    rc = json_pack_number(jp, item);
+  else if (cJSON_IsBool(item))
+    rc = cJSON_IsTrue(item) ? msgpack_pack_true(&jp->pk) : msgpack_pack_false(&jp->pk);
+  else
+    rc = msgpack_pack_nil(&jp->pk);
+  return rc != 0 ? CHOREO_ENOMEM : 0;
+}
+
+int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, size_t errlen) {
+  const char *end = json;
+  cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
+  if (root == NULL) {
+    json_error(err, errlen, "invalid JSON at offset %zu", (size_t)(end - json));
+    return CHOREO_EINVAL;
+  }
+  json_packer jp = {.scan = json, .err = err, .errlen = errlen};
+  msgpack_packer_init(&jp.pk, out, msgpack_sbuffer_write);
+  size_t mark = out->size;
+  int rc = json_pack(&jp, root, 0);
+  cJSON_Delete(root);
+  if (rc != 0) {
+    if (rc == CHOREO_ENOMEM) json_error(err, errlen, "out of memory");
+    out->size = mark; /* all or nothing */
+  }
+  return rc;
+}
+
+/* ---- msgpack -> cJSON ---- */
+
+/* msgpack strings are not NUL-terminated and cJSON wants C strings, hence the copy. A string
+ * with an embedded NUL is cut there: cJSON cannot hold it. */
+static cJSON *json_string(const char *p, size_t n) {
+  char *s = malloc(n + 1);
+  if (s == NULL) return NULL;
+  if (n) memcpy(s, p, n);
+  s[n] = '\0';
+  cJSON *item = cJSON_CreateString(s);
+  free(s);
+  return item;
+}
+
+/* cJSON prints numbers with %1.15g, which turns integers of 16 digits or more into exponent
+ * form or drops digits. Those are emitted as raw number text so the JSON stays exact; smaller
+ * ones stay ordinary cJSON numbers. */
+#define JSON_EXACT_LIMIT 1000000000000000LL /* 10^15 */
+
+static cJSON *json_uint(uint64_t v) {
+  char text[24];
+  if (v < JSON_EXACT_LIMIT) return cJSON_CreateNumber((double)v);
+  snprintf(text, sizeof text, "%" PRIu64, v);
+  return cJSON_CreateRaw(text);
+}
+
+static cJSON *json_int(int64_t v) {
+  char text[24];
+  if (v > -JSON_EXACT_LIMIT && v < JSON_EXACT_LIMIT) return cJSON_CreateNumber((double)v);
+  snprintf(text, sizeof text, "%" PRId64, v);
+  return cJSON_CreateRaw(text);
+}
+
+/* Adds item (which may be NULL after a failed allocation) to an array or, with a key, an
+ * object; the item is freed if it cannot be added. */
+static bool json_add(cJSON *parent, const char *key, cJSON *item) {
+  if (item == NULL) return false;
+  if (key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item))
+    return true;
+  cJSON_Delete(item);
+  return false;
+}
+
+/* Map keys must be strings in JSON: string keys are used as they are, any other key is
+ * replaced by its JSON text (1 -> "1", [1,2] -> "[1,2]"). Returns a malloc'd string. */
+static char *json_key(const msgpack_object *k) {
+  if (k->type == MSGPACK_OBJECT_STR || k->type == MSGPACK_OBJECT_BIN) {
+    const char *p = k->type == MSGPACK_OBJECT_STR ? k->via.str.ptr : k->via.bin.ptr;
+    size_t n = k->type == MSGPACK_OBJECT_STR ? k->via.str.size : k->via.bin.size;
+    char *s = malloc(n + 1);
+    if (s == NULL) return NULL;
+    if (n) memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+  }
+  cJSON *item = choreo_msgpack_to_cjson(k);
+  char *s = item ? cJSON_PrintUnformatted(item) : NULL;
+  cJSON_Delete(item);
+  return s;
+}
+
+cJSON *choreo_msgpack_to_cjson(const msgpack_object *o) {
+  cJSON *c = NULL;
+  switch (o->type) {
+  case MSGPACK_OBJECT_NIL: return cJSON_CreateNull();
+  case MSGPACK_OBJECT_BOOLEAN: return cJSON_CreateBool(o->via.boolean);
+  case MSGPACK_OBJECT_POSITIVE_INTEGER: return json_uint(o->via.u64);
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_int(o->via.i64);
+  case MSGPACK_OBJECT_FLOAT32:
+  case MSGPACK_OBJECT_FLOAT64: return cJSON_CreateNumber(o->via.f64);
+  case MSGPACK_OBJECT_STR: return json_string(o->via.str.ptr, o->via.str.size);
+  case MSGPACK_OBJECT_BIN: return json_string(o->via.bin.ptr, o->via.bin.size);
+  case MSGPACK_OBJECT_EXT:
+    /* No JSON equivalent: keep both parts visible. */
+    c = cJSON_CreateObject();
+    if (c && json_add(c, "exttype", cJSON_CreateNumber(o->via.ext.type)) &&
+        json_add(c, "data", json_string(o->via.ext.ptr, o->via.ext.size)))
+      return c;
+    break;
+  case MSGPACK_OBJECT_ARRAY:
+    c = cJSON_CreateArray();
+    for (uint32_t i = 0; c && i < o->via.array.size; i++)
+      if (!json_add(c, NULL, choreo_msgpack_to_cjson(&o->via.array.ptr[i]))) goto fail;
+    return c;
+  case MSGPACK_OBJECT_MAP:
+    c = cJSON_CreateObject();
+    for (uint32_t i = 0; c && i < o->via.map.size; i++) {
+      char *key = json_key(&o->via.map.ptr[i].key);
+      bool ok = key && json_add(c, key, choreo_msgpack_to_cjson(&o->via.map.ptr[i].val));
+      free(key);
+      if (!ok) goto fail;
+    }
+    return c;
+  }
+fail:
+  cJSON_Delete(c);
+  return NULL;
+}
+
+/* ---- messages ---- */
+
+static bool json_add_attr(cJSON *obj, const char *key, choreo_str s) {
+  return s.n == 0 || json_add(obj, key, json_string(s.p, s.n));
+}
+
+/* The id when the message carries none: the same "<source>/<seq>" the encoder derives. */
+static cJSON *json_derived_id(const choreo_msg *m) {
+  size_t size = m->source.n + 24;
+  char *s = malloc(size);
+  if (s == NULL) return NULL;
+  snprintf(s, size, "%.*s/%" PRId64, (int)m->source.n, m->source.p, m->seq);
+  cJSON *item = cJSON_CreateString(s);
+  free(s);
+  return item;
+}
+
+char *choreo_msg_to_json(const choreo_msg *m) {
+  cJSON *root = cJSON_CreateObject();
+  char *text = NULL;
+  /* The order follows the CloudEvents attribute list, then the extensions. */
+  bool ok = root && json_add(root, "specversion", cJSON_CreateString("1.0")) &&
+            (m->id.n ? json_add_attr(root, "id", m->id)
+                     : json_add(root, "id", json_derived_id(m))) &&
+            json_add_attr(root, "source", m->source) && json_add_attr(root, "type", m->type) &&
+            json_add_attr(root, "time", m->time) && json_add_attr(root, "subject", m->subject);
+  if (ok && m->data)
+    ok = json_add(root, "datacontenttype", cJSON_CreateString("application/json")) &&
+         json_add(root, "data", choreo_msgpack_to_cjson(m->data));
+  ok = ok && json_add(root, "seq", json_int(m->seq)) && json_add_attr(root, "kind", m->kind) &&
+       json_add_attr(root, "to", m->to) &&
+       json_add_attr(root, "correlationid", m->correlationid) &&
+       json_add_attr(root, "causationid", m->causationid) &&
+       json_add_attr(root, "traceparent", m->traceparent);
+  if (ok) text = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  return text;
+}

@@ -1,0 +1,24 @@
+/* JSON at the edges: data given on the command line becomes msgpack, and messages leave as
+ * CloudEvents JSON (`choreo tail`, dead letters). cJSON does the parsing and printing. */
+#ifndef CHOREO_JSON_H
+#define CHOREO_JSON_H
+
+#include <cjson/cJSON.h>
+#include <msgpack.h>
+
+#include "codec.h"
+
+/* Parses one JSON text and appends its msgpack encoding to `out`. Integers without a fraction
+ * or exponent that fit int64 stay integers. Returns 0, or CHOREO_EINVAL with a one-line reason
+ * in err (e.g. "invalid JSON near 'x'", "nesting deeper than 30"). */
+int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, size_t errlen);
+
+/* Converts a msgpack value to a cJSON tree (binary becomes a string; non-string map keys are
+ * printed). Returns NULL on allocation failure. The caller frees with cJSON_Delete. */
+cJSON *choreo_msgpack_to_cjson(const msgpack_object *o);
+
+/* The CloudEvents 1.0 JSON form of a message: a malloc'd, NUL-terminated single line, or NULL
+ * on allocation failure. The caller frees it with free(). */
+char *choreo_msg_to_json(const choreo_msg *m);
+
+#endif

@@ -1,0 +1,70 @@
+/* The host's SQLite database (WAL): its log (the outbox), per-source checkpoints (the inbox),
+ * delayed retries and dead letters, beside the tables the scripts create through ctx.db.
+ * One loop thread owns the connection; statements are prepared once. */
+#ifndef CHOREO_STORE_H
+#define CHOREO_STORE_H
+
+#include <msgpack.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+typedef struct choreo_store choreo_store;
+
+/* Opens (creating if needed) the database at path (":memory:" allowed) and its schema.
+ * Returns 0 or CHOREO_EIO with the reason in err. */
+int choreo_store_open(choreo_store **out, const char *path, char *err, size_t errlen);
+void choreo_store_close(choreo_store *s);
+sqlite3 *choreo_store_db(choreo_store *s);
+
+/* Transactions: one per batch (BEGIN IMMEDIATE) and a savepoint per message. */
+int choreo_store_begin(choreo_store *s);
+int choreo_store_commit(choreo_store *s);
+int choreo_store_rollback(choreo_store *s);
+int choreo_store_savepoint(choreo_store *s);
+int choreo_store_release(choreo_store *s);
+int choreo_store_rollback_savepoint(choreo_store *s); /* rolls back and releases */
+
+/* The last seq applied from source (0 if none), and its update. */
+int64_t choreo_store_checkpoint(choreo_store *s, const char *source);
+int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq);
+
+/* Appends a message to the log: seq = head + 1, source = the store's owner name given in f.
+ * On success *seq_out holds the new seq. */
+int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *seq_out);
+/* The highest seq in the log (0 when empty). */
+int64_t choreo_store_head(choreo_store *s);
+
+/* Writes a frame of log rows with seq > after into out (cleared first): at most max_count
+ * rows and roughly max_bytes. Returns the number of rows (0 is a valid, empty frame). */
+int choreo_store_read_frame(choreo_store *s, const char *source, int64_t after, int max_count,
+                            size_t max_bytes, msgpack_sbuffer *out);
+
+/* Delayed retries: a message that failed its immediate attempts waits here until due_ms
+ * (milliseconds since the epoch). */
+int choreo_store_retry_add(choreo_store *s, const choreo_msg *m, int attempts, int64_t due_ms,
+                           const char *error);
+/* The earliest due time, or -1 if there are no retries. */
+int64_t choreo_store_retry_next_due(choreo_store *s);
+/* Calls fn for each retry due at now_ms (at most max), in due order, with its row id, raw
+ * message and attempts so far. */
+typedef int (*choreo_retry_fn)(void *ud, int64_t id, const char *raw, size_t len, int attempts);
+int choreo_store_retry_each_due(choreo_store *s, int64_t now_ms, int max, choreo_retry_fn fn,
+                                void *ud);
+int choreo_store_retry_remove(choreo_store *s, int64_t id);
+
+/* Dead letters. */
+int choreo_store_dead_add(choreo_store *s, const choreo_msg *m, int attempts, const char *error,
+                          const char *traceback);
+/* A JSON array of {id, source, seq, type, attempts, error, traceback, time, message}; malloc'd. */
+char *choreo_store_dead_list_json(choreo_store *s);
+/* Moves a dead letter back to the retries, due now. CHOREO_ENOENT if there is no such id. */
+int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms);
+int choreo_store_dead_drop(choreo_store *s, int64_t id);
+int64_t choreo_store_dead_count(choreo_store *s);
+
+/* The last SQLite error message of the connection. */
+const char *choreo_store_errmsg(choreo_store *s);
+
+#endif

@@ -1,0 +1,92 @@
+-- choreo.testing: test hosts for busted specs (`choreo test DIR`).
+--
+-- A test host is a real engine: the directory's scripts in their own Lua state, a fresh
+-- in-memory database, and the same dispatch path a running host uses. Each deliver is one
+-- transaction; what the handlers emit is collected in order.
+local engine = require "choreo.engine"
+
+local testing = {}
+
+local Host = {}
+Host.__index = Host
+
+local function basename(path)
+  return (path:gsub("/+$", ""):match("([^/]+)$")) or path
+end
+
+-- testing.host([dir[, opts]]): dir defaults to the directory `choreo test` was given;
+-- opts.name sets the service name (default: the directory's base name); opts.instructions and
+-- opts.memory set the per-call instruction limit and the Lua memory ceiling in bytes.
+function testing.host(dir, opts)
+  dir = dir or os.getenv("CHOREO_TEST_DIR")
+  if not dir then error("testing.host: no directory given and not run by `choreo test`", 2) end
+  opts = opts or {}
+  local e, err = engine.open(dir, opts.name or basename(dir), opts)
+  if not e then error(err, 2) end
+  local host = setmetatable({
+    engine = e,
+    name = opts.name or basename(dir),
+    emitted = {},   -- everything, in order
+    published = {}, -- events
+    sent = {},      -- commands
+    replies = {},   -- replies
+    seen = 0,
+  }, Host)
+  host.db = e:db()
+  return host
+end
+
+function Host:collect_()
+  for _, m in ipairs(self.engine:log(self.seen)) do
+    self.seen = m.seq
+    self.emitted[#self.emitted + 1] = m
+    local list = m.kind == "event" and self.published or m.kind == "command" and self.sent
+      or self.replies
+    list[#list + 1] = m
+  end
+end
+
+-- host:deliver(type, data[, opts]) -> true | false, error
+-- opts: source (default "test"), kind ("event"|"command"|"reply"), to, subject, correlationid.
+function Host:deliver(type, data, opts)
+  local result = self.engine:deliver(type, data, opts)
+  self:collect_()
+  if result.failed > 0 then return false, result.error end
+  return true
+end
+
+-- host:send(type, data[, opts]): deliver a command addressed to this host.
+function Host:send(type, data, opts)
+  opts = opts or {}
+  opts.kind = "command"
+  return self:deliver(type, data, opts)
+end
+
+-- host:advance(seconds): move the clock; due retries (and timeouts) run.
+function Host:advance(seconds)
+  local result = self.engine:advance(seconds)
+  self:collect_()
+  if result.failed > 0 then return false, result.error end
+  return true
+end
+
+-- host:dead_letters() -> { {id=, type=, error=, traceback=, attempts=}, ... }
+function Host:dead_letters()
+  local list = {}
+  local sql = "select id, type, error, traceback, attempts from choreo_dead_letters order by id"
+  for row in self.db:rows(sql) do
+    list[#list + 1] = row
+  end
+  return list
+end
+
+-- host:reload() -> true | nil, "file:line: message"
+function Host:reload()
+  return self.engine:reload()
+end
+
+function Host:close()
+  self.engine:close()
+end
+
+return testing

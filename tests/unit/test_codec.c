@@ -1,0 +1,783 @@
+/* Unit tests for the wire codec: message and frame round trips, and the defensive decoding that
+ * stands between the network and msgpack-c (truncation, hostile lengths, depth, random bytes). */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "choreo.h"
+#include "codec.h"
+
+static const char *const TIME = "2026-11-27T03:00:00.123456Z";
+static const char *const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/* The string value of `key` in a decoded map, or {NULL, 0}. */
+static choreo_str map_str(const msgpack_object *map, const char *key) {
+  for (uint32_t i = 0; i < map->via.map.size; i++) {
+    const msgpack_object_kv *kv = &map->via.map.ptr[i];
+    if (kv->key.type == MSGPACK_OBJECT_STR && kv->val.type == MSGPACK_OBJECT_STR &&
+        choreo_str_eq((choreo_str){kv->key.via.str.ptr, kv->key.via.str.size}, key))
+      return (choreo_str){kv->val.via.str.ptr, kv->val.via.str.size};
+  }
+  return (choreo_str){NULL, 0};
+}
+
+static bool map_has(const msgpack_object *map, const char *key) {
+  for (uint32_t i = 0; i < map->via.map.size; i++) {
+    const msgpack_object *k = &map->via.map.ptr[i].key;
+    if (k->type == MSGPACK_OBJECT_STR && choreo_str_eq((choreo_str){k->via.str.ptr, k->via.str.size}, key))
+      return true;
+  }
+  return false;
+}
+
+/* Packs a map from (key, tag, value) triples: tag 's' string, 'i' int64_t, 'u' uint64_t,
+ * 'd' double, 'n' nil (no value). A NULL key is packed as the integer 7. */
+static void build_map(msgpack_sbuffer *sb, int n, ...) {
+  msgpack_packer pk;
+  va_list ap;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, (size_t)n);
+  va_start(ap, n);
+  for (int i = 0; i < n; i++) {
+    const char *key = va_arg(ap, const char *);
+    int tag = va_arg(ap, int);
+    if (key) msgpack_pack_str_with_body(&pk, key, strlen(key));
+    else msgpack_pack_int(&pk, 7);
+    switch (tag) {
+    case 's': {
+      const char *s = va_arg(ap, const char *);
+      msgpack_pack_str_with_body(&pk, s, strlen(s));
+      break;
+    }
+    case 'i': msgpack_pack_int64(&pk, va_arg(ap, int64_t)); break;
+    case 'u': msgpack_pack_uint64(&pk, va_arg(ap, uint64_t)); break;
+    case 'd': msgpack_pack_double(&pk, va_arg(ap, double)); break;
+    default: msgpack_pack_nil(&pk); break;
+    }
+  }
+  va_end(ap);
+}
+
+/* `depth` nested arrays; the innermost holds 1, or is empty. */
+static size_t nested(char *buf, int depth, bool empty_inside) {
+  size_t n = 0;
+  for (int i = 0; i < depth; i++) buf[n++] = (char)(i == depth - 1 && empty_inside ? 0x90 : 0x91);
+  if (!empty_inside || depth == 0) buf[n++] = 0x01;
+  return n;
+}
+
+static int encode(msgpack_sbuffer *out, const char *source, int64_t seq, const char *data,
+                  size_t data_len) {
+  choreo_msg_fields f = {.source = source, .type = "OrderPlaced", .kind = "event", .time = TIME,
+                         .seq = seq, .data = data, .data_len = data_len};
+  return choreo_msg_encode(&f, out);
+}
+
+static void test_msg_round_trip(void) {
+  msgpack_sbuffer data, buf;
+  msgpack_packer pk;
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_sbuffer_init(&data);
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked_init(&u);
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 2);
+  msgpack_pack_str_with_body(&pk, "order", 5);
+  msgpack_pack_int(&pk, 7);
+  msgpack_pack_str_with_body(&pk, "total", 5);
+  msgpack_pack_int(&pk, 30);
+
+  choreo_msg_fields f = {.source = "orders", .type = "OrderPlaced", .kind = "command",
+                         .to = "shipping", .subject = "order-7", .correlationid = "c-1",
+                         .causationid = "orders/41", .traceparent = TRACEPARENT, .time = TIME,
+                         .seq = 42, .data = data.data, .data_len = data.size};
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_str_eq(m.id, "orders/42"));
+  CHECK(choreo_str_eq(m.source, "orders"));
+  CHECK(choreo_str_eq(m.type, "OrderPlaced"));
+  CHECK(choreo_str_eq(m.time, TIME));
+  CHECK(choreo_str_eq(m.subject, "order-7"));
+  CHECK(choreo_str_eq(m.kind, "command"));
+  CHECK(choreo_str_eq(m.to, "shipping"));
+  CHECK(choreo_str_eq(m.correlationid, "c-1"));
+  CHECK(choreo_str_eq(m.causationid, "orders/41"));
+  CHECK(choreo_str_eq(m.traceparent, TRACEPARENT));
+  CHECK(m.seq == 42);
+  CHECK(m.raw == buf.data && m.raw_len == buf.size);
+  CHECK(choreo_str_eq(map_str(&u.data, "specversion"), "1.0"));
+  CHECK(choreo_str_eq(map_str(&u.data, "datacontenttype"), "application/msgpack"));
+  CHECK(u.data.via.map.size == 14);
+
+  msgpack_unpacked orig;
+  msgpack_unpacked_init(&orig);
+  CHECK(msgpack_unpack_next(&orig, data.data, data.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  CHECK(m.data != NULL && msgpack_object_equal(*m.data, orig.data));
+
+  /* Appending keeps what was there: a second message after the first. */
+  size_t first_len = buf.size;
+  f.seq = 43;
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data + first_len, buf.size - first_len, &u, &m) == 0);
+  CHECK(choreo_str_eq(m.id, "orders/43") && m.seq == 43);
+
+  msgpack_unpacked_destroy(&orig);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&data);
+  msgpack_sbuffer_destroy(&buf);
+}
+
+static void test_msg_minimal(void) {
+  msgpack_sbuffer buf;
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked_init(&u);
+  /* No time (means now), no data, and an empty subject, which counts as absent. */
+  choreo_msg_fields f = {.source = "billing", .type = "Paid", .kind = "event", .subject = "",
+                         .seq = 1};
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_str_eq(m.id, "billing/1"));
+  CHECK(m.data == NULL);
+  CHECK(m.subject.p == NULL && m.subject.n == 0);
+  CHECK(m.to.p == NULL && m.correlationid.p == NULL && m.causationid.p == NULL &&
+        m.traceparent.p == NULL);
+  CHECK(!map_has(&u.data, "datacontenttype") && !map_has(&u.data, "data") &&
+        !map_has(&u.data, "subject"));
+  CHECK(m.time.n == 27 && m.time.p[4] == '-' && m.time.p[10] == 'T' && m.time.p[19] == '.' &&
+        m.time.p[26] == 'Z');
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&buf);
+}
+
+static void test_msg_data_values(void) {
+  msgpack_sbuffer data, buf;
+  msgpack_packer pk;
+  msgpack_unpacked u, orig;
+  choreo_msg m;
+  msgpack_sbuffer_init(&data);
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked_init(&u);
+  msgpack_unpacked_init(&orig);
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 3);
+  msgpack_pack_str_with_body(&pk, "list", 4);
+  msgpack_pack_array(&pk, 13);
+  msgpack_pack_int(&pk, 1);
+  msgpack_pack_int(&pk, -1);
+  msgpack_pack_int64(&pk, INT64_MIN);
+  msgpack_pack_uint64(&pk, UINT64_MAX);
+  msgpack_pack_double(&pk, 1.5);
+  msgpack_pack_float(&pk, 0.25f);
+  msgpack_pack_str_with_body(&pk, "text", 4);
+  msgpack_pack_true(&pk);
+  msgpack_pack_false(&pk);
+  msgpack_pack_nil(&pk);
+  msgpack_pack_array(&pk, 0);
+  msgpack_pack_map(&pk, 0);
+  msgpack_pack_bin_with_body(&pk, "\0\1", 2);
+  msgpack_pack_str_with_body(&pk, "nested", 6);
+  msgpack_pack_map(&pk, 1);
+  msgpack_pack_str_with_body(&pk, "deeper", 6);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_map(&pk, 1);
+  msgpack_pack_int(&pk, 3); /* a non-string key */
+  msgpack_pack_str_with_body(&pk, "three", 5);
+  msgpack_pack_str_with_body(&pk, "", 0);
+  msgpack_pack_str_with_body(&pk, "ext", 3);
+  msgpack_pack_ext_with_body(&pk, "abc", 3, 5);
+
+  CHECK(encode(&buf, "orders", 9, data.data, data.size) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(msgpack_unpack_next(&orig, data.data, data.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  CHECK(m.data != NULL && msgpack_object_equal(*m.data, orig.data));
+  if (m.data != NULL) {
+    const msgpack_object *list = &m.data->via.map.ptr[0].val;
+    CHECK(list->type == MSGPACK_OBJECT_ARRAY && list->via.array.size == 13);
+    CHECK(list->via.array.ptr[2].type == MSGPACK_OBJECT_NEGATIVE_INTEGER &&
+          list->via.array.ptr[2].via.i64 == INT64_MIN);
+    CHECK(list->via.array.ptr[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+          list->via.array.ptr[3].via.u64 == UINT64_MAX);
+    CHECK(list->via.array.ptr[5].type == MSGPACK_OBJECT_FLOAT32 &&
+          list->via.array.ptr[5].via.f64 == 0.25);
+  }
+
+  /* A lone nil is data too; only NULL/0 means "no data". */
+  msgpack_sbuffer_clear(&buf);
+  CHECK(encode(&buf, "orders", 10, "\xc0", 1) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(m.data != NULL && m.data->type == MSGPACK_OBJECT_NIL);
+
+  msgpack_unpacked_destroy(&orig);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&data);
+  msgpack_sbuffer_destroy(&buf);
+}
+
+static void test_msg_encode_rejects(void) {
+  msgpack_sbuffer buf;
+  char deep[64];
+  msgpack_sbuffer_init(&buf);
+  choreo_msg_fields ok = {.source = "s", .type = "T", .kind = "event", .seq = 1};
+  choreo_msg_fields f = ok;
+  f.source = NULL;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  f = ok, f.type = "";
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  f = ok, f.kind = NULL;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  f = ok, f.seq = 0;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  f = ok, f.seq = -5;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  /* data must be exactly one complete value within the depth limit */
+  f = ok, f.data = "\x01\x02", f.data_len = 2;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  f = ok, f.data = "\x92\x01", f.data_len = 2;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  f = ok, f.data = deep, f.data_len = nested(deep, CHOREO_MAX_DEPTH + 1, false);
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  CHECK(buf.size == 0); /* nothing appended by a failed encode */
+  f.data_len = nested(deep, CHOREO_MAX_DEPTH, false);
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  msgpack_sbuffer_destroy(&buf);
+}
+
+static int decode_map(msgpack_sbuffer *sb) {
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_unpacked_init(&u);
+  int rc = choreo_msg_decode(sb->data, sb->size, &u, &m);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_clear(sb);
+  return rc;
+}
+
+static void test_msg_decode_rejects(void) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  /* The minimum: source, type, kind, seq. Unknown keys, even non-string ones, are ignored. */
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  CHECK(decode_map(&sb) == 0);
+  build_map(&sb, 6, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1,
+            "future", 'd', 2.5, NULL, 's', "x");
+  CHECK(decode_map(&sb) == 0);
+
+  build_map(&sb, 3, "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL); /* no source */
+  build_map(&sb, 3, "source", 's', "a", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL); /* no type */
+  build_map(&sb, 3, "source", 's', "a", "type", 's', "T", "seq", 'i', (int64_t)1);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL); /* no kind */
+  build_map(&sb, 3, "source", 's', "a", "type", 's', "T", "kind", 's', "event");
+  CHECK(decode_map(&sb) == CHOREO_EINVAL); /* no seq */
+  build_map(&sb, 4, "source", 's', "", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL); /* empty source */
+
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)0);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)-3);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'd', 1.0);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 's', "1");
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'u', UINT64_MAX);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+
+  /* Non-string values for string attributes. */
+  build_map(&sb, 4, "source", 's', "a", "type", 'i', (int64_t)5, "kind", 's', "event", "seq", 'i', (int64_t)1);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  build_map(&sb, 5, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1,
+            "subject", 'n');
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  build_map(&sb, 5, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1,
+            "specversion", 'd', 1.0);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+
+  /* Not a map; a map followed by a stray byte; nothing at all. */
+  msgpack_sbuffer_write(&sb, "\x93\x01\x02\x03", 4);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  msgpack_sbuffer_write(&sb, "\xc0", 1);
+  CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_unpacked_init(&u);
+  CHECK(choreo_msg_decode("", 0, &u, &m) == CHOREO_EINVAL);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* A frame of `n` messages with seqs[i], data [i, "x"] each; offsets[i] is where message i starts. */
+static void build_frame(msgpack_sbuffer *out, int64_t first, uint32_t count, const int64_t *seqs,
+                        int n, size_t *offsets) {
+  CHECK(choreo_frame_header(out, "orders", first, count, first + count + 1) == 0);
+  for (int i = 0; i < n; i++) {
+    char data[] = {(char)0x92, (char)i, (char)0xa1, 'x'};
+    if (offsets) offsets[i] = out->size;
+    CHECK(encode(out, "orders", seqs[i], data, sizeof data) == 0);
+  }
+  if (offsets) offsets[n] = out->size;
+}
+
+static int open_copy(const char *buf, size_t len) {
+  /* An exactly sized copy, so the sanitizer sees any read past the end. */
+  char *copy = malloc(len ? len : 1);
+  choreo_frame_reader r;
+  memcpy(copy, buf, len);
+  int rc = choreo_frame_open(&r, copy, len);
+  choreo_frame_close(&r);
+  free(copy);
+  return rc;
+}
+
+static void test_frame_round_trip(void) {
+  static const int64_t seqs[] = {5, 6, 7};
+  size_t offsets[4];
+  msgpack_sbuffer sb;
+  choreo_frame_reader r;
+  choreo_msg m;
+  msgpack_sbuffer_init(&sb);
+  build_frame(&sb, 5, 3, seqs, 3, offsets);
+
+  CHECK(choreo_frame_open(&r, sb.data, sb.size) == 0);
+  CHECK(choreo_str_eq(r.source, "orders"));
+  CHECK(r.first == 5 && r.count == 3 && r.head == 9);
+  for (int i = 0; i < 3; i++) {
+    CHECK(choreo_frame_next(&r, &m) == 1);
+    CHECK(m.seq == seqs[i] && choreo_str_eq(m.source, "orders"));
+    CHECK(m.raw == sb.data + offsets[i] && m.raw_len == offsets[i + 1] - offsets[i]);
+    CHECK(m.data && m.data->type == MSGPACK_OBJECT_ARRAY && m.data->via.array.ptr[0].via.u64 == (uint64_t)i);
+  }
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+  choreo_frame_close(&r); /* closing twice is harmless */
+
+  /* A header alone is a valid empty frame. */
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_frame_header(&sb, "orders", 10, 0, 9) == 0);
+  CHECK(choreo_frame_open(&r, sb.data, sb.size) == 0);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  CHECK(choreo_frame_header(&sb, NULL, 1, 0, 0) == CHOREO_EINVAL);
+  CHECK(choreo_frame_header(&sb, "orders", 0, 0, 0) == CHOREO_EINVAL);
+  CHECK(choreo_frame_header(&sb, "orders", 1, 0, -1) == CHOREO_EINVAL);
+  CHECK(choreo_frame_header(&sb, "orders", INT64_MAX, 2, 0) == CHOREO_EINVAL);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_frame_rejects(void) {
+  static const int64_t good[] = {5, 6, 7}, bad[] = {5, 7, 6};
+  msgpack_sbuffer sb;
+  choreo_frame_reader r;
+  choreo_msg m;
+  msgpack_sbuffer_init(&sb);
+
+  /* Seq out of order: found message by message, each bad one reported, the rest still read. */
+  build_frame(&sb, 5, 3, bad, 3, NULL);
+  CHECK(choreo_frame_open(&r, sb.data, sb.size) == 0);
+  CHECK(choreo_frame_next(&r, &m) == 1);
+  CHECK(choreo_frame_next(&r, &m) == CHOREO_EINVAL);
+  CHECK(choreo_frame_next(&r, &m) == CHOREO_EINVAL);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  /* Header first seq disagrees with the messages. */
+  msgpack_sbuffer_clear(&sb);
+  build_frame(&sb, 4, 3, good, 3, NULL);
+  CHECK(choreo_frame_open(&r, sb.data, sb.size) == 0);
+  CHECK(choreo_frame_next(&r, &m) == CHOREO_EINVAL);
+  choreo_frame_close(&r);
+
+  /* Count disagrees with what is there, or there is trailing garbage. */
+  msgpack_sbuffer_clear(&sb);
+  build_frame(&sb, 5, 4, good, 3, NULL);
+  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  msgpack_sbuffer_clear(&sb);
+  build_frame(&sb, 5, 2, good, 3, NULL);
+  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  msgpack_sbuffer_clear(&sb);
+  build_frame(&sb, 5, 3, good, 3, NULL);
+  CHECK(open_copy(sb.data, sb.size) == 0);
+  msgpack_sbuffer_write(&sb, "\xc0", 1);
+  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  msgpack_sbuffer_write(&sb, "\x01\x02", 2);
+  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+
+  /* Bad headers: wrong version, wrong shape, bad fields. */
+  static const struct {
+    const char *bytes;
+    size_t len;
+  } headers[] = {
+      {"\x95\x02\xa1s\x01\x00\x00", 7},     /* version 2 */
+      {"\x94\x01\xa1s\x01\x00", 6},         /* four fields */
+      {"\x96\x01\xa1s\x01\x00\x00\x00", 8}, /* six fields */
+      {"\x95\x01\xa0\x01\x00\x00", 6},      /* empty source */
+      {"\x95\x01\x01\x01\x00\x00", 6},      /* source not a string */
+      {"\x95\x01\xa1s\x00\x00\x00", 7},     /* first seq 0 */
+      {"\x95\x01\xa1s\xff\x00\x00", 7},     /* first seq -1 */
+      {"\x95\x01\xa1s\x01\xff\x00", 7},     /* count -1 */
+      {"\x95\x01\xa1s\x01\x00\xff", 7},     /* head -1 */
+      {"\x95\x01\xa1s\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x00", 15}, /* count > 2^32 */
+      {"\x85\x01\x01\x02\x02\x03\x03\x04\x04\x05\x05", 11},            /* a map */
+      {"\x01", 1},                                                          /* a scalar */
+  };
+  for (size_t i = 0; i < sizeof headers / sizeof *headers; i++)
+    CHECK(open_copy(headers[i].bytes, headers[i].len) == CHOREO_EINVAL);
+  CHECK(open_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* the same, well-formed */
+
+  /* A message that is well-formed msgpack but no message. */
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_frame_header(&sb, "orders", 1, 1, 1) == 0);
+  msgpack_sbuffer_write(&sb, "\x01", 1);
+  CHECK(choreo_frame_open(&r, sb.data, sb.size) == 0);
+  CHECK(choreo_frame_next(&r, &m) == CHOREO_EINVAL);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  /* Too large, whatever it holds. */
+  char *huge = calloc(1, CHOREO_MAX_FRAME + 1);
+  CHECK(choreo_frame_open(&r, huge, CHOREO_MAX_FRAME + 1) == CHOREO_ETOOBIG);
+  choreo_frame_close(&r);
+  free(huge);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_truncated(void) {
+  static const int64_t seqs[] = {5, 6, 7};
+  size_t offsets[4];
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  build_frame(&sb, 5, 3, seqs, 3, offsets);
+  for (size_t len = 0; len < sb.size; len++) CHECK(open_copy(sb.data, len) == CHOREO_EINVAL);
+  CHECK(open_copy(sb.data, sb.size) == 0);
+
+  /* Every prefix of a single message, too. */
+  const char *msg = sb.data + offsets[1];
+  size_t msg_len = offsets[2] - offsets[1];
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_unpacked_init(&u);
+  for (size_t len = 0; len < msg_len; len++) {
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, msg, len);
+    CHECK(choreo_msgpack_check(copy, len, 1, CHOREO_MAX_DEPTH + 1) == CHOREO_EINVAL);
+    CHECK(choreo_msg_decode(copy, len, &u, &m) == CHOREO_EINVAL);
+    free(copy);
+  }
+  CHECK(choreo_msg_decode(msg, msg_len, &u, &m) == 0 && m.seq == 6);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* One object of every msgpack format, each spelled out byte by byte. */
+static const struct {
+  const char *bytes;
+  size_t len;
+  msgpack_object_type type;
+} every_format[] = {
+    {"\x05", 1, MSGPACK_OBJECT_POSITIVE_INTEGER},         /* positive fixint */
+    {"\xe0", 1, MSGPACK_OBJECT_NEGATIVE_INTEGER},         /* negative fixint */
+    {"\xc0", 1, MSGPACK_OBJECT_NIL},
+    {"\xc2", 1, MSGPACK_OBJECT_BOOLEAN},
+    {"\xc3", 1, MSGPACK_OBJECT_BOOLEAN},
+    {"\xca\x3e\x80\x00\x00", 5, MSGPACK_OBJECT_FLOAT32},
+    {"\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00", 9, MSGPACK_OBJECT_FLOAT64},
+    {"\xcc\xff", 2, MSGPACK_OBJECT_POSITIVE_INTEGER},
+    {"\xcd\xff\xff", 3, MSGPACK_OBJECT_POSITIVE_INTEGER},
+    {"\xce\xff\xff\xff\xff", 5, MSGPACK_OBJECT_POSITIVE_INTEGER},
+    {"\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9, MSGPACK_OBJECT_POSITIVE_INTEGER},
+    {"\xd0\x80", 2, MSGPACK_OBJECT_NEGATIVE_INTEGER},
+    {"\xd1\x80\x00", 3, MSGPACK_OBJECT_NEGATIVE_INTEGER},
+    {"\xd2\x80\x00\x00\x00", 5, MSGPACK_OBJECT_NEGATIVE_INTEGER},
+    {"\xd3\x80\x00\x00\x00\x00\x00\x00\x00", 9, MSGPACK_OBJECT_NEGATIVE_INTEGER},
+    {"\xa3" "abc", 4, MSGPACK_OBJECT_STR},                /* fixstr */
+    {"\xd9\x02" "hi", 4, MSGPACK_OBJECT_STR},
+    {"\xda\x00\x01" "x", 4, MSGPACK_OBJECT_STR},
+    {"\xdb\x00\x00\x00\x01" "y", 6, MSGPACK_OBJECT_STR},
+    {"\xc4\x01\xff", 3, MSGPACK_OBJECT_BIN},
+    {"\xc5\x00\x02\x01\x02", 5, MSGPACK_OBJECT_BIN},
+    {"\xc6\x00\x00\x00\x01\x00", 6, MSGPACK_OBJECT_BIN},
+    {"\xd4\x01\xaa", 3, MSGPACK_OBJECT_EXT},              /* fixext 1, 2, 4, 8, 16 */
+    {"\xd5\x01\xaa\xbb", 4, MSGPACK_OBJECT_EXT},
+    {"\xd6\x01" "abcd", 6, MSGPACK_OBJECT_EXT},
+    {"\xd7\x01" "abcdefgh", 10, MSGPACK_OBJECT_EXT},
+    {"\xd8\x01" "abcdefghijklmnop", 18, MSGPACK_OBJECT_EXT},
+    {"\xc7\x02\x01" "ab", 5, MSGPACK_OBJECT_EXT},
+    {"\xc8\x00\x01\x01" "a", 5, MSGPACK_OBJECT_EXT},
+    {"\xc9\x00\x00\x00\x01\x01" "a", 7, MSGPACK_OBJECT_EXT},
+    {"\x92\x01\x02", 3, MSGPACK_OBJECT_ARRAY},            /* fixarray */
+    {"\xdc\x00\x01\xc0", 4, MSGPACK_OBJECT_ARRAY},
+    {"\xdd\x00\x00\x00\x02\xc0\xc0", 7, MSGPACK_OBJECT_ARRAY},
+    {"\x81\xa1k\x01", 4, MSGPACK_OBJECT_MAP},             /* fixmap */
+    {"\xde\x00\x01\x01\x02", 5, MSGPACK_OBJECT_MAP},
+    {"\xdf\x00\x00\x00\x01\xc0\xc0", 7, MSGPACK_OBJECT_MAP},
+    {"\x90", 1, MSGPACK_OBJECT_ARRAY},
+    {"\x80", 1, MSGPACK_OBJECT_MAP},
+};
+#define EVERY_FORMAT (sizeof every_format / sizeof *every_format)
+
+static void test_every_format(void) {
+  msgpack_sbuffer all;
+  msgpack_unpacked u;
+  msgpack_sbuffer_init(&all);
+  msgpack_unpacked_init(&u);
+  for (size_t i = 0; i < EVERY_FORMAT; i++) {
+    size_t off = 0;
+    CHECK(choreo_msgpack_check(every_format[i].bytes, every_format[i].len, 1, 1) == 0);
+    CHECK(msgpack_unpack_next(&u, every_format[i].bytes, every_format[i].len, &off) ==
+          MSGPACK_UNPACK_SUCCESS);
+    CHECK(off == every_format[i].len && u.data.type == every_format[i].type);
+    for (size_t len = 0; len < every_format[i].len; len++)
+      CHECK(choreo_msgpack_check(every_format[i].bytes, len, 1, 1) == CHOREO_EINVAL);
+    msgpack_sbuffer_write(&all, every_format[i].bytes, every_format[i].len);
+  }
+  /* All of them in a row: exactly that many, any number, but not one more or fewer. */
+  CHECK(choreo_msgpack_check(all.data, all.size, EVERY_FORMAT, 1) == 0);
+  CHECK(choreo_msgpack_check(all.data, all.size, 0, 1) == 0);
+  CHECK(choreo_msgpack_check(all.data, all.size, EVERY_FORMAT - 1, 1) == CHOREO_EINVAL);
+  CHECK(choreo_msgpack_check(all.data, all.size, EVERY_FORMAT + 1, 1) == CHOREO_EINVAL);
+  for (size_t len = 0; len < all.size; len++)
+    CHECK(choreo_msgpack_check(all.data, len, EVERY_FORMAT, 1) == CHOREO_EINVAL);
+  CHECK(choreo_msgpack_check("\xc1", 1, 0, 1) == CHOREO_EINVAL); /* the unused type byte */
+  CHECK(choreo_msgpack_check("", 0, 0, 1) == CHOREO_EINVAL);
+  CHECK(choreo_msgpack_check(NULL, 0, 0, 1) == CHOREO_EINVAL);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&all);
+}
+
+static void test_huge_claims(void) {
+  /* Headers that claim far more than is there, followed by a little real content. */
+  static const struct {
+    const char *bytes;
+    size_t len;
+  } claims[] = {
+      {"\xdd\xff\xff\xff\xff", 5},                       /* array32 of 4294967295 */
+      {"\xdd\xff\xff\xff\xff\xc0\xc0\xc0\xc0", 9},
+      {"\xdf\xff\xff\xff\xff\xc0\xc0", 7},               /* map32 */
+      {"\xdb\xff\xff\xff\xff" "abc", 8},                 /* str32 of 4 GiB */
+      {"\xc6\xff\xff\xff\xff" "abc", 8},                 /* bin32 */
+      {"\xc9\xff\xff\xff\xff\x01" "abc", 9},             /* ext32 */
+      {"\xdc\xff\xff\xc0", 4},                           /* array16 */
+      {"\x93\x01\x02", 3},                               /* fixarray of 3 holding 2 */
+      {"\x82\x01\x02\x03", 4},                           /* fixmap: 2 entries need 4 objects */
+      {"\xde\x00\x02\x01\x02\x03", 6},
+  };
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_unpacked_init(&u);
+  for (size_t i = 0; i < sizeof claims / sizeof *claims; i++) {
+    CHECK(choreo_msgpack_check(claims[i].bytes, claims[i].len, 0, CHOREO_MAX_DEPTH) ==
+          CHOREO_EINVAL);
+    CHECK(choreo_msg_decode(claims[i].bytes, claims[i].len, &u, &m) == CHOREO_EINVAL);
+    CHECK(open_copy(claims[i].bytes, claims[i].len) == CHOREO_EINVAL);
+  }
+  /* A frame header claiming 4294967295 messages while three follow. */
+  static const int64_t seqs[] = {1, 2, 3};
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  build_frame(&sb, 1, UINT32_MAX, seqs, 3, NULL);
+  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  msgpack_sbuffer_destroy(&sb);
+  msgpack_unpacked_destroy(&u);
+}
+
+static void test_depth(void) {
+  char buf[128];
+  size_t n;
+  for (int empty = 0; empty <= 1; empty++) {
+    n = nested(buf, 30, empty);
+    CHECK(choreo_msgpack_check(buf, n, 1, 30) == 0);
+    n = nested(buf, 31, empty);
+    CHECK(choreo_msgpack_check(buf, n, 1, 30) == CHOREO_EINVAL);
+    CHECK(choreo_msgpack_check(buf, n, 1, 31) == 0);
+  }
+  /* Maps count the same: {"k": {"k": ... 1}} */
+  n = 0;
+  for (int i = 0; i < 31; i++) buf[n++] = (char)0x81, buf[n++] = (char)0xa1, buf[n++] = 'k';
+  buf[n++] = 0x01;
+  CHECK(choreo_msgpack_check(buf, n, 1, 30) == CHOREO_EINVAL);
+  CHECK(choreo_msgpack_check(buf + 3, n - 3, 1, 30) == 0);
+  /* Depth 0 allows scalars only; [] is depth 1. */
+  CHECK(choreo_msgpack_check("\x01", 1, 1, 0) == 0);
+  CHECK(choreo_msgpack_check("\x90", 1, 1, 0) == CHOREO_EINVAL);
+  CHECK(choreo_msgpack_check("\x90", 1, 1, 1) == 0);
+  CHECK(choreo_msgpack_check("\x91\x90", 2, 1, 1) == CHOREO_EINVAL);
+  /* Siblings do not add up: [[1], [1]] is depth 2. */
+  CHECK(choreo_msgpack_check("\x92\x91\x01\x91\x01", 5, 1, 2) == 0);
+  CHECK(choreo_msgpack_check("\x01", 1, 1, -1) == CHOREO_EINVAL);
+  CHECK(choreo_msgpack_check("\x01", 1, 1, 33) == CHOREO_EINVAL);
+
+  /* The limit of 32 is msgpack-c's: it unpacks 32 levels and refuses 33. */
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  n = nested(buf, 32, false);
+  CHECK(choreo_msgpack_check(buf, n, 1, 32) == 0);
+  CHECK(msgpack_unpack_next(&u, buf, n, NULL) == MSGPACK_UNPACK_SUCCESS);
+  n = nested(buf, 33, false);
+  CHECK(choreo_msgpack_check(buf, n, 1, 32) == CHOREO_EINVAL);
+  CHECK(msgpack_unpack_next(&u, buf, n, NULL) != MSGPACK_UNPACK_SUCCESS);
+
+  /* A message is one level more than its data: data at the limit decodes. */
+  msgpack_sbuffer sb;
+  choreo_msg m;
+  msgpack_sbuffer_init(&sb);
+  n = nested(buf, CHOREO_MAX_DEPTH, false);
+  CHECK(encode(&sb, "orders", 1, buf, n) == 0);
+  CHECK(choreo_msg_decode(sb.data, sb.size, &u, &m) == 0);
+  /* Hand-built, one level deeper than any encoder would write: refused. */
+  msgpack_sbuffer_clear(&sb);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  sb.data[0] = (char)0x85; /* one more entry: data */
+  msgpack_sbuffer_write(&sb, "\xa4" "data", 5);
+  n = nested(buf, CHOREO_MAX_DEPTH + 1, false);
+  msgpack_sbuffer_write(&sb, buf, n);
+  CHECK(choreo_msg_decode(sb.data, sb.size, &u, &m) == CHOREO_EINVAL);
+  msgpack_sbuffer_destroy(&sb);
+  msgpack_unpacked_destroy(&u);
+}
+
+/* xorshift64*: deterministic, so a failure reproduces. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+static uint64_t rng(void) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+/* Runs every decoder over buf[0..len): none may crash, each must give the same answer twice,
+ * and whatever the walker accepts, msgpack-c must decode completely. Returns whether the frame
+ * opened. */
+static bool fuzz_one(const char *buf, size_t len) {
+  int rc = choreo_msgpack_check(buf, len, 0, CHOREO_MAX_DEPTH);
+  CHECK(rc == choreo_msgpack_check(buf, len, 0, CHOREO_MAX_DEPTH));
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  if (rc == 0) {
+    size_t off = 0;
+    while (off < len) {
+      size_t before = off;
+      if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off == before) {
+        CHECK(!"msgpack-c refused what the walker accepted");
+        break;
+      }
+    }
+  }
+
+  choreo_msg m;
+  rc = choreo_msg_decode(buf, len, &u, &m);
+  CHECK(rc == 0 || rc == CHOREO_EINVAL);
+  CHECK(rc == choreo_msg_decode(buf, len, &u, &m));
+  if (rc == 0) CHECK(m.source.n > 0 && m.seq >= 1 && m.raw_len == len);
+
+  choreo_frame_reader r;
+  rc = choreo_frame_open(&r, buf, len);
+  CHECK(rc == 0 || rc == CHOREO_EINVAL);
+  if (rc == 0) {
+    uint32_t seen = 0;
+    int next;
+    while ((next = choreo_frame_next(&r, &m)) != 0) {
+      CHECK(next == 1 || next == CHOREO_EINVAL);
+      if (next == 1) CHECK(m.seq == r.first + seen);
+      seen++;
+    }
+    CHECK(seen == r.count);
+  }
+  choreo_frame_close(&r);
+  CHECK(rc == open_copy(buf, len));
+  msgpack_unpacked_destroy(&u);
+  return rc == 0;
+}
+
+static void test_random_bytes(void) {
+  /* Pure noise, mostly short, with headers chosen often enough to build structures. */
+  for (int i = 0; i < 10000; i++) {
+    size_t len = rng() % (i % 10 ? 32 : 512);
+    char *buf = malloc(len ? len : 1);
+    for (size_t j = 0; j < len; j++) {
+      uint64_t x = rng();
+      buf[j] = x % 4 ? (char)(x >> 8) : "\x90\x91\x92\x80\x81\xa1\xc0\x01\xdc\xdd"[(x >> 8) % 10];
+    }
+    fuzz_one(buf, len);
+    free(buf);
+  }
+
+  /* Valid frames with a few bytes changed, or cut short, or extended. */
+  static const int64_t seqs[] = {5, 6, 7};
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  build_frame(&sb, 5, 3, seqs, 3, NULL);
+  int opened = 0;
+  for (int i = 0; i < 10000; i++) {
+    size_t len = sb.size;
+    switch (rng() % 4) {
+    case 0: len = rng() % sb.size; break;
+    case 1: len = sb.size + rng() % 8; break;
+    default: break;
+    }
+    char *buf = malloc(len ? len : 1);
+    for (size_t j = 0; j < len; j++) buf[j] = j < sb.size ? sb.data[j] : (char)rng();
+    for (int k = (int)(rng() % 4); k > 0 && len > 0; k--) buf[rng() % len] = (char)rng();
+    opened += fuzz_one(buf, len);
+    free(buf);
+  }
+  CHECK(opened > 100); /* the mutations left enough frames intact to reach frame_next */
+
+  /* Single messages with a byte or two changed. */
+  msgpack_sbuffer_clear(&sb);
+  CHECK(encode(&sb, "orders", 12, "\x82\xa1" "a\x01\xa1" "b\x92\xc3\xa0", 9) == 0);
+  int decoded = 0;
+  for (int i = 0; i < 5000; i++) {
+    char *buf = malloc(sb.size);
+    memcpy(buf, sb.data, sb.size);
+    for (int k = 1 + (int)(rng() % 2); k > 0; k--) buf[rng() % sb.size] = (char)rng();
+    msgpack_unpacked u;
+    choreo_msg m;
+    msgpack_unpacked_init(&u);
+    decoded += choreo_msg_decode(buf, sb.size, &u, &m) == 0;
+    msgpack_unpacked_destroy(&u);
+    fuzz_one(buf, sb.size);
+    free(buf);
+  }
+  CHECK(decoded > 100);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_helpers(void) {
+  char small[8], now[32];
+  CHECK(choreo_str_eq((choreo_str){NULL, 0}, ""));
+  CHECK(choreo_str_eq((choreo_str){"abc", 3}, "abc"));
+  CHECK(!choreo_str_eq((choreo_str){"abc", 2}, "abc"));
+  CHECK(!choreo_str_eq((choreo_str){"abc", 3}, "abd"));
+  choreo_time_now(now, sizeof now);
+  CHECK(strlen(now) == 27 && now[26] == 'Z' && strncmp(now, "20", 2) == 0);
+  choreo_time_now(small, sizeof small); /* truncates, stays terminated */
+  CHECK(strlen(small) == 7);
+  for (int e = CHOREO_ETOOBIG; e <= CHOREO_OK; e++)
+    CHECK(strcmp(choreo_strerror(e), choreo_strerror(1)) != 0);
+}
+
+int main(void) {
+  RUN(test_msg_round_trip);
+  RUN(test_msg_minimal);
+  RUN(test_msg_data_values);
+  RUN(test_msg_encode_rejects);
+  RUN(test_msg_decode_rejects);
+  RUN(test_frame_round_trip);
+  RUN(test_frame_rejects);
+  RUN(test_truncated);
+  RUN(test_every_format);
+  RUN(test_huge_claims);
+  RUN(test_depth);
+  RUN(test_random_bytes);
+  RUN(test_helpers);
+  return CHECK_DONE();
+}

@@ -1,0 +1,381 @@
+/* Unit tests of runtime/store.c: the log's seq under commits, rollbacks and savepoints,
+ * checkpoints across a reopen, frames read back through the codec, delayed retries and dead
+ * letters. Most tests use ":memory:"; the durable ones use a file in a fresh /tmp directory. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "choreo.h"
+#include "store.h"
+
+static choreo_store *open_memory(void) {
+  char err[256] = "";
+  choreo_store *s = NULL;
+  int rc = choreo_store_open(&s, ":memory:", err, sizeof err);
+  if (rc) fprintf(stderr, "open: %s\n", err);
+  CHECK(rc == 0 && s != NULL);
+  return s;
+}
+
+static int64_t append(choreo_store *s, const char *type) {
+  choreo_msg_fields f = {.source = "orders", .type = type, .kind = "event"};
+  int64_t seq = -1;
+  CHECK(choreo_store_append(s, &f, &seq) == 0);
+  return seq;
+}
+
+/* The types of the log rows after `after`, read through a frame, joined with spaces. */
+static void log_types(choreo_store *s, int64_t after, char *out, size_t size) {
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  out[0] = '\0';
+  CHECK(choreo_store_read_frame(s, "orders", after, 100, 1 << 20, &buf) >= 0);
+  choreo_frame_reader r;
+  CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
+  choreo_msg m;
+  while (choreo_frame_next(&r, &m) == 1) {
+    size_t n = strlen(out);
+    snprintf(out + n, size - n, "%s%.*s", n ? " " : "", (int)m.type.n, m.type.p);
+  }
+  choreo_frame_close(&r);
+  msgpack_sbuffer_destroy(&buf);
+}
+
+static void test_append_assigns_seq(void) {
+  choreo_store *s = open_memory();
+  CHECK(choreo_store_head(s) == 0);
+  CHECK(append(s, "A") == 1);
+  CHECK(append(s, "B") == 2);
+  CHECK(append(s, "C") == 3);
+  CHECK(choreo_store_head(s) == 3);
+  choreo_msg_fields bad = {.source = "orders", .kind = "event"}; /* no type */
+  CHECK(choreo_store_append(s, &bad, NULL) == CHOREO_EINVAL);
+  CHECK(choreo_store_head(s) == 3);
+  choreo_store_close(s);
+}
+
+static void test_rollback_reuses_seq(void) {
+  choreo_store *s = open_memory();
+  CHECK(append(s, "A") == 1);
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "B") == 2);
+  CHECK(append(s, "C") == 3);
+  CHECK(choreo_store_rollback(s) == 0);
+  CHECK(choreo_store_head(s) == 1);
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "D") == 2);
+  CHECK(choreo_store_commit(s) == 0);
+  char types[64];
+  log_types(s, 0, types, sizeof types);
+  CHECK(strcmp(types, "A D") == 0);
+  choreo_store_close(s);
+}
+
+static void test_savepoint_rolls_back_one_message(void) {
+  choreo_store *s = open_memory();
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(choreo_store_savepoint(s) == 0);
+  CHECK(append(s, "A") == 1);
+  CHECK(choreo_store_release(s) == 0);
+  CHECK(choreo_store_savepoint(s) == 0);
+  CHECK(append(s, "B") == 2);
+  CHECK(append(s, "C") == 3);
+  CHECK(choreo_store_set_checkpoint(s, "payments", 9) == 0);
+  CHECK(choreo_store_rollback_savepoint(s) == 0);
+  CHECK(choreo_store_checkpoint(s, "payments") == 0);
+  CHECK(choreo_store_savepoint(s) == 0);
+  CHECK(append(s, "D") == 2);
+  CHECK(choreo_store_release(s) == 0);
+  CHECK(choreo_store_commit(s) == 0);
+  char types[64];
+  log_types(s, 0, types, sizeof types);
+  CHECK(strcmp(types, "A D") == 0);
+  /* Outside a transaction a savepoint is a transaction of its own. */
+  CHECK(choreo_store_savepoint(s) == 0);
+  CHECK(append(s, "E") == 3);
+  CHECK(choreo_store_rollback_savepoint(s) == 0);
+  CHECK(choreo_store_head(s) == 2);
+  choreo_store_close(s);
+}
+
+static void test_checkpoints_survive_reopen(void) {
+  char dir[] = "/tmp/choreo-store-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[64], wal[72], shm[72];
+  snprintf(path, sizeof path, "%s/host.db", dir);
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  snprintf(shm, sizeof shm, "%s-shm", path);
+  char err[256];
+  choreo_store *s = NULL;
+  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  CHECK(choreo_store_checkpoint(s, "payments") == 0);
+  CHECK(choreo_store_set_checkpoint(s, "payments", 5) == 0);
+  CHECK(choreo_store_set_checkpoint(s, "shipping", 7) == 0);
+  CHECK(choreo_store_set_checkpoint(s, "payments", 6) == 0);
+  CHECK(choreo_store_checkpoint(s, "payments") == 6);
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "A") == 1);
+  CHECK(choreo_store_commit(s) == 0);
+  sqlite3_stmt *st;
+  CHECK(sqlite3_prepare_v2(choreo_store_db(s), "PRAGMA journal_mode", -1, &st, NULL) == 0);
+  CHECK(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0);
+  sqlite3_finalize(st);
+  choreo_store_close(s);
+
+  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  CHECK(choreo_store_checkpoint(s, "payments") == 6);
+  CHECK(choreo_store_checkpoint(s, "shipping") == 7);
+  CHECK(choreo_store_checkpoint(s, "billing") == 0);
+  CHECK(choreo_store_head(s) == 1);
+  choreo_store_close(s);
+
+  unlink(wal);
+  unlink(shm);
+  CHECK(unlink(path) == 0);
+  CHECK(rmdir(dir) == 0);
+}
+
+static void test_read_frame(void) {
+  choreo_store *s = open_memory();
+  for (int i = 0; i < 5; i++) append(s, "T");
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  choreo_frame_reader r;
+  choreo_msg m;
+
+  /* Everything, and the size of each message for the byte limit below. */
+  size_t len[5] = {0};
+  CHECK(choreo_store_read_frame(s, "orders", 0, 100, 1 << 20, &buf) == 5);
+  CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
+  CHECK(r.first == 1 && r.count == 5 && r.head == 5 && choreo_str_eq(r.source, "orders"));
+  for (int i = 0; i < 5; i++) {
+    CHECK(choreo_frame_next(&r, &m) == 1);
+    CHECK(m.seq == i + 1 && choreo_str_eq(m.type, "T") && choreo_str_eq(m.source, "orders"));
+    len[i] = m.raw_len;
+  }
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  /* The count limit, and `out` is cleared first. */
+  CHECK(choreo_store_read_frame(s, "orders", 1, 2, 1 << 20, &buf) == 2);
+  CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
+  CHECK(r.first == 2 && r.count == 2 && r.head == 5);
+  CHECK(choreo_frame_next(&r, &m) == 1 && m.seq == 2);
+  CHECK(choreo_frame_next(&r, &m) == 1 && m.seq == 3);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  /* The byte limit: messages fit exactly, and one more byte's worth does not. */
+  CHECK(choreo_store_read_frame(s, "orders", 0, 100, len[0] + len[1], &buf) == 2);
+  CHECK(choreo_store_read_frame(s, "orders", 0, 100, len[0] + len[1] - 1, &buf) == 1);
+  /* A single message larger than the limit still goes out alone. */
+  CHECK(choreo_store_read_frame(s, "orders", 2, 100, 1, &buf) == 1);
+  CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
+  CHECK(r.first == 3 && r.count == 1 && r.head == 5);
+  choreo_frame_close(&r);
+
+  /* Past the head: an empty frame that still tells the head. */
+  CHECK(choreo_store_read_frame(s, "orders", 5, 100, 1 << 20, &buf) == 0);
+  CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
+  CHECK(r.count == 0 && r.head == 5);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  msgpack_sbuffer_destroy(&buf);
+  choreo_store_close(s);
+}
+
+/* A decoded message to hand to retry_add and dead_add; it borrows from buf and u. */
+static void make_msg(msgpack_sbuffer *buf, msgpack_unpacked *u, const char *type, int64_t seq,
+                     choreo_msg *m) {
+  choreo_msg_fields f = {.source = "payments", .type = type, .kind = "event", .seq = seq};
+  buf->size = 0;
+  CHECK(choreo_msg_encode(&f, buf) == 0);
+  CHECK(choreo_msg_decode(buf->data, buf->size, u, m) == 0);
+}
+
+typedef struct seen {
+  int n;
+  int64_t id[8];
+  int64_t seq[8];
+  int attempts[8];
+} seen;
+
+static int collect(void *ud, int64_t id, const char *raw, size_t len, int attempts) {
+  seen *v = ud;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  CHECK(choreo_msg_decode(raw, len, &u, &m) == 0);
+  v->id[v->n] = id;
+  v->seq[v->n] = m.seq;
+  v->attempts[v->n] = attempts;
+  v->n++;
+  msgpack_unpacked_destroy(&u);
+  return 0;
+}
+
+static int stop(void *ud, int64_t id, const char *raw, size_t len, int attempts) {
+  (void)id, (void)raw, (void)len, (void)attempts;
+  ++*(int *)ud;
+  return CHOREO_ESCRIPT;
+}
+
+static void test_retries(void) {
+  choreo_store *s = open_memory();
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+
+  CHECK(choreo_store_retry_next_due(s) == -1);
+  make_msg(&buf, &u, "Late", 1, &m);
+  CHECK(choreo_store_retry_add(s, &m, 3, 300, "boom") == 0);
+  make_msg(&buf, &u, "Early", 2, &m);
+  CHECK(choreo_store_retry_add(s, &m, 4, 100, "boom") == 0);
+  make_msg(&buf, &u, "Middle", 3, &m);
+  CHECK(choreo_store_retry_add(s, &m, 5, 200, NULL) == 0);
+  CHECK(choreo_store_retry_next_due(s) == 100);
+
+  seen v = {0};
+  CHECK(choreo_store_retry_each_due(s, 99, 10, collect, &v) == 0 && v.n == 0);
+  CHECK(choreo_store_retry_each_due(s, 250, 10, collect, &v) == 2);
+  CHECK(v.n == 2 && v.seq[0] == 2 && v.attempts[0] == 4 && v.seq[1] == 3 && v.attempts[1] == 5);
+  v.n = 0;
+  CHECK(choreo_store_retry_each_due(s, 1000, 1, collect, &v) == 1 && v.seq[0] == 2);
+  int calls = 0;
+  CHECK(choreo_store_retry_each_due(s, 1000, 10, stop, &calls) == CHOREO_ESCRIPT && calls == 1);
+
+  /* Removing from inside the walk is what dispatch does. */
+  v.n = 0;
+  CHECK(choreo_store_retry_each_due(s, 250, 10, collect, &v) == 2);
+  for (int i = 0; i < v.n; i++) CHECK(choreo_store_retry_remove(s, v.id[i]) == 0);
+  CHECK(choreo_store_retry_next_due(s) == 300);
+  v.n = 0;
+  CHECK(choreo_store_retry_each_due(s, 1000, 10, collect, &v) == 1 && v.seq[0] == 1);
+  CHECK(choreo_store_retry_remove(s, v.id[0]) == 0);
+  CHECK(choreo_store_retry_next_due(s) == -1);
+
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&buf);
+  choreo_store_close(s);
+}
+
+static void test_dead_letters(void) {
+  choreo_store *s = open_memory();
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+
+  char *text = choreo_store_dead_list_json(s);
+  CHECK(text && strcmp(text, "[]") == 0);
+  free(text);
+
+  make_msg(&buf, &u, "PaymentRequested", 7, &m);
+  CHECK(choreo_store_dead_add(s, &m, 4, "handler.lua:3: boom", "stack traceback: ...") == 0);
+  make_msg(&buf, &u, "Refund", 8, &m);
+  CHECK(choreo_store_dead_add(s, &m, 1, "no", NULL) == 0);
+  CHECK(choreo_store_dead_count(s) == 2);
+
+  text = choreo_store_dead_list_json(s);
+  cJSON *list = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  CHECK(cJSON_IsArray(list) && cJSON_GetArraySize(list) == 2);
+  cJSON *d = cJSON_GetArrayItem(list, 0);
+  int64_t first_id = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "id"));
+  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(d, "source")), "payments") == 0);
+  CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(d, "seq")) == 7);
+  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(d, "type")), "PaymentRequested") == 0);
+  CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(d, "attempts")) == 4);
+  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(d, "error")), "handler.lua:3: boom") == 0);
+  CHECK(cJSON_IsString(cJSON_GetObjectItem(d, "traceback")));
+  CHECK(cJSON_IsString(cJSON_GetObjectItem(d, "time")));
+  cJSON *msg = cJSON_GetObjectItem(d, "message");
+  CHECK(cJSON_IsObject(msg));
+  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(msg, "type")), "PaymentRequested") == 0);
+  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(msg, "id")), "payments/7") == 0);
+  d = cJSON_GetArrayItem(list, 1);
+  int64_t second_id = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "id"));
+  CHECK(cJSON_IsNull(cJSON_GetObjectItem(d, "traceback")));
+  cJSON_Delete(list);
+
+  /* A retry inside a transaction that rolls back leaves the dead letter where it was. */
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(choreo_store_dead_retry(s, first_id, 5000) == 0);
+  CHECK(choreo_store_dead_count(s) == 1);
+  CHECK(choreo_store_rollback(s) == 0);
+  CHECK(choreo_store_dead_count(s) == 2);
+  CHECK(choreo_store_retry_next_due(s) == -1);
+
+  CHECK(choreo_store_dead_retry(s, first_id, 5000) == 0);
+  CHECK(choreo_store_dead_count(s) == 1);
+  CHECK(choreo_store_retry_next_due(s) == 5000);
+  seen v = {0};
+  CHECK(choreo_store_retry_each_due(s, 5000, 10, collect, &v) == 1);
+  CHECK(v.seq[0] == 7 && v.attempts[0] == 0);
+
+  CHECK(choreo_store_dead_retry(s, first_id, 5000) == CHOREO_ENOENT);
+  CHECK(choreo_store_dead_retry(s, 999, 5000) == CHOREO_ENOENT);
+  CHECK(choreo_store_dead_drop(s, 999) == CHOREO_ENOENT);
+  CHECK(choreo_store_dead_drop(s, second_id) == 0);
+  CHECK(choreo_store_dead_count(s) == 0);
+  /* The failed retries left no savepoint behind: a transaction can start. */
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(choreo_store_commit(s) == 0);
+
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&buf);
+  choreo_store_close(s);
+}
+
+static void test_dead_retry_failure(void) {
+  choreo_store *s = open_memory();
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  make_msg(&buf, &u, "PaymentRequested", 7, &m);
+  CHECK(choreo_store_dead_add(s, &m, 4, "boom", NULL) == 0);
+  /* With its target table gone, the move fails; the reason outlives the unwinding. */
+  CHECK(sqlite3_exec(choreo_store_db(s), "DROP TABLE choreo_retries", NULL, NULL, NULL) == 0);
+  CHECK(choreo_store_dead_retry(s, 1, 5000) == CHOREO_EIO);
+  CHECK(strstr(choreo_store_errmsg(s), "choreo_retries") != NULL);
+  CHECK(choreo_store_dead_count(s) == 1);
+  CHECK(strstr(choreo_store_errmsg(s), "choreo_retries") == NULL);
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(choreo_store_commit(s) == 0);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&buf);
+  choreo_store_close(s);
+}
+
+static void test_open_failure(void) {
+  char err[256] = "";
+  choreo_store *s = (choreo_store *)&err; /* must be reset to NULL */
+  CHECK(choreo_store_open(&s, "/nonexistent-choreo-dir/sub/host.db", err, sizeof err) ==
+        CHOREO_EIO);
+  CHECK(s == NULL);
+  CHECK(strstr(err, "/nonexistent-choreo-dir/sub/host.db") != NULL);
+  CHECK(strstr(err, "unable to open") != NULL);
+}
+
+int main(void) {
+  RUN(test_append_assigns_seq);
+  RUN(test_rollback_reuses_seq);
+  RUN(test_savepoint_rolls_back_one_message);
+  RUN(test_checkpoints_survive_reopen);
+  RUN(test_read_frame);
+  RUN(test_retries);
+  RUN(test_dead_letters);
+  RUN(test_dead_retry_failure);
+  RUN(test_open_failure);
+  return CHECK_DONE();
+}
