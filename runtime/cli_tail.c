@@ -104,12 +104,9 @@ int cli_tail(const cli_args *a) {
   signal(SIGINT, tail_on_signal);
   signal(SIGTERM, tail_on_signal);
   signal(SIGPIPE, tail_on_signal);
-  int rounds = 0;
   while (!tail_stop && count != 0) {
-    if (rounds++ % 4 == 0) {
-      if (a->host) tail_dial(&t, a->host);
-      else tail_discover(&t);
-    }
+    if (a->host) tail_dial(&t, a->host);
+    else tail_discover(&t);
     nng_msg *msg;
     if (nng_recvmsg(t.sub, &msg, 0) != 0) continue;
     long n = tail_print(nng_msg_body(msg), nng_msg_len(msg), pattern);

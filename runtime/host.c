@@ -80,7 +80,6 @@ static void host_on_retry(uv_timer_t *t) {
 
 static void host_on_tick(uv_timer_t *t) {
   choreo_host *h = t->data;
-  h->ticks++;
   choreo_bus_watch_drain(&h->rep_watch);
   choreo_bus_watch_drain(&h->ctl_watch);
   choreo_peers_tick(h);

@@ -44,7 +44,6 @@ typedef struct choreo_host {
   uv_signal_t sigint, sigterm;
   int64_t published; /* the last seq published on PUB */
   msgpack_sbuffer frame;
-  uint64_t ticks;
   bool stopping;
 } choreo_host;
 

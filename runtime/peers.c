@@ -16,7 +16,6 @@
 
 #define FETCH_EVERY_MS 1000
 #define FETCH_PATIENCE_MS 5000 /* re-ask a peer that has not answered by then */
-#define DISCOVER_EVERY_TICKS 4
 
 static choreo_peer *peers_find_name(choreo_host *h, const char *name) {
   for (int i = 0; i < h->npeers; i++)
@@ -174,7 +173,7 @@ int choreo_peers_start(choreo_host *h, char *err, size_t errlen) {
 }
 
 void choreo_peers_tick(choreo_host *h) {
-  if (h->ticks % DISCOVER_EVERY_TICKS == 0) peers_discover(h);
+  peers_discover(h); /* a readdir of a small directory: cheap enough for every tick */
   choreo_bus_watch_drain(&h->sub_watch);
   uint64_t now = uv_now(&h->loop);
   for (int i = 0; i < h->npeers; i++) {
