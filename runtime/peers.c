@@ -70,6 +70,9 @@ static void peers_answered(choreo_host *h, choreo_peer *p, nng_msg *msg) {
     }
     snprintf(p->name, sizeof p->name, "%.*s", CHOREO_NAME_MAX, r.source);
     choreo_log(CHOREO_LOG_INFO, h->opts->name, "peer %s is %s", p->pub_url, p->name);
+    p->head = r.head;
+    peers_ask(h, p); /* now that we know whose log it is, catch up at once */
+    return;
   }
   if (strcmp(r.source, p->name) != 0) return;
   p->head = r.head;
