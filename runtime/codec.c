@@ -116,10 +116,11 @@ bool choreo_str_eq(choreo_str s, const char *c) {
 void choreo_time_now(char *buf, size_t size) {
   struct timespec ts;
   struct tm tm;
+  char date[24]; /* small enough that the compiler can prove the result fits in 32 bytes */
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
-  snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+  if (strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0) date[0] = '\0';
+  snprintf(buf, size, "%s.%06uZ", date, (unsigned)(ts.tv_nsec / 1000) % 1000000u);
 }
 
 /* ---- messages ---- */
@@ -307,8 +308,9 @@ static int codec_frame_read_header(choreo_frame_reader *r) {
   if (!codec_uint(&f[0], UINT64_MAX, &version) || version != CHOREO_FRAME_VERSION)
     return CHOREO_EINVAL;
   if (f[1].type != MSGPACK_OBJECT_STR || f[1].via.str.size == 0) return CHOREO_EINVAL;
-  if (!codec_uint(&f[2], INT64_MAX, &first) || first < 1 || !codec_uint(&f[3], UINT32_MAX, &count) ||
-      !codec_uint(&f[4], INT64_MAX, &head) || first - 1 > (uint64_t)INT64_MAX - count)
+  if (!codec_uint(&f[2], INT64_MAX, &first) || first < 1 ||
+      !codec_uint(&f[3], UINT32_MAX, &count) || !codec_uint(&f[4], INT64_MAX, &head) ||
+      first - 1 > (uint64_t)INT64_MAX - count)
     return CHOREO_EINVAL;
   r->source = (choreo_str){f[1].via.str.ptr, f[1].via.str.size};
   r->first = (int64_t)first;

@@ -98,6 +98,7 @@ static int json_pack(json_packer *jp, const cJSON *item, int level) {
     return 0;
   }
   int rc;
+  /* cJSON ends a string at an escaped \u0000; the rest of that string is lost. */
   if (cJSON_IsString(item))
     rc = msgpack_pack_str_with_body(&jp->pk, item->valuestring, strlen(item->valuestring));
   else if (cJSON_IsNumber(item))

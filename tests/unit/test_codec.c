@@ -26,7 +26,8 @@ static choreo_str map_str(const msgpack_object *map, const char *key) {
 static bool map_has(const msgpack_object *map, const char *key) {
   for (uint32_t i = 0; i < map->via.map.size; i++) {
     const msgpack_object *k = &map->via.map.ptr[i].key;
-    if (k->type == MSGPACK_OBJECT_STR && choreo_str_eq((choreo_str){k->via.str.ptr, k->via.str.size}, key))
+    if (k->type == MSGPACK_OBJECT_STR &&
+        choreo_str_eq((choreo_str){k->via.str.ptr, k->via.str.size}, key))
       return true;
   }
   return false;
@@ -261,10 +262,11 @@ static void test_msg_decode_rejects(void) {
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   /* The minimum: source, type, kind, seq. Unknown keys, even non-string ones, are ignored. */
-  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)1);
   CHECK(decode_map(&sb) == 0);
-  build_map(&sb, 6, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1,
-            "future", 'd', 2.5, NULL, 's', "x");
+  build_map(&sb, 6, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)1, "future", 'd', 2.5, NULL, 's', "x");
   CHECK(decode_map(&sb) == 0);
 
   build_map(&sb, 3, "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
@@ -275,34 +277,40 @@ static void test_msg_decode_rejects(void) {
   CHECK(decode_map(&sb) == CHOREO_EINVAL); /* no kind */
   build_map(&sb, 3, "source", 's', "a", "type", 's', "T", "kind", 's', "event");
   CHECK(decode_map(&sb) == CHOREO_EINVAL); /* no seq */
-  build_map(&sb, 4, "source", 's', "", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  build_map(&sb, 4, "source", 's', "", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)1);
   CHECK(decode_map(&sb) == CHOREO_EINVAL); /* empty source */
 
-  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)0);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)0);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
-  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)-3);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)-3);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
   build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'd', 1.0);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
   build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 's', "1");
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
-  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'u', UINT64_MAX);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'u',
+            UINT64_MAX);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
 
   /* Non-string values for string attributes. */
-  build_map(&sb, 4, "source", 's', "a", "type", 'i', (int64_t)5, "kind", 's', "event", "seq", 'i', (int64_t)1);
+  build_map(&sb, 4, "source", 's', "a", "type", 'i', (int64_t)5, "kind", 's', "event", "seq", 'i',
+            (int64_t)1);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
-  build_map(&sb, 5, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1,
-            "subject", 'n');
+  build_map(&sb, 5, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)1, "subject", 'n');
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
-  build_map(&sb, 5, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1,
-            "specversion", 'd', 1.0);
+  build_map(&sb, 5, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)1, "specversion", 'd', 1.0);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
 
   /* Not a map; a map followed by a stray byte; nothing at all. */
   msgpack_sbuffer_write(&sb, "\x93\x01\x02\x03", 4);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
-  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)1);
   msgpack_sbuffer_write(&sb, "\xc0", 1);
   CHECK(decode_map(&sb) == CHOREO_EINVAL);
   msgpack_unpacked u;
@@ -313,7 +321,8 @@ static void test_msg_decode_rejects(void) {
   msgpack_sbuffer_destroy(&sb);
 }
 
-/* A frame of `n` messages with seqs[i], data [i, "x"] each; offsets[i] is where message i starts. */
+/* A frame of `n` messages with seqs[i] and data [i, "x"]; offsets[i] is where message i starts
+ * (offsets[n]: the end). */
 static void build_frame(msgpack_sbuffer *out, int64_t first, uint32_t count, const int64_t *seqs,
                         int n, size_t *offsets) {
   CHECK(choreo_frame_header(out, "orders", first, count, first + count + 1) == 0);
@@ -352,7 +361,8 @@ static void test_frame_round_trip(void) {
     CHECK(choreo_frame_next(&r, &m) == 1);
     CHECK(m.seq == seqs[i] && choreo_str_eq(m.source, "orders"));
     CHECK(m.raw == sb.data + offsets[i] && m.raw_len == offsets[i + 1] - offsets[i]);
-    CHECK(m.data && m.data->type == MSGPACK_OBJECT_ARRAY && m.data->via.array.ptr[0].via.u64 == (uint64_t)i);
+    CHECK(m.data && m.data->type == MSGPACK_OBJECT_ARRAY &&
+          m.data->via.array.ptr[0].via.u64 == (uint64_t)i);
   }
   CHECK(choreo_frame_next(&r, &m) == 0);
   CHECK(choreo_frame_next(&r, &m) == 0);
@@ -634,7 +644,8 @@ static void test_depth(void) {
   CHECK(choreo_msg_decode(sb.data, sb.size, &u, &m) == 0);
   /* Hand-built, one level deeper than any encoder would write: refused. */
   msgpack_sbuffer_clear(&sb);
-  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i', (int64_t)1);
+  build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
+            (int64_t)1);
   sb.data[0] = (char)0x85; /* one more entry: data */
   msgpack_sbuffer_write(&sb, "\xa4" "data", 5);
   n = nested(buf, CHOREO_MAX_DEPTH + 1, false);

@@ -1,0 +1,298 @@
+/* Unit tests for JSON at the edges: JSON -> msgpack -> JSON round trips, exact integers, error
+ * text for bad input, the depth limit, and the CloudEvents JSON form of a message. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "choreo.h"
+#include "codec.h"
+#include "json.h"
+
+/* JSON text -> msgpack -> cJSON -> unformatted JSON text; NULL if any step fails. */
+static char *round_trip(const char *json) {
+  msgpack_sbuffer sb;
+  msgpack_unpacked u;
+  char err[128], *text = NULL;
+  msgpack_sbuffer_init(&sb);
+  msgpack_unpacked_init(&u);
+  if (choreo_json_to_msgpack(json, &sb, err, sizeof err) == 0 &&
+      choreo_msgpack_check(sb.data, sb.size, 1, CHOREO_MAX_DEPTH) == 0 &&
+      msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS) {
+    cJSON *tree = choreo_msgpack_to_cjson(&u.data);
+    text = cJSON_PrintUnformatted(tree);
+    cJSON_Delete(tree);
+  }
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+  return text;
+}
+
+static bool round_trips(const char *json) {
+  char *text = round_trip(json);
+  bool same = text && strcmp(text, json) == 0;
+  if (!same) fprintf(stderr, "  %s came back as %s\n", json, text ? text : "(null)");
+  free(text);
+  return same;
+}
+
+static void test_round_trip(void) {
+  CHECK(round_trips("{\"a\":1,\"b\":[true,false,null,\"x\\\"y\",-5,2.5],\"c\":{\"d\":\"e\"}}"));
+  CHECK(round_trips("[]"));
+  CHECK(round_trips("{}"));
+  CHECK(round_trips("\"text\""));
+  CHECK(round_trips("0"));
+  CHECK(round_trips("-1"));
+  CHECK(round_trips("0.125"));
+  CHECK(round_trips("1e+300"));
+  CHECK(round_trips("\"caf\xc3\xa9\\n\\\"\\\\\""));
+  char *escaped = round_trip("\"\\u00e9\\t\"");
+  CHECK(escaped && strcmp(escaped, "\"\xc3\xa9\\t\"") == 0); /* \u escapes come back as UTF-8 */
+  free(escaped);
+  /* Integers of every size come back digit for digit, past 2^53 and up to int64's ends. */
+  CHECK(round_trips("[999999999999999,1000000000000000,9007199254740993,9223372036854775807]"));
+  CHECK(round_trips("[-999999999999999,-1000000000000000,-9223372036854775808]"));
+  /* Whitespace goes, order stays, duplicate keys both survive. */
+  char *text = round_trip(" { \"z\" : 1 , \"a\" : [ 1 , 2 ] , \"z\" : 3 } ");
+  CHECK(text && strcmp(text, "{\"z\":1,\"a\":[1,2],\"z\":3}") == 0);
+  free(text);
+}
+
+static void test_integers_stay_integers(void) {
+  const char *json = "[1,-1,0,-0,9007199254740993,9223372036854775807,-9223372036854775808,"
+                     "1.0,1e3,2E2,-5e-1,9223372036854775808,18446744073709551615]";
+  msgpack_sbuffer sb;
+  msgpack_unpacked u;
+  msgpack_sbuffer_init(&sb);
+  msgpack_unpacked_init(&u);
+  CHECK(choreo_json_to_msgpack(json, &sb, NULL, 0) == 0);
+  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  CHECK(u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 13);
+  if (u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 13) {
+    const msgpack_object *a = u.data.via.array.ptr;
+    CHECK(a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[0].via.u64 == 1);
+    CHECK(a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER && a[1].via.i64 == -1);
+    CHECK(a[2].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[2].via.u64 == 0);
+    CHECK(a[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[3].via.u64 == 0);
+    CHECK(a[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[4].via.u64 == 9007199254740993u);
+    CHECK(a[5].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[5].via.u64 == INT64_MAX);
+    CHECK(a[6].type == MSGPACK_OBJECT_NEGATIVE_INTEGER && a[6].via.i64 == INT64_MIN);
+    /* A fraction or an exponent makes a float, even when the value is whole. */
+    CHECK(a[7].type == MSGPACK_OBJECT_FLOAT64 && a[7].via.f64 == 1.0);
+    CHECK(a[8].type == MSGPACK_OBJECT_FLOAT64 && a[8].via.f64 == 1000.0);
+    CHECK(a[9].type == MSGPACK_OBJECT_FLOAT64 && a[9].via.f64 == 200.0);
+    CHECK(a[10].type == MSGPACK_OBJECT_FLOAT64 && a[10].via.f64 == -0.5);
+    /* Beyond int64: a float, as precise as a double gets. */
+    CHECK(a[11].type == MSGPACK_OBJECT_FLOAT64 && a[11].via.f64 == 9223372036854775808.0);
+    CHECK(a[12].type == MSGPACK_OBJECT_FLOAT64 && a[12].via.f64 == 18446744073709551615.0);
+  }
+
+  /* Digits, minus signs and quotes inside strings and keys do not confuse the literal scan. */
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_json_to_msgpack("{\"1-2\":\"3e4\\\"-5\\\\\",\"n\":[\"-6\",7,true,null,-8],\"x\":9.5,"
+                               "\"y\":10}", &sb, NULL, 0) == 0);
+  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  CHECK(u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 4);
+  if (u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 4) {
+    const msgpack_object_kv *kv = u.data.via.map.ptr;
+    const msgpack_object *n = kv[1].val.via.array.ptr;
+    CHECK(n[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && n[1].via.u64 == 7);
+    CHECK(n[4].type == MSGPACK_OBJECT_NEGATIVE_INTEGER && n[4].via.i64 == -8);
+    CHECK(kv[2].val.type == MSGPACK_OBJECT_FLOAT64 && kv[2].val.via.f64 == 9.5);
+    CHECK(kv[3].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv[3].val.via.u64 == 10);
+  }
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_invalid_json(void) {
+  static const struct {
+    const char *json;
+    const char *offset;
+  } bad[] = {
+      {"{\"a\":}", "offset 5"}, {"", "offset 0"}, {"[1,2", "offset 4"}, {"1 2", "offset 2"},
+      {"nul", "offset "},       {"{'a':1}", "offset "}, {"[1,]", "offset "},
+  };
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_sbuffer_write(&sb, "keep", 4);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char err[128] = "";
+    CHECK(choreo_json_to_msgpack(bad[i].json, &sb, err, sizeof err) == CHOREO_EINVAL);
+    CHECK(strstr(err, "invalid JSON") != NULL);
+    if (strstr(err, bad[i].offset) == NULL) fprintf(stderr, "  %s: %s\n", bad[i].json, err);
+    CHECK(strstr(err, bad[i].offset) != NULL);
+    CHECK(sb.size == 4); /* nothing appended */
+  }
+  /* The message is cut to the buffer; no buffer at all is fine. */
+  char tiny[8];
+  CHECK(choreo_json_to_msgpack("{", &sb, tiny, sizeof tiny) == CHOREO_EINVAL);
+  CHECK(strcmp(tiny, "invalid") == 0);
+  CHECK(choreo_json_to_msgpack("{", &sb, NULL, 0) == CHOREO_EINVAL);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* `depth` nested arrays, or objects {"k": ...}, around a 1. */
+static char *nested_json(int depth, bool objects) {
+  char *s = malloc((size_t)depth * 6 + 2), *p = s;
+  for (int i = 0; i < depth; i++) p += objects ? (memcpy(p, "{\"k\":", 5), 5) : (*p = '[', 1);
+  *p++ = '1';
+  for (int i = 0; i < depth; i++) *p++ = objects ? '}' : ']';
+  *p = '\0';
+  return s;
+}
+
+static void test_depth(void) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  for (int objects = 0; objects <= 1; objects++) {
+    char err[128] = "";
+    char *ok = nested_json(CHOREO_MAX_DEPTH, objects);
+    char *deep = nested_json(CHOREO_MAX_DEPTH + 1, objects);
+    CHECK(choreo_json_to_msgpack(ok, &sb, err, sizeof err) == 0);
+    /* What passes here also fits in a message's data. */
+    CHECK(choreo_msgpack_check(sb.data, sb.size, 1, CHOREO_MAX_DEPTH) == 0);
+    size_t size = sb.size;
+    CHECK(choreo_json_to_msgpack(deep, &sb, err, sizeof err) == CHOREO_EINVAL);
+    CHECK(strcmp(err, "nesting deeper than 30") == 0);
+    CHECK(sb.size == size); /* all or nothing */
+    free(ok);
+    free(deep);
+    msgpack_sbuffer_clear(&sb);
+  }
+  /* Far beyond cJSON's own limit: refused without trouble. */
+  char *abyss = nested_json(5000, false), err[128];
+  CHECK(choreo_json_to_msgpack(abyss, &sb, err, sizeof err) == CHOREO_EINVAL);
+  free(abyss);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_msgpack_types(void) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_unpacked u;
+  msgpack_sbuffer_init(&sb);
+  msgpack_unpacked_init(&u);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 8);
+  msgpack_pack_str_with_body(&pk, "bin", 3);
+  msgpack_pack_bin_with_body(&pk, "raw", 3);
+  msgpack_pack_str_with_body(&pk, "ext", 3);
+  msgpack_pack_ext_with_body(&pk, "xy", 2, 4);
+  msgpack_pack_str_with_body(&pk, "f32", 3);
+  msgpack_pack_float(&pk, 0.5f);
+  msgpack_pack_int(&pk, 1); /* non-string keys are printed */
+  msgpack_pack_str_with_body(&pk, "one", 3);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_int(&pk, 1);
+  msgpack_pack_int(&pk, 2);
+  msgpack_pack_true(&pk);
+  msgpack_pack_nil(&pk);
+  msgpack_pack_nil(&pk);
+  msgpack_pack_str_with_body(&pk, "big", 3);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_uint64(&pk, UINT64_MAX);
+  msgpack_pack_int64(&pk, INT64_MIN);
+  msgpack_pack_str_with_body(&pk, "cut\0here", 8);
+  msgpack_pack_str_with_body(&pk, "a\0b", 3);
+  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  cJSON *tree = choreo_msgpack_to_cjson(&u.data);
+  char *text = cJSON_PrintUnformatted(tree);
+  const char *want = "{\"bin\":\"raw\",\"ext\":{\"exttype\":4,\"data\":\"xy\"},\"f32\":0.5,"
+                     "\"1\":\"one\",\"[1,2]\":true,\"null\":null,"
+                     "\"big\":[18446744073709551615,-9223372036854775808],"
+                     "\"cut\":\"a\"}";
+  CHECK(text && strcmp(text, want) == 0);
+  if (text && strcmp(text, want) != 0) fprintf(stderr, "  got %s\n", text);
+  free(text);
+  cJSON_Delete(tree);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static const char *json_str(const cJSON *obj, const char *key) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static bool str_is(const char *s, const char *want) { return s && strcmp(s, want) == 0; }
+
+static void test_msg_to_json(void) {
+  msgpack_sbuffer data, buf;
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_sbuffer_init(&data);
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked_init(&u);
+  CHECK(choreo_json_to_msgpack("{\"order\":7,\"items\":[1,2.5,\"x\"],\"ok\":true}", &data, NULL,
+                               0) == 0);
+  choreo_msg_fields f = {.source = "orders", .type = "OrderPlaced", .kind = "command",
+                         .to = "shipping", .subject = "order-7", .correlationid = "c-1",
+                         .causationid = "orders/41", .traceparent = "00-ab-cd-01",
+                         .time = "2026-11-27T03:00:00.123456Z", .seq = 42, .data = data.data,
+                         .data_len = data.size};
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  char *text = choreo_msg_to_json(&m);
+  CHECK(text != NULL && strchr(text, '\n') == NULL);
+  cJSON *ce = cJSON_Parse(text);
+  CHECK(cJSON_IsObject(ce));
+  CHECK(str_is(json_str(ce, "specversion"), "1.0"));
+  CHECK(str_is(json_str(ce, "id"), "orders/42"));
+  CHECK(str_is(json_str(ce, "source"), "orders"));
+  CHECK(str_is(json_str(ce, "type"), "OrderPlaced"));
+  CHECK(str_is(json_str(ce, "time"), "2026-11-27T03:00:00.123456Z"));
+  CHECK(str_is(json_str(ce, "subject"), "order-7"));
+  CHECK(str_is(json_str(ce, "datacontenttype"), "application/json"));
+  CHECK(str_is(json_str(ce, "kind"), "command"));
+  CHECK(str_is(json_str(ce, "to"), "shipping"));
+  CHECK(str_is(json_str(ce, "correlationid"), "c-1"));
+  CHECK(str_is(json_str(ce, "causationid"), "orders/41"));
+  CHECK(str_is(json_str(ce, "traceparent"), "00-ab-cd-01"));
+  const cJSON *seq = cJSON_GetObjectItemCaseSensitive(ce, "seq");
+  CHECK(cJSON_IsNumber(seq) && seq->valuedouble == 42);
+  cJSON *want = cJSON_Parse("{\"order\":7,\"items\":[1,2.5,\"x\"],\"ok\":true}");
+  CHECK(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(ce, "data"), want, 1));
+  CHECK(cJSON_GetArraySize(ce) == 14);
+  cJSON_Delete(want);
+  cJSON_Delete(ce);
+  free(text);
+
+  /* Without data and optional attributes, their keys are absent. */
+  choreo_msg_fields bare = {.source = "billing", .type = "Paid", .kind = "event", .seq = 3};
+  msgpack_sbuffer_clear(&buf);
+  CHECK(choreo_msg_encode(&bare, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  text = choreo_msg_to_json(&m);
+  ce = cJSON_Parse(text);
+  CHECK(str_is(json_str(ce, "id"), "billing/3"));
+  CHECK(json_str(ce, "time") != NULL);
+  static const char *const absent[] = {"data", "datacontenttype", "subject", "to",
+                                       "correlationid", "causationid", "traceparent"};
+  for (size_t i = 0; i < sizeof absent / sizeof *absent; i++)
+    CHECK(!cJSON_HasObjectItem(ce, absent[i]));
+  cJSON_Delete(ce);
+  free(text);
+
+  /* A message from a writer that sent no id still gets one. */
+  m.id = (choreo_str){NULL, 0};
+  text = choreo_msg_to_json(&m);
+  ce = cJSON_Parse(text);
+  CHECK(str_is(json_str(ce, "id"), "billing/3"));
+  cJSON_Delete(ce);
+  free(text);
+
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&data);
+  msgpack_sbuffer_destroy(&buf);
+}
+
+int main(void) {
+  RUN(test_round_trip);
+  RUN(test_integers_stay_integers);
+  RUN(test_invalid_json);
+  RUN(test_depth);
+  RUN(test_msgpack_types);
+  RUN(test_msg_to_json);
+  return CHECK_DONE();
+}
