@@ -159,7 +159,7 @@ static int engine_advance(lua_State *L) {
     due = choreo_engine_run_retries(h->e, &r);
     engine_add_result(&sum, &r);
     engine_cascade(L, h->e, &sum);
-  } while (due >= 0 && due <= h->now_ms);
+  } while (due >= 0 && due <= h->now_ms && (r.applied || r.failed));
   engine_push_result(L, &sum);
   return 1;
 }

@@ -3,6 +3,7 @@
  * reload that builds a new state starts from nothing and never mixes generations. */
 #include <lauxlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bindings.h"
 #include "choreo.h"
@@ -54,6 +55,8 @@ static const char *host_opt_string(lua_State *L, int opts, const char *field) {
 static int host_emit(lua_State *L, const char *kind, const char *to, const char *type,
                      int data_idx, int opts_idx, const char *what) {
   choreo_engine *e = host_engine(L, what);
+  int top = opts_idx > data_idx ? opts_idx : data_idx;
+  if (lua_gettop(L) < top) lua_settop(L, top); /* absent arguments become nil, not our temporaries */
   choreo_emit_opts opts = {0};
   if (opts_idx && !lua_isnoneornil(L, opts_idx)) {
     luaL_checktype(L, opts_idx, LUA_TTABLE);
@@ -90,7 +93,8 @@ static int ctx_send(lua_State *L) {
 static int ctx_reply(lua_State *L) {
   const char *type = host_check_name(L, 2, "type");
   const choreo_msg *m = choreo_engine_current(host_engine(L, "reply"));
-  lua_pushlstring(L, m->source.p, m->source.n);
+  lua_settop(L, 3);
+  lua_pushlstring(L, m->source.p, m->source.n); /* kept on the stack while host_emit runs */
   return host_emit(L, "reply", lua_tostring(L, -1), type, 3, 0, "reply");
 }
 
@@ -126,7 +130,16 @@ static int choreo_on(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg choreo_funcs[] = {{"on", choreo_on}, {NULL, NULL}};
+/* choreo.now(): wall-clock seconds with microseconds, for measuring latencies in handlers
+ * (os.time has whole seconds only). */
+static int choreo_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)(ts.tv_nsec / 1000) / 1e6);
+  return 1;
+}
+
+static const luaL_Reg choreo_funcs[] = {{"now", choreo_now}, {"on", choreo_on}, {NULL, NULL}};
 
 /* The ctx object: a table of methods plus db and log, created once per state. */
 static void host_make_ctx(lua_State *L, choreo_engine *e) {

@@ -10,23 +10,66 @@
 #define DB_META "choreo.db"
 #define ROWS_META "choreo.db.rows"
 
+/* Preparing costs more than running a small statement, and handlers run the same few
+ * statements for every message, so each db object keeps its most recent ones prepared. */
+#define DB_CACHE 16
+
 typedef struct db_handle {
   sqlite3 *db;
+  sqlite3_stmt *cache[DB_CACHE]; /* idle statements, keyed by their SQL text */
+  int next;                      /* the slot to evict next */
 } db_handle;
 
 typedef struct rows_handle {
   sqlite3_stmt *stmt; /* NULL once finished */
 } rows_handle;
 
-#define todb(L) (((db_handle *)luaL_checkudata(L, 1, DB_META))->db)
+#define todb(L) ((db_handle *)luaL_checkudata(L, 1, DB_META))
 
-static void db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last) {
-  int n = last - first + 1;
-  if (n != sqlite3_bind_parameter_count(stmt)) {
-    int expected = sqlite3_bind_parameter_count(stmt);
-    sqlite3_finalize(stmt);
-    luaL_error(L, "statement has %d parameter(s) but %d value(s) were given", expected, n);
+/* Takes an idle statement for sql out of the cache, or prepares one. */
+static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t len) {
+  for (int i = 0; i < DB_CACHE; i++) {
+    sqlite3_stmt *stmt = h->cache[i];
+    if (stmt && strncmp(sqlite3_sql(stmt), sql, len) == 0 && sqlite3_sql(stmt)[len] == '\0') {
+      h->cache[i] = NULL;
+      return stmt;
+    }
   }
+  const char *tail = NULL;
+  sqlite3_stmt *stmt = NULL;
+  if (sqlite3_prepare_v3(h->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &stmt, &tail) != SQLITE_OK)
+    luaL_error(L, "SQL error: %s", sqlite3_errmsg(h->db));
+  if (!stmt) luaL_error(L, "SQL error: empty statement");
+  while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';')) tail++;
+  if (tail && *tail) {
+    sqlite3_finalize(stmt);
+    luaL_error(L, "SQL error: one statement per call (extra text: %s)", tail);
+  }
+  return stmt;
+}
+
+/* Gives a statement back: reset into the cache, evicting the oldest if it is full. */
+static void db_give_back(db_handle *h, sqlite3_stmt *stmt) {
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  for (int i = 0; i < DB_CACHE; i++) {
+    if (!h->cache[i]) {
+      h->cache[i] = stmt;
+      return;
+    }
+  }
+  sqlite3_finalize(h->cache[h->next]);
+  h->cache[h->next] = stmt;
+  h->next = (h->next + 1) % DB_CACHE;
+}
+
+/* Binds the arguments first..last; on a bad value returns the error text instead of raising, so
+ * the caller can give the statement back first. */
+static const char *db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last) {
+  int n = last - first + 1;
+  if (n != sqlite3_bind_parameter_count(stmt))
+    return lua_pushfstring(L, "statement has %d parameter(s) but %d value(s) were given",
+                           sqlite3_bind_parameter_count(stmt), n);
   for (int i = 1; i <= n; i++) {
     int idx = first + i - 1;
     switch (lua_type(L, idx)) {
@@ -48,30 +91,23 @@ static void db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last) {
       sqlite3_bind_text(stmt, i, s, (int)len, SQLITE_TRANSIENT);
       break;
     }
-    default: {
-      const char *type = luaL_typename(L, idx);
-      sqlite3_finalize(stmt);
-      luaL_error(L, "cannot bind a %s to SQL parameter %d", type, i);
-    }
+    default:
+      return lua_pushfstring(L, "cannot bind a %s to SQL parameter %d", luaL_typename(L, idx), i);
     }
   }
+  return NULL;
 }
 
-/* Prepares exactly one statement with the arguments after the SQL bound. */
-static sqlite3_stmt *db_prepare(lua_State *L, sqlite3 *db, int last) {
+/* A statement for the SQL at index 2 with the arguments 3..last bound. */
+static sqlite3_stmt *db_prepare(lua_State *L, db_handle *h, int last) {
   size_t len;
   const char *sql = luaL_checklstring(L, 2, &len);
-  const char *tail = NULL;
-  sqlite3_stmt *stmt = NULL;
-  if (sqlite3_prepare_v2(db, sql, (int)len, &stmt, &tail) != SQLITE_OK)
-    luaL_error(L, "SQL error: %s", sqlite3_errmsg(db));
-  if (!stmt) luaL_error(L, "SQL error: empty statement");
-  while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';')) tail++;
-  if (tail && *tail) {
-    sqlite3_finalize(stmt);
-    luaL_error(L, "SQL error: one statement per call (extra text: %s)", tail);
+  sqlite3_stmt *stmt = db_take(L, h, sql, len);
+  const char *err = db_bind(L, stmt, 3, last);
+  if (err) {
+    db_give_back(h, stmt);
+    lua_error(L);
   }
-  db_bind(L, stmt, 3, last);
   return stmt;
 }
 
@@ -98,9 +134,9 @@ static void db_push_row(lua_State *L, sqlite3_stmt *stmt) {
 }
 
 /* A failed step: constraint violations are outcomes (nil, message); anything else raises. */
-static int db_step_failed(lua_State *L, sqlite3 *db, sqlite3_stmt *stmt, int rc) {
-  lua_pushfstring(L, "%s", sqlite3_errmsg(db));
-  sqlite3_finalize(stmt);
+static int db_step_failed(lua_State *L, db_handle *h, sqlite3_stmt *stmt, int rc) {
+  lua_pushfstring(L, "%s", sqlite3_errmsg(h->db));
+  db_give_back(h, stmt);
   if ((rc & 0xff) == SQLITE_CONSTRAINT) {
     luaL_pushfail(L);
     lua_insert(L, -2);
@@ -110,28 +146,28 @@ static int db_step_failed(lua_State *L, sqlite3 *db, sqlite3_stmt *stmt, int rc)
 }
 
 static int db_exec(lua_State *L) {
-  sqlite3 *db = todb(L);
-  sqlite3_stmt *stmt = db_prepare(L, db, lua_gettop(L));
+  db_handle *h = todb(L);
+  sqlite3_stmt *stmt = db_prepare(L, h, lua_gettop(L));
   int rc;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
   }
-  if (rc != SQLITE_DONE) return db_step_failed(L, db, stmt, rc);
-  sqlite3_finalize(stmt);
-  lua_pushinteger(L, sqlite3_changes(db));
+  if (rc != SQLITE_DONE) return db_step_failed(L, h, stmt, rc);
+  db_give_back(h, stmt);
+  lua_pushinteger(L, sqlite3_changes(h->db));
   return 1;
 }
 
 static int db_one(lua_State *L) {
-  sqlite3 *db = todb(L);
-  sqlite3_stmt *stmt = db_prepare(L, db, lua_gettop(L));
+  db_handle *h = todb(L);
+  sqlite3_stmt *stmt = db_prepare(L, h, lua_gettop(L));
   int rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW)
     db_push_row(L, stmt);
   else if (rc == SQLITE_DONE)
     lua_pushnil(L);
   else
-    return db_step_failed(L, db, stmt, rc);
-  sqlite3_finalize(stmt);
+    return db_step_failed(L, h, stmt, rc);
+  db_give_back(h, stmt);
   return 1;
 }
 
@@ -166,12 +202,16 @@ static int rows_next(lua_State *L) {
  * finalizes the statement at once (Lua 5.4 to-be-closed), and __gc covers everything else. The
  * handle exists before the statement so that no error can leak it. */
 static int db_rows(lua_State *L) {
-  sqlite3 *db = todb(L);
+  db_handle *h = todb(L);
   int last = lua_gettop(L);
+  size_t len;
+  const char *sql = luaL_checklstring(L, 2, &len);
   rows_handle *r = lua_newuserdatauv(L, sizeof *r, 0);
   r->stmt = NULL;
   luaL_setmetatable(L, ROWS_META);
-  r->stmt = db_prepare(L, db, last);
+  r->stmt = db_take(L, h, sql, len); /* owned by the iterator until it finishes */
+  const char *err = db_bind(L, r->stmt, 3, last);
+  if (err) lua_error(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rows_next, 1);
   lua_pushnil(L);
@@ -183,11 +223,21 @@ static int db_rows(lua_State *L) {
 static const luaL_Reg db_methods[] = {
     {"exec", db_exec}, {"one", db_one}, {"rows", db_rows}, {NULL, NULL}};
 
+static int db_gc(lua_State *L) {
+  db_handle *h = luaL_checkudata(L, 1, DB_META);
+  for (int i = 0; i < DB_CACHE; i++) {
+    sqlite3_finalize(h->cache[i]);
+    h->cache[i] = NULL;
+  }
+  return 0;
+}
+
 static const luaL_Reg rows_meta[] = {{"__close", rows_close}, {"__gc", rows_close}, {NULL, NULL}};
 
 void choreo_lua_push_db(lua_State *L, sqlite3 *db, int owner_idx) {
   owner_idx = owner_idx ? lua_absindex(L, owner_idx) : 0;
   db_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  memset(h, 0, sizeof *h);
   h->db = db;
   if (owner_idx) {
     lua_pushvalue(L, owner_idx);
@@ -196,6 +246,8 @@ void choreo_lua_push_db(lua_State *L, sqlite3 *db, int owner_idx) {
   if (luaL_newmetatable(L, DB_META)) {
     luaL_newlib(L, db_methods);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, db_gc);
+    lua_setfield(L, -2, "__gc");
     luaL_newmetatable(L, ROWS_META);
     luaL_setfuncs(L, rows_meta, 0);
     lua_pop(L, 1);

@@ -277,6 +277,7 @@ int64_t choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res) {
   retry_run run = {e, res};
   int rc = choreo_store_begin(e->store);
   if (!rc) rc = choreo_store_retry_each_due(e->store, now, 100, engine_retry_one, &run);
+  if (rc > 0) rc = 0; /* the number of retries run */
   if (!rc) rc = choreo_store_commit(e->store);
   if (rc) engine_fail_batch(e, rc);
   return choreo_store_retry_next_due(e->store);

@@ -52,9 +52,16 @@ static void scripts_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   choreo_scripts *s = scripts_of(L);
   s->budget -= HOOK_EVERY;
-  if (s->budget <= 0)
-    luaL_error(L, "exceeded the instruction limit (%llu)",
-               (unsigned long long)s->instruction_limit);
+  if (s->budget <= 0) {
+    /* From now on raise at every instruction, so that code catching the error with pcall
+     * cannot run on: the raise lands in the catching code itself. */
+    lua_sethook(L, scripts_hook, LUA_MASKCOUNT, 1);
+    /* Level 0 is the Lua function the hook interrupted: name its file and line. */
+    luaL_where(L, 0);
+    lua_pushfstring(L, "exceeded the instruction limit (%I)", (lua_Integer)s->instruction_limit);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
 }
 
 static int scripts_os_exit(lua_State *L) {
@@ -80,9 +87,16 @@ static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
   lua_sethook(L, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
   int status = lua_pcall(L, nargs, 0, base);
   lua_sethook(L, NULL, 0, 0);
-  if (status == LUA_OK) {
+  if (status == LUA_OK && s->budget > 0) {
     lua_pop(L, 1);
     return 0;
+  }
+  if (status == LUA_OK) { /* the handler caught the limit error itself: it still failed */
+    lua_pop(L, 1);
+    snprintf(err, errlen, "exceeded the instruction limit (%llu)",
+             (unsigned long long)s->instruction_limit);
+    lua_gc(L, LUA_GCCOLLECT);
+    return CHOREO_ESCRIPT;
   }
   if (status == LUA_ERRMEM) {
     snprintf(err, errlen, "exceeded the memory limit (%zu bytes)", s->mem_limit);

@@ -1,0 +1,138 @@
+/* Clock, CPU time, command line, payload and watchdog for the benchmarks (see bench_util.h). */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
+#include "bench_util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static char bench_name[64] = "bench";
+
+double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double rusage_seconds(int who) {
+  struct rusage ru;
+  if (getrusage(who, &ru) != 0) return 0.0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+double bench_cpu_process(void) { return rusage_seconds(RUSAGE_SELF); }
+
+double bench_cpu_thread(void) { return rusage_seconds(RUSAGE_THREAD); }
+
+void bench_fail(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s: ", bench_name);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  exit(1);
+}
+
+static void usage_exit(const char *usage, const char *why) {
+  fprintf(stderr, "%s: %s\nusage: %s %s\n", bench_name, why, bench_name, usage);
+  exit(2);
+}
+
+static long parse_long(const char *s, long min, long max, const char *usage) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *s == '\0' || *end != '\0' || v < min || v > max) usage_exit(usage, "bad number");
+  return v;
+}
+
+void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, const char *usage) {
+  const char *slash = strrchr(argv[0], '/');
+  snprintf(bench_name, sizeof bench_name, "%s", slash ? slash + 1 : argv[0]);
+  memset(a, 0, sizeof *a);
+  a->timeout_s = BENCH_DEFAULT_TIMEOUT_S;
+  unsigned given = 0;
+  for (int k = 1; k < argc; k++) {
+    const char *opt = argv[k];
+    if (k + 1 >= argc) usage_exit(usage, "option without a value");
+    const char *val = argv[++k];
+    if (strcmp(opt, "--url") == 0 && (accepted & BENCH_ARG_URL)) {
+      a->url = val;
+      given |= BENCH_ARG_URL;
+    } else if (strcmp(opt, "--db") == 0 && (accepted & BENCH_ARG_DB)) {
+      a->db = val;
+      given |= BENCH_ARG_DB;
+    } else if (strcmp(opt, "--port") == 0 && (accepted & BENCH_ARG_PORT)) {
+      a->port = (int)parse_long(val, 1, 65535, usage);
+      given |= BENCH_ARG_PORT;
+    } else if (strcmp(opt, "--events") == 0 && (accepted & BENCH_ARG_EVENTS)) {
+      /* The indexes travel as text in 100 bytes and as a bitmap in memory: keep them sane. */
+      a->events = parse_long(val, 1, 1000000000L, usage);
+      given |= BENCH_ARG_EVENTS;
+    } else if (strcmp(opt, "--timeout") == 0) {
+      a->timeout_s = (int)parse_long(val, 1, 24 * 3600, usage);
+    } else {
+      usage_exit(usage, "unknown option");
+    }
+  }
+  if (given != accepted) usage_exit(usage, "missing option");
+}
+
+static void watchdog_fire(int sig) {
+  (void)sig;
+  /* Only async-signal-safe calls here: the process may be stuck inside any library. */
+  static const char msg[] = ": watchdog: still running long after the time limit, giving up\n";
+  ssize_t r = write(STDERR_FILENO, bench_name, strlen(bench_name));
+  r = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)r;
+  _exit(3);
+}
+
+void bench_watchdog(int seconds) {
+  signal(SIGALRM, watchdog_fire);
+  alarm((unsigned)seconds);
+}
+
+void bench_payload(unsigned char *buf, long i) {
+  memset(buf, 'x', BENCH_PAYLOAD_SIZE);
+  int n = snprintf((char *)buf, BENCH_PAYLOAD_SIZE, "%ld ", i);
+  (void)n; /* at most 11 bytes for the allowed range: always fits */
+}
+
+long bench_payload_index(const void *buf, size_t len) {
+  const unsigned char *p = buf;
+  long v = 0;
+  size_t k = 0;
+  for (; k < len && k < 19 && p[k] >= '0' && p[k] <= '9'; k++) v = v * 10 + (p[k] - '0');
+  if (k == 0 || k >= len || p[k] != ' ') return -1;
+  return v;
+}
+
+void bench_seen_init(bench_seen *s, long n) {
+  s->bits = calloc((size_t)n / 8 + 1, 1);
+  if (!s->bits) bench_fail("out of memory");
+  s->n = n;
+  s->distinct = 0;
+}
+
+int bench_seen_add(bench_seen *s, long i) {
+  if (i < 0 || i >= s->n) return 0;
+  unsigned char bit = (unsigned char)(1u << (i % 8));
+  if (s->bits[i / 8] & bit) return 0;
+  s->bits[i / 8] |= bit;
+  s->distinct++;
+  return 1;
+}
+
+void bench_seen_free(bench_seen *s) {
+  free(s->bits);
+  s->bits = NULL;
+}

@@ -1,0 +1,67 @@
+/* Shared plumbing of the peer-system benchmarks: the monotonic clock, CPU time, the command
+ * line, the event payload, and a watchdog so that no benchmark can hang a benchmark run. Each
+ * program prints one JSON line on stdout and its diagnostics on stderr. */
+#ifndef BENCH_UTIL_H
+#define BENCH_UTIL_H
+
+#include <stddef.h>
+
+/* Every event carries this many payload bytes, as in the "pipeline" workload. */
+#define BENCH_PAYLOAD_SIZE 100
+#define BENCH_DEFAULT_TIMEOUT_S 120
+
+/* Seconds on CLOCK_MONOTONIC: one clock for every process on the machine, so a producer
+ * process and its consumer can subtract each other's timestamps. */
+double bench_now(void);
+
+/* User+sys seconds of the whole calling process (all its threads, none of its children). */
+double bench_cpu_process(void);
+
+/* User+sys seconds of the calling thread only. */
+double bench_cpu_thread(void);
+
+typedef struct bench_args {
+  const char *url; /* --url */
+  const char *db;  /* --db */
+  int port;        /* --port */
+  long events;     /* --events */
+  int timeout_s;   /* --timeout, BENCH_DEFAULT_TIMEOUT_S unless given */
+} bench_args;
+
+enum { BENCH_ARG_URL = 1, BENCH_ARG_DB = 2, BENCH_ARG_PORT = 4, BENCH_ARG_EVENTS = 8 };
+
+/* Parses the options named in `accepted` (a mask of BENCH_ARG_*, all of them required) plus
+ * the optional --timeout. Prints `usage` and exits 2 on anything else. Remembers argv[0] as the
+ * name for bench_fail and the watchdog. */
+void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, const char *usage);
+
+/* Prints "<program>: <message>" on stderr and exits 1. */
+void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Ends the process with status 3 and a message if it is still running `seconds` from now: the
+ * backstop for a library call that blocks forever. Not inherited by fork(); the child arms its
+ * own. */
+void bench_watchdog(int seconds);
+
+/* Fills `buf` (BENCH_PAYLOAD_SIZE bytes) for event `i`: the decimal index, a space, filler.
+ * Carrying the index inside the payload lets a transport without fields (NATS, NNG) check
+ * loss and duplication the same way as one with fields (Redis). */
+void bench_payload(unsigned char *buf, long i);
+
+/* The index written by bench_payload, or -1 if `buf` does not start with one. */
+long bench_payload_index(const void *buf, size_t len);
+
+/* A set of event indexes [0, n): how the consumers know when every event has arrived even if
+ * some arrive twice. */
+typedef struct bench_seen {
+  unsigned char *bits;
+  long n;
+  long distinct;
+} bench_seen;
+
+void bench_seen_init(bench_seen *s, long n);
+/* Returns 1 if `i` is new, 0 if seen before or out of range. */
+int bench_seen_add(bench_seen *s, long i);
+void bench_seen_free(bench_seen *s);
+
+#endif

@@ -1,0 +1,211 @@
+/* NATS JetStream peer of the "pipeline" benchmark, written the way a hand-made service would
+ * be: a file-storage stream, a producer process publishing asynchronously with at most 4096
+ * publishes awaiting their acks, and a durable pull consumer (AckExplicit) that fetches 100
+ * messages, commits them to SQLite in one transaction and only then acks each one, so an event
+ * counts once it is on the consumer's disk. The nats-server -js is started by the runner. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "bench_pipeline.h"
+#include "bench_producer.h"
+#include "bench_sink.h"
+#include "bench_util.h"
+
+#define BATCH 100
+#define MAX_PENDING_ACKS 4096
+#define DURABLE "c"
+
+static const char usage[] = "--url nats://HOST:PORT --events N --db FILE [--timeout S]";
+
+typedef struct nats_run {
+  const char *url;
+  long events;
+  double deadline;
+  char stream[64];
+  char subject[64];
+} nats_run;
+
+/* The library's own error text (with its stack) says more than the status name. */
+static const char *nats_why(natsStatus s) {
+  natsStatus last;
+  const char *text = nats_GetLastError(&last);
+  return text && *text ? text : natsStatus_GetText(s);
+}
+
+static int remaining_ms(double deadline) {
+  double ms = (deadline - bench_now()) * 1000.0;
+  return ms > 1.0 ? (int)ms : 1;
+}
+
+/* Runs on a library thread, for each publish the server refused or never confirmed. */
+static atomic_long publish_failures;
+
+static void on_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure) {
+  (void)js;
+  (void)pae;
+  (void)closure;
+  atomic_fetch_add(&publish_failures, 1);
+}
+
+static int produce(void *arg, bench_producer_report *r) {
+  const nats_run *run = arg;
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  natsStatus s = natsConnection_ConnectTo(&nc, run->url);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  /* The bound on publishes in flight lives in the context options, not in jsPubOptions. */
+  jo.PublishAsync.MaxPending = MAX_PENDING_ACKS;
+  jo.PublishAsync.ErrHandler = on_publish_error;
+  if (s == NATS_OK) s = natsConnection_JetStream(&js, nc, &jo);
+  if (s != NATS_OK) {
+    snprintf(r->error, sizeof r->error, "connect %s: %s", run->url, nats_why(s));
+    natsConnection_Destroy(nc);
+    return -1;
+  }
+  unsigned char payload[BENCH_PAYLOAD_SIZE];
+  r->t_first = bench_now();
+  for (long i = 0; i < run->events && s == NATS_OK; i++) {
+    bench_payload(payload, i);
+    /* With MaxPending publishes unacknowledged the call waits StallWait (200 ms) and then
+     * gives up with NATS_TIMEOUT, without sending: send the same event again. */
+    do s = js_PublishAsync(js, run->subject, payload, BENCH_PAYLOAD_SIZE, NULL);
+    while (s == NATS_TIMEOUT && bench_now() < run->deadline);
+  }
+  if (s == NATS_OK) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = remaining_ms(run->deadline);
+    s = js_PublishAsyncComplete(js, &po);
+  }
+  r->t_done = bench_now();
+  long failed = atomic_load(&publish_failures);
+  r->sent = s == NATS_OK ? run->events - failed : 0;
+  if (s != NATS_OK)
+    snprintf(r->error, sizeof r->error, "publish: %s", nats_why(s));
+  else if (failed)
+    snprintf(r->error, sizeof r->error, "%ld publishes not confirmed by the server", failed);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return s == NATS_OK && failed == 0 ? 0 : -1;
+}
+
+static void must(natsStatus s, jsErrCode jerr, const char *what) {
+  if (s != NATS_OK) bench_fail("%s: %s (JetStream error %d)", what, nats_why(s), (int)jerr);
+}
+
+/* Stores one fetched batch in one transaction, then acks each message. Returns the time of the
+ * commit. */
+static double consume_batch(natsMsgList *list, bench_sink *sink, bench_seen *seen) {
+  if (bench_sink_begin(sink) != 0) bench_fail("BEGIN: %s", bench_sink_error(sink));
+  for (int k = 0; k < list->Count; k++) {
+    const char *data = natsMsg_GetData(list->Msgs[k]);
+    int len = natsMsg_GetDataLength(list->Msgs[k]);
+    long index = bench_payload_index(data, (size_t)len);
+    if (index < 0) bench_fail("a message without an event index");
+    if (bench_sink_insert(sink, index, data, len) != 0)
+      bench_fail("INSERT: %s", bench_sink_error(sink));
+    bench_seen_add(seen, index);
+  }
+  if (bench_sink_commit(sink) != 0) bench_fail("COMMIT: %s", bench_sink_error(sink));
+  double t = bench_now();
+  /* Plain Ack, not AckSync: a normal service does not wait a round trip per message. */
+  for (int k = 0; k < list->Count; k++) must(natsMsg_Ack(list->Msgs[k], NULL), 0, "ack");
+  return t;
+}
+
+/* The stream keeps every payload on the server's disk: whether the run succeeds or fails
+ * (bench_fail exits), it goes, and its consumer with it. */
+static jsCtx *stream_js;
+static const char *stream_to_drop;
+
+static void drop_stream(void) {
+  if (!stream_to_drop) return;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 2000; /* a failed run may have lost the server: don't wait the default 5 s */
+  js_DeleteStream(stream_js, stream_to_drop, &jo, NULL);
+  stream_to_drop = NULL;
+}
+
+int main(int argc, char **argv) {
+  bench_args a;
+  bench_args_parse(&a, argc, argv, BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_DB, usage);
+  bench_watchdog(a.timeout_s + 15);
+
+  nats_run run = {.url = a.url, .events = a.events, .deadline = bench_now() + a.timeout_s};
+  /* A fresh stream per run, deleted at the end: reruns never see earlier messages. */
+  long tag = (long)getpid();
+  long stamp = (long)(bench_now() * 1000.0) % 1000000000L;
+  snprintf(run.stream, sizeof run.stream, "BENCH_%ld_%ld", tag, stamp);
+  snprintf(run.subject, sizeof run.subject, "bench.%ld.%ld", tag, stamp);
+
+  bench_sink sink;
+  if (bench_sink_open(&sink, a.db) != 0) bench_fail("%s: %s", a.db, bench_sink_error(&sink));
+  /* Registered before the fork so that, exit handlers running in reverse, a failed run kills
+   * the producer first. The fork comes before any nats call here: the child must not inherit
+   * the library's threads and locks. */
+  atexit(drop_stream);
+  bench_producer producer;
+  if (bench_producer_fork(&producer, produce, &run, a.timeout_s) != 0)
+    bench_fail("cannot start the producer process");
+
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  jsErrCode jerr = 0;
+  must(natsConnection_ConnectTo(&nc, a.url), 0, a.url);
+  must(natsConnection_JetStream(&js, nc, NULL), 0, "JetStream context");
+
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  const char *subjects[] = {run.subject};
+  sc.Name = run.stream;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  must(js_AddStream(NULL, js, &sc, NULL, &jerr), jerr, "add stream");
+  stream_js = js;
+  stream_to_drop = run.stream;
+
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = run.stream;
+  so.Config.AckPolicy = js_AckExplicit;
+  natsSubscription *sub = NULL;
+  must(js_PullSubscribe(&sub, js, run.subject, DURABLE, NULL, &so, &jerr), jerr,
+       "pull subscribe");
+
+  bench_seen seen;
+  bench_seen_init(&seen, a.events);
+  double cpu0 = bench_cpu_process();
+  if (bench_producer_go(&producer) != 0) bench_fail("cannot start the producer");
+  double t_last = 0;
+  while (seen.distinct < a.events) {
+    if (bench_now() > run.deadline)
+      bench_fail("time limit of %d s reached with %ld of %ld events committed", a.timeout_s,
+                 seen.distinct, a.events);
+    natsMsgList list = {0};
+    natsStatus s = natsSubscription_Fetch(&list, sub, BATCH, 1000, &jerr);
+    if (s == NATS_TIMEOUT) continue; /* nothing within a second: look at the clock again */
+    must(s, jerr, "fetch");
+    t_last = consume_batch(&list, &sink, &seen);
+    natsMsgList_Destroy(&list);
+  }
+  double cpu = bench_cpu_process() - cpu0;
+
+  bench_pipeline_report(&producer, &sink, a.events, cpu, t_last, run.deadline);
+  natsSubscription_Unsubscribe(sub); /* deletes the durable consumer this run created */
+  natsSubscription_Destroy(sub);
+  drop_stream();
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  bench_seen_free(&seen);
+  bench_sink_close(&sink);
+  return 0;
+}

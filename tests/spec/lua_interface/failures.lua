@@ -1,0 +1,61 @@
+-- Handlers for failures_spec.lua and limits_spec.lua: failing handlers, retries, os.exit and the
+-- instruction and memory limits. Attempts are counted in a Lua upvalue, which the savepoint
+-- rollback cannot touch; CountAttempts reports them.
+local choreo = require "choreo"
+
+choreo.db:exec("create table if not exists flaky_effects(key text, attempt integer)")
+
+local attempts = {}
+
+-- Writes to the db and publishes, then fails until attempt number data.succeed_on.
+choreo.on("Flaky", function(msg, ctx)
+  local key = msg.data.key
+  attempts[key] = (attempts[key] or 0) + 1
+  ctx.db:exec("insert into flaky_effects(key, attempt) values (?, ?)", key, attempts[key])
+  ctx:publish("FlakyEffect", { key = key, attempt = attempts[key] })
+  if attempts[key] < msg.data.succeed_on then
+    error("flaky failure " .. key .. " attempt " .. attempts[key])
+  end
+end)
+
+choreo.on("CountAttempts", function(msg, ctx)
+  ctx:publish("Attempts", { key = msg.data.key, n = attempts[msg.data.key] or 0 })
+end)
+
+choreo.on("Exit", function(_, ctx)
+  ctx:publish("BeforeExit", {})
+  os.exit(0)
+end)
+
+choreo.on("Spin", function(msg, ctx)
+  attempts[msg.type] = (attempts[msg.type] or 0) + 1
+  ctx:publish("SpinStarted", {})
+  while true do end
+end)
+
+-- Swallows the limit error with pcall and carries on: the budget must still win.
+choreo.on("SpinInPcall", function(msg, ctx)
+  attempts[msg.type] = (attempts[msg.type] or 0) + 1
+  local ok, err = pcall(function() while true do end end)
+  ctx:publish("SpinSwallowed", { ok = ok, err = tostring(err) })
+end)
+
+-- Keeps catching the limit error and going back into the loop, 10,000 times: far more than a
+-- budget of 1e6 instructions allows. (Bounded, so that a budget pcall can swallow makes the
+-- spec fail rather than hang.)
+choreo.on("SpinInPcallLoop", function(msg, ctx)
+  attempts[msg.type] = (attempts[msg.type] or 0) + 1
+  local caught = 0
+  for _ = 1, 10000 do
+    if not pcall(function() while true do end end) then caught = caught + 1 end
+  end
+  ctx:publish("SpinEscaped", { caught = caught })
+end)
+
+choreo.on("Hog", function(msg, ctx)
+  attempts[msg.type] = (attempts[msg.type] or 0) + 1
+  ctx:publish("HogStarted", {})
+  local t = {}
+  for i = 1, math.maxinteger do t[i] = { i, tostring(i) } end
+  ctx:publish("HogDone", { n = #t })
+end)

@@ -1,0 +1,77 @@
+-- The instruction budget and the memory ceiling turn runaway handlers into ordinary failures.
+local testing = require "choreo.testing"
+local h = require "spec.helpers"
+
+local function attempts(host, key)
+  assert.is_true(host:deliver("CountAttempts", { key = key }))
+  local list = h.data_of(host.published, "Attempts")
+  return list[#list].n
+end
+
+local function echo_works(host, n)
+  assert.is_true(host:deliver("Echo", { n = n }))
+  local echoed = h.data_of(host.published, "Echoed")
+  assert.same({ n = n }, echoed[#echoed])
+end
+
+describe("the instruction limit", function()
+  it("cuts off an endless loop; the host keeps working", function()
+    local host = testing.host(nil, { instructions = 1e6 })
+    local ok, err = host:deliver("Spin", {})
+    assert.is_false(ok)
+    assert.matches("instruction limit", err, 1, true)
+    assert.equal(3, attempts(host, "Spin"))
+    assert.same({}, h.of_type(host.published, "SpinStarted"))
+    echo_works(host, 1)
+    echo_works(host, 2)
+  end)
+
+  it("cannot be swallowed by a pcall inside the handler", function()
+    local host = testing.host(nil, { instructions = 1e6 })
+    local ok, err = host:deliver("SpinInPcall", {})
+    assert.same({}, h.data_of(host.published, "SpinSwallowed"))
+    assert.is_false(ok)
+    assert.matches("instruction limit", err, 1, true)
+    echo_works(host, 1)
+  end)
+
+  it("cannot be swallowed by a pcall in a loop either", function()
+    local host = testing.host(nil, { instructions = 1e6 })
+    local ok, err = host:deliver("SpinInPcallLoop", {})
+    assert.same({}, h.data_of(host.published, "SpinEscaped"))
+    assert.is_false(ok)
+    assert.matches("instruction limit", err, 1, true)
+    assert.equal(3, attempts(host, "SpinInPcallLoop"))
+    echo_works(host, 1)
+  end)
+
+  it("leads to retries and the dead letters like any failure #retries", function()
+    local host = testing.host(nil, { instructions = 1e6 })
+    assert.is_false((host:deliver("Spin", {})))
+    assert.is_false((host:advance(1)))
+    assert.is_false((host:advance(5)))
+    assert.is_false((host:advance(30)))
+    assert.equal(6, attempts(host, "Spin"))
+    local dead = host:dead_letters()
+    assert.equal(1, #dead)
+    assert.matches("instruction limit", dead[1].error, 1, true)
+  end)
+end)
+
+describe("the memory limit", function()
+  it("fails a handler that builds a huge table; later messages work", function()
+    local host = testing.host(nil, { memory = 32 * 1024 * 1024 })
+    local ok, err = host:deliver("Hog", {})
+    assert.is_false(ok)
+    assert.matches("memory limit", err, 1, true)
+    assert.equal(3, attempts(host, "Hog"))
+    assert.same({}, h.of_type(host.published, "HogStarted"))
+    assert.same({}, h.of_type(host.published, "HogDone"))
+    echo_works(host, 1)
+    -- The memory came back: it can fail the same way again, and recover again.
+    ok, err = host:deliver("Hog", {})
+    assert.is_false(ok)
+    assert.matches("memory limit", err, 1, true)
+    echo_works(host, 2)
+  end)
+end)

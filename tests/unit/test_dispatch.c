@@ -1,0 +1,479 @@
+/* Unit tests of runtime/engine.c's dispatch: frames built with the codec and applied to an
+ * engine whose scripts live in a fresh /tmp directory. They check what the host relies on:
+ * applied/skipped counts, the per-source checkpoint (duplicates skipped, gaps reported),
+ * malformed frames counted and refused, commands for other hosts ignored, failures deferred to
+ * choreo_retries, emitted messages in our log and applied to our own handlers, and a reload
+ * that fails keeping the running generation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "choreo.h"
+#include "engine.h"
+
+static char dir[64];
+static int64_t fake_now = 1700000000000; /* the engines' clock, in ms */
+
+static const char handlers_lua[] =
+    "local choreo = require 'choreo'\n"
+    "choreo.db:exec('create table if not exists got(type text, n integer, source text)')\n"
+    "local function record(msg, ctx)\n"
+    "  ctx.db:exec('insert into got values (?, ?, ?)', msg.type, msg.data and msg.data.n,\n"
+    "              msg.source)\n"
+    "end\n"
+    "choreo.on('Ping', function(msg, ctx)\n"
+    "  record(msg, ctx)\n"
+    "  ctx:publish('Pinged', { n = msg.data.n })\n"
+    "end)\n"
+    "choreo.on('Pinged', record)\n"
+    "choreo.on('Do', record)\n"
+    "choreo.on('Fail', function(msg, ctx)\n"
+    "  record(msg, ctx)\n"
+    "  ctx:publish('Pinged', { n = -1 })\n"
+    "  error('boom ' .. msg.data.n)\n"
+    "end)\n";
+
+static int64_t fake_clock(void *ud) {
+  (void)ud;
+  return fake_now;
+}
+
+static void write_file(const char *name, const char *text) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (!f) return;
+  CHECK(fputs(text, f) >= 0);
+  CHECK(fclose(f) == 0);
+}
+
+static void remove_file(const char *name) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  unlink(path);
+}
+
+static choreo_engine *open_engine(void) {
+  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
+                              .now_ms = fake_clock};
+  char err[512] = "";
+  choreo_engine *e = NULL;
+  int rc = choreo_engine_open(&e, &cfg, err, sizeof err);
+  if (rc) fprintf(stderr, "open: %s\n", err);
+  CHECK(rc == 0 && e != NULL);
+  return e;
+}
+
+/* One message: data is the map {n = n}. */
+static void add_msg(msgpack_sbuffer *frame, const char *source, int64_t seq, const char *type,
+                    const char *kind, const char *to, int64_t n) {
+  msgpack_sbuffer data;
+  msgpack_sbuffer_init(&data);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 1);
+  msgpack_pack_str_with_body(&pk, "n", 1);
+  msgpack_pack_int64(&pk, n);
+  choreo_msg_fields f = {.source = source, .type = type, .kind = kind, .to = to, .seq = seq,
+                         .data = data.data, .data_len = data.size};
+  CHECK(choreo_msg_encode(&f, frame) == 0);
+  msgpack_sbuffer_destroy(&data);
+}
+
+/* A frame of `count` messages from source starting at first; types[i] (or "Ping" past the
+ * end of types / when types is NULL), all events with n = seq. */
+static void build_frame(msgpack_sbuffer *frame, const char *source, int64_t first,
+                        uint32_t count, const char *const *types) {
+  msgpack_sbuffer_clear(frame);
+  CHECK(choreo_frame_header(frame, source, first, count, first + count - 1) == 0);
+  for (uint32_t i = 0; i < count; i++) {
+    const char *type = types && types[i] ? types[i] : "Ping";
+    add_msg(frame, source, first + i, type, "event", NULL, first + i);
+  }
+}
+
+static int apply(choreo_engine *e, const msgpack_sbuffer *frame, choreo_apply_result *res) {
+  return choreo_engine_apply_frame(e, frame->data, frame->size, res);
+}
+
+/* The single integer a query returns (-1 on error). */
+static int64_t query_int(choreo_engine *e, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(choreo_engine_db(e), sql, -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  else
+    fprintf(stderr, "query %s: %s\n", sql, sqlite3_errmsg(choreo_engine_db(e)));
+  sqlite3_finalize(st);
+  return v;
+}
+
+static int64_t checkpoint(choreo_engine *e, const char *source) {
+  return choreo_store_checkpoint(choreo_engine_store(e), source);
+}
+
+static void test_applies_in_order(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  build_frame(&frame, "peer", 1, 3, NULL);
+  choreo_apply_result res;
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.applied == 3 && res.skipped == 0 && res.failed == 0 && !res.gap);
+  CHECK(strcmp(res.source, "peer") == 0 && res.first == 1 && res.count == 3 && res.head == 3);
+  CHECK(checkpoint(e, "peer") == 3);
+  CHECK(query_int(e, "select count(*) from got where type = 'Ping' and source = 'peer'") == 3);
+  CHECK(query_int(e, "select group_concat(n, '') from (select n from got order by rowid)") == 123);
+  /* Each Ping published one Pinged: our log holds them, our own handlers have not run yet. */
+  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+  CHECK(query_int(e, "select count(*) from choreo_log where type = 'Pinged'") == 3);
+  CHECK(checkpoint(e, "svc") == 0);
+  CHECK(choreo_engine_bad_frames(e) == 0);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+static void test_duplicates_are_skipped(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  build_frame(&frame, "peer", 1, 3, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 3);
+  /* The same frame again: every message is a duplicate. */
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.applied == 0 && res.skipped == 3 && res.failed == 0 && !res.gap);
+  CHECK(checkpoint(e, "peer") == 3);
+  CHECK(query_int(e, "select count(*) from got") == 3);
+  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+  /* Overlapping: 2 and 3 are duplicates, 4 and 5 are new. */
+  build_frame(&frame, "peer", 2, 4, NULL);
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.applied == 2 && res.skipped == 2 && !res.gap);
+  CHECK(checkpoint(e, "peer") == 5);
+  CHECK(query_int(e, "select count(*) from got") == 5);
+  CHECK(query_int(e, "select count(distinct n) from got") == 5);
+  /* An older frame, entirely before the checkpoint. */
+  build_frame(&frame, "peer", 1, 2, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 0 && res.skipped == 2);
+  CHECK(checkpoint(e, "peer") == 5);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+static void test_gap_applies_nothing(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  build_frame(&frame, "peer", 1, 2, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 2);
+  build_frame(&frame, "peer", 4, 2, NULL); /* 3 is missing */
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.gap && res.applied == 0 && res.failed == 0);
+  CHECK(res.first == 4 && res.count == 2 && strcmp(res.source, "peer") == 0);
+  CHECK(checkpoint(e, "peer") == 2);
+  CHECK(query_int(e, "select count(*) from got") == 2);
+  CHECK(choreo_store_head(choreo_engine_store(e)) == 2);
+  /* A source we have never heard from must start at 1. */
+  build_frame(&frame, "newcomer", 2, 1, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.gap && res.applied == 0);
+  CHECK(checkpoint(e, "newcomer") == 0);
+  /* Once the gap is filled, the frame applies. */
+  build_frame(&frame, "peer", 3, 3, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && !res.gap && res.applied == 3);
+  CHECK(checkpoint(e, "peer") == 5);
+  CHECK(choreo_engine_bad_frames(e) == 0);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+static void test_malformed_frames(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  choreo_apply_result res;
+  uint64_t bad = 0;
+  /* Random bytes. 0xc1 is never used by msgpack, so starting with it keeps every buffer
+   * invalid whatever the generator draws. */
+  srand(20261127);
+  char buf[512];
+  for (int i = 0; i < 200; i++) {
+    size_t len = 1 + (size_t)rand() % sizeof buf;
+    for (size_t j = 0; j < len; j++) buf[j] = (char)(rand() & 0xff);
+    if (i % 2 == 0) buf[0] = (char)0xc1;
+    int rc = choreo_engine_apply_frame(e, buf, len, &res);
+    CHECK(rc == CHOREO_EINVAL);
+    if (rc == CHOREO_EINVAL) bad++;
+  }
+  CHECK(choreo_engine_bad_frames(e) == bad);
+  CHECK(choreo_engine_apply_frame(e, buf, 0, &res) == CHOREO_EINVAL);
+  bad++;
+  CHECK(choreo_engine_bad_frames(e) == bad);
+
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  /* A valid frame cut short. */
+  build_frame(&frame, "peer", 1, 3, NULL);
+  CHECK(choreo_engine_apply_frame(e, frame.data, frame.size - 1, &res) == CHOREO_EINVAL);
+  CHECK(choreo_engine_bad_frames(e) == ++bad);
+  /* A header claiming more messages than follow. */
+  msgpack_sbuffer_clear(&frame);
+  CHECK(choreo_frame_header(&frame, "peer", 1, 3, 3) == 0);
+  add_msg(&frame, "peer", 1, "Ping", "event", NULL, 1);
+  add_msg(&frame, "peer", 2, "Ping", "event", NULL, 2);
+  CHECK(apply(e, &frame, &res) == CHOREO_EINVAL);
+  CHECK(choreo_engine_bad_frames(e) == ++bad);
+  /* Well-formed msgpack, but the second message's seq does not follow the first: the frame
+   * is refused as a whole, even the message before the bad one. */
+  msgpack_sbuffer_clear(&frame);
+  CHECK(choreo_frame_header(&frame, "peer", 1, 2, 2) == 0);
+  add_msg(&frame, "peer", 1, "Ping", "event", NULL, 1);
+  add_msg(&frame, "peer", 3, "Ping", "event", NULL, 3);
+  CHECK(apply(e, &frame, &res) == CHOREO_EINVAL);
+  CHECK(choreo_engine_bad_frames(e) == ++bad);
+  /* Well-formed msgpack where a message should be, but not a message map. */
+  msgpack_sbuffer_clear(&frame);
+  CHECK(choreo_frame_header(&frame, "peer", 1, 1, 1) == 0);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &frame, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 2); /* not a message map */
+  msgpack_pack_int(&pk, 1);
+  msgpack_pack_int(&pk, 2);
+  CHECK(apply(e, &frame, &res) == CHOREO_EINVAL);
+  CHECK(choreo_engine_bad_frames(e) == ++bad);
+
+  /* None of it left a trace, and a good frame still applies. */
+  CHECK(checkpoint(e, "peer") == 0);
+  CHECK(query_int(e, "select count(*) from got") == 0);
+  CHECK(choreo_store_head(choreo_engine_store(e)) == 0);
+  build_frame(&frame, "peer", 1, 2, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 2);
+  CHECK(choreo_engine_bad_frames(e) == bad);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+static void test_commands_for_other_hosts(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  CHECK(choreo_frame_header(&frame, "peer", 1, 6, 6) == 0);
+  add_msg(&frame, "peer", 1, "Do", "command", "other", 1);  /* not ours */
+  add_msg(&frame, "peer", 2, "Do", "command", "svc", 2);    /* ours */
+  add_msg(&frame, "peer", 3, "Do", "reply", "other", 3);    /* not ours */
+  add_msg(&frame, "peer", 4, "Do", "reply", "svc", 4);      /* ours */
+  add_msg(&frame, "peer", 5, "Unhandled", "event", NULL, 5); /* nobody handles it */
+  add_msg(&frame, "peer", 6, "Do", "event", NULL, 6);       /* events are for everyone */
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.applied == 3 && res.skipped == 3 && res.failed == 0);
+  CHECK(query_int(e, "select group_concat(n, ',') = '2,4,6' from "
+                     "(select n from got order by rowid)") == 1);
+  /* Skipped messages are still past: the checkpoint covers them. */
+  CHECK(checkpoint(e, "peer") == 6);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+static void test_failing_handler_is_deferred(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  static const char *const types[] = {"Ping", "Fail", "Ping"};
+  build_frame(&frame, "peer", 1, 3, types);
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.applied == 2 && res.failed == 1 && res.skipped == 0);
+  CHECK(strstr(res.last_error, "boom 2") != NULL);
+  CHECK(strstr(res.last_error, "handlers.lua:16:") != NULL);
+  /* The failing message's effects are gone (its savepoint), its neighbours' are kept. */
+  CHECK(query_int(e, "select count(*) from got where type = 'Fail'") == 0);
+  CHECK(query_int(e, "select count(*) from got where type = 'Ping'") == 2);
+  CHECK(query_int(e, "select count(*) from choreo_log where type = 'Pinged'") == 2);
+  /* It waits in choreo_retries, due after the first back-off step; the frame is done. */
+  CHECK(query_int(e, "select count(*) from choreo_retries") == 1);
+  CHECK(query_int(e, "select count(*) from choreo_retries where source = 'peer' and seq = 2 "
+                     "and attempts = 3 and error like '%boom 2%'") == 1);
+  CHECK(query_int(e, "select due_ms from choreo_retries") == fake_now + 1000);
+  CHECK(checkpoint(e, "peer") == 3);
+  CHECK(query_int(e, "select count(*) from choreo_dead_letters") == 0);
+
+  /* Not due yet: nothing runs. */
+  CHECK(choreo_engine_run_retries(e, &res) == fake_now + 1000);
+  CHECK(res.applied == 0 && res.failed == 0);
+  /* Due: the retry runs, fails again and waits for the next step (5 s). */
+  fake_now += 1000;
+  int64_t next = choreo_engine_run_retries(e, &res);
+  CHECK(res.failed == 1 && res.applied == 0);
+  CHECK(next == fake_now + 5000);
+  CHECK(query_int(e, "select attempts from choreo_retries") == 4);
+  CHECK(query_int(e, "select count(*) from choreo_retries") == 1);
+  CHECK(query_int(e, "select count(*) from got where type = 'Fail'") == 0);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+/* The types of our own log rows after `after`, read as a frame, joined with spaces; and the
+ * causation id of the first. */
+static void own_log(choreo_engine *e, int64_t after, char *types, size_t size, char *cause,
+                    size_t cause_size) {
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  types[0] = cause[0] = '\0';
+  CHECK(choreo_store_read_frame(choreo_engine_store(e), "svc", after, 100, 1 << 20, &buf) >= 0);
+  choreo_frame_reader r;
+  CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
+  choreo_msg m;
+  while (choreo_frame_next(&r, &m) == 1) {
+    size_t n = strlen(types);
+    snprintf(types + n, size - n, "%s%.*s", n ? " " : "", (int)m.type.n, m.type.p);
+    if (!cause[0]) snprintf(cause, cause_size, "%.*s", (int)m.causationid.n, m.causationid.p);
+  }
+  choreo_frame_close(&r);
+  msgpack_sbuffer_destroy(&buf);
+}
+
+static void test_own_events(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  bool pending = true;
+  /* Nothing emitted yet: nothing to apply. */
+  CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(!pending && res.applied == 0);
+
+  build_frame(&frame, "peer", 1, 3, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 3);
+  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+  char types[256], cause[64];
+  own_log(e, 0, types, sizeof types, cause, sizeof cause);
+  CHECK(strcmp(types, "Pinged Pinged Pinged") == 0);
+  CHECK(strcmp(cause, "peer/1") == 0);
+
+  /* Our own handlers get what we published, a bounded batch at a time. */
+  CHECK(choreo_engine_apply_own(e, 2, &pending, &res) == 0);
+  CHECK(res.applied == 2 && pending && strcmp(res.source, "svc") == 0);
+  CHECK(checkpoint(e, "svc") == 2);
+  CHECK(choreo_engine_apply_own(e, 2, &pending, &res) == 0);
+  CHECK(res.applied == 1 && !pending);
+  CHECK(checkpoint(e, "svc") == 3);
+  CHECK(query_int(e, "select count(*) from got where type = 'Pinged' and source = 'svc'") == 3);
+  CHECK(query_int(e, "select group_concat(n, '') from "
+                     "(select n from got where type = 'Pinged' order by rowid)") == 123);
+  /* Applied once only. */
+  CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(res.applied == 0 && !pending);
+  CHECK(query_int(e, "select count(*) from got where type = 'Pinged'") == 3);
+  /* Pinged handlers emit nothing, so the log did not grow. */
+  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+
+  /* choreo_engine_emit (choreo publish) appends outside any handler; own dispatch delivers it. */
+  msgpack_sbuffer data;
+  msgpack_sbuffer_init(&data);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 1);
+  msgpack_pack_str_with_body(&pk, "n", 1);
+  msgpack_pack_int(&pk, 9);
+  int64_t seq = 0;
+  CHECK(choreo_engine_emit(e, "event", NULL, "Ping", data.data, data.size, &seq) == 0);
+  CHECK(seq == 4);
+  CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(res.applied == 1 && pending); /* the Ping published a Pinged */
+  CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(res.applied == 1 && !pending);
+  CHECK(query_int(e, "select count(*) from got where n = 9") == 2);
+  msgpack_sbuffer_destroy(&data);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+static void test_reload(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  char err[512] = "";
+  CHECK(choreo_engine_generation(e) == 1);
+  CHECK(strcmp(choreo_engine_reload_error(e), "") == 0);
+
+  /* A good reload makes a new generation. */
+  CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+  CHECK(choreo_engine_generation(e) == 2);
+
+  /* A broken file: the reload fails with file:line, generation 2 keeps running. */
+  write_file("zz_broken.lua", "-- fine\nlocal x = = 1\n");
+  CHECK(choreo_engine_reload(e, err, sizeof err) == CHOREO_ESCRIPT);
+  CHECK(strstr(err, "zz_broken.lua:2:") != NULL);
+  CHECK(strstr(choreo_engine_reload_error(e), "zz_broken.lua:2:") != NULL);
+  CHECK(choreo_engine_generation(e) == 2);
+  build_frame(&frame, "peer", 1, 1, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 1 && res.failed == 0);
+
+  /* A file raising at load time fails the same way. */
+  write_file("zz_broken.lua", "\n\nerror('refusing')\n");
+  CHECK(choreo_engine_reload(e, err, sizeof err) == CHOREO_ESCRIPT);
+  CHECK(strstr(choreo_engine_reload_error(e), "zz_broken.lua:3: refusing") != NULL);
+  CHECK(choreo_engine_generation(e) == 2);
+
+  /* Fixed: the next reload succeeds and clears the error. */
+  remove_file("zz_broken.lua");
+  CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+  CHECK(choreo_engine_generation(e) == 3);
+  CHECK(strcmp(choreo_engine_reload_error(e), "") == 0);
+  build_frame(&frame, "peer", 2, 1, NULL);
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 1);
+  CHECK(query_int(e, "select count(*) from got") == 2);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+static void test_open_with_broken_script(void) {
+  write_file("zz_broken.lua", "local choreo = require 'choreo'\nchoreo.on('X', function(\n");
+  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:"};
+  char err[512] = "";
+  choreo_engine *e = NULL;
+  CHECK(choreo_engine_open(&e, &cfg, err, sizeof err) == CHOREO_ESCRIPT);
+  CHECK(strstr(err, "zz_broken.lua:") != NULL);
+  CHECK(e == NULL);
+  remove_file("zz_broken.lua");
+
+  cfg.dir = "/nonexistent/choreo/dir";
+  CHECK(choreo_engine_open(&e, &cfg, err, sizeof err) == CHOREO_ENOENT);
+  CHECK(e == NULL);
+}
+
+int main(void) {
+  setenv("CHOREO_LOG", "error", 0); /* the failures below are expected */
+  snprintf(dir, sizeof dir, "/tmp/choreo-test-dispatch-XXXXXX");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  write_file("handlers.lua", handlers_lua);
+  RUN(test_applies_in_order);
+  RUN(test_duplicates_are_skipped);
+  RUN(test_gap_applies_nothing);
+  RUN(test_malformed_frames);
+  RUN(test_commands_for_other_hosts);
+  RUN(test_failing_handler_is_deferred);
+  RUN(test_own_events);
+  RUN(test_reload);
+  RUN(test_open_with_broken_script);
+  remove_file("handlers.lua");
+  remove_file("zz_broken.lua");
+  CHECK(rmdir(dir) == 0);
+  return CHECK_DONE();
+}
