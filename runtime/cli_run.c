@@ -33,7 +33,7 @@ int cli_run(const cli_args *a) {
     }
     if (i + 1 >= a->nrest) return cli_usage("%s needs a value", arg);
     const char *value = a->rest[++i];
-    unsigned long long n;
+    unsigned long long n = 0;
     if (strcmp(arg, "--name") == 0) o.name = value;
     else if (strcmp(arg, "--data") == 0) o.data = value;
     else if (strcmp(arg, "--listen") == 0) listen[o.nlisten++] = value;

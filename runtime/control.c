@@ -30,23 +30,46 @@ static const char *control_string(const cJSON *req, const char *field) {
   return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
-/* publish/send: "type", optional "to" (send) and "data" (JSON text). */
+#define CONTROL_BATCH_MAX 10000
+
+/* publish/send: "type", optional "to" (send), and either "data" (one JSON text) or "batch" (an
+ * array of JSON texts: one message each, committed together). */
 static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   const char *type = control_string(req, "type");
   const char *to = control_string(req, "to");
-  const char *data = control_string(req, "data");
+  const cJSON *batch = cJSON_GetObjectItemCaseSensitive(req, "batch");
+  const cJSON *single = cJSON_GetObjectItemCaseSensitive(req, "data");
   if (!type) return control_error("%s needs a message type", kind);
   if (strcmp(kind, "command") == 0 && !to) return control_error("%s needs a destination", kind);
   if (to && !choreo_bus_valid_name(to)) return control_error("invalid destination '%s'", to);
+  int n = batch ? cJSON_GetArraySize(batch) : 1;
+  if (batch && (!cJSON_IsArray(batch) || n < 1 || n > CONTROL_BATCH_MAX))
+    return control_error("%s", "batch must be an array of 1 to 10000 JSON texts");
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
+  size_t ends[n], lens[n];
+  const char *datas[n];
   char err[256];
-  if (data && choreo_json_to_msgpack(data, &sb, err, sizeof err)) {
+  int rc = 0;
+  for (int i = 0; i < n && !rc; i++) {
+    const cJSON *item = batch ? cJSON_GetArrayItem(batch, i) : single;
+    if (item && !cJSON_IsString(item)) rc = CHOREO_EINVAL;
+    if (!rc && item && choreo_json_to_msgpack(item->valuestring, &sb, err, sizeof err))
+      rc = CHOREO_ESCRIPT;
+    ends[i] = sb.size;
+  }
+  if (rc) {
     msgpack_sbuffer_destroy(&sb);
-    return control_error("%s", err);
+    return rc == CHOREO_EINVAL ? control_error("%s", "data must be JSON text in a string")
+                               : control_error("%s", err);
+  }
+  for (int i = 0; i < n; i++) { /* the buffer may have moved while growing: point in at the end */
+    size_t start = i ? ends[i - 1] : 0;
+    datas[i] = sb.data ? sb.data + start : NULL;
+    lens[i] = ends[i] - start;
   }
   int64_t seq = 0;
-  int rc = choreo_engine_emit(h->engine, kind, to, type, sb.data, sb.size, &seq);
+  rc = choreo_engine_emit_batch(h->engine, kind, to, type, datas, lens, n, &seq);
   msgpack_sbuffer_destroy(&sb);
   if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
   choreo_host_committed(h);
@@ -133,7 +156,7 @@ void choreo_control_serve(void *host, nng_msg *request) {
   cJSON_Delete(answer);
   nng_msg_clear(request);
   if (!text || nng_msg_append(request, text, strlen(text) + 1) != 0 ||
-      nng_sendmsg(h->ctl, request, NNG_FLAG_NONBLOCK) != 0)
+      nng_sendmsg(h->ctl, request, 0) != 0)
     nng_msg_free(request);
   free(text);
 }

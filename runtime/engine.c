@@ -292,10 +292,18 @@ static int engine_append(choreo_engine *e, const choreo_msg_fields *f, int64_t *
 
 int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
                        const char *data, size_t data_len, int64_t *seq_out) {
-  choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
-                         .data = data, .data_len = data_len};
+  return choreo_engine_emit_batch(e, kind, to, type, &data, &data_len, 1, seq_out);
+}
+
+int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
+                             const char *const *data, const size_t *len, int n,
+                             int64_t *first_seq) {
   int rc = choreo_store_begin(e->store);
-  if (!rc) rc = engine_append(e, &f, seq_out);
+  for (int i = 0; !rc && i < n; i++) {
+    choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
+                           .data = len[i] ? data[i] : NULL, .data_len = len[i]};
+    rc = engine_append(e, &f, i == 0 ? first_seq : NULL);
+  }
   if (!rc) rc = choreo_store_commit(e->store);
   return rc ? engine_fail_batch(e, rc) : 0;
 }

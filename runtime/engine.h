@@ -71,6 +71,12 @@ int64_t choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res);
 int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
                        const char *data, size_t data_len, int64_t *seq_out);
 
+/* The same for n messages in one transaction (a client publishing in batches); data[i] is
+ * msgpack of len[i] bytes. *first_seq gets the seq of the first. */
+int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
+                             const char *const *data, const size_t *len, int n,
+                             int64_t *first_seq);
+
 /* Count of frames rejected as malformed since open. */
 uint64_t choreo_engine_bad_frames(choreo_engine *e);
 int64_t choreo_engine_now_ms(choreo_engine *e);

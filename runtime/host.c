@@ -16,6 +16,7 @@
 #define PUBLISH_ROWS 1000
 #define PUBLISH_BYTES (1u << 20)
 #define OWN_BATCH 1000
+#define REPLY_WAIT_MS 100
 
 void choreo_host_report(choreo_host *h, const char *from, int rc, const choreo_apply_result *r) {
   if (rc && rc != CHOREO_EINVAL)
@@ -133,6 +134,11 @@ static int host_open_sockets(choreo_host *h, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot open NNG sockets");
     return CHOREO_EBUS;
   }
+  /* A REP reply sent without blocking is dropped whenever NNG has not yet noticed that the
+   * requester's pipe finished the previous reply, which under load is often. So replies block,
+   * but briefly: a requester that stops reading costs us at most this, then loses its answer. */
+  nng_socket_set_ms(h->rep, NNG_OPT_SENDTIMEO, REPLY_WAIT_MS);
+  nng_socket_set_ms(h->ctl, NNG_OPT_SENDTIMEO, REPLY_WAIT_MS);
   choreo_bus_ipc_url(url, sizeof url, h->bus, h->opts->name, "pub");
   int rc = choreo_bus_listen(h->pub, url, err, errlen);
   choreo_bus_ipc_url(url, sizeof url, h->bus, h->opts->name, "rep");

@@ -44,6 +44,6 @@ void choreo_serve_fetch(void *host, nng_msg *request) {
   }
   nng_msg_clear(request);
   if (nng_msg_append(request, h->frame.data, h->frame.size) != 0 ||
-      nng_sendmsg(h->rep, request, NNG_FLAG_NONBLOCK) != 0)
+      nng_sendmsg(h->rep, request, 0) != 0)
     nng_msg_free(request);
 }
