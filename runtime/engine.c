@@ -167,8 +167,10 @@ static int engine_fail_batch(choreo_engine *e, int rc) {
   return rc;
 }
 
-int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
-                              choreo_apply_result *res) {
+/* own: the frame was read from our own log. Anyone else using our name is forging it, and
+ * applying that would move our own checkpoint past messages our handlers never saw. */
+static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
+                        choreo_apply_result *res) {
   memset(res, 0, sizeof *res);
   choreo_frame_reader r;
   if (choreo_frame_open(&r, buf, len)) {
@@ -183,6 +185,11 @@ int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
   const char *source = res->source;
   memcpy(res->source, r.source.p, r.source.n);
   res->source[r.source.n] = '\0';
+  if (own != (strcmp(source, e->name) == 0)) {
+    choreo_frame_close(&r);
+    e->bad_frames++;
+    return CHOREO_EINVAL;
+  }
   res->first = r.first;
   res->head = r.head;
   res->count = r.count;
@@ -224,6 +231,11 @@ int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
   return rc ? engine_fail_batch(e, rc) : 0;
 }
 
+int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
+                              choreo_apply_result *res) {
+  return engine_apply(e, buf, len, false, res);
+}
+
 int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_apply_result *res) {
   memset(res, 0, sizeof *res);
   int64_t checkpoint = choreo_store_checkpoint(e->store, e->name);
@@ -232,7 +244,7 @@ int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_app
   int n = choreo_store_read_frame(e->store, e->name, checkpoint, max, OWN_FRAME_BYTES,
                                   &e->own_frame);
   if (n < 0) return n;
-  int rc = choreo_engine_apply_frame(e, e->own_frame.data, e->own_frame.size, res);
+  int rc = engine_apply(e, e->own_frame.data, e->own_frame.size, true, res);
   *pending = choreo_store_head(e->store) > choreo_store_checkpoint(e->store, e->name);
   return rc;
 }

@@ -54,8 +54,8 @@ int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen);
 unsigned choreo_engine_generation(choreo_engine *e);
 const char *choreo_engine_reload_error(choreo_engine *e); /* "" when the last reload succeeded */
 
-/* Applies one frame (from a peer, or our own log) in one transaction. Returns 0,
- * CHOREO_EINVAL for a malformed frame (nothing applied), or CHOREO_EIO. */
+/* Applies one frame from a peer in one transaction. Returns 0, CHOREO_EINVAL for a malformed
+ * frame or one claiming to come from this engine (nothing applied, counted), or CHOREO_EIO. */
 int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
                               choreo_apply_result *res);
 

@@ -1,0 +1,444 @@
+"""Bad input: command-line mistakes (exit 2 for usage, 1 for runtime failures, one clear line on
+stderr), scripts that cannot load, handler data that cannot cross the wire, and hostile bytes
+on every socket a host listens on (fed by choreo_poke): the host counts and logs them, answers
+what deserves an answer, never crashes, and keeps delivering normal messages."""
+import json
+import os
+import random
+import re
+import subprocess
+import time
+
+import harness
+from harness import Suite, check, check_eq, encode_frame, encode_message, mp_pack, wait_until
+
+suite = Suite("bad_input")
+
+RECORDER = r'''
+local choreo = require "choreo"
+choreo.db:exec("create table if not exists got(type text, source text, x integer)")
+local function record(msg, ctx)
+  local x = type(msg.data) == "table" and msg.data.x or nil
+  ctx.db:exec("insert into got values (?, ?, ?)", msg.type, msg.source, x)
+end
+choreo.on("Ok", record)
+choreo.on("Tick", function(msg, ctx) ctx.db:exec("insert into got values ('Tick', ?, ?)", msg.source, msg.data.i) end)
+choreo.on("Burst", function(msg, ctx)
+  for i = 1, msg.data.n do ctx:publish("Tick", { i = i }) end
+end)
+'''
+
+
+def one_line_error(r, pattern, rc):
+    check_eq(r.rc, rc, "exit status of %r" % r)
+    lines = r.err.strip().splitlines()
+    check(len(lines) == 1 and lines[0].startswith("choreo: "),
+          "one line on stderr starting 'choreo: ': %r" % r)
+    check(re.search(pattern, lines[0]), "stderr matches %r: %r" % (pattern, lines[0]))
+    check_eq(r.out, "", "stdout of a failed command")
+
+
+@suite.test
+def command_line_errors(w):
+    good = w.scripts("svc", {"svc.lua": RECORDER})
+    svc = w.host("svc", good)
+    other = w.host("svc2", good)
+    empty_bus = os.path.join(w.dir, "empty-bus")
+    a_file = os.path.join(good, "svc.lua")
+    b = ["--bus", w.bus]
+    bh = b + ["--host", "svc"]
+    deep = "[" * 40 + "]" * 40
+    cases = [
+        # (args, exit status, stderr pattern)
+        (["frobnicate"], 2, r"unknown command 'frobnicate'"),
+        (["run", good, "--frob", "x"] + b, 2, r"unknown option '--frob'"),
+        (["run", good, "--name"], 2, r"--name needs a value"),
+        (["run"] + b, 2, r"run needs the scripts directory"),
+        (["run", good, good] + b, 2, r"run takes one directory"),
+        (["run", good, "--instructions", "0"] + b, 2, r"--instructions needs a positive integer"),
+        (["run", good, "--memory", "lots"] + b, 2, r"--memory needs a positive integer"),
+        (["run", good, "--name", "bad/name"] + b, 2, r"invalid name 'bad/name'"),
+        (["run", good, "--bus"], 2, r"--bus needs a value"),
+        (["run", os.path.join(w.dir, "no-such-dir")] + b, 1, r"no-such-dir: no such directory"),
+        (["run", a_file] + b, 1, r"svc\.lua: no such directory"),
+        (["run", good, "--name", "svc"] + b, 1, r"another host with this name"),
+        (["run", good, "--name", "x1", "--listen", "tcp://127.0.0.1"] + b, 1, r"--listen"),
+        (["run", good, "--name", "x2", "--peer", "nonsense"] + b, 1, r"--peer nonsense"),
+        (["status", "--bus", w.bus, "--host", "ghost"], 1, r"no host named 'ghost'"),
+        (["status", "--bus", empty_bus], 1, r"no host is running on bus"),
+        (["status", "--bus", w.bus], 2, r"several hosts on bus .*pick one with --host"),
+        (["status", "--bus", w.bus, "--host", "../etc"], 2, r"invalid host name"),
+        (["status"] + bh + ["extra"], 2, r"status takes no argument"),
+        (["publish"] + bh, 2, r"usage: choreo publish"),
+        (["publish"] + bh + ["T", "{}", "extra"], 2, r"usage: choreo publish"),
+        (["publish"] + bh + ["--frob", "T"], 2, r"unknown option '--frob'"),
+        (["publish"] + bh + ["T", "{bad json"], 2, r"JSON|json"),
+        (["publish"] + bh + ["T", deep], 2, r"nesting deeper than"),
+        (["publish", "--bus", w.bus, "--host", "ghost", "T", "{bad"], 2, r"JSON|json"),
+        (["send"] + bh + ["svc"], 2, r"usage: choreo send"),
+        (["send"] + bh, 2, r"usage: choreo send"),
+        (["dead"] + bh, 2, r"usage: choreo dead"),
+        (["dead"] + bh + ["frob"], 2, r"usage: choreo dead"),
+        (["dead"] + bh + ["retry", "abc"], 2, r"must be a positive integer"),
+        (["dead"] + bh + ["drop", "-3"], 2, r"must be a positive integer"),
+        (["dead"] + bh + ["drop", "42"], 1, r"no dead letter with id 42"),
+        (["tail"] + b + ["--count", "0"], 2, r"--count needs a positive integer"),
+        (["tail"] + b + ["--frob"], 2, r"unknown option '--frob'"),
+        (["tail"] + b + ["A", "B"], 2, r"one pattern"),
+    ]
+    head = svc.head()
+    for args, rc, pattern in cases:
+        with w.step("choreo " + " ".join(a.replace(w.dir, "$TMP") for a in args)[:90]):
+            one_line_error(w.cli(*args, timeout=20), pattern, rc)
+    with w.step("a destination that is not a host name"):
+        r = w.cli("send", *bh, "bad/name", "T")
+        check(r.rc in (1, 2), "exit status: %r" % r)
+        one_line_error(r, r"invalid destination 'bad/name'", r.rc)
+    with w.step("no arguments prints the usage, exit 2"):
+        r = w.cli()
+        check_eq(r.rc, 2, "exit status")
+        check("usage: choreo" in r.err, "usage on stderr: %r" % r)
+    with w.step("--version and --help"):
+        r = w.cli("--version")
+        check(r.rc == 0 and re.match(r"choreo \d+\.\d+", r.out), "--version: %r" % r)
+        r = w.cli("--help")
+        check(r.rc == 0 and "usage: choreo" in r.out, "--help: %r" % r)
+    with w.step("rejected commands appended nothing"):
+        check_eq(svc.head(), head, "svc's log head")
+        check(svc.alive() and other.alive(), "hosts alive")
+        check_eq(sorted(os.listdir(w.bus)), ["svc.ctl", "svc.pub", "svc.rep", "svc2.ctl",
+                                             "svc2.pub", "svc2.rep"],
+                 "sockets on the bus (failed starts leave none behind)")
+
+
+@suite.test
+def scripts_that_cannot_load(w):
+    syntax = w.scripts("syntax", {"a.lua": "-- fine\n", "bad.lua": "local x = 1\n\nlocal = 2\n"})
+    r = w.cli("run", syntax, "--bus", w.bus, "--data", os.path.join(w.dir, "s.db"), timeout=20)
+    one_line_error(r, r"bad\.lua:3:", 1)
+    load = w.scripts("load", {"bad.lua": 'local choreo = require "choreo"\nerror("nope")\n'})
+    r = w.cli("run", load, "--bus", w.bus, "--data", os.path.join(w.dir, "l.db"), timeout=20)
+    one_line_error(r, r"bad\.lua:2: nope", 1)
+    sql = w.scripts("sql", {"bad.lua": 'local choreo = require "choreo"\n'
+                                       'choreo.db:exec("create tabel oops")\n'})
+    r = w.cli("run", sql, "--bus", w.bus, "--data", os.path.join(w.dir, "q.db"), timeout=20)
+    one_line_error(r, r"bad\.lua:2: .*SQL", 1)
+    spin = w.scripts("spin", {"spin.lua": "while true do end\n"})
+    r = w.cli("run", spin, "--bus", w.bus, "--data", os.path.join(w.dir, "p.db"),
+              "--instructions", "1000000", timeout=20)
+    one_line_error(r, r"spin\.lua:1:", 1)
+    check_eq(os.listdir(w.bus), [], "sockets left on the bus by failed starts")
+
+
+UNSENDABLE = r'''
+local choreo = require "choreo"
+choreo.db:exec("create table if not exists got(type text, x integer)")
+choreo.on("Go", function(msg, ctx)  -- one transaction appends every case, so they run together
+  for _, t in ipairs({ "Function", "Cycle", "Deep", "Userdata", "TableKey", "Exit", "Ok" }) do
+    ctx:send("svc", t, { x = 1 })
+  end
+end)
+choreo.on("Function", function(msg, ctx)
+  ctx:publish("Before", { x = 1 })   -- rolled back with the failure
+  ctx:publish("X", { f = function() end })
+end)
+choreo.on("Cycle", function(msg, ctx) local t = {}; t.self = t; ctx:publish("X", t) end)
+choreo.on("Deep", function(msg, ctx)
+  local t = {}
+  for _ = 1, 100 do t = { t } end
+  ctx:send("svc", "X", t)
+end)
+choreo.on("Userdata", function(msg, ctx) ctx:publish("X", { out = io.stdout }) end)
+choreo.on("TableKey", function(msg, ctx) ctx:publish("X", { [{}] = 1 }) end)
+choreo.on("Exit", function(msg, ctx) os.exit(3) end)
+choreo.on("Ok", function(msg, ctx) ctx.db:exec("insert into got values ('Ok', 1)") end)
+'''
+
+
+@suite.test
+def data_that_cannot_cross_the_wire(w):
+    svc = w.host("svc", w.scripts("svc", {"svc.lua": UNSENDABLE}))
+    svc.publish("Go")
+    expected = {
+        "Function": r"ctx:publish: cannot send a value of type function",
+        "Cycle": r"ctx:publish: cannot send a table nested deeper than \d+ levels \(or a cycle\)",
+        "Deep": r"ctx:send: cannot send a table nested deeper than \d+ levels",
+        "Userdata": r"ctx:publish: cannot send a value of type userdata",
+        "TableKey": r"ctx:publish: cannot send a table key of type table",
+        "Exit": r"os\.exit is not allowed",
+    }
+    wait_until(lambda: svc.scalar("select count(*) from got") == 1, 10, "the Ok after the bad ones")
+    for type_, pattern in expected.items():
+        with w.step("%s fails with a clear error" % type_):
+            m = svc.wait_log(r"%s svc/\d+ failed \(attempt 3\), retrying in 1s: (.*)" % type_, 10)
+            check(re.search(r"svc\.lua:\d+: " + pattern, m.group(1)),
+                  "error %r should match %r" % (m.group(1), pattern))
+    with w.step("nothing of the failed handlers was appended"):
+        check_eq(svc.scalar("select count(*) from choreo_log where type in ('X', 'Before')"), 0,
+                 "messages appended by failed handlers")
+        check(svc.alive(), "svc keeps running (os.exit did not end it)")
+
+
+@suite.test
+def binary_strings_reach_tail_as_json(w):
+    svc = w.host("svc", w.scripts("svc", {"svc.lua": r'''
+local choreo = require "choreo"
+choreo.on("Make", function(msg, ctx)
+  ctx:publish("Bin", { s = "\0\255\254\"\\\n" .. string.rep("\1", 40), n = msg.data.n })
+end)
+'''}))
+    out = open(os.path.join(w.dir, "tail.jsonl"), "w+")
+    tail = w.spawn([harness.CHOREO, "tail", "--bus", w.bus, "--count", "1", "Bin"], stdout=out,
+                   stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20 * harness.SLOW
+    n = 0
+    while tail.poll() is None and time.monotonic() < deadline:
+        n += 1
+        svc.publish("Make", {"n": n})
+        time.sleep(0.2)
+    check_eq(tail.poll(), 0, "tail's exit status")
+    out.seek(0)
+    lines = out.read().splitlines()
+    check_eq(len(lines), 1, "lines from tail: %r" % lines)
+    event = json.loads(lines[0])
+    check(isinstance(event.get("data"), dict) and event["data"].get("n", 0) >= 1,
+          "tail's JSON carries the data: %r" % event)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile bytes on the sockets
+
+def payloads():
+    """name -> bytes that must not be accepted as a frame."""
+    rnd = random.Random(20240601)
+    deep_data = b"\x91" * 10000 + b"\x01"
+    good1 = encode_message("evil", 1, "Tick", data={"i": 1})
+    good2 = encode_message("evil", 2, "Tick", data={"i": 2})
+    header = mp_pack([1, "evil", 1, 1, 1])
+    return {
+        "random bytes": bytes(rnd.getrandbits(8) for _ in range(4096)),
+        "empty": b"",
+        "array32 claiming 4 billion elements": b"\xdd\xff\xff\xff\xff" + b"\x01" * 16,
+        "map32 claiming 4 billion pairs": b"\xdf\xff\xff\xff\xff" + b"\x01" * 16,
+        "str32 claiming 4 GiB": b"\xdb\xff\xff\xff\xffabc",
+        "bin32 claiming 4 GiB": b"\xc6\xff\xff\xff\xffabc",
+        "10,000-deep nested arrays": deep_data,
+        "frame with 10,000-deep data": header + b"\x86" + b"".join(
+            mp_pack(k) + mp_pack(v) for k, v in (("id", "evil/1"), ("source", "evil"),
+                                                  ("type", "Tick"), ("kind", "event"), ("seq", 1)))
+            + mp_pack("data") + deep_data,
+        "frame truncated in its body": encode_frame("evil", 1, [good1, good2])[:-7],
+        "frame with one byte missing": encode_frame("evil", 1, [good1])[:-1],
+        "frame claiming 2^32-1 messages": mp_pack([1, "evil", 1, 2 ** 32 - 1, 1]) + good1,
+        "frame whose seq does not follow": encode_frame("evil", 1, [good2]),
+        "frame with first seq near 2^63": mp_pack([1, "evil", 2 ** 63 - 1, 2, 2 ** 63 - 1]) + good1 + good2,
+        "frame with an unknown version": mp_pack([99, "evil", 1, 1, 1]) + good1,
+        "frame with a 200-byte source": encode_frame("e" * 200, 1, [encode_message("e" * 200, 1, "Tick", data={"i": 1})]),
+        "frame with a message that is not a map": mp_pack([1, "evil", 1, 1, 1]) + mp_pack([1, 2, 3]),
+        "frame with trailing garbage": encode_frame("evil", 1, [good1]) + b"\xc1",
+        "reserved byte 0xc1": b"\xc1" * 64,
+    }
+
+
+def poke(w, mode, url, data, *extra):
+    check(harness.POKE, "choreo_poke is not built (set CHOREO_POKE)")
+    path = os.path.join(w.dir, "payload.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    r = subprocess.run([harness.POKE, mode, url, path] + [str(e) for e in extra],
+                       capture_output=True, text=True, timeout=30 * harness.SLOW)
+    return r
+
+
+def bad_frames(host):
+    return host.status()["bad frames"]
+
+
+def reply_json(poke_result):
+    m = re.match(r"reply \d+ bytes: (.*)$", poke_result.stdout.strip())
+    check(m, "an answer was expected: %r" % poke_result.stdout)
+    return json.loads(m.group(1).rstrip("."))
+
+
+@suite.test
+def hostile_frames_from_a_peer(w):
+    victim = w.host("victim", w.scripts("victim", {"victim.lua": RECORDER}))
+    producer = w.host("producer", w.scripts("producer", {"producer.lua": RECORDER}))
+    url = "ipc://%s/evil.pub" % w.bus
+    for name, data in payloads().items():
+        with w.step("PUB: " + name):
+            before = bad_frames(victim)
+            # Both hosts on the bus subscribe; the victim must be one of them.
+            r = poke(w, "pub", url, data, 3, 5000, 2)
+            check_eq((r.returncode, r.stdout.strip()), (0, "sent 3 to 2 subscribers"),
+                     "choreo_poke: %s" % r.stderr.strip())
+            check(victim.alive(), "the victim is alive")
+            wait_until(lambda: bad_frames(victim) > before, 5, "the bad frame to be counted")
+    with w.step("a valid frame from the same peer is applied (the path works)"):
+        r = poke(w, "pub", url, encode_frame("evil", 1, [encode_message("evil", 1, "Tick", data={"i": 7})]),
+                 3, 5000, 2)
+        check_eq(r.returncode, 0, "choreo_poke: %r" % r)
+        wait_until(lambda: victim.query("select source, x from got where type = 'Tick'")
+                   == [("evil", 7)], 10, "victim to apply evil's Tick once")
+    with w.step("the victim logs the bad frames and keeps delivering"):
+        check(victim.alive(), "the victim is alive")
+        check("dropped a malformed frame" in victim.log(), "the log mentions the bad frames")
+        st = victim.status()
+        print("    bad frames counted: %d" % st["bad frames"])
+        check(st["bad frames"] >= len(payloads()), "status counts the bad frames: %r" % st)
+        producer.send("producer", "Burst", {"n": 100})
+        victim.send("victim", "Ok", {"x": 1})
+        wait_until(lambda: victim.scalar("select count(*) from got where source = 'producer'") == 100
+                   and victim.scalar("select count(*) from got where type = 'Ok'") == 1, 20,
+                   "normal messages to be delivered")
+
+
+@suite.test
+def hostile_fetch_answers(w):
+    """A peer whose FETCH endpoint answers garbage."""
+    victim = w.host("victim", w.scripts("victim", {"victim.lua": RECORDER}))
+    rep = w.spawn([harness.POKE or "false", "rep", "ipc://%s/evil.rep" % w.bus,
+                   _write(w, "answer.bin", b"\xdd\xff\xff\xff\xff"), str(int(30 * harness.SLOW))],
+                  stdout=subprocess.DEVNULL)
+    before = bad_frames(victim)
+    # A PUB endpoint makes the victim discover "evil" and ask its FETCH endpoint.
+    pub = w.spawn([harness.POKE or "false", "pub", "ipc://%s/evil.pub" % w.bus,
+                   _write(w, "nothing.bin", b"\xc1"), "1"], stdout=subprocess.DEVNULL)
+    pub.wait(timeout=30 * harness.SLOW)
+    victim.wait_log(r"dropped a malformed FETCH answer from ipc://.*/evil\.pub", 10)
+    rep.terminate()
+    check(bad_frames(victim) > before, "bad FETCH answers are counted")
+    check(victim.alive(), "the victim is alive")
+    victim.send("victim", "Ok", {"x": 1})
+    wait_until(lambda: victim.scalar("select count(*) from got where type = 'Ok'") == 1, 10,
+               "a normal message to be delivered")
+
+
+def _write(w, name, data):
+    path = os.path.join(w.dir, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+@suite.test
+def hostile_fetch_requests(w):
+    victim = w.host("victim", w.scripts("victim", {"victim.lua": RECORDER}))
+    victim.send("victim", "Ok", {"x": 1})
+    wait_until(lambda: victim.head() == 1, 10, "one row in the victim's log")
+    url = "ipc://%s/victim.rep" % w.bus
+    requests = dict(payloads())
+    requests.update({
+        "fetch without an argument": mp_pack(["fetch"]),
+        "fetch with a string": mp_pack(["fetch", "0"]),
+        "fetch with three elements": mp_pack(["fetch", 0, 1]),
+        "fetch, then trailing bytes": mp_pack(["fetch", 0]) + b"\x00",
+        "another op": mp_pack(["fetcH", 0]),
+    })
+    for name, data in requests.items():
+        with w.step("FETCH: " + name):
+            r = poke(w, "req", url, data, 300)
+            check_eq((r.returncode, r.stdout.strip()), (0, "no reply"), "choreo_poke: %s" % r.stderr)
+            check(victim.alive(), "the victim is alive")
+    for name, after, first, count in (("after 0", 0, 1, 1), ("after -1 (name and head)", -1, 2, 0),
+                                      ("after 2^64-1", 2 ** 64 - 1, 2, 0), ("after 5", 5, 6, 0)):
+        with w.step("FETCH %s is answered sanely" % name):
+            r = poke(w, "req", url, mp_pack(["fetch", after]), 2000)
+            check_eq(r.returncode, 0, "choreo_poke: %r" % r)
+            check(victim.alive(), "the victim is alive after %r" % r.stdout)
+            if r.stdout.strip() != "no reply":
+                check(re.match(r"reply \d+ bytes: .*victim", r.stdout), "the answer: %r" % r.stdout)
+            elif first is not None:
+                raise harness.TestFailure("no answer to a valid request")
+    with w.step("the victim keeps working"):
+        victim.wait_log(r"dropped a malformed FETCH request", 5)
+        victim.send("victim", "Ok", {"x": 2})
+        wait_until(lambda: victim.scalar("select count(*) from got where type = 'Ok'") == 2, 10,
+                   "a normal message to be delivered")
+    with w.step("FETCH after 2^63-1 (the largest seq) is survived"):
+        r = poke(w, "req", url, mp_pack(["fetch", 2 ** 63 - 1]), 2000)
+        check_eq(r.returncode, 0, "choreo_poke: %r" % r)
+        time.sleep(0.2)
+        check(victim.alive(), "the victim is alive after %r" % r.stdout)
+        check(r.stdout.strip() == "no reply" or re.match(r"reply \d+ bytes: .*victim", r.stdout),
+              "the answer: %r" % r.stdout)
+        check_eq(victim.cli("status").rc, 0, "status after FETCH 2^63-1")
+
+
+@suite.test
+def hostile_control_requests(w):
+    victim = w.host("victim", w.scripts("victim", {"victim.lua": RECORDER}))
+    url = "ipc://%s/victim.ctl" % w.bus
+    deep = "[" * 10000 + "]" * 10000
+    requests = dict(payloads())
+    requests.update({
+        "JSON nested 10,000 deep": deep.encode(),
+        "JSON without a NUL or an end": b'{"op": "status"',
+        "JSON that is not an object": b'["op", "status"]\0',
+        "unknown op": b'{"op": "format-disk"}\0',
+        "op of the wrong type": b'{"op": 7}\0',
+        "publish without a type": b'{"op": "publish"}\0',
+        "publish with an empty type": b'{"op": "publish", "type": ""}\0',
+        "publish with data that is not JSON": b'{"op": "publish", "type": "T", "data": "{x"}\0',
+        "publish with data nested 10,000 deep": json.dumps({"op": "publish", "type": "T",
+                                                            "data": deep}).encode() + b"\0",
+        "publish with data nested 40 deep": json.dumps({"op": "publish", "type": "T",
+                                                        "data": "[" * 40 + "]" * 40}).encode(),
+        "send without a destination": b'{"op": "send", "type": "T"}',
+        "send to a path": b'{"op": "send", "type": "T", "to": "../../etc"}',
+        "dead with an unknown action": b'{"op": "dead", "action": "burn", "id": 1}',
+        "dead drop without an id": b'{"op": "dead", "action": "drop"}',
+        "dead drop with a huge id": b'{"op": "dead", "action": "drop", "id": 1e300}',
+        "dead drop with a negative id": b'{"op": "dead", "action": "drop", "id": -1}',
+        "dead retry with a string id": b'{"op": "dead", "action": "retry", "id": "1"}',
+    })
+    for name, data in requests.items():
+        with w.step("control: " + name):
+            r = poke(w, "req", url, data, 2000)
+            check_eq(r.returncode, 0, "choreo_poke: %r" % r)
+            answer = reply_json(r)
+            check(answer.get("ok") is False and isinstance(answer.get("error"), str)
+                  and answer["error"], "an error answer: %r" % answer)
+            check(victim.alive(), "the victim is alive")
+    with w.step("control: more than the receive limit (17 MiB)"):
+        r = poke(w, "req", url, b"{" * (17 << 20), 2000)
+        check_eq((r.returncode, r.stdout.strip()), (0, "no reply"), "choreo_poke")
+        check(victim.alive(), "the victim is alive")
+    with w.step("control: nothing was appended, and the socket still serves"):
+        check_eq(victim.head(), 0, "the victim's log head")
+        r = poke(w, "req", url, b'{"op": "status"}', 2000)
+        check_eq(reply_json(r).get("name"), "victim", "status through the raw socket")
+        victim.send("victim", "Ok", {"x": 3})
+        wait_until(lambda: victim.scalar("select count(*) from got where type = 'Ok'") == 1, 10,
+                   "a normal message to be delivered")
+    with w.step("control: publish with data that is not a string of JSON is refused"):
+        # "data" carries JSON text; an object there must not be dropped silently.
+        head = victim.head()
+        r = poke(w, "req", url, b'{"op": "publish", "type": "T", "data": {"x": 1}}', 2000)
+        answer = reply_json(r)
+        appended = victim.head() - head
+        check(answer.get("ok") is False and appended == 0,
+              "an error answer and nothing appended, got %r and %d message(s) appended "
+              "(without data)" % (answer, appended))
+
+
+@suite.test
+def frames_claiming_the_hosts_own_name_are_ignored(w):
+    """Only a host writes its own log: a frame from outside that claims the host's name must
+    not be applied, or the host skips its own messages with the same seq."""
+    victim = w.host("victim", w.scripts("victim", {"victim.lua": RECORDER}))
+    forged = encode_frame("victim", 1, [encode_message("victim", 1, "Ok", kind="command",
+                                                       to="victim", data={"x": 666})])
+    r = poke(w, "pub", "ipc://%s/evil.pub" % w.bus, forged, 3, 5000, 1)
+    check_eq(r.returncode, 0, "choreo_poke: %r" % r)
+    time.sleep(0.5)
+    victim.send("victim", "Ok", {"x": 1})
+    wait_until(lambda: victim.checkpoint("victim") >= 1 and victim.head() == 1, 10,
+               "the victim to pass its own seq 1")
+    time.sleep(0.3)
+    check_eq(victim.query("select x from got where type = 'Ok'"), [(1,)],
+             "Ok commands the victim applied (666 is the forged one, 1 its own)")
+
+
+if __name__ == "__main__":
+    suite.main()
