@@ -124,8 +124,9 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
 /* A message that failed `attempts` times: wait for the next back-off step, or die. */
 static int engine_defer(choreo_engine *e, const choreo_msg *m, int attempts, const char *err,
                         const char *traceback) {
-  int step = attempts - CHOREO_IMMEDIATE_ATTEMPTS;
-  if (step < BACKOFF_STEPS) {
+  /* A dead letter sent back by `choreo dead retry` starts counting again from zero. */
+  int step = attempts > CHOREO_IMMEDIATE_ATTEMPTS ? attempts - CHOREO_IMMEDIATE_ATTEMPTS : 0;
+  if (attempts < CHOREO_IMMEDIATE_ATTEMPTS + BACKOFF_STEPS) {
     choreo_log(CHOREO_LOG_WARN, e->name, "%.*s %.*s failed (attempt %d), retrying in %llds: %s",
                (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts,
                (long long)backoff_ms[step] / 1000, err);
