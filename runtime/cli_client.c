@@ -2,6 +2,7 @@
  * and dead. Each sends one JSON request (see control.c) and prints the answer for people. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -163,8 +164,9 @@ int cli_dead(const cli_args *a) {
   cJSON_AddStringToObject(req, "action", action);
   if (!list) {
     char *end;
+    errno = 0;
     long long id = strtoll(a->rest[1], &end, 10);
-    if (*end || id <= 0) {
+    if (*end || id <= 0 || errno || id > (1LL << 53)) {
       cJSON_Delete(req);
       return cli_usage("dead letter id must be a positive integer, got '%s'", a->rest[1]);
     }

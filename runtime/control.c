@@ -112,7 +112,8 @@ static cJSON *control_dead(choreo_host *h, const cJSON *req) {
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
   if (!action || (strcmp(action, "retry") && strcmp(action, "drop")))
     return control_error("dead: unknown action '%s'", action ? action : "");
-  if (!cJSON_IsNumber(id)) return control_error("dead %s needs an id", action);
+  if (!cJSON_IsNumber(id) || !(id->valuedouble >= 1 && id->valuedouble <= 9007199254740992.0))
+    return control_error("dead %s needs an id between 1 and 2^53", action);
   int64_t n = (int64_t)id->valuedouble;
   int rc = strcmp(action, "retry") == 0
                ? choreo_store_dead_retry(store, n, choreo_engine_now_ms(h->engine))

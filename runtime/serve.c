@@ -1,6 +1,6 @@
 /* Answering FETCH: a peer asks for our log after the seq it last applied, and gets one frame
  * of at most CHOREO_FETCH_ROWS rows; a negative `after` asks only for our name and head.
- * Requests are msgpack ["fetch", after]; anything else is counted and dropped unanswered. */
+ * Requests are msgpack ["fetch", after]; anything else is logged and dropped unanswered. */
 #include <string.h>
 
 #include "codec.h"

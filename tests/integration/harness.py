@@ -445,8 +445,14 @@ class Host:
             text = lambda: self.log()[since:]
         else:
             text = lambda: self.log(whole)
-        return wait_until(lambda: rx.search(text()), timeout,
-                          "log of %s to match %r" % (self.name, pattern))
+        def found():
+            running = self.alive()
+            m = rx.search(text())
+            if not m and not running:
+                raise TestFailure("host %s exited (status %s) before its log matched %r:\n%s"
+                                  % (self.name, self.proc.returncode, pattern, self.log_tail(15)))
+            return m
+        return wait_until(found, timeout, "log of %s to match %r" % (self.name, pattern))
 
 
 class _Step:
@@ -571,9 +577,14 @@ class Suite:
         if not POKE:  # a build tree keeps it in tests/ next to the binary
             guess = os.path.join(os.path.dirname(CHOREO), "tests", "choreo_poke")
             POKE = guess if os.path.exists(guess) else None
-        # Stop before ctest's TIMEOUT does, so that cleanup runs and the summary is printed.
+        # Stop before ctest's TIMEOUT does, so that cleanup runs and the summary is printed:
+        # the case running then fails, and the remaining ones are not started.
+        state = {"in_case": False, "expired": False}
+
         def on_alarm(signum, frame):
-            raise TestFailure("the test file ran past its %d s deadline" % deadline)
+            state["expired"] = True
+            if state["in_case"]:
+                raise TestFailure("the test file ran past its %d s deadline" % deadline)
         signal.signal(signal.SIGALRM, on_alarm)
         signal.alarm(deadline)
         signal.signal(signal.SIGTERM, lambda s, f: sys.exit(1))
@@ -585,13 +596,20 @@ class Suite:
         for name, fn, xfail in self.cases:
             if wanted and name not in wanted:
                 continue
+            if state["expired"]:
+                print("FAIL  %s (not run: out of time)" % name)
+                failed += 1
+                continue
             world = World(name)
             t0 = time.monotonic()
             error = None
+            state["in_case"] = True
             try:
                 fn(world)
             except Exception:
                 error = traceback.format_exc()
+            finally:
+                state["in_case"] = False
             problems = world.close()
             if problems:
                 error = (error + "\n" if error else "") + "\n".join(problems)
@@ -605,7 +623,7 @@ class Suite:
                 if error is not None:
                     error += logs
                 else:
-                    print("    (the case's hosts' logs)%s" % _indent(logs))
+                    print("    (the logs of the case's hosts follow)\n%s" % _indent(logs.strip()))
             # A case made of steps counts its steps; any other case counts once.
             for step, step_error, step_secs in world.steps:
                 if step_error is None:

@@ -94,7 +94,7 @@ def reload_under_load_loses_nothing(w):
     for version in (2, 3, 4, 5):
         gen = generation(consumer)
         write_script(script, harness.consumer_lua(version=version))
-        wait_until(lambda: generation(consumer) == gen + 1, 10,
+        wait_until(lambda: generation(consumer) >= gen + 1, 10,
                    "generation %d after the edit to version %d" % (gen + 1, version))
         expect_version_soon(consumer, version, "after the edit")
         consumer.wait_log(r"scripts reloaded \(generation %d\)" % (gen + 1), 5)
@@ -102,7 +102,7 @@ def reload_under_load_loses_nothing(w):
     gen = generation(consumer)
     with open(script, "w") as f:
         f.write(harness.consumer_lua(version=6))
-    wait_until(lambda: generation(consumer) == gen + 1, 10, "generation after an in-place write")
+    wait_until(lambda: generation(consumer) >= gen + 1, 10, "generation after an in-place write")
     expect_version_soon(consumer, 6, "after the in-place edit")
     sent = load.stop()
     wait_until(lambda: applied(consumer) >= sent, 30, "the consumer to apply all %d ticks" % sent,
@@ -111,7 +111,7 @@ def reload_under_load_loses_nothing(w):
     check_ticks(consumer, sent)
     check_versions_monotonic(consumer)
     st = consumer.status()
-    check_eq(st["generation"], 6, "generation after five good edits")
+    check(st["generation"] >= 6, "generation after five good edits: %r" % st["generation"])
     check_eq(st["reload error"], "none", "reload error")
     check_eq(st["dead letters"], 0, "dead letters")
     print("    %d ticks applied across 6 generations" % sent)
@@ -153,7 +153,7 @@ def broken_edits_are_rejected_and_the_old_code_keeps_running(w):
 
     # 4. Fixing it clears the error and the new code takes over.
     write_script(os.path.join(os.path.dirname(script), "extra.lua"), "-- fixed\n")
-    wait_until(lambda: generation(consumer) == gen + 1, 10, "a new generation once fixed")
+    wait_until(lambda: generation(consumer) >= gen + 1, 10, "a new generation once fixed")
     check_eq(consumer.status()["reload error"], "none", "reload error once fixed")
     expect_version_soon(consumer, 5, "after the fix")
 
@@ -179,7 +179,7 @@ def runaway_load_is_cut_off(w):
     expect_version_soon(consumer, 1, "the old generation after a runaway load")
     check(consumer.alive(), "the consumer survives a runaway load")
     write_script(script, harness.consumer_lua(version=3))
-    wait_until(lambda: generation(consumer) == gen + 1, 10, "a new generation once fixed")
+    wait_until(lambda: generation(consumer) >= gen + 1, 10, "a new generation once fixed")
     expect_version_soon(consumer, 3, "after the fix")
     sent = load.stop()
     wait_until(lambda: applied(consumer) >= sent, 30, "the consumer to apply all %d ticks" % sent,
@@ -201,12 +201,12 @@ local choreo = require "choreo"
 choreo.db:exec("create table if not exists greetings(who text)")
 choreo.on("Greet", function(msg, ctx) ctx.db:exec("insert into greetings values (?)", msg.data.who) end)
 ''')
-    wait_until(lambda: generation(consumer) == gen + 1, 10, "the new file to load")
+    wait_until(lambda: generation(consumer) >= gen + 1, 10, "the new file to load")
     consumer.publish("Greet", {"who": "world"})
     wait_until(lambda: consumer.query("select who from greetings") == [("world",)], 10,
                "the new handler to run")
     os.unlink(extra)
-    wait_until(lambda: generation(consumer) == gen + 2, 10, "a reload after the file is removed")
+    wait_until(lambda: generation(consumer) >= gen + 2, 10, "a reload after the file is removed")
     consumer.publish("Greet", {"who": "again"})
     wait_until(lambda: consumer.checkpoint("consumer") == consumer.head(), 10,
                "the consumer to pass its own Greet")

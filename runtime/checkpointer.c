@@ -1,0 +1,76 @@
+/* The WAL checkpointer thread (see checkpointer.h). PASSIVE checkpoints never wait for the
+ * writer: each copies what it can and the next one continues. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "checkpointer.h"
+#include "choreo.h"
+
+#define CHECKPOINT_EVERY_MS 20
+
+struct choreo_checkpointer {
+  sqlite3 *db;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  bool stopping;
+};
+
+static void *checkpointer_run(void *arg) {
+  choreo_checkpointer *c = arg;
+  pthread_mutex_lock(&c->lock);
+  while (!c->stopping) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += CHECKPOINT_EVERY_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&c->wake, &c->lock, &until);
+    if (c->stopping) break;
+    pthread_mutex_unlock(&c->lock);
+    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    pthread_mutex_lock(&c->lock);
+  }
+  pthread_mutex_unlock(&c->lock);
+  return NULL;
+}
+
+int choreo_checkpointer_start(choreo_checkpointer **out, const char *path) {
+  choreo_checkpointer *c = calloc(1, sizeof *c);
+  if (!c) return CHOREO_ENOMEM;
+  if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    sqlite3_close(c->db);
+    free(c);
+    return CHOREO_EIO;
+  }
+  sqlite3_busy_timeout(c->db, 100);
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->wake, NULL);
+  if (pthread_create(&c->thread, NULL, checkpointer_run, c) != 0) {
+    pthread_cond_destroy(&c->wake);
+    pthread_mutex_destroy(&c->lock);
+    sqlite3_close(c->db);
+    free(c);
+    return CHOREO_ENOMEM;
+  }
+  *out = c;
+  return 0;
+}
+
+void choreo_checkpointer_stop(choreo_checkpointer *c) {
+  if (!c) return;
+  pthread_mutex_lock(&c->lock);
+  c->stopping = true;
+  pthread_cond_signal(&c->wake);
+  pthread_mutex_unlock(&c->lock);
+  pthread_join(c->thread, NULL);
+  pthread_cond_destroy(&c->wake);
+  pthread_mutex_destroy(&c->lock);
+  sqlite3_close(c->db);
+  free(c);
+}

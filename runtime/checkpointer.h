@@ -1,0 +1,17 @@
+/* A thread that copies the SQLite write-ahead log back into the database file (a WAL
+ * checkpoint) off the loop thread. Left to SQLite, every 1000th page written makes the
+ * committing transaction do it, which cost a tenth of the loop's time and put multi-millisecond
+ * stalls into message latency. The thread has its own connection; SQLite lets a checkpoint run
+ * beside a writer on another connection. */
+#ifndef CHOREO_CHECKPOINTER_H
+#define CHOREO_CHECKPOINTER_H
+
+typedef struct choreo_checkpointer choreo_checkpointer;
+
+/* Starts checkpointing the WAL database at path every few milliseconds. Returns 0 or
+ * CHOREO_EIO / CHOREO_ENOMEM (the caller can then leave checkpoints to SQLite). */
+int choreo_checkpointer_start(choreo_checkpointer **out, const char *path);
+/* Stops the thread and closes its connection; NULL is allowed. */
+void choreo_checkpointer_stop(choreo_checkpointer *c);
+
+#endif
