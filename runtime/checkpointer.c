@@ -10,6 +10,7 @@
 #include "choreo.h"
 
 #define CHECKPOINT_EVERY_MS 20
+#define WAL_RESTART_FRAMES 50000 /* ~200 MB of 4 KiB pages */
 
 struct choreo_checkpointer {
   sqlite3 *db;
@@ -33,7 +34,13 @@ static void *checkpointer_run(void *arg) {
     pthread_cond_timedwait(&c->wake, &c->lock, &until);
     if (c->stopping) break;
     pthread_mutex_unlock(&c->lock);
-    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int in_wal = 0, copied = 0;
+    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied);
+    /* Under unbroken writes a passive checkpoint never finds the log fully copied, so the WAL
+     * is never restarted and keeps growing; past a bound, briefly hold writers back to restart
+     * it. */
+    if (in_wal > WAL_RESTART_FRAMES)
+      sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
     pthread_mutex_lock(&c->lock);
   }
   pthread_mutex_unlock(&c->lock);

