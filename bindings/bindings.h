@@ -26,6 +26,11 @@ void choreo_lua_push_object(lua_State *L, const msgpack_object *o);
 /* Pushes the msg table handed to handlers (README: msg fields). */
 void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
 
+/* choreo.pack(value) -> string and choreo.unpack(string) -> value: the wire encoding, for
+ * state kept in the database (sagas). unpack raises on bytes that are not one valid value. */
+int choreo_lua_msgpack_encode(lua_State *L);
+int choreo_lua_msgpack_decode(lua_State *L);
+
 /* lstore.c: pushes a db object (exec/rows/one) over a connection owned by someone else. The
  * object holds a reference to the value at owner_idx so the owner outlives it (0 for none). */
 void choreo_lua_push_db(lua_State *L, sqlite3 *db, int owner_idx);

@@ -155,11 +155,17 @@ static int engine_advance(lua_State *L) {
   h->now_ms += (int64_t)(seconds * 1000);
   choreo_apply_result sum = {0}, r;
   int64_t due;
+  int64_t timeout_due;
+  int rounds = 0;
   do {
+    if (++rounds > CASCADE_LIMIT)
+      return luaL_error(L, "advance: timers keep coming due (more than %d rounds)", CASCADE_LIMIT);
     due = choreo_engine_run_retries(h->e, &r);
     engine_add_result(&sum, &r);
+    timeout_due = choreo_engine_fire_timeouts(h->e);
     engine_cascade(L, h->e, &sum);
-  } while (due >= 0 && due <= h->now_ms && (r.applied || r.failed));
+  } while ((due >= 0 && due <= h->now_ms && (r.applied || r.failed)) ||
+           (timeout_due >= 0 && timeout_due <= h->now_ms));
   engine_push_result(L, &sum);
   return 1;
 }
@@ -216,7 +222,8 @@ static const luaL_Reg engine_methods[] = {
     {"deliver", engine_deliver}, {"log", engine_log},       {"now_ms", engine_now},
     {"reload", engine_reload},   {NULL, NULL}};
 
-static const luaL_Reg engine_funcs[] = {{"open", engine_open}, {NULL, NULL}};
+static const luaL_Reg engine_funcs[] = {
+    {"open", engine_open}, {"unpack", choreo_lua_msgpack_decode}, {NULL, NULL}};
 
 int luaopen_choreo_engine(lua_State *L) {
   if (luaL_newmetatable(L, ENGINE_META)) {

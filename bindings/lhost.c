@@ -98,8 +98,43 @@ static int ctx_reply(lua_State *L) {
   return host_emit(L, "reply", lua_tostring(L, -1), type, 3, 0, "reply");
 }
 
+/* ctx:timeout(seconds, type, data[, {subject=}]): a durable timer; when it is due a message of
+ * kind "timeout" comes back to this host (inside a saga: to the same instance). */
+static int ctx_timeout(lua_State *L) {
+  choreo_engine *e = host_engine(L, "timeout");
+  lua_Number seconds = luaL_checknumber(L, 2);
+  luaL_argcheck(L, seconds >= 0 && seconds <= 1e9, 2, "seconds must be between 0 and 1e9");
+  const char *type = host_check_name(L, 3, "type");
+  if (lua_gettop(L) < 5) lua_settop(L, 5);
+  const char *subject = NULL;
+  if (!lua_isnil(L, 5)) {
+    luaL_checktype(L, 5, LUA_TTABLE);
+    subject = host_opt_string(L, 5, "subject");
+  }
+  msgpack_sbuffer *b = host_new_buffer(L);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
+  char err[256];
+  if (!lua_isnil(L, 4) && choreo_lua_pack(L, 4, &pk, err, sizeof err))
+    return luaL_error(L, "ctx:timeout: %s", err);
+  int rc = choreo_engine_timeout_from_handler(e, seconds, type, b->size ? b->data : NULL, b->size,
+                                              subject);
+  if (rc) return luaL_error(L, "ctx:timeout: %s", choreo_strerror(rc));
+  return 0;
+}
+
+/* ctx:cancel_timeouts(subject): drops the pending timeouts set with that subject. */
+static int ctx_cancel_timeouts(lua_State *L) {
+  choreo_engine *e = host_engine(L, "cancel_timeouts");
+  const char *subject = host_check_name(L, 2, "subject");
+  int rc = choreo_engine_cancel_timeouts(e, subject);
+  if (rc) return luaL_error(L, "ctx:cancel_timeouts: %s", choreo_strerror(rc));
+  return 0;
+}
+
 static const luaL_Reg ctx_methods[] = {
-    {"publish", ctx_publish}, {"reply", ctx_reply}, {"send", ctx_send}, {NULL, NULL}};
+    {"cancel_timeouts", ctx_cancel_timeouts}, {"publish", ctx_publish}, {"reply", ctx_reply},
+    {"send", ctx_send}, {"timeout", ctx_timeout}, {NULL, NULL}};
 
 /* choreo.on(pattern, fn): exact type, or a prefix ending in "*". */
 static int choreo_on(lua_State *L) {
@@ -139,7 +174,11 @@ static int choreo_now(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg choreo_funcs[] = {{"now", choreo_now}, {"on", choreo_on}, {NULL, NULL}};
+static const luaL_Reg choreo_funcs[] = {{"now", choreo_now},
+                                        {"on", choreo_on},
+                                        {"pack", choreo_lua_msgpack_encode},
+                                        {"unpack", choreo_lua_msgpack_decode},
+                                        {NULL, NULL}};
 
 /* The ctx object: a table of methods plus db and log, created once per state. */
 static void host_make_ctx(lua_State *L, choreo_engine *e) {
@@ -174,5 +213,12 @@ int luaopen_choreo(lua_State *L) {
   /* The same connection as ctx.db, for schema set-up while the scripts load. */
   choreo_lua_push_db(L, choreo_engine_db(e), 0);
   lua_setfield(L, -2, "db");
+  /* choreo.saga is written in Lua on top of the above (scripts/choreo/saga.lua): its module is
+   * a function that installs it into this table. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "choreo.saga");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
   return 1;
 }

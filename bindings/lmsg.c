@@ -105,6 +105,12 @@ int choreo_lua_pack(lua_State *L, int idx, msgpack_packer *pk, char *err, size_t
   return msg_pack_value(L, lua_absindex(L, idx), pk, 0, err, errlen);
 }
 
+/* Pushing can raise (memory); done under pcall so the decoder's zone is always freed. */
+static int lmsg_push_protected(lua_State *L) {
+  choreo_lua_push_object(L, lua_touserdata(L, 1));
+  return 1;
+}
+
 void choreo_lua_push_object(lua_State *L, const msgpack_object *o) {
   luaL_checkstack(L, 3, "message data nested too deeply");
   switch (o->type) {
@@ -181,4 +187,37 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m) {
   else
     lua_pushnil(L);
   lua_setfield(L, -2, "data");
+}
+
+int choreo_lua_msgpack_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  msgpack_sbuffer b;
+  msgpack_sbuffer_init(&b);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+  char err[256];
+  int rc = choreo_lua_pack(L, 1, &pk, err, sizeof err);
+  if (!rc) lua_pushlstring(L, b.data ? b.data : "", b.size);
+  msgpack_sbuffer_destroy(&b);
+  if (rc) return luaL_error(L, "choreo.pack: %s", err);
+  return 1;
+}
+
+int choreo_lua_msgpack_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (choreo_msgpack_check(s, len, 1, CHOREO_MAX_DEPTH + 1))
+    return luaL_error(L, "choreo.unpack: not one valid encoded value");
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  if (msgpack_unpack_next(&u, s, len, NULL) != MSGPACK_UNPACK_SUCCESS) {
+    msgpack_unpacked_destroy(&u);
+    return luaL_error(L, "choreo.unpack: not one valid encoded value");
+  }
+  lua_pushcfunction(L, lmsg_push_protected);
+  lua_pushlightuserdata(L, &u.data);
+  int status = lua_pcall(L, 1, 1, 0);
+  msgpack_unpacked_destroy(&u);
+  if (status != LUA_OK) return lua_error(L);
+  return 1;
 }

@@ -27,5 +27,6 @@ int cli_send(const cli_args *a);
 int cli_status(const cli_args *a);
 int cli_dead(const cli_args *a);
 int cli_tail(const cli_args *a);
+int cli_sagas(const cli_args *a);
 
 #endif

@@ -188,3 +188,34 @@ int cli_dead(const cli_args *a) {
   cJSON_Delete(answer);
   return CLI_OK;
 }
+
+/* sagas list [NAME] | sagas show NAME KEY */
+int cli_sagas(const cli_args *a) {
+  const char *action = a->nrest ? a->rest[0] : "";
+  bool show = strcmp(action, "show") == 0;
+  if (!((strcmp(action, "list") == 0 && a->nrest <= 2) || (show && a->nrest == 3)))
+    return cli_usage("%s", "usage: choreo sagas [--host NAME] list [SAGA] | show SAGA KEY");
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "sagas");
+  cJSON_AddStringToObject(req, "action", action);
+  if (a->nrest > 1) cJSON_AddStringToObject(req, "name", a->rest[1]);
+  if (show) cJSON_AddStringToObject(req, "key", a->rest[2]);
+  cJSON *answer;
+  int rc = client_request(a, req, &answer);
+  if (rc) return rc;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, cJSON_GetObjectItem(answer, "sagas")) {
+    if (show) {
+      char *state = cJSON_Print(cJSON_GetObjectItem(item, "state"));
+      printf("saga     %s\nkey      %s\nversion  %.0f\nupdated  %s\nstate    %s\n",
+             client_str(item, "name"), client_str(item, "key"), client_num(item, "version"),
+             client_str(item, "updated"), state ? state : "?");
+      free(state);
+    } else {
+      printf("%s  %s  (version %.0f, updated %s)\n", client_str(item, "name"),
+             client_str(item, "key"), client_num(item, "version"), client_str(item, "updated"));
+    }
+  }
+  cJSON_Delete(answer);
+  return CLI_OK;
+}

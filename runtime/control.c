@@ -126,6 +126,55 @@ static cJSON *control_dead(choreo_host *h, const cJSON *req) {
   return control_ok();
 }
 
+/* sagas: "action" list (optional "name") or show ("name", "key"). The table exists once a
+ * script has defined a saga; before that there is simply nothing to list. */
+static cJSON *control_sagas(choreo_host *h, const cJSON *req) {
+  const char *action = control_string(req, "action");
+  const char *name = control_string(req, "name");
+  const char *key = control_string(req, "key");
+  bool show = action && strcmp(action, "show") == 0;
+  if (!action || (!show && strcmp(action, "list") != 0))
+    return control_error("sagas: unknown action '%s'", action ? action : "");
+  if (show && (!name || !key)) return control_error("%s", "sagas show needs a saga name and a key");
+  const char *sql = show ? "SELECT name, key, version, updated, state FROM choreo_sagas "
+                           "WHERE name = ?1 AND key = ?2"
+                         : "SELECT name, key, version, updated, NULL FROM choreo_sagas "
+                           "WHERE ?1 IS NULL OR name = ?1 ORDER BY name, key LIMIT 10000";
+  sqlite3_stmt *st = NULL;
+  cJSON *o = control_ok();
+  cJSON *list = cJSON_AddArrayToObject(o, "sagas");
+  if (sqlite3_prepare_v2(choreo_engine_db(h->engine), sql, -1, &st, NULL) != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return o; /* no saga defined yet */
+  }
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  if (show) sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "name", (const char *)sqlite3_column_text(st, 0));
+    cJSON_AddStringToObject(item, "key", (const char *)sqlite3_column_text(st, 1));
+    cJSON_AddNumberToObject(item, "version", (double)sqlite3_column_int64(st, 2));
+    cJSON_AddStringToObject(item, "updated", (const char *)sqlite3_column_text(st, 3));
+    if (show) {
+      const char *blob = sqlite3_column_blob(st, 4);
+      size_t n = (size_t)sqlite3_column_bytes(st, 4);
+      msgpack_unpacked u;
+      msgpack_unpacked_init(&u);
+      if (blob && choreo_msgpack_check(blob, n, 1, CHOREO_MAX_DEPTH + 1) == 0 &&
+          msgpack_unpack_next(&u, blob, n, NULL) == MSGPACK_UNPACK_SUCCESS)
+        cJSON_AddItemToObject(item, "state", choreo_msgpack_to_cjson(&u.data));
+      msgpack_unpacked_destroy(&u);
+    }
+    cJSON_AddItemToArray(list, item);
+  }
+  sqlite3_finalize(st);
+  if (show && cJSON_GetArraySize(list) == 0) {
+    cJSON_Delete(o);
+    return control_error("no running instance with that key (%s)", key);
+  }
+  return o;
+}
+
 static cJSON *control_answer(choreo_host *h, const char *body, size_t len) {
   cJSON *req = cJSON_ParseWithLength(body, len);
   if (!cJSON_IsObject(req)) {
@@ -144,6 +193,8 @@ static cJSON *control_answer(choreo_host *h, const char *body, size_t len) {
     answer = control_status(h);
   else if (strcmp(op, "dead") == 0)
     answer = control_dead(h, req);
+  else if (strcmp(op, "sagas") == 0)
+    answer = control_sagas(h, req);
   else
     answer = control_error("unknown op '%s'", op);
   cJSON_Delete(req);

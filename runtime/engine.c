@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "log.h"
 #include "scripts.h"
+#include "timeouts.h"
 
 /* Delayed back-off after the immediate attempts; past the last step a message is dead. */
 static const int64_t backoff_ms[] = {1000, 5000, 30000};
@@ -20,6 +21,7 @@ static const int64_t backoff_ms[] = {1000, 5000, 30000};
 struct choreo_engine {
   char *name, *dir;
   choreo_store *store;
+  choreo_timeouts *timeouts;
   choreo_scripts *scripts;
   unsigned generation;
   char reload_error[1024];
@@ -56,6 +58,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
   e->clock_ud = cfg->clock_ud;
   msgpack_sbuffer_init(&e->own_frame);
   int rc = e->name && e->dir ? choreo_store_open(&e->store, cfg->data, err, errlen) : CHOREO_ENOMEM;
+  if (!rc && (rc = choreo_timeouts_open(&e->timeouts, choreo_store_db(e->store))))
+    snprintf(err, errlen, "%s: cannot prepare the timeouts table", cfg->data);
   if (!rc)
     rc = choreo_scripts_load(&e->scripts, e, e->dir, e->instruction_limit, e->memory_limit, err,
                              errlen);
@@ -71,6 +75,7 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
 void choreo_engine_close(choreo_engine *e) {
   if (!e) return;
   choreo_scripts_free(e->scripts);
+  choreo_timeouts_close(e->timeouts);
   choreo_store_close(e->store);
   msgpack_sbuffer_destroy(&e->own_frame);
   free(e->name);
@@ -105,7 +110,8 @@ int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
 /* Commands and replies are addressed; events go to everyone who handles them. */
 static bool engine_is_for_us(choreo_engine *e, const choreo_msg *m) {
   if (choreo_str_eq(m->kind, "event")) return true;
-  if (choreo_str_eq(m->kind, "command") || choreo_str_eq(m->kind, "reply"))
+  if (choreo_str_eq(m->kind, "command") || choreo_str_eq(m->kind, "reply") ||
+      choreo_str_eq(m->kind, "timeout"))
     return choreo_str_eq(m->to, e->name);
   return false;
 }
@@ -341,4 +347,47 @@ int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const ch
   free(correlation);
   free(traceparent);
   return rc;
+}
+
+int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const char *type,
+                                       const char *data, size_t data_len, const char *subject) {
+  const choreo_msg *m = e->current;
+  if (!m) return CHOREO_EINVAL;
+  char *id = engine_dup(m->id);
+  char *correlation = engine_dup(m->correlationid.p ? m->correlationid : m->id);
+  choreo_timeout t = {.due_ms = choreo_engine_now_ms(e) + (int64_t)(seconds * 1000),
+                      .type = type, .correlationid = correlation, .causationid = id,
+                      .subject = subject, .data = data, .data_len = data_len};
+  int rc = (id && correlation) ? choreo_timeouts_add(e->timeouts, &t) : CHOREO_ENOMEM;
+  free(id);
+  free(correlation);
+  return rc;
+}
+
+int choreo_engine_cancel_timeouts(choreo_engine *e, const char *subject) {
+  return e->current ? choreo_timeouts_cancel(e->timeouts, subject) : CHOREO_EINVAL;
+}
+
+int64_t choreo_engine_next_timeout(choreo_engine *e) {
+  return choreo_timeouts_next_due(e->timeouts);
+}
+
+static int engine_fire_one(void *ud, const choreo_timeout *t) {
+  choreo_engine *e = ud;
+  choreo_msg_fields f = {.source = e->name, .type = t->type, .kind = "timeout", .to = e->name,
+                         .correlationid = t->correlationid, .causationid = t->causationid,
+                         .subject = t->subject, .data = t->data, .data_len = t->data_len};
+  return engine_append(e, &f, NULL);
+}
+
+int64_t choreo_engine_fire_timeouts(choreo_engine *e) {
+  int64_t due = choreo_timeouts_next_due(e->timeouts);
+  if (due < 0 || due > choreo_engine_now_ms(e)) return due;
+  int rc = choreo_store_begin(e->store);
+  if (!rc) rc = choreo_timeouts_take_due(e->timeouts, choreo_engine_now_ms(e), 1000,
+                                         engine_fire_one, e);
+  if (rc > 0) rc = 0; /* the number fired */
+  if (!rc) rc = choreo_store_commit(e->store);
+  if (rc) engine_fail_batch(e, rc);
+  return choreo_timeouts_next_due(e->timeouts);
 }

@@ -66,6 +66,12 @@ int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_app
 /* Runs the delayed retries that are due; returns the earliest next due time in ms or -1. */
 int64_t choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res);
 
+/* Moves the timeouts due now into the log (kind "timeout", to this host), in one transaction;
+ * the host's own dispatch then delivers them. Returns the next due time in ms or -1. */
+int64_t choreo_engine_fire_timeouts(choreo_engine *e);
+/* The earliest pending timeout in ms since the epoch, or -1. */
+int64_t choreo_engine_next_timeout(choreo_engine *e);
+
 /* Appends a message from outside any handler (choreo publish/send), in its own transaction.
  * data is msgpack (NULL for nil). */
 int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
@@ -95,6 +101,13 @@ typedef struct choreo_emit_opts {
 int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
                                     const char *type, const char *data, size_t data_len,
                                     const choreo_emit_opts *opts);
+/* ctx:timeout: a durable timer set inside the handler's transaction; when due, a message of
+ * kind "timeout" with this type, data and subject comes back to this host. */
+int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const char *type,
+                                       const char *data, size_t data_len, const char *subject);
+/* Cancels the pending timeouts with this subject, inside the handler's transaction. */
+int choreo_engine_cancel_timeouts(choreo_engine *e, const char *subject);
+
 /* The message being handled, or NULL outside a handler. */
 const choreo_msg *choreo_engine_current(choreo_engine *e);
 sqlite3 *choreo_engine_db(choreo_engine *e);

@@ -43,14 +43,19 @@ static void host_publish(choreo_host *h) {
   }
 }
 
-static void host_arm_retries(choreo_host *h) {
-  int64_t due = choreo_store_retry_next_due(choreo_engine_store(h->engine));
+/* One uv_timer per kind of durable timer, armed for the earliest due row. */
+static void host_arm(choreo_host *h, uv_timer_t *timer, int64_t due) {
   if (due < 0) {
-    uv_timer_stop(&h->retry_timer);
+    uv_timer_stop(timer);
     return;
   }
   int64_t wait = due - choreo_engine_now_ms(h->engine);
-  uv_timer_start(&h->retry_timer, h->retry_timer.timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+  uv_timer_start(timer, timer->timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+static void host_arm_timers(choreo_host *h) {
+  host_arm(h, &h->retry_timer, choreo_store_retry_next_due(choreo_engine_store(h->engine)));
+  host_arm(h, &h->timeout_timer, choreo_engine_next_timeout(h->engine));
 }
 
 void choreo_host_committed(choreo_host *h) {
@@ -59,7 +64,7 @@ void choreo_host_committed(choreo_host *h) {
   host_publish(h);
   if (choreo_store_head(store) > choreo_store_checkpoint(store, h->opts->name))
     uv_idle_start(&h->own_idle, h->own_idle.idle_cb);
-  host_arm_retries(h);
+  host_arm_timers(h);
 }
 
 /* Our own messages, a batch per loop iteration so a handler that keeps answering itself cannot
@@ -79,6 +84,14 @@ static void host_on_retry(uv_timer_t *t) {
   choreo_apply_result r;
   choreo_engine_run_retries(h->engine, &r);
   choreo_host_report(h, "retries", 0, &r);
+  choreo_host_committed(h);
+}
+
+/* Due timeouts become log rows; our own dispatch delivers them. Timeouts that came due while
+ * the host was down fire right after it starts, since the timer is armed for the past. */
+static void host_on_timeout(uv_timer_t *t) {
+  choreo_host *h = t->data;
+  choreo_engine_fire_timeouts(h->engine);
   choreo_host_committed(h);
 }
 
@@ -117,6 +130,7 @@ static void host_stop(choreo_host *h) {
   choreo_log(CHOREO_LOG_INFO, h->opts->name, "stopping");
   uv_close((uv_handle_t *)&h->tick, NULL);
   uv_close((uv_handle_t *)&h->retry_timer, NULL);
+  uv_close((uv_handle_t *)&h->timeout_timer, NULL);
   uv_close((uv_handle_t *)&h->reload_timer, NULL);
   uv_close((uv_handle_t *)&h->own_idle, NULL);
   uv_close((uv_handle_t *)&h->watch_dir, NULL);
@@ -171,14 +185,16 @@ static int host_open_sockets(choreo_host *h, char *err, size_t errlen) {
 static void host_start_handles(choreo_host *h) {
   uv_timer_init(&h->loop, &h->tick);
   uv_timer_init(&h->loop, &h->retry_timer);
+  uv_timer_init(&h->loop, &h->timeout_timer);
   uv_timer_init(&h->loop, &h->reload_timer);
   uv_idle_init(&h->loop, &h->own_idle);
   uv_fs_event_init(&h->loop, &h->watch_dir);
   uv_signal_init(&h->loop, &h->sigint);
   uv_signal_init(&h->loop, &h->sigterm);
-  h->tick.data = h->retry_timer.data = h->reload_timer.data = h;
+  h->tick.data = h->retry_timer.data = h->timeout_timer.data = h->reload_timer.data = h;
   h->own_idle.data = h->watch_dir.data = h->sigint.data = h->sigterm.data = h;
   h->retry_timer.timer_cb = host_on_retry;
+  h->timeout_timer.timer_cb = host_on_timeout;
   h->own_idle.idle_cb = host_on_own;
   uv_timer_start(&h->tick, host_on_tick, TICK_MS, TICK_MS);
   uv_fs_event_start(&h->watch_dir, host_on_script_change, h->opts->dir, 0);

@@ -38,7 +38,7 @@ typedef struct choreo_host {
   choreo_bus_watch sub_watch, rep_watch, ctl_watch;
   choreo_peer *peers[CHOREO_MAX_PEERS];
   int npeers;
-  uv_timer_t tick, retry_timer, reload_timer;
+  uv_timer_t tick, retry_timer, timeout_timer, reload_timer;
   uv_idle_t own_idle;
   uv_fs_event_t watch_dir;
   uv_signal_t sigint, sigterm;

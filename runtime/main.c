@@ -15,7 +15,8 @@ static const char usage[] =
     "  send    [--host NAME] TO TYPE [JSON]\n"
     "  tail    [--host NAME] [PATTERN]\n"
     "  status  [--host NAME]\n"
-    "  dead    [--host NAME] list|retry ID|drop ID\n";
+    "  dead    [--host NAME] list|retry ID|drop ID\n"
+    "  sagas   [--host NAME] list [SAGA] | show SAGA KEY\n";
 
 int cli_usage(const char *fmt, const char *arg) {
   fputs("choreo: ", stderr);
@@ -37,7 +38,7 @@ static const struct {
 } commands[] = {
     {"run", cli_run},       {"test", cli_test},     {"publish", cli_publish},
     {"send", cli_send},     {"status", cli_status}, {"dead", cli_dead},
-    {"tail", cli_tail},
+    {"tail", cli_tail},     {"sagas", cli_sagas},
 };
 
 int main(int argc, char **argv) {

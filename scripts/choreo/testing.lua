@@ -62,7 +62,7 @@ function Host:send(type, data, opts)
   return self:deliver(type, data, opts)
 end
 
--- host:advance(seconds): move the clock; due retries (and timeouts) run.
+-- host:advance(seconds): move the clock; due retries and timeouts run.
 function Host:advance(seconds)
   local result = self.engine:advance(seconds)
   self:collect_()
@@ -78,6 +78,19 @@ function Host:dead_letters()
     list[#list + 1] = row
   end
   return list
+end
+
+-- host:saga(name, key) -> the instance's state table, or nil (never started, or completed)
+function Host:saga(name, key)
+  local ok, row = pcall(self.db.one, self.db,
+    "select state from choreo_sagas where name = ? and key = ?", name, tostring(key))
+  if not ok or not row then return nil end
+  return engine.unpack(row.state)
+end
+
+-- host:timeouts() -> number of pending timeouts
+function Host:timeouts()
+  return self.db:one("select count(*) as n from choreo_timeouts").n
 end
 
 -- host:reload() -> true | nil, "file:line: message"
