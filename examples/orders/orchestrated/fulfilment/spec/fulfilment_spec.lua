@@ -1,0 +1,55 @@
+local testing = require "choreo.testing"
+
+local function reply(host, from, type, data)
+  return host:deliver(type, data, { source = from, kind = "reply", to = "fulfilment" })
+end
+
+local function status(host, order)
+  return host.db:one("select status from orders where id = ?", order).status
+end
+
+describe("the fulfilment saga", function()
+  it("runs an order through stock, payment and shipping", function()
+    local host = testing.host()
+    assert.is_true(host:send("PlaceOrder", { order = 1, total = 30 }))
+    assert.same({ "warehouse", "ReserveStock" }, { host.sent[1].to, host.sent[1].type })
+    reply(host, "warehouse", "StockReserved", { order = 1 })
+    assert.same({ order = 1, amount = 30 }, host.sent[2].data)
+    reply(host, "payments", "PaymentCaptured", { order = 1, amount = 30 })
+    assert.equal("Ship", host.sent[3].type)
+    reply(host, "warehouse", "Shipped", { order = 1 })
+    assert.equal("shipped", status(host, 1))
+    assert.equal("OrderCompleted", host.published[1].type)
+    assert.is_nil(host:saga("Fulfilment", 1))
+    assert.equal(0, host:timeouts())
+  end)
+
+  it("releases the stock and cancels when the payment fails", function()
+    local host = testing.host()
+    host:send("PlaceOrder", { order = 2, total = 5000 })
+    reply(host, "warehouse", "StockReserved", { order = 2 })
+    reply(host, "payments", "PaymentFailed", { order = 2 })
+    assert.equal("ReleaseStock", host.sent[3].type)
+    assert.equal("cancelled: payment failed", status(host, 2))
+    assert.is_nil(host:saga("Fulfilment", 2))
+  end)
+
+  it("releases the stock and cancels when the payment does not come in time", function()
+    local host = testing.host()
+    host:send("PlaceOrder", { order = 3, total = 13 })
+    reply(host, "warehouse", "StockReserved", { order = 3 })
+    host:advance(4)
+    assert.equal("paying", status(host, 3))
+    host:advance(1)
+    assert.equal("cancelled: payment timed out", status(host, 3))
+    assert.equal("ReleaseStock", host.sent[3].type)
+  end)
+
+  it("cancels when the stock is not there", function()
+    local host = testing.host()
+    host:send("PlaceOrder", { order = 4, total = 10, items = 99 })
+    reply(host, "warehouse", "StockUnavailable", { order = 4 })
+    assert.equal("cancelled: out of stock", status(host, 4))
+    assert.equal("out of stock", host.published[1].data.reason)
+  end)
+end)

@@ -1,0 +1,15 @@
+local testing = require "choreo.testing"
+
+describe("the warehouse", function()
+  it("reserves while stock lasts, then answers StockUnavailable", function()
+    local host = testing.host()
+    host:send("ReserveStock", { order = 1, items = 8 }, { source = "fulfilment" })
+    host:send("ReserveStock", { order = 2, items = 8 }, { source = "fulfilment" })
+    assert.equal("StockReserved", host.replies[1].type)
+    assert.equal("StockUnavailable", host.replies[2].type)
+    assert.equal("fulfilment", host.replies[2].to)
+    host:send("ReleaseStock", { order = 1 }, { source = "fulfilment" })
+    host:send("ReserveStock", { order = 3, items = 8 }, { source = "fulfilment" })
+    assert.equal("StockReserved", host.replies[3].type)
+  end)
+end)
