@@ -1,6 +1,7 @@
 """Sagas on a real host: state and durable timeouts survive kill -9; timeouts that came due
 while the host was down fire right after it starts, once; `choreo sagas list|show` show them."""
 import json
+import os
 import time
 
 from harness import Suite, check, check_eq, wait_until
@@ -84,6 +85,24 @@ def kill_9_in_the_middle_of_many_timeouts(w):
     check_eq(host.scalar("select count(*) from (select order_id from fired group by order_id having count(*) > 1)"),
              0, "timeouts that fired twice")
     check_eq(host.scalar("select count(*) from choreo_sagas"), 0, "instances left")
+
+
+@suite.test
+def reload_keeps_instances_and_timeouts(w):
+    scripts = w.scripts("shop", {"shop.lua": SAGA_LUA})
+    host = w.host("shop", scripts)
+    host.publish("OrderPlaced", {"order": 1, "total": 10, "wait": 3})
+    wait_until(lambda: host.scalar("select count(*) from choreo_timeouts") == 1, 20,
+               "the instance and its timeout")
+    mark = host.log_mark()
+    # New code: the overdue handler records a different marker (negative order ids).
+    with open(os.path.join(scripts, "shop.lua"), "w") as f:
+        f.write(SAGA_LUA.replace('msg.data.order, choreo.now()', '-msg.data.order, choreo.now()'))
+    host.wait_log("scripts reloaded", since=mark)
+    check_eq(host.scalar("select count(*) from choreo_sagas"), 1, "instances after the reload")
+    check_eq(host.scalar("select count(*) from choreo_timeouts"), 1, "timeouts after the reload")
+    wait_until(lambda: fired(host) == 1, 20, "the timeout to fire under the new code")
+    check_eq(fired(host, -1), 1, "the new code handled the old instance's timeout")
 
 
 if __name__ == "__main__":
