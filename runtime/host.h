@@ -19,6 +19,7 @@
 #define CHOREO_FETCH_BYTES (4u << 20)
 
 typedef struct choreo_peer {
+  struct choreo_host *host;
   char name[CHOREO_NAME_MAX + 1]; /* "" until its first answer, for --peer endpoints */
   char pub_url[CHOREO_URL_MAX], rep_url[CHOREO_URL_MAX];
   nng_socket req;

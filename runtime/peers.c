@@ -45,11 +45,6 @@ static void peers_ask(choreo_host *h, choreo_peer *p) {
   }
 }
 
-typedef struct peer_ctx {
-  choreo_host *h;
-  choreo_peer *p;
-} peer_ctx;
-
 static void peers_answered(choreo_host *h, choreo_peer *p, nng_msg *msg) {
   p->in_flight = false;
   p->answered_at = uv_now(&h->loop);
@@ -83,19 +78,17 @@ static void peers_answered(choreo_host *h, choreo_peer *p, nng_msg *msg) {
 }
 
 static void peers_on_req(void *ud, nng_msg *msg) {
-  peer_ctx *c = ud;
-  peers_answered(c->h, c->p, msg);
+  choreo_peer *p = ud;
+  peers_answered(p->host, p, msg);
 }
 
 static choreo_peer *peers_add(choreo_host *h, const char *name, const char *pub_url) {
   choreo_peer *p = peers_find_url(h, pub_url);
   if (p) return p;
   if (h->npeers == CHOREO_MAX_PEERS) return NULL;
-  p = calloc(1, sizeof *p + sizeof(peer_ctx));
+  p = calloc(1, sizeof *p);
   if (!p) return NULL;
-  peer_ctx *ctx = (peer_ctx *)(p + 1);
-  ctx->h = h;
-  ctx->p = p;
+  p->host = h;
   snprintf(p->name, sizeof p->name, "%s", name ? name : "");
   snprintf(p->pub_url, sizeof p->pub_url, "%s", pub_url);
   if (choreo_bus_rep_url(pub_url, p->rep_url, sizeof p->rep_url) ||
@@ -105,7 +98,7 @@ static choreo_peer *peers_add(choreo_host *h, const char *name, const char *pub_
   }
   nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, FETCH_PATIENCE_MS);
   if (choreo_bus_dial(p->req, p->rep_url) || choreo_bus_dial(h->sub, pub_url) ||
-      choreo_bus_watch_start(&p->watch, &h->loop, p->req, peers_on_req, ctx)) {
+      choreo_bus_watch_start(&p->watch, &h->loop, p->req, peers_on_req, p)) {
     nng_close(p->req);
     free(p);
     return NULL;
@@ -200,8 +193,7 @@ void choreo_peers_stop(choreo_host *h) {
   for (int i = 0; i < h->npeers; i++) {
     choreo_peer *p = h->peers[i];
     if (p->watch.started) {
-      /* The peer (with its peer_ctx right after it) is freed once libuv lets go of the poll. */
-      p->watch.ud = p;
+      /* The peer holds the poll handle: it is freed once libuv lets go of it. */
       choreo_bus_watch_stop(&p->watch, peers_free_watch);
       nng_close(p->req);
     } else {
