@@ -3,11 +3,7 @@
 local testing = require "choreo.testing"
 local h = require "spec.helpers"
 
-local function attempts(host, key)
-  assert.is_true(host:deliver("CountAttempts", { key = key }))
-  local list = h.data_of(host.published, "Attempts")
-  return list[#list].n
-end
+local attempts = h.attempts
 
 local function effects(host, key)
   local list = {}

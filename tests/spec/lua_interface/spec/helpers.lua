@@ -37,4 +37,13 @@ function helpers.tempdir()
   return dir
 end
 
+-- How many times the handler of `key` has been attempted so far (failures.lua counts them in a
+-- Lua upvalue, which no rollback undoes).
+function helpers.attempts(host, key)
+  local ok, err = host:deliver("CountAttempts", { key = key })
+  if not ok then error("CountAttempts failed: " .. tostring(err), 2) end
+  local list = helpers.data_of(host.published, "Attempts")
+  return list[#list].n
+end
+
 return helpers
