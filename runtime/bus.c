@@ -58,11 +58,12 @@ int choreo_bus_listen(nng_socket s, const char *url, char *err, size_t errlen) {
   return 0;
 }
 
-int choreo_bus_dial(nng_socket s, const char *url) {
+int choreo_bus_dial(nng_socket s, const char *url, nng_dialer *dialer) {
   nng_dialer d;
   int rv = nng_dialer_create(&d, s, url);
   if (!rv) rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME);
   if (!rv) rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+  if (!rv && dialer) *dialer = d;
   return rv ? CHOREO_EBUS : 0;
 }
 

@@ -33,8 +33,9 @@ void choreo_bus_watch_stop(choreo_bus_watch *w, uv_close_cb done);
 
 /* Listens on url with the receive size limit set; err gets one line on failure. */
 int choreo_bus_listen(nng_socket s, const char *url, char *err, size_t errlen);
-/* Dials in the background: NNG keeps reconnecting until the socket closes. */
-int choreo_bus_dial(nng_socket s, const char *url);
+/* Dials in the background: NNG keeps reconnecting until the socket or the dialer closes.
+ * *dialer (if not NULL) receives the dialer, for closing it on its own. */
+int choreo_bus_dial(nng_socket s, const char *url, nng_dialer *dialer);
 
 /* The bus directory: --bus, else $XDG_RUNTIME_DIR/choreo, else /tmp/choreo-$UID. Created if
  * missing. Returns 0 or CHOREO_EIO with err set. */

@@ -36,7 +36,7 @@ static void tail_dial(tail_state *t, const char *name) {
   if (t->ndialed == TAIL_MAX_SOURCES) return;
   char url[PATH_MAX + 64];
   choreo_bus_ipc_url(url, sizeof url, t->bus, name, "pub");
-  if (choreo_bus_dial(t->sub, url) == 0) t->dialed[t->ndialed++] = strdup(name);
+  if (choreo_bus_dial(t->sub, url, NULL) == 0) t->dialed[t->ndialed++] = strdup(name);
 }
 
 static void tail_discover(tail_state *t) {

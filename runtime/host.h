@@ -23,6 +23,7 @@ typedef struct choreo_peer {
   char name[CHOREO_NAME_MAX + 1]; /* "" until its first answer, for --peer endpoints */
   char pub_url[CHOREO_URL_MAX], rep_url[CHOREO_URL_MAX];
   nng_socket req;
+  nng_dialer req_dialer;
   choreo_bus_watch watch;
   bool in_flight;
   uint64_t asked_at;   /* loop time (ms) of the request in flight */

@@ -16,6 +16,7 @@
 
 #define FETCH_EVERY_MS 1000
 #define FETCH_PATIENCE_MS 5000 /* re-ask a peer that has not answered by then */
+#define REDIAL_AFTER_MS 15000
 
 static choreo_peer *peers_find_name(choreo_host *h, const char *name) {
   for (int i = 0; i < h->npeers; i++)
@@ -97,7 +98,8 @@ static choreo_peer *peers_add(choreo_host *h, const char *name, const char *pub_
     return NULL;
   }
   nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, FETCH_PATIENCE_MS);
-  if (choreo_bus_dial(p->req, p->rep_url) || choreo_bus_dial(h->sub, pub_url) ||
+  p->answered_at = uv_now(&h->loop);
+  if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) || choreo_bus_dial(h->sub, pub_url, NULL) ||
       choreo_bus_watch_start(&p->watch, &h->loop, p->req, peers_on_req, p)) {
     nng_close(p->req);
     free(p);
@@ -168,6 +170,18 @@ int choreo_peers_start(choreo_host *h, char *err, size_t errlen) {
   return 0;
 }
 
+/* A peer that has not answered for a long while gets a fresh connection: NNG's own reconnect
+ * should make this unnecessary, but a CI run once saw a consumer wait a full minute for a
+ * producer that had been killed and restarted twice, and a new dialer costs nothing. */
+static void peers_redial(choreo_host *h, choreo_peer *p) {
+  choreo_log(CHOREO_LOG_DEBUG, h->opts->name, "no answer from %s for %llu s: reconnecting",
+             p->name[0] ? p->name : p->pub_url,
+             (unsigned long long)(uv_now(&h->loop) - p->answered_at) / 1000);
+  nng_dialer_close(p->req_dialer);
+  choreo_bus_dial(p->req, p->rep_url, &p->req_dialer);
+  p->answered_at = uv_now(&h->loop); /* wait a full period before the next redial */
+}
+
 void choreo_peers_drain(choreo_host *h) {
   choreo_bus_watch_drain(&h->sub_watch);
   for (int i = 0; i < h->npeers; i++) choreo_bus_watch_drain(&h->peers[i]->watch);
@@ -178,6 +192,9 @@ void choreo_peers_tick(choreo_host *h) {
   uint64_t now = uv_now(&h->loop);
   for (int i = 0; i < h->npeers; i++) {
     choreo_peer *p = h->peers[i];
+    if (p->in_flight && now - p->asked_at >= FETCH_PATIENCE_MS &&
+        now - p->answered_at >= REDIAL_AFTER_MS)
+      peers_redial(h, p);
     if (p->in_flight ? now - p->asked_at >= FETCH_PATIENCE_MS
                      : now - p->answered_at >= FETCH_EVERY_MS)
       peers_ask(h, p);
