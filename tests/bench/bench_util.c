@@ -54,12 +54,19 @@ static long parse_long(const char *s, long min, long max, const char *usage) {
   return v;
 }
 
+/* The indexes travel as text in 100 bytes and as a bitmap in memory: keep them sane. */
+#define MAX_EVENTS 1000000000L
+
+/* --seconds, which comes with --rate: a bit of its own to check that they come together. */
+enum { ARG_SECONDS = 1u << 16 };
+
 void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, const char *usage) {
   const char *slash = strrchr(argv[0], '/');
   snprintf(bench_name, sizeof bench_name, "%s", slash ? slash + 1 : argv[0]);
   memset(a, 0, sizeof *a);
   a->timeout_s = BENCH_DEFAULT_TIMEOUT_S;
   unsigned given = 0;
+  int timeout_given = 0;
   for (int k = 1; k < argc; k++) {
     const char *opt = argv[k];
     if (k + 1 >= argc) usage_exit(usage, "option without a value");
@@ -74,16 +81,33 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
       a->port = (int)parse_long(val, 1, 65535, usage);
       given |= BENCH_ARG_PORT;
     } else if (strcmp(opt, "--events") == 0 && (accepted & BENCH_ARG_EVENTS)) {
-      /* The indexes travel as text in 100 bytes and as a bitmap in memory: keep them sane. */
-      a->events = parse_long(val, 1, 1000000000L, usage);
+      a->events = parse_long(val, 1, MAX_EVENTS, usage);
       given |= BENCH_ARG_EVENTS;
+    } else if (strcmp(opt, "--rate") == 0 && (accepted & BENCH_ARG_RATE)) {
+      a->rate = parse_long(val, 1, 10000000L, usage);
+      given |= BENCH_ARG_RATE;
+    } else if (strcmp(opt, "--seconds") == 0 && (accepted & BENCH_ARG_RATE)) {
+      a->seconds = parse_long(val, 1, 24 * 3600, usage);
+      given |= ARG_SECONDS;
     } else if (strcmp(opt, "--timeout") == 0) {
       a->timeout_s = (int)parse_long(val, 1, 24 * 3600, usage);
+      timeout_given = 1;
     } else {
       usage_exit(usage, "unknown option");
     }
   }
-  if (given != accepted) usage_exit(usage, "missing option");
+  if (given & (BENCH_ARG_RATE | ARG_SECONDS)) {
+    if (!(given & BENCH_ARG_RATE) || !(given & ARG_SECONDS))
+      usage_exit(usage, "--rate and --seconds go together");
+    if (given & BENCH_ARG_EVENTS) usage_exit(usage, "--events and --rate exclude each other");
+    if (a->rate > MAX_EVENTS / a->seconds)
+      usage_exit(usage, "--rate times --seconds is more than 1000000000 events");
+    a->events = a->rate * a->seconds;
+    /* The default bounds the wait beyond the offered load, not the load itself. */
+    if (!timeout_given) a->timeout_s += (int)a->seconds;
+    given = (given & ~(BENCH_ARG_RATE | ARG_SECONDS)) | BENCH_ARG_EVENTS;
+  }
+  if (given != (accepted & ~(unsigned)BENCH_ARG_RATE)) usage_exit(usage, "missing option");
 }
 
 static void watchdog_fire(int sig) {
@@ -101,19 +125,42 @@ void bench_watchdog(int seconds) {
   alarm((unsigned)seconds);
 }
 
-void bench_payload(unsigned char *buf, long i) {
+static void payload_fill(unsigned char *buf, const char *head, int len) {
   memset(buf, 'x', BENCH_PAYLOAD_SIZE);
-  int n = snprintf((char *)buf, BENCH_PAYLOAD_SIZE, "%ld ", i);
-  (void)n; /* at most 11 bytes for the allowed range: always fits */
+  memcpy(buf, head, (size_t)len); /* at most 31 bytes for the allowed ranges: always fits */
+}
+
+void bench_payload(unsigned char *buf, long i) {
+  char head[32];
+  payload_fill(buf, head, snprintf(head, sizeof head, "%ld ", i));
+}
+
+void bench_payload_stamped(unsigned char *buf, long i, double sent) {
+  char head[32];
+  payload_fill(buf, head, snprintf(head, sizeof head, "%ld %lld ", i, (long long)(sent * 1e9)));
+}
+
+/* The decimal number at buf[*at], which a space ends; moves *at past the space. -1 if none.
+ * At most 18 digits: never overflows. */
+static long long payload_number(const unsigned char *p, size_t len, size_t *at) {
+  long long v = 0;
+  size_t k = *at;
+  for (; k < len && k - *at < 18 && p[k] >= '0' && p[k] <= '9'; k++) v = v * 10 + (p[k] - '0');
+  if (k == *at || k >= len || p[k] != ' ') return -1;
+  *at = k + 1;
+  return v;
 }
 
 long bench_payload_index(const void *buf, size_t len) {
-  const unsigned char *p = buf;
-  long v = 0;
-  size_t k = 0;
-  for (; k < len && k < 19 && p[k] >= '0' && p[k] <= '9'; k++) v = v * 10 + (p[k] - '0');
-  if (k == 0 || k >= len || p[k] != ' ') return -1;
-  return v;
+  size_t at = 0;
+  return (long)payload_number(buf, len, &at);
+}
+
+double bench_payload_sent(const void *buf, size_t len) {
+  size_t at = 0;
+  if (payload_number(buf, len, &at) < 0) return -1;
+  long long ns = payload_number(buf, len, &at);
+  return ns < 0 ? -1 : (double)ns / 1e9;
 }
 
 void bench_seen_init(bench_seen *s, long n) {

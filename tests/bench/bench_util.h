@@ -24,15 +24,26 @@ typedef struct bench_args {
   const char *url; /* --url */
   const char *db;  /* --db */
   int port;        /* --port */
-  long events;     /* --events */
-  int timeout_s;   /* --timeout, BENCH_DEFAULT_TIMEOUT_S unless given */
+  long events;     /* --events, or rate * seconds in the latency workload */
+  long rate;       /* --rate, events per second; 0 unless the latency workload was asked for */
+  long seconds;    /* --seconds */
+  int timeout_s;   /* --timeout; unless given, BENCH_DEFAULT_TIMEOUT_S (beyond --seconds) */
 } bench_args;
 
-enum { BENCH_ARG_URL = 1, BENCH_ARG_DB = 2, BENCH_ARG_PORT = 4, BENCH_ARG_EVENTS = 8 };
+/* BENCH_ARG_RATE stands for the latency workload's --rate R --seconds S, which replace
+ * --events when given. */
+enum {
+  BENCH_ARG_URL = 1,
+  BENCH_ARG_DB = 2,
+  BENCH_ARG_PORT = 4,
+  BENCH_ARG_EVENTS = 8,
+  BENCH_ARG_RATE = 16
+};
 
-/* Parses the options named in `accepted` (a mask of BENCH_ARG_*, all of them required) plus
- * the optional --timeout. Prints `usage` and exits 2 on anything else. Remembers argv[0] as the
- * name for bench_fail and the watchdog. */
+/* Parses the options named in `accepted` (a mask of BENCH_ARG_*, all of them required, except
+ * that --rate and --seconds, if accepted, may stand in for --events) plus the optional
+ * --timeout. Prints `usage` and exits 2 on anything else. Remembers argv[0] as the name for
+ * bench_fail and the watchdog. */
 void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, const char *usage);
 
 /* Prints "<program>: <message>" on stderr and exits 1. */
@@ -48,8 +59,16 @@ void bench_watchdog(int seconds);
  * loss and duplication the same way as one with fields (Redis). */
 void bench_payload(unsigned char *buf, long i);
 
+/* The same with the time the event is sent (bench_now() scale) after the index, in
+ * nanoseconds: "i t " then filler. How the latency workload's consumer knows when its events
+ * left the producer. */
+void bench_payload_stamped(unsigned char *buf, long i, double sent);
+
 /* The index written by bench_payload, or -1 if `buf` does not start with one. */
 long bench_payload_index(const void *buf, size_t len);
+
+/* The send time written by bench_payload_stamped, or -1 if `buf` carries none. */
+double bench_payload_sent(const void *buf, size_t len);
 
 /* A set of event indexes [0, n): how the consumers know when every event has arrived even if
  * some arrive twice. */

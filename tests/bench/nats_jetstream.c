@@ -2,7 +2,9 @@
  * be: a file-storage stream, a producer process publishing asynchronously with at most 4096
  * publishes awaiting their acks, and a durable pull consumer (AckExplicit) that fetches 100
  * messages, commits them to SQLite in one transaction and only then acks each one, so an event
- * counts once it is on the consumer's disk. The nats-server -js is started by the runner. */
+ * counts once it is on the consumer's disk. With --rate, the "latency" benchmark: the producer
+ * publishes each event when its time comes and the same consumer measures each one's time from
+ * publish to the COMMIT that holds it. The nats-server -js is started by the runner. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +13,9 @@
 
 #include <nats/nats.h>
 
-#include "bench_pipeline.h"
+#include "bench_latency.h"
 #include "bench_producer.h"
+#include "bench_report.h"
 #include "bench_sink.h"
 #include "bench_util.h"
 
@@ -20,11 +23,14 @@
 #define MAX_PENDING_ACKS 4096
 #define DURABLE "c"
 
-static const char usage[] = "--url nats://HOST:PORT --events N --db FILE [--timeout S]";
+static const char usage[] =
+    "--url nats://HOST:PORT (--events N | --rate EVENTS_PER_S --seconds S) --db FILE"
+    " [--timeout S]";
 
 typedef struct nats_run {
   const char *url;
   long events;
+  long rate; /* 0: flat out */
   double deadline;
   char stream[64];
   char subject[64];
@@ -35,6 +41,18 @@ static const char *nats_why(natsStatus s) {
   natsStatus last;
   const char *text = nats_GetLastError(&last);
   return text && *text ? text : natsStatus_GetText(s);
+}
+
+/* At a fixed rate each publish, pull request and ack goes out as it is made (SendAsap), as in a
+ * service tuned for latency: by default the library holds writes back 1 ms to batch them. */
+static natsStatus connect_to(natsConnection **nc, const nats_run *run) {
+  natsOptions *opts = NULL;
+  natsStatus s = natsOptions_Create(&opts);
+  if (s == NATS_OK) s = natsOptions_SetURL(opts, run->url);
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, run->rate > 0);
+  if (s == NATS_OK) s = natsConnection_Connect(nc, opts);
+  natsOptions_Destroy(opts);
+  return s;
 }
 
 static int remaining_ms(double deadline) {
@@ -56,7 +74,7 @@ static int produce(void *arg, bench_producer_report *r) {
   const nats_run *run = arg;
   natsConnection *nc = NULL;
   jsCtx *js = NULL;
-  natsStatus s = natsConnection_ConnectTo(&nc, run->url);
+  natsStatus s = connect_to(&nc, run);
   jsOptions jo;
   jsOptions_Init(&jo);
   /* The bound on publishes in flight lives in the context options, not in jsPubOptions. */
@@ -69,13 +87,18 @@ static int produce(void *arg, bench_producer_report *r) {
     return -1;
   }
   unsigned char payload[BENCH_PAYLOAD_SIZE];
-  r->t_first = bench_now();
-  for (long i = 0; i < run->events && s == NATS_OK; i++) {
-    bench_payload(payload, i);
-    /* With MaxPending publishes unacknowledged the call waits StallWait (200 ms) and then
-     * gives up with NATS_TIMEOUT, without sending: send the same event again. */
-    do s = js_PublishAsync(js, run->subject, payload, BENCH_PAYLOAD_SIZE, NULL);
-    while (s == NATS_TIMEOUT && bench_now() < run->deadline);
+  bench_pace pace;
+  bench_pace_start(&pace, run->rate, run->events);
+  r->t_first = pace.start;
+  long first, n;
+  while (s == NATS_OK && (n = bench_pace_due(&pace, BATCH, &first)) > 0) {
+    for (long i = first; i < first + n && s == NATS_OK; i++) {
+      bench_payload_stamped(payload, i, bench_now());
+      /* With MaxPending publishes unacknowledged the call waits StallWait (200 ms) and then
+       * gives up with NATS_TIMEOUT, without sending: send the same event again. */
+      do s = js_PublishAsync(js, run->subject, payload, BENCH_PAYLOAD_SIZE, NULL);
+      while (s == NATS_TIMEOUT && bench_now() < run->deadline);
+    }
   }
   if (s == NATS_OK) {
     jsPubOptions po;
@@ -100,8 +123,9 @@ static void must(natsStatus s, jsErrCode jerr, const char *what) {
 }
 
 /* Stores one fetched batch in one transaction, then acks each message. Returns the time of the
- * commit. */
-static double consume_batch(natsMsgList *list, bench_sink *sink, bench_seen *seen) {
+ * commit; with `lat`, notes each new event's latency. */
+static double consume_batch(natsMsgList *list, bench_sink *sink, bench_seen *seen,
+                            bench_latency *lat) {
   if (bench_sink_begin(sink) != 0) bench_fail("BEGIN: %s", bench_sink_error(sink));
   for (int k = 0; k < list->Count; k++) {
     const char *data = natsMsg_GetData(list->Msgs[k]);
@@ -110,10 +134,11 @@ static double consume_batch(natsMsgList *list, bench_sink *sink, bench_seen *see
     if (index < 0) bench_fail("a message without an event index");
     if (bench_sink_insert(sink, index, data, len) != 0)
       bench_fail("INSERT: %s", bench_sink_error(sink));
-    bench_seen_add(seen, index);
+    if (bench_seen_add(seen, index) && lat) bench_latency_sent(lat, data, len);
   }
   if (bench_sink_commit(sink) != 0) bench_fail("COMMIT: %s", bench_sink_error(sink));
   double t = bench_now();
+  if (lat) bench_latency_committed(lat, t);
   /* Plain Ack, not AckSync: a normal service does not wait a round trip per message. */
   for (int k = 0; k < list->Count; k++) must(natsMsg_Ack(list->Msgs[k], NULL), 0, "ack");
   return t;
@@ -135,10 +160,12 @@ static void drop_stream(void) {
 
 int main(int argc, char **argv) {
   bench_args a;
-  bench_args_parse(&a, argc, argv, BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_DB, usage);
+  bench_args_parse(&a, argc, argv,
+                   BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_DB, usage);
   bench_watchdog(a.timeout_s + 15);
 
-  nats_run run = {.url = a.url, .events = a.events, .deadline = bench_now() + a.timeout_s};
+  nats_run run = {
+      .url = a.url, .events = a.events, .rate = a.rate, .deadline = bench_now() + a.timeout_s};
   /* A fresh stream per run, deleted at the end: reruns never see earlier messages. */
   long tag = (long)getpid();
   long stamp = (long)(bench_now() * 1000.0) % 1000000000L;
@@ -158,7 +185,7 @@ int main(int argc, char **argv) {
   natsConnection *nc = NULL;
   jsCtx *js = NULL;
   jsErrCode jerr = 0;
-  must(natsConnection_ConnectTo(&nc, a.url), 0, a.url);
+  must(connect_to(&nc, &run), 0, a.url);
   must(natsConnection_JetStream(&js, nc, NULL), 0, "JetStream context");
 
   jsStreamConfig sc;
@@ -182,6 +209,9 @@ int main(int argc, char **argv) {
 
   bench_seen seen;
   bench_seen_init(&seen, a.events);
+  bench_latency latency;
+  bench_latency *lat = a.rate ? &latency : NULL;
+  if (lat) bench_latency_init(lat, a.events);
   double cpu0 = bench_cpu_process();
   if (bench_producer_go(&producer) != 0) bench_fail("cannot start the producer");
   double t_last = 0;
@@ -190,21 +220,28 @@ int main(int argc, char **argv) {
       bench_fail("time limit of %d s reached with %ld of %ld events committed", a.timeout_s,
                  seen.distinct, a.events);
     natsMsgList list = {0};
+    /* Returns as soon as the server holds any message, with up to BATCH of them: the library
+     * asks "no_wait" with an expiry, which the server answers once it has something. The
+     * second only bounds an idle wait. */
     natsStatus s = natsSubscription_Fetch(&list, sub, BATCH, 1000, &jerr);
     if (s == NATS_TIMEOUT) continue; /* nothing within a second: look at the clock again */
     must(s, jerr, "fetch");
-    t_last = consume_batch(&list, &sink, &seen);
+    t_last = consume_batch(&list, &sink, &seen, lat);
     natsMsgList_Destroy(&list);
   }
   double cpu = bench_cpu_process() - cpu0;
 
-  bench_pipeline_report(&producer, &sink, a.events, cpu, t_last, run.deadline);
+  if (lat)
+    bench_latency_report(&producer, &sink, a.events, lat, run.deadline);
+  else
+    bench_pipeline_report(&producer, &sink, a.events, cpu, t_last, run.deadline);
   natsSubscription_Unsubscribe(sub); /* deletes the durable consumer this run created */
   natsSubscription_Destroy(sub);
   drop_stream();
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   nats_Close();
+  if (lat) bench_latency_free(lat);
   bench_seen_free(&seen);
   bench_sink_close(&sink);
   return 0;

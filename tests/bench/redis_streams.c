@@ -2,7 +2,9 @@
  * be: a producer process XADDs each event (fields i and payload) in pipelines of 100 commands;
  * the consumer reads with XREADGROUP COUNT 100, commits each batch to SQLite in one
  * transaction and only then XACKs it, so an event counts once it is on the consumer's disk.
- * The redis-server (appendonly yes, appendfsync everysec) is started by the runner. */
+ * With --rate, the "latency" benchmark: the producer XADDs each event when its time comes and
+ * the same consumer measures each one's time from XADD to the COMMIT that holds it. The
+ * redis-server (appendonly yes, appendfsync everysec) is started by the runner. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,19 +13,22 @@
 
 #include <hiredis/hiredis.h>
 
-#include "bench_pipeline.h"
+#include "bench_latency.h"
 #include "bench_producer.h"
+#include "bench_report.h"
 #include "bench_sink.h"
 #include "bench_util.h"
 
 #define BATCH 100
 #define GROUP "g"
 
-static const char usage[] = "--port P --events N --db FILE [--timeout S]";
+static const char usage[] =
+    "--port P (--events N | --rate EVENTS_PER_S --seconds S) --db FILE [--timeout S]";
 
 typedef struct redis_run {
   int port;
   long events;
+  long rate; /* 0: flat out */
   double deadline;
   char stream[96];
 } redis_run;
@@ -51,21 +56,25 @@ static int produce(void *arg, bench_producer_report *r) {
   const char *argv[7] = {"XADD", run->stream, "*", "i", idx, "payload", (const char *)payload};
   size_t lens[7] = {4, strlen(run->stream), 1, 1, 0, 7, BENCH_PAYLOAD_SIZE};
   int rc = 0;
-  r->t_first = bench_now();
-  for (long base = 0; base < run->events && rc == 0; base += BATCH) {
+  bench_pace pace;
+  bench_pace_start(&pace, run->rate, run->events);
+  r->t_first = pace.start;
+  long base, n;
+  while (rc == 0 && (n = bench_pace_due(&pace, BATCH, &base)) > 0) {
     if (bench_now() > run->deadline) {
       snprintf(r->error, sizeof r->error, "time limit reached after %lld XADDs", r->sent);
       rc = -1;
       break;
     }
-    long end = base + BATCH < run->events ? base + BATCH : run->events;
-    /* One round trip per BATCH commands: the pipelining a tuned producer would use. */
-    for (long i = base; i < end; i++) {
-      bench_payload(payload, i);
+    /* One round trip for the events due together: BATCH commands flat out, the pipelining a
+     * tuned producer would use; at a fixed rate, one command, or the few a late wakeup made
+     * due. */
+    for (long i = base; i < base + n; i++) {
+      bench_payload_stamped(payload, i, bench_now());
       lens[4] = (size_t)snprintf(idx, sizeof idx, "%ld", i);
       redisAppendCommandArgv(c, 7, argv, lens);
     }
-    for (long i = base; i < end; i++) {
+    for (long i = base; i < base + n; i++) {
       redisReply *reply;
       if (redisGetReply(c, (void **)&reply) != REDIS_OK) {
         snprintf(r->error, sizeof r->error, "XADD: %s", c->errstr);
@@ -106,9 +115,9 @@ static const char *field(const redisReply *fields, const char *name, size_t *len
 }
 
 /* Stores one XREADGROUP batch in one transaction, then acknowledges it with one XACK. Returns
- * the time of the commit. */
+ * the time of the commit; with `lat`, notes each new event's latency. */
 static double consume_batch(redisContext *c, const redis_run *run, bench_sink *sink,
-                            bench_seen *seen, const redisReply *entries) {
+                            bench_seen *seen, bench_latency *lat, const redisReply *entries) {
   if (bench_sink_begin(sink) != 0) bench_fail("BEGIN: %s", bench_sink_error(sink));
   for (size_t k = 0; k < entries->elements; k++) {
     const redisReply *e = entries->element[k];
@@ -122,10 +131,11 @@ static double consume_batch(redisContext *c, const redis_run *run, bench_sink *s
     long index = atol(i);
     if (bench_sink_insert(sink, index, payload, (int)plen) != 0)
       bench_fail("INSERT: %s", bench_sink_error(sink));
-    bench_seen_add(seen, index);
+    if (bench_seen_add(seen, index) && lat) bench_latency_sent(lat, payload, (int)plen);
   }
   if (bench_sink_commit(sink) != 0) bench_fail("COMMIT: %s", bench_sink_error(sink));
   double t = bench_now();
+  if (lat) bench_latency_committed(lat, t);
 
   const char *argv[3 + BATCH];
   size_t lens[3 + BATCH];
@@ -162,10 +172,12 @@ static void drop_stream(void) {
 
 int main(int argc, char **argv) {
   bench_args a;
-  bench_args_parse(&a, argc, argv, BENCH_ARG_PORT | BENCH_ARG_EVENTS | BENCH_ARG_DB, usage);
+  bench_args_parse(&a, argc, argv,
+                   BENCH_ARG_PORT | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_DB, usage);
   bench_watchdog(a.timeout_s + 15);
 
-  redis_run run = {.port = a.port, .events = a.events, .deadline = bench_now() + a.timeout_s};
+  redis_run run = {
+      .port = a.port, .events = a.events, .rate = a.rate, .deadline = bench_now() + a.timeout_s};
   /* A fresh stream per run: a rerun never sees an earlier run's entries or group. */
   snprintf(run.stream, sizeof run.stream, "choreo-bench:%ld:%.0f", (long)getpid(),
            bench_now() * 1e6);
@@ -189,6 +201,9 @@ int main(int argc, char **argv) {
 
   bench_seen seen;
   bench_seen_init(&seen, a.events);
+  bench_latency latency;
+  bench_latency *lat = a.rate ? &latency : NULL;
+  if (lat) bench_latency_init(lat, a.events);
   double cpu0 = bench_cpu_process();
   if (bench_producer_go(&producer) != 0) bench_fail("cannot start the producer");
   double t_last = 0;
@@ -196,6 +211,8 @@ int main(int argc, char **argv) {
     if (bench_now() > run.deadline)
       bench_fail("time limit of %d s reached with %ld of %ld events committed", a.timeout_s,
                  seen.distinct, a.events);
+    /* BLOCK returns as soon as an entry arrives, with up to BATCH of them: the second only
+     * bounds an idle wait. */
     redisReply *reply = command_ok(
         c,
         redisCommand(c, "XREADGROUP GROUP " GROUP " c COUNT %d BLOCK 1000 STREAMS %s >", BATCH,
@@ -203,16 +220,20 @@ int main(int argc, char **argv) {
         "XREADGROUP");
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
         reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2)
-      t_last = consume_batch(c, &run, &sink, &seen, reply->element[0]->element[1]);
+      t_last = consume_batch(c, &run, &sink, &seen, lat, reply->element[0]->element[1]);
     else if (reply->type != REDIS_REPLY_NIL)
       bench_fail("XREADGROUP: unexpected reply type %d", reply->type);
     freeReplyObject(reply);
   }
   double cpu = bench_cpu_process() - cpu0;
 
-  bench_pipeline_report(&producer, &sink, a.events, cpu, t_last, run.deadline);
+  if (lat)
+    bench_latency_report(&producer, &sink, a.events, lat, run.deadline);
+  else
+    bench_pipeline_report(&producer, &sink, a.events, cpu, t_last, run.deadline);
   drop_stream();
   redisFree(c);
+  if (lat) bench_latency_free(lat);
   bench_seen_free(&seen);
   bench_sink_close(&sink);
   return 0;

@@ -1,0 +1,77 @@
+/* Fixed-rate schedule and latency record of the latency workload (see bench_latency.h). */
+#include "bench_latency.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "bench_util.h"
+
+void bench_pace_start(bench_pace *p, long rate, long events) {
+  p->start = bench_now();
+  p->rate = (double)rate;
+  p->events = events;
+  p->next = 0;
+}
+
+/* An absolute deadline on the clock bench_now() reads: no drift from the time spent awake. */
+static void sleep_until(double when) {
+  struct timespec ts = {.tv_sec = (time_t)when};
+  ts.tv_nsec = (long)((when - (double)ts.tv_sec) * 1e9);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+}
+
+long bench_pace_due(bench_pace *p, long max, long *first) {
+  if (p->next >= p->events) return 0;
+  long end = p->events;
+  if (p->rate > 0) {
+    sleep_until(p->start + (double)p->next / p->rate);
+    /* Every event whose time has come, the one just waited for included even if rounding
+     * puts "now" a hair before its time. */
+    end = (long)((bench_now() - p->start) * p->rate) + 1;
+    if (end <= p->next) end = p->next + 1;
+    if (end > p->events) end = p->events;
+  }
+  if (end - p->next > max) end = p->next + max;
+  *first = p->next;
+  p->next = end;
+  return end - *first;
+}
+
+void bench_latency_init(bench_latency *l, long events) {
+  l->v = malloc((size_t)events * sizeof *l->v);
+  if (!l->v) bench_fail("out of memory");
+  l->n = 0;
+  l->committed = 0;
+  l->cap = events;
+}
+
+void bench_latency_sent(bench_latency *l, const void *payload, int len) {
+  double sent = bench_payload_sent(payload, (size_t)len);
+  if (sent < 0) bench_fail("an event without a send time");
+  /* One entry per first delivery of an index below `cap`: never more than `cap` of them. */
+  if (l->n == l->cap) bench_fail("more first deliveries than events");
+  l->v[l->n++] = sent;
+}
+
+void bench_latency_committed(bench_latency *l, double t) {
+  for (long k = l->committed; k < l->n; k++) l->v[k] = t - l->v[k];
+  l->committed = l->n;
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double bench_latency_percentile(bench_latency *l, double p) {
+  qsort(l->v, (size_t)l->committed, sizeof *l->v, by_value);
+  long k = (long)(p * (double)l->committed);
+  return l->v[k < l->committed - 1 ? k : l->committed - 1];
+}
+
+void bench_latency_free(bench_latency *l) {
+  free(l->v);
+  l->v = NULL;
+}
