@@ -11,7 +11,10 @@
 #include "codec.h"
 
 /* Registry keys shared between the bindings and the scripts state (runtime/scripts.c). */
-#define CHOREO_REG_HANDLERS "choreo.handlers" /* { exact = {type = {fn...}}, prefixes = {{p, fn}...} } */
+/* { exact = {type = {fn...}}, prefixes = {{p, fn}...}, resolved = {type = {fn...}}, version = n }:
+ * choreo.on adds to exact or prefixes, empties resolved (the lists built per type on first use)
+ * and counts version up. */
+#define CHOREO_REG_HANDLERS "choreo.handlers"
 #define CHOREO_REG_CTX "choreo.ctx"           /* the one ctx object handlers receive */
 #define CHOREO_REG_SCRIPTS_DIR "choreo.scripts_dir" /* where choreo/NAME.lua live */
 

@@ -162,6 +162,13 @@ static int choreo_on(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   }
+  /* Types already resolved to their handlers must be resolved again. */
+  lua_settop(L, 3);
+  lua_getfield(L, 3, "version");
+  lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+  lua_setfield(L, 3, "version");
+  lua_newtable(L);
+  lua_setfield(L, 3, "resolved");
   return 0;
 }
 
@@ -201,6 +208,10 @@ int luaopen_choreo(lua_State *L) {
   lua_setfield(L, -2, "exact");
   lua_newtable(L);
   lua_setfield(L, -2, "prefixes");
+  lua_newtable(L);
+  lua_setfield(L, -2, "resolved");
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "version");
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS);
   host_make_ctx(L, e);
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);

@@ -32,6 +32,10 @@ struct choreo_engine {
   const choreo_msg *current;
   uint64_t bad_frames;
   msgpack_sbuffer own_frame;
+  /* The earliest timeout, remembered under the store's epoch: asked after every commit. */
+  bool next_timeout_known;
+  int64_t next_timeout;
+  uint64_t next_timeout_epoch;
 };
 
 static int64_t engine_wall_clock(void *ud) {
@@ -124,6 +128,9 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
   e->current = m;
   *ok = choreo_scripts_deliver(e->scripts, m, err, errlen, traceback) == 0;
   e->current = NULL;
+  /* The batch is gone (SQLite rolled it back after a disk or memory error, or the script ran
+   * COMMIT or ROLLBACK): carrying on would commit the rest piecemeal. */
+  if (!choreo_store_in_transaction(e->store)) return CHOREO_EIO;
   return *ok ? choreo_store_release(e->store) : choreo_store_rollback_savepoint(e->store);
 }
 
@@ -359,17 +366,26 @@ int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const c
                       .type = type, .correlationid = correlation, .causationid = id,
                       .subject = subject, .data = data, .data_len = data_len};
   int rc = (id && correlation) ? choreo_timeouts_add(e->timeouts, &t) : CHOREO_ENOMEM;
+  if (!rc && e->next_timeout_known && (e->next_timeout < 0 || t.due_ms < e->next_timeout))
+    e->next_timeout = t.due_ms;
   free(id);
   free(correlation);
   return rc;
 }
 
 int choreo_engine_cancel_timeouts(choreo_engine *e, const char *subject) {
-  return e->current ? choreo_timeouts_cancel(e->timeouts, subject) : CHOREO_EINVAL;
+  if (!e->current) return CHOREO_EINVAL;
+  e->next_timeout_known = false;
+  return choreo_timeouts_cancel(e->timeouts, subject);
 }
 
 int64_t choreo_engine_next_timeout(choreo_engine *e) {
-  return choreo_timeouts_next_due(e->timeouts);
+  uint64_t epoch = choreo_store_epoch(e->store);
+  if (e->next_timeout_known && e->next_timeout_epoch == epoch) return e->next_timeout;
+  e->next_timeout = choreo_timeouts_next_due(e->timeouts);
+  e->next_timeout_known = e->next_timeout >= -1;
+  e->next_timeout_epoch = epoch;
+  return e->next_timeout;
 }
 
 static int engine_fire_one(void *ud, const choreo_timeout *t) {
@@ -381,13 +397,14 @@ static int engine_fire_one(void *ud, const choreo_timeout *t) {
 }
 
 int64_t choreo_engine_fire_timeouts(choreo_engine *e) {
-  int64_t due = choreo_timeouts_next_due(e->timeouts);
+  int64_t due = choreo_engine_next_timeout(e);
   if (due < 0 || due > choreo_engine_now_ms(e)) return due;
+  e->next_timeout_known = false;
   int rc = choreo_store_begin(e->store);
   if (!rc) rc = choreo_timeouts_take_due(e->timeouts, choreo_engine_now_ms(e), 1000,
                                          engine_fire_one, e);
   if (rc > 0) rc = 0; /* the number fired */
   if (!rc) rc = choreo_store_commit(e->store);
   if (rc) engine_fail_batch(e, rc);
-  return choreo_timeouts_next_due(e->timeouts);
+  return choreo_engine_next_timeout(e);
 }

@@ -16,6 +16,8 @@
 #include "scripts.h"
 
 #define HOOK_EVERY 1000
+#define RESOLVED_MAX 512 /* types remembered with their handlers; more start the cache afresh */
+#define KNOWN_TYPE_MAX 128
 
 struct choreo_scripts {
   lua_State *L;
@@ -23,6 +25,15 @@ struct choreo_scripts {
   size_t mem_used, mem_limit;
   uint64_t instruction_limit;
   int64_t budget; /* instructions left in the current call */
+  int resolved;   /* entries in the handlers table's resolved cache */
+  /* The last type asked about with choreo_scripts_handles, and the answer, valid while the
+   * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
+  struct {
+    lua_Integer version;
+    size_t len; /* 0: nothing known */
+    char type[KNOWN_TYPE_MAX];
+    bool any;
+  } known;
 };
 
 static choreo_scripts *scripts_of(lua_State *L) {
@@ -193,16 +204,13 @@ void choreo_scripts_free(choreo_scripts *s) {
   free(s);
 }
 
-/* Pushes the list of handlers for `type`, exact ones first, then matching prefixes. */
-static void scripts_push_handlers(lua_State *L, choreo_str type) {
+/* Pushes a new list of the handlers for `type`, exact ones first, then matching prefixes. The
+ * handlers table is at index `handlers`. */
+static void scripts_build_handlers(lua_State *L, int handlers, choreo_str type) {
   lua_createtable(L, 4, 0);
   int list = lua_gettop(L);
   int n = 0;
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_getfield(L, -1, "exact");
+  lua_getfield(L, handlers, "exact");
   lua_pushlstring(L, type.p, type.n);
   if (lua_rawget(L, -2) == LUA_TTABLE) {
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TFUNCTION; i++)
@@ -210,7 +218,7 @@ static void scripts_push_handlers(lua_State *L, choreo_str type) {
     lua_pop(L, 1);
   }
   lua_pop(L, 2);
-  lua_getfield(L, -1, "prefixes");
+  lua_getfield(L, handlers, "prefixes");
   for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
     lua_rawgeti(L, -1, 1);
     size_t plen;
@@ -221,7 +229,38 @@ static void scripts_push_handlers(lua_State *L, choreo_str type) {
     }
     lua_pop(L, 2);
   }
-  lua_pop(L, 3);
+  lua_pop(L, 2);
+}
+
+/* Pushes the list of handlers for `type`, built once per type and handlers' version. */
+static void scripts_push_handlers(lua_State *L, choreo_str type) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    return;
+  }
+  int handlers = lua_gettop(L);
+  lua_getfield(L, handlers, "resolved");
+  lua_pushlstring(L, type.p, type.n);
+  if (lua_rawget(L, -2) == LUA_TTABLE) {
+    lua_replace(L, handlers);
+    lua_settop(L, handlers);
+    return;
+  }
+  lua_pop(L, 2);
+  choreo_scripts *s = scripts_of(L);
+  if (s && ++s->resolved > RESOLVED_MAX) { /* a stream of ever new types must not grow it */
+    lua_newtable(L);
+    lua_setfield(L, handlers, "resolved");
+    s->resolved = 1;
+  }
+  scripts_build_handlers(L, handlers, type);
+  lua_getfield(L, handlers, "resolved");
+  lua_pushlstring(L, type.p, type.n);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_replace(L, handlers);
 }
 
 static int scripts_count_handlers(lua_State *L) {
@@ -231,7 +270,24 @@ static int scripts_count_handlers(lua_State *L) {
   return 1;
 }
 
+/* The handlers' version; reads only keys that exist, so it allocates nothing and needs no
+ * protected call. */
+static lua_Integer scripts_handlers_version(lua_State *L) {
+  lua_Integer v = -1;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS) == LUA_TTABLE) {
+    lua_getfield(L, -1, "version");
+    v = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 bool choreo_scripts_handles(choreo_scripts *s, choreo_str type) {
+  lua_Integer version = scripts_handlers_version(s->L);
+  if (s->known.len && s->known.version == version && s->known.len == type.n &&
+      memcmp(s->known.type, type.p, type.n) == 0)
+    return s->known.any;
   lua_pushcfunction(s->L, scripts_count_handlers);
   lua_pushlightuserdata(s->L, &type);
   if (lua_pcall(s->L, 1, 1, 0) != LUA_OK) {
@@ -240,6 +296,13 @@ bool choreo_scripts_handles(choreo_scripts *s, choreo_str type) {
   }
   bool any = lua_tointeger(s->L, -1) > 0;
   lua_pop(s->L, 1);
+  s->known.len = 0;
+  if (type.n > 0 && type.n <= KNOWN_TYPE_MAX) {
+    memcpy(s->known.type, type.p, type.n);
+    s->known.len = type.n;
+    s->known.version = version;
+    s->known.any = any;
+  }
   return any;
 }
 

@@ -95,8 +95,26 @@ static const char store_schema[] =
     "  id INTEGER PRIMARY KEY, source TEXT, seq INTEGER, type TEXT, msg BLOB NOT NULL,"
     "  attempts INTEGER, error TEXT, traceback TEXT, time TEXT);";
 
+/* Values only this connection writes, remembered so that the paths run after every commit need
+ * not ask SQLite: outside a transaction each question is a read transaction of its own, two
+ * fcntl locks and a look at the WAL index. Any rollback, and any failed statement, forgets them
+ * all; the next question reads them again. */
+#define STORE_MEMO_SOURCES 32
+#define STORE_MEMO_NAME 128 /* longer names are valid, just not remembered */
+typedef struct store_memo {
+  bool head_known, retry_known;
+  int64_t head, retry_due;
+  int nsources;
+  struct {
+    char name[STORE_MEMO_NAME];
+    int64_t seq;
+  } checkpoints[STORE_MEMO_SOURCES];
+} store_memo;
+
 struct choreo_store {
   sqlite3 *db;
+  store_memo memo;
+  uint64_t epoch; /* counts the times the memo was forgotten */
   sqlite3_stmt *st[ST_COUNT];
   /* Reused by append and read_frame, which never call out while holding it. */
   msgpack_sbuffer scratch;
@@ -109,6 +127,11 @@ struct choreo_store {
 /* Readies a statement for its next use. reset() repeats the error of the last step, which
  * the caller has already seen, so its result is not interesting here; it is also what makes
  * that error's text available to sqlite3_errmsg. */
+static void store_forget(choreo_store *s) {
+  memset(&s->memo, 0, sizeof s->memo);
+  s->epoch++;
+}
+
 static void store_done(choreo_store *s, int which) {
   sqlite3_reset(s->st[which]);
   sqlite3_clear_bindings(s->st[which]);
@@ -117,6 +140,7 @@ static void store_done(choreo_store *s, int which) {
 
 static int store_fail(choreo_store *s, int which) {
   store_done(s, which);
+  store_forget(s);
   return CHOREO_EIO;
 }
 
@@ -124,7 +148,9 @@ static int store_fail(choreo_store *s, int which) {
 static int store_run(choreo_store *s, int which) {
   int rc = sqlite3_step(s->st[which]);
   store_done(s, which);
-  return rc == SQLITE_DONE ? 0 : CHOREO_EIO;
+  if (rc == SQLITE_DONE) return 0;
+  store_forget(s);
+  return CHOREO_EIO;
 }
 
 /* Runs a statement that returns one integer; *out is left alone when it returns no row. */
@@ -136,7 +162,9 @@ static int store_int(choreo_store *s, int which, int64_t *out) {
     rc = sqlite3_step(st);
   }
   store_done(s, which);
-  return rc == SQLITE_DONE ? 0 : CHOREO_EIO;
+  if (rc == SQLITE_DONE) return 0;
+  store_forget(s);
+  return CHOREO_EIO;
 }
 
 static int store_bind_str(sqlite3_stmt *st, int i, choreo_str v) {
@@ -259,7 +287,12 @@ int choreo_store_begin(choreo_store *s) { return store_run(s, ST_BEGIN); }
 
 int choreo_store_commit(choreo_store *s) { return store_run(s, ST_COMMIT); }
 
+uint64_t choreo_store_epoch(choreo_store *s) { return s->epoch; }
+
+bool choreo_store_in_transaction(choreo_store *s) { return !sqlite3_get_autocommit(s->db); }
+
 int choreo_store_rollback(choreo_store *s) {
+  store_forget(s);
   /* SQLite rolls the whole transaction back by itself after some errors (SQLITE_FULL,
    * SQLITE_IOERR, SQLITE_NOMEM…); a second ROLLBACK would then fail for no reason. */
   if (sqlite3_get_autocommit(s->db)) return 0;
@@ -271,17 +304,34 @@ int choreo_store_savepoint(choreo_store *s) { return store_run(s, ST_SAVEPOINT);
 int choreo_store_release(choreo_store *s) { return store_run(s, ST_RELEASE); }
 
 int choreo_store_rollback_savepoint(choreo_store *s) {
+  store_forget(s);
   /* ROLLBACK TO keeps the savepoint open; RELEASE then removes it, leaving the enclosing
    * transaction as it was before the message. */
   int rc = store_run(s, ST_ROLLBACK_TO);
   return rc ? rc : store_run(s, ST_RELEASE);
 }
 
+/* The memo's slot for source, taking a free one if asked; NULL when there is none. */
+static int64_t *store_memo_checkpoint(choreo_store *s, const char *source, bool take) {
+  store_memo *m = &s->memo;
+  for (int i = 0; i < m->nsources; i++)
+    if (strcmp(m->checkpoints[i].name, source) == 0) return &m->checkpoints[i].seq;
+  if (!take || m->nsources == STORE_MEMO_SOURCES || strlen(source) >= STORE_MEMO_NAME)
+    return NULL;
+  snprintf(m->checkpoints[m->nsources].name, sizeof m->checkpoints[0].name, "%s", source);
+  return &m->checkpoints[m->nsources++].seq;
+}
+
 int64_t choreo_store_checkpoint(choreo_store *s, const char *source) {
+  int64_t *known = store_memo_checkpoint(s, source, false);
+  if (known) return *known;
   int64_t seq = 0;
   if (sqlite3_bind_text(s->st[ST_CHECKPOINT], 1, source, -1, SQLITE_STATIC))
     return store_fail(s, ST_CHECKPOINT);
-  return store_int(s, ST_CHECKPOINT, &seq) ? CHOREO_EIO : seq;
+  if (store_int(s, ST_CHECKPOINT, &seq)) return CHOREO_EIO;
+  int64_t *slot = store_memo_checkpoint(s, source, true);
+  if (slot) *slot = seq;
+  return seq;
 }
 
 int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq) {
@@ -289,12 +339,19 @@ int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq
   /* Binding returns SQLITE_OK (0) or an error such as SQLITE_TOOBIG. */
   if (sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, seq))
     return store_fail(s, ST_SET_CHECKPOINT);
-  return store_run(s, ST_SET_CHECKPOINT);
+  int rc = store_run(s, ST_SET_CHECKPOINT);
+  int64_t *slot = rc ? NULL : store_memo_checkpoint(s, source, true);
+  if (slot) *slot = seq;
+  return rc;
 }
 
 int64_t choreo_store_head(choreo_store *s) {
+  if (s->memo.head_known) return s->memo.head;
   int64_t head = 0;
-  return store_int(s, ST_HEAD, &head) ? CHOREO_EIO : head;
+  if (store_int(s, ST_HEAD, &head)) return CHOREO_EIO;
+  s->memo.head = head;
+  s->memo.head_known = true;
+  return head;
 }
 
 int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *seq_out) {
@@ -315,6 +372,7 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *se
     return store_fail(s, ST_APPEND);
   rc = store_run(s, ST_APPEND);
   if (rc) return rc;
+  s->memo.head = seq;
   if (seq_out) *seq_out = seq;
   return 0;
 }
@@ -365,10 +423,14 @@ int choreo_store_retry_add(choreo_store *s, const choreo_msg *m, int attempts, i
       sqlite3_bind_int(st, 4, attempts) || sqlite3_bind_int64(st, 5, due_ms) ||
       sqlite3_bind_text(st, 6, error, -1, SQLITE_STATIC))
     return store_fail(s, ST_RETRY_ADD);
-  return store_run(s, ST_RETRY_ADD);
+  int rc = store_run(s, ST_RETRY_ADD);
+  if (!rc && s->memo.retry_known && (s->memo.retry_due < 0 || due_ms < s->memo.retry_due))
+    s->memo.retry_due = due_ms;
+  return rc;
 }
 
 int64_t choreo_store_retry_next_due(choreo_store *s) {
+  if (s->memo.retry_known) return s->memo.retry_due;
   /* min() over an empty table is one NULL row, which column_int64 would read as 0. */
   sqlite3_stmt *st = s->st[ST_RETRY_NEXT];
   int64_t due = -1;
@@ -378,7 +440,10 @@ int64_t choreo_store_retry_next_due(choreo_store *s) {
     rc = sqlite3_step(st);
   }
   store_done(s, ST_RETRY_NEXT);
-  return rc == SQLITE_DONE ? due : CHOREO_EIO;
+  if (rc != SQLITE_DONE) return CHOREO_EIO;
+  s->memo.retry_due = due;
+  s->memo.retry_known = true;
+  return due;
 }
 
 typedef struct store_due {
@@ -432,6 +497,7 @@ done:
 
 int choreo_store_retry_remove(choreo_store *s, int64_t id) {
   if (sqlite3_bind_int64(s->st[ST_RETRY_REMOVE], 1, id)) return store_fail(s, ST_RETRY_REMOVE);
+  s->memo.retry_known = false; /* it may have been the earliest */
   return store_run(s, ST_RETRY_REMOVE);
 }
 
@@ -517,6 +583,7 @@ int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms) {
    * transaction open. */
   int rc = store_run(s, ST_DEAD_SAVEPOINT);
   if (rc) return rc;
+  s->memo.retry_known = false;
   sqlite3_stmt *st = s->st[ST_DEAD_TO_RETRY];
   if (sqlite3_bind_int64(st, 1, now_ms) || sqlite3_bind_int64(st, 2, id))
     rc = store_fail(s, ST_DEAD_TO_RETRY);
@@ -532,6 +599,7 @@ int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms) {
    * choreo_store_errmsg. If unwinding fails too, there is nothing better left to do. */
   char why[sizeof s->kept];
   snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->db));
+  store_forget(s);
   sqlite3_step(s->st[ST_DEAD_ROLLBACK_TO]);
   store_done(s, ST_DEAD_ROLLBACK_TO);
   sqlite3_step(s->st[ST_DEAD_RELEASE]);

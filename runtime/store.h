@@ -6,6 +6,7 @@
 
 #include <msgpack.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -25,6 +26,12 @@ int choreo_store_rollback(choreo_store *s);
 int choreo_store_savepoint(choreo_store *s);
 int choreo_store_release(choreo_store *s);
 int choreo_store_rollback_savepoint(choreo_store *s); /* rolls back and releases */
+/* False once SQLite has ended the transaction by itself (it rolls back on SQLITE_FULL, IOERR
+ * or NOMEM) or a script ended it: whatever runs next would commit on its own. */
+bool choreo_store_in_transaction(choreo_store *s);
+/* Changes whenever a rollback or a failed statement may have undone writes: a value read
+ * before, under another epoch, may be stale. */
+uint64_t choreo_store_epoch(choreo_store *s);
 
 /* The last seq applied from source (0 if none), and its update. */
 int64_t choreo_store_checkpoint(choreo_store *s, const char *source);

@@ -266,6 +266,41 @@ static void test_retries(void) {
   choreo_store_close(s);
 }
 
+/* The store remembers head, checkpoints and the next retry instead of asking SQLite after every
+ * commit; a rollback must take the remembered values back with the rows. */
+static void test_remembered_values_follow_rollbacks(void) {
+  choreo_store *s = open_memory();
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  make_msg(&buf, &u, "Later", 1, &m);
+  CHECK(choreo_store_retry_add(s, &m, 3, 500, "boom") == 0);
+  CHECK(choreo_store_set_checkpoint(s, "payments", 6) == 0);
+  CHECK(append(s, "A") == 1);
+  CHECK(choreo_store_retry_next_due(s) == 500);
+  uint64_t epoch = choreo_store_epoch(s);
+
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(choreo_store_in_transaction(s));
+  CHECK(append(s, "B") == 2);
+  CHECK(choreo_store_set_checkpoint(s, "payments", 9) == 0);
+  CHECK(choreo_store_retry_add(s, &m, 3, 100, "boom") == 0);
+  CHECK(choreo_store_head(s) == 2 && choreo_store_checkpoint(s, "payments") == 9);
+  CHECK(choreo_store_retry_next_due(s) == 100);
+  CHECK(choreo_store_epoch(s) == epoch);
+  CHECK(choreo_store_rollback(s) == 0);
+  CHECK(!choreo_store_in_transaction(s));
+  CHECK(choreo_store_epoch(s) != epoch);
+  CHECK(choreo_store_head(s) == 1);
+  CHECK(choreo_store_checkpoint(s, "payments") == 6);
+  CHECK(choreo_store_retry_next_due(s) == 500);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&buf);
+  choreo_store_close(s);
+}
+
 static void test_dead_letters(void) {
   choreo_store *s = open_memory();
   msgpack_sbuffer buf;
@@ -374,6 +409,7 @@ int main(void) {
   RUN(test_checkpoints_survive_reopen);
   RUN(test_read_frame);
   RUN(test_retries);
+  RUN(test_remembered_values_follow_rollbacks);
   RUN(test_dead_letters);
   RUN(test_dead_retry_failure);
   RUN(test_open_failure);

@@ -84,3 +84,10 @@ choreo.on("BadCall", function(msg, ctx)
   end
   ctx:publish("BadCallResult", { ok = ok, err = err })
 end)
+
+-- Registers a handler while handling a message: types seen before must find it from then on.
+choreo.on("Subscribe", function(msg)
+  choreo.on(msg.data.type, function(m, ctx)
+    ctx:publish("LateHandlerRan", { type = m.type })
+  end)
+end)
