@@ -86,6 +86,19 @@ def orders_example_over_ipc(w):
 
 
 @suite.test
+def hosts_pinned_with_cpu_deliver_and_keep_every_thread_there(w):
+    cpu = max(os.sched_getaffinity(0))
+    orders = w.host("orders", ORDERS, extra=["--cpu", str(cpu)])
+    payments = w.host("payments", PAYMENTS, extra=["--cpu", str(cpu)])
+    order_flow(orders, payments)
+    for host in (orders, payments):
+        tasks = os.listdir("/proc/%d/task" % host.proc.pid)
+        check(len(tasks) > 1, "%s runs threads besides the loop: %r" % (host.name, tasks))
+        for tid in tasks:
+            check_eq(os.sched_getaffinity(int(tid)), {cpu}, "CPUs of %s's thread %s" % (host.name, tid))
+
+
+@suite.test
 def commands_reach_only_their_addressee(w):
     probe = w.scripts("probe", {"probe.lua": PROBE})
     a, b, c = (w.host(n, probe) for n in ("a", "b", "c"))
