@@ -354,8 +354,9 @@ static int codec_frame_validate(choreo_frame_reader *r) {
 int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len) {
   memset(r, 0, sizeof *r);
   msgpack_unpacked_init(&r->header);
-  msgpack_unpacked_init(&r->msg);
   if (buf == NULL) return CHOREO_EINVAL;
+  if (!msgpack_zone_init(&r->zone, 2048)) return CHOREO_ENOMEM;
+  r->zone_ready = true;
   r->buf = buf;
   r->len = len;
   int rc = codec_frame_validate(r);
@@ -373,10 +374,14 @@ int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
   if (r->index == r->count) return 0;
   /* The structure was proven at open; only memory can fail here, and then nothing moved, so
    * the call may be retried. */
-  if (msgpack_unpack_next(&r->msg, r->buf, r->len, &r->off) != MSGPACK_UNPACK_SUCCESS)
-    return CHOREO_ENOMEM;
+  msgpack_zone_clear(&r->zone);
+  msgpack_object obj;
+  size_t off = r->off;
+  int got = msgpack_unpack(r->buf, r->len, &off, &r->zone, &obj);
+  if (got != MSGPACK_UNPACK_SUCCESS && got != MSGPACK_UNPACK_EXTRA_BYTES) return CHOREO_ENOMEM;
+  r->off = off;
   int64_t expected = r->first + r->index++;
-  int rc = codec_msg_read(&r->msg.data, out);
+  int rc = codec_msg_read(&obj, out);
   out->raw = r->buf + start;
   out->raw_len = r->off - start;
   if (rc != 0) return rc;
@@ -385,5 +390,6 @@ int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
 
 void choreo_frame_close(choreo_frame_reader *r) {
   msgpack_unpacked_destroy(&r->header);
-  msgpack_unpacked_destroy(&r->msg);
+  if (r->zone_ready) msgpack_zone_destroy(&r->zone);
+  r->zone_ready = false;
 }

@@ -258,7 +258,12 @@ int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_app
   int n = choreo_store_read_frame(e->store, e->name, checkpoint, max, OWN_FRAME_BYTES,
                                   &e->own_frame);
   if (n < 0) return n;
-  int rc = engine_apply(e, e->own_frame.data, e->own_frame.size, true, res);
+  return choreo_engine_apply_own_frame(e, e->own_frame.data, e->own_frame.size, pending, res);
+}
+
+int choreo_engine_apply_own_frame(choreo_engine *e, const char *buf, size_t len, bool *pending,
+                                  choreo_apply_result *res) {
+  int rc = engine_apply(e, buf, len, true, res);
   *pending = choreo_store_head(e->store) > choreo_store_checkpoint(e->store, e->name);
   return rc;
 }

@@ -62,6 +62,10 @@ int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
 /* Applies up to max messages of our own log that our handlers have not seen yet.
  * *pending is set when more remain. */
 int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_apply_result *res);
+/* The same with a frame of our own log already in hand (the host's last published one), which
+ * spares reading those rows again. A frame that is not next in line changes nothing. */
+int choreo_engine_apply_own_frame(choreo_engine *e, const char *buf, size_t len, bool *pending,
+                                  choreo_apply_result *res);
 
 /* Runs the delayed retries that are due; returns the earliest next due time in ms or -1. */
 int64_t choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res);

@@ -39,6 +39,12 @@ static void host_publish(choreo_host *h) {
     if (n <= 0) return;
     /* PUB never blocks: a slow subscriber loses the frame and fetches it instead. */
     nng_send(h->pub, h->frame.data, h->frame.size, NNG_FLAG_NONBLOCK);
+    if (!h->own_frame_ready && h->published == choreo_store_checkpoint(store, h->opts->name)) {
+      msgpack_sbuffer spare = h->own_frame;
+      h->own_frame = h->frame;
+      h->frame = spare;
+      h->own_frame_ready = true;
+    }
     h->published += n;
   }
 }
@@ -73,7 +79,14 @@ static void host_on_own(uv_idle_t *idle) {
   choreo_host *h = idle->data;
   bool pending;
   choreo_apply_result r;
-  int rc = choreo_engine_apply_own(h->engine, OWN_BATCH, &pending, &r);
+  int rc;
+  if (h->own_frame_ready) {
+    h->own_frame_ready = false;
+    rc = choreo_engine_apply_own_frame(h->engine, h->own_frame.data, h->own_frame.size, &pending,
+                                       &r);
+  } else {
+    rc = choreo_engine_apply_own(h->engine, OWN_BATCH, &pending, &r);
+  }
   choreo_host_report(h, h->opts->name, rc, &r);
   if (!pending) uv_idle_stop(idle);
   choreo_host_committed(h);
@@ -208,6 +221,7 @@ int choreo_host_run(const choreo_host_options *opts) {
   memset(h, 0, sizeof *h);
   h->opts = opts;
   msgpack_sbuffer_init(&h->frame);
+  msgpack_sbuffer_init(&h->own_frame);
   char err[1024];
   choreo_engine_config cfg = {.name = opts->name, .dir = opts->dir, .data = opts->data,
                               .instruction_limit = opts->instruction_limit,
@@ -240,5 +254,6 @@ int choreo_host_run(const choreo_host_options *opts) {
   nng_close(h->ctl);
   choreo_engine_close(h->engine);
   msgpack_sbuffer_destroy(&h->frame);
+  msgpack_sbuffer_destroy(&h->own_frame);
   return rc;
 }

@@ -47,6 +47,9 @@ typedef struct choreo_host {
   int64_t published; /* the last seq published on PUB */
   uint64_t ticks;
   msgpack_sbuffer frame;
+  /* A published frame that starts where our own handlers are: the next batch for them. */
+  msgpack_sbuffer own_frame;
+  bool own_frame_ready;
   bool stopping;
 } choreo_host;
 
