@@ -43,21 +43,13 @@ void bench_latency_init(bench_latency *l, long events) {
   l->v = malloc((size_t)events * sizeof *l->v);
   if (!l->v) bench_fail("out of memory");
   l->n = 0;
-  l->committed = 0;
   l->cap = events;
 }
 
-void bench_latency_sent(bench_latency *l, const void *payload, int len) {
-  double sent = bench_payload_sent(payload, (size_t)len);
-  if (sent < 0) bench_fail("an event without a send time");
+void bench_latency_add(bench_latency *l, double seconds) {
   /* One entry per first delivery of an index below `cap`: never more than `cap` of them. */
   if (l->n == l->cap) bench_fail("more first deliveries than events");
-  l->v[l->n++] = sent;
-}
-
-void bench_latency_committed(bench_latency *l, double t) {
-  for (long k = l->committed; k < l->n; k++) l->v[k] = t - l->v[k];
-  l->committed = l->n;
+  l->v[l->n++] = seconds;
 }
 
 static int by_value(const void *a, const void *b) {
@@ -66,9 +58,9 @@ static int by_value(const void *a, const void *b) {
 }
 
 double bench_latency_percentile(bench_latency *l, double p) {
-  qsort(l->v, (size_t)l->committed, sizeof *l->v, by_value);
-  long k = (long)(p * (double)l->committed);
-  return l->v[k < l->committed - 1 ? k : l->committed - 1];
+  qsort(l->v, (size_t)l->n, sizeof *l->v, by_value);
+  long k = (long)(p * (double)l->n);
+  return l->v[k < l->n - 1 ? k : l->n - 1];
 }
 
 void bench_latency_free(bench_latency *l) {

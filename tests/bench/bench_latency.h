@@ -22,23 +22,18 @@ void bench_pace_start(bench_pace *p, long rate, long events);
  * a late wakeup does not shift the schedule: the events it made late go out at once. */
 long bench_pace_due(bench_pace *p, long max, long *first);
 
-/* The consumer's record of latencies, in commit order. */
+/* A record of latencies, one per event. */
 typedef struct bench_latency {
-  double *v;      /* [0, committed): latencies; [committed, n): send times awaiting a commit */
+  double *v;
   long n;
-  long committed;
   long cap;
 } bench_latency;
 
 /* Room for `events` events. */
 void bench_latency_init(bench_latency *l, long events);
 
-/* Notes the send time carried by the payload of an event delivered for the first time, in the
- * batch being stored. Fails (bench_fail) on a payload without one. */
-void bench_latency_sent(bench_latency *l, const void *payload, int len);
-
-/* The batch's COMMIT returned at `t`: each event noted since the previous commit took t - sent. */
-void bench_latency_committed(bench_latency *l, double t);
+/* Notes one event's latency in seconds. Fails (bench_fail) beyond the room made. */
+void bench_latency_add(bench_latency *l, double seconds);
 
 /* The latency in seconds below which a fraction `p` of the committed events fall: sorted
  * latencies, index min(n - 1, floor(p * n)). Sorts the record; needs at least one latency. */

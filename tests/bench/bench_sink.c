@@ -11,6 +11,22 @@ static int step_reset(sqlite3_stmt *st) {
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Opens `path` with `flags`, sets it up as a service would (WAL is a property of the file,
+ * synchronous one of the connection), runs `schema`, prepares the statements. */
+static int sink_connect(bench_sink *s, const char *path, int flags, const char *schema) {
+  if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) return -1;
+  if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                   NULL) != SQLITE_OK ||
+      sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK)
+    return -1;
+  if (sqlite3_prepare_v2(s->db, "INSERT INTO events(i, payload) VALUES (?1, ?2)", -1, &s->insert,
+                         NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(s->db, "BEGIN", -1, &s->begin, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(s->db, "COMMIT", -1, &s->commit, NULL) != SQLITE_OK)
+    return -1;
+  return 0;
+}
+
 int bench_sink_open(bench_sink *s, const char *path) {
   memset(s, 0, sizeof *s);
   static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
@@ -19,17 +35,14 @@ int bench_sink_open(bench_sink *s, const char *path) {
     snprintf(name, sizeof name, "%s%s", path, suffixes[k]);
     unlink(name);
   }
-  if (sqlite3_open(path, &s->db) != SQLITE_OK) return -1;
-  const char *setup = "PRAGMA journal_mode=WAL;"
-                      "PRAGMA synchronous=NORMAL;"
-                      "CREATE TABLE events(i INTEGER, payload BLOB);";
-  if (sqlite3_exec(s->db, setup, NULL, NULL, NULL) != SQLITE_OK) return -1;
-  if (sqlite3_prepare_v2(s->db, "INSERT INTO events(i, payload) VALUES (?1, ?2)", -1, &s->insert,
-                         NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(s->db, "BEGIN", -1, &s->begin, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(s->db, "COMMIT", -1, &s->commit, NULL) != SQLITE_OK)
-    return -1;
-  return 0;
+  return sink_connect(s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      "CREATE TABLE events(i INTEGER, payload BLOB);");
+}
+
+int bench_sink_attach(bench_sink *s, const char *path) {
+  memset(s, 0, sizeof *s);
+  /* Without SQLITE_OPEN_CREATE: a missing store is an error, not a new empty one. */
+  return sink_connect(s, path, SQLITE_OPEN_READWRITE, "");
 }
 
 int bench_sink_begin(bench_sink *s) { return step_reset(s->begin); }

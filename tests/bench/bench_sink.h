@@ -19,6 +19,11 @@ typedef struct bench_sink {
  * removed, so reruns are clean. Returns 0, or -1 with the reason in bench_sink_error. */
 int bench_sink_open(bench_sink *s, const char *path);
 
+/* Opens the database an earlier bench_sink_open made at `path`, as it is: how each consumer
+ * process of the restart workload, and the check after them, reach the one store they share.
+ * Returns 0, or -1 with the reason in bench_sink_error. */
+int bench_sink_attach(bench_sink *s, const char *path);
+
 int bench_sink_begin(bench_sink *s);
 int bench_sink_insert(bench_sink *s, int64_t i, const void *payload, int len);
 int bench_sink_commit(bench_sink *s);

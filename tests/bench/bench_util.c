@@ -46,11 +46,15 @@ static void usage_exit(const char *usage, const char *why) {
   exit(2);
 }
 
-static long parse_long(const char *s, long min, long max, const char *usage) {
+static long parse_long(const char *opt, const char *s, long min, long max, const char *usage) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
-  if (errno || *s == '\0' || *end != '\0' || v < min || v > max) usage_exit(usage, "bad number");
+  if (errno || *s == '\0' || *end != '\0' || v < min || v > max) {
+    char why[200];
+    snprintf(why, sizeof why, "%s %s: not a whole number from %ld to %ld", opt, s, min, max);
+    usage_exit(usage, why);
+  }
   return v;
 }
 
@@ -78,19 +82,23 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
       a->db = val;
       given |= BENCH_ARG_DB;
     } else if (strcmp(opt, "--port") == 0 && (accepted & BENCH_ARG_PORT)) {
-      a->port = (int)parse_long(val, 1, 65535, usage);
+      a->port = (int)parse_long(opt, val, 1, 65535, usage);
       given |= BENCH_ARG_PORT;
     } else if (strcmp(opt, "--events") == 0 && (accepted & BENCH_ARG_EVENTS)) {
-      a->events = parse_long(val, 1, MAX_EVENTS, usage);
+      a->events = parse_long(opt, val, 1, MAX_EVENTS, usage);
       given |= BENCH_ARG_EVENTS;
     } else if (strcmp(opt, "--rate") == 0 && (accepted & BENCH_ARG_RATE)) {
-      a->rate = parse_long(val, 1, 10000000L, usage);
+      a->rate = parse_long(opt, val, 1, 10000000L, usage);
       given |= BENCH_ARG_RATE;
     } else if (strcmp(opt, "--seconds") == 0 && (accepted & BENCH_ARG_RATE)) {
-      a->seconds = parse_long(val, 1, 24 * 3600, usage);
+      a->seconds = parse_long(opt, val, 1, 24 * 3600, usage);
       given |= ARG_SECONDS;
+    } else if (strcmp(opt, "--restart-every") == 0 && (accepted & BENCH_ARG_RESTART)) {
+      a->restart_ms = parse_long(opt, val, 1, 3600L * 1000, usage);
+    } else if (strcmp(opt, "--consumer-of") == 0 && (accepted & BENCH_ARG_RESTART)) {
+      a->consumer_of = val;
     } else if (strcmp(opt, "--timeout") == 0) {
-      a->timeout_s = (int)parse_long(val, 1, 24 * 3600, usage);
+      a->timeout_s = (int)parse_long(opt, val, 1, 24 * 3600, usage);
       timeout_given = 1;
     } else {
       usage_exit(usage, "unknown option");
@@ -107,7 +115,35 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
     if (!timeout_given) a->timeout_s += (int)a->seconds;
     given = (given & ~(BENCH_ARG_RATE | ARG_SECONDS)) | BENCH_ARG_EVENTS;
   }
-  if (given != (accepted & ~(unsigned)BENCH_ARG_RATE)) usage_exit(usage, "missing option");
+  if (a->restart_ms && !a->rate)
+    usage_exit(usage, "--restart-every restarts the consumer under a load: it needs --rate and"
+                      " --seconds");
+  /* A run that never restarts its consumer would measure nothing. */
+  if (a->restart_ms && a->restart_ms >= a->seconds * 1000)
+    usage_exit(usage, "--restart-every must be shorter than --seconds");
+  if (a->consumer_of && !a->restart_ms)
+    usage_exit(usage, "--consumer-of is for the consumers of a --restart-every run");
+  if (given != (accepted & ~(unsigned)(BENCH_ARG_RATE | BENCH_ARG_RESTART)))
+    usage_exit(usage, "missing option");
+  /* Tells a consumer's messages from its supervisor's, which has the same program name. */
+  if (a->consumer_of) {
+    size_t used = strlen(bench_name);
+    snprintf(bench_name + used, sizeof bench_name - used, " (consumer)");
+  }
+}
+
+void bench_run_name(char *buf, size_t len, const bench_args *a) {
+  static const char allowed[] =
+      "0123456789_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  if (a->consumer_of) {
+    size_t n = strspn(a->consumer_of, allowed);
+    if (a->consumer_of[n] != '\0' || n == 0 || n >= len)
+      bench_fail("--consumer-of %s: not a run name", a->consumer_of);
+    memcpy(buf, a->consumer_of, n + 1);
+    return;
+  }
+  long stamp = (long)(bench_now() * 1000.0) % 1000000000L;
+  snprintf(buf, len, "%ld_%ld", (long)getpid(), stamp);
 }
 
 static void watchdog_fire(int sig) {

@@ -28,23 +28,34 @@ typedef struct bench_args {
   long rate;       /* --rate, events per second; 0 unless the latency workload was asked for */
   long seconds;    /* --seconds */
   int timeout_s;   /* --timeout; unless given, BENCH_DEFAULT_TIMEOUT_S (beyond --seconds) */
+  long restart_ms; /* --restart-every, with --rate: the restart workload; 0 otherwise */
+  /* --consumer-of RUN: this process is one consumer of the restart workload run RUN, started
+   * by that run's supervising process (bench_restart.h); NULL otherwise. */
+  const char *consumer_of;
 } bench_args;
 
 /* BENCH_ARG_RATE stands for the latency workload's --rate R --seconds S, which replace
- * --events when given. */
+ * --events when given; BENCH_ARG_RESTART for the restart workload's optional --restart-every
+ * MS on top of them, and --consumer-of. */
 enum {
   BENCH_ARG_URL = 1,
   BENCH_ARG_DB = 2,
   BENCH_ARG_PORT = 4,
   BENCH_ARG_EVENTS = 8,
-  BENCH_ARG_RATE = 16
+  BENCH_ARG_RATE = 16,
+  BENCH_ARG_RESTART = 32
 };
 
 /* Parses the options named in `accepted` (a mask of BENCH_ARG_*, all of them required, except
- * that --rate and --seconds, if accepted, may stand in for --events) plus the optional
- * --timeout. Prints `usage` and exits 2 on anything else. Remembers argv[0] as the name for
- * bench_fail and the watchdog. */
+ * that --rate and --seconds, if accepted, may stand in for --events, and that the restart
+ * options are optional) plus the optional --timeout. Prints `usage` and exits 2 on anything
+ * else. Remembers argv[0] as the name for bench_fail and the watchdog. */
 void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, const char *usage);
+
+/* The name of this run's stream and the like, `len` bytes at most: fresh for each run (the
+ * process id and the time), or the one --consumer-of gives a consumer of the restart workload.
+ * Letters, digits and '_' only, so that it fits inside a NATS subject or stream name. */
+void bench_run_name(char *buf, size_t len, const bench_args *a);
 
 /* Prints "<program>: <message>" on stderr and exits 1. */
 void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -4,7 +4,9 @@
  * messages, commits them to SQLite in one transaction and only then acks each one, so an event
  * counts once it is on the consumer's disk. With --rate, the "latency" benchmark: the producer
  * publishes each event when its time comes and the same consumer measures each one's time from
- * publish to the COMMIT that holds it. The nats-server -js is started by the runner. */
+ * publish to the COMMIT that holds it. With --restart-every as well, the "restart" benchmark
+ * (bench_restart.h): the consumer is a process of its own, replaced as on a deploy; each new one
+ * binds to the same durable consumer. The nats-server -js is started by the runner. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,16 +18,20 @@
 #include "bench_latency.h"
 #include "bench_producer.h"
 #include "bench_report.h"
+#include "bench_restart.h"
 #include "bench_sink.h"
+#include "bench_tally.h"
 #include "bench_util.h"
 
 #define BATCH 100
 #define MAX_PENDING_ACKS 4096
 #define DURABLE "c"
 
+_Static_assert(BATCH <= BENCH_TALLY_BATCH, "a batch is one transaction of the account");
+
 static const char usage[] =
-    "--url nats://HOST:PORT (--events N | --rate EVENTS_PER_S --seconds S) --db FILE"
-    " [--timeout S]";
+    "--url nats://HOST:PORT (--events N | --rate EVENTS_PER_S --seconds S [--restart-every MS])"
+    " --db FILE [--timeout S]";
 
 typedef struct nats_run {
   const char *url;
@@ -122,10 +128,9 @@ static void must(natsStatus s, jsErrCode jerr, const char *what) {
   if (s != NATS_OK) bench_fail("%s: %s (JetStream error %d)", what, nats_why(s), (int)jerr);
 }
 
-/* Stores one fetched batch in one transaction, then acks each message. Returns the time of the
- * commit; with `lat`, notes each new event's latency. */
-static double consume_batch(natsMsgList *list, bench_sink *sink, bench_seen *seen,
-                            bench_latency *lat) {
+/* Stores one fetched batch in one transaction, notes it in the account, then acks each
+ * message. */
+static void consume_batch(natsMsgList *list, bench_sink *sink, bench_tally *tally) {
   if (bench_sink_begin(sink) != 0) bench_fail("BEGIN: %s", bench_sink_error(sink));
   for (int k = 0; k < list->Count; k++) {
     const char *data = natsMsg_GetData(list->Msgs[k]);
@@ -134,14 +139,70 @@ static double consume_batch(natsMsgList *list, bench_sink *sink, bench_seen *see
     if (index < 0) bench_fail("a message without an event index");
     if (bench_sink_insert(sink, index, data, len) != 0)
       bench_fail("INSERT: %s", bench_sink_error(sink));
-    if (bench_seen_add(seen, index) && lat) bench_latency_sent(lat, data, len);
+    bench_tally_stored(tally, index, data, len);
   }
   if (bench_sink_commit(sink) != 0) bench_fail("COMMIT: %s", bench_sink_error(sink));
-  double t = bench_now();
-  if (lat) bench_latency_committed(lat, t);
+  bench_tally_committed(tally, bench_now());
   /* Plain Ack, not AckSync: a normal service does not wait a round trip per message. */
   for (int k = 0; k < list->Count; k++) must(natsMsg_Ack(list->Msgs[k], NULL), 0, "ack");
-  return t;
+}
+
+/* Fetches up to BATCH messages, waiting for some a second at most, and stores them. */
+static void fetch_batch(natsSubscription *sub, bench_sink *sink, bench_tally *tally) {
+  natsMsgList list = {0};
+  jsErrCode jerr = 0;
+  /* Returns as soon as the server holds any message, with up to BATCH of them: the library
+   * asks "no_wait" with an expiry, which the server answers once it has something. The
+   * second only bounds an idle wait. */
+  natsStatus s = natsSubscription_Fetch(&list, sub, BATCH, 1000, &jerr);
+  if (s == NATS_TIMEOUT) return; /* nothing within a second: the caller looks at its clock */
+  must(s, jerr, "fetch");
+  consume_batch(&list, sink, tally);
+  natsMsgList_Destroy(&list);
+}
+
+/* bench_consume's batch, from the subscription in `ud`. */
+static void fetch_into(void *ud, bench_sink *sink, bench_tally *tally) {
+  fetch_batch(ud, sink, tally);
+}
+
+/* Binds to the run's durable pull consumer, creating it the first time. */
+static natsSubscription *subscribe(jsCtx *js, const nats_run *run) {
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = run->stream;
+  so.Config.AckPolicy = js_AckExplicit;
+  natsSubscription *sub = NULL;
+  jsErrCode jerr = 0;
+  must(js_PullSubscribe(&sub, js, run->subject, DURABLE, NULL, &so, &jerr), jerr,
+       "pull subscribe");
+  return sub;
+}
+
+/* One consumer process of the restart workload, until its supervisor asks it to stop. */
+static int consumer_process(const bench_args *a, const nats_run *run) {
+  bench_tally tally;
+  bench_restart_consumer(&tally); /* before the library starts its threads */
+  bench_sink sink;
+  if (bench_sink_attach(&sink, a->db) != 0) bench_fail("%s: %s", a->db, bench_sink_error(&sink));
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  must(connect_to(&nc, run), 0, a->url);
+  must(natsConnection_JetStream(&js, nc, NULL), 0, "JetStream context");
+  natsSubscription *sub = subscribe(js, run);
+  bench_tally_ready(&tally);
+  /* A message a killed predecessor fetched and never acked comes again after the consumer's
+   * AckWait, by the server's doing. */
+  while (!bench_restart_stopping()) fetch_batch(sub, &sink, &tally);
+  /* The acks went out without waiting: one round trip makes sure the server has them. */
+  must(natsConnection_FlushTimeout(nc, 5000), 0, "flush");
+  /* Not Unsubscribe: that would delete the durable consumer the next process resumes. */
+  natsSubscription_Destroy(sub);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  bench_sink_close(&sink);
+  return 0;
 }
 
 /* The stream keeps every payload on the server's disk: whether the run succeeds or fails
@@ -161,16 +222,19 @@ static void drop_stream(void) {
 int main(int argc, char **argv) {
   bench_args a;
   bench_args_parse(&a, argc, argv,
-                   BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_DB, usage);
+                   BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_RESTART |
+                       BENCH_ARG_DB,
+                   usage);
   bench_watchdog(a.timeout_s + 15);
 
   nats_run run = {
       .url = a.url, .events = a.events, .rate = a.rate, .deadline = bench_now() + a.timeout_s};
   /* A fresh stream per run, deleted at the end: reruns never see earlier messages. */
-  long tag = (long)getpid();
-  long stamp = (long)(bench_now() * 1000.0) % 1000000000L;
-  snprintf(run.stream, sizeof run.stream, "BENCH_%ld_%ld", tag, stamp);
-  snprintf(run.subject, sizeof run.subject, "bench.%ld.%ld", tag, stamp);
+  char name[40];
+  bench_run_name(name, sizeof name, &a);
+  snprintf(run.stream, sizeof run.stream, "BENCH_%s", name);
+  snprintf(run.subject, sizeof run.subject, "bench.%s", name);
+  if (a.consumer_of) return consumer_process(&a, &run);
 
   bench_sink sink;
   if (bench_sink_open(&sink, a.db) != 0) bench_fail("%s: %s", a.db, bench_sink_error(&sink));
@@ -199,50 +263,23 @@ int main(int argc, char **argv) {
   stream_js = js;
   stream_to_drop = run.stream;
 
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = run.stream;
-  so.Config.AckPolicy = js_AckExplicit;
-  natsSubscription *sub = NULL;
-  must(js_PullSubscribe(&sub, js, run.subject, DURABLE, NULL, &so, &jerr), jerr,
-       "pull subscribe");
-
-  bench_seen seen;
-  bench_seen_init(&seen, a.events);
-  bench_latency latency;
-  bench_latency *lat = a.rate ? &latency : NULL;
-  if (lat) bench_latency_init(lat, a.events);
-  double cpu0 = bench_cpu_process();
-  if (bench_producer_go(&producer) != 0) bench_fail("cannot start the producer");
-  double t_last = 0;
-  while (seen.distinct < a.events) {
-    if (bench_now() > run.deadline)
-      bench_fail("time limit of %d s reached with %ld of %ld events committed", a.timeout_s,
-                 seen.distinct, a.events);
-    natsMsgList list = {0};
-    /* Returns as soon as the server holds any message, with up to BATCH of them: the library
-     * asks "no_wait" with an expiry, which the server answers once it has something. The
-     * second only bounds an idle wait. */
-    natsStatus s = natsSubscription_Fetch(&list, sub, BATCH, 1000, &jerr);
-    if (s == NATS_TIMEOUT) continue; /* nothing within a second: look at the clock again */
-    must(s, jerr, "fetch");
-    t_last = consume_batch(&list, &sink, &seen, lat);
-    natsMsgList_Destroy(&list);
+  bench_tally tally;
+  bench_tally_init(&tally, a.events, a.rate > 0);
+  if (a.restart_ms) {
+    /* The first consumer process creates the durable consumer; deleting the stream at the
+     * end deletes it. */
+    bench_consume_restarting(argv, name, &a, &producer, &sink, &tally, run.deadline);
+  } else {
+    natsSubscription *sub = subscribe(js, &run);
+    bench_consume(&a, &producer, &sink, &tally, run.deadline, fetch_into, sub);
+    natsSubscription_Unsubscribe(sub); /* deletes the durable consumer this run created */
+    natsSubscription_Destroy(sub);
   }
-  double cpu = bench_cpu_process() - cpu0;
-
-  if (lat)
-    bench_latency_report(&producer, &sink, a.events, lat, run.deadline);
-  else
-    bench_pipeline_report(&producer, &sink, a.events, cpu, t_last, run.deadline);
-  natsSubscription_Unsubscribe(sub); /* deletes the durable consumer this run created */
-  natsSubscription_Destroy(sub);
   drop_stream();
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   nats_Close();
-  if (lat) bench_latency_free(lat);
-  bench_seen_free(&seen);
+  bench_tally_free(&tally);
   bench_sink_close(&sink);
   return 0;
 }

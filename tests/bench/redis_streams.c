@@ -3,8 +3,10 @@
  * the consumer reads with XREADGROUP COUNT 100, commits each batch to SQLite in one
  * transaction and only then XACKs it, so an event counts once it is on the consumer's disk.
  * With --rate, the "latency" benchmark: the producer XADDs each event when its time comes and
- * the same consumer measures each one's time from XADD to the COMMIT that holds it. The
- * redis-server (appendonly yes, appendfsync everysec) is started by the runner. */
+ * the same consumer measures each one's time from XADD to the COMMIT that holds it. With
+ * --restart-every as well, the "restart" benchmark (bench_restart.h): the consumer is a process
+ * of its own, replaced as on a deploy; each new one resumes the same group as the same consumer
+ * name. The redis-server (appendonly yes, appendfsync everysec) is started by the runner. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +18,19 @@
 #include "bench_latency.h"
 #include "bench_producer.h"
 #include "bench_report.h"
+#include "bench_restart.h"
 #include "bench_sink.h"
+#include "bench_tally.h"
 #include "bench_util.h"
 
 #define BATCH 100
 #define GROUP "g"
+#define CONSUMER "c"
 
-static const char usage[] =
-    "--port P (--events N | --rate EVENTS_PER_S --seconds S) --db FILE [--timeout S]";
+_Static_assert(BATCH <= BENCH_TALLY_BATCH, "a batch is one transaction of the account");
+
+static const char usage[] = "--port P (--events N | --rate EVENTS_PER_S --seconds S"
+                            " [--restart-every MS]) --db FILE [--timeout S]";
 
 typedef struct redis_run {
   int port;
@@ -114,10 +121,10 @@ static const char *field(const redisReply *fields, const char *name, size_t *len
   return NULL;
 }
 
-/* Stores one XREADGROUP batch in one transaction, then acknowledges it with one XACK. Returns
- * the time of the commit; with `lat`, notes each new event's latency. */
-static double consume_batch(redisContext *c, const redis_run *run, bench_sink *sink,
-                            bench_seen *seen, bench_latency *lat, const redisReply *entries) {
+/* Stores one XREADGROUP batch in one transaction, notes it in the account, then acknowledges
+ * it with one XACK. */
+static void consume_batch(redisContext *c, const redis_run *run, bench_sink *sink,
+                          bench_tally *tally, const redisReply *entries) {
   if (bench_sink_begin(sink) != 0) bench_fail("BEGIN: %s", bench_sink_error(sink));
   for (size_t k = 0; k < entries->elements; k++) {
     const redisReply *e = entries->element[k];
@@ -131,11 +138,10 @@ static double consume_batch(redisContext *c, const redis_run *run, bench_sink *s
     long index = atol(i);
     if (bench_sink_insert(sink, index, payload, (int)plen) != 0)
       bench_fail("INSERT: %s", bench_sink_error(sink));
-    if (bench_seen_add(seen, index) && lat) bench_latency_sent(lat, payload, (int)plen);
+    bench_tally_stored(tally, index, payload, (int)plen);
   }
   if (bench_sink_commit(sink) != 0) bench_fail("COMMIT: %s", bench_sink_error(sink));
-  double t = bench_now();
-  if (lat) bench_latency_committed(lat, t);
+  bench_tally_committed(tally, bench_now());
 
   const char *argv[3 + BATCH];
   size_t lens[3 + BATCH];
@@ -151,7 +157,62 @@ static double consume_batch(redisContext *c, const redis_run *run, bench_sink *s
   lens[1] = strlen(run->stream);
   lens[2] = strlen(GROUP);
   freeReplyObject(command_ok(c, redisCommandArgv(c, argc, argv, lens), "XACK"));
-  return t;
+}
+
+/* Reads a batch as the group's consumer and stores it: with `from` ">", entries never
+ * delivered, waiting for some a second at most; with "0", those delivered to this consumer name
+ * but never acknowledged. Returns how many there were. */
+static size_t read_batch(redisContext *c, const redis_run *run, bench_sink *sink,
+                         bench_tally *tally, const char *from) {
+  /* BLOCK returns as soon as an entry arrives, with up to BATCH of them: the second only
+   * bounds an idle wait. */
+  redisReply *reply = command_ok(
+      c,
+      redisCommand(c, "XREADGROUP GROUP " GROUP " " CONSUMER " COUNT %d BLOCK 1000 STREAMS %s %s",
+                   BATCH, run->stream, from),
+      "XREADGROUP");
+  size_t n = 0;
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+      reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2) {
+    const redisReply *entries = reply->element[0]->element[1];
+    n = entries->elements;
+    if (n > 0) consume_batch(c, run, sink, tally, entries); /* "0" answers none with [] */
+  } else if (reply->type != REDIS_REPLY_NIL) {
+    bench_fail("XREADGROUP: unexpected reply type %d", reply->type);
+  }
+  freeReplyObject(reply);
+  return n;
+}
+
+typedef struct redis_reader {
+  redisContext *c;
+  const redis_run *run;
+} redis_reader;
+
+/* bench_consume's batch: entries never delivered before. */
+static void read_new(void *ud, bench_sink *sink, bench_tally *tally) {
+  redis_reader *r = ud;
+  read_batch(r->c, r->run, sink, tally, ">");
+}
+
+/* One consumer process of the restart workload, until its supervisor asks it to stop. */
+static int consumer_process(const bench_args *a, const redis_run *run) {
+  bench_tally tally;
+  bench_restart_consumer(&tally);
+  bench_sink sink;
+  if (bench_sink_attach(&sink, a->db) != 0) bench_fail("%s: %s", a->db, bench_sink_error(&sink));
+  char err[200];
+  redisContext *c = redis_open(run->port, err, sizeof err);
+  if (!c) bench_fail("%s", err);
+  bench_tally_ready(&tally);
+  /* First what a predecessor read and never acknowledged: none after a graceful stop, but a
+   * consumer that was killed leaves its entries with its consumer name, which is ours. */
+  while (read_batch(c, run, &sink, &tally, "0") > 0) {
+  }
+  while (!bench_restart_stopping()) read_batch(c, run, &sink, &tally, ">");
+  redisFree(c);
+  bench_sink_close(&sink);
+  return 0;
 }
 
 /* The stream holds every payload in the server's memory: whether the run succeeds or fails
@@ -173,14 +234,18 @@ static void drop_stream(void) {
 int main(int argc, char **argv) {
   bench_args a;
   bench_args_parse(&a, argc, argv,
-                   BENCH_ARG_PORT | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_DB, usage);
+                   BENCH_ARG_PORT | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_RESTART |
+                       BENCH_ARG_DB,
+                   usage);
   bench_watchdog(a.timeout_s + 15);
 
   redis_run run = {
       .port = a.port, .events = a.events, .rate = a.rate, .deadline = bench_now() + a.timeout_s};
   /* A fresh stream per run: a rerun never sees an earlier run's entries or group. */
-  snprintf(run.stream, sizeof run.stream, "choreo-bench:%ld:%.0f", (long)getpid(),
-           bench_now() * 1e6);
+  char name[64];
+  bench_run_name(name, sizeof name, &a);
+  snprintf(run.stream, sizeof run.stream, "choreo-bench:%s", name);
+  if (a.consumer_of) return consumer_process(&a, &run);
 
   bench_sink sink;
   if (bench_sink_open(&sink, a.db) != 0) bench_fail("%s: %s", a.db, bench_sink_error(&sink));
@@ -199,42 +264,17 @@ int main(int argc, char **argv) {
       c, redisCommand(c, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", run.stream), "XGROUP CREATE"));
   stream_to_drop = &run;
 
-  bench_seen seen;
-  bench_seen_init(&seen, a.events);
-  bench_latency latency;
-  bench_latency *lat = a.rate ? &latency : NULL;
-  if (lat) bench_latency_init(lat, a.events);
-  double cpu0 = bench_cpu_process();
-  if (bench_producer_go(&producer) != 0) bench_fail("cannot start the producer");
-  double t_last = 0;
-  while (seen.distinct < a.events) {
-    if (bench_now() > run.deadline)
-      bench_fail("time limit of %d s reached with %ld of %ld events committed", a.timeout_s,
-                 seen.distinct, a.events);
-    /* BLOCK returns as soon as an entry arrives, with up to BATCH of them: the second only
-     * bounds an idle wait. */
-    redisReply *reply = command_ok(
-        c,
-        redisCommand(c, "XREADGROUP GROUP " GROUP " c COUNT %d BLOCK 1000 STREAMS %s >", BATCH,
-                     run.stream),
-        "XREADGROUP");
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
-        reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2)
-      t_last = consume_batch(c, &run, &sink, &seen, lat, reply->element[0]->element[1]);
-    else if (reply->type != REDIS_REPLY_NIL)
-      bench_fail("XREADGROUP: unexpected reply type %d", reply->type);
-    freeReplyObject(reply);
+  bench_tally tally;
+  bench_tally_init(&tally, a.events, a.rate > 0);
+  if (a.restart_ms) {
+    bench_consume_restarting(argv, name, &a, &producer, &sink, &tally, run.deadline);
+  } else {
+    redis_reader reader = {c, &run};
+    bench_consume(&a, &producer, &sink, &tally, run.deadline, read_new, &reader);
   }
-  double cpu = bench_cpu_process() - cpu0;
-
-  if (lat)
-    bench_latency_report(&producer, &sink, a.events, lat, run.deadline);
-  else
-    bench_pipeline_report(&producer, &sink, a.events, cpu, t_last, run.deadline);
   drop_stream();
   redisFree(c);
-  if (lat) bench_latency_free(lat);
-  bench_seen_free(&seen);
+  bench_tally_free(&tally);
   bench_sink_close(&sink);
   return 0;
 }
