@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <nng/nng.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -26,6 +27,7 @@ typedef struct choreo_peer {
   nng_dialer req_dialer;
   choreo_bus_watch watch;
   bool in_flight;
+  atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
   uint64_t asked_at;   /* loop time (ms) of the request in flight */
   uint64_t answered_at;
   int64_t head;        /* the peer's last seq, as it last told us */
@@ -42,6 +44,8 @@ typedef struct choreo_host {
   int npeers;
   uv_timer_t tick, retry_timer, timeout_timer, reload_timer;
   uv_idle_t own_idle;
+  uv_async_t peer_connected; /* wakes the loop to FETCH from a peer that just connected */
+  bool peer_connected_open;
   uv_fs_event_t watch_dir;
   uv_signal_t sigint, sigterm;
   int64_t published; /* the last seq published on PUB */

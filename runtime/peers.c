@@ -78,6 +78,25 @@ static void peers_answered(choreo_host *h, choreo_peer *p, nng_msg *msg) {
   if (!rc && r.count && r.first + r.count - 1 < r.head) peers_ask(h, p);
 }
 
+/* NNG's thread: a connection to the peer's FETCH endpoint is up. A request sent before that
+ * fails at once (we never block the loop on a send), so the first FETCH after a start or a
+ * reconnect waits for this instead of for the next periodic one, a second later. */
+static void peers_on_pipe_up(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+  (void)pipe;
+  (void)ev;
+  choreo_peer *p = arg;
+  atomic_store(&p->connected, true);
+  uv_async_send(&p->host->peer_connected);
+}
+
+static void peers_on_connected(uv_async_t *async) {
+  choreo_host *h = async->data;
+  for (int i = 0; i < h->npeers; i++) {
+    choreo_peer *p = h->peers[i];
+    if (atomic_exchange(&p->connected, false) && !p->in_flight) peers_ask(h, p);
+  }
+}
+
 static void peers_on_req(void *ud, nng_msg *msg) {
   choreo_peer *p = ud;
   peers_answered(p->host, p, msg);
@@ -98,6 +117,8 @@ static choreo_peer *peers_add(choreo_host *h, const char *name, const char *pub_
     return NULL;
   }
   nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, FETCH_PATIENCE_MS);
+  atomic_init(&p->connected, false);
+  nng_pipe_notify(p->req, NNG_PIPE_EV_ADD_POST, peers_on_pipe_up, p);
   p->answered_at = uv_now(&h->loop);
   if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) || choreo_bus_dial(h->sub, pub_url, NULL) ||
       choreo_bus_watch_start(&p->watch, &h->loop, p->req, peers_on_req, p)) {
@@ -147,6 +168,12 @@ static void peers_on_live(void *ud, nng_msg *msg) {
 }
 
 int choreo_peers_start(choreo_host *h, char *err, size_t errlen) {
+  if (uv_async_init(&h->loop, &h->peer_connected, peers_on_connected) != 0) {
+    snprintf(err, errlen, "cannot watch peer connections");
+    return CHOREO_EBUS;
+  }
+  h->peer_connected.data = h;
+  h->peer_connected_open = true;
   if (nng_sub0_open(&h->sub) != 0 || nng_socket_set(h->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) != 0 ||
       nng_socket_set_size(h->sub, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME) != 0 ||
       nng_socket_set_int(h->sub, NNG_OPT_RECVBUF, 1024) != 0 ||
@@ -220,6 +247,9 @@ void choreo_peers_stop(choreo_host *h) {
   }
   h->npeers = 0;
   nng_close(h->sub);
+  /* Last: closing the sockets above ends the callbacks that signal it. */
+  if (h->peer_connected_open) uv_close((uv_handle_t *)&h->peer_connected, NULL);
+  h->peer_connected_open = false;
 }
 
 void choreo_peers_status(choreo_host *h, cJSON *array) {
