@@ -11,9 +11,9 @@
 #include "codec.h"
 
 /* Registry keys shared between the bindings and the scripts state (runtime/scripts.c). */
-/* { exact = {type = {fn...}}, prefixes = {{p, fn}...}, resolved = {type = {fn...}}, version = n }:
- * choreo.on adds to exact or prefixes, empties resolved (the lists built per type on first use)
- * and counts version up. */
+/* { exact = {type = {fn...}}, prefixes = {{p, fn}...}, resolved = {type = {fn...}} }: choreo.on
+ * adds to exact or prefixes, empties resolved (the lists built per type on first use) and tells
+ * the scripts state (choreo_scripts_handlers_changed). */
 #define CHOREO_REG_HANDLERS "choreo.handlers"
 #define CHOREO_REG_CTX "choreo.ctx"           /* the one ctx object handlers receive */
 #define CHOREO_REG_SCRIPTS_DIR "choreo.scripts_dir" /* where choreo/NAME.lua live */

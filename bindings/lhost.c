@@ -142,6 +142,7 @@ static int choreo_on(lua_State *L) {
   const char *pattern = luaL_checklstring(L, 1, &len);
   luaL_argcheck(L, len > 0, 1, "message type must be a non-empty string");
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS);
   if (pattern[len - 1] == '*') {
     lua_getfield(L, -1, "prefixes");
@@ -164,11 +165,9 @@ static int choreo_on(lua_State *L) {
   }
   /* Types already resolved to their handlers must be resolved again. */
   lua_settop(L, 3);
-  lua_getfield(L, 3, "version");
-  lua_pushinteger(L, lua_tointeger(L, -1) + 1);
-  lua_setfield(L, 3, "version");
   lua_newtable(L);
   lua_setfield(L, 3, "resolved");
+  choreo_scripts_handlers_changed(L);
   return 0;
 }
 
@@ -210,8 +209,6 @@ int luaopen_choreo(lua_State *L) {
   lua_setfield(L, -2, "prefixes");
   lua_newtable(L);
   lua_setfield(L, -2, "resolved");
-  lua_pushinteger(L, 0);
-  lua_setfield(L, -2, "version");
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS);
   host_make_ctx(L, e);
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);

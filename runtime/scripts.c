@@ -26,10 +26,11 @@ struct choreo_scripts {
   uint64_t instruction_limit;
   int64_t budget; /* instructions left in the current call */
   int resolved;   /* entries in the handlers table's resolved cache */
+  uint64_t handlers_version; /* counts choreo.on calls */
   /* The last type asked about with choreo_scripts_handles, and the answer, valid while the
    * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
   struct {
-    lua_Integer version;
+    uint64_t version;
     size_t len; /* 0: nothing known */
     char type[KNOWN_TYPE_MAX];
     bool any;
@@ -270,21 +271,13 @@ static int scripts_count_handlers(lua_State *L) {
   return 1;
 }
 
-/* The handlers' version; reads only keys that exist, so it allocates nothing and needs no
- * protected call. */
-static lua_Integer scripts_handlers_version(lua_State *L) {
-  lua_Integer v = -1;
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS) == LUA_TTABLE) {
-    lua_getfield(L, -1, "version");
-    v = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return v;
+void choreo_scripts_handlers_changed(void *lua_state) {
+  choreo_scripts *s = scripts_of(lua_state);
+  if (s) s->handlers_version++;
 }
 
 bool choreo_scripts_handles(choreo_scripts *s, choreo_str type) {
-  lua_Integer version = scripts_handlers_version(s->L);
+  uint64_t version = s->handlers_version;
   if (s->known.len && s->known.version == version && s->known.len == type.n &&
       memcmp(s->known.type, type.p, type.n) == 0)
     return s->known.any;

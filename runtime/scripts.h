@@ -27,6 +27,10 @@ bool choreo_scripts_handles(choreo_scripts *s, choreo_str type);
 int choreo_scripts_deliver(choreo_scripts *s, const choreo_msg *m, char *err, size_t errlen,
                            char **traceback);
 
+/* choreo.on registered a handler: what is known of which types have handlers is stale. A no-op
+ * in states that are not a service's scripts. */
+void choreo_scripts_handlers_changed(void *lua_state);
+
 /* The engine a binding runs for (stored in the state's extra space). */
 struct choreo_engine *choreo_scripts_engine_of(void *lua_state);
 

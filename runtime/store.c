@@ -186,10 +186,12 @@ static int store_wal_cb(void *ud, int n, char **values, char **names) {
 
 static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
   (void)db;
-  (void)name;
+  if (strcmp(name, "main") != 0) return SQLITE_OK; /* a database a script attached */
   choreo_checkpointer_nudge(((choreo_store *)ud)->checkpointer, frames);
   return SQLITE_OK;
 }
+
+static void store_on_rollback(void *ud) { store_forget(ud); }
 
 static int store_setup(choreo_store *s, const char *path, char *err, size_t errlen) {
   sqlite3 *db = s->db;
@@ -231,6 +233,9 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
    * hook replaces SQLite's automatic one. */
   if (strcmp(path, ":memory:") != 0 && choreo_checkpointer_start(&s->checkpointer, path) == 0)
     sqlite3_wal_hook(db, store_wal_hook, s);
+  /* Also the rollbacks we do not run ourselves: a script's ROLLBACK, or SQLite's own after a
+   * disk or memory error. */
+  sqlite3_rollback_hook(db, store_on_rollback, s);
   return 0;
 }
 
@@ -354,11 +359,15 @@ int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq
 }
 
 int64_t choreo_store_head(choreo_store *s) {
-  if (s->memo.head_known) return s->memo.head;
+  /* Inside a transaction the scripts share the connection and may roll back a savepoint of
+   * their own through ctx.db, taking our rows with it unseen: there, ask (a seek to the last
+   * row). Between transactions the answer holds until the next one. */
+  bool in_transaction = choreo_store_in_transaction(s);
+  if (s->memo.head_known && !in_transaction) return s->memo.head;
   int64_t head = 0;
   if (store_int(s, ST_HEAD, &head)) return CHOREO_EIO;
   s->memo.head = head;
-  s->memo.head_known = true;
+  s->memo.head_known = !in_transaction;
   return head;
 }
 
@@ -380,7 +389,7 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *se
     return store_fail(s, ST_APPEND);
   rc = store_run(s, ST_APPEND);
   if (rc) return rc;
-  s->memo.head = seq;
+  s->memo.head_known = false; /* learnt again after the commit */
   if (seq_out) *seq_out = seq;
   return 0;
 }

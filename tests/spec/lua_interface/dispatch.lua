@@ -91,3 +91,17 @@ choreo.on("Subscribe", function(msg)
     ctx:publish("LateHandlerRan", { type = m.type })
   end)
 end)
+
+-- Rolls back a savepoint of its own around a publish: the event goes with it, and what the
+-- handler publishes afterwards still gets the next seq.
+choreo.on("OwnSavepoint", function(_, ctx)
+  ctx:publish("Before", {})
+  ctx.db:exec("savepoint mine")
+  ctx:publish("Undone", {})
+  ctx.db:exec("rollback to mine")
+  ctx.db:exec("release mine")
+  ctx:publish("Kept", {})
+end)
+
+-- Extra arguments to choreo.on are ignored.
+choreo.on("ExtraArgs", function(_, ctx) ctx:publish("ExtraArgsRan", {}) end, { unused = true })

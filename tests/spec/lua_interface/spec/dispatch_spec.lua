@@ -42,6 +42,23 @@ describe("choreo.on", function()
     assert.same({ { type = "Late" } }, h.data_of(host.published, "LateHandlerRan"))
   end)
 
+  it("keeps the log's seq contiguous when a handler rolls back a savepoint of its own", function()
+    assert.is_true(host:deliver("OwnSavepoint", {}))
+    assert.is_true(host:deliver("OwnSavepoint", {}))
+    local types, seqs = {}, {}
+    for _, m in ipairs(host.emitted) do
+      types[#types + 1] = m.type
+      seqs[#seqs + 1] = m.seq
+    end
+    assert.same({ "Before", "Kept", "Before", "Kept" }, types)
+    for i = 2, #seqs do assert.equal(seqs[i - 1] + 1, seqs[i]) end
+  end)
+
+  it("ignores arguments to choreo.on after the handler", function()
+    assert.is_true(host:deliver("ExtraArgs", {}))
+    assert.equal(1, #h.data_of(host.published, "ExtraArgsRan"))
+  end)
+
   it("skips a message nobody handles without failing it", function()
     assert.is_true(host:deliver("NobodyHandlesThis", { x = 1 }))
     assert.same({}, host.emitted)
