@@ -3,6 +3,7 @@
  * the first row or nil. A mistake in the SQL raises; a constraint violation (a runtime outcome
  * the handler may want to handle) returns nil, message. */
 #include <lauxlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "bindings.h"
@@ -26,6 +27,24 @@ typedef struct rows_handle {
 
 #define todb(L) ((db_handle *)luaL_checkudata(L, 1, DB_META))
 
+/* Scripts run inside choreo's transaction (one per batch, a savepoint per message), so they may
+ * not end it (BEGIN, COMMIT, ROLLBACK) nor touch choreo's own savepoints: the batch would commit
+ * piecemeal or fail for ever. Their own savepoints are fine. The connection's authorizer checks
+ * only statements prepared here, while this is set; every prepare runs on the loop's thread. */
+static bool db_preparing;
+
+static int db_authorize(void *ud, int action, const char *a, const char *b, const char *db,
+                        const char *trigger) {
+  (void)ud;
+  (void)a;
+  (void)db;
+  (void)trigger;
+  if (!db_preparing) return SQLITE_OK;
+  if (action == SQLITE_TRANSACTION) return SQLITE_DENY;
+  if (action == SQLITE_SAVEPOINT && b && strncmp(b, "choreo_", 7) == 0) return SQLITE_DENY;
+  return SQLITE_OK;
+}
+
 /* Takes an idle statement for sql out of the cache, or prepares one. */
 static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t len) {
   for (int i = 0; i < DB_CACHE; i++) {
@@ -37,8 +56,13 @@ static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t
   }
   const char *tail = NULL;
   sqlite3_stmt *stmt = NULL;
-  if (sqlite3_prepare_v3(h->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &stmt, &tail) != SQLITE_OK)
-    luaL_error(L, "SQL error: %s", sqlite3_errmsg(h->db));
+  db_preparing = true;
+  int rc = sqlite3_prepare_v3(h->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
+  db_preparing = false;
+  if (rc == SQLITE_AUTH)
+    luaL_error(L, "SQL error: scripts run inside choreo's transaction and may not begin, commit "
+                  "or roll it back, nor use savepoints named choreo_*");
+  if (rc != SQLITE_OK) luaL_error(L, "SQL error: %s", sqlite3_errmsg(h->db));
   if (!stmt) luaL_error(L, "SQL error: empty statement");
   while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';')) tail++;
   if (tail && *tail) {
@@ -239,6 +263,7 @@ void choreo_lua_push_db(lua_State *L, sqlite3 *db, int owner_idx) {
   db_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
   memset(h, 0, sizeof *h);
   h->db = db;
+  sqlite3_set_authorizer(db, db_authorize, NULL);
   if (owner_idx) {
     lua_pushvalue(L, owner_idx);
     lua_setiuservalue(L, -2, 1);

@@ -34,6 +34,12 @@ choreo.on("DbMistake", function(msg, ctx)
     ok, err = pcall(db.exec, db, "insert into kv(k) values ('x'); insert into kv(k) values ('y')")
   elseif case == "rows syntax" then
     ok, err = pcall(db.rows, db, "selec * from kv")
+  elseif case == "commit" or case == "rollback" or case == "begin" then
+    db:exec("insert into kv(k, v) values ('kept', 1)")
+    ok, err = pcall(db.exec, db, case)
+    db:exec("delete from kv where k = 'kept'")
+  elseif case == "choreo savepoint" then
+    ok, err = pcall(db.exec, db, "release choreo_msg")
   end
   ctx:publish("DbMistakeResult", { ok = ok, err = tostring(err) })
 end)

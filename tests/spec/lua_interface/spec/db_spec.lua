@@ -48,6 +48,10 @@ describe("ctx.db", function()
     ["bind function"] = "cannot bind a function to SQL parameter 1",
     ["two statements"] = "one statement per call",
     ["rows syntax"] = "syntax error",
+    ["commit"] = "may not begin, commit or roll it back",
+    ["rollback"] = "may not begin, commit or roll it back",
+    ["begin"] = "may not begin, commit or roll it back",
+    ["choreo savepoint"] = "nor use savepoints named choreo_*",
   }
   for case, text in pairs(mistakes) do
     it("raises on a mistake: " .. case, function()
