@@ -273,7 +273,9 @@ static int scripts_count_handlers(lua_State *L) {
 
 void choreo_scripts_handlers_changed(void *lua_state) {
   choreo_scripts *s = scripts_of(lua_state);
-  if (s) s->handlers_version++;
+  if (!s) return;
+  s->handlers_version++;
+  s->resolved = 0; /* choreo.on started a new resolved table */
 }
 
 bool choreo_scripts_handles(choreo_scripts *s, choreo_str type) {

@@ -124,14 +124,14 @@ struct choreo_store {
   choreo_checkpointer *checkpointer; /* NULL for in-memory databases */
 };
 
-/* Readies a statement for its next use. reset() repeats the error of the last step, which
- * the caller has already seen, so its result is not interesting here; it is also what makes
- * that error's text available to sqlite3_errmsg. */
 static void store_forget(choreo_store *s) {
   memset(&s->memo, 0, sizeof s->memo);
   s->epoch++;
 }
 
+/* Readies a statement for its next use. reset() repeats the error of the last step, which
+ * the caller has already seen, so its result is not interesting here; it is also what makes
+ * that error's text available to sqlite3_errmsg. */
 static void store_done(choreo_store *s, int which) {
   sqlite3_reset(s->st[which]);
   sqlite3_clear_bindings(s->st[which]);
@@ -305,9 +305,9 @@ uint64_t choreo_store_epoch(choreo_store *s) { return s->epoch; }
 bool choreo_store_in_transaction(choreo_store *s) { return !sqlite3_get_autocommit(s->db); }
 
 int choreo_store_rollback(choreo_store *s) {
-  store_forget(s);
-  /* SQLite rolls the whole transaction back by itself after some errors (SQLITE_FULL,
-   * SQLITE_IOERR, SQLITE_NOMEM…); a second ROLLBACK would then fail for no reason. */
+  /* The rollback hook forgets the memo. SQLite rolls the whole transaction back by itself
+   * after some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM…); a second ROLLBACK would then
+   * fail for no reason. */
   if (sqlite3_get_autocommit(s->db)) return 0;
   return store_run(s, ST_ROLLBACK);
 }
