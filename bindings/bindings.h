@@ -1,5 +1,6 @@
-/* The Lua-visible areas of choreo, one file each (DESIGN.md §1), and the helpers they share.
- * init.c preloads them all into a state, as linit.c does for Lua's own libraries. */
+/* The Lua-visible areas of choreo, one file each, and the helpers they share. init.c preloads
+ * them all into a state, as linit.c does for Lua's own libraries. Everything in the project
+ * that includes a Lua header lives in this folder. */
 #ifndef CHOREO_BINDINGS_H
 #define CHOREO_BINDINGS_H
 
@@ -7,19 +8,36 @@
 #include <msgpack.h>
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "codec.h"
+#include "engine.h"
 
-/* Registry keys shared between the bindings and the scripts state (runtime/scripts.c). */
-/* { exact = {type = {fn...}}, prefixes = {{p, fn}...}, resolved = {type = {fn...}} }: choreo.on
- * adds to exact or prefixes, empties resolved (the lists built per type on first use) and tells
- * the scripts state (choreo_scripts_handlers_changed). */
-#define CHOREO_REG_HANDLERS "choreo.handlers"
-#define CHOREO_REG_CTX "choreo.ctx"           /* the one ctx object handlers receive */
-#define CHOREO_REG_SCRIPTS_DIR "choreo.scripts_dir" /* where choreo/NAME.lua live */
+#define CHOREO_REG_CTX "choreo.ctx" /* the one ctx object handlers receive */
 
-/* Makes require "choreo", "choreo.engine" (used by choreo.testing) available in L. */
+/* Makes require "choreo", "choreo.engine" (used by choreo.testing) and "choreo.sagastore"
+ * (used by choreo.saga) available in L. */
 void choreo_bindings_preload(lua_State *L);
+
+/* lstate.c: a new state with the standard libraries, os.exit replaced by os_exit, package.path
+ * finding choreo's modules and then dir's, and the bindings preloaded; NULL without memory. */
+lua_State *choreo_lua_state_new(lua_Alloc alloc, void *ud, const char *dir,
+                                lua_CFunction os_exit);
+
+/* scripts.c: the engine whose scripts run in L, or NULL in other states (choreo test). */
+choreo_engine *choreo_lua_engine(lua_State *L);
+
+/* lhandlers.c: the handler registry. init creates it in a scripts state and returns its
+ * counters, which live as long as the state. */
+typedef struct choreo_lua_handlers {
+  uint64_t version; /* counts choreo.on calls */
+  int resolved;     /* types in the resolved cache */
+} choreo_lua_handlers;
+choreo_lua_handlers *choreo_lua_handlers_init(lua_State *L);
+/* choreo.on(pattern, fn) */
+int choreo_lua_on(lua_State *L);
+/* Pushes the list of handlers for type (exact ones first, then matching prefixes). */
+void choreo_lua_handlers_push(lua_State *L, choreo_str type);
 
 /* lmsg.c: values crossing the wire. Packs the value at idx; on failure returns CHOREO_EINVAL
  * with a reason in err ("cannot send a function", "table nested deeper than ..."). */
@@ -43,5 +61,6 @@ void choreo_lua_push_log(lua_State *L, const char *who);
 
 int luaopen_choreo(lua_State *L);
 int luaopen_choreo_engine(lua_State *L);
+int luaopen_choreo_sagastore(lua_State *L);
 
 #endif

@@ -9,6 +9,7 @@
 #include "bindings.h"
 #include "choreo.h"
 #include "engine.h"
+#include "lua_scripts.h"
 
 #define ENGINE_META "choreo.engine"
 #define CASCADE_LIMIT 10000 /* own messages handled per call before we call it a loop */
@@ -48,7 +49,7 @@ static int engine_open(lua_State *L) {
   h->now_ms = (int64_t)time(NULL) * 1000;
   luaL_setmetatable(L, ENGINE_META);
   choreo_engine_config cfg = {.name = name, .dir = dir, .data = ":memory:",
-                              .instruction_limit = instructions, .memory_limit = memory,
+                              .scripts = &choreo_lua_scripts, .instruction_limit = instructions, .memory_limit = memory,
                               .now_ms = engine_clock, .clock_ud = h};
   char err[1024];
   if (choreo_engine_open(&h->e, &cfg, err, sizeof err)) {
@@ -116,11 +117,13 @@ static int engine_deliver(lua_State *L) {
   const char *type = luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
   const char *source = engine_opt(L, 4, "source", "test");
+  int64_t applied;
+  int rc = choreo_engine_checkpoint(h->e, source, &applied);
+  if (rc) return luaL_error(L, "deliver: %s", choreo_strerror(rc));
   choreo_msg_fields f = {
       .source = source, .type = type, .kind = engine_opt(L, 4, "kind", "event"),
       .to = engine_opt(L, 4, "to", NULL), .subject = engine_opt(L, 4, "subject", NULL),
-      .correlationid = engine_opt(L, 4, "correlationid", NULL),
-      .seq = choreo_store_checkpoint(choreo_engine_store(h->e), source) + 1};
+      .correlationid = engine_opt(L, 4, "correlationid", NULL), .seq = applied + 1};
   if (!f.to && strcmp(f.kind, "event") != 0) f.to = choreo_engine_name(h->e);
 
   msgpack_sbuffer data, frame;
@@ -129,7 +132,7 @@ static int engine_deliver(lua_State *L) {
   msgpack_packer pk;
   msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
   char err[256] = "";
-  int rc = lua_isnoneornil(L, 3) ? 0 : choreo_lua_pack(L, 3, &pk, err, sizeof err);
+  rc = lua_isnoneornil(L, 3) ? 0 : choreo_lua_pack(L, 3, &pk, err, sizeof err);
   if (!rc) {
     f.data = data.size ? data.data : NULL;
     f.data_len = data.size;
@@ -154,15 +157,17 @@ static int engine_advance(lua_State *L) {
   luaL_argcheck(L, seconds >= 0, 2, "cannot move the clock backwards");
   h->now_ms += (int64_t)(seconds * 1000);
   choreo_apply_result sum = {0}, r;
-  int64_t due;
-  int64_t timeout_due;
-  int rounds = 0;
+  int64_t due, timeout_due;
+  int rounds = 0, rc;
   do {
     if (++rounds > CASCADE_LIMIT)
       return luaL_error(L, "advance: timers keep coming due (more than %d rounds)", CASCADE_LIMIT);
-    due = choreo_engine_run_retries(h->e, &r);
+    rc = choreo_engine_run_retries(h->e, &r);
+    if (!rc) rc = choreo_engine_next_retry(h->e, &due);
     engine_add_result(&sum, &r);
-    timeout_due = choreo_engine_fire_timeouts(h->e);
+    if (!rc) rc = choreo_engine_fire_timeouts(h->e);
+    if (!rc) rc = choreo_engine_next_timeout(h->e, &timeout_due);
+    if (rc) return luaL_error(L, "advance: %s", choreo_strerror(rc));
     engine_cascade(L, h->e, &sum);
   } while ((due >= 0 && due <= h->now_ms && (r.applied || r.failed)) ||
            (timeout_due >= 0 && timeout_due <= h->now_ms));
@@ -178,8 +183,7 @@ static int engine_log(lua_State *L) {
   msgpack_sbuffer frame;
   msgpack_sbuffer_init(&frame);
   int n = 0, count;
-  while ((count = choreo_store_read_frame(choreo_engine_store(h->e), choreo_engine_name(h->e),
-                                          after, 1000, 1u << 22, &frame)) > 0) {
+  while (choreo_engine_read_log(h->e, after, 1000, 1u << 22, &frame, &count) == 0 && count > 0) {
     choreo_frame_reader r;
     if (choreo_frame_open(&r, frame.data, frame.size)) break;
     choreo_msg m;
@@ -197,6 +201,62 @@ static int engine_log(lua_State *L) {
 static int engine_db(lua_State *L) {
   engine_handle *h = toengine(L);
   choreo_lua_push_db(L, choreo_engine_db(h->e), 1);
+  return 1;
+}
+
+static int engine_push_dead(void *ud, const choreo_dead_letter *d) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)d->id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, d->type);
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, d->error);
+  lua_setfield(L, -2, "error");
+  lua_pushstring(L, d->traceback);
+  lua_setfield(L, -2, "traceback");
+  lua_pushinteger(L, d->attempts);
+  lua_setfield(L, -2, "attempts");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* e:dead_letters() -> { {id=, type=, error=, traceback=, attempts=}, ... } in id order */
+static int engine_dead_letters(lua_State *L) {
+  engine_handle *h = toengine(L);
+  lua_newtable(L);
+  int rc = choreo_engine_dead_each(h->e, engine_push_dead, L);
+  if (rc) return luaL_error(L, "dead_letters: %s", choreo_strerror(rc));
+  return 1;
+}
+
+static int engine_push_state(void *ud, const choreo_saga_row *row) {
+  lua_State *L = ud;
+  lua_pushlstring(L, row->state ? row->state : "", row->state_len);
+  return 0;
+}
+
+/* e:saga(name, key) -> the instance's state, or nil */
+static int engine_saga(lua_State *L) {
+  engine_handle *h = toengine(L);
+  const char *name = luaL_checkstring(L, 2), *key = luaL_checkstring(L, 3);
+  lua_settop(L, 3);
+  int rc = choreo_engine_sagas_each(h->e, name, key, engine_push_state, L);
+  if (rc) return luaL_error(L, "saga: %s", choreo_strerror(rc));
+  if (lua_gettop(L) == 3) return 0;
+  lua_pushcfunction(L, choreo_lua_msgpack_decode);
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* e:timeouts() -> the number of pending timeouts */
+static int engine_timeouts(lua_State *L) {
+  engine_handle *h = toengine(L);
+  int64_t n;
+  int rc = choreo_engine_pending_timeouts(h->e, &n);
+  if (rc) return luaL_error(L, "timeouts: %s", choreo_strerror(rc));
+  lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
@@ -218,12 +278,20 @@ static int engine_now(lua_State *L) {
 }
 
 static const luaL_Reg engine_methods[] = {
-    {"advance", engine_advance}, {"close", engine_close},   {"db", engine_db},
-    {"deliver", engine_deliver}, {"log", engine_log},       {"now_ms", engine_now},
-    {"reload", engine_reload},   {NULL, NULL}};
+    {"advance", engine_advance},
+    {"close", engine_close},
+    {"db", engine_db},
+    {"dead_letters", engine_dead_letters},
+    {"deliver", engine_deliver},
+    {"log", engine_log},
+    {"now_ms", engine_now},
+    {"reload", engine_reload},
+    {"saga", engine_saga},
+    {"timeouts", engine_timeouts},
+    {NULL, NULL}};
 
 static const luaL_Reg engine_funcs[] = {
-    {"open", engine_open}, {"unpack", choreo_lua_msgpack_decode}, {NULL, NULL}};
+    {"open", engine_open}, {NULL, NULL}};
 
 int luaopen_choreo_engine(lua_State *L) {
   if (luaL_newmetatable(L, ENGINE_META)) {

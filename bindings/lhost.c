@@ -1,14 +1,12 @@
-/* require "choreo": registering handlers (choreo.on) and the ctx object handlers receive
- * (publish, send, reply, db, log). Handlers live in the registry of the scripts' state, so a
- * reload that builds a new state starts from nothing and never mixes generations. */
+/* require "choreo": registering handlers (choreo.on, lhandlers.c) and the ctx object handlers
+ * receive (publish, send, reply, timeout, db, log). */
 #include <lauxlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bindings.h"
 #include "choreo.h"
+#include "clock.h"
 #include "engine.h"
-#include "scripts.h"
 
 #define BUFFER_META "choreo.buffer"
 
@@ -28,7 +26,7 @@ static int host_buffer_gc(lua_State *L) {
 }
 
 static choreo_engine *host_engine(lua_State *L, const char *what) {
-  choreo_engine *e = choreo_scripts_engine_of(L);
+  choreo_engine *e = choreo_lua_engine(L);
   if (!choreo_engine_current(e)) luaL_error(L, "ctx:%s called outside a handler", what);
   return e;
 }
@@ -136,52 +134,15 @@ static const luaL_Reg ctx_methods[] = {
     {"cancel_timeouts", ctx_cancel_timeouts}, {"publish", ctx_publish}, {"reply", ctx_reply},
     {"send", ctx_send}, {"timeout", ctx_timeout}, {NULL, NULL}};
 
-/* choreo.on(pattern, fn): exact type, or a prefix ending in "*". */
-static int choreo_on(lua_State *L) {
-  size_t len;
-  const char *pattern = luaL_checklstring(L, 1, &len);
-  luaL_argcheck(L, len > 0, 1, "message type must be a non-empty string");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
-  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS);
-  if (pattern[len - 1] == '*') {
-    lua_getfield(L, -1, "prefixes");
-    lua_createtable(L, 2, 0);
-    lua_pushlstring(L, pattern, len - 1);
-    lua_rawseti(L, -2, 1);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  } else {
-    lua_getfield(L, -1, "exact");
-    if (lua_getfield(L, -1, pattern) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      lua_newtable(L);
-      lua_pushvalue(L, -1);
-      lua_setfield(L, -3, pattern);
-    }
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  }
-  /* Types already resolved to their handlers must be resolved again. */
-  lua_settop(L, 3);
-  lua_newtable(L);
-  lua_setfield(L, 3, "resolved");
-  choreo_scripts_handlers_changed(L);
-  return 0;
-}
-
 /* choreo.now(): wall-clock seconds with microseconds, for measuring latencies in handlers
  * (os.time has whole seconds only). */
 static int choreo_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)(ts.tv_nsec / 1000) / 1e6);
+  lua_pushnumber(L, choreo_clock_seconds());
   return 1;
 }
 
 static const luaL_Reg choreo_funcs[] = {{"now", choreo_now},
-                                        {"on", choreo_on},
+                                        {"on", choreo_lua_on},
                                         {"pack", choreo_lua_msgpack_encode},
                                         {"unpack", choreo_lua_msgpack_decode},
                                         {NULL, NULL}};
@@ -196,20 +157,12 @@ static void host_make_ctx(lua_State *L, choreo_engine *e) {
 }
 
 int luaopen_choreo(lua_State *L) {
-  choreo_engine *e = choreo_scripts_engine_of(L);
+  choreo_engine *e = choreo_lua_engine(L);
   if (!e) return luaL_error(L, "require \"choreo\" works in a service's scripts; specs use choreo.testing");
   luaL_newmetatable(L, BUFFER_META);
   lua_pushcfunction(L, host_buffer_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_setfield(L, -2, "exact");
-  lua_newtable(L);
-  lua_setfield(L, -2, "prefixes");
-  lua_newtable(L);
-  lua_setfield(L, -2, "resolved");
-  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_HANDLERS);
   host_make_ctx(L, e);
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
 

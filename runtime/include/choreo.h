@@ -1,15 +1,26 @@
 /* choreo — an event-driven runtime hosting Lua handlers, connected by NNG, durable in SQLite.
  *
- * This is the public C interface: error codes and the host. Nothing here mentions Lua; the Lua
- * interface is documented in README.md. Functions return 0 or a negative CHOREO_E* code, which
- * choreo_strerror() turns into text. */
+ * This is the public C interface: a program opens a host (the same one `choreo run` starts),
+ * registers C handlers beside the Lua ones, publishes and sends from C, reloads, reads the
+ * host's status and stops it. Build with `cc $(pkg-config --cflags --libs choreo)`.
+ *
+ * Conventions (those of libuv): functions return 0 or a negative CHOREO_E* code, which
+ * choreo_strerror() turns into text; a value comes back through an out-parameter. A host and
+ * everything it hands out belong to its loop's thread: call these functions from that thread
+ * (before the loop runs, or from a callback on it), except choreo_host_stop(), which any
+ * thread may call. The host installs no signal handlers. */
 #ifndef CHOREO_H
 #define CHOREO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define CHOREO_VERSION "0.1.0"
+
+#ifndef CHOREO_EXTERN
+#define CHOREO_EXTERN __attribute__((visibility("default")))
+#endif
 
 /* Error codes, always negative. */
 enum {
@@ -24,24 +35,125 @@ enum {
 };
 
 /* Returns a static description of an error code. */
-const char *choreo_strerror(int err);
+CHOREO_EXTERN const char *choreo_strerror(int err);
 
-/* How a host is started; see `choreo run` in README.md. All strings are borrowed for the call. */
-typedef struct choreo_host_options {
-  const char *name;         /* service name; unique on the bus */
-  const char *dir;          /* directory of the Lua scripts */
-  const char *data;         /* SQLite database file */
-  const char *bus;          /* bus directory holding the ipc:// endpoints */
-  const char **listen;      /* extra PUB endpoints (tcp://host:port); FETCH is served on port+1 */
+/* Declared, not included: the header needs neither libuv's nor SQLite's. */
+struct uv_loop_s;
+struct sqlite3;
+
+typedef struct choreo_host choreo_host;
+
+/* How a host is opened; see `choreo run` in README.md. Strings are copied. */
+typedef struct choreo_host_config {
+  const char *dir;  /* directory of the Lua scripts (watched for hot reload); required */
+  const char *name; /* service name, unique on the bus; NULL: the directory's base name */
+  const char *data; /* SQLite database file; NULL: DIR/.choreo/NAME.db */
+  const char *bus;  /* bus directory of the ipc:// endpoints; NULL: $XDG_RUNTIME_DIR/choreo,
+                       else /tmp/choreo-$UID */
+  const char *const *listen; /* extra PUB endpoints (tcp://HOST:PORT); FETCH on PORT + 1 */
   size_t nlisten;
-  const char **peers;       /* extra peers' PUB endpoints, same convention */
+  const char *const *peers; /* other hosts' PUB endpoints, same convention */
   size_t npeers;
-  uint64_t instruction_limit; /* per handler call; 0 = default */
-  size_t memory_limit;        /* bytes for the scripts' Lua state; 0 = default */
-} choreo_host_options;
+  uint64_t instruction_limit; /* per handler call; 0: 100,000,000 */
+  size_t memory_limit;        /* bytes for the scripts' Lua state; 0: 256 MiB */
+  /* The loop to run on, owned by the caller, who runs it. NULL: the host makes its own, which
+   * choreo_host_run() runs. */
+  struct uv_loop_s *loop;
+} choreo_host_config;
 
-/* Runs a host until SIGINT/SIGTERM. Returns 0 after a clean stop, or a negative error after
- * printing one line on stderr. */
-int choreo_host_run(const choreo_host_options *opts);
+/* Opens the database, loads the scripts and starts listening and dialing peers on the loop.
+ * Nothing is handled before the loop runs. On failure *out is NULL and err holds one line. */
+CHOREO_EXTERN int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err,
+                                   size_t errlen);
+/* Runs the host's own loop until the host stops. CHOREO_EINVAL for a host on a caller's loop. */
+CHOREO_EXTERN int choreo_host_run(choreo_host *h);
+/* Asks the host to stop, from any thread: between two batches it closes its sockets, timers and
+ * watchers; choreo_host_run() then returns, and on a caller's loop choreo_host_stopped() turns
+ * true. Calling it again does nothing. */
+CHOREO_EXTERN void choreo_host_stop(choreo_host *h);
+CHOREO_EXTERN bool choreo_host_stopped(const choreo_host *h);
+/* Frees the host. One still running is stopped first (its loop is run until its handles have
+ * closed). NULL is allowed. */
+CHOREO_EXTERN void choreo_host_close(choreo_host *h);
+/* The loop the host runs on (its own or the caller's). */
+CHOREO_EXTERN struct uv_loop_s *choreo_host_loop(choreo_host *h);
+
+/* A message as a C handler sees it. Strings are NUL-terminated and valid during the call;
+ * optional ones are NULL when absent. */
+typedef struct choreo_message {
+  const char *id, *source, *type, *kind, *time;
+  const char *to, *subject, *correlationid, *causationid;
+  int64_t seq;
+  const void *data; /* the msgpack encoding of the data; NULL when there is none */
+  size_t data_len;
+} choreo_message;
+
+/* What a C handler works with while it runs: emit messages and use the database, in the
+ * message's transaction. Valid during the call only. */
+typedef struct choreo_ctx choreo_ctx;
+
+/* A C handler returns 0, or anything else to fail: its effects roll back and the message is
+ * retried exactly as when a Lua handler raises (3 attempts, then 1 s, 5 s, 30 s, then a dead
+ * letter). choreo_ctx_fail() names the reason. */
+typedef int (*choreo_handler_fn)(choreo_ctx *ctx, const choreo_message *msg, void *ud);
+
+/* Registers fn for a message type, or for every type starting with a prefix given as
+ * "Prefix*". C handlers run before the Lua ones, in the same transaction and savepoint. They
+ * stay across reloads. */
+CHOREO_EXTERN int choreo_host_on(choreo_host *h, const char *pattern, choreo_handler_fn fn,
+                                 void *ud);
+
+/* Appends an event (to every subscriber, this host included) or a command (to the host named
+ * `to`) to the log, in a transaction of its own, and publishes it. json is the data as JSON
+ * text, or NULL for none. *seq (if not NULL) receives its sequence number. */
+CHOREO_EXTERN int choreo_host_publish(choreo_host *h, const char *type, const char *json,
+                                      int64_t *seq);
+CHOREO_EXTERN int choreo_host_send(choreo_host *h, const char *to, const char *type,
+                                   const char *json, int64_t *seq);
+
+/* Loads the scripts afresh and swaps them in between two batches; on failure the running
+ * scripts stay and err holds "file:line: message". Edits to the directory reload by
+ * themselves; this is for hosts whose files change in ways a watcher cannot see. */
+CHOREO_EXTERN int choreo_host_reload(choreo_host *h, char *err, size_t errlen);
+
+/* What `choreo status` shows. Strings are the host's, valid until the next call into it. */
+typedef struct choreo_host_status {
+  const char *name, *dir;
+  unsigned generation;      /* of the scripts: 1 at start, +1 per successful reload */
+  const char *reload_error; /* "" when the last reload succeeded */
+  int64_t head;             /* the last seq in this host's log */
+  int64_t own_applied;      /* the last seq of its own log its handlers have seen */
+  int64_t dead_letters;
+  uint64_t bad_frames; /* malformed frames and requests refused */
+  size_t npeers;
+} choreo_host_status;
+
+typedef struct choreo_peer_status {
+  const char *name; /* "" until a --peer endpoint has answered */
+  const char *url;
+  int64_t applied, head, lag;
+} choreo_peer_status;
+
+CHOREO_EXTERN int choreo_host_status_get(choreo_host *h, choreo_host_status *out);
+/* Peer i of choreo_host_status.npeers; CHOREO_ENOENT past the end. */
+CHOREO_EXTERN int choreo_host_peer_get(choreo_host *h, size_t i, choreo_peer_status *out);
+
+/* Inside a handler: emit a message that commits with the one being handled and inherits its
+ * correlation (causation: its id). json as in choreo_host_publish(). A reply goes to the
+ * message's source. */
+CHOREO_EXTERN int choreo_ctx_publish(choreo_ctx *ctx, const char *type, const char *json);
+CHOREO_EXTERN int choreo_ctx_send(choreo_ctx *ctx, const char *to, const char *type,
+                                  const char *json);
+CHOREO_EXTERN int choreo_ctx_reply(choreo_ctx *ctx, const char *type, const char *json);
+/* The host's database, inside the message's transaction (as ctx.db for Lua): do not begin,
+ * commit or roll back; savepoints of your own are fine. */
+CHOREO_EXTERN struct sqlite3 *choreo_ctx_db(choreo_ctx *ctx);
+/* Records why the handler fails (for the log and the dead letter) and returns CHOREO_ESCRIPT,
+ * for `return choreo_ctx_fail(ctx, "no such order");`. */
+CHOREO_EXTERN int choreo_ctx_fail(choreo_ctx *ctx, const char *reason);
+
+/* The message's data as JSON text ("null" when there is none): malloc'd, free() it; NULL when
+ * memory runs out. */
+CHOREO_EXTERN char *choreo_message_json(const choreo_message *msg);
 
 #endif

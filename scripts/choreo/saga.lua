@@ -1,20 +1,17 @@
 -- choreo.saga: process managers (sagas) on top of choreo.on, ctx.db and ctx:timeout.
 --
 -- A saga instance is identified by (saga name, correlation key). Its state is a plain Lua table
--- stored in choreo_sagas, read before and written after each message in that message's
--- transaction, so state, emitted messages and timeouts commit together or not at all. Messages
--- for one host are handled one at a time, so two messages for an instance never interleave.
--- Timeouts set through the saga's ctx carry the instance in their subject and come back to it.
+-- kept by the engine (choreo.sagastore, over the choreo_sagas table), read before and written
+-- after each message in that message's transaction, so state, emitted messages and timeouts
+-- commit together or not at all. Messages for one host are handled one at a time, so two
+-- messages for an instance never interleave. Timeouts set through the saga's ctx carry the
+-- instance in their subject and come back to it.
+
+local store = require "choreo.sagastore"
 
 local SUBJECT_PREFIX = "saga:"
 
 return function(choreo)
-  choreo.db:exec([[create table if not exists choreo_sagas(
-    name text not null, key text not null, state blob not null, version integer not null,
-    updated text not null, primary key (name, key))]])
-  choreo.db:exec([[create table if not exists choreo_saga_misses(
-    name text not null, type text not null, count integer not null, primary key (name, type))]])
-
   local defined = {}
 
   local function subject_of(name, key)
@@ -103,31 +100,25 @@ return function(choreo)
     local key, not_ours = key_of(name, def, msg)
     if not_ours then return end
     local version = def.version or 1
-    local row = ctx.db:one("select state, version from choreo_sagas where name = ? and key = ?", name, key)
-    local state
-    if row then
-      state = choreo.unpack(row.state)
-      if row.version ~= version then
-        if def.migrate then state = def.migrate(state, row.version) or state end
+    local state, stored_version = store.load(name, key)
+    if state ~= nil then
+      if stored_version ~= version and def.migrate then
+        state = def.migrate(state, stored_version) or state
       end
     elseif msg.kind ~= "timeout" and def.starts_set[msg.type] then
       state = {}
     else
       ctx.log.info("saga", name, "has no instance", key, "for", msg.type, "- ignored")
-      ctx.db:exec([[insert into choreo_saga_misses(name, type, count) values (?, ?, 1)
-        on conflict(name, type) do update set count = count + 1]], name, msg.type)
+      store.miss(name, msg.type)
       return
     end
     local sctx = saga_ctx(ctx, name, key)
     def.on[msg.type](state, msg, sctx)
     if sctx.completed then
-      ctx.db:exec("delete from choreo_sagas where name = ? and key = ?", name, key)
+      store.remove(name, key)
       ctx:cancel_timeouts(subject_of(name, key))
     else
-      ctx.db:exec([[insert into choreo_sagas(name, key, state, version, updated)
-        values (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-        on conflict(name, key) do update set state = excluded.state, version = excluded.version,
-          updated = excluded.updated]], name, key, choreo.pack(state), version)
+      store.save(name, key, state, version)
     end
   end
 

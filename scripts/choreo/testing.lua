@@ -72,25 +72,17 @@ end
 
 -- host:dead_letters() -> { {id=, type=, error=, traceback=, attempts=}, ... }
 function Host:dead_letters()
-  local list = {}
-  local sql = "select id, type, error, traceback, attempts from choreo_dead_letters order by id"
-  for row in self.db:rows(sql) do
-    list[#list + 1] = row
-  end
-  return list
+  return self.engine:dead_letters()
 end
 
 -- host:saga(name, key) -> the instance's state table, or nil (never started, or completed)
 function Host:saga(name, key)
-  local ok, row = pcall(self.db.one, self.db,
-    "select state from choreo_sagas where name = ? and key = ?", name, tostring(key))
-  if not ok or not row then return nil end
-  return engine.unpack(row.state)
+  return self.engine:saga(name, tostring(key))
 end
 
 -- host:timeouts() -> number of pending timeouts
 function Host:timeouts()
-  return self.db:one("select count(*) as n from choreo_timeouts").n
+  return self.engine:timeouts()
 end
 
 -- host:reload() -> true | nil, "file:line: message"

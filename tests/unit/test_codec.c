@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "choreo.h"
+#include "clock.h"
 #include "codec.h"
 
 static const char *const TIME = "2026-11-27T03:00:00.123456Z";

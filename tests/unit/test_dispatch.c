@@ -12,6 +12,7 @@
 #include "check.h"
 #include "choreo.h"
 #include "engine.h"
+#include "lua_scripts.h"
 
 static char dir[64];
 static int64_t fake_now = 1700000000000; /* the engines' clock, in ms */
@@ -58,7 +59,7 @@ static void remove_file(const char *name) {
 
 static choreo_engine *open_engine(void) {
   choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
-                              .now_ms = fake_clock};
+                              .scripts = &choreo_lua_scripts, .now_ms = fake_clock};
   char err[512] = "";
   choreo_engine *e = NULL;
   int rc = choreo_engine_open(&e, &cfg, err, sizeof err);
@@ -113,7 +114,23 @@ static int64_t query_int(choreo_engine *e, const char *sql) {
 }
 
 static int64_t checkpoint(choreo_engine *e, const char *source) {
-  return choreo_store_checkpoint(choreo_engine_store(e), source);
+  int64_t seq = -99;
+  CHECK(choreo_engine_checkpoint(e, source, &seq) == 0);
+  return seq;
+}
+
+static int64_t head(choreo_engine *e) {
+  int64_t seq = -99;
+  CHECK(choreo_engine_head(e, &seq) == 0);
+  return seq;
+}
+
+/* Runs the due retries, and returns the next due time. */
+static int64_t run_retries(choreo_engine *e, choreo_apply_result *res) {
+  int64_t due = -99;
+  CHECK(choreo_engine_run_retries(e, res) == 0);
+  CHECK(choreo_engine_next_retry(e, &due) == 0);
+  return due;
 }
 
 static void test_applies_in_order(void) {
@@ -130,7 +147,7 @@ static void test_applies_in_order(void) {
   CHECK(query_int(e, "select count(*) from got where type = 'Ping' and source = 'peer'") == 3);
   CHECK(query_int(e, "select group_concat(n, '') from (select n from got order by rowid)") == 123);
   /* Each Ping published one Pinged: our log holds them, our own handlers have not run yet. */
-  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+  CHECK(head(e) == 3);
   CHECK(query_int(e, "select count(*) from choreo_log where type = 'Pinged'") == 3);
   CHECK(checkpoint(e, "svc") == 0);
   CHECK(choreo_engine_bad_frames(e) == 0);
@@ -151,7 +168,7 @@ static void test_duplicates_are_skipped(void) {
   CHECK(res.applied == 0 && res.skipped == 3 && res.failed == 0 && !res.gap);
   CHECK(checkpoint(e, "peer") == 3);
   CHECK(query_int(e, "select count(*) from got") == 3);
-  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+  CHECK(head(e) == 3);
   /* Overlapping: 2 and 3 are duplicates, 4 and 5 are new. */
   build_frame(&frame, "peer", 2, 4, NULL);
   CHECK(apply(e, &frame, &res) == 0);
@@ -181,7 +198,7 @@ static void test_gap_applies_nothing(void) {
   CHECK(res.first == 4 && res.count == 2 && strcmp(res.source, "peer") == 0);
   CHECK(checkpoint(e, "peer") == 2);
   CHECK(query_int(e, "select count(*) from got") == 2);
-  CHECK(choreo_store_head(choreo_engine_store(e)) == 2);
+  CHECK(head(e) == 2);
   /* A source we have never heard from must start at 1. */
   build_frame(&frame, "newcomer", 2, 1, NULL);
   CHECK(apply(e, &frame, &res) == 0 && res.gap && res.applied == 0);
@@ -252,7 +269,7 @@ static void test_malformed_frames(void) {
   /* None of it left a trace, and a good frame still applies. */
   CHECK(checkpoint(e, "peer") == 0);
   CHECK(query_int(e, "select count(*) from got") == 0);
-  CHECK(choreo_store_head(choreo_engine_store(e)) == 0);
+  CHECK(head(e) == 0);
   build_frame(&frame, "peer", 1, 2, NULL);
   CHECK(apply(e, &frame, &res) == 0 && res.applied == 2);
   CHECK(choreo_engine_bad_frames(e) == bad);
@@ -308,11 +325,11 @@ static void test_failing_handler_is_deferred(void) {
   CHECK(query_int(e, "select count(*) from choreo_dead_letters") == 0);
 
   /* Not due yet: nothing runs. */
-  CHECK(choreo_engine_run_retries(e, &res) == fake_now + 1000);
+  CHECK(run_retries(e, &res) == fake_now + 1000);
   CHECK(res.applied == 0 && res.failed == 0);
   /* Due: the retry runs, fails again and waits for the next step (5 s). */
   fake_now += 1000;
-  int64_t next = choreo_engine_run_retries(e, &res);
+  int64_t next = run_retries(e, &res);
   CHECK(res.failed == 1 && res.applied == 0);
   CHECK(next == fake_now + 5000);
   CHECK(query_int(e, "select attempts from choreo_retries") == 4);
@@ -329,7 +346,8 @@ static void own_log(choreo_engine *e, int64_t after, char *types, size_t size, c
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
   types[0] = cause[0] = '\0';
-  CHECK(choreo_store_read_frame(choreo_engine_store(e), "svc", after, 100, 1 << 20, &buf) >= 0);
+  int rows;
+  CHECK(choreo_engine_read_log(e, after, 100, 1 << 20, &buf, &rows) == 0);
   choreo_frame_reader r;
   CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
   choreo_msg m;
@@ -355,7 +373,7 @@ static void test_own_events(void) {
 
   build_frame(&frame, "peer", 1, 3, NULL);
   CHECK(apply(e, &frame, &res) == 0 && res.applied == 3);
-  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+  CHECK(head(e) == 3);
   char types[256], cause[64];
   own_log(e, 0, types, sizeof types, cause, sizeof cause);
   CHECK(strcmp(types, "Pinged Pinged Pinged") == 0);
@@ -376,7 +394,7 @@ static void test_own_events(void) {
   CHECK(res.applied == 0 && !pending);
   CHECK(query_int(e, "select count(*) from got where type = 'Pinged'") == 3);
   /* Pinged handlers emit nothing, so the log did not grow. */
-  CHECK(choreo_store_head(choreo_engine_store(e)) == 3);
+  CHECK(head(e) == 3);
 
   /* choreo_engine_emit (choreo publish) appends outside any handler; own dispatch delivers it. */
   msgpack_sbuffer data;
@@ -442,7 +460,8 @@ static void test_reload(void) {
 
 static void test_open_with_broken_script(void) {
   write_file("zz_broken.lua", "local choreo = require 'choreo'\nchoreo.on('X', function(\n");
-  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:"};
+  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
+                              .scripts = &choreo_lua_scripts};
   char err[512] = "";
   choreo_engine *e = NULL;
   CHECK(choreo_engine_open(&e, &cfg, err, sizeof err) == CHOREO_ESCRIPT);

@@ -1,7 +1,6 @@
 /* Unit tests of runtime/store.c: the log's seq under commits, rollbacks and savepoints,
  * checkpoints across a reopen, frames read back through the codec, delayed retries and dead
  * letters. Most tests use ":memory:"; the durable ones use a file in a fresh /tmp directory. */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,79 @@
 #include "check.h"
 #include "choreo.h"
 #include "store.h"
+
+/* The store's "value or error" readers, checked, as values. */
+static int64_t head_of(choreo_store *s) {
+  int64_t v = -99;
+  CHECK(choreo_store_head(s, &v) == 0);
+  return v;
+}
+
+static int64_t checkpoint_of(choreo_store *s, const char *source) {
+  int64_t v = -99;
+  CHECK(choreo_store_checkpoint(s, source, &v) == 0);
+  return v;
+}
+
+static int64_t retry_due_of(choreo_store *s) {
+  int64_t v = -99;
+  CHECK(choreo_store_retry_next_due(s, &v) == 0);
+  return v;
+}
+
+static int64_t dead_count_of(choreo_store *s) {
+  int64_t v = -99;
+  CHECK(choreo_store_dead_count(s, &v) == 0);
+  return v;
+}
+
+/* The number of rows in the frame, or the error. */
+static int read_frame(choreo_store *s, const char *source, int64_t after, int max_count,
+                      size_t max_bytes, msgpack_sbuffer *out) {
+  int rows = -99;
+  int rc = choreo_store_read_frame(s, source, after, max_count, max_bytes, out, &rows);
+  return rc ? rc : rows;
+}
+
+/* Dead letters as listed, copied out of the callback. */
+typedef struct dead_copy {
+  int64_t id, seq;
+  char source[32], type[64], error[64], time[40];
+  bool has_traceback;
+  int attempts;
+  char msg_type[64], msg_source[32];
+  int64_t msg_seq;
+} dead_copy;
+
+typedef struct dead_list {
+  int n;
+  dead_copy d[8];
+} dead_list;
+
+static int collect_dead(void *ud, const choreo_dead_letter *d) {
+  dead_list *l = ud;
+  if (l->n == 8) return CHOREO_ENOMEM;
+  dead_copy *c = &l->d[l->n++];
+  memset(c, 0, sizeof *c);
+  c->id = d->id;
+  c->seq = d->seq;
+  c->attempts = d->attempts;
+  c->has_traceback = d->traceback != NULL;
+  snprintf(c->source, sizeof c->source, "%s", d->source);
+  snprintf(c->type, sizeof c->type, "%s", d->type);
+  snprintf(c->error, sizeof c->error, "%s", d->error);
+  snprintf(c->time, sizeof c->time, "%s", d->time);
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  if (choreo_msg_decode(d->raw, d->raw_len, &u, &m) == 0) {
+    snprintf(c->msg_type, sizeof c->msg_type, "%.*s", (int)m.type.n, m.type.p);
+    snprintf(c->msg_source, sizeof c->msg_source, "%.*s", (int)m.source.n, m.source.p);
+    c->msg_seq = m.seq;
+  }
+  msgpack_unpacked_destroy(&u);
+  return 0;
+}
 
 static choreo_store *open_memory(void) {
   char err[256] = "";
@@ -32,7 +104,7 @@ static void log_types(choreo_store *s, int64_t after, char *out, size_t size) {
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
   out[0] = '\0';
-  CHECK(choreo_store_read_frame(s, "orders", after, 100, 1 << 20, &buf) >= 0);
+  CHECK(read_frame(s, "orders", after, 100, 1 << 20, &buf) >= 0);
   choreo_frame_reader r;
   CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
   choreo_msg m;
@@ -46,14 +118,14 @@ static void log_types(choreo_store *s, int64_t after, char *out, size_t size) {
 
 static void test_append_assigns_seq(void) {
   choreo_store *s = open_memory();
-  CHECK(choreo_store_head(s) == 0);
+  CHECK(head_of(s) == 0);
   CHECK(append(s, "A") == 1);
   CHECK(append(s, "B") == 2);
   CHECK(append(s, "C") == 3);
-  CHECK(choreo_store_head(s) == 3);
+  CHECK(head_of(s) == 3);
   choreo_msg_fields bad = {.source = "orders", .kind = "event"}; /* no type */
   CHECK(choreo_store_append(s, &bad, NULL) == CHOREO_EINVAL);
-  CHECK(choreo_store_head(s) == 3);
+  CHECK(head_of(s) == 3);
   choreo_store_close(s);
 }
 
@@ -64,7 +136,7 @@ static void test_rollback_reuses_seq(void) {
   CHECK(append(s, "B") == 2);
   CHECK(append(s, "C") == 3);
   CHECK(choreo_store_rollback(s) == 0);
-  CHECK(choreo_store_head(s) == 1);
+  CHECK(head_of(s) == 1);
   CHECK(choreo_store_begin(s) == 0);
   CHECK(append(s, "D") == 2);
   CHECK(choreo_store_commit(s) == 0);
@@ -85,7 +157,7 @@ static void test_savepoint_rolls_back_one_message(void) {
   CHECK(append(s, "C") == 3);
   CHECK(choreo_store_set_checkpoint(s, "payments", 9) == 0);
   CHECK(choreo_store_rollback_savepoint(s) == 0);
-  CHECK(choreo_store_checkpoint(s, "payments") == 0);
+  CHECK(checkpoint_of(s, "payments") == 0);
   CHECK(choreo_store_savepoint(s) == 0);
   CHECK(append(s, "D") == 2);
   CHECK(choreo_store_release(s) == 0);
@@ -97,7 +169,7 @@ static void test_savepoint_rolls_back_one_message(void) {
   CHECK(choreo_store_savepoint(s) == 0);
   CHECK(append(s, "E") == 3);
   CHECK(choreo_store_rollback_savepoint(s) == 0);
-  CHECK(choreo_store_head(s) == 2);
+  CHECK(head_of(s) == 2);
   choreo_store_close(s);
 }
 
@@ -111,11 +183,11 @@ static void test_checkpoints_survive_reopen(void) {
   char err[256];
   choreo_store *s = NULL;
   CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
-  CHECK(choreo_store_checkpoint(s, "payments") == 0);
+  CHECK(checkpoint_of(s, "payments") == 0);
   CHECK(choreo_store_set_checkpoint(s, "payments", 5) == 0);
   CHECK(choreo_store_set_checkpoint(s, "shipping", 7) == 0);
   CHECK(choreo_store_set_checkpoint(s, "payments", 6) == 0);
-  CHECK(choreo_store_checkpoint(s, "payments") == 6);
+  CHECK(checkpoint_of(s, "payments") == 6);
   CHECK(choreo_store_begin(s) == 0);
   CHECK(append(s, "A") == 1);
   CHECK(choreo_store_commit(s) == 0);
@@ -127,10 +199,10 @@ static void test_checkpoints_survive_reopen(void) {
   choreo_store_close(s);
 
   CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
-  CHECK(choreo_store_checkpoint(s, "payments") == 6);
-  CHECK(choreo_store_checkpoint(s, "shipping") == 7);
-  CHECK(choreo_store_checkpoint(s, "billing") == 0);
-  CHECK(choreo_store_head(s) == 1);
+  CHECK(checkpoint_of(s, "payments") == 6);
+  CHECK(checkpoint_of(s, "shipping") == 7);
+  CHECK(checkpoint_of(s, "billing") == 0);
+  CHECK(head_of(s) == 1);
   choreo_store_close(s);
 
   unlink(wal);
@@ -149,7 +221,7 @@ static void test_read_frame(void) {
 
   /* Everything, and the size of each message for the byte limit below. */
   size_t len[5] = {0};
-  CHECK(choreo_store_read_frame(s, "orders", 0, 100, 1 << 20, &buf) == 5);
+  CHECK(read_frame(s, "orders", 0, 100, 1 << 20, &buf) == 5);
   CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
   CHECK(r.first == 1 && r.count == 5 && r.head == 5 && choreo_str_eq(r.source, "orders"));
   for (int i = 0; i < 5; i++) {
@@ -161,7 +233,7 @@ static void test_read_frame(void) {
   choreo_frame_close(&r);
 
   /* The count limit, and `out` is cleared first. */
-  CHECK(choreo_store_read_frame(s, "orders", 1, 2, 1 << 20, &buf) == 2);
+  CHECK(read_frame(s, "orders", 1, 2, 1 << 20, &buf) == 2);
   CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
   CHECK(r.first == 2 && r.count == 2 && r.head == 5);
   CHECK(choreo_frame_next(&r, &m) == 1 && m.seq == 2);
@@ -170,16 +242,16 @@ static void test_read_frame(void) {
   choreo_frame_close(&r);
 
   /* The byte limit: messages fit exactly, and one more byte's worth does not. */
-  CHECK(choreo_store_read_frame(s, "orders", 0, 100, len[0] + len[1], &buf) == 2);
-  CHECK(choreo_store_read_frame(s, "orders", 0, 100, len[0] + len[1] - 1, &buf) == 1);
+  CHECK(read_frame(s, "orders", 0, 100, len[0] + len[1], &buf) == 2);
+  CHECK(read_frame(s, "orders", 0, 100, len[0] + len[1] - 1, &buf) == 1);
   /* A single message larger than the limit still goes out alone. */
-  CHECK(choreo_store_read_frame(s, "orders", 2, 100, 1, &buf) == 1);
+  CHECK(read_frame(s, "orders", 2, 100, 1, &buf) == 1);
   CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
   CHECK(r.first == 3 && r.count == 1 && r.head == 5);
   choreo_frame_close(&r);
 
   /* Past the head: an empty frame that still tells the head. */
-  CHECK(choreo_store_read_frame(s, "orders", 5, 100, 1 << 20, &buf) == 0);
+  CHECK(read_frame(s, "orders", 5, 100, 1 << 20, &buf) == 0);
   CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
   CHECK(r.count == 0 && r.head == 5);
   CHECK(choreo_frame_next(&r, &m) == 0);
@@ -233,33 +305,33 @@ static void test_retries(void) {
   msgpack_unpacked_init(&u);
   choreo_msg m;
 
-  CHECK(choreo_store_retry_next_due(s) == -1);
+  CHECK(retry_due_of(s) == -1);
   make_msg(&buf, &u, "Late", 1, &m);
   CHECK(choreo_store_retry_add(s, &m, 3, 300, "boom") == 0);
   make_msg(&buf, &u, "Early", 2, &m);
   CHECK(choreo_store_retry_add(s, &m, 4, 100, "boom") == 0);
   make_msg(&buf, &u, "Middle", 3, &m);
   CHECK(choreo_store_retry_add(s, &m, 5, 200, NULL) == 0);
-  CHECK(choreo_store_retry_next_due(s) == 100);
+  CHECK(retry_due_of(s) == 100);
 
   seen v = {0};
   CHECK(choreo_store_retry_each_due(s, 99, 10, collect, &v) == 0 && v.n == 0);
-  CHECK(choreo_store_retry_each_due(s, 250, 10, collect, &v) == 2);
+  CHECK(choreo_store_retry_each_due(s, 250, 10, collect, &v) == 0 && v.n == 2);
   CHECK(v.n == 2 && v.seq[0] == 2 && v.attempts[0] == 4 && v.seq[1] == 3 && v.attempts[1] == 5);
   v.n = 0;
-  CHECK(choreo_store_retry_each_due(s, 1000, 1, collect, &v) == 1 && v.seq[0] == 2);
+  CHECK(choreo_store_retry_each_due(s, 1000, 1, collect, &v) == 0 && v.n == 1 && v.seq[0] == 2);
   int calls = 0;
   CHECK(choreo_store_retry_each_due(s, 1000, 10, stop, &calls) == CHOREO_ESCRIPT && calls == 1);
 
   /* Removing from inside the walk is what dispatch does. */
   v.n = 0;
-  CHECK(choreo_store_retry_each_due(s, 250, 10, collect, &v) == 2);
+  CHECK(choreo_store_retry_each_due(s, 250, 10, collect, &v) == 0 && v.n == 2);
   for (int i = 0; i < v.n; i++) CHECK(choreo_store_retry_remove(s, v.id[i]) == 0);
-  CHECK(choreo_store_retry_next_due(s) == 300);
+  CHECK(retry_due_of(s) == 300);
   v.n = 0;
-  CHECK(choreo_store_retry_each_due(s, 1000, 10, collect, &v) == 1 && v.seq[0] == 1);
+  CHECK(choreo_store_retry_each_due(s, 1000, 10, collect, &v) == 0 && v.n == 1 && v.seq[0] == 1);
   CHECK(choreo_store_retry_remove(s, v.id[0]) == 0);
-  CHECK(choreo_store_retry_next_due(s) == -1);
+  CHECK(retry_due_of(s) == -1);
 
   msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
@@ -279,7 +351,7 @@ static void test_remembered_values_follow_rollbacks(void) {
   CHECK(choreo_store_retry_add(s, &m, 3, 500, "boom") == 0);
   CHECK(choreo_store_set_checkpoint(s, "payments", 6) == 0);
   CHECK(append(s, "A") == 1);
-  CHECK(choreo_store_retry_next_due(s) == 500);
+  CHECK(retry_due_of(s) == 500);
   uint64_t epoch = choreo_store_epoch(s);
 
   CHECK(choreo_store_begin(s) == 0);
@@ -287,15 +359,15 @@ static void test_remembered_values_follow_rollbacks(void) {
   CHECK(append(s, "B") == 2);
   CHECK(choreo_store_set_checkpoint(s, "payments", 9) == 0);
   CHECK(choreo_store_retry_add(s, &m, 3, 100, "boom") == 0);
-  CHECK(choreo_store_head(s) == 2 && choreo_store_checkpoint(s, "payments") == 9);
-  CHECK(choreo_store_retry_next_due(s) == 100);
+  CHECK(head_of(s) == 2 && checkpoint_of(s, "payments") == 9);
+  CHECK(retry_due_of(s) == 100);
   CHECK(choreo_store_epoch(s) == epoch);
   CHECK(choreo_store_rollback(s) == 0);
   CHECK(!choreo_store_in_transaction(s));
   CHECK(choreo_store_epoch(s) != epoch);
-  CHECK(choreo_store_head(s) == 1);
-  CHECK(choreo_store_checkpoint(s, "payments") == 6);
-  CHECK(choreo_store_retry_next_due(s) == 500);
+  CHECK(head_of(s) == 1);
+  CHECK(checkpoint_of(s, "payments") == 6);
+  CHECK(retry_due_of(s) == 500);
   msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
   choreo_store_close(s);
@@ -309,58 +381,53 @@ static void test_dead_letters(void) {
   msgpack_unpacked_init(&u);
   choreo_msg m;
 
-  char *text = choreo_store_dead_list_json(s);
-  CHECK(text && strcmp(text, "[]") == 0);
-  free(text);
+  dead_list list = {0};
+  CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0);
+  CHECK(list.n == 0);
 
   make_msg(&buf, &u, "PaymentRequested", 7, &m);
   CHECK(choreo_store_dead_add(s, &m, 4, "handler.lua:3: boom", "stack traceback: ...") == 0);
   make_msg(&buf, &u, "Refund", 8, &m);
   CHECK(choreo_store_dead_add(s, &m, 1, "no", NULL) == 0);
-  CHECK(choreo_store_dead_count(s) == 2);
+  CHECK(dead_count_of(s) == 2);
 
-  text = choreo_store_dead_list_json(s);
-  cJSON *list = text ? cJSON_Parse(text) : NULL;
-  free(text);
-  CHECK(cJSON_IsArray(list) && cJSON_GetArraySize(list) == 2);
-  cJSON *d = cJSON_GetArrayItem(list, 0);
-  int64_t first_id = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "id"));
-  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(d, "source")), "payments") == 0);
-  CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(d, "seq")) == 7);
-  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(d, "type")), "PaymentRequested") == 0);
-  CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(d, "attempts")) == 4);
-  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(d, "error")), "handler.lua:3: boom") == 0);
-  CHECK(cJSON_IsString(cJSON_GetObjectItem(d, "traceback")));
-  CHECK(cJSON_IsString(cJSON_GetObjectItem(d, "time")));
-  cJSON *msg = cJSON_GetObjectItem(d, "message");
-  CHECK(cJSON_IsObject(msg));
-  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(msg, "type")), "PaymentRequested") == 0);
-  CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(msg, "id")), "payments/7") == 0);
-  d = cJSON_GetArrayItem(list, 1);
-  int64_t second_id = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "id"));
-  CHECK(cJSON_IsNull(cJSON_GetObjectItem(d, "traceback")));
-  cJSON_Delete(list);
+  CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0);
+  CHECK(list.n == 2);
+  dead_copy *d = &list.d[0];
+  int64_t first_id = d->id;
+  CHECK(strcmp(d->source, "payments") == 0);
+  CHECK(d->seq == 7);
+  CHECK(strcmp(d->type, "PaymentRequested") == 0);
+  CHECK(d->attempts == 4);
+  CHECK(strcmp(d->error, "handler.lua:3: boom") == 0);
+  CHECK(d->has_traceback);
+  CHECK(d->time[0] != '\0');
+  CHECK(strcmp(d->msg_type, "PaymentRequested") == 0);
+  CHECK(strcmp(d->msg_source, "payments") == 0 && d->msg_seq == 7);
+  d = &list.d[1];
+  int64_t second_id = d->id;
+  CHECK(!d->has_traceback);
 
   /* A retry inside a transaction that rolls back leaves the dead letter where it was. */
   CHECK(choreo_store_begin(s) == 0);
   CHECK(choreo_store_dead_retry(s, first_id, 5000) == 0);
-  CHECK(choreo_store_dead_count(s) == 1);
+  CHECK(dead_count_of(s) == 1);
   CHECK(choreo_store_rollback(s) == 0);
-  CHECK(choreo_store_dead_count(s) == 2);
-  CHECK(choreo_store_retry_next_due(s) == -1);
+  CHECK(dead_count_of(s) == 2);
+  CHECK(retry_due_of(s) == -1);
 
   CHECK(choreo_store_dead_retry(s, first_id, 5000) == 0);
-  CHECK(choreo_store_dead_count(s) == 1);
-  CHECK(choreo_store_retry_next_due(s) == 5000);
+  CHECK(dead_count_of(s) == 1);
+  CHECK(retry_due_of(s) == 5000);
   seen v = {0};
-  CHECK(choreo_store_retry_each_due(s, 5000, 10, collect, &v) == 1);
+  CHECK(choreo_store_retry_each_due(s, 5000, 10, collect, &v) == 0 && v.n == 1);
   CHECK(v.seq[0] == 7 && v.attempts[0] == 0);
 
   CHECK(choreo_store_dead_retry(s, first_id, 5000) == CHOREO_ENOENT);
   CHECK(choreo_store_dead_retry(s, 999, 5000) == CHOREO_ENOENT);
   CHECK(choreo_store_dead_drop(s, 999) == CHOREO_ENOENT);
   CHECK(choreo_store_dead_drop(s, second_id) == 0);
-  CHECK(choreo_store_dead_count(s) == 0);
+  CHECK(dead_count_of(s) == 0);
   /* The failed retries left no savepoint behind: a transaction can start. */
   CHECK(choreo_store_begin(s) == 0);
   CHECK(choreo_store_commit(s) == 0);
@@ -383,7 +450,7 @@ static void test_dead_retry_failure(void) {
   CHECK(sqlite3_exec(choreo_store_db(s), "DROP TABLE choreo_retries", NULL, NULL, NULL) == 0);
   CHECK(choreo_store_dead_retry(s, 1, 5000) == CHOREO_EIO);
   CHECK(strstr(choreo_store_errmsg(s), "choreo_retries") != NULL);
-  CHECK(choreo_store_dead_count(s) == 1);
+  CHECK(dead_count_of(s) == 1);
   CHECK(strstr(choreo_store_errmsg(s), "choreo_retries") == NULL);
   CHECK(choreo_store_begin(s) == 0);
   CHECK(choreo_store_commit(s) == 0);

@@ -8,7 +8,26 @@
 #include "check.h"
 #include "choreo.h"
 #include "engine.h"
+#include "lua_scripts.h"
 #include "timeouts.h"
+
+static int64_t next_due_of(choreo_timeouts *t) {
+  int64_t v = -99;
+  CHECK(choreo_timeouts_next_due(t, &v) == 0);
+  return v;
+}
+
+static int64_t next_timeout_of(choreo_engine *e) {
+  int64_t v = -99;
+  CHECK(choreo_engine_next_timeout(e, &v) == 0);
+  return v;
+}
+
+static int64_t count_of(choreo_timeouts *t) {
+  int64_t v = -99;
+  CHECK(choreo_timeouts_count(t, &v) == 0);
+  return v;
+}
 
 static int taken_count;
 static char taken_types[8][16];
@@ -29,22 +48,23 @@ static choreo_timeouts *open_timeouts(sqlite3 **db) {
 static void test_order_and_take(void) {
   sqlite3 *db;
   choreo_timeouts *t = open_timeouts(&db);
-  CHECK(choreo_timeouts_next_due(t) == -1);
+  CHECK(next_due_of(t) == -1);
   choreo_timeout a = {.due_ms = 300, .type = "Late", .subject = "saga:S:1"};
   choreo_timeout b = {.due_ms = 100, .type = "Early", .data = "\x01", .data_len = 1};
   choreo_timeout c = {.due_ms = 200, .type = "Middle", .subject = "saga:S:1"};
   CHECK(choreo_timeouts_add(t, &a) == 0);
   CHECK(choreo_timeouts_add(t, &b) == 0);
   CHECK(choreo_timeouts_add(t, &c) == 0);
-  CHECK(choreo_timeouts_count(t) == 3);
-  CHECK(choreo_timeouts_next_due(t) == 100);
+  CHECK(count_of(t) == 3);
+  CHECK(next_due_of(t) == 100);
   taken_count = 0;
-  CHECK(choreo_timeouts_take_due(t, 250, 10, take, NULL) == 2);
+  CHECK(choreo_timeouts_take_due(t, 250, 10, take, NULL) == 0);
   CHECK(taken_count == 2 && strcmp(taken_types[0], "Early") == 0 &&
         strcmp(taken_types[1], "Middle") == 0);
-  CHECK(choreo_timeouts_count(t) == 1);
-  CHECK(choreo_timeouts_take_due(t, 250, 10, take, NULL) == 0); /* taken ones are gone */
-  CHECK(choreo_timeouts_next_due(t) == 300);
+  CHECK(count_of(t) == 1);
+  CHECK(choreo_timeouts_take_due(t, 250, 10, take, NULL) == 0);
+  CHECK(taken_count == 2); /* taken ones are gone */
+  CHECK(next_due_of(t) == 300);
   choreo_timeouts_close(t);
   sqlite3_close(db);
 }
@@ -57,8 +77,8 @@ static void test_cancel_by_subject(void) {
   CHECK(choreo_timeouts_add(t, &a) == 0 && choreo_timeouts_add(t, &a) == 0);
   CHECK(choreo_timeouts_add(t, &b) == 0);
   CHECK(choreo_timeouts_cancel(t, "saga:S:1") == 0);
-  CHECK(choreo_timeouts_count(t) == 1);
-  CHECK(choreo_timeouts_next_due(t) == 2);
+  CHECK(count_of(t) == 1);
+  CHECK(next_due_of(t) == 2);
   CHECK(choreo_timeouts_cancel(t, "saga:nobody") == 0);
   choreo_timeouts_close(t);
   sqlite3_close(db);
@@ -76,7 +96,7 @@ static void test_callback_error_keeps_rows(void) {
   CHECK(choreo_timeouts_add(t, &a) == 0 && choreo_timeouts_add(t, &a) == 0);
   int calls = 0;
   CHECK(choreo_timeouts_take_due(t, 10, 10, fail_second, &calls) == CHOREO_EIO);
-  CHECK(choreo_timeouts_count(t) == 2); /* nothing deleted: the caller rolls back and retries */
+  CHECK(count_of(t) == 2); /* nothing deleted: the caller rolls back and retries */
   choreo_timeouts_close(t);
   sqlite3_close(db);
 }
@@ -107,18 +127,22 @@ static void test_engine_fires_through_the_log(void) {
   fclose(f);
   choreo_engine *e = NULL;
   char err[512];
-  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:", .now_ms = fake_clock};
+  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
+                              .scripts = &choreo_lua_scripts, .now_ms = fake_clock};
   CHECK(choreo_engine_open(&e, &cfg, err, sizeof err) == 0);
   if (!e) return;
   CHECK(choreo_engine_emit(e, "event", NULL, "Start", NULL, 0, NULL) == 0);
   bool pending = true;
   choreo_apply_result r;
   while (pending) CHECK(choreo_engine_apply_own(e, 100, &pending, &r) == 0);
-  CHECK(choreo_engine_next_timeout(e) == 6000);
-  CHECK(choreo_engine_fire_timeouts(e) == 6000); /* not due yet: nothing moves */
+  CHECK(next_timeout_of(e) == 6000);
+  CHECK(choreo_engine_fire_timeouts(e) == 0);
+  CHECK(next_timeout_of(e) == 6000); /* not due yet: nothing moves */
   fake_now = 6000;
-  CHECK(choreo_engine_fire_timeouts(e) == -1);
-  CHECK(choreo_engine_fire_timeouts(e) == -1);
+  CHECK(choreo_engine_fire_timeouts(e) == 0);
+  CHECK(next_timeout_of(e) == -1);
+  CHECK(choreo_engine_fire_timeouts(e) == 0);
+  CHECK(next_timeout_of(e) == -1);
   pending = true;
   while (pending) CHECK(choreo_engine_apply_own(e, 100, &pending, &r) == 0);
   sqlite3_stmt *st;

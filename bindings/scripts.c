@@ -1,0 +1,250 @@
+/* One generation of a service's scripts (choreo_lua_scripts in lua_scripts.h). Embedding
+ * follows Redis's lessons: the count hook keeps raising once the budget is spent, so a
+ * handler's own pcall cannot swallow the timeout; a custom allocator caps memory; errors carry
+ * file:line and a traceback. */
+#include <dirent.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bindings.h"
+#include "choreo.h"
+#include "lua_scripts.h"
+
+#define HOOK_EVERY 1000
+#define KNOWN_TYPE_MAX 128
+
+typedef struct choreo_scripts {
+  lua_State *L;
+  choreo_engine *engine;
+  size_t mem_used, mem_limit;
+  uint64_t instruction_limit;
+  int64_t budget; /* instructions left in the current call */
+  choreo_lua_handlers *handlers; /* the registry's counters */
+  /* The last type asked about with choreo_scripts_handles, and the answer, valid while the
+   * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
+  struct {
+    uint64_t version;
+    size_t len; /* 0: nothing known */
+    char type[KNOWN_TYPE_MAX];
+    bool any;
+  } known;
+} choreo_scripts;
+
+static choreo_scripts *scripts_of(lua_State *L) {
+  return *(choreo_scripts **)lua_getextraspace(L);
+}
+
+choreo_engine *choreo_lua_engine(lua_State *L) {
+  choreo_scripts *s = scripts_of(L);
+  return s ? s->engine : NULL; /* NULL in states that are not a service's scripts */
+}
+
+static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  choreo_scripts *s = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    s->mem_used -= old;
+    return NULL;
+  }
+  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) s->mem_used = s->mem_used - old + nsize;
+  return p;
+}
+
+static void scripts_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  choreo_scripts *s = scripts_of(L);
+  s->budget -= HOOK_EVERY;
+  if (s->budget <= 0) {
+    /* From now on raise at every instruction, so that code catching the error with pcall
+     * cannot run on: the raise lands in the catching code itself. */
+    lua_sethook(L, scripts_hook, LUA_MASKCOUNT, 1);
+    /* Level 0 is the Lua function the hook interrupted: name its file and line. */
+    luaL_where(L, 0);
+    lua_pushfstring(L, "exceeded the instruction limit (%I)", (lua_Integer)s->instruction_limit);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+}
+
+static int scripts_os_exit(lua_State *L) {
+  return luaL_error(L, "os.exit is not allowed in a choreo script");
+}
+
+static int scripts_traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Runs the function below nargs arguments under the budget. On failure, err gets the first
+ * line(s) of the message and *traceback (if asked) the full traceback. */
+static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
+                         char **traceback) {
+  lua_State *L = s->L;
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, scripts_traceback);
+  lua_insert(L, base);
+  s->budget = (int64_t)s->instruction_limit;
+  lua_sethook(L, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  int status = lua_pcall(L, nargs, 0, base);
+  lua_sethook(L, NULL, 0, 0);
+  if (status == LUA_OK && s->budget > 0) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (status == LUA_OK) { /* the handler caught the limit error itself: it still failed */
+    lua_pop(L, 1);
+    snprintf(err, errlen, "exceeded the instruction limit (%llu)",
+             (unsigned long long)s->instruction_limit);
+    lua_gc(L, LUA_GCCOLLECT);
+    return CHOREO_ESCRIPT;
+  }
+  if (status == LUA_ERRMEM) {
+    snprintf(err, errlen, "exceeded the memory limit (%zu bytes)", s->mem_limit);
+  } else {
+    const char *full = lua_tostring(L, -1);
+    if (!full) full = "(error object is not a string)";
+    const char *cut = strstr(full, "\nstack traceback:");
+    size_t n = cut ? (size_t)(cut - full) : strlen(full);
+    snprintf(err, errlen, "%.*s", (int)n, full);
+    if (traceback) *traceback = strdup(full);
+  }
+  lua_pop(L, 2);
+  lua_gc(L, LUA_GCCOLLECT); /* give back what a failed call grabbed */
+  return CHOREO_ESCRIPT;
+}
+
+static int scripts_is_lua_file(const struct dirent *d) {
+  size_t n = strlen(d->d_name);
+  return d->d_name[0] != '.' && n > 4 && strcmp(d->d_name + n - 4, ".lua") == 0;
+}
+
+static int scripts_load_dir(choreo_scripts *s, const char *dir, char *err, size_t errlen) {
+  struct dirent **names;
+  int n = scandir(dir, &names, scripts_is_lua_file, alphasort);
+  if (n < 0) {
+    snprintf(err, errlen, "%s: cannot read the scripts directory", dir);
+    return CHOREO_ENOENT;
+  }
+  int rc = 0;
+  for (int i = 0; i < n; i++) {
+    if (!rc) {
+      char path[PATH_MAX];
+      snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+      if (luaL_loadfile(s->L, path) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(s->L, -1));
+        lua_pop(s->L, 1);
+        rc = CHOREO_ESCRIPT;
+      } else {
+        rc = scripts_pcall(s, 0, err, errlen, NULL);
+      }
+    }
+    free(names[i]);
+  }
+  free(names);
+  return rc;
+}
+
+static void scripts_free(void *scripts) {
+  choreo_scripts *s = scripts;
+  if (!s) return;
+  lua_close(s->L);
+  free(s);
+}
+
+static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t instruction_limit,
+                        size_t memory_limit, char *err, size_t errlen) {
+  choreo_scripts *s = calloc(1, sizeof *s);
+  if (!s) return CHOREO_ENOMEM;
+  s->engine = e;
+  s->mem_limit = memory_limit;
+  s->instruction_limit = instruction_limit;
+  s->L = choreo_lua_state_new(scripts_alloc, s, dir, scripts_os_exit);
+  if (!s->L) {
+    free(s);
+    snprintf(err, errlen, "cannot create a Lua state");
+    return CHOREO_ENOMEM;
+  }
+  *(choreo_scripts **)lua_getextraspace(s->L) = s;
+  s->handlers = choreo_lua_handlers_init(s->L);
+  int rc = scripts_load_dir(s, dir, err, errlen);
+  if (rc) {
+    scripts_free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+static int scripts_count_handlers(lua_State *L) {
+  const choreo_str *type = lua_touserdata(L, 1);
+  choreo_lua_handlers_push(L, *type);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+  return 1;
+}
+
+static bool scripts_handles(void *scripts, choreo_str type) {
+  choreo_scripts *s = scripts;
+  uint64_t version = s->handlers->version;
+  if (s->known.len && s->known.version == version && s->known.len == type.n &&
+      memcmp(s->known.type, type.p, type.n) == 0)
+    return s->known.any;
+  lua_pushcfunction(s->L, scripts_count_handlers);
+  lua_pushlightuserdata(s->L, &type);
+  if (lua_pcall(s->L, 1, 1, 0) != LUA_OK) {
+    lua_pop(s->L, 1);
+    return true; /* cannot tell (out of memory): let delivery try and fail visibly */
+  }
+  bool any = lua_tointeger(s->L, -1) > 0;
+  lua_pop(s->L, 1);
+  s->known.len = 0;
+  if (type.n > 0 && type.n <= KNOWN_TYPE_MAX) {
+    memcpy(s->known.type, type.p, type.n);
+    s->known.len = type.n;
+    s->known.version = version;
+    s->known.any = any;
+  }
+  return any;
+}
+
+/* Runs the handlers one after another in one protected call, so the budget covers them all, the
+ * first error stops the rest (their effects roll back together), and building the msg table
+ * cannot fail outside protection. */
+static int scripts_run_handlers(lua_State *L) {
+  const choreo_msg *m = lua_touserdata(L, 1);
+  choreo_lua_handlers_push(L, m->type);
+  choreo_lua_push_msg(L, m);
+  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    lua_pushvalue(L, 3);
+    lua_pushvalue(L, 4);
+    lua_call(L, 2, 0);
+  }
+  return 0;
+}
+
+static int scripts_deliver(void *scripts, const choreo_msg *m, char *err, size_t errlen,
+                           char **traceback) {
+  choreo_scripts *s = scripts;
+  lua_State *L = s->L;
+  *traceback = NULL;
+  lua_pushcfunction(L, scripts_run_handlers);
+  lua_pushlightuserdata(L, (void *)m);
+  return scripts_pcall(s, 1, err, errlen, traceback);
+}
+
+const choreo_scripts_ops choreo_lua_scripts = {
+    .load = scripts_load,
+    .free = scripts_free,
+    .handles = scripts_handles,
+    .deliver = scripts_deliver,
+};

@@ -1,0 +1,227 @@
+/* The subcommands that talk to a running host over its control socket: publish, send, status
+ * and dead. Each sends one JSON request (see control.c) and prints the answer for people. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "cli.h"
+#include "json.h"
+
+#define ANSWER_WAIT_MS 10000
+
+typedef struct client_hosts {
+  int found;
+  char first[CHOREO_NAME_MAX + 1];
+  char names[512]; /* "a, b, c" for the error message */
+} client_hosts;
+
+static void client_found(void *ud, const char *name) {
+  client_hosts *hs = ud;
+  if (hs->found++ == 0) snprintf(hs->first, sizeof hs->first, "%s", name);
+  size_t used = strlen(hs->names);
+  snprintf(hs->names + used, sizeof hs->names - used, "%s%s", used ? ", " : "", name);
+}
+
+/* Finds the host to talk to: --host, or the only one on the bus. */
+static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *name,
+                            size_t namesize) {
+  char err[PATH_MAX + 64];
+  if (choreo_bus_dir(a->bus, bus, bussize, err, sizeof err)) return cli_fail("%s", err);
+  if (a->host) {
+    if (!choreo_name_valid(a->host)) return cli_usage("invalid host name '%s'", a->host);
+    snprintf(name, namesize, "%s", a->host);
+    return CLI_OK;
+  }
+  client_hosts hs = {0};
+  choreo_bus_each_host(bus, "ctl", client_found, &hs);
+  snprintf(name, namesize, "%s", hs.first);
+  const char *names = hs.names;
+  int found = hs.found;
+  if (found == 1) return CLI_OK;
+  if (found == 0) return cli_fail("no host is running on bus %s", bus);
+  fprintf(stderr, "choreo: several hosts on bus %s (%s): pick one with --host\n", bus, names);
+  return CLI_USAGE;
+}
+
+/* Sends one request; on success *answer is the parsed answer with "ok": true. */
+static int client_request(const cli_args *a, cJSON *request, cJSON **answer) {
+  char bus[PATH_MAX], name[CHOREO_NAME_MAX + 1], url[PATH_MAX + 64];
+  int rc = client_pick_host(a, bus, sizeof bus, name, sizeof name);
+  if (rc) {
+    cJSON_Delete(request);
+    return rc;
+  }
+  char *text = cJSON_PrintUnformatted(request);
+  cJSON_Delete(request);
+  choreo_bus_ipc_url(url, sizeof url, bus, name, "ctl");
+  nng_socket s;
+  char *reply = NULL;
+  size_t len = 0;
+  int rv = nng_req0_open(&s);
+  if (!rv) {
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, ANSWER_WAIT_MS);
+    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, ANSWER_WAIT_MS);
+    nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
+    rv = nng_dial(s, url, NULL, 0);
+    if (rv) {
+      free(text);
+      nng_close(s);
+      return cli_fail("no host named '%s' is running on this bus", name);
+    }
+    rv = nng_send(s, text, strlen(text) + 1, 0);
+    if (!rv) rv = nng_recv(s, &reply, &len, NNG_FLAG_ALLOC);
+    nng_close(s);
+  }
+  free(text);
+  if (rv) return cli_fail("host did not answer: %s", nng_strerror(rv));
+  *answer = cJSON_ParseWithLength(reply, len);
+  nng_free(reply, len);
+  if (!*answer) return cli_fail("%s", "host sent an unreadable answer");
+  if (!cJSON_IsTrue(cJSON_GetObjectItem(*answer, "ok"))) {
+    const cJSON *e = cJSON_GetObjectItem(*answer, "error");
+    rc = cli_fail("%s", cJSON_IsString(e) ? e->valuestring : "request failed");
+    cJSON_Delete(*answer);
+    return rc;
+  }
+  return CLI_OK;
+}
+
+/* publish TYPE [JSON] / send TO TYPE [JSON] */
+static int client_emit(const cli_args *a, const char *op, int positional) {
+  if (a->nrest < positional || a->nrest > positional + 1)
+    return cli_usage("%s", positional == 1 ? "usage: choreo publish [--host NAME] TYPE [JSON]"
+                                           : "usage: choreo send [--host NAME] TO TYPE [JSON]");
+  for (int i = 0; i < a->nrest; i++)
+    if (a->rest[i][0] == '-' && a->rest[i][1] == '-') return cli_usage("unknown option '%s'", a->rest[i]);
+  const char *json = a->nrest > positional ? a->rest[positional] : NULL;
+  if (json) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    char err[256];
+    int bad = choreo_json_to_msgpack(json, &sb, err, sizeof err);
+    msgpack_sbuffer_destroy(&sb);
+    if (bad) return cli_usage("%s", err);
+  }
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", op);
+  if (positional == 2) cJSON_AddStringToObject(req, "to", a->rest[0]);
+  cJSON_AddStringToObject(req, "type", a->rest[positional - 1]);
+  if (json) cJSON_AddStringToObject(req, "data", json);
+  cJSON *answer;
+  int rc = client_request(a, req, &answer);
+  if (rc) return rc;
+  printf("%s %s\n", strcmp(op, "send") == 0 ? "sent" : "published",
+         cJSON_GetObjectItem(answer, "id")->valuestring);
+  cJSON_Delete(answer);
+  return CLI_OK;
+}
+
+int cli_publish(const cli_args *a) { return client_emit(a, "publish", 1); }
+int cli_send(const cli_args *a) { return client_emit(a, "send", 2); }
+
+static double client_num(const cJSON *o, const char *field) {
+  const cJSON *v = cJSON_GetObjectItem(o, field);
+  return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *client_str(const cJSON *o, const char *field) {
+  const cJSON *v = cJSON_GetObjectItem(o, field);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+int cli_status(const cli_args *a) {
+  if (a->nrest) return cli_usage("status takes no argument, got '%s'", a->rest[0]);
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "status");
+  cJSON *s;
+  int rc = client_request(a, req, &s);
+  if (rc) return rc;
+  const char *reload = client_str(s, "reload_error");
+  printf("host          %s\nversion       %s\nscripts       %s\ngeneration    %.0f\n"
+         "reload error  %s\nlog head      %.0f\nown applied   %.0f\ndead letters  %.0f\n"
+         "bad frames    %.0f\n",
+         client_str(s, "name"), client_str(s, "version"), client_str(s, "dir"),
+         client_num(s, "generation"), reload[0] ? reload : "none", client_num(s, "head"),
+         client_num(s, "own_checkpoint"), client_num(s, "dead_letters"),
+         client_num(s, "bad_frames"));
+  const cJSON *p;
+  cJSON_ArrayForEach(p, cJSON_GetObjectItem(s, "peers")) {
+    printf("peer          %-16s applied %.0f of %.0f, lag %.0f (%s)\n",
+           client_str(p, "name")[0] ? client_str(p, "name") : "?", client_num(p, "checkpoint"),
+           client_num(p, "head"), client_num(p, "lag"), client_str(p, "url"));
+  }
+  cJSON_Delete(s);
+  return CLI_OK;
+}
+
+int cli_dead(const cli_args *a) {
+  const char *action = a->nrest ? a->rest[0] : "";
+  bool list = strcmp(action, "list") == 0;
+  if (!(list && a->nrest == 1) && !((strcmp(action, "retry") == 0 || strcmp(action, "drop") == 0) && a->nrest == 2))
+    return cli_usage("%s", "usage: choreo dead [--host NAME] list|retry ID|drop ID");
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "dead");
+  cJSON_AddStringToObject(req, "action", action);
+  if (!list) {
+    char *end;
+    errno = 0;
+    long long id = strtoll(a->rest[1], &end, 10);
+    if (*end || id <= 0 || errno || id > (1LL << 53)) {
+      cJSON_Delete(req);
+      return cli_usage("dead letter id must be a positive integer, got '%s'", a->rest[1]);
+    }
+    cJSON_AddNumberToObject(req, "id", (double)id);
+  }
+  cJSON *answer;
+  int rc = client_request(a, req, &answer);
+  if (rc) return rc;
+  if (list) {
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(answer, "dead_letters")) {
+      printf("%.0f  %s  from %s/%.0f  after %.0f attempts: %s\n", client_num(d, "id"),
+             client_str(d, "type"), client_str(d, "source"), client_num(d, "seq"),
+             client_num(d, "attempts"), client_str(d, "error"));
+    }
+  } else {
+    printf("%s %s\n", strcmp(action, "retry") == 0 ? "retrying" : "dropped", a->rest[1]);
+  }
+  cJSON_Delete(answer);
+  return CLI_OK;
+}
+
+/* sagas list [NAME] | sagas show NAME KEY */
+int cli_sagas(const cli_args *a) {
+  const char *action = a->nrest ? a->rest[0] : "";
+  bool show = strcmp(action, "show") == 0;
+  if (!((strcmp(action, "list") == 0 && a->nrest <= 2) || (show && a->nrest == 3)))
+    return cli_usage("%s", "usage: choreo sagas [--host NAME] list [SAGA] | show SAGA KEY");
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "sagas");
+  cJSON_AddStringToObject(req, "action", action);
+  if (a->nrest > 1) cJSON_AddStringToObject(req, "name", a->rest[1]);
+  if (show) cJSON_AddStringToObject(req, "key", a->rest[2]);
+  cJSON *answer;
+  int rc = client_request(a, req, &answer);
+  if (rc) return rc;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, cJSON_GetObjectItem(answer, "sagas")) {
+    if (show) {
+      char *state = cJSON_Print(cJSON_GetObjectItem(item, "state"));
+      printf("saga     %s\nkey      %s\nversion  %.0f\nupdated  %s\nstate    %s\n",
+             client_str(item, "name"), client_str(item, "key"), client_num(item, "version"),
+             client_str(item, "updated"), state ? state : "?");
+      free(state);
+    } else {
+      printf("%s  %s  (version %.0f, updated %s)\n", client_str(item, "name"),
+             client_str(item, "key"), client_num(item, "version"), client_str(item, "updated"));
+    }
+  }
+  cJSON_Delete(answer);
+  return CLI_OK;
+}

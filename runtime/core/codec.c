@@ -1,0 +1,419 @@
+/* The wire codec (DESIGN.md §5): messages as msgpack maps keyed by CloudEvents attribute names,
+ * frames as a header array followed by contiguous messages, and the structure walker that
+ * vets every byte from the network before msgpack-c sees it.
+ *
+ * msgpack-c's C unpacker trusts the lengths it reads: an array header claiming 4 billion
+ * elements makes it allocate 4 billion objects before it notices the input is short, and
+ * nesting deeper than its fixed 32-level stack is a parse error only after work is done.
+ * So every decoding entry point first runs codec_check_one() over the raw bytes, which proves
+ * that each claimed length fits in what is actually there; msgpack-c then only ever sees
+ * well-formed input and allocates at most a small multiple of the input size. */
+#include "codec.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "choreo.h"
+#include "clock.h"
+
+/* msgpack-c's MSGPACK_EMBED_STACK_SIZE (unpack_define.h, not exported by <msgpack.h>): nothing
+ * nested deeper can be unpacked, so checking deeper would only approve undecodable input. */
+#define CODEC_MAX_LEVELS 32
+
+/* What one msgpack type byte announces. */
+enum { CODEC_SCALAR, CODEC_BLOB, CODEC_ARRAY, CODEC_MAP };
+
+static uint64_t codec_be(const unsigned char *p, int width) {
+  uint64_t v = 0;
+  for (int i = 0; i < width; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* Walks one complete object starting at *pp, without building anything: on success *pp is
+ * moved past it. Iterative, with an explicit stack of "elements still expected" per open
+ * container, so hostile input costs neither C stack nor memory. Each container adds one level
+ * (a scalar is depth 0, [] is depth 1, [[1]] is depth 2); empty containers count too, because
+ * msgpack-c reserves a stack slot for them as well. */
+static int codec_check_one(const unsigned char **pp, const unsigned char *end, int max_depth) {
+  uint64_t left[CODEC_MAX_LEVELS];
+  int top = 0;
+  const unsigned char *p = *pp;
+
+  do {
+    if (p == end) return CHOREO_EINVAL;
+    unsigned b = *p++;
+    int kind = CODEC_SCALAR, width = 0; /* width: bytes of the big-endian length field */
+    size_t after = 0;                   /* header bytes after the length field (ext type) */
+    uint64_t n = 0;                     /* payload bytes, or elements of a container */
+
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      /* fixint, nil, bool: the type byte is everything */
+    } else if (b <= 0x8f) {
+      kind = CODEC_MAP, n = b & 0x0f;
+    } else if (b <= 0x9f) {
+      kind = CODEC_ARRAY, n = b & 0x0f;
+    } else if (b <= 0xbf) {
+      n = b & 0x1f; /* fixstr */
+    } else {
+      switch (b) {
+      case 0xc4: case 0xc5: case 0xc6: kind = CODEC_BLOB, width = 1 << (b - 0xc4); break;
+      case 0xc7: case 0xc8: case 0xc9: kind = CODEC_BLOB, width = 1 << (b - 0xc7), after = 1; break;
+      case 0xca: n = 4; break;
+      case 0xcb: n = 8; break;
+      case 0xcc: case 0xcd: case 0xce: case 0xcf: n = 1u << (b - 0xcc); break;
+      case 0xd0: case 0xd1: case 0xd2: case 0xd3: n = 1u << (b - 0xd0); break;
+      case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: n = 1 + (1u << (b - 0xd4)); break;
+      case 0xd9: case 0xda: case 0xdb: kind = CODEC_BLOB, width = 1 << (b - 0xd9); break;
+      case 0xdc: case 0xdd: kind = CODEC_ARRAY, width = 2 << (b - 0xdc); break;
+      case 0xde: case 0xdf: kind = CODEC_MAP, width = 2 << (b - 0xde); break;
+      default: return CHOREO_EINVAL; /* 0xc1 is never used */
+      }
+    }
+    if ((size_t)(end - p) < (size_t)width + after) return CHOREO_EINVAL;
+    if (width) n = codec_be(p, width);
+    p += width + after;
+
+    if (kind == CODEC_SCALAR || kind == CODEC_BLOB) {
+      if (n > (uint64_t)(end - p)) return CHOREO_EINVAL;
+      p += n;
+    } else {
+      if (top >= max_depth) return CHOREO_EINVAL;
+      if (kind == CODEC_MAP) n *= 2; /* at most 2 * (2^32 - 1): no overflow */
+      /* Every element takes at least one byte, so a claim beyond the bytes left is refused
+       * here, at once, instead of after walking to the end of the input. */
+      if (n > (uint64_t)(end - p)) return CHOREO_EINVAL;
+      if (n > 0) {
+        left[top++] = n;
+        continue;
+      }
+    }
+    /* One element is complete, and with it every container whose last element it was. */
+    while (top > 0 && --left[top - 1] == 0) top--;
+  } while (top > 0);
+
+  *pp = p;
+  return 0;
+}
+
+int choreo_msgpack_check(const char *buf, size_t len, size_t count, int max_depth) {
+  if (buf == NULL || max_depth < 0 || max_depth > CODEC_MAX_LEVELS) return CHOREO_EINVAL;
+  const unsigned char *p = (const unsigned char *)buf, *end = p + len;
+  size_t seen = 0;
+  do {
+    if (count && seen == count) return CHOREO_EINVAL; /* trailing bytes */
+    if (codec_check_one(&p, end, max_depth) != 0) return CHOREO_EINVAL;
+    seen++;
+  } while (p < end);
+  return count == 0 || seen == count ? 0 : CHOREO_EINVAL;
+}
+
+bool choreo_name_valid(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > CHOREO_NAME_MAX || name[0] == '.') return false;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i])) return false;
+  return true;
+}
+
+bool choreo_str_eq(choreo_str s, const char *c) {
+  size_t n = strlen(c);
+  return s.n == n && (n == 0 || memcmp(s.p, c, n) == 0);
+}
+
+/* ---- messages ---- */
+
+/* An empty attribute means the same as an absent one (CloudEvents requires optional attributes
+ * to be non-empty when present), so "" is never written and never reported as present. */
+static bool codec_present(const char *s) { return s != NULL && *s != '\0'; }
+
+static int codec_pack_cstr(msgpack_packer *pk, const char *s) {
+  return msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static int codec_pack_attr(msgpack_packer *pk, const char *key, const char *value) {
+  if (!codec_present(value)) return 0;
+  return codec_pack_cstr(pk, key) | codec_pack_cstr(pk, value);
+}
+
+int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
+  bool has_data = f->data != NULL && f->data_len > 0;
+  if (!codec_present(f->source) || !codec_present(f->type) || !codec_present(f->kind) ||
+      f->seq < 1)
+    return CHOREO_EINVAL;
+  /* What we append to a log must decode again, or it would poison every reader of the log. */
+  if (has_data && choreo_msgpack_check(f->data, f->data_len, 1, CHOREO_MAX_DEPTH) != 0)
+    return CHOREO_EINVAL;
+
+  char now[32], seq[24];
+  const char *time = f->time;
+  if (!codec_present(time)) {
+    choreo_time_now(now, sizeof now);
+    time = now;
+  }
+  int seq_len = snprintf(seq, sizeof seq, "%" PRId64, f->seq);
+  const char *optional[] = {f->subject, f->to, f->correlationid, f->causationid, f->traceparent};
+  size_t entries = 7 + (has_data ? 2 : 0); /* specversion id source type time seq kind */
+  for (size_t i = 0; i < sizeof optional / sizeof *optional; i++)
+    entries += codec_present(optional[i]);
+
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+  size_t mark = out->size;
+  size_t source_len = strlen(f->source);
+  /* Pack calls return 0 or -1 and the sbuffer stays consistent after a failed write, so the
+   * results are OR-ed and checked once; a failure truncates back to `mark`. */
+  int rc = msgpack_pack_map(&pk, entries);
+  rc |= codec_pack_attr(&pk, "specversion", "1.0");
+  rc |= codec_pack_cstr(&pk, "id");
+  rc |= msgpack_pack_str(&pk, source_len + 1 + (size_t)seq_len);
+  rc |= msgpack_pack_str_body(&pk, f->source, source_len);
+  rc |= msgpack_pack_str_body(&pk, "/", 1);
+  rc |= msgpack_pack_str_body(&pk, seq, (size_t)seq_len);
+  rc |= codec_pack_attr(&pk, "source", f->source);
+  rc |= codec_pack_attr(&pk, "type", f->type);
+  rc |= codec_pack_attr(&pk, "time", time);
+  rc |= codec_pack_attr(&pk, "subject", f->subject);
+  if (has_data) {
+    rc |= codec_pack_attr(&pk, "datacontenttype", "application/msgpack");
+    rc |= codec_pack_cstr(&pk, "data");
+    rc |= msgpack_sbuffer_write(out, f->data, f->data_len);
+  }
+  rc |= codec_pack_cstr(&pk, "seq");
+  rc |= msgpack_pack_int64(&pk, f->seq);
+  rc |= codec_pack_attr(&pk, "kind", f->kind);
+  rc |= codec_pack_attr(&pk, "to", f->to);
+  rc |= codec_pack_attr(&pk, "correlationid", f->correlationid);
+  rc |= codec_pack_attr(&pk, "causationid", f->causationid);
+  rc |= codec_pack_attr(&pk, "traceparent", f->traceparent);
+  if (rc != 0) {
+    out->size = mark;
+    return CHOREO_ENOMEM;
+  }
+  return 0;
+}
+
+/* String attributes and where they land in choreo_msg. specversion and datacontenttype are
+ * constants of this format: they are only type-checked. */
+#define CODEC_NOWHERE SIZE_MAX
+static const struct {
+  const char *name;
+  size_t offset;
+} codec_attrs[] = {
+    {"id", offsetof(choreo_msg, id)},
+    {"source", offsetof(choreo_msg, source)},
+    {"type", offsetof(choreo_msg, type)},
+    {"time", offsetof(choreo_msg, time)},
+    {"subject", offsetof(choreo_msg, subject)},
+    {"kind", offsetof(choreo_msg, kind)},
+    {"to", offsetof(choreo_msg, to)},
+    {"correlationid", offsetof(choreo_msg, correlationid)},
+    {"causationid", offsetof(choreo_msg, causationid)},
+    {"traceparent", offsetof(choreo_msg, traceparent)},
+    {"specversion", CODEC_NOWHERE},
+    {"datacontenttype", CODEC_NOWHERE},
+};
+
+static bool codec_key_is(const msgpack_object_str *key, const char *name) {
+  return choreo_str_eq((choreo_str){key->ptr, key->size}, name);
+}
+
+/* Fills *m (all but raw/raw_len) from a decoded message map. Unknown and non-string keys are
+ * skipped so that newer writers can add attributes without breaking older readers. */
+static int codec_msg_read(const msgpack_object *o, choreo_msg *m) {
+  bool have_seq = false;
+  memset(m, 0, sizeof *m);
+  if (o->type != MSGPACK_OBJECT_MAP) return CHOREO_EINVAL;
+
+  for (uint32_t i = 0; i < o->via.map.size; i++) {
+    const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+    if (k->type != MSGPACK_OBJECT_STR) continue;
+    if (codec_key_is(&k->via.str, "data")) {
+      m->data = v;
+      continue;
+    }
+    if (codec_key_is(&k->via.str, "seq")) {
+      if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 < 1 || v->via.u64 > INT64_MAX)
+        return CHOREO_EINVAL;
+      m->seq = (int64_t)v->via.u64;
+      have_seq = true;
+      continue;
+    }
+    for (size_t a = 0; a < sizeof codec_attrs / sizeof *codec_attrs; a++) {
+      if (!codec_key_is(&k->via.str, codec_attrs[a].name)) continue;
+      if (v->type != MSGPACK_OBJECT_STR) return CHOREO_EINVAL;
+      if (codec_attrs[a].offset != CODEC_NOWHERE && v->via.str.size > 0)
+        *(choreo_str *)((char *)m + codec_attrs[a].offset) =
+            (choreo_str){v->via.str.ptr, v->via.str.size};
+      break;
+    }
+  }
+  if (!have_seq || m->source.n == 0 || m->type.n == 0 || m->kind.n == 0) return CHOREO_EINVAL;
+  return 0;
+}
+
+/* A whole message map is one level more than its data, which is limited to CHOREO_MAX_DEPTH. */
+#define CODEC_MSG_DEPTH (CHOREO_MAX_DEPTH + 1)
+
+int choreo_msg_decode(const char *buf, size_t len, msgpack_unpacked *u, choreo_msg *out) {
+  size_t off = 0;
+  memset(out, 0, sizeof *out);
+  if (choreo_msgpack_check(buf, len, 1, CODEC_MSG_DEPTH) != 0) return CHOREO_EINVAL;
+  /* Checked input can only fail to unpack for want of memory. */
+  if (msgpack_unpack_next(u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS) return CHOREO_ENOMEM;
+  int rc = codec_msg_read(&u->data, out);
+  if (rc != 0) return rc;
+  out->raw = buf;
+  out->raw_len = len;
+  return 0;
+}
+
+/* ---- frames ---- */
+
+int choreo_frame_header(msgpack_sbuffer *out, const char *source, int64_t first, uint32_t count,
+                        int64_t head) {
+  /* first - 1 + count is the last seq in the frame; it must be representable. */
+  if (!codec_present(source) || first < 1 || head < 0 || first - 1 > INT64_MAX - (int64_t)count)
+    return CHOREO_EINVAL;
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+  size_t mark = out->size;
+  int rc = msgpack_pack_array(&pk, 5);
+  rc |= msgpack_pack_int(&pk, CHOREO_FRAME_VERSION);
+  rc |= codec_pack_cstr(&pk, source);
+  rc |= msgpack_pack_int64(&pk, first);
+  rc |= msgpack_pack_uint32(&pk, count);
+  rc |= msgpack_pack_int64(&pk, head);
+  if (rc != 0) {
+    out->size = mark;
+    return CHOREO_ENOMEM;
+  }
+  return 0;
+}
+
+static bool codec_uint(const msgpack_object *o, uint64_t max, uint64_t *v) {
+  if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) return false;
+  *v = o->via.u64;
+  return true;
+}
+
+/* Validates the header fields [version, source, first, count, head]. */
+static int codec_frame_read_header(choreo_frame_reader *r) {
+  const msgpack_object *h = &r->header.data;
+  uint64_t version, first, count, head;
+  if (h->type != MSGPACK_OBJECT_ARRAY || h->via.array.size != 5) return CHOREO_EINVAL;
+  const msgpack_object *f = h->via.array.ptr;
+  if (!codec_uint(&f[0], UINT64_MAX, &version) || version != CHOREO_FRAME_VERSION)
+    return CHOREO_EINVAL;
+  if (f[1].type != MSGPACK_OBJECT_STR || f[1].via.str.size == 0) return CHOREO_EINVAL;
+  if (!codec_uint(&f[2], INT64_MAX, &first) || first < 1 ||
+      !codec_uint(&f[3], UINT32_MAX, &count) || !codec_uint(&f[4], INT64_MAX, &head) ||
+      first - 1 > (uint64_t)INT64_MAX - count)
+    return CHOREO_EINVAL;
+  r->source = (choreo_str){f[1].via.str.ptr, f[1].via.str.size};
+  r->first = (int64_t)first;
+  r->count = (uint32_t)count;
+  r->head = (int64_t)head;
+  return 0;
+}
+
+/* Open proves the frame's structure: one header, exactly `count` well-formed objects after it,
+ * nothing more. Whether each object is a valid message with the expected seq is left to
+ * choreo_frame_next, so a frame costs one walk plus one decode per message. */
+static int codec_frame_validate(choreo_frame_reader *r) {
+  const unsigned char *p = (const unsigned char *)r->buf, *end = p + r->len;
+  size_t off = 0;
+  if (r->len > CHOREO_MAX_FRAME) return CHOREO_ETOOBIG;
+  if (codec_check_one(&p, end, 1) != 0) return CHOREO_EINVAL;
+  size_t header_len = (size_t)(p - (const unsigned char *)r->buf);
+  if (msgpack_unpack_next(&r->header, r->buf, header_len, &off) != MSGPACK_UNPACK_SUCCESS)
+    return CHOREO_ENOMEM;
+  int rc = codec_frame_read_header(r);
+  if (rc != 0) return rc;
+  for (uint32_t i = 0; i < r->count; i++)
+    if (codec_check_one(&p, end, CODEC_MSG_DEPTH) != 0) return CHOREO_EINVAL;
+  if (p != end) return CHOREO_EINVAL;
+  r->off = header_len;
+  return 0;
+}
+
+int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len) {
+  memset(r, 0, sizeof *r);
+  msgpack_unpacked_init(&r->header);
+  if (buf == NULL) return CHOREO_EINVAL;
+  if (!msgpack_zone_init(&r->zone, 2048)) return CHOREO_ENOMEM;
+  r->zone_ready = true;
+  r->buf = buf;
+  r->len = len;
+  int rc = codec_frame_validate(r);
+  if (rc != 0) {
+    /* Leave the reader closed and empty: closing it again is harmless, next() finds no
+     * message. */
+    choreo_frame_close(r);
+    memset(r, 0, sizeof *r);
+  }
+  return rc;
+}
+
+int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
+  size_t start = r->off;
+  if (r->index == r->count) return 0;
+  /* The structure was proven at open; only memory can fail here, and then nothing moved, so
+   * the call may be retried. */
+  msgpack_zone_clear(&r->zone);
+  msgpack_object obj;
+  size_t off = r->off;
+  int got = msgpack_unpack(r->buf, r->len, &off, &r->zone, &obj);
+  if (got != MSGPACK_UNPACK_SUCCESS && got != MSGPACK_UNPACK_EXTRA_BYTES) return CHOREO_ENOMEM;
+  r->off = off;
+  int64_t expected = r->first + r->index++;
+  int rc = codec_msg_read(&obj, out);
+  out->raw = r->buf + start;
+  out->raw_len = r->off - start;
+  if (rc != 0) return rc;
+  return out->seq == expected ? 1 : CHOREO_EINVAL;
+}
+
+void choreo_frame_close(choreo_frame_reader *r) {
+  msgpack_unpacked_destroy(&r->header);
+  if (r->zone_ready) msgpack_zone_destroy(&r->zone);
+  r->zone_ready = false;
+}
+
+/* ---- FETCH requests ---- */
+
+int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+  size_t mark = out->size;
+  int rc = msgpack_pack_array(&pk, 2);
+  rc |= codec_pack_cstr(&pk, "fetch");
+  rc |= msgpack_pack_int64(&pk, after < 0 ? -1 : after);
+  if (rc != 0) {
+    out->size = mark;
+    return CHOREO_ENOMEM;
+  }
+  return 0;
+}
+
+int choreo_fetch_decode(const char *buf, size_t len, int64_t *after) {
+  if (choreo_msgpack_check(buf, len, 1, 1) != 0) return CHOREO_EINVAL;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  int rc = msgpack_unpack_next(&u, buf, len, NULL) == MSGPACK_UNPACK_SUCCESS ? 0 : CHOREO_ENOMEM;
+  const msgpack_object *o = &u.data;
+  if (!rc && (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+              o->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+              !codec_key_is(&o->via.array.ptr[0].via.str, "fetch")))
+    rc = CHOREO_EINVAL;
+  const msgpack_object *n = rc ? NULL : &o->via.array.ptr[1];
+  if (n && n->type == MSGPACK_OBJECT_POSITIVE_INTEGER) /* past any log: answered with the head */
+    *after = n->via.u64 > INT64_MAX ? INT64_MAX : (int64_t)n->via.u64;
+  else if (n && n->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+    *after = -1;
+  else if (!rc)
+    rc = CHOREO_EINVAL;
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}

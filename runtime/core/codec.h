@@ -1,0 +1,96 @@
+/* Wire format (DESIGN.md §5): messages are msgpack maps keyed by CloudEvents attribute names;
+ * a frame is a header array [version, source, first_seq, count, head_seq] followed by `count`
+ * encoded messages with contiguous seq. Decoding is defensive: every input is validated before
+ * msgpack-c sees it, so claimed lengths can never exceed the bytes actually present. */
+#ifndef CHOREO_CODEC_H
+#define CHOREO_CODEC_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHOREO_FRAME_VERSION 1
+/* msgpack-c's C unpacker has a fixed stack of 32 levels; the whole message map is one of them. */
+#define CHOREO_MAX_DEPTH 30
+#define CHOREO_MAX_FRAME (16u << 20)
+
+/* A borrowed string: not NUL-terminated; n == 0 and p == NULL when absent. */
+typedef struct choreo_str {
+  const char *p;
+  size_t n;
+} choreo_str;
+
+/* A decoded message. Strings and data point into the buffer/zone it was decoded from. */
+typedef struct choreo_msg {
+  choreo_str id, source, type, time, subject, kind, to, correlationid, causationid, traceparent;
+  int64_t seq;
+  const msgpack_object *data; /* NULL when the message has no data */
+  const char *raw;            /* the whole encoded message, as stored in the log */
+  size_t raw_len;
+} choreo_msg;
+
+/* What a message is built from. NULL strings are left out of the map. `data` is the msgpack
+ * encoding of one value (NULL/0 for nil). id is derived: "<source>/<seq>". */
+typedef struct choreo_msg_fields {
+  const char *source, *type, *kind, *to, *subject, *correlationid, *causationid, *traceparent;
+  const char *time; /* RFC 3339; NULL means now */
+  int64_t seq;
+  const char *data;
+  size_t data_len;
+} choreo_msg_fields;
+
+/* Appends the encoding of one message to `out`. Returns 0 or CHOREO_EINVAL (missing
+ * source/type/kind, seq < 1). */
+int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out);
+
+/* Decodes exactly one message occupying buf[0..len). The message borrows from `buf` and from
+ * `u`, which the caller owns (msgpack_unpacked_init/destroy). Returns 0 or CHOREO_EINVAL. */
+int choreo_msg_decode(const char *buf, size_t len, msgpack_unpacked *u, choreo_msg *out);
+
+/* Checks that buf[0..len) holds exactly `count` complete msgpack objects (count == 0: any
+ * number, at least one), none nested deeper than max_depth, and no container claiming more
+ * elements than bytes remain. Depth counts containers: a scalar is depth 0, [] and [1] are
+ * depth 1, [[1]] is depth 2; empty containers count. max_depth is at most 32 (msgpack-c's own
+ * limit), else CHOREO_EINVAL. Returns 0 or CHOREO_EINVAL. */
+int choreo_msgpack_check(const char *buf, size_t len, size_t count, int max_depth);
+
+/* Frames. Writing: choreo_frame_header(), then append `count` encoded messages verbatim. */
+int choreo_frame_header(msgpack_sbuffer *out, const char *source, int64_t first, uint32_t count,
+                        int64_t head);
+
+/* Reading: validates the whole frame on open. Messages borrow from buf and the reader. */
+typedef struct choreo_frame_reader {
+  const char *buf;
+  size_t len, off;
+  choreo_str source;
+  int64_t first, head;
+  uint32_t count, index;
+  msgpack_unpacked header;
+  /* Holds the current message's objects; cleared, not freed, between messages, since a fresh
+   * zone per message was a malloc and free of 8 KiB each time. */
+  msgpack_zone zone;
+  bool zone_ready;
+} choreo_frame_reader;
+
+int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len);
+/* Returns 1 with *out filled (valid until the next call), 0 at the end, CHOREO_EINVAL if a
+ * message is malformed or its seq is not first + index. */
+int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out);
+void choreo_frame_close(choreo_frame_reader *r);
+
+/* FETCH requests, msgpack ["fetch", after]: a peer asks for our log after the seq it last
+ * applied; a negative `after` asks only for our name and head. decode returns CHOREO_EINVAL for
+ * anything else (a negative number reads as -1, one beyond INT64_MAX as INT64_MAX). */
+int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after);
+int choreo_fetch_decode(const char *buf, size_t len, int64_t *after);
+
+/* Service names (a message's source and to): 1..CHOREO_NAME_MAX of [A-Za-z0-9_.-], not
+ * starting with '.', since they also name files in the bus directory. */
+#define CHOREO_NAME_MAX 100
+bool choreo_name_valid(const char *name);
+
+/* True if the borrowed string equals the C string. */
+bool choreo_str_eq(choreo_str s, const char *c);
+
+#endif

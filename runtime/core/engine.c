@@ -1,0 +1,534 @@
+/* The engine (see engine.h): dispatch, retries and reload over one store, the C handlers and
+ * one generation of scripts. Every path into a handler goes through engine_deliver(), so
+ * retries, dead letters and the instruction/memory limits treat live, fetched, own and retried
+ * messages alike. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "choreo.h"
+#include "clock.h"
+#include "engine.h"
+#include "handlers.h"
+#include "log.h"
+#include "timeouts.h"
+
+/* Delayed back-off after the immediate attempts; past the last step a message is dead. */
+static const int64_t backoff_ms[] = {1000, 5000, 30000};
+#define BACKOFF_STEPS ((int)(sizeof backoff_ms / sizeof *backoff_ms))
+#define OWN_FRAME_BYTES (4u << 20)
+
+struct choreo_engine {
+  char *name, *dir;
+  choreo_store *store;
+  choreo_timeouts *timeouts;
+  choreo_sagas *sagas;
+  choreo_handlers *handlers;
+  const choreo_scripts_ops *ops; /* NULL: no scripts */
+  void *scripts;
+  unsigned generation;
+  char reload_error[1024];
+  uint64_t instruction_limit;
+  size_t memory_limit;
+  int64_t (*now_ms)(void *);
+  void *clock_ud;
+  const choreo_msg *current;
+  uint64_t bad_frames;
+  msgpack_sbuffer own_frame;
+  /* The earliest timeout, remembered under the store's epoch: asked after every commit. */
+  bool next_timeout_known;
+  int64_t next_timeout;
+  uint64_t next_timeout_epoch;
+};
+
+static int64_t engine_wall_clock(void *ud) {
+  (void)ud;
+  return choreo_clock_ms();
+}
+
+/* Loads a generation of scripts, or none for an engine without a scripting language. */
+static int engine_load_scripts(choreo_engine *e, void **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (!e->ops) return 0;
+  return e->ops->load(out, e, e->dir, e->instruction_limit, e->memory_limit, err, errlen);
+}
+
+int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, char *err,
+                       size_t errlen) {
+  struct stat st;
+  *out = NULL;
+  if (cfg->scripts && (!cfg->dir || stat(cfg->dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+    snprintf(err, errlen, "%s: no such directory", cfg->dir ? cfg->dir : "(none)");
+    return CHOREO_ENOENT;
+  }
+  if (!cfg->name || !choreo_name_valid(cfg->name)) {
+    snprintf(err, errlen, "invalid name '%s' (letters, digits, '_', '-', '.'; at most %d)",
+             cfg->name ? cfg->name : "", CHOREO_NAME_MAX);
+    return CHOREO_EINVAL;
+  }
+  choreo_engine *e = calloc(1, sizeof *e);
+  if (!e) return CHOREO_ENOMEM;
+  e->name = strdup(cfg->name);
+  e->dir = strdup(cfg->dir ? cfg->dir : "");
+  e->ops = cfg->scripts;
+  e->handlers = choreo_handlers_new();
+  e->instruction_limit = cfg->instruction_limit ? cfg->instruction_limit : CHOREO_DEFAULT_INSTRUCTIONS;
+  e->memory_limit = cfg->memory_limit ? cfg->memory_limit : CHOREO_DEFAULT_MEMORY;
+  e->now_ms = cfg->now_ms ? cfg->now_ms : engine_wall_clock;
+  e->clock_ud = cfg->clock_ud;
+  msgpack_sbuffer_init(&e->own_frame);
+  int rc = e->name && e->dir && e->handlers
+               ? choreo_store_open(&e->store, cfg->data, err, errlen) : CHOREO_ENOMEM;
+  if (!rc && (rc = choreo_timeouts_open(&e->timeouts, choreo_store_db(e->store))))
+    snprintf(err, errlen, "%s: cannot prepare the timeouts table", cfg->data);
+  if (!rc && (rc = choreo_sagas_open(&e->sagas, choreo_store_db(e->store))))
+    snprintf(err, errlen, "%s: cannot prepare the sagas tables", cfg->data);
+  if (!rc) rc = engine_load_scripts(e, &e->scripts, err, errlen);
+  if (rc) {
+    choreo_engine_close(e);
+    return rc;
+  }
+  e->generation = 1;
+  *out = e;
+  return 0;
+}
+
+void choreo_engine_close(choreo_engine *e) {
+  if (!e) return;
+  if (e->ops && e->scripts) e->ops->free(e->scripts);
+  choreo_handlers_free(e->handlers);
+  choreo_sagas_close(e->sagas);
+  choreo_timeouts_close(e->timeouts);
+  choreo_store_close(e->store);
+  msgpack_sbuffer_destroy(&e->own_frame);
+  free(e->name);
+  free(e->dir);
+  free(e);
+}
+
+const char *choreo_engine_name(choreo_engine *e) { return e->name; }
+sqlite3 *choreo_engine_db(choreo_engine *e) { return choreo_store_db(e->store); }
+const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->current : NULL; }
+unsigned choreo_engine_generation(choreo_engine *e) { return e->generation; }
+const char *choreo_engine_reload_error(choreo_engine *e) { return e->reload_error; }
+uint64_t choreo_engine_bad_frames(choreo_engine *e) { return e->bad_frames; }
+int64_t choreo_engine_now_ms(choreo_engine *e) { return e->now_ms(e->clock_ud); }
+
+int choreo_engine_on(choreo_engine *e, const char *pattern, choreo_handler_fn fn, void *ud) {
+  return choreo_handlers_add(e->handlers, pattern, fn, ud);
+}
+
+void choreo_engine_report(choreo_engine *e, const char *from, int rc,
+                          const choreo_apply_result *r) {
+  if (rc && rc != CHOREO_EINVAL)
+    choreo_log(CHOREO_LOG_ERROR, e->name, "applying messages from %s failed: %s", from,
+               choreo_strerror(rc));
+  if (r->applied || r->failed)
+    choreo_log(CHOREO_LOG_DEBUG, e->name, "from %s: %d applied, %d failed, %d skipped", from,
+               r->applied, r->failed, r->skipped);
+}
+
+int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
+  void *fresh;
+  int rc = engine_load_scripts(e, &fresh, err, errlen);
+  if (rc) {
+    snprintf(e->reload_error, sizeof e->reload_error, "%s", err);
+    return CHOREO_ESCRIPT;
+  }
+  if (e->scripts) e->ops->free(e->scripts);
+  e->scripts = fresh;
+  e->generation++;
+  e->reload_error[0] = '\0';
+  return 0;
+}
+
+/* Commands and replies are addressed; events go to everyone who handles them. */
+static bool engine_is_for_us(choreo_engine *e, const choreo_msg *m) {
+  if (choreo_str_eq(m->kind, "event")) return true;
+  if (choreo_str_eq(m->kind, "command") || choreo_str_eq(m->kind, "reply") ||
+      choreo_str_eq(m->kind, "timeout"))
+    return choreo_str_eq(m->to, e->name);
+  return false;
+}
+
+static bool engine_handles(choreo_engine *e, choreo_str type) {
+  return choreo_handlers_match(e->handlers, type) ||
+         (e->scripts && e->ops->handles(e->scripts, type));
+}
+
+/* One attempt inside its own savepoint: on failure only this message's effects roll back. */
+static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size_t errlen,
+                          char **traceback, bool *ok) {
+  int rc = choreo_store_savepoint(e->store);
+  if (rc) return rc;
+  e->current = m;
+  *ok = choreo_handlers_run(e->handlers, e, m, err, errlen) == 0 &&
+        (!e->scripts || e->ops->deliver(e->scripts, m, err, errlen, traceback) == 0);
+  e->current = NULL;
+  /* The batch is gone (SQLite rolled it back after a disk or memory error, or the script ran
+   * COMMIT or ROLLBACK): carrying on would commit the rest piecemeal. */
+  if (!choreo_store_in_transaction(e->store)) return CHOREO_EIO;
+  return *ok ? choreo_store_release(e->store) : choreo_store_rollback_savepoint(e->store);
+}
+
+/* A message that failed `attempts` times: wait for the next back-off step, or die. */
+static int engine_defer(choreo_engine *e, const choreo_msg *m, int attempts, const char *err,
+                        const char *traceback) {
+  /* A dead letter sent back by `choreo dead retry` starts counting again from zero. */
+  int step = attempts > CHOREO_IMMEDIATE_ATTEMPTS ? attempts - CHOREO_IMMEDIATE_ATTEMPTS : 0;
+  if (attempts < CHOREO_IMMEDIATE_ATTEMPTS + BACKOFF_STEPS) {
+    choreo_log(CHOREO_LOG_WARN, e->name, "%.*s %.*s failed (attempt %d), retrying in %llds: %s",
+               (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts,
+               (long long)backoff_ms[step] / 1000, err);
+    return choreo_store_retry_add(e->store, m, attempts, choreo_engine_now_ms(e) + backoff_ms[step],
+                                  err);
+  }
+  choreo_log(CHOREO_LOG_ERROR, e->name, "%.*s %.*s dead-lettered after %d attempts: %s",
+             (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts, err);
+  return choreo_store_dead_add(e->store, m, attempts, err, traceback ? traceback : "");
+}
+
+static int engine_deliver(choreo_engine *e, const choreo_msg *m, choreo_apply_result *res) {
+  if (!engine_is_for_us(e, m) || !engine_handles(e, m->type)) {
+    res->skipped++;
+    return 0;
+  }
+  char err[512];
+  char *traceback = NULL;
+  bool ok = false;
+  int rc = 0;
+  for (int attempt = 1; attempt <= CHOREO_IMMEDIATE_ATTEMPTS && !ok && !rc; attempt++) {
+    free(traceback);
+    traceback = NULL;
+    rc = engine_attempt(e, m, err, sizeof err, &traceback, &ok);
+  }
+  if (!rc && ok) res->applied++;
+  if (!rc && !ok) {
+    res->failed++;
+    snprintf(res->last_error, sizeof res->last_error, "%s", err);
+    rc = engine_defer(e, m, CHOREO_IMMEDIATE_ATTEMPTS, err, traceback);
+  }
+  free(traceback);
+  return rc;
+}
+
+static int engine_fail_batch(choreo_engine *e, int rc) {
+  choreo_log(CHOREO_LOG_ERROR, e->name, "batch rolled back: %s", choreo_store_errmsg(e->store));
+  choreo_store_rollback(e->store);
+  return rc;
+}
+
+/* own: the frame was read from our own log. Anyone else using our name is forging it, and
+ * applying that would move our own checkpoint past messages our handlers never saw. */
+static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
+                        choreo_apply_result *res) {
+  memset(res, 0, sizeof *res);
+  choreo_frame_reader r;
+  if (choreo_frame_open(&r, buf, len)) {
+    e->bad_frames++;
+    return CHOREO_EINVAL;
+  }
+  if (r.source.n == 0 || r.source.n >= sizeof res->source) {
+    choreo_frame_close(&r);
+    e->bad_frames++;
+    return CHOREO_EINVAL;
+  }
+  const char *source = res->source;
+  memcpy(res->source, r.source.p, r.source.n);
+  res->source[r.source.n] = '\0';
+  if (own != (strcmp(source, e->name) == 0)) {
+    choreo_frame_close(&r);
+    e->bad_frames++;
+    return CHOREO_EINVAL;
+  }
+  res->first = r.first;
+  res->head = r.head;
+  res->count = r.count;
+  int64_t checkpoint;
+  int rc = choreo_store_checkpoint(e->store, source, &checkpoint);
+  if (rc) {
+    choreo_frame_close(&r);
+    return rc;
+  }
+  if (r.count == 0 || r.first + r.count - 1 <= checkpoint) {
+    res->skipped = (int)r.count;
+    choreo_frame_close(&r);
+    return 0;
+  }
+  if (r.first > checkpoint + 1) {
+    res->gap = true;
+    choreo_frame_close(&r);
+    return 0;
+  }
+  rc = choreo_store_begin(e->store);
+  if (rc) {
+    choreo_frame_close(&r);
+    return rc;
+  }
+  choreo_msg m;
+  int more = 0;
+  int64_t last = checkpoint;
+  while (!rc && (more = choreo_frame_next(&r, &m)) == 1) {
+    if (m.seq <= checkpoint) {
+      res->skipped++;
+      continue;
+    }
+    rc = engine_deliver(e, &m, res);
+    last = m.seq;
+  }
+  choreo_frame_close(&r);
+  if (!rc && more < 0) {
+    e->bad_frames++;
+    choreo_store_rollback(e->store);
+    return CHOREO_EINVAL;
+  }
+  if (!rc) rc = choreo_store_set_checkpoint(e->store, source, last);
+  if (!rc) rc = choreo_store_commit(e->store);
+  return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
+                              choreo_apply_result *res) {
+  return engine_apply(e, buf, len, false, res);
+}
+
+int choreo_engine_own_pending(choreo_engine *e, bool *pending) {
+  int64_t head, checkpoint;
+  int rc = choreo_store_head(e->store, &head);
+  if (!rc) rc = choreo_store_checkpoint(e->store, e->name, &checkpoint);
+  *pending = !rc && head > checkpoint;
+  return rc;
+}
+
+int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_apply_result *res) {
+  memset(res, 0, sizeof *res);
+  int64_t checkpoint;
+  int rc = choreo_engine_own_pending(e, pending);
+  if (!rc && *pending) rc = choreo_store_checkpoint(e->store, e->name, &checkpoint);
+  if (rc || !*pending) return rc;
+  int rows;
+  rc = choreo_store_read_frame(e->store, e->name, checkpoint, max, OWN_FRAME_BYTES, &e->own_frame,
+                               &rows);
+  if (rc) return rc;
+  return choreo_engine_apply_own_frame(e, e->own_frame.data, e->own_frame.size, pending, res);
+}
+
+int choreo_engine_apply_own_frame(choreo_engine *e, const char *buf, size_t len, bool *pending,
+                                  choreo_apply_result *res) {
+  int rc = engine_apply(e, buf, len, true, res);
+  int pending_rc = choreo_engine_own_pending(e, pending);
+  return rc ? rc : pending_rc;
+}
+
+typedef struct retry_run {
+  choreo_engine *e;
+  choreo_apply_result *res;
+} retry_run;
+
+static int engine_retry_one(void *ud, int64_t id, const char *raw, size_t len, int attempts) {
+  retry_run *run = ud;
+  choreo_engine *e = run->e;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  int rc = choreo_msg_decode(raw, len, &u, &m);
+  if (rc) { /* cannot happen for rows we wrote ourselves; drop rather than loop on it */
+    msgpack_unpacked_destroy(&u);
+    return choreo_store_retry_remove(e->store, id);
+  }
+  char err[512];
+  char *traceback = NULL;
+  bool ok = false;
+  rc = engine_attempt(e, &m, err, sizeof err, &traceback, &ok);
+  if (!rc) rc = choreo_store_retry_remove(e->store, id);
+  if (!rc && ok) run->res->applied++;
+  if (!rc && !ok) {
+    run->res->failed++;
+    snprintf(run->res->last_error, sizeof run->res->last_error, "%s", err);
+    rc = engine_defer(e, &m, attempts + 1, err, traceback);
+  }
+  free(traceback);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+int choreo_engine_next_retry(choreo_engine *e, int64_t *due_ms) {
+  return choreo_store_retry_next_due(e->store, due_ms);
+}
+
+int choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res) {
+  memset(res, 0, sizeof *res);
+  int64_t now = choreo_engine_now_ms(e), due;
+  int rc = choreo_store_retry_next_due(e->store, &due);
+  if (rc || due < 0 || due > now) return rc;
+  retry_run run = {e, res};
+  rc = choreo_store_begin(e->store);
+  if (!rc) rc = choreo_store_retry_each_due(e->store, now, 100, engine_retry_one, &run);
+  if (!rc) rc = choreo_store_commit(e->store);
+  return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+static int engine_append(choreo_engine *e, const choreo_msg_fields *f, int64_t *seq_out) {
+  int64_t seq;
+  int rc = choreo_store_append(e->store, f, &seq);
+  if (!rc && seq_out) *seq_out = seq;
+  return rc;
+}
+
+int choreo_engine_head(choreo_engine *e, int64_t *head) {
+  return choreo_store_head(e->store, head);
+}
+
+int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq) {
+  return choreo_store_checkpoint(e->store, source, seq);
+}
+
+int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
+                           msgpack_sbuffer *out, int *rows) {
+  return choreo_store_read_frame(e->store, e->name, after, max_rows, max_bytes, out, rows);
+}
+
+int choreo_engine_dead_each(choreo_engine *e, choreo_dead_fn fn, void *ud) {
+  return choreo_store_dead_each(e->store, fn, ud);
+}
+
+int choreo_engine_dead_retry(choreo_engine *e, int64_t id) {
+  return choreo_store_dead_retry(e->store, id, choreo_engine_now_ms(e));
+}
+
+int choreo_engine_dead_drop(choreo_engine *e, int64_t id) {
+  return choreo_store_dead_drop(e->store, id);
+}
+
+int choreo_engine_dead_count(choreo_engine *e, int64_t *count) {
+  return choreo_store_dead_count(e->store, count);
+}
+
+int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key,
+                             choreo_saga_fn fn, void *ud) {
+  return choreo_sagas_each(e->sagas, name, key, fn, ud);
+}
+
+int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
+                       const char *data, size_t data_len, int64_t *seq_out) {
+  return choreo_engine_emit_batch(e, kind, to, type, &data, &data_len, 1, seq_out);
+}
+
+int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
+                             const char *const *data, const size_t *len, int n,
+                             int64_t *first_seq) {
+  int rc = choreo_store_begin(e->store);
+  for (int i = 0; !rc && i < n; i++) {
+    choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
+                           .data = len[i] ? data[i] : NULL, .data_len = len[i]};
+    rc = engine_append(e, &f, i == 0 ? first_seq : NULL);
+  }
+  if (!rc) rc = choreo_store_commit(e->store);
+  return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+static char *engine_dup(choreo_str s) { return s.p ? strndup(s.p, s.n) : NULL; }
+
+int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
+                                    const char *type, const char *data, size_t data_len,
+                                    const choreo_emit_opts *opts) {
+  const choreo_msg *m = e->current;
+  if (!m) return CHOREO_EINVAL;
+  char *id = engine_dup(m->id);
+  char *correlation = opts->correlationid ? strdup(opts->correlationid)
+                      : engine_dup(m->correlationid.p ? m->correlationid : m->id);
+  char *traceparent = engine_dup(m->traceparent);
+  choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
+                         .subject = opts->subject, .correlationid = correlation,
+                         .causationid = id, .traceparent = traceparent,
+                         .data = data, .data_len = data_len};
+  int rc = (id && correlation) ? engine_append(e, &f, NULL) : CHOREO_ENOMEM;
+  free(id);
+  free(correlation);
+  free(traceparent);
+  return rc;
+}
+
+int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const char *type,
+                                       const char *data, size_t data_len, const char *subject) {
+  const choreo_msg *m = e->current;
+  if (!m) return CHOREO_EINVAL;
+  char *id = engine_dup(m->id);
+  char *correlation = engine_dup(m->correlationid.p ? m->correlationid : m->id);
+  choreo_timeout t = {.due_ms = choreo_engine_now_ms(e) + (int64_t)(seconds * 1000),
+                      .type = type, .correlationid = correlation, .causationid = id,
+                      .subject = subject, .data = data, .data_len = data_len};
+  int rc = (id && correlation) ? choreo_timeouts_add(e->timeouts, &t) : CHOREO_ENOMEM;
+  if (!rc && e->next_timeout_known && (e->next_timeout < 0 || t.due_ms < e->next_timeout))
+    e->next_timeout = t.due_ms;
+  free(id);
+  free(correlation);
+  return rc;
+}
+
+int choreo_engine_cancel_timeouts(choreo_engine *e, const char *subject) {
+  if (!e->current) return CHOREO_EINVAL;
+  e->next_timeout_known = false;
+  return choreo_timeouts_cancel(e->timeouts, subject);
+}
+
+int choreo_engine_next_timeout(choreo_engine *e, int64_t *due_ms) {
+  uint64_t epoch = choreo_store_epoch(e->store);
+  if (e->next_timeout_known && e->next_timeout_epoch == epoch) {
+    *due_ms = e->next_timeout;
+    return 0;
+  }
+  int rc = choreo_timeouts_next_due(e->timeouts, &e->next_timeout);
+  e->next_timeout_known = rc == 0;
+  e->next_timeout_epoch = epoch;
+  *due_ms = e->next_timeout;
+  return rc;
+}
+
+int choreo_engine_pending_timeouts(choreo_engine *e, int64_t *count) {
+  return choreo_timeouts_count(e->timeouts, count);
+}
+
+static int engine_fire_one(void *ud, const choreo_timeout *t) {
+  choreo_engine *e = ud;
+  choreo_msg_fields f = {.source = e->name, .type = t->type, .kind = "timeout", .to = e->name,
+                         .correlationid = t->correlationid, .causationid = t->causationid,
+                         .subject = t->subject, .data = t->data, .data_len = t->data_len};
+  return engine_append(e, &f, NULL);
+}
+
+int choreo_engine_fire_timeouts(choreo_engine *e) {
+  int64_t due, now = choreo_engine_now_ms(e);
+  int rc = choreo_engine_next_timeout(e, &due);
+  if (rc || due < 0 || due > now) return rc;
+  e->next_timeout_known = false;
+  rc = choreo_store_begin(e->store);
+  if (!rc) rc = choreo_timeouts_take_due(e->timeouts, now, 1000, engine_fire_one, e);
+  if (!rc) rc = choreo_store_commit(e->store);
+  return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+/* ---- sagas: only while a handler runs, in its transaction ---- */
+
+int choreo_engine_saga_load(choreo_engine *e, const char *name, const char *key,
+                            msgpack_sbuffer *state, int64_t *version, bool *found) {
+  if (!e->current) return CHOREO_EINVAL;
+  return choreo_sagas_load(e->sagas, name, key, state, version, found);
+}
+
+int choreo_engine_saga_save(choreo_engine *e, const char *name, const char *key,
+                            const char *state, size_t state_len, int64_t version) {
+  if (!e->current) return CHOREO_EINVAL;
+  return choreo_sagas_save(e->sagas, name, key, state, state_len, version);
+}
+
+int choreo_engine_saga_remove(choreo_engine *e, const char *name, const char *key) {
+  if (!e->current) return CHOREO_EINVAL;
+  return choreo_sagas_remove(e->sagas, name, key);
+}
+
+int choreo_engine_saga_miss(choreo_engine *e, const char *name, const char *type) {
+  if (!e->current) return CHOREO_EINVAL;
+  return choreo_sagas_miss(e->sagas, name, type);
+}

@@ -1,0 +1,176 @@
+/* The engine: one service's handlers, database and dispatch, without any transport. The host
+ * feeds it frames from the bus; choreo.testing feeds it frames from specs. Dispatch here is the
+ * only way a message reaches a handler: each frame is applied in one transaction with a
+ * savepoint per message, together with the source's checkpoint and the messages emitted.
+ *
+ * Everything the layers above need of the database goes through these functions: the store,
+ * timeouts and sagas tables are the engine's own. Values come back through out-parameters;
+ * every function returns 0 or a negative CHOREO_E* code. */
+#ifndef CHOREO_ENGINE_H
+#define CHOREO_ENGINE_H
+
+#include <msgpack.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "choreo.h"
+#include "codec.h"
+#include "sagas.h"
+#include "store.h"
+
+typedef struct choreo_engine choreo_engine;
+
+/* The scripting language the handlers are written in, seen from the engine: a generation of
+ * scripts is loaded from a directory, asked whether it handles a type, and given messages.
+ * bindings/ implements it for Lua; the engine never sees a Lua header. */
+typedef struct choreo_scripts_ops {
+  /* Loads every script of dir into a new generation; on failure "file:line: message" in err. */
+  int (*load)(void **out, choreo_engine *e, const char *dir, uint64_t instruction_limit,
+              size_t memory_limit, char *err, size_t errlen);
+  void (*free)(void *scripts);
+  bool (*handles)(void *scripts, choreo_str type);
+  /* Runs the handlers for m; on failure err gets the message and *traceback (malloc'd, may
+   * stay NULL) the traceback. */
+  int (*deliver)(void *scripts, const choreo_msg *m, char *err, size_t errlen, char **traceback);
+} choreo_scripts_ops;
+
+typedef struct choreo_engine_config {
+  const char *name;            /* this service; the source of what it emits */
+  const char *dir;             /* scripts directory */
+  const char *data;            /* database path or ":memory:" */
+  const choreo_scripts_ops *scripts; /* NULL: C handlers only */
+  uint64_t instruction_limit;  /* per handler call; 0 = CHOREO_DEFAULT_INSTRUCTIONS */
+  size_t memory_limit;         /* per Lua state; 0 = CHOREO_DEFAULT_MEMORY */
+  int64_t (*now_ms)(void *ud); /* clock for retries and timeouts; NULL = wall clock */
+  void *clock_ud;
+} choreo_engine_config;
+
+#define CHOREO_DEFAULT_INSTRUCTIONS 100000000u
+#define CHOREO_DEFAULT_MEMORY (256u << 20)
+#define CHOREO_IMMEDIATE_ATTEMPTS 3
+
+/* What applying a frame did. */
+typedef struct choreo_apply_result {
+  int applied;   /* messages whose handlers ran and committed */
+  int skipped;   /* duplicates, or not for this host, or no handler */
+  int failed;    /* messages that failed every immediate attempt (now retried later or dead) */
+  bool gap;      /* the frame starts after checkpoint + 1: nothing applied, FETCH the gap */
+  char source[128]; /* the frame's header, for the caller's bookkeeping */
+  int64_t first, head;
+  uint32_t count;
+  char last_error[512];
+} choreo_apply_result;
+
+/* Opens the database and loads the scripts. A script that fails to load fails the open, with
+ * "file:line: message" in err. */
+int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, char *err,
+                       size_t errlen);
+void choreo_engine_close(choreo_engine *e);
+
+const char *choreo_engine_name(choreo_engine *e);
+int64_t choreo_engine_now_ms(choreo_engine *e);
+uint64_t choreo_engine_bad_frames(choreo_engine *e);
+/* Logs what an apply did when it failed or dead-lettered something; `from` names the input. */
+void choreo_engine_report(choreo_engine *e, const char *from, int rc, const choreo_apply_result *r);
+
+/* Registers a C handler (see choreo_host_on in choreo.h). */
+int choreo_engine_on(choreo_engine *e, const char *pattern, choreo_handler_fn fn, void *ud);
+
+/* Builds a fresh generation of scripts and swaps it in if every script loads; otherwise keeps
+ * the running one, remembers the error and returns CHOREO_ESCRIPT. */
+int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen);
+unsigned choreo_engine_generation(choreo_engine *e);
+const char *choreo_engine_reload_error(choreo_engine *e); /* "" when the last reload succeeded */
+
+/* ---- dispatch ---- */
+
+/* Applies one frame from a peer in one transaction. Returns 0, CHOREO_EINVAL for a malformed
+ * frame or one claiming to come from this engine (nothing applied, counted), or CHOREO_EIO. */
+int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
+                              choreo_apply_result *res);
+/* Applies up to max messages of our own log that our handlers have not seen yet.
+ * *pending is set when more remain. */
+int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_apply_result *res);
+/* The same with a frame of our own log already in hand (the host's last published one), which
+ * spares reading those rows again. A frame that is not next in line changes nothing. */
+int choreo_engine_apply_own_frame(choreo_engine *e, const char *buf, size_t len, bool *pending,
+                                  choreo_apply_result *res);
+/* Whether our own handlers have rows of our log still to see. */
+int choreo_engine_own_pending(choreo_engine *e, bool *pending);
+
+/* Runs the delayed retries that are due. */
+int choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res);
+/* The earliest delayed retry's due time in ms since the epoch, or -1. */
+int choreo_engine_next_retry(choreo_engine *e, int64_t *due_ms);
+
+/* Moves the timeouts due now into the log (kind "timeout", to this host), in one transaction;
+ * the host's own dispatch then delivers them. */
+int choreo_engine_fire_timeouts(choreo_engine *e);
+/* The earliest pending timeout in ms since the epoch, or -1. */
+int choreo_engine_next_timeout(choreo_engine *e, int64_t *due_ms);
+int choreo_engine_pending_timeouts(choreo_engine *e, int64_t *count);
+
+/* ---- the log ---- */
+
+/* Appends a message from outside any handler (choreo publish/send), in its own transaction.
+ * data is msgpack (NULL for nil). */
+int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
+                       const char *data, size_t data_len, int64_t *seq_out);
+/* The same for n messages of one type, committed together; *first_seq is the first one's. */
+int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
+                             const char *const *data, const size_t *len, int n,
+                             int64_t *first_seq);
+/* The last seq of our log, and the last seq applied from a source (ours included). */
+int choreo_engine_head(choreo_engine *e, int64_t *head);
+int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq);
+/* A frame of our log after `after` (at most max_rows rows, about max_bytes) into out;
+ * *rows gets the number of rows. */
+int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
+                           msgpack_sbuffer *out, int *rows);
+
+/* ---- dead letters and sagas, for the control socket and specs ---- */
+
+int choreo_engine_dead_each(choreo_engine *e, choreo_dead_fn fn, void *ud);
+/* Sends a dead letter back to the retries, due now; CHOREO_ENOENT if there is no such id. */
+int choreo_engine_dead_retry(choreo_engine *e, int64_t id);
+int choreo_engine_dead_drop(choreo_engine *e, int64_t id);
+int choreo_engine_dead_count(choreo_engine *e, int64_t *count);
+/* See choreo_sagas_each. */
+int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key,
+                             choreo_saga_fn fn, void *ud);
+
+/* ---- what a handler calls while it runs (CHOREO_EINVAL outside one) ---- */
+
+/* Options accepted by ctx:publish/send (subject, correlationid). */
+typedef struct choreo_emit_opts {
+  const char *subject;
+  const char *correlationid;
+} choreo_emit_opts;
+
+/* Emits a message that inherits correlation and causation from the one being handled and
+ * commits with it. kind is "event", "command" or "reply". */
+int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
+                                    const char *type, const char *data, size_t data_len,
+                                    const choreo_emit_opts *opts);
+/* ctx:timeout: a durable timer set inside the handler's transaction; when due, a message of
+ * kind "timeout" with this type, data and subject comes back to this host. */
+int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const char *type,
+                                       const char *data, size_t data_len, const char *subject);
+/* Cancels the pending timeouts with this subject, inside the handler's transaction. */
+int choreo_engine_cancel_timeouts(choreo_engine *e, const char *subject);
+/* A saga instance's state and version (see sagas.h), inside the handler's transaction. */
+int choreo_engine_saga_load(choreo_engine *e, const char *name, const char *key,
+                            msgpack_sbuffer *state, int64_t *version, bool *found);
+int choreo_engine_saga_save(choreo_engine *e, const char *name, const char *key,
+                            const char *state, size_t state_len, int64_t version);
+int choreo_engine_saga_remove(choreo_engine *e, const char *name, const char *key);
+int choreo_engine_saga_miss(choreo_engine *e, const char *name, const char *type);
+
+/* The message being handled, or NULL outside a handler. */
+const choreo_msg *choreo_engine_current(choreo_engine *e);
+/* The database connection, for the scripts' own tables (ctx.db, choreo_ctx_db): it runs in the
+ * transaction of the message being handled. */
+sqlite3 *choreo_engine_db(choreo_engine *e);
+
+#endif

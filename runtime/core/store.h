@@ -1,0 +1,87 @@
+/* The host's SQLite database (WAL): its log (the outbox), per-source checkpoints (the inbox),
+ * delayed retries and dead letters, beside the tables the scripts create through ctx.db.
+ * One loop thread owns the connection; statements are prepared once. */
+#ifndef CHOREO_STORE_H
+#define CHOREO_STORE_H
+
+#include <msgpack.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+typedef struct choreo_store choreo_store;
+
+/* Opens (creating if needed) the database at path (":memory:" allowed) and its schema.
+ * Returns 0 or CHOREO_EIO with the reason in err. */
+int choreo_store_open(choreo_store **out, const char *path, char *err, size_t errlen);
+void choreo_store_close(choreo_store *s);
+sqlite3 *choreo_store_db(choreo_store *s);
+
+/* Transactions: one per batch (BEGIN IMMEDIATE) and a savepoint per message. */
+int choreo_store_begin(choreo_store *s);
+int choreo_store_commit(choreo_store *s);
+int choreo_store_rollback(choreo_store *s);
+int choreo_store_savepoint(choreo_store *s);
+int choreo_store_release(choreo_store *s);
+int choreo_store_rollback_savepoint(choreo_store *s); /* rolls back and releases */
+/* False once SQLite has ended the transaction by itself (it rolls back on SQLITE_FULL, IOERR
+ * or NOMEM) or a script ended it: whatever runs next would commit on its own. */
+bool choreo_store_in_transaction(choreo_store *s);
+/* Changes whenever a rollback or a failed statement may have undone writes: a value read
+ * before, under another epoch, may be stale. */
+uint64_t choreo_store_epoch(choreo_store *s);
+
+/* The last seq applied from source (0 if none), and its update. */
+int choreo_store_checkpoint(choreo_store *s, const char *source, int64_t *seq);
+int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq);
+
+/* Appends a message to the log: seq = head + 1, source = the store's owner name given in f.
+ * On success *seq_out holds the new seq. */
+int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *seq_out);
+/* The highest seq in the log (0 when empty). */
+int choreo_store_head(choreo_store *s, int64_t *head);
+
+/* Writes a frame of log rows with seq > after into out (cleared first): at most max_count
+ * rows and roughly max_bytes. *count gets the number of rows (0 is a valid, empty frame). */
+int choreo_store_read_frame(choreo_store *s, const char *source, int64_t after, int max_count,
+                            size_t max_bytes, msgpack_sbuffer *out, int *count);
+
+/* Delayed retries: a message that failed its immediate attempts waits here until due_ms
+ * (milliseconds since the epoch). */
+int choreo_store_retry_add(choreo_store *s, const choreo_msg *m, int attempts, int64_t due_ms,
+                           const char *error);
+/* The earliest due time, or -1 if there are no retries. */
+int choreo_store_retry_next_due(choreo_store *s, int64_t *due_ms);
+/* Calls fn for each retry due at now_ms (at most max), in due order, with its row id, raw
+ * message and attempts so far. A negative result of fn stops the walk and is returned. */
+typedef int (*choreo_retry_fn)(void *ud, int64_t id, const char *raw, size_t len, int attempts);
+int choreo_store_retry_each_due(choreo_store *s, int64_t now_ms, int max, choreo_retry_fn fn,
+                                void *ud);
+int choreo_store_retry_remove(choreo_store *s, int64_t id);
+
+/* Dead letters. */
+int choreo_store_dead_add(choreo_store *s, const choreo_msg *m, int attempts, const char *error,
+                          const char *traceback);
+/* A dead letter as stored; strings are NUL-terminated, valid during the callback only;
+ * traceback is NULL when none was stored. */
+typedef struct choreo_dead_letter {
+  int64_t id, seq;
+  const char *source, *type, *error, *traceback, *time;
+  int attempts;
+  const char *raw; /* the message as it was stored in its sender's log */
+  size_t raw_len;
+} choreo_dead_letter;
+/* Calls fn for each dead letter in id order; a negative result of fn stops and is returned. */
+typedef int (*choreo_dead_fn)(void *ud, const choreo_dead_letter *d);
+int choreo_store_dead_each(choreo_store *s, choreo_dead_fn fn, void *ud);
+/* Moves a dead letter back to the retries, due now. CHOREO_ENOENT if there is no such id. */
+int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms);
+int choreo_store_dead_drop(choreo_store *s, int64_t id);
+int choreo_store_dead_count(choreo_store *s, int64_t *count);
+
+/* The last SQLite error message of the connection. */
+const char *choreo_store_errmsg(choreo_store *s);
+
+#endif

@@ -1,0 +1,264 @@
+/* The control socket (see control.h). A request that is not valid JSON gets an error answer,
+ * never a crash: anything on this machine may write to the socket. */
+#include "control.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+#include "json.h"
+
+static cJSON *control_error(const char *fmt, const char *arg) {
+  char text[512];
+  snprintf(text, sizeof text, fmt, arg);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddBoolToObject(o, "ok", 0);
+  cJSON_AddStringToObject(o, "error", text);
+  return o;
+}
+
+static cJSON *control_ok(void) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddBoolToObject(o, "ok", 1);
+  return o;
+}
+
+static const char *control_string(const cJSON *req, const char *field) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, field);
+  return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+#define CONTROL_BATCH_MAX 10000
+
+/* publish/send: "type", optional "to" (send), and either "data" (one JSON text) or "batch" (an
+ * array of JSON texts: one message each, committed together). */
+static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
+  const char *type = control_string(req, "type");
+  const char *to = control_string(req, "to");
+  const cJSON *batch = cJSON_GetObjectItemCaseSensitive(req, "batch");
+  const cJSON *single = cJSON_GetObjectItemCaseSensitive(req, "data");
+  if (!type) return control_error("%s needs a message type", kind);
+  if (strcmp(kind, "command") == 0 && !to) return control_error("%s needs a destination", kind);
+  if (to && !choreo_name_valid(to)) return control_error("invalid destination '%s'", to);
+  int n = batch ? cJSON_GetArraySize(batch) : 1;
+  if (batch && (!cJSON_IsArray(batch) || n < 1 || n > CONTROL_BATCH_MAX))
+    return control_error("%s", "batch must be an array of 1 to 10000 JSON texts");
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  size_t ends[n], lens[n];
+  const char *datas[n];
+  char err[256];
+  int rc = 0;
+  for (int i = 0; i < n && !rc; i++) {
+    const cJSON *item = batch ? cJSON_GetArrayItem(batch, i) : single;
+    if (item && !cJSON_IsString(item)) rc = CHOREO_EINVAL;
+    if (!rc && item && choreo_json_to_msgpack(item->valuestring, &sb, err, sizeof err))
+      rc = CHOREO_ESCRIPT;
+    ends[i] = sb.size;
+  }
+  if (rc) {
+    msgpack_sbuffer_destroy(&sb);
+    return rc == CHOREO_EINVAL ? control_error("%s", "data must be JSON text in a string")
+                               : control_error("%s", err);
+  }
+  for (int i = 0; i < n; i++) { /* the buffer may have moved while growing: point in at the end */
+    size_t start = i ? ends[i - 1] : 0;
+    datas[i] = sb.data ? sb.data + start : NULL;
+    lens[i] = ends[i] - start;
+  }
+  int64_t seq = 0;
+  choreo_engine *e = choreo_host_engine(h);
+  rc = choreo_engine_emit_batch(e, kind, to, type, datas, lens, n, &seq);
+  msgpack_sbuffer_destroy(&sb);
+  if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
+  choreo_host_committed(h);
+  cJSON *o = control_ok();
+  char id[CHOREO_NAME_MAX + 32];
+  snprintf(id, sizeof id, "%s/%lld", choreo_engine_name(e), (long long)seq);
+  cJSON_AddStringToObject(o, "id", id);
+  cJSON_AddNumberToObject(o, "seq", (double)seq);
+  return o;
+}
+
+static cJSON *control_status(choreo_host *h) {
+  choreo_host_status s;
+  int rc = choreo_host_status_get(h, &s);
+  if (rc) return control_error("cannot read the status: %s", choreo_strerror(rc));
+  cJSON *o = control_ok();
+  cJSON_AddStringToObject(o, "name", s.name);
+  cJSON_AddStringToObject(o, "version", CHOREO_VERSION);
+  cJSON_AddStringToObject(o, "dir", s.dir);
+  cJSON_AddNumberToObject(o, "generation", s.generation);
+  cJSON_AddStringToObject(o, "reload_error", s.reload_error);
+  cJSON_AddNumberToObject(o, "head", (double)s.head);
+  cJSON_AddNumberToObject(o, "own_checkpoint", (double)s.own_applied);
+  cJSON_AddNumberToObject(o, "dead_letters", (double)s.dead_letters);
+  cJSON_AddNumberToObject(o, "bad_frames", (double)s.bad_frames);
+  cJSON *peers = cJSON_AddArrayToObject(o, "peers");
+  choreo_peer_status p;
+  for (size_t i = 0; choreo_host_peer_get(h, i, &p) != CHOREO_ENOENT; i++) {
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "name", p.name);
+    cJSON_AddStringToObject(item, "url", p.url);
+    cJSON_AddNumberToObject(item, "checkpoint", (double)p.applied);
+    cJSON_AddNumberToObject(item, "head", (double)p.head);
+    cJSON_AddNumberToObject(item, "lag", (double)p.lag);
+    cJSON_AddItemToArray(peers, item);
+  }
+  return o;
+}
+
+/* The stored message in its CloudEvents JSON form; null if it no longer decodes, so one
+ * damaged row cannot hide the others from `choreo dead list`. */
+static cJSON *control_message(const char *raw, size_t len) {
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  cJSON *v = NULL;
+  if (raw && choreo_msg_decode(raw, len, &u, &m) == 0) {
+    char *text = choreo_msg_to_json(&m);
+    if (text) v = cJSON_Parse(text);
+    free(text);
+  }
+  msgpack_unpacked_destroy(&u);
+  return v ? v : cJSON_CreateNull();
+}
+
+static int control_add_dead(void *ud, const choreo_dead_letter *d) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o || !cJSON_AddItemToArray(ud, o)) {
+    cJSON_Delete(o);
+    return CHOREO_ENOMEM;
+  }
+  cJSON_AddNumberToObject(o, "id", (double)d->id);
+  cJSON_AddStringToObject(o, "source", d->source);
+  cJSON_AddNumberToObject(o, "seq", (double)d->seq);
+  cJSON_AddStringToObject(o, "type", d->type);
+  cJSON_AddNumberToObject(o, "attempts", d->attempts);
+  cJSON_AddStringToObject(o, "error", d->error);
+  if (d->traceback) cJSON_AddStringToObject(o, "traceback", d->traceback);
+  else cJSON_AddNullToObject(o, "traceback");
+  cJSON_AddStringToObject(o, "time", d->time);
+  cJSON_AddItemToObject(o, "message", control_message(d->raw, d->raw_len));
+  return 0;
+}
+
+static cJSON *control_dead(choreo_host *h, const cJSON *req) {
+  choreo_engine *e = choreo_host_engine(h);
+  const char *action = control_string(req, "action");
+  if (action && strcmp(action, "list") == 0) {
+    cJSON *o = control_ok();
+    int rc = choreo_engine_dead_each(e, control_add_dead, cJSON_AddArrayToObject(o, "dead_letters"));
+    if (rc) {
+      cJSON_Delete(o);
+      return control_error("cannot list dead letters: %s", choreo_strerror(rc));
+    }
+    return o;
+  }
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+  if (!action || (strcmp(action, "retry") && strcmp(action, "drop")))
+    return control_error("dead: unknown action '%s'", action ? action : "");
+  if (!cJSON_IsNumber(id) || !(id->valuedouble >= 1 && id->valuedouble <= 9007199254740992.0))
+    return control_error("dead %s needs an id between 1 and 2^53", action);
+  int64_t n = (int64_t)id->valuedouble;
+  int rc = strcmp(action, "retry") == 0 ? choreo_engine_dead_retry(e, n)
+                                        : choreo_engine_dead_drop(e, n);
+  char idtext[32];
+  snprintf(idtext, sizeof idtext, "%lld", (long long)n);
+  if (rc == CHOREO_ENOENT) return control_error("no dead letter with id %s", idtext);
+  if (rc) return control_error("dead letter update failed: %s", choreo_strerror(rc));
+  choreo_host_committed(h);
+  return control_ok();
+}
+
+static int control_add_saga(void *ud, const choreo_saga_row *row) {
+  cJSON *item = cJSON_CreateObject();
+  if (!item || !cJSON_AddItemToArray(ud, item)) {
+    cJSON_Delete(item);
+    return CHOREO_ENOMEM;
+  }
+  cJSON_AddStringToObject(item, "name", row->name);
+  cJSON_AddStringToObject(item, "key", row->key);
+  cJSON_AddNumberToObject(item, "version", (double)row->version);
+  cJSON_AddStringToObject(item, "updated", row->updated);
+  if (!row->state) return 0;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  if (choreo_msgpack_check(row->state, row->state_len, 1, CHOREO_MAX_DEPTH + 1) == 0 &&
+      msgpack_unpack_next(&u, row->state, row->state_len, NULL) == MSGPACK_UNPACK_SUCCESS)
+    cJSON_AddItemToObject(item, "state", choreo_msgpack_to_cjson(&u.data));
+  msgpack_unpacked_destroy(&u);
+  return 0;
+}
+
+/* sagas: "action" list (optional "name") or show ("name", "key"). */
+static cJSON *control_sagas(choreo_host *h, const cJSON *req) {
+  const char *action = control_string(req, "action");
+  const char *name = control_string(req, "name");
+  const char *key = control_string(req, "key");
+  bool show = action && strcmp(action, "show") == 0;
+  if (!action || (!show && strcmp(action, "list") != 0))
+    return control_error("sagas: unknown action '%s'", action ? action : "");
+  if (show && (!name || !key)) return control_error("%s", "sagas show needs a saga name and a key");
+  cJSON *o = control_ok();
+  cJSON *list = cJSON_AddArrayToObject(o, "sagas");
+  int rc = choreo_engine_sagas_each(choreo_host_engine(h), name, show ? key : NULL,
+                                    control_add_saga, list);
+  if (rc) {
+    cJSON_Delete(o);
+    return control_error("cannot read the sagas: %s", choreo_strerror(rc));
+  }
+  if (show && cJSON_GetArraySize(list) == 0) {
+    cJSON_Delete(o);
+    return control_error("no running instance with that key (%s)", key);
+  }
+  return o;
+}
+
+static cJSON *control_answer(choreo_host *h, const char *body, size_t len) {
+  cJSON *req = cJSON_ParseWithLength(body, len);
+  if (!cJSON_IsObject(req)) {
+    cJSON_Delete(req);
+    return control_error("%s", "request is not a JSON object");
+  }
+  const char *op = control_string(req, "op");
+  cJSON *answer;
+  if (!op)
+    answer = control_error("%s", "request has no op");
+  else if (strcmp(op, "publish") == 0)
+    answer = control_emit(h, req, "event");
+  else if (strcmp(op, "send") == 0)
+    answer = control_emit(h, req, "command");
+  else if (strcmp(op, "status") == 0)
+    answer = control_status(h);
+  else if (strcmp(op, "dead") == 0)
+    answer = control_dead(h, req);
+  else if (strcmp(op, "sagas") == 0)
+    answer = control_sagas(h, req);
+  else
+    answer = control_error("unknown op '%s'", op);
+  cJSON_Delete(req);
+  return answer;
+}
+
+static void control_on_request(void *ud, nng_msg *request) {
+  choreo_control *c = ud;
+  cJSON *answer = control_answer(c->host, nng_msg_body(request), nng_msg_len(request));
+  char *text = answer ? cJSON_PrintUnformatted(answer) : NULL;
+  cJSON_Delete(answer);
+  if (text) choreo_bus_server_reply(&c->server, request, text, strlen(text) + 1);
+  else nng_msg_free(request);
+  free(text);
+}
+
+int choreo_control_start(choreo_control *c, uv_loop_t *loop, choreo_host *host, const char *url,
+                         char *err, size_t errlen) {
+  *c = (choreo_control){.host = host};
+  return choreo_bus_server_start(&c->server, loop, &url, 1, control_on_request, c, "control", err,
+                                 errlen);
+}
+
+void choreo_control_drain(choreo_control *c) { choreo_bus_watch_drain(&c->server.watch); }
+
+void choreo_control_stop(choreo_control *c) { choreo_bus_server_stop(&c->server); }

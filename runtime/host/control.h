@@ -1,0 +1,27 @@
+/* The control socket (ipc://BUS/NAME.ctl) the command line talks to. Requests and answers are
+ * JSON objects: {"op": "publish"|"send"|"status"|"dead"|"sagas", ...}; every answer has "ok",
+ * and "error" when ok is false. This is the one place where the host's state becomes JSON. */
+#ifndef CHOREO_CONTROL_H
+#define CHOREO_CONTROL_H
+
+#include <uv.h>
+
+#include "bus.h"
+#include "choreo.h"
+
+/* Embedded in its owner, as libuv's handles are: start, stop, then wait for
+ * server.watch.on_loop to turn false. */
+typedef struct choreo_control {
+  choreo_host *host;
+  choreo_bus_server server;
+} choreo_control;
+
+/* Listens on url for the host's requests. On failure err holds one line; stop it all the
+ * same. */
+int choreo_control_start(choreo_control *c, uv_loop_t *loop, choreo_host *host, const char *url,
+                         char *err, size_t errlen);
+void choreo_control_drain(choreo_control *c);
+/* Safe on a zeroed struct that never started, and twice. */
+void choreo_control_stop(choreo_control *c);
+
+#endif

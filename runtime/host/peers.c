@@ -1,0 +1,273 @@
+/* The other hosts (see peers.h). Everything here runs on the loop's thread except
+ * peers_on_pipe_up, which NNG calls on its own. */
+#include "peers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "log.h"
+
+#define FETCH_EVERY_MS 1000
+#define FETCH_PATIENCE_MS 5000 /* re-ask a peer that has not answered by then */
+#define REDIAL_AFTER_MS 15000
+
+static const char *peers_self(choreo_peers *ps) { return choreo_engine_name(ps->engine); }
+
+static choreo_peer *peers_find_name(choreo_peers *ps, const char *name) {
+  for (int i = 0; i < ps->n; i++)
+    if (strcmp(ps->list[i]->name, name) == 0) return ps->list[i];
+  return NULL;
+}
+
+static choreo_peer *peers_find_url(choreo_peers *ps, const char *pub_url) {
+  for (int i = 0; i < ps->n; i++)
+    if (strcmp(ps->list[i]->pub_url, pub_url) == 0) return ps->list[i];
+  return NULL;
+}
+
+static void peers_ask(choreo_peers *ps, choreo_peer *p) {
+  int64_t after = -1; /* a --peer endpoint not yet named: ask only for its name and head */
+  int rc = p->name[0] ? choreo_engine_checkpoint(ps->engine, p->name, &after) : 0;
+  if (!rc) {
+    ps->request.size = 0;
+    rc = choreo_fetch_encode(&ps->request, after);
+  }
+  if (rc) { /* the periodic FETCH tries again */
+    choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot ask %s for its log: %s", p->pub_url,
+               choreo_strerror(rc));
+    return;
+  }
+  /* A new request on a REQ socket abandons the old one, so a lost answer cannot wedge us. */
+  if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
+    p->in_flight = true;
+    p->asked_at = uv_now(ps->loop);
+  }
+}
+
+static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
+  p->in_flight = false;
+  p->answered_at = uv_now(ps->loop);
+  choreo_apply_result r;
+  int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
+  nng_msg_free(msg);
+  if (rc == CHOREO_EINVAL) {
+    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed FETCH answer from %s",
+               p->pub_url);
+    return;
+  }
+  if (!p->name[0] && !rc) {
+    if (!choreo_name_valid(r.source) || strcmp(r.source, peers_self(ps)) == 0 ||
+        peers_find_name(ps, r.source)) {
+      choreo_log(CHOREO_LOG_WARN, peers_self(ps), "peer %s calls itself '%s': ignored",
+                 p->pub_url, r.source);
+      return;
+    }
+    snprintf(p->name, sizeof p->name, "%.*s", CHOREO_NAME_MAX, r.source);
+    choreo_log(CHOREO_LOG_INFO, peers_self(ps), "peer %s is %s", p->pub_url, p->name);
+    p->head = r.head;
+    peers_ask(ps, p); /* now that we know whose log it is, catch up at once */
+    return;
+  }
+  if (strcmp(r.source, p->name) != 0) return;
+  p->head = r.head;
+  choreo_engine_report(ps->engine, p->name, rc, &r);
+  if (r.applied || r.failed) ps->committed(ps->ud);
+  /* More to catch up: ask again at once rather than at the next tick. */
+  if (!rc && r.count && r.first + r.count - 1 < r.head) peers_ask(ps, p);
+}
+
+/* NNG's thread: a connection to the peer's FETCH endpoint is up. A request sent before that
+ * fails at once (we never block the loop on a send), so the first FETCH after a start or a
+ * reconnect waits for this instead of for the next periodic one, a second later. */
+static void peers_on_pipe_up(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+  (void)pipe;
+  (void)ev;
+  choreo_peer *p = arg;
+  atomic_store(&p->connected, true);
+  uv_async_send(&p->peers->connected);
+}
+
+static void peers_on_connected(uv_async_t *async) {
+  choreo_peers *ps = async->data;
+  for (int i = 0; i < ps->n; i++) {
+    choreo_peer *p = ps->list[i];
+    if (atomic_exchange(&p->connected, false) && !p->in_flight) peers_ask(ps, p);
+  }
+}
+
+static void peers_on_req(void *ud, nng_msg *msg) {
+  choreo_peer *p = ud;
+  peers_answered(p->peers, p, msg);
+}
+
+static void peers_on_peer_closed(void *ud) {
+  choreo_peer *p = ud;
+  p->peers->on_loop--;
+  free(p);
+}
+
+static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pub_url) {
+  choreo_peer *p = peers_find_url(ps, pub_url);
+  if (p) return p;
+  if (ps->n == CHOREO_MAX_PEERS) return NULL;
+  p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->peers = ps;
+  snprintf(p->name, sizeof p->name, "%s", name ? name : "");
+  snprintf(p->pub_url, sizeof p->pub_url, "%s", pub_url);
+  if (choreo_bus_rep_url(pub_url, p->rep_url, sizeof p->rep_url) ||
+      nng_req0_open(&p->req) != 0) {
+    free(p);
+    return NULL;
+  }
+  nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, FETCH_PATIENCE_MS);
+  atomic_init(&p->connected, false);
+  nng_pipe_notify(p->req, NNG_PIPE_EV_ADD_POST, peers_on_pipe_up, p);
+  p->answered_at = uv_now(ps->loop);
+  if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) || choreo_bus_dial(ps->sub, pub_url, NULL) ||
+      choreo_bus_watch_start(&p->watch, ps->loop, p->req, peers_on_req, p)) {
+    nng_close(p->req);
+    /* A watch that got onto the loop frees the peer when it comes off. */
+    if (!choreo_bus_watch_stop(&p->watch, peers_on_peer_closed)) free(p);
+    else ps->on_loop++;
+    return NULL;
+  }
+  ps->on_loop++;
+  ps->list[ps->n++] = p;
+  choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "peer %s at %s", name ? name : "?", pub_url);
+  peers_ask(ps, p);
+  return p;
+}
+
+/* Every NAME.pub in the bus directory but ours is a host on this machine. */
+static void peers_found(void *ud, const char *name) {
+  choreo_peers *ps = ud;
+  if (strcmp(name, peers_self(ps)) == 0) return;
+  char url[CHOREO_URL_MAX];
+  choreo_bus_ipc_url(url, sizeof url, ps->bus, name, "pub");
+  if (!peers_find_url(ps, url)) peers_add(ps, name, url);
+}
+
+static void peers_discover(choreo_peers *ps) { choreo_bus_each_host(ps->bus, "pub", peers_found, ps); }
+
+static void peers_on_live(void *ud, nng_msg *msg) {
+  choreo_peers *ps = ud;
+  choreo_apply_result r;
+  int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
+  nng_msg_free(msg);
+  if (rc == CHOREO_EINVAL) {
+    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed frame");
+    return;
+  }
+  choreo_peer *p = peers_find_name(ps, r.source);
+  if (p && r.head > p->head) p->head = r.head;
+  if (r.gap && p && !p->in_flight) peers_ask(ps, p);
+  choreo_engine_report(ps->engine, r.source, rc, &r);
+  if (r.applied || r.failed) ps->committed(ps->ud);
+}
+
+static void peers_on_async_closed(uv_handle_t *handle) {
+  ((choreo_peers *)handle->data)->on_loop--;
+}
+
+static void peers_on_sub_closed(void *ud) { ((choreo_peers *)ud)->on_loop--; }
+
+int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine, const char *bus,
+                       const char *const *urls, size_t nurls, void (*committed)(void *ud),
+                       void *ud, char *err, size_t errlen) {
+  *ps = (choreo_peers){.loop = loop, .engine = engine, .committed = committed, .ud = ud};
+  snprintf(ps->bus, sizeof ps->bus, "%s", bus);
+  msgpack_sbuffer_init(&ps->request);
+  if (uv_async_init(loop, &ps->connected, peers_on_connected) != 0) {
+    snprintf(err, errlen, "cannot watch peer connections");
+    return CHOREO_EBUS;
+  }
+  ps->connected.data = ps;
+  ps->connected_started = true;
+  ps->on_loop++;
+  ps->sub_open = nng_sub0_open(&ps->sub) == 0;
+  if (!ps->sub_open || nng_socket_set(ps->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) != 0 ||
+      nng_socket_set_size(ps->sub, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME) != 0 ||
+      nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, 1024) != 0 ||
+      choreo_bus_watch_start(&ps->sub_watch, loop, ps->sub, peers_on_live, ps)) {
+    ps->on_loop += ps->sub_watch.started;
+    snprintf(err, errlen, "cannot open the subscriber socket");
+    return CHOREO_EBUS;
+  }
+  ps->on_loop++;
+  for (size_t i = 0; i < nurls; i++) {
+    char rep[CHOREO_URL_MAX];
+    if (choreo_bus_rep_url(urls[i], rep, sizeof rep)) {
+      snprintf(err, errlen, "--peer %s: expected ipc://DIR/NAME.pub or tcp://HOST:PORT", urls[i]);
+      return CHOREO_EINVAL;
+    }
+    if (!peers_add(ps, NULL, urls[i])) {
+      snprintf(err, errlen, "--peer %s: cannot connect", urls[i]);
+      return CHOREO_EBUS;
+    }
+  }
+  peers_discover(ps);
+  return 0;
+}
+
+/* A peer that has not answered for a long while gets a fresh connection: NNG's own reconnect
+ * should make this unnecessary, but a CI run once saw a consumer wait a full minute for a
+ * producer that had been killed and restarted twice, and a new dialer costs nothing. */
+static void peers_redial(choreo_peers *ps, choreo_peer *p) {
+  choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "no answer from %s for %llu s: reconnecting",
+             p->name[0] ? p->name : p->pub_url,
+             (unsigned long long)(uv_now(ps->loop) - p->answered_at) / 1000);
+  nng_dialer_close(p->req_dialer);
+  choreo_bus_dial(p->req, p->rep_url, &p->req_dialer);
+  p->answered_at = uv_now(ps->loop); /* wait a full period before the next redial */
+}
+
+void choreo_peers_drain(choreo_peers *ps) {
+  choreo_bus_watch_drain(&ps->sub_watch);
+  for (int i = 0; i < ps->n; i++) choreo_bus_watch_drain(&ps->list[i]->watch);
+}
+
+void choreo_peers_tick(choreo_peers *ps) {
+  peers_discover(ps); /* a readdir of a small directory: cheap at this pace */
+  uint64_t now = uv_now(ps->loop);
+  for (int i = 0; i < ps->n; i++) {
+    choreo_peer *p = ps->list[i];
+    if (p->in_flight && now - p->asked_at >= FETCH_PATIENCE_MS &&
+        now - p->answered_at >= REDIAL_AFTER_MS)
+      peers_redial(ps, p);
+    if (p->in_flight ? now - p->asked_at >= FETCH_PATIENCE_MS
+                     : now - p->answered_at >= FETCH_EVERY_MS)
+      peers_ask(ps, p);
+  }
+}
+
+void choreo_peers_stop(choreo_peers *ps) {
+  choreo_bus_watch_stop(&ps->sub_watch, peers_on_sub_closed);
+  for (int i = 0; i < ps->n; i++) {
+    choreo_peer *p = ps->list[i];
+    nng_close(p->req);
+    if (!choreo_bus_watch_stop(&p->watch, peers_on_peer_closed)) free(p);
+  }
+  ps->n = 0;
+  if (ps->sub_open) nng_close(ps->sub);
+  ps->sub_open = false;
+  /* Last: closing the sockets above ends the callbacks that signal it. */
+  if (ps->connected_started) uv_close((uv_handle_t *)&ps->connected, peers_on_async_closed);
+  ps->connected_started = false;
+  msgpack_sbuffer_destroy(&ps->request);
+  msgpack_sbuffer_init(&ps->request);
+}
+
+int choreo_peers_status(choreo_peers *ps, size_t i, choreo_peer_status *out) {
+  if (i >= (size_t)ps->n) return CHOREO_ENOENT;
+  choreo_peer *p = ps->list[i];
+  int64_t applied = 0;
+  int rc = p->name[0] ? choreo_engine_checkpoint(ps->engine, p->name, &applied) : 0;
+  *out = (choreo_peer_status){.name = p->name, .url = p->pub_url, .applied = applied,
+                              .head = p->head,
+                              .lag = p->head > applied ? p->head - applied : 0};
+  return rc;
+}

@@ -1,0 +1,70 @@
+/* The other hosts: finding them (the bus directory's NAME.pub endpoints, and --peer ones),
+ * hearing their live frames on one SUB socket, and catching up through FETCH whenever a frame
+ * shows a gap, after a (re)connect, and at least once a second as a safety net, since PUB/SUB
+ * drops frames under load. One REQ socket per peer, one request in flight. */
+#ifndef CHOREO_PEERS_H
+#define CHOREO_PEERS_H
+
+#include <limits.h>
+#include <nng/nng.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "bus.h"
+#include "choreo.h"
+#include "engine.h"
+
+#define CHOREO_URL_MAX (PATH_MAX + 32)
+#define CHOREO_MAX_PEERS 256
+
+struct choreo_peers;
+
+typedef struct choreo_peer {
+  struct choreo_peers *peers;
+  char name[CHOREO_NAME_MAX + 1]; /* "" until its first answer, for --peer endpoints */
+  char pub_url[CHOREO_URL_MAX], rep_url[CHOREO_URL_MAX];
+  nng_socket req;
+  nng_dialer req_dialer;
+  choreo_bus_watch watch;
+  bool in_flight;
+  atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
+  uint64_t asked_at;     /* loop time (ms) of the request in flight */
+  uint64_t answered_at;
+  int64_t head; /* the peer's last seq, as it last told us */
+} choreo_peer;
+
+/* Embedded in its owner, as libuv's handles are: start, stop, then wait for on_loop == 0. */
+typedef struct choreo_peers {
+  uv_loop_t *loop;
+  choreo_engine *engine;
+  char bus[PATH_MAX];
+  void (*committed)(void *ud); /* something was applied: the owner publishes what it emitted */
+  void *ud;
+  nng_socket sub;
+  bool sub_open;
+  choreo_bus_watch sub_watch;
+  uv_async_t connected; /* wakes the loop to FETCH from a peer that just connected */
+  bool connected_started;
+  choreo_peer *list[CHOREO_MAX_PEERS];
+  int n;
+  int on_loop; /* handles of ours the loop still holds */
+  msgpack_sbuffer request;
+} choreo_peers;
+
+/* Subscribes to the hosts found in the bus directory and to the PUB endpoints in urls, and
+ * catches up from them into engine. On failure err holds one line; stop the peers all the
+ * same. */
+int choreo_peers_start(choreo_peers *p, uv_loop_t *loop, choreo_engine *engine, const char *bus,
+                       const char *const *urls, size_t nurls, void (*committed)(void *ud),
+                       void *ud, char *err, size_t errlen);
+void choreo_peers_tick(choreo_peers *p);  /* discovery and the periodic FETCH */
+void choreo_peers_drain(choreo_peers *p); /* the safety drain of every peer socket */
+/* Closes every socket and handle; each peer is freed once the loop lets go of it. Safe on a
+ * zeroed struct and twice. */
+void choreo_peers_stop(choreo_peers *p);
+/* Peer i in the order they were found; CHOREO_ENOENT past the end. */
+int choreo_peers_status(choreo_peers *p, size_t i, choreo_peer_status *out);
+
+#endif

@@ -1,0 +1,54 @@
+/* Answering FETCH (see serve.h). */
+#include "serve.h"
+
+#include <stdio.h>
+
+#include "log.h"
+
+/* The answer to a request for our log after `after`, into s->frame. */
+static int serve_answer(choreo_fetch_server *s, int64_t after) {
+  s->frame.size = 0;
+  if (after >= 0) {
+    int rows;
+    return choreo_engine_read_log(s->engine, after, CHOREO_FETCH_ROWS, CHOREO_FETCH_BYTES,
+                                  &s->frame, &rows);
+  }
+  int64_t head;
+  int rc = choreo_engine_head(s->engine, &head);
+  return rc ? rc : choreo_frame_header(&s->frame, choreo_engine_name(s->engine), head + 1, 0, head);
+}
+
+static void serve_on_request(void *ud, nng_msg *request) {
+  choreo_fetch_server *s = ud;
+  int64_t after;
+  if (choreo_fetch_decode(nng_msg_body(request), nng_msg_len(request), &after)) {
+    nng_msg_free(request);
+    choreo_log(CHOREO_LOG_WARN, choreo_engine_name(s->engine), "dropped a malformed FETCH request");
+    return;
+  }
+  int rc = serve_answer(s, after);
+  if (rc) {
+    /* Unanswered, the peer asks again after its patience runs out. */
+    choreo_log(CHOREO_LOG_ERROR, choreo_engine_name(s->engine), "cannot answer FETCH: %s",
+               choreo_strerror(rc));
+    nng_msg_free(request);
+    return;
+  }
+  choreo_bus_server_reply(&s->server, request, s->frame.data, s->frame.size);
+}
+
+int choreo_serve_start(choreo_fetch_server *s, uv_loop_t *loop, choreo_engine *engine,
+                       const char *const *urls, size_t nurls, char *err, size_t errlen) {
+  *s = (choreo_fetch_server){.engine = engine};
+  msgpack_sbuffer_init(&s->frame);
+  return choreo_bus_server_start(&s->server, loop, urls, nurls, serve_on_request, s, "FETCH", err,
+                                 errlen);
+}
+
+void choreo_serve_drain(choreo_fetch_server *s) { choreo_bus_watch_drain(&s->server.watch); }
+
+void choreo_serve_stop(choreo_fetch_server *s) {
+  choreo_bus_server_stop(&s->server);
+  msgpack_sbuffer_destroy(&s->frame);
+  msgpack_sbuffer_init(&s->frame);
+}
