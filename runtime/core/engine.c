@@ -160,12 +160,27 @@ static bool engine_handles(choreo_engine *e, choreo_str type) {
 /* One attempt inside its own savepoint: on failure only this message's effects roll back. */
 static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size_t errlen,
                           char **traceback, bool *ok) {
+  /* The id is optional on the wire ("<source>/<seq>" when absent), but handlers and what they
+   * emit (its causation) need it spelled out. */
+  choreo_msg with_id = *m;
+  char *derived = NULL;
+  if (!m->id.n) {
+    size_t n = m->source.n + 24;
+    derived = malloc(n);
+    if (!derived) return CHOREO_ENOMEM;
+    int len = snprintf(derived, n, "%.*s/%lld", (int)m->source.n, m->source.p, (long long)m->seq);
+    with_id.id = (choreo_str){derived, (size_t)len};
+  }
   int rc = choreo_store_savepoint(e->store);
-  if (rc) return rc;
-  e->current = m;
-  *ok = choreo_handlers_run(e->handlers, e, m, err, errlen) == 0 &&
-        (!e->scripts || e->ops->deliver(e->scripts, m, err, errlen, traceback) == 0);
+  if (rc) {
+    free(derived);
+    return rc;
+  }
+  e->current = &with_id;
+  *ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0 &&
+        (!e->scripts || e->ops->deliver(e->scripts, &with_id, err, errlen, traceback) == 0);
   e->current = NULL;
+  free(derived);
   /* The batch is gone (SQLite rolled it back after a disk or memory error, or the script ran
    * COMMIT or ROLLBACK): carrying on would commit the rest piecemeal. */
   if (!choreo_store_in_transaction(e->store)) return CHOREO_EIO;

@@ -85,7 +85,6 @@ static char *handlers_copy_strings(const choreo_msg *m, choreo_message *out) {
     p[from[i]->n] = '\0';
     p += from[i]->n + 1;
   }
-  if (!out->id[0]) out->id = NULL; /* absent in the frame: derived below */
   return buf;
 }
 
@@ -93,31 +92,30 @@ int choreo_handlers_run(const choreo_handlers *hs, struct choreo_engine *e, cons
                         char *err, size_t errlen) {
   if (!choreo_handlers_match(hs, m->type)) return 0;
   choreo_message msg = {.seq = m->seq};
-  char *strings = handlers_copy_strings(m, &msg);
-  char id[300];
+  char *strings = handlers_copy_strings(m, &msg); /* the engine has spelled out the id */
   if (!strings) {
     snprintf(err, errlen, "out of memory");
     return CHOREO_ESCRIPT;
   }
-  if (!msg.id) {
-    snprintf(id, sizeof id, "%s/%lld", msg.source, (long long)m->seq);
-    msg.id = id;
-  }
   /* The data's own encoding, for the handler to decode with msgpack or choreo_message_json. */
   msgpack_sbuffer data;
   msgpack_sbuffer_init(&data);
+  int rc = 0;
   if (m->data) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
-    msgpack_pack_object(&pk, *m->data);
+    if (msgpack_pack_object(&pk, *m->data) != 0) {
+      snprintf(err, errlen, "out of memory");
+      rc = CHOREO_ESCRIPT;
+    }
     msg.data = data.data;
     msg.data_len = data.size;
   }
   choreo_ctx ctx = {.engine = e, .msg = m};
-  int rc = 0;
   for (size_t i = 0; i < hs->n && !rc; i++) {
     const handler_entry *h = &hs->list[i];
     if (!handler_matches(h, m->type)) continue;
+    ctx.error[0] = '\0'; /* an earlier handler's reason is not this one's */
     if (h->fn(&ctx, &msg, h->ud) != 0) {
       snprintf(err, errlen, "%s", ctx.error[0] ? ctx.error : "C handler failed");
       rc = CHOREO_ESCRIPT;
@@ -149,7 +147,7 @@ int choreo_ctx_publish(choreo_ctx *ctx, const char *type, const char *json) {
 }
 
 int choreo_ctx_send(choreo_ctx *ctx, const char *to, const char *type, const char *json) {
-  if (!to || !to[0]) return CHOREO_EINVAL;
+  if (!to || !choreo_name_valid(to)) return CHOREO_EINVAL;
   return ctx_emit(ctx, "command", to, type, json);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "choreo.h"
+#include "sql.h"
 
 enum { S_LOAD, S_SAVE, S_REMOVE, S_MISS, S_LIST, S_SHOW, S_COUNT };
 
@@ -38,12 +39,10 @@ struct choreo_sagas {
 int choreo_sagas_open(choreo_sagas **out, sqlite3 *db) {
   choreo_sagas *t = calloc(1, sizeof *t);
   if (!t) return CHOREO_ENOMEM;
-  int rc = sqlite3_exec(db, sagas_schema, NULL, NULL, NULL);
-  for (int i = 0; rc == SQLITE_OK && i < S_COUNT; i++)
-    rc = sqlite3_prepare_v3(db, sagas_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &t->st[i], NULL);
-  if (rc != SQLITE_OK) {
-    choreo_sagas_close(t);
-    return CHOREO_EIO;
+  int rc = choreo_sql_prepare(db, sagas_schema, sagas_sql, S_COUNT, t->st);
+  if (rc) {
+    free(t);
+    return rc;
   }
   *out = t;
   return 0;
@@ -51,7 +50,7 @@ int choreo_sagas_open(choreo_sagas **out, sqlite3 *db) {
 
 void choreo_sagas_close(choreo_sagas *t) {
   if (!t) return;
-  for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(t->st[i]);
+  choreo_sql_finalize(t->st, S_COUNT);
   free(t);
 }
 
@@ -61,13 +60,6 @@ static int sagas_bind(sqlite3_stmt *st, const char *name, const char *key) {
   return rc ? rc : sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 }
 
-/* Steps a statement to its end; leaves it reset and unbound. */
-static int sagas_finish(sqlite3_stmt *st, int step) {
-  while (step == SQLITE_ROW) step = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return step == SQLITE_DONE ? 0 : CHOREO_EIO;
-}
 
 int choreo_sagas_load(choreo_sagas *t, const char *name, const char *key, msgpack_sbuffer *state,
                       int64_t *version, bool *found) {
@@ -81,11 +73,11 @@ int choreo_sagas_load(choreo_sagas *t, const char *name, const char *key, msgpac
     const void *blob = sqlite3_column_blob(st, 0);
     int n = sqlite3_column_bytes(st, 0);
     if (n > 0 && msgpack_sbuffer_write(state, blob, (size_t)n)) {
-      sagas_finish(st, SQLITE_DONE);
+      choreo_sql_finish(st, SQLITE_DONE);
       return CHOREO_ENOMEM;
     }
   }
-  return sagas_finish(st, step);
+  return choreo_sql_finish(st, step);
 }
 
 int choreo_sagas_save(choreo_sagas *t, const char *name, const char *key, const char *state,
@@ -94,17 +86,17 @@ int choreo_sagas_save(choreo_sagas *t, const char *name, const char *key, const 
   int rc = sagas_bind(st, name, key);
   if (!rc) rc = sqlite3_bind_blob64(st, 3, state ? state : "", state_len, SQLITE_STATIC);
   if (!rc) rc = sqlite3_bind_int64(st, 4, version);
-  return sagas_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+  return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
 }
 
 int choreo_sagas_remove(choreo_sagas *t, const char *name, const char *key) {
   sqlite3_stmt *st = t->st[S_REMOVE];
-  return sagas_finish(st, sagas_bind(st, name, key) ? SQLITE_ERROR : sqlite3_step(st));
+  return choreo_sql_finish(st, sagas_bind(st, name, key) ? SQLITE_ERROR : sqlite3_step(st));
 }
 
 int choreo_sagas_miss(choreo_sagas *t, const char *name, const char *type) {
   sqlite3_stmt *st = t->st[S_MISS];
-  return sagas_finish(st, sagas_bind(st, name, type) ? SQLITE_ERROR : sqlite3_step(st));
+  return choreo_sql_finish(st, sagas_bind(st, name, type) ? SQLITE_ERROR : sqlite3_step(st));
 }
 
 int choreo_sagas_each(choreo_sagas *t, const char *name, const char *key, choreo_saga_fn fn,
@@ -112,7 +104,7 @@ int choreo_sagas_each(choreo_sagas *t, const char *name, const char *key, choreo
   sqlite3_stmt *st = t->st[key ? S_SHOW : S_LIST];
   int step = key ? sagas_bind(st, name, key) : sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
   int rc = 0;
-  if (step != SQLITE_OK) return sagas_finish(st, SQLITE_ERROR);
+  if (step != SQLITE_OK) return choreo_sql_finish(st, SQLITE_ERROR);
   while (rc >= 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
     const char *updated = (const char *)sqlite3_column_text(st, 3);
     choreo_saga_row row = {.name = (const char *)sqlite3_column_text(st, 0),
@@ -124,8 +116,8 @@ int choreo_sagas_each(choreo_sagas *t, const char *name, const char *key, choreo
     rc = fn(ud, &row);
   }
   if (rc < 0) {
-    sagas_finish(st, SQLITE_DONE);
+    choreo_sql_finish(st, SQLITE_DONE);
     return rc;
   }
-  return sagas_finish(st, step);
+  return choreo_sql_finish(st, step);
 }

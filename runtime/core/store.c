@@ -16,6 +16,7 @@
 #include "checkpointer.h"
 #include "choreo.h"
 #include "clock.h"
+#include "sql.h"
 
 enum {
   ST_BEGIN,
@@ -220,12 +221,9 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
     store_errf(err, errlen, path, sqlite3_errmsg(db));
     return CHOREO_EIO;
   }
-  for (int i = 0; i < ST_COUNT; i++) {
-    if (sqlite3_prepare_v3(db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
-        SQLITE_OK) {
-      store_errf(err, errlen, path, sqlite3_errmsg(db));
-      return CHOREO_EIO;
-    }
+  if (choreo_sql_prepare(db, NULL, store_sql, ST_COUNT, s->st)) {
+    store_errf(err, errlen, path, sqlite3_errmsg(db));
+    return CHOREO_EIO;
   }
   /* Checkpoints move to their own thread. The writer must then do none itself: it would wait
    * on the thread's checkpoint lock while that one syncs, which showed as 160 ms stalls. Our
@@ -281,7 +279,7 @@ int choreo_store_open(choreo_store **out, const char *path, char *err, size_t er
 void choreo_store_close(choreo_store *s) {
   if (!s) return;
   choreo_checkpointer_stop(s->checkpointer);
-  for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
+  choreo_sql_finalize(s->st, ST_COUNT);
   /* close_v2 rather than close, which fails with SQLITE_BUSY while statements the scripts
    * prepared through ctx.db are unfinalized: close_v2 frees the connection once they are. */
   sqlite3_close_v2(s->db);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "choreo.h"
+#include "sql.h"
 #include "timeouts.h"
 
 enum { T_ADD, T_CANCEL, T_NEXT, T_DUE, T_DELETE, T_COUNT_ROWS, T_COUNT };
@@ -32,12 +33,10 @@ struct choreo_timeouts {
 int choreo_timeouts_open(choreo_timeouts **out, sqlite3 *db) {
   choreo_timeouts *t = calloc(1, sizeof *t);
   if (!t) return CHOREO_ENOMEM;
-  int rc = sqlite3_exec(db, timeouts_schema, NULL, NULL, NULL);
-  for (int i = 0; rc == SQLITE_OK && i < T_COUNT; i++)
-    rc = sqlite3_prepare_v3(db, timeouts_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &t->st[i], NULL);
-  if (rc != SQLITE_OK) {
-    choreo_timeouts_close(t);
-    return CHOREO_EIO;
+  int rc = choreo_sql_prepare(db, timeouts_schema, timeouts_sql, T_COUNT, t->st);
+  if (rc) {
+    free(t);
+    return rc;
   }
   *out = t;
   return 0;
@@ -45,17 +44,12 @@ int choreo_timeouts_open(choreo_timeouts **out, sqlite3 *db) {
 
 void choreo_timeouts_close(choreo_timeouts *t) {
   if (!t) return;
-  for (int i = 0; i < T_COUNT; i++) sqlite3_finalize(t->st[i]);
+  choreo_sql_finalize(t->st, T_COUNT);
   free(t);
 }
 
 /* Steps a statement that returns no rows, then readies it for reuse. */
-static int timeouts_run(sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return rc == SQLITE_DONE ? 0 : CHOREO_EIO;
-}
+static int timeouts_run(sqlite3_stmt *st) { return choreo_sql_finish(st, sqlite3_step(st)); }
 
 static int timeouts_int(sqlite3_stmt *st, int64_t if_null, int64_t *out) {
   int rc = CHOREO_EIO;

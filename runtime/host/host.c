@@ -327,20 +327,17 @@ static int host_resolve(choreo_host *h, const choreo_host_config *cfg, char *dat
   }
   snprintf(data, size, "%s/.choreo", real);
   if (mkdir(data, 0755) != 0 && errno != EEXIST) {
-    snprintf(err, errlen, "cannot create %s: %s", data, strerror(errno));
+    snprintf(err, errlen, "cannot create %.512s: %s", data, strerror(errno));
     return CHOREO_EIO;
   }
   snprintf(data, size, "%s/.choreo/%s.db", real, h->name);
   return 0;
 }
 
-int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err, size_t errlen) {
-  *out = NULL;
+/* Opens the host with the reason for a failure in why (at least 1024 bytes). */
+static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err, size_t errlen) {
   choreo_host *h = calloc(1, sizeof *h);
-  if (!h) {
-    snprintf(err, errlen, "out of memory");
-    return CHOREO_ENOMEM;
-  }
+  if (!h) return CHOREO_ENOMEM;
   msgpack_sbuffer_init(&h->frame);
   msgpack_sbuffer_init(&h->own_frame);
   atomic_init(&h->stop_requested, false);
@@ -367,7 +364,6 @@ int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err
     rc = CHOREO_EIO;
   }
   if (rc) {
-    if (!err[0]) snprintf(err, errlen, "%s", choreo_strerror(rc));
     choreo_host_close(h);
     return rc;
   }
@@ -376,6 +372,15 @@ int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   choreo_host_committed(h);
   *out = h;
   return 0;
+}
+
+int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err, size_t errlen) {
+  char why[1024] = "";
+  *out = NULL;
+  int rc = cfg ? host_open(out, cfg, why, sizeof why) : CHOREO_EINVAL;
+  if (rc && !why[0]) snprintf(why, sizeof why, "%s", choreo_strerror(rc));
+  if (err && errlen) snprintf(err, errlen, "%s", rc ? why : "");
+  return rc;
 }
 
 int choreo_host_run(choreo_host *h) {

@@ -62,7 +62,8 @@ typedef struct choreo_host_config {
 } choreo_host_config;
 
 /* Opens the database, loads the scripts and starts listening and dialing peers on the loop.
- * Nothing is handled before the loop runs. On failure *out is NULL and err holds one line. */
+ * Nothing is handled before the loop runs. On failure *out is NULL and err (if not NULL) holds
+ * one line; on success it holds "". */
 CHOREO_EXTERN int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err,
                                    size_t errlen);
 /* Runs the host's own loop until the host stops. CHOREO_EINVAL for a host on a caller's loop. */

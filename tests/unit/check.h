@@ -24,4 +24,13 @@ static int check_failures;
 
 #define CHECK_DONE() (check_failures ? 1 : 0)
 
+/* Writes a whole file, checking every step. */
+static inline void check_write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (!f) return;
+  CHECK(fputs(text, f) >= 0);
+  CHECK(fclose(f) == 0);
+}
+
 #endif

@@ -9,13 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "engine_fixture.h"
 #include "choreo.h"
 #include "engine.h"
 #include "lua_scripts.h"
 
-static char dir[64];
-static int64_t fake_now = 1700000000000; /* the engines' clock, in ms */
 
 static const char handlers_lua[] =
     "local choreo = require 'choreo'\n"
@@ -35,38 +33,6 @@ static const char handlers_lua[] =
     "  ctx:publish('Pinged', { n = -1 })\n"
     "  error('boom ' .. msg.data.n)\n"
     "end)\n";
-
-static int64_t fake_clock(void *ud) {
-  (void)ud;
-  return fake_now;
-}
-
-static void write_file(const char *name, const char *text) {
-  char path[128];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  CHECK(f != NULL);
-  if (!f) return;
-  CHECK(fputs(text, f) >= 0);
-  CHECK(fclose(f) == 0);
-}
-
-static void remove_file(const char *name) {
-  char path[128];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  unlink(path);
-}
-
-static choreo_engine *open_engine(void) {
-  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
-                              .scripts = &choreo_lua_scripts, .now_ms = fake_clock};
-  char err[512] = "";
-  choreo_engine *e = NULL;
-  int rc = choreo_engine_open(&e, &cfg, err, sizeof err);
-  if (rc) fprintf(stderr, "open: %s\n", err);
-  CHECK(rc == 0 && e != NULL);
-  return e;
-}
 
 /* One message: data is the map {n = n}. */
 static void add_msg(msgpack_sbuffer *frame, const char *source, int64_t seq, const char *type,
@@ -98,19 +64,6 @@ static void build_frame(msgpack_sbuffer *frame, const char *source, int64_t firs
 
 static int apply(choreo_engine *e, const msgpack_sbuffer *frame, choreo_apply_result *res) {
   return choreo_engine_apply_frame(e, frame->data, frame->size, res);
-}
-
-/* The single integer a query returns (-1 on error). */
-static int64_t query_int(choreo_engine *e, const char *sql) {
-  sqlite3_stmt *st = NULL;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(choreo_engine_db(e), sql, -1, &st, NULL) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    v = sqlite3_column_int64(st, 0);
-  else
-    fprintf(stderr, "query %s: %s\n", sql, sqlite3_errmsg(choreo_engine_db(e)));
-  sqlite3_finalize(st);
-  return v;
 }
 
 static int64_t checkpoint(choreo_engine *e, const char *source) {

@@ -1,0 +1,17 @@
+/* The few things every owner of choreo_* tables does with SQLite the same way: create its
+ * tables and prepare its statements once, finalize them, and run a statement to its end. */
+#ifndef CHOREO_SQL_H
+#define CHOREO_SQL_H
+
+#include <sqlite3.h>
+
+/* Runs schema (if not NULL), then prepares the n statements sql[i] into st[i] for reuse.
+ * Returns 0, or CHOREO_EIO with every statement finalized and st[] NULL. */
+int choreo_sql_prepare(sqlite3 *db, const char *schema, const char *const *sql, int n,
+                       sqlite3_stmt **st);
+void choreo_sql_finalize(sqlite3_stmt **st, int n);
+/* Steps st on past `step` (the result of the caller's last sqlite3_step, or SQLITE_ERROR when
+ * binding failed) to its end, then resets it and clears its bindings. 0 or CHOREO_EIO. */
+int choreo_sql_finish(sqlite3_stmt *st, int step);
+
+#endif
