@@ -8,7 +8,7 @@
  *   embed DIR [--name NAME] [--bus DIR] [--data FILE] [--count N]
  *
  * Exit codes are those of `choreo`: 0 ok, 1 runtime failure, 2 usage error; an error is one line
- * on stderr. Build: cc main.c $(pkg-config --cflags --libs choreo sqlite3) -o embed */
+ * on stderr. Build: cc main.c $(pkg-config --cflags --libs choreo) -o embed */
 #define _POSIX_C_SOURCE 200809L /* uv.h uses POSIX types (pthread_rwlock_t) that -std=c11 hides */
 
 #include <choreo.h>

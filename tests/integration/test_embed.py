@@ -77,7 +77,7 @@ def _make():
     check(len(pcs) == 1, "expected one choreo.pc under %s, found %r" % (prefix, pcs))
     libdir = os.path.dirname(os.path.dirname(pcs[0]))
     env = _prepended("PKG_CONFIG_PATH", os.path.dirname(pcs[0]))
-    flags = shlex.split(_must([pkg_config, "--cflags", "--libs", "choreo", "sqlite3"], "pkg-config",
+    flags = shlex.split(_must([pkg_config, "--cflags", "--libs", "choreo"], "pkg-config",
                               env=env).out)
     # A sanitizer build installs a sanitized library: the program must carry the runtime too.
     shared = sorted(glob.glob(os.path.join(libdir, "libchoreo.so*")))
