@@ -52,9 +52,10 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
 int choreo_lua_msgpack_encode(lua_State *L);
 int choreo_lua_msgpack_decode(lua_State *L);
 
-/* lstore.c: pushes a db object (exec/rows/one) over a connection owned by someone else. The
- * object holds a reference to the value at owner_idx so the owner outlives it (0 for none). */
-void choreo_lua_push_db(lua_State *L, sqlite3 *db, int owner_idx);
+/* lstore.c: pushes a db object (exec/rows/one) over the engine's connection; what it prepares
+ * may not end choreo's transaction (choreo_engine_guard). The object holds a reference to the
+ * value at owner_idx so the owner outlives it (0 for none). */
+void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx);
 
 /* llog.c: pushes the log table (debug/info/warn/error) writing lines tagged with `who`. */
 void choreo_lua_push_log(lua_State *L, const char *who);

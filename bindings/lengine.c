@@ -200,7 +200,7 @@ static int engine_log(lua_State *L) {
 
 static int engine_db(lua_State *L) {
   engine_handle *h = toengine(L);
-  choreo_lua_push_db(L, choreo_engine_db(h->e), 1);
+  choreo_lua_push_db(L, h->e, 1);
   return 1;
 }
 

@@ -1,5 +1,5 @@
 /* Values crossing the wire: Lua values to msgpack and back, and the msg table handed to
- * handlers. Only plain data crosses (DESIGN.md §4); anything else is refused at the call that
+ * handlers. Only plain data crosses (README.md, Writing handlers); anything else is refused at the call that
  * tried to send it, with the path of the offending value. */
 #include <lauxlib.h>
 #include <stdio.h>

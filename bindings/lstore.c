@@ -16,6 +16,7 @@
 #define DB_CACHE 16
 
 typedef struct db_handle {
+  choreo_engine *engine; /* whose connection this is, and who guards what is prepared on it */
   sqlite3 *db;
   sqlite3_stmt *cache[DB_CACHE]; /* idle statements, keyed by their SQL text */
   int next;                      /* the slot to evict next */
@@ -26,24 +27,6 @@ typedef struct rows_handle {
 } rows_handle;
 
 #define todb(L) ((db_handle *)luaL_checkudata(L, 1, DB_META))
-
-/* Scripts run inside choreo's transaction (one per batch, a savepoint per message), so they may
- * not end it (BEGIN, COMMIT, ROLLBACK) nor touch choreo's own savepoints: the batch would commit
- * piecemeal or fail for ever. Their own savepoints are fine. The connection's authorizer checks
- * only statements prepared here, while this is set; every prepare runs on the loop's thread. */
-static bool db_preparing;
-
-static int db_authorize(void *ud, int action, const char *a, const char *b, const char *db,
-                        const char *trigger) {
-  (void)ud;
-  (void)a;
-  (void)db;
-  (void)trigger;
-  if (!db_preparing) return SQLITE_OK;
-  if (action == SQLITE_TRANSACTION) return SQLITE_DENY;
-  if (action == SQLITE_SAVEPOINT && b && strncmp(b, "choreo_", 7) == 0) return SQLITE_DENY;
-  return SQLITE_OK;
-}
 
 /* Takes an idle statement for sql out of the cache, or prepares one. */
 static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t len) {
@@ -56,9 +39,9 @@ static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t
   }
   const char *tail = NULL;
   sqlite3_stmt *stmt = NULL;
-  db_preparing = true;
+  choreo_engine_guard(h->engine, true);
   int rc = sqlite3_prepare_v3(h->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
-  db_preparing = false;
+  choreo_engine_guard(h->engine, false);
   if (rc == SQLITE_AUTH)
     luaL_error(L, "SQL error: scripts run inside choreo's transaction and may not begin, commit "
                   "or roll it back, nor use savepoints named choreo_*");
@@ -258,12 +241,12 @@ static int db_gc(lua_State *L) {
 
 static const luaL_Reg rows_meta[] = {{"__close", rows_close}, {"__gc", rows_close}, {NULL, NULL}};
 
-void choreo_lua_push_db(lua_State *L, sqlite3 *db, int owner_idx) {
+void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx) {
   owner_idx = owner_idx ? lua_absindex(L, owner_idx) : 0;
   db_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
   memset(h, 0, sizeof *h);
-  h->db = db;
-  sqlite3_set_authorizer(db, db_authorize, NULL);
+  h->engine = engine;
+  h->db = choreo_engine_db(engine);
   if (owner_idx) {
     lua_pushvalue(L, owner_idx);
     lua_setiuservalue(L, -2, 1);

@@ -42,8 +42,9 @@ static void test_set_arg(lua_State *L, const char *const *args, int nargs, const
   lua_setglobal(L, "arg");
 }
 
-int choreo_lua_run_tests(const char *dir, const char *const *args, int nargs, char *err,
-                         size_t errlen) {
+int choreo_lua_run_tests(const char *dir, const char *const *args, int nargs, bool *passed,
+                         char *err, size_t errlen) {
+  *passed = false;
   lua_State *L = choreo_lua_state_new(test_alloc, NULL, dir, test_os_exit);
   if (!L) {
     snprintf(err, errlen, "cannot create a Lua state");
@@ -52,17 +53,19 @@ int choreo_lua_run_tests(const char *dir, const char *const *args, int nargs, ch
   lua_pushfstring(L, "%s/spec", dir);
   test_set_arg(L, args, nargs, lua_tostring(L, -1));
   lua_pop(L, 1);
-  int code = 0;
+  int rc = 0;
   static const char runner[] = "require 'busted.runner'({ standalone = false })";
   if (luaL_loadbuffer(L, runner, sizeof runner - 1, "@choreo-test") || lua_pcall(L, 0, 0, 0)) {
     if (lua_istable(L, -1) && lua_getfield(L, -1, EXIT_MARK) == LUA_TNUMBER) {
-      code = lua_tointeger(L, -1) ? 1 : 0;
+      *passed = lua_tointeger(L, -1) == 0;
     } else {
       if (lua_istable(L, -1)) lua_pop(L, 1);
       snprintf(err, errlen, "test runner failed: %s", luaL_tolstring(L, -1, NULL));
-      code = CHOREO_ESCRIPT;
+      rc = CHOREO_ESCRIPT;
     }
+  } else {
+    *passed = true; /* busted returned without calling os.exit */
   }
   lua_close(L);
-  return code;
+  return rc;
 }

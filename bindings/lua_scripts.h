@@ -12,9 +12,9 @@
 extern const choreo_scripts_ops choreo_lua_scripts;
 
 /* Runs the busted specs in DIR/spec inside a Lua state with choreo's bindings; args go to
- * busted. Returns 0 when every spec passed, 1 when one failed, or a negative CHOREO_E* code
- * with err set when busted could not run at all. */
-int choreo_lua_run_tests(const char *dir, const char *const *args, int nargs, char *err,
-                         size_t errlen);
+ * busted. *passed tells whether every spec passed; a negative CHOREO_E* code with err set
+ * means busted could not run at all. */
+int choreo_lua_run_tests(const char *dir, const char *const *args, int nargs, bool *passed,
+                         char *err, size_t errlen);
 
 #endif

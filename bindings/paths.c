@@ -5,6 +5,7 @@
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,20 +38,25 @@ static int paths_try_beside(const char *file) {
   return 0;
 }
 
-const char *choreo_paths_scripts(void) {
-  if (scripts_dir[0]) return scripts_dir;
+/* Fills scripts_dir, once per process: hosts opened on several threads may ask together. */
+static void paths_find(void) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n > 0) {
     exe[n] = '\0';
-    if (paths_try_beside(exe)) return scripts_dir;
+    if (paths_try_beside(exe)) return;
   }
   Dl_info self;
   if (dladdr((void *)choreo_paths_scripts, &self) && self.dli_fname && self.dli_fname[0] == '/' &&
       paths_try_beside(self.dli_fname))
-    return scripts_dir;
+    return;
   const char *fixed = paths_has_scripts(CHOREO_INSTALLED_SCRIPTS) ? CHOREO_INSTALLED_SCRIPTS
                                                                   : CHOREO_SOURCE_SCRIPTS;
   snprintf(scripts_dir, sizeof scripts_dir, "%s", fixed);
+}
+
+const char *choreo_paths_scripts(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, paths_find);
   return scripts_dir;
 }

@@ -23,7 +23,7 @@ typedef struct choreo_scripts {
   uint64_t instruction_limit;
   int64_t budget; /* instructions left in the current call */
   choreo_lua_handlers *handlers; /* the registry's counters */
-  /* The last type asked about with choreo_scripts_handles, and the answer, valid while the
+  /* The last type asked about with scripts_handles, and the answer, valid while the
    * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
   struct {
     uint64_t version;

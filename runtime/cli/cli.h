@@ -1,4 +1,4 @@
-/* The command line (DESIGN.md §3): main.c parses the subcommand and the options every
+/* The command line (README.md, The command line): main.c parses the subcommand and the options every
  * subcommand shares, and hands over to one cli_*.c file per subcommand. Exit codes: 0 ok,
  * 1 runtime failure, 2 usage error; every error is one line on stderr. */
 #ifndef CHOREO_CLI_H

@@ -39,7 +39,8 @@ static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *
     return CLI_OK;
   }
   client_hosts hs = {0};
-  choreo_bus_each_host(bus, "ctl", client_found, &hs);
+  if (choreo_bus_each_host(bus, "ctl", client_found, &hs))
+    return cli_fail("cannot read the bus directory %s", bus);
   snprintf(name, namesize, "%s", hs.first);
   const char *names = hs.names;
   int found = hs.found;

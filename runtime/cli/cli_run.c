@@ -1,6 +1,7 @@
 /* choreo run DIR: a host (choreo.h) on a loop of ours, stopped by SIGINT or SIGTERM. */
 #define _GNU_SOURCE /* sched_setaffinity and the CPU_* macros */
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "choreo.h"
 #include "cli.h"
 #include "codec.h"
+#include "host.h"
 
 static int run_number(const char *flag, const char *text, unsigned long long *out) {
   char *end;
@@ -104,8 +106,9 @@ int cli_run(const cli_args *a) {
     } else return cli_usage("run: unknown option '%s'", arg);
   }
   if (!o.dir) return cli_usage("%s", "run needs the scripts directory: choreo run DIR");
-  if (o.name && !choreo_name_valid(o.name))
-    return cli_usage("invalid name '%s' (letters, digits, '_', '-', '.'; at most 100)", o.name);
+  char real[PATH_MAX], err[256];
+  const char *name = o.name ? o.name : realpath(o.dir, real) ? choreo_host_default_name(real) : NULL;
+  if (name && choreo_name_check(name, err, sizeof err)) return cli_usage("%s", err);
   int rc = cpu ? run_pin(cpu) : CLI_OK; /* before the host starts any thread */
   return rc ? rc : run_host(&o);
 }

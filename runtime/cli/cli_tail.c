@@ -93,9 +93,14 @@ int cli_tail(const cli_args *a) {
   signal(SIGINT, tail_on_signal);
   signal(SIGTERM, tail_on_signal);
   signal(SIGPIPE, tail_on_signal);
+  int rc = CLI_OK;
   while (!tail_stop && count != 0) {
-    if (a->host) tail_dial(&t, a->host);
-    else choreo_bus_each_host(t.bus, "pub", tail_found, &t);
+    if (a->host) {
+      tail_dial(&t, a->host);
+    } else if (choreo_bus_each_host(t.bus, "pub", tail_found, &t)) {
+      rc = cli_fail("cannot read the bus directory %s", t.bus);
+      break;
+    }
     nng_msg *msg;
     if (nng_recvmsg(t.sub, &msg, 0) != 0) continue;
     long n = tail_print(nng_msg_body(msg), nng_msg_len(msg), pattern);
@@ -104,5 +109,5 @@ int cli_tail(const cli_args *a) {
   }
   nng_close(t.sub);
   for (int i = 0; i < t.ndialed; i++) free(t.dialed[i]);
-  return CLI_OK;
+  return rc;
 }

@@ -18,8 +18,9 @@ int cli_test(const cli_args *a) {
   if (stat(spec, &st) || !S_ISDIR(st.st_mode)) return cli_fail("%s: no spec directory", spec);
   setenv("CHOREO_TEST_DIR", dir, 1);
   char err[1024];
-  int rc = choreo_lua_run_tests(dir, (const char *const *)a->rest + 1, a->nrest - 1, err,
-                                sizeof err);
-  if (rc < 0) return cli_fail("%s", err);
-  return rc ? CLI_FAIL : CLI_OK;
+  bool passed;
+  if (choreo_lua_run_tests(dir, (const char *const *)a->rest + 1, a->nrest - 1, &passed, err,
+                           sizeof err))
+    return cli_fail("%s", err);
+  return passed ? CLI_OK : CLI_FAIL;
 }

@@ -1,4 +1,4 @@
-/* The wire codec (DESIGN.md §5): messages as msgpack maps keyed by CloudEvents attribute names,
+/* The wire codec (docs/ARCHITECTURE.md, The wire): messages as msgpack maps keyed by CloudEvents attribute names,
  * frames as a header array followed by contiguous messages, and the structure walker that
  * vets every byte from the network before msgpack-c sees it.
  *
@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "choreo.h"
@@ -115,6 +116,20 @@ bool choreo_name_valid(const char *name) {
   for (size_t i = 0; i < n; i++)
     if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i])) return false;
   return true;
+}
+
+int choreo_name_check(const char *name, char *err, size_t errlen) {
+  if (name && choreo_name_valid(name)) return 0;
+  snprintf(err, errlen, "invalid name '%s' (letters, digits, '_', '-', '.'; at most %d)",
+           name ? name : "", CHOREO_NAME_MAX);
+  return CHOREO_EINVAL;
+}
+
+char *choreo_msg_derived_id(const choreo_msg *m) {
+  size_t size = m->source.n + 24;
+  char *id = malloc(size);
+  if (id) snprintf(id, size, "%.*s/%" PRId64, (int)m->source.n, m->source.p, m->seq);
+  return id;
 }
 
 bool choreo_str_eq(choreo_str s, const char *c) {

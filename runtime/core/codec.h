@@ -1,4 +1,4 @@
-/* Wire format (DESIGN.md §5): messages are msgpack maps keyed by CloudEvents attribute names;
+/* Wire format (docs/ARCHITECTURE.md, The wire): messages are msgpack maps keyed by CloudEvents attribute names;
  * a frame is a header array [version, source, first_seq, count, head_seq] followed by `count`
  * encoded messages with contiguous seq. Decoding is defensive: every input is validated before
  * msgpack-c sees it, so claimed lengths can never exceed the bytes actually present. */
@@ -89,6 +89,12 @@ int choreo_fetch_decode(const char *buf, size_t len, int64_t *after);
  * starting with '.', since they also name files in the bus directory. */
 #define CHOREO_NAME_MAX 100
 bool choreo_name_valid(const char *name);
+/* 0, or CHOREO_EINVAL with "invalid name '...' (...)" in err. */
+int choreo_name_check(const char *name, char *err, size_t errlen);
+
+/* The id of a message that carries none, "<source>/<seq>", as the encoder derives it:
+ * malloc'd, NULL when memory runs out. */
+char *choreo_msg_derived_id(const choreo_msg *m);
 
 /* True if the borrowed string equals the C string. */
 bool choreo_str_eq(choreo_str s, const char *c);

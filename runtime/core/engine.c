@@ -62,11 +62,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     snprintf(err, errlen, "%s: no such directory", cfg->dir ? cfg->dir : "(none)");
     return CHOREO_ENOENT;
   }
-  if (!cfg->name || !choreo_name_valid(cfg->name)) {
-    snprintf(err, errlen, "invalid name '%s' (letters, digits, '_', '-', '.'; at most %d)",
-             cfg->name ? cfg->name : "", CHOREO_NAME_MAX);
-    return CHOREO_EINVAL;
-  }
+  int rc = choreo_name_check(cfg->name, err, errlen);
+  if (rc) return rc;
   choreo_engine *e = calloc(1, sizeof *e);
   if (!e) return CHOREO_ENOMEM;
   e->name = strdup(cfg->name);
@@ -78,8 +75,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
   e->now_ms = cfg->now_ms ? cfg->now_ms : engine_wall_clock;
   e->clock_ud = cfg->clock_ud;
   msgpack_sbuffer_init(&e->own_frame);
-  int rc = e->name && e->dir && e->handlers
-               ? choreo_store_open(&e->store, cfg->data, err, errlen) : CHOREO_ENOMEM;
+  rc = e->name && e->dir && e->handlers ? choreo_store_open(&e->store, cfg->data, err, errlen)
+                                          : CHOREO_ENOMEM;
   if (!rc && (rc = choreo_timeouts_open(&e->timeouts, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the timeouts table", cfg->data);
   if (!rc && (rc = choreo_sagas_open(&e->sagas, choreo_store_db(e->store))))
@@ -108,6 +105,7 @@ void choreo_engine_close(choreo_engine *e) {
 }
 
 const char *choreo_engine_name(choreo_engine *e) { return e->name; }
+void choreo_engine_guard(choreo_engine *e, bool on) { choreo_store_guard(e->store, on); }
 sqlite3 *choreo_engine_db(choreo_engine *e) { return choreo_store_db(e->store); }
 const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->current : NULL; }
 unsigned choreo_engine_generation(choreo_engine *e) { return e->generation; }
@@ -165,11 +163,9 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
   choreo_msg with_id = *m;
   char *derived = NULL;
   if (!m->id.n) {
-    size_t n = m->source.n + 24;
-    derived = malloc(n);
+    derived = choreo_msg_derived_id(m);
     if (!derived) return CHOREO_ENOMEM;
-    int len = snprintf(derived, n, "%.*s/%lld", (int)m->source.n, m->source.p, (long long)m->seq);
-    with_id.id = (choreo_str){derived, (size_t)len};
+    with_id.id = (choreo_str){derived, strlen(derived)};
   }
   int rc = choreo_store_savepoint(e->store);
   if (rc) {
@@ -177,8 +173,10 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
     return rc;
   }
   e->current = &with_id;
+  choreo_store_guard(e->store, true);
   *ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0 &&
         (!e->scripts || e->ops->deliver(e->scripts, &with_id, err, errlen, traceback) == 0);
+  choreo_store_guard(e->store, false);
   e->current = NULL;
   free(derived);
   /* The batch is gone (SQLite rolled it back after a disk or memory error, or the script ran

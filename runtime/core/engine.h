@@ -167,6 +167,10 @@ int choreo_engine_saga_save(choreo_engine *e, const char *name, const char *key,
 int choreo_engine_saga_remove(choreo_engine *e, const char *name, const char *key);
 int choreo_engine_saga_miss(choreo_engine *e, const char *name, const char *type);
 
+/* Guards what the scripts prepare outside a handler too (choreo.db at load time, a spec's
+ * host.db), as handlers always are: see choreo_store_guard. Calls nest. */
+void choreo_engine_guard(choreo_engine *e, bool on);
+
 /* The message being handled, or NULL outside a handler. */
 const choreo_msg *choreo_engine_current(choreo_engine *e);
 /* The database connection, for the scripts' own tables (ctx.db, choreo_ctx_db): it runs in the

@@ -234,20 +234,16 @@ static bool json_add_attr(cJSON *obj, const char *key, choreo_str s) {
   return s.n == 0 || json_add(obj, key, json_string(s.p, s.n));
 }
 
-/* The id when the message carries none: the same "<source>/<seq>" the encoder derives. */
+/* The id when the message carries none. */
 static cJSON *json_derived_id(const choreo_msg *m) {
-  size_t size = m->source.n + 24;
-  char *s = malloc(size);
-  if (s == NULL) return NULL;
-  snprintf(s, size, "%.*s/%" PRId64, (int)m->source.n, m->source.p, m->seq);
-  cJSON *item = cJSON_CreateString(s);
+  char *s = choreo_msg_derived_id(m);
+  cJSON *item = s ? cJSON_CreateString(s) : NULL;
   free(s);
   return item;
 }
 
-char *choreo_msg_to_json(const choreo_msg *m) {
+cJSON *choreo_msg_to_cjson(const choreo_msg *m) {
   cJSON *root = cJSON_CreateObject();
-  char *text = NULL;
   /* The order follows the CloudEvents attribute list, then the extensions. */
   bool ok = root && json_add(root, "specversion", cJSON_CreateString("1.0")) &&
             (m->id.n ? json_add_attr(root, "id", m->id)
@@ -262,7 +258,14 @@ char *choreo_msg_to_json(const choreo_msg *m) {
        json_add_attr(root, "correlationid", m->correlationid) &&
        json_add_attr(root, "causationid", m->causationid) &&
        json_add_attr(root, "traceparent", m->traceparent);
-  if (ok) text = cJSON_PrintUnformatted(root);
+  if (ok) return root;
+  cJSON_Delete(root);
+  return NULL;
+}
+
+char *choreo_msg_to_json(const choreo_msg *m) {
+  cJSON *root = choreo_msg_to_cjson(m);
+  char *text = root ? cJSON_PrintUnformatted(root) : NULL;
   cJSON_Delete(root);
   return text;
 }

@@ -17,8 +17,9 @@ int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, si
  * printed). Returns NULL on allocation failure. The caller frees with cJSON_Delete. */
 cJSON *choreo_msgpack_to_cjson(const msgpack_object *o);
 
-/* The CloudEvents 1.0 JSON form of a message: a malloc'd, NUL-terminated single line, or NULL
- * on allocation failure. The caller frees it with free(). */
+/* The CloudEvents 1.0 JSON form of a message, as a tree (the caller frees it with
+ * cJSON_Delete) or as a malloc'd single line (free()); NULL on allocation failure. */
+cJSON *choreo_msg_to_cjson(const choreo_msg *m);
 char *choreo_msg_to_json(const choreo_msg *m);
 
 #endif

@@ -4,8 +4,8 @@
  * (ctx.db) share the connection and its transactions but are none of its business.
  *
  * Every statement is prepared once at open and reused, because per-message SQL is on the hot
- * path (DESIGN.md §6: ~1.5 µs per row inside a batch). A statement is always reset after use so
- * that no read stays open across a COMMIT or ROLLBACK. */
+ * path (~1.5 µs per row inside a batch; docs/ARCHITECTURE.md, Measured facts). A statement is
+ * always reset after use so that no read stays open across a COMMIT or ROLLBACK. */
 #include "store.h"
 
 #include <assert.h>
@@ -115,6 +115,7 @@ struct choreo_store {
   sqlite3 *db;
   store_memo memo;
   uint64_t epoch; /* counts the times the memo was forgotten */
+  int guard;      /* while positive, the authorizer refuses what would end our transaction */
   sqlite3_stmt *st[ST_COUNT];
   /* Reused by append and read_frame, which never call out while holding it. */
   msgpack_sbuffer scratch;
@@ -193,6 +194,23 @@ static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
 
 static void store_on_rollback(void *ud) { store_forget(ud); }
 
+/* Handlers run inside our transaction (one per batch, a savepoint per message), so what they
+ * prepare may not end it (BEGIN, COMMIT, ROLLBACK) nor touch our savepoints: the batch would
+ * commit piecemeal or fail for ever. Their own savepoints are fine. Only statements prepared
+ * while guarded are checked; ours are prepared, and re-prepared, outside. */
+static int store_authorize(void *ud, int action, const char *a, const char *b, const char *db,
+                           const char *trigger) {
+  (void)a;
+  (void)db;
+  (void)trigger;
+  if (((choreo_store *)ud)->guard <= 0) return SQLITE_OK;
+  if (action == SQLITE_TRANSACTION) return SQLITE_DENY;
+  if (action == SQLITE_SAVEPOINT && b && strncmp(b, "choreo_", 7) == 0) return SQLITE_DENY;
+  return SQLITE_OK;
+}
+
+void choreo_store_guard(choreo_store *s, bool on) { s->guard += on ? 1 : -1; }
+
 static int store_setup(choreo_store *s, const char *path, char *err, size_t errlen) {
   sqlite3 *db = s->db;
   /* First of all, so that switching to WAL waits for a reader instead of failing at once. */
@@ -233,31 +251,20 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
   /* Also the rollbacks we do not run ourselves: a script's ROLLBACK, or SQLite's own after a
    * disk or memory error. */
   sqlite3_rollback_hook(db, store_on_rollback, s);
+  sqlite3_set_authorizer(db, store_authorize, s);
   return 0;
-}
-
-/* Each connection is used by one thread only (the loop's, or the checkpointer's), so SQLite's
- * connection mutexes and the memory statistics kept under a global one are pure cost: a sixth
- * of the CPU of a dispatch profile went to mutex and malloc bookkeeping. This must run before
- * SQLite initialises; it fails harmlessly if too late. */
-static void store_configure_sqlite(void) {
-  static int done;
-  if (done++) return;
-  sqlite3_config(SQLITE_CONFIG_MULTITHREAD); /* each connection stays on one thread */
-  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
 int choreo_store_open(choreo_store **out, const char *path, char *err, size_t errlen) {
   assert(out && path);
   *out = NULL;
-  store_configure_sqlite();
   choreo_store *s = calloc(1, sizeof *s);
   if (!s) {
     store_errf(err, errlen, path, "out of memory");
     return CHOREO_ENOMEM;
   }
   msgpack_sbuffer_init(&s->scratch);
-  /* NOMUTEX: one loop thread owns the connection (DESIGN.md §2), so SQLite's own locking
+  /* NOMUTEX: one loop thread owns the connection (docs/ARCHITECTURE.md), so SQLite's own locking
    * would only cost time. */
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   int rc;
@@ -546,21 +553,17 @@ int choreo_store_dead_add(choreo_store *s, const choreo_msg *m, int attempts, co
   return store_run(s, ST_DEAD_ADD);
 }
 
-static const char *store_text(sqlite3_stmt *st, int i) {
-  const char *t = (const char *)sqlite3_column_text(st, i);
-  return t ? t : "";
-}
-
 int choreo_store_dead_each(choreo_store *s, choreo_dead_fn fn, void *ud) {
   sqlite3_stmt *st = s->st[ST_DEAD_LIST];
   int rc = 0, step;
   while (rc >= 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
     choreo_dead_letter d = {
-        .id = sqlite3_column_int64(st, 0), .source = store_text(st, 1),
-        .seq = sqlite3_column_int64(st, 2), .type = store_text(st, 3),
+        .id = sqlite3_column_int64(st, 0), .source = (const char *)sqlite3_column_text(st, 1),
+        .seq = sqlite3_column_int64(st, 2), .type = (const char *)sqlite3_column_text(st, 3),
         .raw = sqlite3_column_blob(st, 4), .raw_len = (size_t)sqlite3_column_bytes(st, 4),
-        .attempts = sqlite3_column_int(st, 5), .error = store_text(st, 6),
-        .traceback = (const char *)sqlite3_column_text(st, 7), .time = store_text(st, 8)};
+        .attempts = sqlite3_column_int(st, 5), .error = (const char *)sqlite3_column_text(st, 6),
+        .traceback = (const char *)sqlite3_column_text(st, 7),
+        .time = (const char *)sqlite3_column_text(st, 8)};
     rc = fn(ud, &d);
   }
   if (rc >= 0 && step != SQLITE_DONE) rc = CHOREO_EIO;

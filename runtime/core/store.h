@@ -29,6 +29,9 @@ int choreo_store_rollback_savepoint(choreo_store *s); /* rolls back and releases
 /* False once SQLite has ended the transaction by itself (it rolls back on SQLITE_FULL, IOERR
  * or NOMEM) or a script ended it: whatever runs next would commit on its own. */
 bool choreo_store_in_transaction(choreo_store *s);
+/* While on (calls nest), statements prepared on the connection may not begin, commit or roll
+ * back a transaction, nor use savepoints named choreo_*: the handlers' SQL runs so. */
+void choreo_store_guard(choreo_store *s, bool on);
 /* Changes whenever a rollback or a failed statement may have undone writes: a value read
  * before, under another epoch, may be stale. */
 uint64_t choreo_store_epoch(choreo_store *s);
@@ -64,8 +67,8 @@ int choreo_store_retry_remove(choreo_store *s, int64_t id);
 /* Dead letters. */
 int choreo_store_dead_add(choreo_store *s, const choreo_msg *m, int attempts, const char *error,
                           const char *traceback);
-/* A dead letter as stored; strings are NUL-terminated, valid during the callback only;
- * traceback is NULL when none was stored. */
+/* A dead letter as stored; strings are NUL-terminated, valid during the callback only, and
+ * NULL where the column is (a traceback, when none was stored). */
 typedef struct choreo_dead_letter {
   int64_t id, seq;
   const char *source, *type, *error, *traceback, *time;

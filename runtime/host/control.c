@@ -68,14 +68,12 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
     lens[i] = ends[i] - start;
   }
   int64_t seq = 0;
-  choreo_engine *e = choreo_host_engine(h);
-  rc = choreo_engine_emit_batch(e, kind, to, type, datas, lens, n, &seq);
+  rc = choreo_host_append(h, kind, to, type, datas, lens, n, &seq);
   msgpack_sbuffer_destroy(&sb);
   if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
-  choreo_host_committed(h);
   cJSON *o = control_ok();
   char id[CHOREO_NAME_MAX + 32];
-  snprintf(id, sizeof id, "%s/%lld", choreo_engine_name(e), (long long)seq);
+  snprintf(id, sizeof id, "%s/%lld", choreo_engine_name(choreo_host_engine(h)), (long long)seq);
   cJSON_AddStringToObject(o, "id", id);
   cJSON_AddNumberToObject(o, "seq", (double)seq);
   return o;
@@ -97,7 +95,11 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "bad_frames", (double)s.bad_frames);
   cJSON *peers = cJSON_AddArrayToObject(o, "peers");
   choreo_peer_status p;
-  for (size_t i = 0; choreo_host_peer_get(h, i, &p) != CHOREO_ENOENT; i++) {
+  for (size_t i = 0; (rc = choreo_host_peer_get(h, i, &p)) != CHOREO_ENOENT; i++) {
+    if (rc) {
+      cJSON_Delete(o);
+      return control_error("cannot read the status: %s", choreo_strerror(rc));
+    }
     cJSON *item = cJSON_CreateObject();
     cJSON_AddStringToObject(item, "name", p.name);
     cJSON_AddStringToObject(item, "url", p.url);
@@ -116,13 +118,15 @@ static cJSON *control_message(const char *raw, size_t len) {
   msgpack_unpacked_init(&u);
   choreo_msg m;
   cJSON *v = NULL;
-  if (raw && choreo_msg_decode(raw, len, &u, &m) == 0) {
-    char *text = choreo_msg_to_json(&m);
-    if (text) v = cJSON_Parse(text);
-    free(text);
-  }
+  if (raw && choreo_msg_decode(raw, len, &u, &m) == 0) v = choreo_msg_to_cjson(&m);
   msgpack_unpacked_destroy(&u);
   return v ? v : cJSON_CreateNull();
+}
+
+/* A text column: a string, or null where the column is NULL. */
+static void control_add_text(cJSON *o, const char *key, const char *text) {
+  if (text) cJSON_AddStringToObject(o, key, text);
+  else cJSON_AddNullToObject(o, key);
 }
 
 static int control_add_dead(void *ud, const choreo_dead_letter *d) {
@@ -132,14 +136,13 @@ static int control_add_dead(void *ud, const choreo_dead_letter *d) {
     return CHOREO_ENOMEM;
   }
   cJSON_AddNumberToObject(o, "id", (double)d->id);
-  cJSON_AddStringToObject(o, "source", d->source);
+  control_add_text(o, "source", d->source);
   cJSON_AddNumberToObject(o, "seq", (double)d->seq);
-  cJSON_AddStringToObject(o, "type", d->type);
+  control_add_text(o, "type", d->type);
   cJSON_AddNumberToObject(o, "attempts", d->attempts);
-  cJSON_AddStringToObject(o, "error", d->error);
-  if (d->traceback) cJSON_AddStringToObject(o, "traceback", d->traceback);
-  else cJSON_AddNullToObject(o, "traceback");
-  cJSON_AddStringToObject(o, "time", d->time);
+  control_add_text(o, "error", d->error);
+  control_add_text(o, "traceback", d->traceback);
+  control_add_text(o, "time", d->time);
   cJSON_AddItemToObject(o, "message", control_message(d->raw, d->raw_len));
   return 0;
 }

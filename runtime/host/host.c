@@ -101,9 +101,10 @@ static void host_on_own(uv_idle_t *idle);
 void choreo_host_committed(choreo_host *h) {
   if (h->stopping) return;
   host_publish(h);
-  bool pending = true; /* an unreadable checkpoint: let dispatch try, and fail visibly */
-  choreo_engine_own_pending(h->engine, &pending);
-  if (pending) uv_idle_start(&h->own_idle, host_on_own);
+  bool pending;
+  /* An unreadable head or checkpoint: let own dispatch try, and fail visibly. */
+  if (choreo_engine_own_pending(h->engine, &pending) || pending)
+    uv_idle_start(&h->own_idle, host_on_own);
   int64_t due;
   int rc = choreo_engine_next_retry(h->engine, &due);
   host_arm(h, &h->retry_timer, host_on_retry, rc, due);
@@ -156,6 +157,10 @@ static void host_on_tick(uv_timer_t *t) {
 }
 
 int choreo_host_reload(choreo_host *h, char *err, size_t errlen) {
+  if (choreo_engine_current(h->engine)) { /* the running scripts cannot be swapped under it */
+    if (err && errlen) snprintf(err, errlen, "a reload cannot start inside a handler");
+    return CHOREO_EINVAL;
+  }
   char why[1024];
   uint64_t start = uv_hrtime();
   int rc = choreo_engine_reload(h->engine, why, sizeof why);
@@ -183,6 +188,17 @@ static void host_on_script_change(uv_fs_event_t *ev, const char *file, int event
   uv_timer_start(&h->reload_timer, host_on_reload, RELOAD_DEBOUNCE_MS, 0);
 }
 
+/* The host's own handles, in the order host_start_handles initialises them: four timers, the
+ * idle, the watcher, the async. */
+static void host_handles(choreo_host *h, uv_handle_t *out[HOST_HANDLES]) {
+  uv_handle_t *list[HOST_HANDLES] = {
+      (uv_handle_t *)&h->tick,         (uv_handle_t *)&h->retry_timer,
+      (uv_handle_t *)&h->timeout_timer, (uv_handle_t *)&h->reload_timer,
+      (uv_handle_t *)&h->own_idle,     (uv_handle_t *)&h->watch_dir,
+      (uv_handle_t *)&h->stop_async};
+  memcpy(out, list, sizeof list);
+}
+
 static void host_on_handle_closed(uv_handle_t *handle) {
   ((choreo_host *)handle->data)->handles_on_loop--;
 }
@@ -195,12 +211,9 @@ static void host_stop_now(choreo_host *h) {
   atomic_store(&h->stop_requested, true);
   if (h->handles_on_loop) {
     choreo_log(CHOREO_LOG_INFO, h->name, "stopping");
-    uv_handle_t *handles[HOST_HANDLES] = {
-        (uv_handle_t *)&h->tick,      (uv_handle_t *)&h->retry_timer,
-        (uv_handle_t *)&h->timeout_timer, (uv_handle_t *)&h->reload_timer,
-        (uv_handle_t *)&h->own_idle,  (uv_handle_t *)&h->watch_dir,
-        (uv_handle_t *)&h->stop_async};
-    for (int i = 0; i < HOST_HANDLES; i++) uv_close(handles[i], host_on_handle_closed);
+    uv_handle_t *handles[HOST_HANDLES];
+    host_handles(h, handles);
+    for (int i = 0; i < h->handles_on_loop; i++) uv_close(handles[i], host_on_handle_closed);
   }
   choreo_serve_stop(&h->serve);
   choreo_control_stop(&h->control);
@@ -287,19 +300,30 @@ static int host_start_sockets(choreo_host *h, const choreo_host_config *cfg, cha
   return rc;
 }
 
+/* Initialises the host's own handles in host_handles() order; handles_on_loop counts those
+ * that made it, and only those are closed. */
 static int host_start_handles(choreo_host *h) {
-  uv_timer_init(h->loop, &h->tick);
-  uv_timer_init(h->loop, &h->retry_timer);
-  uv_timer_init(h->loop, &h->timeout_timer);
-  uv_timer_init(h->loop, &h->reload_timer);
-  uv_idle_init(h->loop, &h->own_idle);
-  uv_fs_event_init(h->loop, &h->watch_dir);
-  uv_async_init(h->loop, &h->stop_async, host_on_stop);
-  h->handles_on_loop = HOST_HANDLES;
-  h->tick.data = h->retry_timer.data = h->timeout_timer.data = h->reload_timer.data = h;
-  h->own_idle.data = h->watch_dir.data = h->stop_async.data = h;
-  uv_timer_start(&h->tick, host_on_tick, TICK_MS, TICK_MS);
-  return uv_fs_event_start(&h->watch_dir, host_on_script_change, h->dir, 0) ? CHOREO_EIO : 0;
+  uv_handle_t *handles[HOST_HANDLES];
+  host_handles(h, handles);
+  int rc = 0;
+  for (int i = 0; i < HOST_HANDLES && !rc; i++) {
+    rc = i < 4   ? uv_timer_init(h->loop, (uv_timer_t *)handles[i])
+         : i == 4 ? uv_idle_init(h->loop, &h->own_idle)
+         : i == 5 ? uv_fs_event_init(h->loop, &h->watch_dir)
+                  : uv_async_init(h->loop, &h->stop_async, host_on_stop);
+    if (!rc) {
+      handles[i]->data = h;
+      h->handles_on_loop++;
+    }
+  }
+  if (!rc) rc = uv_timer_start(&h->tick, host_on_tick, TICK_MS, TICK_MS);
+  if (!rc) rc = uv_fs_event_start(&h->watch_dir, host_on_script_change, h->dir, 0);
+  return rc ? CHOREO_EIO : 0;
+}
+
+const char *choreo_host_default_name(const char *real_dir) {
+  const char *slash = strrchr(real_dir, '/');
+  return slash && slash[1] ? slash + 1 : "root";
 }
 
 /* The defaults of choreo_host_config: the directory resolved, the name its base name, the
@@ -312,15 +336,11 @@ static int host_resolve(choreo_host *h, const choreo_host_config *cfg, char *dat
     snprintf(err, errlen, "%s: no such directory", cfg->dir ? cfg->dir : "(no directory given)");
     return CHOREO_ENOENT;
   }
-  const char *base = strrchr(real, '/')[1] ? strrchr(real, '/') + 1 : "root";
   h->dir = strdup(real);
-  h->name = strdup(cfg->name ? cfg->name : base);
+  h->name = strdup(cfg->name ? cfg->name : choreo_host_default_name(real));
   if (!h->dir || !h->name) return CHOREO_ENOMEM;
-  if (!choreo_name_valid(h->name)) {
-    snprintf(err, errlen, "invalid name '%s' (letters, digits, '_', '-', '.'; at most %d)",
-             h->name, CHOREO_NAME_MAX);
-    return CHOREO_EINVAL;
-  }
+  int rc = choreo_name_check(h->name, err, errlen);
+  if (rc) return rc;
   if (cfg->data) {
     snprintf(data, size, "%s", cfg->data);
     return 0;
@@ -334,7 +354,7 @@ static int host_resolve(choreo_host *h, const choreo_host_config *cfg, char *dat
   return 0;
 }
 
-/* Opens the host with the reason for a failure in why (at least 1024 bytes). */
+/* Opens the host; err gets the reason for a failure. */
 static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err, size_t errlen) {
   choreo_host *h = calloc(1, sizeof *h);
   if (!h) return CHOREO_ENOMEM;
@@ -393,7 +413,12 @@ void choreo_host_close(choreo_host *h) {
   if (!h) return;
   host_stop_now(h);
   host_finish_closing(h);
-  if (h->owns_loop) uv_loop_close(&h->own_loop);
+  if (h->owns_loop && uv_loop_close(&h->own_loop) != 0) {
+    /* A handle of the program's is still on the host's loop: freeing the loop under it would
+     * crash later, so the host is left allocated. */
+    choreo_log(CHOREO_LOG_ERROR, h->name, "a handle is still open on the host's loop: not freed");
+    return;
+  }
   choreo_engine_close(h->engine);
   msgpack_sbuffer_destroy(&h->frame);
   msgpack_sbuffer_destroy(&h->own_frame);
@@ -406,15 +431,24 @@ int choreo_host_on(choreo_host *h, const char *pattern, choreo_handler_fn fn, vo
   return choreo_engine_on(h->engine, pattern, fn, ud);
 }
 
+int choreo_host_append(choreo_host *h, const char *kind, const char *to, const char *type,
+                       const char *const *data, const size_t *len, int n, int64_t *first_seq) {
+  /* Inside a handler the batch's transaction is open: appending on its own would end it. */
+  if (h->stopping || choreo_engine_current(h->engine)) return CHOREO_EINVAL;
+  int rc = choreo_engine_emit_batch(h->engine, kind, to, type, data, len, n, first_seq);
+  if (!rc) choreo_host_committed(h);
+  return rc;
+}
+
 static int host_emit(choreo_host *h, const char *kind, const char *to, const char *type,
                      const char *json, int64_t *seq) {
-  if (!type || !type[0] || h->stopping) return CHOREO_EINVAL;
+  if (!type || !type[0]) return CHOREO_EINVAL;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   int rc = json ? choreo_json_to_msgpack(json, &sb, NULL, 0) : 0;
-  if (!rc) rc = choreo_engine_emit(h->engine, kind, to, type, sb.size ? sb.data : NULL, sb.size, seq);
+  const char *data = sb.size ? sb.data : NULL;
+  if (!rc) rc = choreo_host_append(h, kind, to, type, &data, &sb.size, 1, seq);
   msgpack_sbuffer_destroy(&sb);
-  if (!rc) choreo_host_committed(h);
   return rc;
 }
 

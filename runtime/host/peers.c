@@ -129,10 +129,12 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   p->answered_at = uv_now(ps->loop);
   if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) || choreo_bus_dial(ps->sub, pub_url, NULL) ||
       choreo_bus_watch_start(&p->watch, ps->loop, p->req, peers_on_req, p)) {
+    /* The watch first: its descriptor belongs to the socket. A watch that got onto the loop
+     * frees the peer when it comes off. */
+    int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
     nng_close(p->req);
-    /* A watch that got onto the loop frees the peer when it comes off. */
-    if (!choreo_bus_watch_stop(&p->watch, peers_on_peer_closed)) free(p);
-    else ps->on_loop++;
+    if (on_loop) ps->on_loop++;
+    else free(p);
     return NULL;
   }
   ps->on_loop++;
@@ -151,7 +153,11 @@ static void peers_found(void *ud, const char *name) {
   if (!peers_find_url(ps, url)) peers_add(ps, name, url);
 }
 
-static void peers_discover(choreo_peers *ps) { choreo_bus_each_host(ps->bus, "pub", peers_found, ps); }
+static void peers_discover(choreo_peers *ps) {
+  /* An unreadable bus directory (removed under us) is looked at again at the next tick. */
+  if (choreo_bus_each_host(ps->bus, "pub", peers_found, ps))
+    choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot read the bus directory %s", ps->bus);
+}
 
 static void peers_on_live(void *ud, nng_msg *msg) {
   choreo_peers *ps = ud;
@@ -245,11 +251,13 @@ void choreo_peers_tick(choreo_peers *ps) {
 }
 
 void choreo_peers_stop(choreo_peers *ps) {
-  choreo_bus_watch_stop(&ps->sub_watch, peers_on_sub_closed);
+  choreo_bus_watch_stop(&ps->sub_watch, peers_on_sub_closed); /* before its socket, below */
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
+    /* The watch first: its descriptor belongs to the socket. */
+    int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
     nng_close(p->req);
-    if (!choreo_bus_watch_stop(&p->watch, peers_on_peer_closed)) free(p);
+    if (!on_loop) free(p);
   }
   ps->n = 0;
   if (ps->sub_open) nng_close(ps->sub);

@@ -8,7 +8,14 @@
  * choreo_strerror() turns into text; a value comes back through an out-parameter. A host and
  * everything it hands out belong to its loop's thread: call these functions from that thread
  * (before the loop runs, or from a callback on it), except choreo_host_stop(), which any
- * thread may call. The host installs no signal handlers. */
+ * thread may call. Inside a handler use the choreo_ctx_* functions: choreo_host_publish, _send
+ * and _reload refuse (CHOREO_EINVAL) while one runs. Open and close a host outside the loop's
+ * callbacks: both may run the loop. The host installs no signal handlers.
+ *
+ * SQLite: choreo's connections each stay on one thread. A program that never shares a
+ * connection between threads may call sqlite3_config(SQLITE_CONFIG_MULTITHREAD) and
+ * sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) first thing, as `choreo run` does: it saves the
+ * library's global mutexes (a sixth of the CPU of a busy host). */
 #ifndef CHOREO_H
 #define CHOREO_H
 
@@ -74,7 +81,8 @@ CHOREO_EXTERN int choreo_host_run(choreo_host *h);
 CHOREO_EXTERN void choreo_host_stop(choreo_host *h);
 CHOREO_EXTERN bool choreo_host_stopped(const choreo_host *h);
 /* Frees the host. One still running is stopped first (its loop is run until its handles have
- * closed). NULL is allowed. */
+ * closed). On the host's own loop, the program's handles must be closed by then. NULL is
+ * allowed. */
 CHOREO_EXTERN void choreo_host_close(choreo_host *h);
 /* The loop the host runs on (its own or the caller's). */
 CHOREO_EXTERN struct uv_loop_s *choreo_host_loop(choreo_host *h);
@@ -125,7 +133,7 @@ typedef struct choreo_host_status {
   int64_t head;             /* the last seq in this host's log */
   int64_t own_applied;      /* the last seq of its own log its handlers have seen */
   int64_t dead_letters;
-  uint64_t bad_frames; /* malformed frames and requests refused */
+  uint64_t bad_frames; /* malformed or forged frames refused */
   size_t npeers;
 } choreo_host_status;
 

@@ -2,7 +2,7 @@
  * choreo's bus carries events. A publisher thread sends 100-byte messages flat out; the
  * subscriber counts what arrives. Pub/sub drops when the subscriber falls behind, so the
  * figures are the received rate, the sent rate and the fraction dropped. Send and receive
- * buffers are 8192 messages, NNG's maximum (the defaults drop far more, DESIGN.md §6). */
+ * buffers are 8192 messages, NNG's maximum (the defaults drop far more, docs/ARCHITECTURE.md, Measured facts). */
 #include <stdio.h>
 #include <string.h>
 
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
   must(nng_socket_set_int(run.pub, NNG_OPT_SENDBUF, BUFFERED), "SENDBUF");
   must(nng_socket_set_int(sub, NNG_OPT_RECVBUF, BUFFERED), "RECVBUF");
   must(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, SILENCE_MS), "RECVTIMEO");
-  /* nng_socket_set, not _set_string: the empty topic must have length 0, not 1 (DESIGN.md §6). */
+  /* nng_socket_set, not _set_string: the empty topic must have length 0, not 1 (docs/ARCHITECTURE.md, Measured facts). */
   must(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0), "SUB_SUBSCRIBE");
   must(nng_listen(run.pub, a.url, NULL, 0), a.url);
   must(nng_dial(sub, a.url, NULL, 0), a.url);

@@ -1,5 +1,5 @@
 """Crashes: kill -9 at awkward moments loses nothing and duplicates nothing, because effects,
-emitted messages and checkpoints commit in one transaction (DESIGN.md §2)."""
+emitted messages and checkpoints commit in one transaction (docs/ARCHITECTURE.md)."""
 import time
 
 import harness

@@ -143,7 +143,7 @@ choreo.on("Ok", function(msg, ctx) ctx.db:exec("insert into done values ('Ok', 0
 
 @suite.test
 def pcall_cannot_swallow_the_instruction_limit(w):
-    """DESIGN.md §2 / scripts.c: the count hook keeps raising once the budget is spent, so a
+    """docs/ARCHITECTURE.md / scripts.c: the count hook keeps raising once the budget is spent, so a
     handler's own pcall cannot turn a runaway into a success."""
     svc = w.host("svc", w.scripts("svc", {"svc.lua": PCALL}),
                  extra=["--instructions", str(INSTRUCTIONS)])

@@ -1,4 +1,4 @@
-/* Unit tests of runtime/engine.c's dispatch: frames built with the codec and applied to an
+/* Unit tests of runtime/core/engine.c's dispatch: frames built with the codec and applied to an
  * engine whose scripts live in a fresh /tmp directory. They check what the host relies on:
  * applied/skipped counts, the per-source checkpoint (duplicates skipped, gaps reported),
  * malformed frames counted and refused, commands for other hosts ignored, failures deferred to

@@ -515,6 +515,36 @@ static void test_commands_for_other_hosts(void) {
 /* A message map without "id" (optional on the wire: "<source>/<seq>") reaching a C handler:
  * the handler sees the derived id (this once read through a NULL pointer, so any peer could
  * crash a host with a C handler for the type). */
+/* choreo_ctx_db is inside the batch's transaction: a C handler may not end it (it would commit
+ * the batch piecemeal, or fail it for ever), as Lua's ctx.db may not; its own savepoints are
+ * fine. */
+static int try_commit(choreo_ctx *ctx, const choreo_message *msg, void *ud) {
+  (void)msg;
+  int *refused = ud;
+  sqlite3 *db = choreo_ctx_db(ctx);
+  static const char *const forbidden[] = {"COMMIT", "ROLLBACK", "BEGIN", "SAVEPOINT choreo_x"};
+  for (int i = 0; i < COUNT(forbidden); i++)
+    *refused += sqlite3_exec(db, forbidden[i], NULL, NULL, NULL) == SQLITE_AUTH;
+  CHECK(sqlite3_exec(db, "SAVEPOINT mine; INSERT INTO c_rows VALUES (1); RELEASE mine", NULL,
+                     NULL, NULL) == SQLITE_OK);
+  return 0;
+}
+
+static void test_ctx_db_cannot_end_the_transaction(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  int refused = 0;
+  CHECK(choreo_engine_on(e, "Commit", try_commit, &refused) == 0);
+  choreo_apply_result res;
+  const test_msg msgs[] = {{.type = "Commit"}};
+  CHECK(apply_msgs(e, 1, msgs, 1, &res) == 0 && res.applied == 1 && res.failed == 0);
+  CHECK(refused == 4);
+  CHECK(query_int(e, "select count(*) from c_rows") == 1);
+  int64_t cp = -1; /* the batch committed whole, checkpoint included */
+  CHECK(choreo_engine_checkpoint(e, "peer", &cp) == 0 && cp == 1);
+  choreo_engine_close(e);
+}
+
 static void test_message_without_id(void) {
   choreo_engine *e = open_engine();
   if (!e) return;
@@ -583,6 +613,7 @@ int main(void) {
   RUN(test_reload_keeps_c_handlers);
   RUN(test_on_rejects_bad_arguments);
   RUN(test_commands_for_other_hosts);
+  RUN(test_ctx_db_cannot_end_the_transaction);
   RUN(test_message_without_id);
   RUN(test_stale_fail_reason);
   remove_file("handlers.lua");

@@ -204,6 +204,14 @@ static int count_handler(choreo_ctx *ctx, const choreo_message *msg, void *ud) {
     c->wrong++;
   }
   free(json);
+  /* The batch's transaction is open: the host's own publish, send and reload refuse, and the
+   * head stays where it was (choreo_ctx_* is the way from a handler). */
+  choreo_host_status before, after;
+  CHECK(choreo_host_status_get(c->h, &before) == 0);
+  CHECK(choreo_host_publish(c->h, "Inside", NULL, NULL) == CHOREO_EINVAL);
+  CHECK(choreo_host_send(c->h, c->name, "Inside", NULL, NULL) == CHOREO_EINVAL);
+  CHECK(choreo_host_reload(c->h, NULL, 0) == CHOREO_EINVAL);
+  CHECK(choreo_host_status_get(c->h, &after) == 0 && after.head == before.head);
   if (!ping && c->pongs == c->stop_after) choreo_host_stop(c->h);
   return 0;
 }
