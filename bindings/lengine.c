@@ -44,12 +44,14 @@ static int engine_open(lua_State *L) {
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   uint64_t instructions = (uint64_t)engine_limit(L, "instructions");
   size_t memory = (size_t)engine_limit(L, "memory");
+  size_t max_message = (size_t)engine_limit(L, "max_message");
   engine_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
   h->e = NULL;
   h->now_ms = (int64_t)time(NULL) * 1000;
   luaL_setmetatable(L, ENGINE_META);
   choreo_engine_config cfg = {.name = name, .dir = dir, .data = ":memory:",
                               .scripts = &choreo_lua_scripts, .instruction_limit = instructions, .memory_limit = memory,
+                              .max_message = max_message,
                               .now_ms = engine_clock, .clock_ud = h};
   char err[1024];
   if (choreo_engine_open(&h->e, &cfg, err, sizeof err)) {

@@ -49,6 +49,14 @@ static const char *host_opt_string(lua_State *L, int opts, const char *field) {
   return s;
 }
 
+/* Raises the error of a failed ctx call; a message over the limit says which limit. */
+static int host_fail(lua_State *L, choreo_engine *e, const char *what, int rc) {
+  if (rc == CHOREO_ETOOBIG)
+    return luaL_error(L, "ctx:%s: the message is larger than the limit of %I bytes (--max-message)",
+                      what, (lua_Integer)choreo_engine_max_message(e));
+  return luaL_error(L, "ctx:%s: %s", what, choreo_strerror(rc));
+}
+
 /* Packs data, emits, raises with a clear message on failure. */
 static int host_emit(lua_State *L, const char *kind, const char *to, const char *type,
                      int data_idx, int opts_idx, const char *what) {
@@ -73,7 +81,7 @@ static int host_emit(lua_State *L, const char *kind, const char *to, const char 
     len = b->size;
   }
   int rc = choreo_engine_emit_from_handler(e, kind, to, type, data, len, &opts);
-  if (rc) return luaL_error(L, "ctx:%s: %s", what, choreo_strerror(rc));
+  if (rc) return host_fail(L, e, what, rc);
   return 0;
 }
 
@@ -117,7 +125,7 @@ static int ctx_timeout(lua_State *L) {
     return luaL_error(L, "ctx:timeout: %s", err);
   int rc = choreo_engine_timeout_from_handler(e, seconds, type, b->size ? b->data : NULL, b->size,
                                               subject);
-  if (rc) return luaL_error(L, "ctx:timeout: %s", choreo_strerror(rc));
+  if (rc) return host_fail(L, e, "timeout", rc);
   return 0;
 }
 

@@ -140,9 +140,20 @@ static void db_push_row(lua_State *L, sqlite3_stmt *stmt) {
   }
 }
 
-/* A failed step: constraint violations are outcomes (nil, message); anything else raises. */
+/* A failed step: constraint violations are outcomes (nil, message); anything else raises. A
+ * statement cut short by the handler's budget (or a stop) says so, where the handler ran it. */
 static int db_step_failed(lua_State *L, db_handle *h, sqlite3_stmt *stmt, int rc) {
-  lua_pushfstring(L, "%s", sqlite3_errmsg(h->db));
+  if (rc == SQLITE_INTERRUPT) {
+    luaL_where(L, 1);
+    if (choreo_engine_interrupted(h->engine))
+      lua_pushliteral(L, "SQL interrupted: the host is stopping");
+    else
+      lua_pushfstring(L, "SQL interrupted: exceeded the instruction limit (%I)",
+                      (lua_Integer)choreo_engine_instruction_limit(h->engine));
+    lua_concat(L, 2);
+  } else {
+    lua_pushfstring(L, "%s", sqlite3_errmsg(h->db));
+  }
   db_give_back(h, stmt);
   if ((rc & 0xff) == SQLITE_CONSTRAINT) {
     luaL_pushfail(L);

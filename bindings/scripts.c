@@ -21,7 +21,6 @@ typedef struct choreo_scripts {
   choreo_engine *engine;
   size_t mem_used, mem_limit;
   uint64_t instruction_limit;
-  int64_t budget; /* instructions left in the current call */
   choreo_lua_handlers *handlers; /* the registry's counters */
   /* The last type asked about with scripts_handles, and the answer, valid while the
    * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
@@ -56,17 +55,26 @@ static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
+/* Why a call may not go on: the budget is spent, or the host is stopping. */
+static const char *scripts_cut_short(choreo_scripts *s, char *buf, size_t size) {
+  if (choreo_engine_interrupted(s->engine)) return "interrupted: the host is stopping";
+  snprintf(buf, size, "exceeded the instruction limit (%llu)",
+           (unsigned long long)s->instruction_limit);
+  return buf;
+}
+
+/* The budget is the engine's: the SQL the handler runs spends it too. */
 static void scripts_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   choreo_scripts *s = scripts_of(L);
-  s->budget -= HOOK_EVERY;
-  if (s->budget <= 0) {
+  if (!choreo_engine_spend(s->engine, HOOK_EVERY)) {
     /* From now on raise at every instruction, so that code catching the error with pcall
      * cannot run on: the raise lands in the catching code itself. */
     lua_sethook(L, scripts_hook, LUA_MASKCOUNT, 1);
+    char why[64];
     /* Level 0 is the Lua function the hook interrupted: name its file and line. */
     luaL_where(L, 0);
-    lua_pushfstring(L, "exceeded the instruction limit (%I)", (lua_Integer)s->instruction_limit);
+    lua_pushstring(L, scripts_cut_short(s, why, sizeof why));
     lua_concat(L, 2);
     lua_error(L);
   }
@@ -91,18 +99,20 @@ static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
   int base = lua_gettop(L) - nargs;
   lua_pushcfunction(L, scripts_traceback);
   lua_insert(L, base);
-  s->budget = (int64_t)s->instruction_limit;
+  choreo_engine_meter_start(s->engine);
   lua_sethook(L, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
   int status = lua_pcall(L, nargs, 0, base);
   lua_sethook(L, NULL, 0, 0);
-  if (status == LUA_OK && s->budget > 0) {
+  bool went_on = choreo_engine_spend(s->engine, 0);
+  choreo_engine_meter_stop(s->engine);
+  if (status == LUA_OK && went_on) {
     lua_pop(L, 1);
     return 0;
   }
   if (status == LUA_OK) { /* the handler caught the limit error itself: it still failed */
     lua_pop(L, 1);
-    snprintf(err, errlen, "exceeded the instruction limit (%llu)",
-             (unsigned long long)s->instruction_limit);
+    char why[64];
+    snprintf(err, errlen, "%s", scripts_cut_short(s, why, sizeof why));
     lua_gc(L, LUA_GCCOLLECT);
     return CHOREO_ESCRIPT;
   }

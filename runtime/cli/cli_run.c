@@ -2,7 +2,10 @@
 #define _GNU_SOURCE /* sched_setaffinity and the CPU_* macros */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,37 +44,49 @@ static int run_pin(const char *text) {
   return CLI_OK;
 }
 
-typedef struct run_state {
-  choreo_host *host;
-  uv_signal_t sigint, sigterm;
-} run_state;
+/* SIGINT and SIGTERM are taken by a thread of their own (sigwait), not by a uv_signal_t: a
+ * handler stuck in a Lua loop or a long query holds the loop, where uv_signal_t callbacks run,
+ * and choreo_host_stop called off the loop's thread cuts such a handler short. The signals are
+ * blocked before the host starts any thread, so that no other thread takes them. */
+typedef struct run_signals {
+  pthread_t thread;
+  sigset_t set;
+  choreo_host *_Atomic host; /* NULL: the run is over, the thread just leaves */
+} run_signals;
 
-static void run_on_signal(uv_signal_t *sig, int signum) {
-  (void)signum;
-  run_state *r = sig->data;
-  choreo_host_stop(r->host);
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
+static void *run_wait_signals(void *arg) {
+  run_signals *s = arg;
+  int sig;
+  sigwait(&s->set, &sig);
+  choreo_host_stop(atomic_load(&s->host));
+  return NULL;
 }
 
 /* Runs the host until a signal stops it. */
 static int run_host(const choreo_host_config *cfg) {
+  run_signals s = {0};
+  sigemptyset(&s.set);
+  sigaddset(&s.set, SIGINT);
+  sigaddset(&s.set, SIGTERM);
   uv_loop_t loop;
+  if (pthread_sigmask(SIG_BLOCK, &s.set, NULL) != 0 ||
+      pthread_create(&s.thread, NULL, run_wait_signals, &s) != 0)
+    return cli_fail("%s", "cannot watch the signals");
   if (uv_loop_init(&loop) != 0) return cli_fail("%s", "cannot create an event loop");
   choreo_host_config c = *cfg;
   c.loop = &loop;
-  run_state r = {0};
+  choreo_host *host = NULL;
   char err[1024] = "";
-  int rc = choreo_host_open(&r.host, &c, err, sizeof err);
+  int rc = choreo_host_open(&host, &c, err, sizeof err);
   if (!rc) {
-    uv_signal_init(&loop, &r.sigint);
-    uv_signal_init(&loop, &r.sigterm);
-    r.sigint.data = r.sigterm.data = &r;
-    uv_signal_start(&r.sigint, run_on_signal, SIGINT);
-    uv_signal_start(&r.sigterm, run_on_signal, SIGTERM);
+    atomic_store(&s.host, host);
     uv_run(&loop, UV_RUN_DEFAULT);
   }
-  choreo_host_close(r.host);
+  /* Wakes the thread if no signal came (a failed start); a late signal finds no host. */
+  atomic_store(&s.host, NULL);
+  pthread_kill(s.thread, SIGTERM);
+  pthread_join(s.thread, NULL);
+  choreo_host_close(host);
   uv_loop_close(&loop);
   return rc ? cli_fail("%s", err) : CLI_OK;
 }
@@ -103,6 +118,11 @@ int cli_run(const cli_args *a) {
     } else if (strcmp(arg, "--memory") == 0) {
       if (run_number(arg, value, &n)) return CLI_USAGE;
       o.memory_limit = (size_t)n;
+    } else if (strcmp(arg, "--max-message") == 0) {
+      if (run_number(arg, value, &n)) return CLI_USAGE;
+      if (n < 1024 || n > CHOREO_MAX_MESSAGE_LIMIT)
+        return cli_usage("--max-message must be between 1024 and 8388608 bytes, got %s", value);
+      o.max_message = (size_t)n;
     } else return cli_usage("run: unknown option '%s'", arg);
   }
   if (!o.dir) return cli_usage("%s", "run needs the scripts directory: choreo run DIR");

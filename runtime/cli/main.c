@@ -10,7 +10,7 @@
 static const char usage[] =
     "usage: choreo COMMAND [--bus DIR] [--host NAME] ...\n"
     "  run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
-    "          [--instructions N] [--memory BYTES] [--cpu N]\n"
+    "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
     "  test DIR [busted args]\n"
     "  publish [--host NAME] TYPE [JSON]\n"
     "  send    [--host NAME] TO TYPE [JSON]\n"

@@ -387,7 +387,10 @@ int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
   out->raw = r->buf + start;
   out->raw_len = r->off - start;
   if (rc != 0) return rc;
-  return out->seq == expected ? 1 : CHOREO_EINVAL;
+  /* A frame is a run of one source's log: a message claiming another source is forged. */
+  bool same_source = out->source.n == r->source.n &&
+                     memcmp(out->source.p, r->source.p, r->source.n) == 0;
+  return out->seq == expected && same_source ? 1 : CHOREO_EINVAL;
 }
 
 void choreo_frame_close(choreo_frame_reader *r) {

@@ -14,6 +14,11 @@
 /* msgpack-c's C unpacker has a fixed stack of 32 levels; the whole message map is one of them. */
 #define CHOREO_MAX_DEPTH 30
 #define CHOREO_MAX_FRAME (16u << 20)
+/* The largest encoded message a host appends (--max-message), by default and at most: a frame
+ * of one such message and its header stays well within CHOREO_MAX_FRAME, which every receiver
+ * accepts. */
+#define CHOREO_DEFAULT_MAX_MESSAGE (1u << 20)
+#define CHOREO_MAX_MESSAGE_LIMIT (8u << 20)
 
 /* A borrowed string: not NUL-terminated; n == 0 and p == NULL when absent. */
 typedef struct choreo_str {
@@ -75,7 +80,7 @@ typedef struct choreo_frame_reader {
 
 int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len);
 /* Returns 1 with *out filled (valid until the next call), 0 at the end, CHOREO_EINVAL if a
- * message is malformed or its seq is not first + index. */
+ * message is malformed, its seq is not first + index or its source not the frame's. */
 int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out);
 void choreo_frame_close(choreo_frame_reader *r);
 

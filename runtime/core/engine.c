@@ -2,6 +2,7 @@
  * one generation of scripts. Every path into a handler goes through engine_deliver(), so
  * retries, dead letters and the instruction/memory limits treat live, fetched, own and retried
  * messages alike. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 static const int64_t backoff_ms[] = {1000, 5000, 30000};
 #define BACKOFF_STEPS ((int)(sizeof backoff_ms / sizeof *backoff_ms))
 #define OWN_FRAME_BYTES (4u << 20)
+#define PROGRESS_EVERY 1000 /* SQLite VM steps between two looks at the budget */
 
 struct choreo_engine {
   char *name, *dir;
@@ -31,6 +33,10 @@ struct choreo_engine {
   char reload_error[1024];
   uint64_t instruction_limit;
   size_t memory_limit;
+  size_t max_message;
+  int64_t budget;            /* left in the current handler call */
+  int metered;               /* handler calls under way (nested) */
+  atomic_bool interrupted;   /* choreo_engine_interrupt, from any thread */
   int64_t (*now_ms)(void *);
   void *clock_ud;
   const choreo_msg *current;
@@ -41,6 +47,13 @@ struct choreo_engine {
   int64_t next_timeout;
   uint64_t next_timeout_epoch;
 };
+
+/* SQLite calls this every PROGRESS_EVERY VM steps; non-zero interrupts the statement. Only
+ * handler calls are metered: choreo's own statements run free. */
+static int engine_progress(void *ud) {
+  choreo_engine *e = ud;
+  return e->metered > 0 && !choreo_engine_spend(e, PROGRESS_EVERY);
+}
 
 static int64_t engine_wall_clock(void *ud) {
   (void)ud;
@@ -64,19 +77,29 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
   }
   int rc = choreo_name_check(cfg->name, err, errlen);
   if (rc) return rc;
+  if (cfg->max_message > CHOREO_MAX_MESSAGE_LIMIT) {
+    snprintf(err, errlen, "the message limit may be at most %u bytes", CHOREO_MAX_MESSAGE_LIMIT);
+    return CHOREO_EINVAL;
+  }
   choreo_engine *e = calloc(1, sizeof *e);
   if (!e) return CHOREO_ENOMEM;
+  atomic_init(&e->interrupted, false);
   e->name = strdup(cfg->name);
   e->dir = strdup(cfg->dir ? cfg->dir : "");
   e->ops = cfg->scripts;
   e->handlers = choreo_handlers_new();
   e->instruction_limit = cfg->instruction_limit ? cfg->instruction_limit : CHOREO_DEFAULT_INSTRUCTIONS;
   e->memory_limit = cfg->memory_limit ? cfg->memory_limit : CHOREO_DEFAULT_MEMORY;
+  e->max_message = cfg->max_message ? cfg->max_message : CHOREO_DEFAULT_MAX_MESSAGE;
   e->now_ms = cfg->now_ms ? cfg->now_ms : engine_wall_clock;
   e->clock_ud = cfg->clock_ud;
   msgpack_sbuffer_init(&e->own_frame);
   rc = e->name && e->dir && e->handlers ? choreo_store_open(&e->store, cfg->data, err, errlen)
                                           : CHOREO_ENOMEM;
+  if (!rc) {
+    choreo_store_set_max_message(e->store, e->max_message);
+    sqlite3_progress_handler(choreo_store_db(e->store), PROGRESS_EVERY, engine_progress, e);
+  }
   if (!rc && (rc = choreo_timeouts_open(&e->timeouts, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the timeouts table", cfg->data);
   if (!rc && (rc = choreo_sagas_open(&e->sagas, choreo_store_db(e->store))))
@@ -105,6 +128,23 @@ void choreo_engine_close(choreo_engine *e) {
 }
 
 const char *choreo_engine_name(choreo_engine *e) { return e->name; }
+
+void choreo_engine_meter_start(choreo_engine *e) {
+  e->budget = (int64_t)e->instruction_limit;
+  e->metered++;
+}
+
+void choreo_engine_meter_stop(choreo_engine *e) { e->metered--; }
+
+bool choreo_engine_spend(choreo_engine *e, int64_t n) {
+  e->budget -= n;
+  return e->budget > 0 && !atomic_load_explicit(&e->interrupted, memory_order_relaxed);
+}
+
+uint64_t choreo_engine_instruction_limit(choreo_engine *e) { return e->instruction_limit; }
+void choreo_engine_interrupt(choreo_engine *e) { atomic_store(&e->interrupted, true); }
+bool choreo_engine_interrupted(choreo_engine *e) { return atomic_load(&e->interrupted); }
+size_t choreo_engine_max_message(choreo_engine *e) { return e->max_message; }
 void choreo_engine_guard(choreo_engine *e, bool on) { choreo_store_guard(e->store, on); }
 sqlite3 *choreo_engine_db(choreo_engine *e) { return choreo_store_db(e->store); }
 const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->current : NULL; }
@@ -174,11 +214,15 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
   }
   e->current = &with_id;
   choreo_store_guard(e->store, true);
+  choreo_engine_meter_start(e);
   *ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0 &&
         (!e->scripts || e->ops->deliver(e->scripts, &with_id, err, errlen, traceback) == 0);
+  choreo_engine_meter_stop(e);
   choreo_store_guard(e->store, false);
   e->current = NULL;
   free(derived);
+  /* Stopped, not failed: the whole batch rolls back and comes again at the next start. */
+  if (choreo_engine_interrupted(e)) return CHOREO_ESTOPPED;
   /* The batch is gone (SQLite rolled it back after a disk or memory error, or the script ran
    * COMMIT or ROLLBACK): carrying on would commit the rest piecemeal. */
   if (!choreo_store_in_transaction(e->store)) return CHOREO_EIO;
@@ -227,7 +271,10 @@ static int engine_deliver(choreo_engine *e, const choreo_msg *m, choreo_apply_re
 }
 
 static int engine_fail_batch(choreo_engine *e, int rc) {
-  choreo_log(CHOREO_LOG_ERROR, e->name, "batch rolled back: %s", choreo_store_errmsg(e->store));
+  if (rc == CHOREO_ESTOPPED)
+    choreo_log(CHOREO_LOG_INFO, e->name, "stopping: the batch under way rolled back");
+  else
+    choreo_log(CHOREO_LOG_ERROR, e->name, "batch rolled back: %s", choreo_store_errmsg(e->store));
   choreo_store_rollback(e->store);
   return rc;
 }
@@ -264,7 +311,8 @@ static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
     choreo_frame_close(&r);
     return rc;
   }
-  if (r.count == 0 || r.first + r.count - 1 <= checkpoint) {
+  /* first - 1 + count cannot overflow (the header was checked); first + count could. */
+  if (r.count == 0 || r.first - 1 + (int64_t)r.count <= checkpoint) {
     res->skipped = (int)r.count;
     choreo_frame_close(&r);
     return 0;
@@ -463,6 +511,25 @@ int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const ch
   return rc;
 }
 
+static choreo_msg_fields engine_timeout_message(choreo_engine *e, const choreo_timeout *t) {
+  return (choreo_msg_fields){.source = e->name, .type = t->type, .kind = "timeout", .to = e->name,
+                             .correlationid = t->correlationid, .causationid = t->causationid,
+                             .subject = t->subject, .data = t->data, .data_len = t->data_len};
+}
+
+/* A timeout becomes a log row when it fires, long after its handler: one too big for the log
+ * must be refused now, while the handler can still fail. */
+static int engine_timeout_fits(choreo_engine *e, const choreo_timeout *t) {
+  choreo_msg_fields f = engine_timeout_message(e, t);
+  f.seq = INT64_MAX; /* the longest id it could get */
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  int rc = choreo_msg_encode(&f, &sb);
+  if (!rc && sb.size > e->max_message) rc = CHOREO_ETOOBIG;
+  msgpack_sbuffer_destroy(&sb);
+  return rc;
+}
+
 int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const char *type,
                                        const char *data, size_t data_len, const char *subject) {
   const choreo_msg *m = e->current;
@@ -472,7 +539,8 @@ int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const c
   choreo_timeout t = {.due_ms = choreo_engine_now_ms(e) + (int64_t)(seconds * 1000),
                       .type = type, .correlationid = correlation, .causationid = id,
                       .subject = subject, .data = data, .data_len = data_len};
-  int rc = (id && correlation) ? choreo_timeouts_add(e->timeouts, &t) : CHOREO_ENOMEM;
+  int rc = (id && correlation) ? engine_timeout_fits(e, &t) : CHOREO_ENOMEM;
+  if (!rc) rc = choreo_timeouts_add(e->timeouts, &t);
   if (!rc && e->next_timeout_known && (e->next_timeout < 0 || t.due_ms < e->next_timeout))
     e->next_timeout = t.due_ms;
   free(id);
@@ -505,9 +573,7 @@ int choreo_engine_pending_timeouts(choreo_engine *e, int64_t *count) {
 
 static int engine_fire_one(void *ud, const choreo_timeout *t) {
   choreo_engine *e = ud;
-  choreo_msg_fields f = {.source = e->name, .type = t->type, .kind = "timeout", .to = e->name,
-                         .correlationid = t->correlationid, .causationid = t->causationid,
-                         .subject = t->subject, .data = t->data, .data_len = t->data_len};
+  choreo_msg_fields f = engine_timeout_message(e, t);
   return engine_append(e, &f, NULL);
 }
 

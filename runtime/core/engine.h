@@ -42,6 +42,8 @@ typedef struct choreo_engine_config {
   const choreo_scripts_ops *scripts; /* NULL: C handlers only */
   uint64_t instruction_limit;  /* per handler call; 0 = CHOREO_DEFAULT_INSTRUCTIONS */
   size_t memory_limit;         /* per Lua state; 0 = CHOREO_DEFAULT_MEMORY */
+  size_t max_message;          /* largest encoded message appended; 0 = CHOREO_DEFAULT_MAX_MESSAGE,
+                                  at most CHOREO_MAX_MESSAGE_LIMIT */
   int64_t (*now_ms)(void *ud); /* clock for retries and timeouts; NULL = wall clock */
   void *clock_ud;
 } choreo_engine_config;
@@ -69,10 +71,25 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
 void choreo_engine_close(choreo_engine *e);
 
 const char *choreo_engine_name(choreo_engine *e);
+size_t choreo_engine_max_message(choreo_engine *e);
 int64_t choreo_engine_now_ms(choreo_engine *e);
 uint64_t choreo_engine_bad_frames(choreo_engine *e);
 /* Logs what an apply did when it failed or dead-lettered something; `from` names the input. */
 void choreo_engine_report(choreo_engine *e, const char *from, int rc, const choreo_apply_result *r);
+
+/* The budget of a handler call (instruction_limit), spent alike by Lua instructions (the
+ * bindings' count hook) and SQLite VM steps (a progress handler on the connection), so that
+ * neither a Lua loop nor a runaway query can hold the loop. start gives a fresh budget and
+ * turns metering on (calls nest); spend takes n and says whether the call may go on: false
+ * once the budget is gone or the engine was interrupted. */
+void choreo_engine_meter_start(choreo_engine *e);
+void choreo_engine_meter_stop(choreo_engine *e);
+bool choreo_engine_spend(choreo_engine *e, int64_t n);
+uint64_t choreo_engine_instruction_limit(choreo_engine *e);
+/* Ends every handler call as soon as it can, for good: what is under way rolls back and
+ * dispatch answers CHOREO_ESTOPPED. Any thread, and a signal handler, may call it. */
+void choreo_engine_interrupt(choreo_engine *e);
+bool choreo_engine_interrupted(choreo_engine *e);
 
 /* Registers a C handler (see choreo_host_on in choreo.h). */
 int choreo_engine_on(choreo_engine *e, const char *pattern, choreo_handler_fn fn, void *ud);

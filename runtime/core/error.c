@@ -12,6 +12,7 @@ const char *choreo_strerror(int err) {
   case CHOREO_ESCRIPT: return "script failure";
   case CHOREO_ENOENT: return "no such entry";
   case CHOREO_ETOOBIG: return "value or frame too large";
+  case CHOREO_ESTOPPED: return "the host is stopping";
   default: return "unknown error";
   }
 }

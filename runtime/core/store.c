@@ -116,6 +116,7 @@ struct choreo_store {
   store_memo memo;
   uint64_t epoch; /* counts the times the memo was forgotten */
   int guard;      /* while positive, the authorizer refuses what would end our transaction */
+  size_t max_message; /* the largest encoded message append accepts */
   sqlite3_stmt *st[ST_COUNT];
   /* Reused by append and read_frame, which never call out while holding it. */
   msgpack_sbuffer scratch;
@@ -264,6 +265,7 @@ int choreo_store_open(choreo_store **out, const char *path, char *err, size_t er
     return CHOREO_ENOMEM;
   }
   msgpack_sbuffer_init(&s->scratch);
+  s->max_message = CHOREO_DEFAULT_MAX_MESSAGE;
   /* NOMUTEX: one loop thread owns the connection (docs/ARCHITECTURE.md), so SQLite's own locking
    * would only cost time. */
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -295,6 +297,8 @@ void choreo_store_close(choreo_store *s) {
 }
 
 sqlite3 *choreo_store_db(choreo_store *s) { return s->db; }
+
+void choreo_store_set_max_message(choreo_store *s, size_t bytes) { s->max_message = bytes; }
 
 const char *choreo_store_errmsg(choreo_store *s) {
   return s->kept[0] ? s->kept : sqlite3_errmsg(s->db);
@@ -394,6 +398,8 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *se
   s->scratch.size = 0;
   rc = choreo_msg_encode(&g, &s->scratch);
   if (rc) return rc;
+  /* Committed, a message no frame can carry would wedge every reader of the log. */
+  if (s->scratch.size > s->max_message) return CHOREO_ETOOBIG;
   sqlite3_stmt *st = s->st[ST_APPEND];
   if (sqlite3_bind_int64(st, 1, seq) || sqlite3_bind_text(st, 2, g.type, -1, SQLITE_STATIC) ||
       sqlite3_bind_text(st, 3, g.kind, -1, SQLITE_STATIC) ||

@@ -41,8 +41,12 @@ int choreo_store_checkpoint(choreo_store *s, const char *source, int64_t *seq);
 int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq);
 
 /* Appends a message to the log: seq = head + 1, source = the store's owner name given in f.
- * On success *seq_out holds the new seq. */
+ * On success *seq_out holds the new seq; CHOREO_ETOOBIG, with nothing written, when the encoded
+ * message would exceed the store's message limit. */
 int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *seq_out);
+/* The largest encoded message append accepts (CHOREO_DEFAULT_MAX_MESSAGE until set). */
+void choreo_store_set_max_message(choreo_store *s, size_t bytes);
+
 /* The highest seq in the log (0 when empty). */
 int choreo_store_head(choreo_store *s, int64_t *head);
 

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ struct choreo_host {
   uv_idle_t own_idle;
   uv_fs_event_t watch_dir;
   uv_async_t stop_async; /* choreo_host_stop from any thread */
+  pthread_t loop_thread;  /* the thread that opened the host, which runs its loop */
   atomic_bool stop_requested;
   int handles_on_loop; /* of the HOST_HANDLES, those the loop still holds */
   bool stopping;
@@ -224,8 +226,14 @@ static void host_stop_now(choreo_host *h) {
 
 static void host_on_stop(uv_async_t *async) { host_stop_now(async->data); }
 
+/* Atomics and uv_async_send only. From another thread, a handler under way (a Lua loop, a
+ * runaway query) is cut short at once and its batch rolls back, so the loop, free again, can
+ * close everything. On the loop's thread the caller is a handler or a callback, which returns
+ * by itself: its batch commits first. */
 void choreo_host_stop(choreo_host *h) {
-  if (h && !atomic_exchange(&h->stop_requested, true)) uv_async_send(&h->stop_async);
+  if (!h || atomic_exchange(&h->stop_requested, true)) return;
+  if (!pthread_equal(pthread_self(), h->loop_thread)) choreo_engine_interrupt(h->engine);
+  uv_async_send(&h->stop_async);
 }
 
 bool choreo_host_stopped(const choreo_host *h) {
@@ -361,13 +369,15 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   msgpack_sbuffer_init(&h->frame);
   msgpack_sbuffer_init(&h->own_frame);
   atomic_init(&h->stop_requested, false);
+  h->loop_thread = pthread_self();
   char data[PATH_MAX + 64];
   int rc = host_resolve(h, cfg, data, sizeof data, err, errlen);
   if (!rc) rc = choreo_bus_dir(cfg->bus, h->bus, sizeof h->bus, err, errlen);
   choreo_engine_config ecfg = {.name = h->name, .dir = h->dir, .data = data,
                                .scripts = &choreo_lua_scripts,
                                .instruction_limit = cfg->instruction_limit,
-                               .memory_limit = cfg->memory_limit};
+                               .memory_limit = cfg->memory_limit,
+                               .max_message = cfg->max_message};
   if (!rc) rc = choreo_engine_open(&h->engine, &ecfg, err, errlen);
   if (!rc && !cfg->loop) {
     h->owns_loop = uv_loop_init(&h->own_loop) == 0;

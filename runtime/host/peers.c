@@ -76,7 +76,7 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   choreo_engine_report(ps->engine, p->name, rc, &r);
   if (r.applied || r.failed) ps->committed(ps->ud);
   /* More to catch up: ask again at once rather than at the next tick. */
-  if (!rc && r.count && r.first + r.count - 1 < r.head) peers_ask(ps, p);
+  if (!rc && r.count && r.first - 1 + (int64_t)r.count < r.head) peers_ask(ps, p);
 }
 
 /* NNG's thread: a connection to the peer's FETCH endpoint is up. A request sent before that

@@ -39,6 +39,7 @@ enum {
   CHOREO_ESCRIPT = -5,   /* a script failed to load or a handler failed */
   CHOREO_ENOENT = -6,    /* no such thing (directory, dead letter, host) */
   CHOREO_ETOOBIG = -7,   /* a value or frame exceeds a limit */
+  CHOREO_ESTOPPED = -8,  /* the host is stopping: what was under way rolled back */
 };
 
 /* Returns a static description of an error code. */
@@ -63,6 +64,8 @@ typedef struct choreo_host_config {
   size_t npeers;
   uint64_t instruction_limit; /* per handler call; 0: 100,000,000 */
   size_t memory_limit;        /* bytes for the scripts' Lua state; 0: 256 MiB */
+  size_t max_message;         /* largest encoded message the host appends; 0: 1 MiB; at most
+                                 8 MiB. A larger one fails its handler (CHOREO_ETOOBIG). */
   /* The loop to run on, owned by the caller, who runs it. NULL: the host makes its own, which
    * choreo_host_run() runs. */
   struct uv_loop_s *loop;
@@ -75,9 +78,12 @@ CHOREO_EXTERN int choreo_host_open(choreo_host **out, const choreo_host_config *
                                    size_t errlen);
 /* Runs the host's own loop until the host stops. CHOREO_EINVAL for a host on a caller's loop. */
 CHOREO_EXTERN int choreo_host_run(choreo_host *h);
-/* Asks the host to stop, from any thread: between two batches it closes its sockets, timers and
- * watchers; choreo_host_run() then returns, and on a caller's loop choreo_host_stopped() turns
- * true. Calling it again does nothing. */
+/* Asks the host to stop. From a handler, the batch under way commits first. From another
+ * thread, a handler under way is cut short, however long it would run (its batch rolls back, to
+ * be applied again at the next start). Then the host closes its sockets, timers and watchers;
+ * choreo_host_run() returns, and on a caller's loop choreo_host_stopped() turns true. Calling
+ * it again does nothing. To stop on signals whatever the handlers do, wait for them on a
+ * thread of your own (sigwait) and call this there, as `choreo run` does. */
 CHOREO_EXTERN void choreo_host_stop(choreo_host *h);
 CHOREO_EXTERN bool choreo_host_stopped(const choreo_host *h);
 /* Frees the host. One still running is stopped first (its loop is run until its handles have

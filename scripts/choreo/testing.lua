@@ -15,8 +15,9 @@ local function basename(path)
 end
 
 -- testing.host([dir[, opts]]): dir defaults to the directory `choreo test` was given;
--- opts.name sets the service name (default: the directory's base name); opts.instructions and
--- opts.memory set the per-call instruction limit and the Lua memory ceiling in bytes.
+-- opts.name sets the service name (default: the directory's base name); opts.instructions,
+-- opts.memory and opts.max_message set the per-call instruction limit, the Lua memory ceiling
+-- and the largest message in bytes.
 function testing.host(dir, opts)
   dir = dir or os.getenv("CHOREO_TEST_DIR")
   if not dir then error("testing.host: no directory given and not run by `choreo test`", 2) end

@@ -123,6 +123,55 @@ def a_delayed_retry_leaves_the_host_responsive(w):
     check_eq(svc.stop(grace=5), 0, "exit status on SIGTERM")
 
 
+STUCK = r'''
+local choreo = require "choreo"
+choreo.db:exec("create table if not exists done(type text, x integer)")
+choreo.on("Stuck", function(msg, ctx)
+  ctx.db:exec("insert into done values ('Stuck', ?)", msg.data.x)  -- rolled back by the stop
+  ctx.log.info("stuck now")
+  if msg.data.how == "sql" then
+    ctx.db:one("with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c")
+  else
+    while true do end
+  end
+end)
+'''
+
+FIXED = r'''
+local choreo = require "choreo"
+choreo.db:exec("create table if not exists done(type text, x integer)")
+choreo.on("Stuck", function(msg, ctx) ctx.db:exec("insert into done values ('Stuck', ?)", msg.data.x) end)
+'''
+
+
+@suite.test
+def sigterm_stops_a_host_whose_handler_never_returns(w):
+    """A handler in a Lua loop or an endless query, with a budget far too large to help: SIGTERM
+    still stops the host (the handler is interrupted from outside the loop it holds), the batch
+    rolls back, and after a restart with fixed code the message is handled once: nothing lost,
+    nothing applied twice. The host printed how long the stop took."""
+    for how in ("sql", "lua"):
+        scripts = w.scripts("stuck_" + how, {"svc.lua": STUCK})
+        svc = w.host("stuck_" + how, scripts, extra=["--instructions", str(10 ** 15)])
+        with w.step("SIGTERM while a handler runs an endless " + how):
+            svc.send(svc.name, "Stuck", {"x": 1, "how": how})
+            svc.wait_log(r"stuck now", 10)
+            start = time.monotonic()
+            check_eq(svc.stop(grace=30), 0, "exit status on SIGTERM (not killed)")
+            print("    stopped in %.2f s" % (time.monotonic() - start))
+            check(re.search(r"stopping: the batch under way rolled back", svc.log()),
+                  "the log says the batch rolled back")
+            check_eq(svc.scalar("select count(*) from done"), 0, "effects of the stopped handler")
+        with w.step("restarted with fixed code, the message is handled once (%s)" % how):
+            with open(os.path.join(scripts, "svc.lua"), "w") as f:
+                f.write(FIXED)
+            svc.start()
+            wait_until(lambda: svc.scalar("select count(*) from done") == 1, 20, "the Stuck row")
+            time.sleep(0.3)
+            check_eq(svc.scalar("select count(*) from done"), 1, "rows after the restart")
+            check_eq(svc.scalar("select count(*) from choreo_dead_letters"), 0, "dead letters")
+
+
 PCALL = r'''
 local choreo = require "choreo"
 choreo.db:exec("create table if not exists done(type text, caught integer, last text)")

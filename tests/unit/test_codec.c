@@ -777,7 +777,51 @@ static void test_helpers(void) {
     CHECK(strcmp(choreo_strerror(e), choreo_strerror(1)) != 0);
 }
 
+/* FETCH requests: ["fetch", after]. Past INT64_MAX is past any log (answered with the head,
+ * never read as negative); a negative number asks for the name and head only. */
+static void test_fetch_requests(void) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  int64_t after = -99;
+  CHECK(choreo_fetch_encode(&sb, 41) == 0);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == 0 && after == 41);
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_fetch_encode(&sb, -7) == 0);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == 0 && after == -1);
+
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  uint64_t huge[] = {(uint64_t)INT64_MAX + 1, UINT64_MAX};
+  for (int i = 0; i < 2; i++) {
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "fetch", 5);
+    msgpack_pack_uint64(&pk, huge[i]);
+    CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == 0 && after == INT64_MAX);
+  }
+  /* Anything else is refused. */
+  msgpack_sbuffer_clear(&sb);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_str_with_body(&pk, "fetch", 5);
+  msgpack_pack_str_with_body(&pk, "1", 1);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == CHOREO_EINVAL);
+  msgpack_sbuffer_clear(&sb);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_str_with_body(&pk, "fetcH", 5);
+  msgpack_pack_int64(&pk, 1);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == CHOREO_EINVAL);
+  msgpack_sbuffer_clear(&sb);
+  msgpack_pack_array(&pk, 3);
+  msgpack_pack_str_with_body(&pk, "fetch", 5);
+  msgpack_pack_int64(&pk, 1);
+  msgpack_pack_int64(&pk, 1);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == CHOREO_EINVAL);
+  CHECK(choreo_fetch_decode(sb.data, 3, &after) == CHOREO_EINVAL); /* truncated */
+  msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void) {
+  RUN(test_fetch_requests);
   RUN(test_msg_round_trip);
   RUN(test_msg_minimal);
   RUN(test_msg_data_values);

@@ -230,6 +230,42 @@ static void test_malformed_frames(void) {
   choreo_engine_close(e);
 }
 
+/* A frame is one source's log: a message in it that claims another source is forged, and the
+ * whole frame is refused (a peer could otherwise pose as any service to our handlers). */
+static void test_message_from_another_source(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  CHECK(choreo_frame_header(&frame, "peer", 1, 2, 2) == 0);
+  add_msg(&frame, "peer", 1, "Ping", "event", NULL, 1);
+  add_msg(&frame, "payments", 2, "Ping", "event", NULL, 2);
+  choreo_apply_result res;
+  CHECK(apply(e, &frame, &res) == CHOREO_EINVAL);
+  CHECK(choreo_engine_bad_frames(e) == 1);
+  CHECK(checkpoint(e, "peer") == 0 && checkpoint(e, "payments") == 0);
+  CHECK(query_int(e, "select count(*) from got") == 0);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
+/* The last seq of a frame may be INT64_MAX: its arithmetic must not overflow (UBSan watches the
+ * sanitizer build), and it is a gap like any frame past the checkpoint. */
+static void test_frame_ending_at_int64_max(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  CHECK(choreo_frame_header(&frame, "peer", INT64_MAX, 1, INT64_MAX) == 0);
+  add_msg(&frame, "peer", INT64_MAX, "Ping", "event", NULL, 1);
+  choreo_apply_result res;
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.gap && res.applied == 0);
+  CHECK(checkpoint(e, "peer") == 0);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
 static void test_commands_for_other_hosts(void) {
   choreo_engine *e = open_engine();
   if (!e) return;
@@ -439,6 +475,8 @@ int main(void) {
   RUN(test_duplicates_are_skipped);
   RUN(test_gap_applies_nothing);
   RUN(test_malformed_frames);
+  RUN(test_message_from_another_source);
+  RUN(test_frame_ending_at_int64_max);
   RUN(test_commands_for_other_hosts);
   RUN(test_failing_handler_is_deferred);
   RUN(test_own_events);

@@ -296,7 +296,7 @@ static void test_stop_from_thread(void) {
   CHECK(pthread_join(thread, NULL) == 0);
   fprintf(stderr, "  stopped from a thread after %.1f ms\n", ms);
   CHECK(!s.fired);
-  CHECK(ms >= 150 && ms < 5000); /* it ran until the thread stopped it, and no longer */
+  CHECK(ms >= 150); /* it ran until the thread stopped it (the safety net bounds the rest) */
   CHECK(choreo_host_stopped(h));
   choreo_host_stop(h); /* again, after the host has closed its handles: harmless */
   CHECK(choreo_host_stopped(h));
@@ -310,12 +310,55 @@ static void test_stop_from_thread(void) {
     choreo_host_stop(h);
     start = uv_hrtime();
     CHECK(choreo_host_run(h) == 0);
-    CHECK(!s.fired && ms_since(start) < 2000);
+    CHECK(!s.fired);
     CHECK(choreo_host_stopped(h));
     safety_disarm(&s);
     choreo_host_close(h);
   }
   remove_tree(p.base);
+}
+
+/* A handler that would never return, with a budget far too large to help: a stop from another
+ * thread cuts it short (Lua loop and endless query alike), its batch rolls back (the handler's
+ * row is not there, the message is still to be applied), and run returns. */
+static const char stuck_lua[] =
+    "local choreo = require 'choreo'\n"
+    "choreo.db:exec('create table if not exists ran(how text)')\n"
+    "choreo.on('Stuck', function(msg, ctx)\n"
+    "  ctx.db:exec('insert into ran values (?)', msg.data.how)\n"
+    "  if msg.data.how == 'sql' then\n"
+    "    ctx.db:one('with recursive c(x) as (select 1 union all select x + 1 from c) '\n"
+    "               .. 'select count(*) from c')\n"
+    "  else\n"
+    "    while true do end\n"
+    "  end\n"
+    "end)\n";
+
+static void test_stop_cuts_a_stuck_handler_short(void) {
+  const char *ways[] = {"{\"how\":\"sql\"}", "{\"how\":\"lua\"}"};
+  for (int i = 0; i < 2; i++) {
+    place p;
+    place_make(&p, i ? "stuck-lua" : "stuck-sql", stuck_lua);
+    choreo_host_config cfg = place_config(&p, "stuck", NULL);
+    cfg.instruction_limit = UINT64_MAX / 2;
+    choreo_host *h = open_host(&cfg);
+    if (!h) continue;
+    CHECK(choreo_host_publish(h, "Stuck", ways[i], NULL) == 0);
+    safety_net s;
+    safety_arm(&s, choreo_host_loop(h), h, NULL);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, stop_later, h) == 0);
+    CHECK(choreo_host_run(h) == 0);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(!s.fired);
+    choreo_host_status st;
+    CHECK(choreo_host_status_get(h, &st) == 0);
+    CHECK(st.head == 1 && st.own_applied == 0); /* rolled back, to be applied at the next start */
+    CHECK(st.dead_letters == 0);
+    safety_disarm(&s);
+    choreo_host_close(h);
+    remove_tree(p.base);
+  }
 }
 
 /* ---- 3. the caller's loop ---- */
@@ -749,6 +792,7 @@ int main(void) {
   uint64_t start = uv_hrtime();
   RUN(test_own_loop);
   RUN(test_stop_from_thread);
+  RUN(test_stop_cuts_a_stuck_handler_short);
   RUN(test_callers_loop);
   RUN(test_close_unrun);
   RUN(test_bad_input);

@@ -59,3 +59,20 @@ choreo.on("Hog", function(msg, ctx)
   for i = 1, math.maxinteger do t[i] = { i, tostring(i) } end
   ctx:publish("HogDone", { n = #t })
 end)
+
+-- Publishes (or sends, replies, sets a timeout with) data.bytes bytes of payload: over the
+-- message limit each call raises, before anything is committed.
+choreo.on("Big", function(msg, ctx)
+  local payload = string.rep("x", msg.data.bytes)
+  local how = msg.data.how
+  if how == "send" then ctx:send("elsewhere", "BigOut", payload)
+  elseif how == "reply" then ctx:reply("BigOut", payload)
+  elseif how == "timeout" then ctx:timeout(1, "BigOut", payload)
+  else ctx:publish("BigOut", payload) end
+end)
+
+-- A query that never ends on its own: the instruction budget covers SQL too.
+choreo.on("EndlessQuery", function(_, ctx)
+  ctx:publish("QueryStarted", {})
+  ctx.db:one("with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c")
+end)
