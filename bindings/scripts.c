@@ -11,6 +11,7 @@
 
 #include "bindings.h"
 #include "choreo.h"
+#include "log.h"
 #include "lua_scripts.h"
 
 #define HOOK_EVERY 1000
@@ -143,6 +144,9 @@ static int scripts_load_dir(choreo_scripts *s, const char *dir, char *err, size_
     snprintf(err, errlen, "%s: cannot read the scripts directory", dir);
     return CHOREO_ENOENT;
   }
+  if (n == 0) /* a mistyped directory would otherwise run, silently handling nothing */
+    choreo_log(CHOREO_LOG_WARN, choreo_engine_name(s->engine),
+               "%s holds no *.lua script: no Lua handler will run", dir);
   int rc = 0;
   for (int i = 0; i < n; i++) {
     if (!rc) {

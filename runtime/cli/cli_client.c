@@ -32,7 +32,7 @@ static void client_found(void *ud, const char *name) {
 static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *name,
                             size_t namesize) {
   char err[PATH_MAX + 64];
-  if (choreo_bus_dir(a->bus, bus, bussize, err, sizeof err)) return cli_fail("%s", err);
+  if (choreo_bus_dir(a->bus, false, bus, bussize, err, sizeof err)) return cli_fail("%s", err);
   if (a->host) {
     if (!choreo_name_valid(a->host)) return cli_usage("invalid host name '%s'", a->host);
     snprintf(name, namesize, "%s", a->host);
@@ -94,26 +94,55 @@ static int client_request(const cli_args *a, cJSON *request, cJSON **answer) {
 }
 
 /* publish TYPE [JSON] / send TO TYPE [JSON] */
+#define CLIENT_JSON_MAX (16u << 20) /* what the control socket takes in one request */
+
+/* The JSON argument: the text itself, "-" for stdin, or "@FILE" (an argument list holds only
+ * so much). *json is malloc'd; NULL with a message in err on failure. */
+static char *client_read_json(const char *arg, char *err, size_t errlen) {
+  if (strcmp(arg, "-") != 0 && arg[0] != '@') return strdup(arg);
+  FILE *f = strcmp(arg, "-") == 0 ? stdin : fopen(arg + 1, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", arg + 1, strerror(errno));
+    return NULL;
+  }
+  char *text = malloc(CLIENT_JSON_MAX + 1);
+  size_t n = text ? fread(text, 1, CLIENT_JSON_MAX + 1, f) : 0;
+  bool failed = !text || ferror(f);
+  if (f != stdin) fclose(f);
+  if (failed || n > CLIENT_JSON_MAX) {
+    snprintf(err, errlen, "%s", failed ? "cannot read the JSON input" : "JSON input over 16 MiB");
+    free(text);
+    return NULL;
+  }
+  text[n] = '\0';
+  return text;
+}
+
 static int client_emit(const cli_args *a, const char *op, int positional) {
   if (a->nrest < positional || a->nrest > positional + 1)
     return cli_usage("%s", positional == 1 ? "usage: choreo publish [--host NAME] TYPE [JSON]"
                                            : "usage: choreo send [--host NAME] TO TYPE [JSON]");
   for (int i = 0; i < a->nrest; i++)
     if (a->rest[i][0] == '-' && a->rest[i][1] == '-') return cli_usage("unknown option '%s'", a->rest[i]);
-  const char *json = a->nrest > positional ? a->rest[positional] : NULL;
-  if (json) {
+  char *json = NULL, err[256];
+  if (a->nrest > positional) {
+    json = client_read_json(a->rest[positional], err, sizeof err);
+    if (!json) return cli_usage("%s", err);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    char err[256];
     int bad = choreo_json_to_msgpack(json, &sb, err, sizeof err);
     msgpack_sbuffer_destroy(&sb);
-    if (bad) return cli_usage("%s", err);
+    if (bad) {
+      free(json);
+      return cli_usage("%s", err);
+    }
   }
   cJSON *req = cJSON_CreateObject();
   cJSON_AddStringToObject(req, "op", op);
   if (positional == 2) cJSON_AddStringToObject(req, "to", a->rest[0]);
   cJSON_AddStringToObject(req, "type", a->rest[positional - 1]);
   if (json) cJSON_AddStringToObject(req, "data", json);
+  free(json);
   cJSON *answer;
   int rc = client_request(a, req, &answer);
   if (rc) return rc;
@@ -151,6 +180,12 @@ int cli_status(const cli_args *a) {
          client_num(s, "generation"), reload[0] ? reload : "none", client_num(s, "head"),
          client_num(s, "own_checkpoint"), client_num(s, "dead_letters"),
          client_num(s, "bad_frames"));
+  const cJSON *u;
+  cJSON_ArrayForEach(u, cJSON_GetObjectItem(s, "unhandled"))
+    printf("unhandled     %s: %.0f (no handler took them)\n", client_str(u, "type"),
+           client_num(u, "count"));
+  if (client_num(s, "unhandled_other") > 0)
+    printf("unhandled     other types: %.0f\n", client_num(s, "unhandled_other"));
   const cJSON *p;
   cJSON_ArrayForEach(p, cJSON_GetObjectItem(s, "peers")) {
     printf("peer          %-16s applied %.0f of %.0f, lag %.0f (%s)\n",

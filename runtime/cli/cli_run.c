@@ -14,6 +14,7 @@
 #include "choreo.h"
 #include "cli.h"
 #include "codec.h"
+#include "bus.h"
 #include "host.h"
 
 static int run_number(const char *flag, const char *text, unsigned long long *out) {
@@ -36,7 +37,7 @@ static int run_pin(const char *text) {
   if (errno || *end || !*text || cpu < 0 || cpu >= CPU_SETSIZE)
     return cli_usage("--cpu needs a CPU number, got '%s'", text);
   if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET((int)cpu, &allowed))
-    return cli_fail("--cpu %s: no such CPU available to this process", text);
+    return cli_usage("--cpu %s: no such CPU available to this process", text);
   CPU_ZERO(&one);
   CPU_SET((int)cpu, &one);
   if (sched_setaffinity(0, sizeof one, &one) != 0)
@@ -129,6 +130,13 @@ int cli_run(const cli_args *a) {
   char real[PATH_MAX], err[256];
   const char *name = o.name ? o.name : realpath(o.dir, real) ? choreo_host_default_name(real) : NULL;
   if (name && choreo_name_check(name, err, sizeof err)) return cli_usage("%s", err);
+  char rep[PATH_MAX + 64]; /* endpoints that cannot be paired with a FETCH one are usage errors */
+  for (size_t i = 0; i < o.nlisten; i++)
+    if (choreo_bus_rep_url(o.listen[i], rep, sizeof rep) || strncmp(o.listen[i], "tcp://", 6))
+      return cli_usage("--listen %s: expected tcp://HOST:PORT", o.listen[i]);
+  for (size_t i = 0; i < o.npeers; i++)
+    if (choreo_bus_rep_url(o.peers[i], rep, sizeof rep))
+      return cli_usage("--peer %s: expected ipc://DIR/NAME.pub or tcp://HOST:PORT", o.peers[i]);
   int rc = cpu ? run_pin(cpu) : CLI_OK; /* before the host starts any thread */
   return rc ? rc : run_host(&o);
 }

@@ -40,6 +40,22 @@ static void tail_dial(tail_state *t, const char *name) {
 
 static void tail_found(void *ud, const char *name) { tail_dial(ud, name); }
 
+typedef struct tail_lookup {
+  const char *name;
+  bool found;
+} tail_lookup;
+
+static void tail_match(void *ud, const char *name) {
+  tail_lookup *l = ud;
+  if (strcmp(name, l->name) == 0) l->found = true;
+}
+
+/* A host on the bus has its NAME.pub there: tailing one that is not would wait for ever. */
+static bool tail_host_exists(const char *bus, const char *name) {
+  tail_lookup l = {.name = name};
+  return choreo_bus_each_host(bus, "pub", tail_match, &l) == 0 && l.found;
+}
+
 static bool tail_matches(const char *pattern, choreo_str type) {
   if (!pattern) return true;
   size_t n = strlen(pattern);
@@ -85,8 +101,10 @@ int cli_tail(const cli_args *a) {
   }
   static tail_state t;
   char err[PATH_MAX + 64];
-  if (choreo_bus_dir(a->bus, t.bus, sizeof t.bus, err, sizeof err)) return cli_fail("%s", err);
+  if (choreo_bus_dir(a->bus, false, t.bus, sizeof t.bus, err, sizeof err)) return cli_fail("%s", err);
   if (a->host && !choreo_name_valid(a->host)) return cli_usage("invalid host name '%s'", a->host);
+  if (a->host && !tail_host_exists(t.bus, a->host))
+    return cli_fail("no host named '%s' is running on this bus", a->host);
   if (nng_sub0_open(&t.sub) || nng_socket_set(t.sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) ||
       nng_socket_set_ms(t.sub, NNG_OPT_RECVTIMEO, 250))
     return cli_fail("%s", "cannot open a subscriber socket");

@@ -7,17 +7,44 @@
 #include "choreo.h"
 #include "cli.h"
 
-static const char usage[] =
-    "usage: choreo COMMAND [--bus DIR] [--host NAME] ...\n"
-    "  run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
-    "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
-    "  test DIR [busted args]\n"
-    "  publish [--host NAME] TYPE [JSON]\n"
-    "  send    [--host NAME] TO TYPE [JSON]\n"
-    "  tail    [--host NAME] [PATTERN]\n"
-    "  status  [--host NAME]\n"
-    "  dead    [--host NAME] list|retry ID|drop ID\n"
-    "  sagas   [--host NAME] list [SAGA] | show SAGA KEY\n";
+/* Each subcommand with its synopsis; `choreo help SUB` and `choreo SUB --help` print one. */
+static const struct {
+  const char *name;
+  int (*fn)(const cli_args *);
+  const char *synopsis;
+} commands[] = {
+    {"run", cli_run,
+     "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
+     "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]"},
+    {"test", cli_test, "test DIR [busted args]"},
+    {"publish", cli_publish, "publish [--host NAME] TYPE [JSON | - | @FILE]"},
+    {"send", cli_send, "send    [--host NAME] TO TYPE [JSON | - | @FILE]"},
+    {"tail", cli_tail, "tail    [--host NAME] [--count N] [PATTERN]"},
+    {"status", cli_status, "status  [--host NAME]"},
+    {"dead", cli_dead, "dead    [--host NAME] list|retry ID|drop ID"},
+    {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
+};
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+static void main_usage(FILE *out) {
+  fputs("usage: choreo COMMAND [--bus DIR] [--host NAME] ...\n", out);
+  for (size_t i = 0; i < NCOMMANDS; i++) fprintf(out, "  %s\n", commands[i].synopsis);
+  fputs("JSON may be given as text, - (read from stdin) or @FILE.\n", out);
+}
+
+static int main_help(const char *name) {
+  for (size_t i = 0; i < NCOMMANDS; i++) {
+    if (strcmp(name, commands[i].name) != 0) continue;
+    printf("usage: choreo %s\nshared options: --bus DIR (default $XDG_RUNTIME_DIR/choreo, else "
+           "/tmp/choreo-$UID)\n", commands[i].synopsis);
+    return CLI_OK;
+  }
+  return cli_usage("unknown command '%s'", name);
+}
+
+static bool main_is_help(const char *arg) {
+  return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
 
 int cli_usage(const char *fmt, const char *arg) {
   fputs("choreo: ", stderr);
@@ -33,15 +60,6 @@ int cli_fail(const char *fmt, const char *arg) {
   return CLI_FAIL;
 }
 
-static const struct {
-  const char *name;
-  int (*fn)(const cli_args *);
-} commands[] = {
-    {"run", cli_run},       {"test", cli_test},     {"publish", cli_publish},
-    {"send", cli_send},     {"status", cli_status}, {"dead", cli_dead},
-    {"tail", cli_tail},     {"sagas", cli_sagas},
-};
-
 /* Each SQLite connection of ours is used by one thread only (the loop's, or the
  * checkpointer's), so the library's global mutexes and the memory statistics kept under one
  * are pure cost: a sixth of the CPU of a dispatch profile went to that bookkeeping. Set for
@@ -55,24 +73,26 @@ static void main_configure_sqlite(void) {
 int main(int argc, char **argv) {
   main_configure_sqlite();
   if (argc < 2) {
-    fputs(usage, stderr);
+    main_usage(stderr);
     return CLI_USAGE;
   }
-  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
-    fputs(usage, stdout);
+  if (strcmp(argv[1], "help") == 0 && argc > 2) return main_help(argv[2]);
+  if (main_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+    main_usage(stdout);
     return CLI_OK;
   }
   if (strcmp(argv[1], "--version") == 0) {
     puts("choreo " CHOREO_VERSION);
     return CLI_OK;
   }
-  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+  for (size_t i = 0; i < NCOMMANDS; i++) {
     if (strcmp(argv[1], commands[i].name) != 0) continue;
     /* --bus and --host are taken out here; `test` passes everything after DIR to busted. */
     char *rest[argc];
     cli_args a = {.rest = rest};
     bool passthrough = strcmp(argv[1], "test") == 0;
     for (int j = 2; j < argc; j++) {
+      if (main_is_help(argv[j]) && !(passthrough && a.nrest > 0)) return main_help(argv[1]);
       bool shared = strcmp(argv[j], "--bus") == 0 || strcmp(argv[j], "--host") == 0;
       if (shared && !(passthrough && a.nrest > 0)) {
         if (j + 1 >= argc) return cli_usage("%s needs a value", argv[j]);

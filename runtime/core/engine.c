@@ -20,6 +20,7 @@ static const int64_t backoff_ms[] = {1000, 5000, 30000};
 #define BACKOFF_STEPS ((int)(sizeof backoff_ms / sizeof *backoff_ms))
 #define OWN_FRAME_BYTES (4u << 20)
 #define PROGRESS_EVERY 1000 /* SQLite VM steps between two looks at the budget */
+#define ENGINE_UNHANDLED_TYPES 64
 
 struct choreo_engine {
   char *name, *dir;
@@ -34,6 +35,9 @@ struct choreo_engine {
   uint64_t instruction_limit;
   size_t memory_limit;
   size_t max_message;
+  choreo_unhandled unhandled[ENGINE_UNHANDLED_TYPES]; /* since the engine opened */
+  int nunhandled;
+  uint64_t unhandled_other; /* types past the table's size */
   int64_t budget;            /* left in the current handler call */
   int metered;               /* handler calls under way (nested) */
   atomic_bool interrupted;   /* choreo_engine_interrupt, from any thread */
@@ -145,6 +149,13 @@ uint64_t choreo_engine_instruction_limit(choreo_engine *e) { return e->instructi
 void choreo_engine_interrupt(choreo_engine *e) { atomic_store(&e->interrupted, true); }
 bool choreo_engine_interrupted(choreo_engine *e) { return atomic_load(&e->interrupted); }
 size_t choreo_engine_max_message(choreo_engine *e) { return e->max_message; }
+
+void choreo_engine_unhandled(choreo_engine *e, const choreo_unhandled **list, int *n,
+                             uint64_t *other) {
+  *list = e->unhandled;
+  *n = e->nunhandled;
+  *other = e->unhandled_other;
+}
 void choreo_engine_guard(choreo_engine *e, bool on) { choreo_store_guard(e->store, on); }
 sqlite3 *choreo_engine_db(choreo_engine *e) { return choreo_store_db(e->store); }
 const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->current : NULL; }
@@ -246,9 +257,36 @@ static int engine_defer(choreo_engine *e, const choreo_msg *m, int attempts, con
   return choreo_store_dead_add(e->store, m, attempts, err, traceback ? traceback : "");
 }
 
+/* A message for us that no handler takes: counted per type, never silently. Commands, replies
+ * and timeouts were meant for us alone, so the first of each type is logged as well. */
+static void engine_unhandled(choreo_engine *e, const choreo_msg *m) {
+  for (int i = 0; i < e->nunhandled; i++) {
+    if (choreo_str_eq(m->type, e->unhandled[i].type)) {
+      e->unhandled[i].count++;
+      return;
+    }
+  }
+  if (e->nunhandled == ENGINE_UNHANDLED_TYPES || m->type.n >= sizeof e->unhandled[0].type) {
+    e->unhandled_other++;
+    return;
+  }
+  choreo_unhandled *u = &e->unhandled[e->nunhandled++];
+  memcpy(u->type, m->type.p, m->type.n);
+  u->type[m->type.n] = '\0';
+  u->count = 1;
+  if (!choreo_str_eq(m->kind, "event"))
+    choreo_log(CHOREO_LOG_WARN, e->name, "no handler takes %.*s %s (first: %.*s): dropped",
+               (int)m->kind.n, m->kind.p, u->type, (int)m->id.n, m->id.p);
+}
+
 static int engine_deliver(choreo_engine *e, const choreo_msg *m, choreo_apply_result *res) {
-  if (!engine_is_for_us(e, m) || !engine_handles(e, m->type)) {
+  if (!engine_is_for_us(e, m)) {
     res->skipped++;
+    return 0;
+  }
+  if (!engine_handles(e, m->type)) {
+    res->skipped++;
+    engine_unhandled(e, m);
     return 0;
   }
   char err[512];

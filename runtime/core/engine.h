@@ -74,6 +74,15 @@ const char *choreo_engine_name(choreo_engine *e);
 size_t choreo_engine_max_message(choreo_engine *e);
 int64_t choreo_engine_now_ms(choreo_engine *e);
 uint64_t choreo_engine_bad_frames(choreo_engine *e);
+/* Messages for this host that no handler took, per type, since the engine opened: *n types in
+ * *list (valid until the next dispatch); *other counts those of further types. */
+typedef struct choreo_unhandled {
+  char type[64];
+  uint64_t count;
+} choreo_unhandled;
+void choreo_engine_unhandled(choreo_engine *e, const choreo_unhandled **list, int *n,
+                             uint64_t *other);
+
 /* Logs what an apply did when it failed or dead-lettered something; `from` names the input. */
 void choreo_engine_report(choreo_engine *e, const char *from, int rc, const choreo_apply_result *r);
 

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -70,9 +71,14 @@ static int json_pack_number(json_packer *jp, const cJSON *item) {
     digits[n] = '\0';
     errno = 0;
     long long v = strtoll(digits, NULL, 10);
-    if (errno == 0) return msgpack_pack_int64(&jp->pk, v);
+    if (errno == 0) return msgpack_pack_int64(&jp->pk, v) ? CHOREO_ENOMEM : 0;
   }
-  return msgpack_pack_double(&jp->pk, item->valuedouble);
+  /* cJSON reads 1e400 as infinity, which JSON cannot say: refuse rather than change it. */
+  if (!isfinite(item->valuedouble)) {
+    json_error(jp->err, jp->errlen, "number out of range: %.*s", (int)(n < 40 ? n : 40), lit);
+    return CHOREO_EINVAL;
+  }
+  return msgpack_pack_double(&jp->pk, item->valuedouble) ? CHOREO_ENOMEM : 0;
 }
 
 /* `level` is the number of containers around `item`; depth is counted as choreo_msgpack_check
@@ -102,7 +108,7 @@ static int json_pack(json_packer *jp, const cJSON *item, int level) {
   if (cJSON_IsString(item))
     rc = msgpack_pack_str_with_body(&jp->pk, item->valuestring, strlen(item->valuestring));
   else if (cJSON_IsNumber(item))
-    rc = json_pack_number(jp, item);
+    return json_pack_number(jp, item);
   else if (cJSON_IsBool(item))
     rc = cJSON_IsTrue(item) ? msgpack_pack_true(&jp->pk) : msgpack_pack_false(&jp->pk);
   else

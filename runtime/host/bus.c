@@ -111,7 +111,8 @@ int choreo_bus_dial(nng_socket s, const char *url, nng_dialer *dialer) {
   return rv ? CHOREO_EBUS : 0;
 }
 
-int choreo_bus_dir(const char *given, char *out, size_t size, char *err, size_t errlen) {
+int choreo_bus_dir(const char *given, bool create, char *out, size_t size, char *err,
+                   size_t errlen) {
   const char *xdg = getenv("XDG_RUNTIME_DIR");
   if (given)
     snprintf(out, size, "%s", given);
@@ -119,6 +120,12 @@ int choreo_bus_dir(const char *given, char *out, size_t size, char *err, size_t 
     snprintf(out, size, "%s/choreo", xdg);
   else
     snprintf(out, size, "/tmp/choreo-%u", (unsigned)getuid());
+  struct stat st;
+  if (!create) {
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    snprintf(err, errlen, "no host is running on bus %s (no such directory)", out);
+    return CHOREO_ENOENT;
+  }
   if (mkdir(out, 0700) != 0 && errno != EEXIST) {
     snprintf(err, errlen, "cannot create the bus directory %s: %s", out, strerror(errno));
     return CHOREO_EIO;

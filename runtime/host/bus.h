@@ -67,9 +67,11 @@ int choreo_bus_listen(nng_socket s, const char *url, char *err, size_t errlen);
  * *dialer (if not NULL) receives the dialer, for closing it on its own. */
 int choreo_bus_dial(nng_socket s, const char *url, nng_dialer *dialer);
 
-/* The bus directory: --bus, else $XDG_RUNTIME_DIR/choreo, else /tmp/choreo-$UID. Created if
- * missing. Returns 0 or CHOREO_EIO with err set. */
-int choreo_bus_dir(const char *given, char *out, size_t size, char *err, size_t errlen);
+/* The bus directory: --bus, else $XDG_RUNTIME_DIR/choreo, else /tmp/choreo-$UID. A host
+ * creates it (create); a client finds no host where it is missing. Returns 0, or CHOREO_EIO /
+ * CHOREO_ENOENT with err set. */
+int choreo_bus_dir(const char *given, bool create, char *out, size_t size, char *err,
+                   size_t errlen);
 /* ipc://DIR/NAME.SUFFIX */
 void choreo_bus_ipc_url(char *out, size_t size, const char *dir, const char *name,
                         const char *suffix);

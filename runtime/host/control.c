@@ -93,6 +93,18 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "own_checkpoint", (double)s.own_applied);
   cJSON_AddNumberToObject(o, "dead_letters", (double)s.dead_letters);
   cJSON_AddNumberToObject(o, "bad_frames", (double)s.bad_frames);
+  const choreo_unhandled *unhandled;
+  int types;
+  uint64_t other;
+  choreo_engine_unhandled(choreo_host_engine(h), &unhandled, &types, &other);
+  cJSON *list = cJSON_AddArrayToObject(o, "unhandled");
+  for (int i = 0; i < types; i++) {
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "type", unhandled[i].type);
+    cJSON_AddNumberToObject(item, "count", (double)unhandled[i].count);
+    cJSON_AddItemToArray(list, item);
+  }
+  cJSON_AddNumberToObject(o, "unhandled_other", (double)other);
   cJSON *peers = cJSON_AddArrayToObject(o, "peers");
   choreo_peer_status p;
   for (size_t i = 0; (rc = choreo_host_peer_get(h, i, &p)) != CHOREO_ENOENT; i++) {

@@ -372,7 +372,7 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   h->loop_thread = pthread_self();
   char data[PATH_MAX + 64];
   int rc = host_resolve(h, cfg, data, sizeof data, err, errlen);
-  if (!rc) rc = choreo_bus_dir(cfg->bus, h->bus, sizeof h->bus, err, errlen);
+  if (!rc) rc = choreo_bus_dir(cfg->bus, true, h->bus, sizeof h->bus, err, errlen);
   choreo_engine_config ecfg = {.name = h->name, .dir = h->dir, .data = data,
                                .scripts = &choreo_lua_scripts,
                                .instruction_limit = cfg->instruction_limit,
@@ -478,6 +478,10 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
                               .reload_error = choreo_engine_reload_error(h->engine),
                               .bad_frames = choreo_engine_bad_frames(h->engine),
                               .npeers = (size_t)h->peers.n};
+  const choreo_unhandled *unhandled;
+  int types;
+  choreo_engine_unhandled(h->engine, &unhandled, &types, &out->unhandled);
+  for (int i = 0; i < types; i++) out->unhandled += unhandled[i].count;
   int rc = choreo_engine_head(h->engine, &out->head);
   if (!rc) rc = choreo_engine_checkpoint(h->engine, h->name, &out->own_applied);
   if (!rc) rc = choreo_engine_dead_count(h->engine, &out->dead_letters);

@@ -140,6 +140,7 @@ typedef struct choreo_host_status {
   int64_t own_applied;      /* the last seq of its own log its handlers have seen */
   int64_t dead_letters;
   uint64_t bad_frames; /* malformed or forged frames refused */
+  uint64_t unhandled;  /* messages for this host no handler took, since it started */
   size_t npeers;
 } choreo_host_status;
 

@@ -61,13 +61,21 @@ def command_line_errors(w):
         (["run", good, "--cpu", "x"] + b, 2, r"--cpu needs a CPU number, got 'x'"),
         (["run", good, "--cpu", "-1"] + b, 2, r"--cpu needs a CPU number, got '-1'"),
         (["run", good, "--cpu", "99999"] + b, 2, r"--cpu needs a CPU number"),
-        (["run", good, "--cpu", "1000"] + b, 1, r"--cpu 1000: no such CPU available"),
+        (["run", good, "--cpu", "1000"] + b, 2, r"--cpu 1000: no such CPU available"),
         (["run", good, "--bus"], 2, r"--bus needs a value"),
         (["run", os.path.join(w.dir, "no-such-dir")] + b, 1, r"no-such-dir: no such directory"),
         (["run", a_file] + b, 1, r"svc\.lua: no such directory"),
         (["run", good, "--name", "svc"] + b, 1, r"another host with this name"),
-        (["run", good, "--name", "x1", "--listen", "tcp://127.0.0.1"] + b, 1, r"--listen"),
-        (["run", good, "--name", "x2", "--peer", "nonsense"] + b, 1, r"--peer nonsense"),
+        (["run", good, "--name", "x1", "--listen", "tcp://127.0.0.1"] + b, 2, r"--listen"),
+        (["run", good, "--name", "x1", "--listen", "foo://bar:7"] + b, 2, r"--listen foo://bar:7"),
+        (["run", good, "--name", "x2", "--peer", "nonsense"] + b, 2, r"--peer nonsense"),
+        (["run", good, "--max-message", "100"] + b, 2, r"--max-message must be between"),
+        (["status", "--bus", os.path.join(w.dir, "nope")], 1, r"no host is running on bus .*no such"),
+        (["tail", "--bus", os.path.join(w.dir, "nope")], 1, r"no host is running on bus .*no such"),
+        (["tail"] + bh[:2] + ["--host", "nosuch"], 1, r"no host named 'nosuch'"),
+        (["publish"] + bh + ["T", "[1.5e400]"], 2, r"number out of range: 1\.5e400"),
+        (["publish"] + bh + ["T", "@" + os.path.join(w.dir, "missing.json")], 2,
+         r"missing\.json: No such file"),
         (["status", "--bus", w.bus, "--host", "ghost"], 1, r"no host named 'ghost'"),
         (["status", "--bus", empty_bus], 1, r"no host is running on bus"),
         (["status", "--bus", w.bus], 2, r"several hosts on bus .*pick one with --host"),
@@ -107,12 +115,56 @@ def command_line_errors(w):
         check(r.rc == 0 and re.match(r"choreo \d+\.\d+", r.out), "--version: %r" % r)
         r = w.cli("--help")
         check(r.rc == 0 and "usage: choreo" in r.out, "--help: %r" % r)
+        check("tail    [--host NAME] [--count N]" in r.out, "the usage shows tail --count: %r" % r)
+        for sub in ("run", "test", "publish", "send", "tail", "status", "dead", "sagas"):
+            for args in ([sub, "--help"], [sub, "-h"], ["help", sub]):
+                r = w.cli(*args)
+                check(r.rc == 0 and r.out.startswith("usage: choreo " + sub), "%r: %r" % (args, r))
+        one_line_error(w.cli("help", "frob"), r"unknown command 'frob'", 2)
+    with w.step("a missing bus directory is not created by a client"):
+        check(not os.path.exists(os.path.join(w.dir, "nope")), "the bus directory was created")
+    with w.step("JSON from a file (@FILE)"):
+        path = os.path.join(w.dir, "big.json")
+        with open(path, "w") as f:
+            json.dump({"x": 5, "pad": "y" * 300000}, f)
+        r = w.cli("publish", *bh, "Rec", "@" + path)
+        check(r.rc == 0 and r.out.startswith("published svc/"), "publish @FILE: %r" % r)
+        head += 1
     with w.step("rejected commands appended nothing"):
         check_eq(svc.head(), head, "svc's log head")
         check(svc.alive() and other.alive(), "hosts alive")
         check_eq(sorted(os.listdir(w.bus)), ["svc.ctl", "svc.pub", "svc.rep", "svc2.ctl",
                                              "svc2.pub", "svc2.rep"],
                  "sockets on the bus (failed starts leave none behind)")
+
+
+@suite.test
+def messages_no_handler_takes_are_counted_and_named(w):
+    """A command nobody handles used to vanish without a word: now the first of each type is
+    logged at warn, and `choreo status` counts them per type (events too)."""
+    svc = w.host("svc", w.scripts("svc", {"svc.lua": RECORDER}))
+    for _ in range(2):
+        svc.send("svc", "Nope", {"x": 1})
+    svc.publish("Unheard", {"x": 2})
+    svc.send("svc", "Ok", {"x": 3})
+    wait_until(lambda: svc.scalar("select count(*) from got where type = 'Ok'") == 1, 10, "Ok")
+    status = svc.cli("status")
+    check(status.rc == 0, "status: %r" % status)
+    check(re.search(r"unhandled\s+Nope: 2 ", status.out), "Nope counted twice: %r" % status.out)
+    check(re.search(r"unhandled\s+Unheard: 1 ", status.out), "Unheard counted: %r" % status.out)
+    check(not re.search(r"unhandled\s+Ok", status.out), "Ok is handled: %r" % status.out)
+    check_eq(len(re.findall(r"no handler takes command Nope", svc.log())), 1, "warnings for Nope")
+    check_eq(len(re.findall(r"no handler takes \S+ Unheard", svc.log())), 0,
+             "warnings for an event (events go to whoever wants them)")
+
+
+@suite.test
+def a_directory_without_scripts_is_named_in_the_log(w):
+    empty = os.path.join(w.dir, "empty")
+    os.makedirs(empty)
+    host = w.host("empty", empty)
+    host.wait_log(r"holds no \*\.lua script", 10)
+    check(host.alive(), "the host runs all the same (scripts may come with a reload)")
 
 
 @suite.test
