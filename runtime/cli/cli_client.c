@@ -188,9 +188,14 @@ int cli_status(const cli_args *a) {
     printf("unhandled     other types: %.0f\n", client_num(s, "unhandled_other"));
   const cJSON *p;
   cJSON_ArrayForEach(p, cJSON_GetObjectItem(s, "peers")) {
-    printf("peer          %-16s applied %.0f of %.0f, lag %.0f (%s)\n",
+    double heard = client_num(p, "heard_ms_ago");
+    char when[48];
+    if (heard < 0) snprintf(when, sizeof when, "never heard from");
+    else snprintf(when, sizeof when, "last heard %.1f s ago", heard / 1000);
+    printf("peer          %-16s applied %.0f of %.0f, lag %.0f (%s); %s, %s\n",
            client_str(p, "name")[0] ? client_str(p, "name") : "?", client_num(p, "checkpoint"),
-           client_num(p, "head"), client_num(p, "lag"), client_str(p, "url"));
+           client_num(p, "head"), client_num(p, "lag"), client_str(p, "url"),
+           cJSON_IsTrue(cJSON_GetObjectItem(p, "up")) ? "up" : "down", when);
   }
   cJSON_Delete(s);
   return CLI_OK;

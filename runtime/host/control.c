@@ -118,6 +118,8 @@ static cJSON *control_status(choreo_host *h) {
     cJSON_AddNumberToObject(item, "checkpoint", (double)p.applied);
     cJSON_AddNumberToObject(item, "head", (double)p.head);
     cJSON_AddNumberToObject(item, "lag", (double)p.lag);
+    cJSON_AddBoolToObject(item, "up", p.up);
+    cJSON_AddNumberToObject(item, "heard_ms_ago", (double)p.heard_ms_ago);
     cJSON_AddItemToArray(peers, item);
   }
   return o;

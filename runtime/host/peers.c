@@ -1,5 +1,5 @@
 /* The other hosts (see peers.h). Everything here runs on the loop's thread except
- * peers_on_pipe_up, which NNG calls on its own. */
+ * peers_on_pipe, which NNG calls on its own. */
 #include "peers.h"
 
 #include <stdio.h>
@@ -49,7 +49,7 @@ static void peers_ask(choreo_peers *ps, choreo_peer *p) {
 
 static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   p->in_flight = false;
-  p->answered_at = uv_now(ps->loop);
+  p->answered_at = p->heard_at = uv_now(ps->loop);
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   nng_msg_free(msg);
@@ -79,13 +79,18 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   if (!rc && r.count && r.first - 1 + (int64_t)r.count < r.head) peers_ask(ps, p);
 }
 
-/* NNG's thread: a connection to the peer's FETCH endpoint is up. A request sent before that
- * fails at once (we never block the loop on a send), so the first FETCH after a start or a
- * reconnect waits for this instead of for the next periodic one, a second later. */
-static void peers_on_pipe_up(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+/* NNG's thread: a connection to the peer's FETCH endpoint came up or went down. A request sent
+ * before one is up fails at once (we never block the loop on a send), so the first FETCH after
+ * a start or a reconnect waits for this instead of for the next periodic one, a second later.
+ * The count of connections is what `choreo status` calls up or down. */
+static void peers_on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
   (void)pipe;
-  (void)ev;
   choreo_peer *p = arg;
+  if (ev == NNG_PIPE_EV_REM_POST) {
+    atomic_fetch_sub(&p->pipes, 1);
+    return;
+  }
+  atomic_fetch_add(&p->pipes, 1);
   atomic_store(&p->connected, true);
   uv_async_send(&p->peers->connected);
 }
@@ -125,7 +130,9 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   }
   nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, FETCH_PATIENCE_MS);
   atomic_init(&p->connected, false);
-  nng_pipe_notify(p->req, NNG_PIPE_EV_ADD_POST, peers_on_pipe_up, p);
+  atomic_init(&p->pipes, 0);
+  nng_pipe_notify(p->req, NNG_PIPE_EV_ADD_POST, peers_on_pipe, p);
+  nng_pipe_notify(p->req, NNG_PIPE_EV_REM_POST, peers_on_pipe, p);
   p->answered_at = uv_now(ps->loop);
   if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) || choreo_bus_dial(ps->sub, pub_url, NULL) ||
       choreo_bus_watch_start(&p->watch, ps->loop, p->req, peers_on_req, p)) {
@@ -170,6 +177,7 @@ static void peers_on_live(void *ud, nng_msg *msg) {
   }
   choreo_peer *p = peers_find_name(ps, r.source);
   if (p && r.head > p->head) p->head = r.head;
+  if (p) p->heard_at = uv_now(ps->loop);
   if (r.gap && p && !p->in_flight) peers_ask(ps, p);
   choreo_engine_report(ps->engine, r.source, rc, &r);
   if (r.applied || r.failed) ps->committed(ps->ud);
@@ -276,6 +284,9 @@ int choreo_peers_status(choreo_peers *ps, size_t i, choreo_peer_status *out) {
   int rc = p->name[0] ? choreo_engine_checkpoint(ps->engine, p->name, &applied) : 0;
   *out = (choreo_peer_status){.name = p->name, .url = p->pub_url, .applied = applied,
                               .head = p->head,
-                              .lag = p->head > applied ? p->head - applied : 0};
+                              .lag = p->head > applied ? p->head - applied : 0,
+                              .up = atomic_load(&p->pipes) > 0,
+                              .heard_ms_ago = p->heard_at ? (int64_t)(uv_now(ps->loop) -
+                                                                      p->heard_at) : -1};
   return rc;
 }

@@ -30,6 +30,8 @@ typedef struct choreo_peer {
   choreo_bus_watch watch;
   bool in_flight;
   atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
+  atomic_int pipes;      /* connections open to its FETCH endpoint, counted by NNG's thread */
+  uint64_t heard_at;     /* loop time (ms) of its last answer or live frame; 0: never */
   uint64_t asked_at;     /* loop time (ms) of the request in flight */
   uint64_t answered_at;
   int64_t head; /* the peer's last seq, as it last told us */

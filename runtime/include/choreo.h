@@ -148,6 +148,8 @@ typedef struct choreo_peer_status {
   const char *name; /* "" until a --peer endpoint has answered */
   const char *url;
   int64_t applied, head, lag;
+  bool up;              /* a connection to its FETCH endpoint is open */
+  int64_t heard_ms_ago; /* since its last answer or live frame; -1: never heard */
 } choreo_peer_status;
 
 CHOREO_EXTERN int choreo_host_status_get(choreo_host *h, choreo_host_status *out);

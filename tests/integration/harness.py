@@ -307,13 +307,16 @@ def run_cli(args, timeout=30, env=None):
 
 def parse_status(text):
     """`choreo status` output -> dict: 'generation', 'reload error', ... and 'peers', a dict
-    name -> {'applied', 'head', 'lag', 'url'}."""
+    name -> {'applied', 'head', 'lag', 'url', 'up', 'heard'} ('heard': seconds ago or None)."""
     st = {"peers": {}}
     for line in text.splitlines():
-        m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+), lag (\d+) \((.*)\)$", line)
+        m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+), lag (\d+) \((.*)\); (up|down), "
+                     r"(?:last heard ([\d.]+) s ago|never heard from)$", line)
         if m:
             st["peers"][m.group(1)] = {"applied": int(m.group(2)), "head": int(m.group(3)),
-                                       "lag": int(m.group(4)), "url": m.group(5)}
+                                       "lag": int(m.group(4)), "url": m.group(5),
+                                       "up": m.group(6) == "up",
+                                       "heard": float(m.group(7)) if m.group(7) else None}
             continue
         m = re.match(r"(\S+(?: \S+)?)\s{2,}(.*)$", line)
         if m:

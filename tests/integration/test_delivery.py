@@ -181,6 +181,27 @@ def orders_example_over_tcp(w):
 
 
 @suite.test
+def status_tells_dead_peers_from_live_ones(w):
+    """A --peer with nothing listening is shown down and never heard from (it used to read as a
+    healthy peer with lag 0); a peer killed with kill -9 turns down; one that answers is up."""
+    port = harness.free_port_pair()
+    quiet = "local choreo = require 'choreo'\n"
+    a = w.host("a", w.scripts("a", {"a.lua": quiet}),
+               extra=["--peer", "tcp://127.0.0.1:%d" % port])
+    b = w.host("b", w.scripts("b", {"b.lua": quiet}))
+    st = wait_until(lambda: "b" in a.status()["peers"] and a.status(), 10, "a to find b")
+    nobody = st["peers"]["?"]
+    check(not nobody["up"] and nobody["heard"] is None, "the silent --peer: %r" % nobody)
+    live = wait_until(lambda: a.status()["peers"]["b"]["heard"] is not None
+                      and a.status()["peers"]["b"], 10, "a to hear from b")
+    check(live["up"], "b while it runs: %r" % live)
+    b.kill9()
+    dead = wait_until(lambda: not a.status()["peers"]["b"]["up"] and a.status()["peers"]["b"], 10,
+                      "a to see b down")
+    check(dead["heard"] is not None, "b was heard from before: %r" % dead)
+
+
+@suite.test
 def tail_prints_cloudevents(w):
     probe = w.scripts("probe", {"probe.lua": PROBE})
     a = w.host("a", probe)
