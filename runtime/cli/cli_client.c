@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bus.h"
 #include "cli.h"
@@ -50,8 +53,12 @@ static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *
   return CLI_USAGE;
 }
 
-/* Sends one request; on success *answer is the parsed answer with "ok": true. */
+/* Sends one request; on success *answer is the parsed answer with "ok": true. A request with a
+ * key (an append) whose answer never came may or may not have been carried out: say so. */
 static int client_request(const cli_args *a, cJSON *request, cJSON **answer) {
+  const cJSON *k = cJSON_GetObjectItem(request, "key");
+  char key[256] = "";
+  if (cJSON_IsString(k)) snprintf(key, sizeof key, "%s", k->valuestring);
   char bus[PATH_MAX], name[CHOREO_NAME_MAX + 1], url[PATH_MAX + 64];
   int rc = client_pick_host(a, bus, sizeof bus, name, sizeof name);
   if (rc) {
@@ -80,6 +87,11 @@ static int client_request(const cli_args *a, cJSON *request, cJSON **answer) {
     nng_close(s);
   }
   free(text);
+  if (rv && key[0]) {
+    fprintf(stderr, "choreo: host did not answer (%s): the outcome is unknown; the same command "
+                    "with --id %s appends at most once\n", nng_strerror(rv), key);
+    return CLI_FAIL;
+  }
   if (rv) return cli_fail("host did not answer: %s", nng_strerror(rv));
   *answer = cJSON_ParseWithLength(reply, len);
   nng_free(reply, len);
@@ -118,15 +130,47 @@ static char *client_read_json(const char *arg, char *err, size_t errlen) {
   return text;
 }
 
+/* A key for an append the user gave none: NNG resends a request whose answer is late, perhaps
+ * to a restarted host, which must not append it twice. */
+static void client_new_key(char *out, size_t size) {
+  unsigned char bytes[16] = {0};
+  if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes) {
+    struct timespec ts; /* no entropy to be had: time and pid are unique enough here */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(out, size, "cli-%lld-%ld-%d", (long long)ts.tv_sec, ts.tv_nsec, (int)getpid());
+    return;
+  }
+  size_t n = (size_t)snprintf(out, size, "cli-");
+  for (size_t i = 0; i < sizeof bytes && n + 2 < size; i++)
+    n += (size_t)snprintf(out + n, size - n, "%02x", bytes[i]);
+}
+
 static int client_emit(const cli_args *a, const char *op, int positional) {
-  if (a->nrest < positional || a->nrest > positional + 1)
-    return cli_usage("%s", positional == 1 ? "usage: choreo publish [--host NAME] TYPE [JSON]"
-                                           : "usage: choreo send [--host NAME] TO TYPE [JSON]");
-  for (int i = 0; i < a->nrest; i++)
-    if (a->rest[i][0] == '-' && a->rest[i][1] == '-') return cli_usage("unknown option '%s'", a->rest[i]);
+  const char *usage = positional == 1 ? "usage: choreo publish [--host NAME] [--id KEY] TYPE [JSON]"
+                                      : "usage: choreo send [--host NAME] [--id KEY] TO TYPE [JSON]";
+  const char *args[3], *id = NULL;
+  int nargs = 0;
+  for (int i = 0; i < a->nrest; i++) {
+    const char *arg = a->rest[i];
+    if (strcmp(arg, "--id") == 0) {
+      if (i + 1 >= a->nrest || !a->rest[i + 1][0] || strlen(a->rest[i + 1]) > 200)
+        return cli_usage("%s", "--id needs a key of 1 to 200 bytes");
+      id = a->rest[++i];
+    } else if (arg[0] == '-' && arg[1] == '-') {
+      return cli_usage("unknown option '%s'", arg);
+    } else if (nargs == positional + 1) {
+      return cli_usage("%s", usage);
+    } else {
+      args[nargs++] = arg;
+    }
+  }
+  if (nargs < positional) return cli_usage("%s", usage);
+  char key[256];
+  if (id) snprintf(key, sizeof key, "%s", id);
+  else client_new_key(key, sizeof key);
   char *json = NULL, err[256];
-  if (a->nrest > positional) {
-    json = client_read_json(a->rest[positional], err, sizeof err);
+  if (nargs > positional) {
+    json = client_read_json(args[positional], err, sizeof err);
     if (!json) return cli_usage("%s", err);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -139,15 +183,18 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
   }
   cJSON *req = cJSON_CreateObject();
   cJSON_AddStringToObject(req, "op", op);
-  if (positional == 2) cJSON_AddStringToObject(req, "to", a->rest[0]);
-  cJSON_AddStringToObject(req, "type", a->rest[positional - 1]);
+  if (positional == 2) cJSON_AddStringToObject(req, "to", args[0]);
+  cJSON_AddStringToObject(req, "type", args[positional - 1]);
   if (json) cJSON_AddStringToObject(req, "data", json);
+  cJSON_AddStringToObject(req, "key", key);
   free(json);
   cJSON *answer;
   int rc = client_request(a, req, &answer);
   if (rc) return rc;
-  printf("%s %s\n", strcmp(op, "send") == 0 ? "sent" : "published",
-         cJSON_GetObjectItem(answer, "id")->valuestring);
+  printf("%s %s%s\n", strcmp(op, "send") == 0 ? "sent" : "published",
+         cJSON_GetObjectItem(answer, "id")->valuestring,
+         cJSON_IsTrue(cJSON_GetObjectItem(answer, "repeated"))
+             ? " (already, by an earlier request with this --id: nothing appended)" : "");
   cJSON_Delete(answer);
   return CLI_OK;
 }

@@ -17,8 +17,8 @@ static const struct {
      "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
      "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]"},
     {"test", cli_test, "test DIR [busted args]"},
-    {"publish", cli_publish, "publish [--host NAME] TYPE [JSON | - | @FILE]"},
-    {"send", cli_send, "send    [--host NAME] TO TYPE [JSON | - | @FILE]"},
+    {"publish", cli_publish, "publish [--host NAME] [--id KEY] TYPE [JSON | - | @FILE]"},
+    {"send", cli_send, "send    [--host NAME] [--id KEY] TO TYPE [JSON | - | @FILE]"},
     {"tail", cli_tail, "tail    [--host NAME] [--count N] [PATTERN]"},
     {"status", cli_status, "status  [--host NAME]"},
     {"dead", cli_dead, "dead    [--host NAME] list|retry ID|drop ID"},

@@ -511,20 +511,27 @@ int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key
 
 int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
                        const char *data, size_t data_len, int64_t *seq_out) {
-  return choreo_engine_emit_batch(e, kind, to, type, &data, &data_len, 1, seq_out);
+  return choreo_engine_emit_batch(e, kind, to, type, &data, &data_len, 1, NULL, seq_out, NULL);
 }
 
 int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
-                             const char *const *data, const size_t *len, int n,
-                             int64_t *first_seq) {
+                             const char *const *data, const size_t *len, int n, const char *key,
+                             int64_t *first_seq, bool *repeated) {
+  int64_t first = 0;
+  bool found = false;
   int rc = choreo_store_begin(e->store);
-  for (int i = 0; !rc && i < n; i++) {
+  if (!rc && key) rc = choreo_store_request_find(e->store, key, &first, &found);
+  for (int i = 0; !rc && !found && i < n; i++) {
     choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
                            .data = len[i] ? data[i] : NULL, .data_len = len[i]};
-    rc = engine_append(e, &f, i == 0 ? first_seq : NULL);
+    rc = engine_append(e, &f, i == 0 ? &first : NULL);
   }
+  if (!rc && key && !found) rc = choreo_store_request_record(e->store, key, first);
   if (!rc) rc = choreo_store_commit(e->store);
-  return rc ? engine_fail_batch(e, rc) : 0;
+  if (rc) return engine_fail_batch(e, rc);
+  if (first_seq) *first_seq = first;
+  if (repeated) *repeated = found;
+  return 0;
 }
 
 static char *engine_dup(choreo_str s) { return s.p ? strndup(s.p, s.n) : NULL; }

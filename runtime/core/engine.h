@@ -143,10 +143,12 @@ int choreo_engine_pending_timeouts(choreo_engine *e, int64_t *count);
  * data is msgpack (NULL for nil). */
 int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
                        const char *data, size_t data_len, int64_t *seq_out);
-/* The same for n messages of one type, committed together; *first_seq is the first one's. */
+/* The same for n messages of one type, committed together; *first_seq is the first one's. With
+ * a key (NULL: none), the append happens once: a later call with the same key appends nothing
+ * and answers the first one's seq, with *repeated set. */
 int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
-                             const char *const *data, const size_t *len, int n,
-                             int64_t *first_seq);
+                             const char *const *data, const size_t *len, int n, const char *key,
+                             int64_t *first_seq, bool *repeated);
 /* The last seq of our log, and the last seq applied from a source (ours included). */
 int choreo_engine_head(choreo_engine *e, int64_t *head);
 int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq);

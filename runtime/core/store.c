@@ -42,6 +42,8 @@ enum {
   ST_DEAD_TO_RETRY,
   ST_DEAD_DROP,
   ST_DEAD_COUNT,
+  ST_REQUEST_GET,
+  ST_REQUEST_PUT,
   ST_COUNT
 };
 
@@ -78,6 +80,8 @@ static const char *const store_sql[ST_COUNT] = {
                          "WHERE id = ?",
     [ST_DEAD_DROP] = "DELETE FROM choreo_dead_letters WHERE id = ?",
     [ST_DEAD_COUNT] = "SELECT count(*) FROM choreo_dead_letters",
+    [ST_REQUEST_GET] = "SELECT seq FROM choreo_requests WHERE key = ?",
+    [ST_REQUEST_PUT] = "INSERT INTO choreo_requests(key, seq, time) VALUES (?, ?, ?)",
 };
 
 /* The choreo_ prefix keeps these tables clear of whatever the scripts create through ctx.db. */
@@ -93,7 +97,11 @@ static const char store_schema[] =
     "CREATE INDEX IF NOT EXISTS choreo_retries_due ON choreo_retries(due_ms);"
     "CREATE TABLE IF NOT EXISTS choreo_dead_letters("
     "  id INTEGER PRIMARY KEY, source TEXT, seq INTEGER, type TEXT, msg BLOB NOT NULL,"
-    "  attempts INTEGER, error TEXT, traceback TEXT, time TEXT);";
+    "  attempts INTEGER, error TEXT, traceback TEXT, time TEXT);"
+    /* Appends asked for from outside (the control socket) under a key: a resent request finds
+     * its first outcome here instead of appending again. */
+    "CREATE TABLE IF NOT EXISTS choreo_requests("
+    "  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, time TEXT NOT NULL);";
 
 /* Values only this connection writes, remembered so that the paths run after every commit need
  * not ask SQLite: outside a transaction each question is a read transaction of its own, two
@@ -612,6 +620,27 @@ int choreo_store_dead_drop(choreo_store *s, int64_t id) {
   int rc = store_run(s, ST_DEAD_DROP);
   if (rc == 0 && sqlite3_changes(s->db) == 0) rc = CHOREO_ENOENT;
   return rc;
+}
+
+int choreo_store_request_find(choreo_store *s, const char *key, int64_t *seq, bool *found) {
+  *found = false;
+  sqlite3_stmt *st = s->st[ST_REQUEST_GET];
+  if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC)) return store_fail(s, ST_REQUEST_GET);
+  int64_t v = -1;
+  int rc = store_int(s, ST_REQUEST_GET, &v);
+  *found = !rc && v >= 0;
+  if (*found) *seq = v;
+  return rc;
+}
+
+int choreo_store_request_record(choreo_store *s, const char *key, int64_t seq) {
+  char now[40];
+  choreo_time_now(now, sizeof now);
+  sqlite3_stmt *st = s->st[ST_REQUEST_PUT];
+  if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, seq) ||
+      sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC))
+    return store_fail(s, ST_REQUEST_PUT);
+  return store_run(s, ST_REQUEST_PUT);
 }
 
 int choreo_store_dead_count(choreo_store *s, int64_t *count) {

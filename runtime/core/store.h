@@ -88,6 +88,11 @@ int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms);
 int choreo_store_dead_drop(choreo_store *s, int64_t id);
 int choreo_store_dead_count(choreo_store *s, int64_t *count);
 
+/* Keys of appends asked for from outside: the first seq appended under key, if any (inside the
+ * transaction that would append again), and its record, in the transaction that appends. */
+int choreo_store_request_find(choreo_store *s, const char *key, int64_t *seq, bool *found);
+int choreo_store_request_record(choreo_store *s, const char *key, int64_t seq);
+
 /* The last SQLite error message of the connection. */
 const char *choreo_store_errmsg(choreo_store *s);
 

@@ -30,12 +30,16 @@ static const char *control_string(const cJSON *req, const char *field) {
 }
 
 #define CONTROL_BATCH_MAX 10000
+#define CONTROL_KEY_MAX 200
 
-/* publish/send: "type", optional "to" (send), and either "data" (one JSON text) or "batch" (an
- * array of JSON texts: one message each, committed together). */
+/* publish/send: "type", optional "to" (send), either "data" (one JSON text) or "batch" (an
+ * array of JSON texts: one message each, committed together), and optional "key": a request
+ * with a key seen before appends nothing and answers the first one's id, with "repeated". */
 static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   const char *type = control_string(req, "type");
   const char *to = control_string(req, "to");
+  const char *key = control_string(req, "key"); /* a resent request appends nothing again */
+  if (key && strlen(key) > CONTROL_KEY_MAX) return control_error("%s", "key over 200 bytes");
   const cJSON *batch = cJSON_GetObjectItemCaseSensitive(req, "batch");
   const cJSON *single = cJSON_GetObjectItemCaseSensitive(req, "data");
   if (!type) return control_error("%s needs a message type", kind);
@@ -68,10 +72,12 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
     lens[i] = ends[i] - start;
   }
   int64_t seq = 0;
-  rc = choreo_host_append(h, kind, to, type, datas, lens, n, &seq);
+  bool repeated = false;
+  rc = choreo_host_append(h, kind, to, type, datas, lens, n, key, &seq, &repeated);
   msgpack_sbuffer_destroy(&sb);
   if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
   cJSON *o = control_ok();
+  cJSON_AddBoolToObject(o, "repeated", repeated);
   char id[CHOREO_NAME_MAX + 32];
   snprintf(id, sizeof id, "%s/%lld", choreo_engine_name(choreo_host_engine(h)), (long long)seq);
   cJSON_AddStringToObject(o, "id", id);

@@ -12,9 +12,11 @@ choreo_engine *choreo_host_engine(choreo_host *h);
 const char *choreo_host_default_name(const char *real_dir);
 /* After a commit: publish new rows, let our own handlers see them, re-arm the timers. */
 void choreo_host_committed(choreo_host *h);
-/* Appends n messages of one type (data msgpack, NULL for none) in one transaction, and
- * publishes them. CHOREO_EINVAL inside a handler, whose transaction is open. */
+/* Appends n messages of one type (data msgpack, NULL for none) in one transaction, once per
+ * key (see choreo_engine_emit_batch), and publishes them. CHOREO_EINVAL inside a handler, whose
+ * transaction is open. */
 int choreo_host_append(choreo_host *h, const char *kind, const char *to, const char *type,
-                       const char *const *data, const size_t *len, int n, int64_t *first_seq);
+                       const char *const *data, const size_t *len, int n, const char *key,
+                       int64_t *first_seq, bool *repeated);
 
 #endif

@@ -159,6 +159,28 @@ def messages_no_handler_takes_are_counted_and_named(w):
 
 
 @suite.test
+def a_publish_with_an_id_appends_once(w):
+    """A client that retries (say after "host did not answer") must not append twice: with
+    --id KEY the second publish appends nothing and answers the first id."""
+    svc = w.host("svc", w.scripts("svc", {"svc.lua": RECORDER}))
+    head = svc.head()
+    first = svc.cli("send", "--id", "order-7", "svc", "Ok", '{"x": 7}')
+    again = svc.cli("send", "--id", "order-7", "svc", "Ok", '{"x": 7}')
+    check(first.rc == 0 and again.rc == 0, "both sends: %r %r" % (first, again))
+    check_eq(again.out.split()[1], first.out.split()[1], "the id answered the second time")
+    check("nothing appended" in again.out, "the second says it appended nothing: %r" % again)
+    check_eq(svc.head(), head + 1, "log head")
+    other = svc.cli("send", "--id", "order-8", "svc", "Ok", '{"x": 8}')
+    check(other.rc == 0 and "nothing appended" not in other.out, "another key: %r" % other)
+    plain = [svc.cli("send", "svc", "Ok", '{"x": 9}') for _ in range(2)]
+    check(all(r.rc == 0 for r in plain), "sends without --id: %r" % plain)
+    check_eq(svc.head(), head + 4, "log head: sends without --id append each time")
+    wait_until(lambda: svc.scalar("select count(*) from got where type = 'Ok'") == 4, 10, "Oks")
+    check_eq(svc.scalar("select count(*) from got where x = 7"), 1, "order 7 handled once")
+    one_line_error(svc.cli("send", "--id", "", "svc", "Ok"), r"--id needs a key", 2)
+
+
+@suite.test
 def a_directory_without_scripts_is_named_in_the_log(w):
     empty = os.path.join(w.dir, "empty")
     os.makedirs(empty)

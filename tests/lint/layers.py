@@ -20,6 +20,7 @@ TABLE_OWNERS = {
     "choreo_checkpoints": "runtime/core/store.c",
     "choreo_retries": "runtime/core/store.c",
     "choreo_dead_letters": "runtime/core/store.c",
+    "choreo_requests": "runtime/core/store.c",
     "choreo_timeouts": "runtime/core/timeouts.c",
     "choreo_sagas": "runtime/core/sagas.c",
     "choreo_saga_misses": "runtime/core/sagas.c",
