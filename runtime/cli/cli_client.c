@@ -227,6 +227,8 @@ int cli_status(const cli_args *a) {
          client_num(s, "generation"), reload[0] ? reload : "none", client_num(s, "head"),
          client_num(s, "own_checkpoint"), client_num(s, "dead_letters"),
          client_num(s, "bad_frames"));
+  printf("log kept      from seq %.0f (database %.1f MiB)\n", client_num(s, "oldest"),
+         client_num(s, "db_bytes") / (1024.0 * 1024.0));
   const cJSON *u;
   cJSON_ArrayForEach(u, cJSON_GetObjectItem(s, "unhandled"))
     printf("unhandled     %s: %.0f (no handler took them)\n", client_str(u, "type"),
@@ -239,10 +241,13 @@ int cli_status(const cli_args *a) {
     char when[48];
     if (heard < 0) snprintf(when, sizeof when, "never heard from");
     else snprintf(when, sizeof when, "last heard %.1f s ago", heard / 1000);
-    printf("peer          %-16s applied %.0f of %.0f, lag %.0f (%s); %s, %s\n",
+    char gone[64] = "";
+    if (client_num(p, "gone") > 0)
+      snprintf(gone, sizeof gone, ", %.0f gone before we got them", client_num(p, "gone"));
+    printf("peer          %-16s applied %.0f of %.0f, lag %.0f (%s); %s, %s%s\n",
            client_str(p, "name")[0] ? client_str(p, "name") : "?", client_num(p, "checkpoint"),
            client_num(p, "head"), client_num(p, "lag"), client_str(p, "url"),
-           cJSON_IsTrue(cJSON_GetObjectItem(p, "up")) ? "up" : "down", when);
+           cJSON_IsTrue(cJSON_GetObjectItem(p, "up")) ? "up" : "down", when, gone);
   }
   cJSON_Delete(s);
   return CLI_OK;

@@ -15,7 +15,8 @@ static const struct {
 } commands[] = {
     {"run", cli_run,
      "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
-     "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]"},
+     "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
+     "          [--retain DURATION] [--retain-max DURATION]"},
     {"test", cli_test, "test DIR [busted args]"},
     {"publish", cli_publish, "publish [--host NAME] [--id KEY] TYPE [JSON | - | @FILE]"},
     {"send", cli_send, "send    [--host NAME] [--id KEY] TO TYPE [JSON | - | @FILE]"},

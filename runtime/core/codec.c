@@ -401,13 +401,14 @@ void choreo_frame_close(choreo_frame_reader *r) {
 
 /* ---- FETCH requests ---- */
 
-int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after) {
+int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after, const char *name) {
   msgpack_packer pk;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
   size_t mark = out->size;
-  int rc = msgpack_pack_array(&pk, 2);
+  int rc = msgpack_pack_array(&pk, name ? 3 : 2);
   rc |= codec_pack_cstr(&pk, "fetch");
   rc |= msgpack_pack_int64(&pk, after < 0 ? -1 : after);
+  if (name) rc |= codec_pack_cstr(&pk, name);
   if (rc != 0) {
     out->size = mark;
     return CHOREO_ENOMEM;
@@ -415,16 +416,21 @@ int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after) {
   return 0;
 }
 
-int choreo_fetch_decode(const char *buf, size_t len, int64_t *after) {
+int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str *name) {
+  *name = (choreo_str){NULL, 0};
   if (choreo_msgpack_check(buf, len, 1, 1) != 0) return CHOREO_EINVAL;
   msgpack_unpacked u;
   msgpack_unpacked_init(&u);
   int rc = msgpack_unpack_next(&u, buf, len, NULL) == MSGPACK_UNPACK_SUCCESS ? 0 : CHOREO_ENOMEM;
   const msgpack_object *o = &u.data;
-  if (!rc && (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
-              o->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
-              !codec_key_is(&o->via.array.ptr[0].via.str, "fetch")))
+  size_t items = !rc && o->type == MSGPACK_OBJECT_ARRAY ? o->via.array.size : 0;
+  if (!rc && ((items != 2 && items != 3) || o->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+              !codec_key_is(&o->via.array.ptr[0].via.str, "fetch") ||
+              (items == 3 && o->via.array.ptr[2].type != MSGPACK_OBJECT_STR)))
     rc = CHOREO_EINVAL;
+  /* The name points into buf (msgpack-c's strings do), so it outlives the unpacked object. */
+  if (!rc && items == 3)
+    *name = (choreo_str){o->via.array.ptr[2].via.str.ptr, o->via.array.ptr[2].via.str.size};
   const msgpack_object *n = rc ? NULL : &o->via.array.ptr[1];
   if (n && n->type == MSGPACK_OBJECT_POSITIVE_INTEGER) /* past any log: answered with the head */
     *after = n->via.u64 > INT64_MAX ? INT64_MAX : (int64_t)n->via.u64;

@@ -84,11 +84,12 @@ int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len);
 int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out);
 void choreo_frame_close(choreo_frame_reader *r);
 
-/* FETCH requests, msgpack ["fetch", after]: a peer asks for our log after the seq it last
- * applied; a negative `after` asks only for our name and head. decode returns CHOREO_EINVAL for
+/* FETCH requests, msgpack ["fetch", after, name]: the host `name` asks for our log after the seq
+ * it last applied (which retention notes); a negative `after` asks only for our name and head.
+ * name may be absent (older hosts): *name is then empty. decode returns CHOREO_EINVAL for
  * anything else (a negative number reads as -1, one beyond INT64_MAX as INT64_MAX). */
-int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after);
-int choreo_fetch_decode(const char *buf, size_t len, int64_t *after);
+int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after, const char *name);
+int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str *name);
 
 /* Service names (a message's source and to): 1..CHOREO_NAME_MAX of [A-Za-z0-9_.-], not
  * starting with '.', since they also name files in the bus directory. */

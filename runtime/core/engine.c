@@ -470,7 +470,7 @@ int choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res) {
 
 static int engine_append(choreo_engine *e, const choreo_msg_fields *f, int64_t *seq_out) {
   int64_t seq;
-  int rc = choreo_store_append(e->store, f, &seq);
+  int rc = choreo_store_append(e->store, f, choreo_engine_now_ms(e), &seq);
   if (!rc && seq_out) *seq_out = seq;
   return rc;
 }
@@ -486,6 +486,53 @@ int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq)
 int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
                            msgpack_sbuffer *out, int *rows) {
   return choreo_store_read_frame(e->store, e->name, after, max_rows, max_bytes, out, rows);
+}
+
+int choreo_engine_subscriber_seen(choreo_engine *e, const char *name, int64_t applied) {
+  return choreo_store_subscriber_seen(e->store, name, applied, choreo_engine_now_ms(e));
+}
+
+int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_ms, int max_rows,
+                       int *deleted) {
+  int64_t now = choreo_engine_now_ms(e), own, head, wanted = 0;
+  bool any = false;
+  *deleted = 0;
+  int rc = choreo_store_begin(e->store);
+  if (!rc) rc = choreo_store_checkpoint(e->store, e->name, &own);
+  if (!rc) rc = choreo_store_head(e->store, &head);
+  if (!rc) rc = choreo_store_subscribers_min(e->store, now - retain_max_ms, &wanted, &any);
+  if (!rc) {
+    int64_t hard = own < head - 1 ? own : head - 1;
+    choreo_trim t = {.served_upto = any && wanted < hard ? wanted : hard,
+                     .retain_before_ms = now - retain_ms,
+                     .hard_upto = hard,
+                     .max_before_ms = now - retain_max_ms};
+    rc = choreo_store_trim(e->store, &t, max_rows, deleted);
+  }
+  if (!rc) rc = choreo_store_commit(e->store);
+  return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+int choreo_engine_log_extent(choreo_engine *e, int64_t *oldest, int64_t *bytes) {
+  int rc = choreo_store_oldest(e->store, oldest);
+  return rc ? rc : choreo_store_size(e->store, bytes);
+}
+
+int choreo_engine_skip_gone(choreo_engine *e, const char *source, int64_t upto, int64_t *lost) {
+  int64_t checkpoint;
+  *lost = 0;
+  int rc = choreo_store_checkpoint(e->store, source, &checkpoint);
+  if (rc || checkpoint >= upto) return rc;
+  rc = choreo_store_begin(e->store);
+  if (!rc) rc = choreo_store_set_checkpoint(e->store, source, upto);
+  if (!rc) rc = choreo_store_commit(e->store);
+  if (rc) return engine_fail_batch(e, rc);
+  *lost = upto - checkpoint;
+  choreo_log(CHOREO_LOG_WARN, e->name,
+             "messages %lld to %lld of %s are gone from its log (its retention ran before we "
+             "fetched them): skipped",
+             (long long)checkpoint + 1, (long long)upto, source);
+  return 0;
 }
 
 int choreo_engine_dead_each(choreo_engine *e, choreo_dead_fn fn, void *ud) {

@@ -157,6 +157,23 @@ int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq)
 int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
                            msgpack_sbuffer *out, int *rows);
 
+/* ---- retention ---- */
+
+/* A host that fetches from our log said it has applied everything up to `applied`. */
+int choreo_engine_subscriber_seen(choreo_engine *e, const char *name, int64_t applied);
+/* Deletes, in one transaction, up to max_rows of the oldest log rows that every host known to
+ * fetch from us (seen within retain_max_ms) has applied and that are older than retain_ms, and
+ * those older than retain_max_ms whoever still wants them. Never a row our own handlers have
+ * not seen, nor the last one (it holds the head). *deleted gets how many went. */
+int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_ms, int max_rows,
+                       int *deleted);
+/* The oldest seq the log still holds (0 when empty) and the database's size in bytes. */
+int choreo_engine_log_extent(choreo_engine *e, int64_t *oldest, int64_t *bytes);
+/* A source's rows up to `upto` are gone from its log (its retention ran before we fetched
+ * them): move our checkpoint past them, in a transaction of its own, and log the range. *lost
+ * gets how many were skipped (0 when the checkpoint was already there). */
+int choreo_engine_skip_gone(choreo_engine *e, const char *source, int64_t upto, int64_t *lost);
+
 /* ---- dead letters and sagas, for the control socket and specs ---- */
 
 int choreo_engine_dead_each(choreo_engine *e, choreo_dead_fn fn, void *ud);

@@ -44,6 +44,12 @@ enum {
   ST_DEAD_COUNT,
   ST_REQUEST_GET,
   ST_REQUEST_PUT,
+  ST_SUBSCRIBER_PUT,
+  ST_SUBSCRIBERS_MIN,
+  ST_OLDEST_ROWS,
+  ST_TRIM,
+  ST_OLDEST,
+  ST_SIZE,
   ST_COUNT
 };
 
@@ -60,7 +66,8 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_DEAD_RELEASE] = "RELEASE choreo_dead",
     [ST_DEAD_ROLLBACK_TO] = "ROLLBACK TO choreo_dead",
     [ST_HEAD] = "SELECT coalesce(max(seq), 0) FROM choreo_log",
-    [ST_APPEND] = "INSERT INTO choreo_log(seq, type, kind, to_host, msg) VALUES (?, ?, ?, ?, ?)",
+    [ST_APPEND] = "INSERT INTO choreo_log(seq, type, kind, to_host, msg, at_ms) "
+                  "VALUES (?, ?, ?, ?, ?, ?)",
     [ST_READ] = "SELECT seq, msg FROM choreo_log WHERE seq > ? ORDER BY seq LIMIT ?",
     [ST_CHECKPOINT] = "SELECT seq FROM choreo_checkpoints WHERE source = ?",
     [ST_SET_CHECKPOINT] = "INSERT INTO choreo_checkpoints(source, seq) VALUES (?, ?) "
@@ -82,6 +89,14 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_DEAD_COUNT] = "SELECT count(*) FROM choreo_dead_letters",
     [ST_REQUEST_GET] = "SELECT seq FROM choreo_requests WHERE key = ?",
     [ST_REQUEST_PUT] = "INSERT INTO choreo_requests(key, seq, time) VALUES (?, ?, ?)",
+    [ST_SUBSCRIBER_PUT] = "INSERT INTO choreo_subscribers(name, applied, seen_ms) VALUES (?, ?, ?) "
+                          "ON CONFLICT(name) DO UPDATE SET applied = excluded.applied, "
+                          "seen_ms = excluded.seen_ms",
+    [ST_SUBSCRIBERS_MIN] = "SELECT min(applied) FROM choreo_subscribers WHERE seen_ms >= ?",
+    [ST_OLDEST_ROWS] = "SELECT seq, at_ms FROM choreo_log ORDER BY seq LIMIT ?",
+    [ST_TRIM] = "DELETE FROM choreo_log WHERE seq <= ?",
+    [ST_OLDEST] = "SELECT coalesce(min(seq), 0) FROM choreo_log",
+    [ST_SIZE] = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
 };
 
 /* The choreo_ prefix keeps these tables clear of whatever the scripts create through ctx.db. */
@@ -101,7 +116,11 @@ static const char store_schema[] =
     /* Appends asked for from outside (the control socket) under a key: a resent request finds
      * its first outcome here instead of appending again. */
     "CREATE TABLE IF NOT EXISTS choreo_requests("
-    "  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, time TEXT NOT NULL);";
+    "  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, time TEXT NOT NULL);"
+    /* The hosts that fetch from our log, and the last seq each said it had applied: retention
+     * keeps what they still need. */
+    "CREATE TABLE IF NOT EXISTS choreo_subscribers("
+    "  name TEXT PRIMARY KEY, applied INTEGER NOT NULL, seen_ms INTEGER NOT NULL);";
 
 /* Values only this connection writes, remembered so that the paths run after every commit need
  * not ask SQLite: outside a transaction each question is a read transaction of its own, two
@@ -220,6 +239,19 @@ static int store_authorize(void *ud, int action, const char *a, const char *b, c
 
 void choreo_store_guard(choreo_store *s, bool on) { s->guard += on ? 1 : -1; }
 
+/* choreo_log.at_ms, when each row was appended (for retention), came after the table: a
+ * database from before gets the column, its old rows none (they count as old). */
+static int store_add_append_time(sqlite3 *db) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('choreo_log') WHERE name = 'at_ms'",
+                              -1, &st, NULL);
+  if (rc != SQLITE_OK) return rc;
+  bool has = sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  return has ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE choreo_log ADD COLUMN at_ms INTEGER", NULL,
+                                        NULL, NULL);
+}
+
 static int store_setup(choreo_store *s, const char *path, char *err, size_t errlen) {
   sqlite3 *db = s->db;
   /* First of all, so that switching to WAL waits for a reader instead of failing at once. */
@@ -244,7 +276,8 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
   const char *pragmas = "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;";
   if (sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
       sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_exec(db, store_schema, NULL, NULL, NULL) != SQLITE_OK) {
+      sqlite3_exec(db, store_schema, NULL, NULL, NULL) != SQLITE_OK ||
+      store_add_append_time(db) != SQLITE_OK) {
     store_errf(err, errlen, path, sqlite3_errmsg(db));
     return CHOREO_EIO;
   }
@@ -395,7 +428,8 @@ int choreo_store_head(choreo_store *s, int64_t *out) {
   return 0;
 }
 
-int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *seq_out) {
+int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_ms,
+                        int64_t *seq_out) {
   /* head + 1 is read, then written, in two statements: safe because this connection is the
    * only writer of its log, and inside BEGIN IMMEDIATE no one else can write at all. */
   int64_t seq;
@@ -412,7 +446,8 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *se
   if (sqlite3_bind_int64(st, 1, seq) || sqlite3_bind_text(st, 2, g.type, -1, SQLITE_STATIC) ||
       sqlite3_bind_text(st, 3, g.kind, -1, SQLITE_STATIC) ||
       sqlite3_bind_text(st, 4, g.to, -1, SQLITE_STATIC) ||
-      sqlite3_bind_blob64(st, 5, s->scratch.data, s->scratch.size, SQLITE_STATIC))
+      sqlite3_bind_blob64(st, 5, s->scratch.data, s->scratch.size, SQLITE_STATIC) ||
+      sqlite3_bind_int64(st, 6, at_ms))
     return store_fail(s, ST_APPEND);
   rc = store_run(s, ST_APPEND);
   if (rc) return rc;
@@ -641,6 +676,66 @@ int choreo_store_request_record(choreo_store *s, const char *key, int64_t seq) {
       sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC))
     return store_fail(s, ST_REQUEST_PUT);
   return store_run(s, ST_REQUEST_PUT);
+}
+
+int choreo_store_subscriber_seen(choreo_store *s, const char *name, int64_t applied,
+                                 int64_t now_ms) {
+  sqlite3_stmt *st = s->st[ST_SUBSCRIBER_PUT];
+  if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, applied) ||
+      sqlite3_bind_int64(st, 3, now_ms))
+    return store_fail(s, ST_SUBSCRIBER_PUT);
+  return store_run(s, ST_SUBSCRIBER_PUT);
+}
+
+int choreo_store_subscribers_min(choreo_store *s, int64_t seen_since_ms, int64_t *applied,
+                                 bool *any) {
+  sqlite3_stmt *st = s->st[ST_SUBSCRIBERS_MIN];
+  *any = false;
+  if (sqlite3_bind_int64(st, 1, seen_since_ms)) return store_fail(s, ST_SUBSCRIBERS_MIN);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    *applied = sqlite3_column_int64(st, 0);
+    *any = true;
+  }
+  if (step == SQLITE_ROW) step = sqlite3_step(st);
+  store_done(s, ST_SUBSCRIBERS_MIN);
+  return step == SQLITE_DONE ? 0 : CHOREO_EIO;
+}
+
+int choreo_store_trim(choreo_store *s, const choreo_trim *t, int max_rows, int *deleted) {
+  *deleted = 0;
+  sqlite3_stmt *st = s->st[ST_OLDEST_ROWS];
+  if (sqlite3_bind_int(st, 1, max_rows)) return store_fail(s, ST_OLDEST_ROWS);
+  /* A prefix of the log goes: from the oldest row up to the first that must stay. */
+  int64_t last = 0;
+  int n = 0, step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(st, 0);
+    bool unknown = sqlite3_column_type(st, 1) == SQLITE_NULL; /* from before at_ms: old */
+    int64_t at = sqlite3_column_int64(st, 1);
+    bool served = seq <= t->served_upto && (unknown || at < t->retain_before_ms);
+    bool expired = seq <= t->hard_upto && (unknown || at < t->max_before_ms);
+    if (!served && !expired) break;
+    last = seq;
+    n++;
+  }
+  store_done(s, ST_OLDEST_ROWS);
+  if (step != SQLITE_ROW && step != SQLITE_DONE) return CHOREO_EIO;
+  if (n == 0) return 0;
+  if (sqlite3_bind_int64(s->st[ST_TRIM], 1, last)) return store_fail(s, ST_TRIM);
+  int rc = store_run(s, ST_TRIM);
+  if (!rc) *deleted = n;
+  return rc;
+}
+
+int choreo_store_oldest(choreo_store *s, int64_t *seq) {
+  *seq = 0;
+  return store_int(s, ST_OLDEST, seq);
+}
+
+int choreo_store_size(choreo_store *s, int64_t *bytes) {
+  *bytes = 0;
+  return store_int(s, ST_SIZE, bytes);
 }
 
 int choreo_store_dead_count(choreo_store *s, int64_t *count) {

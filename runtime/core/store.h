@@ -43,7 +43,8 @@ int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq
 /* Appends a message to the log: seq = head + 1, source = the store's owner name given in f.
  * On success *seq_out holds the new seq; CHOREO_ETOOBIG, with nothing written, when the encoded
  * message would exceed the store's message limit. */
-int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t *seq_out);
+int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_ms,
+                        int64_t *seq_out);
 /* The largest encoded message append accepts (CHOREO_DEFAULT_MAX_MESSAGE until set). */
 void choreo_store_set_max_message(choreo_store *s, size_t bytes);
 
@@ -92,6 +93,25 @@ int choreo_store_dead_count(choreo_store *s, int64_t *count);
  * transaction that would append again), and its record, in the transaction that appends. */
 int choreo_store_request_find(choreo_store *s, const char *key, int64_t *seq, bool *found);
 int choreo_store_request_record(choreo_store *s, const char *key, int64_t seq);
+
+/* Retention. The hosts that fetch from our log say, with each FETCH, what they have applied;
+ * the smallest of those seen since seen_since_ms (*any false when none) bounds what may go. */
+int choreo_store_subscriber_seen(choreo_store *s, const char *name, int64_t applied,
+                                 int64_t now_ms);
+int choreo_store_subscribers_min(choreo_store *s, int64_t seen_since_ms, int64_t *applied,
+                                 bool *any);
+/* Deletes the oldest log rows (at most max_rows, in the caller's transaction) while each is
+ * either served (seq <= served_upto and appended before retain_before_ms) or expired
+ * (seq <= hard_upto and appended before max_before_ms); the first row that is neither stays,
+ * with everything after it. *deleted gets how many went. */
+typedef struct choreo_trim {
+  int64_t served_upto, retain_before_ms;
+  int64_t hard_upto, max_before_ms;
+} choreo_trim;
+int choreo_store_trim(choreo_store *s, const choreo_trim *t, int max_rows, int *deleted);
+/* The oldest seq kept (0 when the log is empty) and the database's size in bytes. */
+int choreo_store_oldest(choreo_store *s, int64_t *seq);
+int choreo_store_size(choreo_store *s, int64_t *bytes);
 
 /* The last SQLite error message of the connection. */
 const char *choreo_store_errmsg(choreo_store *s);

@@ -99,6 +99,8 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "own_checkpoint", (double)s.own_applied);
   cJSON_AddNumberToObject(o, "dead_letters", (double)s.dead_letters);
   cJSON_AddNumberToObject(o, "bad_frames", (double)s.bad_frames);
+  cJSON_AddNumberToObject(o, "oldest", (double)s.oldest);
+  cJSON_AddNumberToObject(o, "db_bytes", (double)s.db_bytes);
   const choreo_unhandled *unhandled;
   int types;
   uint64_t other;
@@ -126,6 +128,7 @@ static cJSON *control_status(choreo_host *h) {
     cJSON_AddNumberToObject(item, "lag", (double)p.lag);
     cJSON_AddBoolToObject(item, "up", p.up);
     cJSON_AddNumberToObject(item, "heard_ms_ago", (double)p.heard_ms_ago);
+    cJSON_AddNumberToObject(item, "gone", (double)p.gone);
     cJSON_AddItemToArray(peers, item);
   }
   return o;

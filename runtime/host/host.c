@@ -32,7 +32,11 @@
 #define PUBLISH_ROWS 1000
 #define PUBLISH_BYTES (1u << 20)
 #define OWN_BATCH 1000
-#define HOST_HANDLES 7 /* tick, retry, timeout, reload, own_idle, watch_dir, stop_async */
+#define HOST_HANDLES 8 /* five timers, own_idle, watch_dir, stop_async */
+#define TRIM_EVERY_MS 10000
+#define TRIM_ROWS 1000 /* per transaction: a short one, then the loop's other work */
+#define DEFAULT_RETAIN_MS (7 * 86400000LL)
+#define DEFAULT_RETAIN_MAX_MS (30 * 86400000LL)
 
 struct choreo_host {
   uv_loop_t *loop;
@@ -46,7 +50,8 @@ struct choreo_host {
   choreo_fetch_server serve;
   choreo_control control;
   choreo_peers peers;
-  uv_timer_t tick, retry_timer, timeout_timer, reload_timer;
+  uv_timer_t tick, retry_timer, timeout_timer, reload_timer, trim_timer;
+  int64_t retain_ms, retain_max_ms;
   uv_idle_t own_idle;
   uv_fs_event_t watch_dir;
   uv_async_t stop_async; /* choreo_host_stop from any thread */
@@ -97,6 +102,7 @@ static void host_arm(choreo_host *h, uv_timer_t *timer, uv_timer_cb cb, int rc, 
 }
 
 static void host_on_retry(uv_timer_t *t);
+static void host_on_trim(uv_timer_t *t);
 static void host_on_timeout(uv_timer_t *t);
 static void host_on_own(uv_idle_t *idle);
 
@@ -158,6 +164,23 @@ static void host_on_tick(uv_timer_t *t) {
   if (++h->ticks % PEERS_EVERY_TICKS == 0) choreo_peers_tick(&h->peers);
 }
 
+/* Short retentions (tests, small disks) are looked at more often than every 10 s. */
+static uint64_t host_trim_every(const choreo_host *h) {
+  int64_t half = h->retain_ms / 2;
+  return (uint64_t)(half < 100 ? 100 : half < TRIM_EVERY_MS ? half : TRIM_EVERY_MS);
+}
+
+/* Retention, off the hot path: a short transaction now and then, and while a backlog of old
+ * rows lasts, one per loop iteration (a timer of 0 lets everything else run in between). */
+static void host_on_trim(uv_timer_t *t) {
+  choreo_host *h = t->data;
+  int deleted = 0;
+  int rc = choreo_engine_trim(h->engine, h->retain_ms, h->retain_max_ms, TRIM_ROWS, &deleted);
+  if (rc) choreo_log(CHOREO_LOG_ERROR, h->name, "retention failed: %s", choreo_strerror(rc));
+  if (deleted) choreo_log(CHOREO_LOG_DEBUG, h->name, "retention deleted %d log rows", deleted);
+  uv_timer_start(t, host_on_trim, deleted == TRIM_ROWS ? 0 : host_trim_every(h), 0);
+}
+
 int choreo_host_reload(choreo_host *h, char *err, size_t errlen) {
   if (choreo_engine_current(h->engine)) { /* the running scripts cannot be swapped under it */
     if (err && errlen) snprintf(err, errlen, "a reload cannot start inside a handler");
@@ -190,14 +213,14 @@ static void host_on_script_change(uv_fs_event_t *ev, const char *file, int event
   uv_timer_start(&h->reload_timer, host_on_reload, RELOAD_DEBOUNCE_MS, 0);
 }
 
-/* The host's own handles, in the order host_start_handles initialises them: four timers, the
+/* The host's own handles, in the order host_start_handles initialises them: five timers, the
  * idle, the watcher, the async. */
 static void host_handles(choreo_host *h, uv_handle_t *out[HOST_HANDLES]) {
   uv_handle_t *list[HOST_HANDLES] = {
-      (uv_handle_t *)&h->tick,         (uv_handle_t *)&h->retry_timer,
+      (uv_handle_t *)&h->tick,          (uv_handle_t *)&h->retry_timer,
       (uv_handle_t *)&h->timeout_timer, (uv_handle_t *)&h->reload_timer,
-      (uv_handle_t *)&h->own_idle,     (uv_handle_t *)&h->watch_dir,
-      (uv_handle_t *)&h->stop_async};
+      (uv_handle_t *)&h->trim_timer,    (uv_handle_t *)&h->own_idle,
+      (uv_handle_t *)&h->watch_dir,     (uv_handle_t *)&h->stop_async};
   memcpy(out, list, sizeof list);
 }
 
@@ -315,9 +338,9 @@ static int host_start_handles(choreo_host *h) {
   host_handles(h, handles);
   int rc = 0;
   for (int i = 0; i < HOST_HANDLES && !rc; i++) {
-    rc = i < 4   ? uv_timer_init(h->loop, (uv_timer_t *)handles[i])
-         : i == 4 ? uv_idle_init(h->loop, &h->own_idle)
-         : i == 5 ? uv_fs_event_init(h->loop, &h->watch_dir)
+    rc = i < 5   ? uv_timer_init(h->loop, (uv_timer_t *)handles[i])
+         : i == 5 ? uv_idle_init(h->loop, &h->own_idle)
+         : i == 6 ? uv_fs_event_init(h->loop, &h->watch_dir)
                   : uv_async_init(h->loop, &h->stop_async, host_on_stop);
     if (!rc) {
       handles[i]->data = h;
@@ -325,6 +348,7 @@ static int host_start_handles(choreo_host *h) {
     }
   }
   if (!rc) rc = uv_timer_start(&h->tick, host_on_tick, TICK_MS, TICK_MS);
+  if (!rc) rc = uv_timer_start(&h->trim_timer, host_on_trim, host_trim_every(h), 0);
   if (!rc) rc = uv_fs_event_start(&h->watch_dir, host_on_script_change, h->dir, 0);
   return rc ? CHOREO_EIO : 0;
 }
@@ -370,6 +394,9 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   msgpack_sbuffer_init(&h->own_frame);
   atomic_init(&h->stop_requested, false);
   h->loop_thread = pthread_self();
+  h->retain_ms = cfg->retain_ms > 0 ? cfg->retain_ms : DEFAULT_RETAIN_MS;
+  h->retain_max_ms = cfg->retain_max_ms > 0 ? cfg->retain_max_ms : DEFAULT_RETAIN_MAX_MS;
+  if (h->retain_max_ms < h->retain_ms) h->retain_max_ms = h->retain_ms;
   char data[PATH_MAX + 64];
   int rc = host_resolve(h, cfg, data, sizeof data, err, errlen);
   if (!rc) rc = choreo_bus_dir(cfg->bus, true, h->bus, sizeof h->bus, err, errlen);
@@ -487,6 +514,7 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
   int rc = choreo_engine_head(h->engine, &out->head);
   if (!rc) rc = choreo_engine_checkpoint(h->engine, h->name, &out->own_applied);
   if (!rc) rc = choreo_engine_dead_count(h->engine, &out->dead_letters);
+  if (!rc) rc = choreo_engine_log_extent(h->engine, &out->oldest, &out->db_bytes);
   return rc;
 }
 

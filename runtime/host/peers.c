@@ -33,7 +33,7 @@ static void peers_ask(choreo_peers *ps, choreo_peer *p) {
   int rc = p->name[0] ? choreo_engine_checkpoint(ps->engine, p->name, &after) : 0;
   if (!rc) {
     ps->request.size = 0;
-    rc = choreo_fetch_encode(&ps->request, after);
+    rc = choreo_fetch_encode(&ps->request, after, peers_self(ps));
   }
   if (rc) { /* the periodic FETCH tries again */
     choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot ask %s for its log: %s", p->pub_url,
@@ -47,36 +47,46 @@ static void peers_ask(choreo_peers *ps, choreo_peer *p) {
   }
 }
 
+/* The first answer of a --peer endpoint names it. */
+static void peers_named(choreo_peers *ps, choreo_peer *p, const choreo_apply_result *r) {
+  if (!choreo_name_valid(r->source) || strcmp(r->source, peers_self(ps)) == 0 ||
+      peers_find_name(ps, r->source)) {
+    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "peer %s calls itself '%s': ignored", p->pub_url,
+               r->source);
+    return;
+  }
+  snprintf(p->name, sizeof p->name, "%.*s", CHOREO_NAME_MAX, r->source);
+  choreo_log(CHOREO_LOG_INFO, peers_self(ps), "peer %s is %s", p->pub_url, p->name);
+  p->head = r->head;
+  peers_ask(ps, p); /* now that we know whose log it is, catch up at once */
+}
+
 static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   p->in_flight = false;
   p->answered_at = p->heard_at = uv_now(ps->loop);
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
-  nng_msg_free(msg);
   if (rc == CHOREO_EINVAL) {
     choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed FETCH answer from %s",
                p->pub_url);
-    return;
-  }
-  if (!p->name[0] && !rc) {
-    if (!choreo_name_valid(r.source) || strcmp(r.source, peers_self(ps)) == 0 ||
-        peers_find_name(ps, r.source)) {
-      choreo_log(CHOREO_LOG_WARN, peers_self(ps), "peer %s calls itself '%s': ignored",
-                 p->pub_url, r.source);
-      return;
-    }
-    snprintf(p->name, sizeof p->name, "%.*s", CHOREO_NAME_MAX, r.source);
-    choreo_log(CHOREO_LOG_INFO, peers_self(ps), "peer %s is %s", p->pub_url, p->name);
+  } else if (!p->name[0] && !rc) {
+    peers_named(ps, p, &r);
+  } else if (strcmp(r.source, p->name) == 0) {
     p->head = r.head;
-    peers_ask(ps, p); /* now that we know whose log it is, catch up at once */
-    return;
+    /* An answer starts with the first row the peer has after what we asked for: a gap in it is
+     * a range its retention deleted before we got it. Said and counted, then passed. */
+    int64_t lost = 0;
+    if (!rc && r.gap && !choreo_engine_skip_gone(ps->engine, p->name, r.first - 1, &lost) &&
+        lost) {
+      p->gone += lost;
+      rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
+    }
+    choreo_engine_report(ps->engine, p->name, rc, &r);
+    if (r.applied || r.failed) ps->committed(ps->ud);
+    /* More to catch up: ask again at once rather than at the next tick. */
+    if (!rc && r.count && r.first - 1 + (int64_t)r.count < r.head) peers_ask(ps, p);
   }
-  if (strcmp(r.source, p->name) != 0) return;
-  p->head = r.head;
-  choreo_engine_report(ps->engine, p->name, rc, &r);
-  if (r.applied || r.failed) ps->committed(ps->ud);
-  /* More to catch up: ask again at once rather than at the next tick. */
-  if (!rc && r.count && r.first - 1 + (int64_t)r.count < r.head) peers_ask(ps, p);
+  nng_msg_free(msg);
 }
 
 /* NNG's thread: a connection to the peer's FETCH endpoint came up or went down. A request sent
@@ -285,7 +295,7 @@ int choreo_peers_status(choreo_peers *ps, size_t i, choreo_peer_status *out) {
   *out = (choreo_peer_status){.name = p->name, .url = p->pub_url, .applied = applied,
                               .head = p->head,
                               .lag = p->head > applied ? p->head - applied : 0,
-                              .up = atomic_load(&p->pipes) > 0,
+                              .up = atomic_load(&p->pipes) > 0, .gone = p->gone,
                               .heard_ms_ago = p->heard_at ? (int64_t)(uv_now(ps->loop) -
                                                                       p->heard_at) : -1};
   return rc;

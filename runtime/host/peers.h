@@ -35,6 +35,7 @@ typedef struct choreo_peer {
   uint64_t asked_at;     /* loop time (ms) of the request in flight */
   uint64_t answered_at;
   int64_t head; /* the peer's last seq, as it last told us */
+  int64_t gone; /* its messages its retention deleted before we fetched them */
 } choreo_peer;
 
 /* Embedded in its owner, as libuv's handles are: start, stop, then wait for on_loop == 0. */

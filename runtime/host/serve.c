@@ -2,6 +2,7 @@
 #include "serve.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -18,14 +19,29 @@ static int serve_answer(choreo_fetch_server *s, int64_t after) {
   return rc ? rc : choreo_frame_header(&s->frame, choreo_engine_name(s->engine), head + 1, 0, head);
 }
 
+/* Who asks for our log after what tells retention what that host still needs. */
+static void serve_note_subscriber(choreo_fetch_server *s, choreo_str name, int64_t after) {
+  char host[CHOREO_NAME_MAX + 1];
+  if (after < 0 || name.n == 0 || name.n > CHOREO_NAME_MAX) return;
+  memcpy(host, name.p, name.n);
+  host[name.n] = '\0';
+  if (!choreo_name_valid(host) || strcmp(host, choreo_engine_name(s->engine)) == 0) return;
+  int rc = choreo_engine_subscriber_seen(s->engine, host, after);
+  if (rc)
+    choreo_log(CHOREO_LOG_ERROR, choreo_engine_name(s->engine), "cannot note %s's progress: %s",
+               host, choreo_strerror(rc));
+}
+
 static void serve_on_request(void *ud, nng_msg *request) {
   choreo_fetch_server *s = ud;
   int64_t after;
-  if (choreo_fetch_decode(nng_msg_body(request), nng_msg_len(request), &after)) {
+  choreo_str name;
+  if (choreo_fetch_decode(nng_msg_body(request), nng_msg_len(request), &after, &name)) {
     nng_msg_free(request);
     choreo_log(CHOREO_LOG_WARN, choreo_engine_name(s->engine), "dropped a malformed FETCH request");
     return;
   }
+  serve_note_subscriber(s, name, after);
   int rc = serve_answer(s, after);
   if (rc) {
     /* Unanswered, the peer asks again after its patience runs out. */

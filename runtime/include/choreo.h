@@ -66,6 +66,10 @@ typedef struct choreo_host_config {
   size_t memory_limit;        /* bytes for the scripts' Lua state; 0: 256 MiB */
   size_t max_message;         /* largest encoded message the host appends; 0: 1 MiB; at most
                                  8 MiB. A larger one fails its handler (CHOREO_ETOOBIG). */
+  /* Retention of the log: rows older than retain_ms that every host fetching from it has
+   * applied are deleted; rows older than retain_max_ms go whoever still wants them (that host
+   * is told which range is gone). 0: 7 days and 30 days. */
+  int64_t retain_ms, retain_max_ms;
   /* The loop to run on, owned by the caller, who runs it. NULL: the host makes its own, which
    * choreo_host_run() runs. */
   struct uv_loop_s *loop;
@@ -141,6 +145,8 @@ typedef struct choreo_host_status {
   int64_t dead_letters;
   uint64_t bad_frames; /* malformed or forged frames refused */
   uint64_t unhandled;  /* messages for this host no handler took, since it started */
+  int64_t oldest;      /* the oldest seq its log still holds (retention deletes older ones) */
+  int64_t db_bytes;    /* the size of its database file */
   size_t npeers;
 } choreo_host_status;
 
@@ -150,6 +156,7 @@ typedef struct choreo_peer_status {
   int64_t applied, head, lag;
   bool up;              /* a connection to its FETCH endpoint is open */
   int64_t heard_ms_ago; /* since its last answer or live frame; -1: never heard */
+  int64_t gone;         /* its messages deleted by its retention before we got them */
 } choreo_peer_status;
 
 CHOREO_EXTERN int choreo_host_status_get(choreo_host *h, choreo_host_status *out);

@@ -311,12 +311,14 @@ def parse_status(text):
     st = {"peers": {}}
     for line in text.splitlines():
         m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+), lag (\d+) \((.*)\); (up|down), "
-                     r"(?:last heard ([\d.]+) s ago|never heard from)$", line)
+                     r"(?:last heard ([\d.]+) s ago|never heard from)"
+                     r"(?:, (\d+) gone before we got them)?$", line)
         if m:
             st["peers"][m.group(1)] = {"applied": int(m.group(2)), "head": int(m.group(3)),
                                        "lag": int(m.group(4)), "url": m.group(5),
                                        "up": m.group(6) == "up",
-                                       "heard": float(m.group(7)) if m.group(7) else None}
+                                       "heard": float(m.group(7)) if m.group(7) else None,
+                                       "gone": int(m.group(8) or 0)}
             continue
         m = re.match(r"(\S+(?: \S+)?)\s{2,}(.*)$", line)
         if m:

@@ -1,5 +1,6 @@
 """Catch-up: a consumer that was down while a producer published gets every event exactly once
 and in order through FETCH; so does one that is up during a burst too fast for PUB/SUB."""
+import re
 import time
 
 import harness
@@ -74,6 +75,50 @@ def consumer_catches_up_with_two_producers(w):
     # Tick, so nothing ran, but the checkpoint moved).
     wait_until(lambda: p1.checkpoint("p2") == N // 2 + 1 and p2.checkpoint("p1") == N // 2 + 1,
                20, "the producers to catch up with each other")
+
+
+
+RECORD_LUA = r'''
+local choreo = require "choreo"
+choreo.db:exec("create table if not exists got(n integer)")
+choreo.on("E", function(msg, ctx) ctx.db:exec("insert into got values (?)", msg.data.n) end)
+'''
+
+
+def oldest_kept(host):
+    return host.scalar("select min(seq) from choreo_log")
+
+
+@suite.test
+def retention_keeps_what_subscribers_need_and_says_what_is_gone(w):
+    """The log shrinks: rows every subscriber has applied go once older than --retain; rows a
+    subscriber that is away still needs stay until --retain-max, then go too, and that
+    subscriber, back, says which range it missed, counts it in status and applies the rest."""
+    producer = w.host("producer", w.scripts("producer", {"p.lua": "-- publishes only\n"}),
+                      extra=["--retain", "1s", "--retain-max", "12s"])
+    consumer = w.host("consumer", w.scripts("consumer", {"c.lua": RECORD_LUA}))
+    wait_until(lambda: "producer" in consumer.status()["peers"], 10, "consumer to find producer")
+    for n in range(1, 21):
+        producer.publish("E", {"n": n})
+    wait_until(lambda: consumer.scalar("select count(*) from got") == 20, 20, "20 applied")
+    with w.step("applied by every subscriber and older than --retain: deleted"):
+        wait_until(lambda: oldest_kept(producer) == 20, 20, "the producer to keep only its head")
+        check(re.search(r"log kept\s+from seq 20 ", producer.cli("status").out),
+              "status shows the oldest row kept")
+    with w.step("a subscriber that is away: kept until --retain-max, then gone"):
+        check_eq(consumer.stop(), 0, "consumer's exit status")
+        for n in range(21, 31):
+            producer.publish("E", {"n": n})
+        time.sleep(1.5)  # past --retain and a retention run (every 0.5 s here), within 12 s
+        check_eq(oldest_kept(producer), 21, "rows the away consumer needs, within --retain-max")
+        wait_until(lambda: oldest_kept(producer) == 30, 30, "the producer to drop them after 12 s")
+    with w.step("back, the subscriber says what is gone and applies the rest"):
+        consumer.start()
+        wait_until(lambda: consumer.scalar("select count(*) from got where n = 30") == 1, 20,
+                   "the last event")
+        consumer.wait_log(r"messages 21 to 29 of producer are gone", 10)
+        check_eq(consumer.scalar("select count(*) from got"), 21, "events applied in all")
+        check_eq(consumer.status()["peers"]["producer"]["gone"], 9, "gone in status")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ TABLE_OWNERS = {
     "choreo_retries": "runtime/core/store.c",
     "choreo_dead_letters": "runtime/core/store.c",
     "choreo_requests": "runtime/core/store.c",
+    "choreo_subscribers": "runtime/core/store.c",
     "choreo_timeouts": "runtime/core/timeouts.c",
     "choreo_sagas": "runtime/core/sagas.c",
     "choreo_saga_misses": "runtime/core/sagas.c",

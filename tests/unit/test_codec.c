@@ -783,11 +783,14 @@ static void test_fetch_requests(void) {
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   int64_t after = -99;
-  CHECK(choreo_fetch_encode(&sb, 41) == 0);
-  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == 0 && after == 41);
+  choreo_str name;
+  CHECK(choreo_fetch_encode(&sb, 41, "orders") == 0);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after, &name) == 0 && after == 41);
+  CHECK(choreo_str_eq(name, "orders")); /* who asks: retention keeps what it still needs */
   msgpack_sbuffer_clear(&sb);
-  CHECK(choreo_fetch_encode(&sb, -7) == 0);
-  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == 0 && after == -1);
+  CHECK(choreo_fetch_encode(&sb, -7, NULL) == 0);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after, &name) == 0 && after == -1);
+  CHECK(name.n == 0); /* older hosts send no name */
 
   msgpack_packer pk;
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -797,26 +800,26 @@ static void test_fetch_requests(void) {
     msgpack_pack_array(&pk, 2);
     msgpack_pack_str_with_body(&pk, "fetch", 5);
     msgpack_pack_uint64(&pk, huge[i]);
-    CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == 0 && after == INT64_MAX);
+    CHECK(choreo_fetch_decode(sb.data, sb.size, &after, &name) == 0 && after == INT64_MAX);
   }
   /* Anything else is refused. */
   msgpack_sbuffer_clear(&sb);
   msgpack_pack_array(&pk, 2);
   msgpack_pack_str_with_body(&pk, "fetch", 5);
   msgpack_pack_str_with_body(&pk, "1", 1);
-  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == CHOREO_EINVAL);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after, &name) == CHOREO_EINVAL);
   msgpack_sbuffer_clear(&sb);
   msgpack_pack_array(&pk, 2);
   msgpack_pack_str_with_body(&pk, "fetcH", 5);
   msgpack_pack_int64(&pk, 1);
-  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == CHOREO_EINVAL);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after, &name) == CHOREO_EINVAL);
   msgpack_sbuffer_clear(&sb);
   msgpack_pack_array(&pk, 3);
   msgpack_pack_str_with_body(&pk, "fetch", 5);
   msgpack_pack_int64(&pk, 1);
   msgpack_pack_int64(&pk, 1);
-  CHECK(choreo_fetch_decode(sb.data, sb.size, &after) == CHOREO_EINVAL);
-  CHECK(choreo_fetch_decode(sb.data, 3, &after) == CHOREO_EINVAL); /* truncated */
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after, &name) == CHOREO_EINVAL);
+  CHECK(choreo_fetch_decode(sb.data, 3, &after, &name) == CHOREO_EINVAL); /* truncated */
   msgpack_sbuffer_destroy(&sb);
 }
 

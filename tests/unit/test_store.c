@@ -92,12 +92,15 @@ static choreo_store *open_memory(void) {
   return s;
 }
 
-static int64_t append(choreo_store *s, const char *type) {
+/* Appends a row as if at at_ms (retention goes by it). */
+static int64_t append_at(choreo_store *s, const char *type, int64_t at_ms) {
   choreo_msg_fields f = {.source = "orders", .type = type, .kind = "event"};
   int64_t seq = -1;
-  CHECK(choreo_store_append(s, &f, &seq) == 0);
+  CHECK(choreo_store_append(s, &f, at_ms, &seq) == 0);
   return seq;
 }
+
+static int64_t append(choreo_store *s, const char *type) { return append_at(s, type, 1000); }
 
 /* The types of the log rows after `after`, read through a frame, joined with spaces. */
 static void log_types(choreo_store *s, int64_t after, char *out, size_t size) {
@@ -124,7 +127,7 @@ static void test_append_assigns_seq(void) {
   CHECK(append(s, "C") == 3);
   CHECK(head_of(s) == 3);
   choreo_msg_fields bad = {.source = "orders", .kind = "event"}; /* no type */
-  CHECK(choreo_store_append(s, &bad, NULL) == CHOREO_EINVAL);
+  CHECK(choreo_store_append(s, &bad, 1000, NULL) == CHOREO_EINVAL);
   CHECK(head_of(s) == 3);
   choreo_store_close(s);
 }
@@ -459,6 +462,53 @@ static void test_dead_retry_failure(void) {
   choreo_store_close(s);
 }
 
+static int trim(choreo_store *s, choreo_trim t, int max_rows) {
+  int deleted = -1;
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(choreo_store_trim(s, &t, max_rows, &deleted) == 0);
+  CHECK(choreo_store_commit(s) == 0);
+  return deleted;
+}
+
+/* Retention deletes a prefix of the log: rows both served (applied by every subscriber) and
+ * older than the retention, or older than the longest retention whoever wants them; it stops
+ * at the first row that must stay, and goes in batches. */
+static void test_trim(void) {
+  choreo_store *s = open_memory();
+  for (int i = 1; i <= 10; i++) append_at(s, "T", i * 100); /* seq i appended at i * 100 ms */
+  /* Served up to 6, retention reaching back to before 450 ms: seqs 1-4. */
+  CHECK(trim(s, (choreo_trim){.served_upto = 6, .retain_before_ms = 450, .hard_upto = 9},
+             100) == 4);
+  int64_t oldest = -1;
+  CHECK(choreo_store_oldest(s, &oldest) == 0 && oldest == 5);
+  /* Old enough, but a subscriber has not applied 5 yet: nothing. */
+  CHECK(trim(s, (choreo_trim){.served_upto = 4, .retain_before_ms = 10000, .hard_upto = 9},
+             100) == 0);
+  /* Past the longest retention (before 750 ms) it goes all the same: 5-7. */
+  CHECK(trim(s, (choreo_trim){.served_upto = 4, .retain_before_ms = 10000, .hard_upto = 9,
+                              .max_before_ms = 750},
+             100) == 3);
+  /* In batches, and never past hard_upto (the caller keeps the head row). */
+  CHECK(trim(s, (choreo_trim){.served_upto = 9, .retain_before_ms = 10000, .hard_upto = 9}, 1) ==
+        1);
+  CHECK(trim(s, (choreo_trim){.served_upto = 9, .retain_before_ms = 10000, .hard_upto = 9}, 5) ==
+        1);
+  CHECK(choreo_store_oldest(s, &oldest) == 0 && oldest == 10);
+  CHECK(head_of(s) == 10);
+  /* Subscribers: the smallest progress of those seen since a time. */
+  int64_t applied = -1;
+  bool any = true;
+  CHECK(choreo_store_subscribers_min(s, 0, &applied, &any) == 0 && !any);
+  CHECK(choreo_store_subscriber_seen(s, "a", 7, 1000) == 0);
+  CHECK(choreo_store_subscriber_seen(s, "b", 3, 2000) == 0);
+  CHECK(choreo_store_subscriber_seen(s, "a", 8, 3000) == 0);
+  CHECK(choreo_store_subscribers_min(s, 0, &applied, &any) == 0 && any && applied == 3);
+  CHECK(choreo_store_subscribers_min(s, 2500, &applied, &any) == 0 && any && applied == 8);
+  int64_t bytes = 0;
+  CHECK(choreo_store_size(s, &bytes) == 0 && bytes > 0);
+  choreo_store_close(s);
+}
+
 static void test_open_failure(void) {
   char err[256] = "";
   choreo_store *s = (choreo_store *)&err; /* must be reset to NULL */
@@ -479,6 +529,7 @@ int main(void) {
   RUN(test_remembered_values_follow_rollbacks);
   RUN(test_dead_letters);
   RUN(test_dead_retry_failure);
+  RUN(test_trim);
   RUN(test_open_failure);
   return CHECK_DONE();
 }
