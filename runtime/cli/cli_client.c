@@ -253,28 +253,51 @@ int cli_status(const cli_args *a) {
   return CLI_OK;
 }
 
+/* dead show ID: everything stored of one dead letter, the message and traceback included. */
+static int client_dead_show(const cJSON *answer, long long id) {
+  const cJSON *d;
+  cJSON_ArrayForEach(d, cJSON_GetObjectItem(answer, "dead_letters")) {
+    if ((long long)client_num(d, "id") != id) continue;
+    char *message = cJSON_Print(cJSON_GetObjectItem(d, "message"));
+    printf("id         %.0f\ntype       %s\nfrom       %s/%.0f\nattempts   %.0f\ntime       %s\n"
+           "error      %s\nmessage    %s\n%s\n",
+           client_num(d, "id"), client_str(d, "type"), client_str(d, "source"),
+           client_num(d, "seq"), client_num(d, "attempts"), client_str(d, "time"),
+           client_str(d, "error"), message ? message : "null", client_str(d, "traceback"));
+    free(message);
+    return CLI_OK;
+  }
+  char text[32];
+  snprintf(text, sizeof text, "%lld", id);
+  return cli_fail("no dead letter with id %s", text);
+}
+
 int cli_dead(const cli_args *a) {
   const char *action = a->nrest ? a->rest[0] : "";
-  bool list = strcmp(action, "list") == 0;
-  if (!(list && a->nrest == 1) && !((strcmp(action, "retry") == 0 || strcmp(action, "drop") == 0) && a->nrest == 2))
-    return cli_usage("%s", "usage: choreo dead [--host NAME] list|retry ID|drop ID");
+  bool list = strcmp(action, "list") == 0, show = strcmp(action, "show") == 0;
+  if (!(list && a->nrest == 1) &&
+      !((strcmp(action, "retry") == 0 || strcmp(action, "drop") == 0 || show) && a->nrest == 2))
+    return cli_usage("%s", "usage: choreo dead [--host NAME] list|show ID|retry ID|drop ID");
   cJSON *req = cJSON_CreateObject();
   cJSON_AddStringToObject(req, "op", "dead");
-  cJSON_AddStringToObject(req, "action", action);
+  cJSON_AddStringToObject(req, "action", show ? "list" : action);
+  long long id = 0;
   if (!list) {
     char *end;
     errno = 0;
-    long long id = strtoll(a->rest[1], &end, 10);
+    id = strtoll(a->rest[1], &end, 10);
     if (*end || id <= 0 || errno || id > (1LL << 53)) {
       cJSON_Delete(req);
       return cli_usage("dead letter id must be a positive integer, got '%s'", a->rest[1]);
     }
-    cJSON_AddNumberToObject(req, "id", (double)id);
+    if (!show) cJSON_AddNumberToObject(req, "id", (double)id);
   }
   cJSON *answer;
   int rc = client_request(a, req, &answer);
   if (rc) return rc;
-  if (list) {
+  if (show) {
+    rc = client_dead_show(answer, id);
+  } else if (list) {
     const cJSON *d;
     cJSON_ArrayForEach(d, cJSON_GetObjectItem(answer, "dead_letters")) {
       printf("%.0f  %s  from %s/%.0f  after %.0f attempts: %s\n", client_num(d, "id"),
@@ -285,7 +308,7 @@ int cli_dead(const cli_args *a) {
     printf("%s %s\n", strcmp(action, "retry") == 0 ? "retrying" : "dropped", a->rest[1]);
   }
   cJSON_Delete(answer);
-  return CLI_OK;
+  return rc;
 }
 
 /* sagas list [NAME] | sagas show NAME KEY */

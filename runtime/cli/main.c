@@ -22,7 +22,7 @@ static const struct {
     {"send", cli_send, "send    [--host NAME] [--id KEY] TO TYPE [JSON | - | @FILE]"},
     {"tail", cli_tail, "tail    [--host NAME] [--count N] [PATTERN]"},
     {"status", cli_status, "status  [--host NAME]"},
-    {"dead", cli_dead, "dead    [--host NAME] list|retry ID|drop ID"},
+    {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)

@@ -259,9 +259,9 @@ void choreo_peers_tick(choreo_peers *ps) {
   uint64_t now = uv_now(ps->loop);
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
-    if (p->in_flight && now - p->asked_at >= FETCH_PATIENCE_MS &&
-        now - p->answered_at >= REDIAL_AFTER_MS)
-      peers_redial(ps, p);
+    /* Not only while a request is in flight: a FETCH whose send failed (no connection came
+     * back after the peer restarted) never is, and that peer would go unasked for good. */
+    if (now - p->answered_at >= REDIAL_AFTER_MS) peers_redial(ps, p);
     if (p->in_flight ? now - p->asked_at >= FETCH_PATIENCE_MS
                      : now - p->answered_at >= FETCH_EVERY_MS)
       peers_ask(ps, p);

@@ -1,5 +1,5 @@
 """Failing handlers: immediate retries, durable delayed back-off (1 s, 5 s, 30 s), dead letters
-and `choreo dead list|retry|drop`; runaway and memory-hungry handlers cut off by --instructions
+and `choreo dead list|show|retry|drop`; runaway and memory-hungry handlers cut off by --instructions
 and --memory; and all the while, other messages keep flowing.
 
 One host runs the whole back-off (about 37 s), so the case is made of steps that check
@@ -292,6 +292,18 @@ def failing_handlers(w):
         check("stack traceback" in tb and re.search(r"svc\.lua:\d+", tb), "traceback: %r" % tb)
         check_eq(svc.scalar("select count(*) from choreo_retries"), 0, "retries left")
         check_eq(ok_count(svc), 600, "Ok messages (none lost or repeated meanwhile)")
+
+    with w.step("dead show prints one letter whole: message, error, traceback"):
+        check(dead, "no dead letters to work with (see above)")
+        r = svc.cli("dead", "show", str(dead["Boom"]["id"]))
+        check(r.rc == 0, "dead show: %r" % r)
+        check(re.search(r"^type\s+Boom$", r.out, re.M), "type: %r" % r.out)
+        check(re.search(r"^attempts\s+6$", r.out, re.M), "attempts: %r" % r.out)
+        check(re.search(r"^error\s+.*svc\.lua:\d+: boom 1$", r.out, re.M), "error: %r" % r.out)
+        check(re.search(r'"x":\s*1', r.out), "the message's data: %r" % r.out)
+        check("stack traceback" in r.out, "the traceback: %r" % r.out)
+        r = svc.cli("dead", "show", "999999")
+        check(r.rc == 1 and "no dead letter with id 999999" in r.err, "unknown id: %r" % r)
 
     with w.step("dead retry re-runs a message"):
         check(dead, "no dead letters to work with (see above)")
