@@ -22,6 +22,9 @@ typedef struct choreo_scripts {
   choreo_engine *engine;
   size_t mem_used, mem_limit;
   uint64_t instruction_limit;
+  /* Where the running call was when memory ran short ("file:line: "), noted by the count hook
+   * once use passes three quarters of the limit: the allocator that fails cannot ask Lua. */
+  char where[160];
   choreo_lua_handlers *handlers; /* the registry's counters */
   /* The last type asked about with scripts_handles, and the answer, valid while the
    * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
@@ -66,8 +69,9 @@ static const char *scripts_cut_short(choreo_scripts *s, char *buf, size_t size) 
 
 /* The budget is the engine's: the SQL the handler runs spends it too. */
 static void scripts_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
   choreo_scripts *s = scripts_of(L);
+  if (s->mem_used > s->mem_limit / 4 * 3 && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+    snprintf(s->where, sizeof s->where, "%s:%d: ", ar->short_src, ar->currentline);
   if (!choreo_engine_spend(s->engine, HOOK_EVERY)) {
     /* From now on raise at every instruction, so that code catching the error with pcall
      * cannot run on: the raise lands in the catching code itself. */
@@ -101,6 +105,7 @@ static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
   lua_pushcfunction(L, scripts_traceback);
   lua_insert(L, base);
   choreo_engine_meter_start(s->engine);
+  s->where[0] = '\0';
   lua_sethook(L, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
   int status = lua_pcall(L, nargs, 0, base);
   lua_sethook(L, NULL, 0, 0);
@@ -118,7 +123,7 @@ static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
     return CHOREO_ESCRIPT;
   }
   if (status == LUA_ERRMEM) {
-    snprintf(err, errlen, "exceeded the memory limit (%zu bytes)", s->mem_limit);
+    snprintf(err, errlen, "%sexceeded the memory limit (%zu bytes)", s->where, s->mem_limit);
   } else {
     const char *full = lua_tostring(L, -1);
     if (!full) full = "(error object is not a string)";

@@ -80,6 +80,7 @@ describe("the memory limit", function()
     local ok, err = host:deliver("Hog", {})
     assert.is_false(ok)
     assert.matches("memory limit", err, 1, true)
+    assert.matches("failures.lua:%d+: exceeded the memory limit", err) -- where it ran out
     assert.equal(3, attempts(host, "Hog"))
     assert.same({}, h.of_type(host.published, "HogStarted"))
     assert.same({}, h.of_type(host.published, "HogDone"))
