@@ -213,12 +213,20 @@ static const char *client_str(const cJSON *o, const char *field) {
 }
 
 int cli_status(const cli_args *a) {
-  if (a->nrest) return cli_usage("status takes no argument, got '%s'", a->rest[0]);
+  bool json = a->nrest == 1 && strcmp(a->rest[0], "--json") == 0;
+  if (a->nrest && !json) return cli_usage("status takes only --json, got '%s'", a->rest[0]);
   cJSON *req = cJSON_CreateObject();
   cJSON_AddStringToObject(req, "op", "status");
   cJSON *s;
   int rc = client_request(a, req, &s);
   if (rc) return rc;
+  if (json) { /* for scripts: the control socket's answer as it came */
+    char *text = cJSON_PrintUnformatted(s);
+    if (text) puts(text);
+    free(text);
+    cJSON_Delete(s);
+    return text ? CLI_OK : cli_fail("%s", "out of memory");
+  }
   const char *reload = client_str(s, "reload_error");
   printf("host          %s\nversion       %s\nscripts       %s\ngeneration    %.0f\n"
          "reload error  %s\nlog head      %.0f\nown applied   %.0f\ndead letters  %.0f\n"
@@ -227,8 +235,11 @@ int cli_status(const cli_args *a) {
          client_num(s, "generation"), reload[0] ? reload : "none", client_num(s, "head"),
          client_num(s, "own_checkpoint"), client_num(s, "dead_letters"),
          client_num(s, "bad_frames"));
-  printf("log kept      from seq %.0f (database %.1f MiB)\n", client_num(s, "oldest"),
-         client_num(s, "db_bytes") / (1024.0 * 1024.0));
+  printf("log kept      from seq %.0f (database %.1f MiB)\nretries       %.0f pending\n"
+         "timeouts      %.0f pending\nsagas         %.0f running\nuptime        %.0f s\n",
+         client_num(s, "oldest"), client_num(s, "db_bytes") / (1024.0 * 1024.0),
+         client_num(s, "retries_pending"), client_num(s, "timeouts_pending"),
+         client_num(s, "sagas_running"), client_num(s, "uptime_s"));
   const cJSON *u;
   cJSON_ArrayForEach(u, cJSON_GetObjectItem(s, "unhandled"))
     printf("unhandled     %s: %.0f (no handler took them)\n", client_str(u, "type"),

@@ -21,7 +21,7 @@ static const struct {
     {"publish", cli_publish, "publish [--host NAME] [--id KEY] TYPE [JSON | - | @FILE]"},
     {"send", cli_send, "send    [--host NAME] [--id KEY] TO TYPE [JSON | - | @FILE]"},
     {"tail", cli_tail, "tail    [--host NAME] [--count N] [PATTERN]"},
-    {"status", cli_status, "status  [--host NAME]"},
+    {"status", cli_status, "status  [--host NAME] [--json]"},
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
 };

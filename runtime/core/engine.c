@@ -547,6 +547,14 @@ int choreo_engine_dead_drop(choreo_engine *e, int64_t id) {
   return choreo_store_dead_drop(e->store, id);
 }
 
+int choreo_engine_retry_count(choreo_engine *e, int64_t *count) {
+  return choreo_store_retry_count(e->store, count);
+}
+
+int choreo_engine_saga_count(choreo_engine *e, int64_t *count) {
+  return choreo_sagas_count(e->sagas, count);
+}
+
 int choreo_engine_dead_count(choreo_engine *e, int64_t *count) {
   return choreo_store_dead_count(e->store, count);
 }

@@ -181,6 +181,9 @@ int choreo_engine_dead_each(choreo_engine *e, choreo_dead_fn fn, void *ud);
 int choreo_engine_dead_retry(choreo_engine *e, int64_t id);
 int choreo_engine_dead_drop(choreo_engine *e, int64_t id);
 int choreo_engine_dead_count(choreo_engine *e, int64_t *count);
+/* Messages waiting for a delayed retry, and running saga instances. */
+int choreo_engine_retry_count(choreo_engine *e, int64_t *count);
+int choreo_engine_saga_count(choreo_engine *e, int64_t *count);
 /* See choreo_sagas_each. */
 int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key,
                              choreo_saga_fn fn, void *ud);

@@ -7,7 +7,7 @@
 #include "choreo.h"
 #include "sql.h"
 
-enum { S_LOAD, S_SAVE, S_REMOVE, S_MISS, S_LIST, S_SHOW, S_COUNT };
+enum { S_LOAD, S_SAVE, S_REMOVE, S_MISS, S_LIST, S_SHOW, S_INSTANCES, S_COUNT };
 
 static const char *const sagas_sql[S_COUNT] = {
     [S_LOAD] = "SELECT state, version FROM choreo_sagas WHERE name = ?1 AND key = ?2",
@@ -22,6 +22,7 @@ static const char *const sagas_sql[S_COUNT] = {
                "WHERE ?1 IS NULL OR name = ?1 ORDER BY name, key LIMIT 10000",
     [S_SHOW] = "SELECT name, key, version, updated, state FROM choreo_sagas "
                "WHERE name = ?1 AND key = ?2",
+    [S_INSTANCES] = "SELECT count(*) FROM choreo_sagas",
 };
 
 static const char sagas_schema[] =
@@ -97,6 +98,13 @@ int choreo_sagas_remove(choreo_sagas *t, const char *name, const char *key) {
 int choreo_sagas_miss(choreo_sagas *t, const char *name, const char *type) {
   sqlite3_stmt *st = t->st[S_MISS];
   return choreo_sql_finish(st, sagas_bind(st, name, type) ? SQLITE_ERROR : sqlite3_step(st));
+}
+
+int choreo_sagas_count(choreo_sagas *t, int64_t *count) {
+  sqlite3_stmt *st = t->st[S_INSTANCES];
+  int step = sqlite3_step(st);
+  *count = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  return choreo_sql_finish(st, step);
 }
 
 int choreo_sagas_each(choreo_sagas *t, const char *name, const char *key, choreo_saga_fn fn,

@@ -35,6 +35,8 @@ int choreo_sagas_remove(choreo_sagas *t, const char *name, const char *key);
 /* Counts a message of this type that found no instance of the saga. */
 int choreo_sagas_miss(choreo_sagas *t, const char *name, const char *type);
 
+/* How many instances are running. */
+int choreo_sagas_count(choreo_sagas *t, int64_t *count);
 /* Calls fn for each instance (of saga `name`, or of all when NULL) in name and key order, at
  * most 10,000, without state; with a key, for that one instance, with its state. A negative
  * result of fn stops the walk and is returned. */

@@ -42,6 +42,7 @@ enum {
   ST_DEAD_TO_RETRY,
   ST_DEAD_DROP,
   ST_DEAD_COUNT,
+  ST_RETRY_COUNT,
   ST_REQUEST_GET,
   ST_REQUEST_PUT,
   ST_SUBSCRIBER_PUT,
@@ -87,6 +88,7 @@ static const char *const store_sql[ST_COUNT] = {
                          "WHERE id = ?",
     [ST_DEAD_DROP] = "DELETE FROM choreo_dead_letters WHERE id = ?",
     [ST_DEAD_COUNT] = "SELECT count(*) FROM choreo_dead_letters",
+    [ST_RETRY_COUNT] = "SELECT count(*) FROM choreo_retries",
     [ST_REQUEST_GET] = "SELECT seq FROM choreo_requests WHERE key = ?",
     [ST_REQUEST_PUT] = "INSERT INTO choreo_requests(key, seq, time) VALUES (?, ?, ?)",
     [ST_SUBSCRIBER_PUT] = "INSERT INTO choreo_subscribers(name, applied, seen_ms) VALUES (?, ?, ?) "
@@ -736,6 +738,11 @@ int choreo_store_oldest(choreo_store *s, int64_t *seq) {
 int choreo_store_size(choreo_store *s, int64_t *bytes) {
   *bytes = 0;
   return store_int(s, ST_SIZE, bytes);
+}
+
+int choreo_store_retry_count(choreo_store *s, int64_t *count) {
+  *count = 0;
+  return store_int(s, ST_RETRY_COUNT, count);
 }
 
 int choreo_store_dead_count(choreo_store *s, int64_t *count) {

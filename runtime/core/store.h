@@ -68,6 +68,8 @@ typedef int (*choreo_retry_fn)(void *ud, int64_t id, const char *raw, size_t len
 int choreo_store_retry_each_due(choreo_store *s, int64_t now_ms, int max, choreo_retry_fn fn,
                                 void *ud);
 int choreo_store_retry_remove(choreo_store *s, int64_t id);
+/* How many messages wait for a delayed retry. */
+int choreo_store_retry_count(choreo_store *s, int64_t *count);
 
 /* Dead letters. */
 int choreo_store_dead_add(choreo_store *s, const choreo_msg *m, int attempts, const char *error,

@@ -98,6 +98,10 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "head", (double)s.head);
   cJSON_AddNumberToObject(o, "own_checkpoint", (double)s.own_applied);
   cJSON_AddNumberToObject(o, "dead_letters", (double)s.dead_letters);
+  cJSON_AddNumberToObject(o, "retries_pending", (double)s.retries_pending);
+  cJSON_AddNumberToObject(o, "timeouts_pending", (double)s.timeouts_pending);
+  cJSON_AddNumberToObject(o, "sagas_running", (double)s.sagas_running);
+  cJSON_AddNumberToObject(o, "uptime_s", s.uptime_s);
   cJSON_AddNumberToObject(o, "bad_frames", (double)s.bad_frames);
   cJSON_AddNumberToObject(o, "oldest", (double)s.oldest);
   cJSON_AddNumberToObject(o, "db_bytes", (double)s.db_bytes);

@@ -56,6 +56,7 @@ struct choreo_host {
   uv_fs_event_t watch_dir;
   uv_async_t stop_async; /* choreo_host_stop from any thread */
   pthread_t loop_thread;  /* the thread that opened the host, which runs its loop */
+  uint64_t opened_ns;     /* uv_hrtime() at open, for the uptime */
   atomic_bool stop_requested;
   int handles_on_loop; /* of the HOST_HANDLES, those the loop still holds */
   bool stopping;
@@ -394,6 +395,7 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   msgpack_sbuffer_init(&h->own_frame);
   atomic_init(&h->stop_requested, false);
   h->loop_thread = pthread_self();
+  h->opened_ns = uv_hrtime();
   h->retain_ms = cfg->retain_ms > 0 ? cfg->retain_ms : DEFAULT_RETAIN_MS;
   h->retain_max_ms = cfg->retain_max_ms > 0 ? cfg->retain_max_ms : DEFAULT_RETAIN_MAX_MS;
   if (h->retain_max_ms < h->retain_ms) h->retain_max_ms = h->retain_ms;
@@ -515,6 +517,10 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
   if (!rc) rc = choreo_engine_checkpoint(h->engine, h->name, &out->own_applied);
   if (!rc) rc = choreo_engine_dead_count(h->engine, &out->dead_letters);
   if (!rc) rc = choreo_engine_log_extent(h->engine, &out->oldest, &out->db_bytes);
+  if (!rc) rc = choreo_engine_retry_count(h->engine, &out->retries_pending);
+  if (!rc) rc = choreo_engine_pending_timeouts(h->engine, &out->timeouts_pending);
+  if (!rc) rc = choreo_engine_saga_count(h->engine, &out->sagas_running);
+  out->uptime_s = (double)(uv_hrtime() - h->opened_ns) / 1e9;
   return rc;
 }
 

@@ -143,6 +143,10 @@ typedef struct choreo_host_status {
   int64_t head;             /* the last seq in this host's log */
   int64_t own_applied;      /* the last seq of its own log its handlers have seen */
   int64_t dead_letters;
+  int64_t retries_pending;  /* messages waiting for a delayed retry */
+  int64_t timeouts_pending; /* durable timeouts not yet due */
+  int64_t sagas_running;    /* saga instances */
+  double uptime_s;          /* since the host opened */
   uint64_t bad_frames; /* malformed or forged frames refused */
   uint64_t unhandled;  /* messages for this host no handler took, since it started */
   int64_t oldest;      /* the oldest seq its log still holds (retention deletes older ones) */

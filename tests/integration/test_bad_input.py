@@ -80,7 +80,7 @@ def command_line_errors(w):
         (["status", "--bus", empty_bus], 1, r"no host is running on bus"),
         (["status", "--bus", w.bus], 2, r"several hosts on bus .*pick one with --host"),
         (["status", "--bus", w.bus, "--host", "../etc"], 2, r"invalid host name"),
-        (["status"] + bh + ["extra"], 2, r"status takes no argument"),
+        (["status"] + bh + ["extra"], 2, r"status takes only --json"),
         (["publish"] + bh, 2, r"usage: choreo publish"),
         (["publish"] + bh + ["T", "{}", "extra"], 2, r"usage: choreo publish"),
         (["publish"] + bh + ["--frob", "T"], 2, r"unknown option '--frob'"),

@@ -2,6 +2,7 @@
 while the host was down fire right after it starts, once; `choreo sagas list|show` show them."""
 import json
 import os
+import re
 import time
 
 from harness import Suite, check, check_eq, wait_until
@@ -64,6 +65,13 @@ def timeouts_survive_kill_9_and_fire_once(w):
     check('"total"' in out.out and "1" in out.out, "sagas show prints the state: %r" % out.out)
     out = host.cli("sagas", "show", "Payment", "nope")
     check_eq(out.rc, 1, "sagas show of a missing instance fails")
+    out = host.cli("status", "--json")
+    check_eq(out.rc, 0, "status --json exit code")
+    st = json.loads(out.out)
+    check_eq((st["sagas_running"], st["timeouts_pending"], st["retries_pending"]), (1, 1, 0),
+             "instances, timeouts and retries in status --json")
+    check(st["uptime_s"] > 0 and st["name"] == "shop", "status --json: %r" % st)
+    check(re.search(r"^sagas\s+1 running$", host.cli("status").out, re.M), "status text")
 
 
 @suite.test
