@@ -191,6 +191,10 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
   cJSON *answer;
   int rc = client_request(a, req, &answer);
   if (rc) return rc;
+  const cJSON *known = cJSON_GetObjectItem(answer, "to_known");
+  if (cJSON_IsFalse(known))
+    fprintf(stderr, "choreo: warning: no host named '%s' is on the bus or among this host's "
+                    "peers; the command waits in the log until it fetches it\n", args[0]);
   printf("%s %s%s\n", strcmp(op, "send") == 0 ? "sent" : "published",
          cJSON_GetObjectItem(answer, "id")->valuestring,
          cJSON_IsTrue(cJSON_GetObjectItem(answer, "repeated"))

@@ -32,6 +32,17 @@ static const char *control_string(const cJSON *req, const char *field) {
 #define CONTROL_BATCH_MAX 10000
 #define CONTROL_KEY_MAX 200
 
+/* Whether a command's destination is this host or one of the peers it knows (on the bus or
+ * given with --peer): one it never heard of may simply not have started yet, so the command is
+ * appended all the same, but the sender is told. */
+static bool control_knows(choreo_host *h, const char *name) {
+  if (strcmp(name, choreo_engine_name(choreo_host_engine(h))) == 0) return true;
+  choreo_peer_status p;
+  for (size_t i = 0; choreo_host_peer_get(h, i, &p) == 0; i++)
+    if (strcmp(p.name, name) == 0) return true;
+  return false;
+}
+
 /* publish/send: "type", optional "to" (send), either "data" (one JSON text) or "batch" (an
  * array of JSON texts: one message each, committed together), and optional "key": a request
  * with a key seen before appends nothing and answers the first one's id, with "repeated". */
@@ -82,6 +93,7 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   snprintf(id, sizeof id, "%s/%lld", choreo_engine_name(choreo_host_engine(h)), (long long)seq);
   cJSON_AddStringToObject(o, "id", id);
   cJSON_AddNumberToObject(o, "seq", (double)seq);
+  if (to) cJSON_AddBoolToObject(o, "to_known", control_knows(h, to));
   return o;
 }
 

@@ -181,6 +181,21 @@ def a_publish_with_an_id_appends_once(w):
 
 
 @suite.test
+def a_command_to_a_service_nobody_knows_warns(w):
+    svc = w.host("svc", w.scripts("svc", {"svc.lua": RECORDER}))
+    w.host("other", w.scripts("other", {"other.lua": RECORDER}))
+    wait_until(lambda: "other" in svc.status()["peers"], 10, "svc to find other")
+    head = svc.head()
+    r = svc.cli("send", "ghost", "Ok", '{"x": 1}')
+    check(r.rc == 0 and r.out.startswith("sent svc/"), "appended all the same: %r" % r)
+    check(re.search(r"warning: no host named 'ghost'", r.err), "the warning: %r" % r)
+    for to in ("other", "svc"):
+        r = svc.cli("send", to, "Ok", '{"x": 2}')
+        check(r.rc == 0 and r.err == "", "no warning for a known host (%s): %r" % (to, r))
+    check_eq(svc.head(), head + 3, "log head")
+
+
+@suite.test
 def a_directory_without_scripts_is_named_in_the_log(w):
     empty = os.path.join(w.dir, "empty")
     os.makedirs(empty)
