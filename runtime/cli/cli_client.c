@@ -240,10 +240,12 @@ int cli_status(const cli_args *a) {
          client_num(s, "own_checkpoint"), client_num(s, "dead_letters"),
          client_num(s, "bad_frames"));
   printf("log kept      from seq %.0f (database %.1f MiB)\nretries       %.0f pending\n"
-         "timeouts      %.0f pending\nsagas         %.0f running\nuptime        %.0f s\n",
+         "timeouts      %.0f pending\nsagas         %.0f running\nuptime        %.0f s\n"
+         "handled       %.0f (%.1f per second over the last minute)\n",
          client_num(s, "oldest"), client_num(s, "db_bytes") / (1024.0 * 1024.0),
          client_num(s, "retries_pending"), client_num(s, "timeouts_pending"),
-         client_num(s, "sagas_running"), client_num(s, "uptime_s"));
+         client_num(s, "sagas_running"), client_num(s, "uptime_s"), client_num(s, "handled"),
+         client_num(s, "handled_per_s"));
   const cJSON *u;
   cJSON_ArrayForEach(u, cJSON_GetObjectItem(s, "unhandled"))
     printf("unhandled     %s: %.0f (no handler took them)\n", client_str(u, "type"),

@@ -45,6 +45,7 @@ struct choreo_engine {
   void *clock_ud;
   const choreo_msg *current;
   uint64_t bad_frames;
+  uint64_t handled; /* messages whose handlers ran and committed, since the engine opened */
   msgpack_sbuffer own_frame;
   /* The earliest timeout, remembered under the store's epoch: asked after every commit. */
   bool next_timeout_known;
@@ -162,6 +163,7 @@ const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->curren
 unsigned choreo_engine_generation(choreo_engine *e) { return e->generation; }
 const char *choreo_engine_reload_error(choreo_engine *e) { return e->reload_error; }
 uint64_t choreo_engine_bad_frames(choreo_engine *e) { return e->bad_frames; }
+uint64_t choreo_engine_handled(choreo_engine *e) { return e->handled; }
 int64_t choreo_engine_now_ms(choreo_engine *e) { return e->now_ms(e->clock_ud); }
 
 int choreo_engine_on(choreo_engine *e, const char *pattern, choreo_handler_fn fn, void *ud) {
@@ -384,7 +386,9 @@ static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
   }
   if (!rc) rc = choreo_store_set_checkpoint(e->store, source, last);
   if (!rc) rc = choreo_store_commit(e->store);
-  return rc ? engine_fail_batch(e, rc) : 0;
+  if (rc) return engine_fail_batch(e, rc);
+  e->handled += (uint64_t)res->applied;
+  return 0;
 }
 
 int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,
@@ -465,7 +469,9 @@ int choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res) {
   rc = choreo_store_begin(e->store);
   if (!rc) rc = choreo_store_retry_each_due(e->store, now, 100, engine_retry_one, &run);
   if (!rc) rc = choreo_store_commit(e->store);
-  return rc ? engine_fail_batch(e, rc) : 0;
+  if (rc) return engine_fail_batch(e, rc);
+  e->handled += (uint64_t)res->applied;
+  return 0;
 }
 
 static int engine_append(choreo_engine *e, const choreo_msg_fields *f, int64_t *seq_out) {

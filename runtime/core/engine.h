@@ -74,6 +74,8 @@ const char *choreo_engine_name(choreo_engine *e);
 size_t choreo_engine_max_message(choreo_engine *e);
 int64_t choreo_engine_now_ms(choreo_engine *e);
 uint64_t choreo_engine_bad_frames(choreo_engine *e);
+/* Messages whose handlers ran and committed, since the engine opened. */
+uint64_t choreo_engine_handled(choreo_engine *e);
 /* Messages for this host that no handler took, per type, since the engine opened: *n types in
  * *list (valid until the next dispatch); *other counts those of further types. */
 typedef struct choreo_unhandled {

@@ -114,6 +114,8 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "timeouts_pending", (double)s.timeouts_pending);
   cJSON_AddNumberToObject(o, "sagas_running", (double)s.sagas_running);
   cJSON_AddNumberToObject(o, "uptime_s", s.uptime_s);
+  cJSON_AddNumberToObject(o, "handled", (double)s.handled);
+  cJSON_AddNumberToObject(o, "handled_per_s", s.handled_per_s);
   cJSON_AddNumberToObject(o, "bad_frames", (double)s.bad_frames);
   cJSON_AddNumberToObject(o, "oldest", (double)s.oldest);
   cJSON_AddNumberToObject(o, "db_bytes", (double)s.db_bytes);

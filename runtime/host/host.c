@@ -34,6 +34,8 @@
 #define OWN_BATCH 1000
 #define HOST_HANDLES 8 /* five timers, own_idle, watch_dir, stop_async */
 #define TRIM_EVERY_MS 10000
+#define RATE_EVERY_TICKS (1000 / TICK_MS)
+#define RATE_SAMPLES 61 /* a minute between the oldest and the newest */
 #define TRIM_ROWS 1000 /* per transaction: a short one, then the loop's other work */
 #define DEFAULT_RETAIN_MS (7 * 86400000LL)
 #define DEFAULT_RETAIN_MAX_MS (30 * 86400000LL)
@@ -57,6 +59,8 @@ struct choreo_host {
   uv_async_t stop_async; /* choreo_host_stop from any thread */
   pthread_t loop_thread;  /* the thread that opened the host, which runs its loop */
   uint64_t opened_ns;     /* uv_hrtime() at open, for the uptime */
+  uint64_t rate_samples[RATE_SAMPLES]; /* handled counts, one a second */
+  uint64_t rate_next;                  /* samples taken */
   atomic_bool stop_requested;
   int handles_on_loop; /* of the HOST_HANDLES, those the loop still holds */
   bool stopping;
@@ -157,12 +161,27 @@ static void host_on_timeout(uv_timer_t *t) {
   choreo_host_committed(h);
 }
 
+/* The handled count once a second, the last minute of it kept: status's messages per second. */
+static void host_sample_rate(choreo_host *h) {
+  h->rate_samples[h->rate_next % RATE_SAMPLES] = choreo_engine_handled(h->engine);
+  h->rate_next++;
+}
+
+static double host_rate(const choreo_host *h) {
+  if (h->rate_next < 2) return 0;
+  uint64_t n = h->rate_next < RATE_SAMPLES ? h->rate_next : RATE_SAMPLES;
+  uint64_t newest = h->rate_samples[(h->rate_next - 1) % RATE_SAMPLES];
+  uint64_t oldest = h->rate_samples[(h->rate_next - n) % RATE_SAMPLES];
+  return (double)(newest - oldest) / (double)(n - 1);
+}
+
 static void host_on_tick(uv_timer_t *t) {
   choreo_host *h = t->data;
   choreo_serve_drain(&h->serve);
   choreo_control_drain(&h->control);
   choreo_peers_drain(&h->peers);
   if (++h->ticks % PEERS_EVERY_TICKS == 0) choreo_peers_tick(&h->peers);
+  if (h->ticks % RATE_EVERY_TICKS == 0) host_sample_rate(h);
 }
 
 /* Short retentions (tests, small disks) are looked at more often than every 10 s. */
@@ -396,6 +415,7 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   atomic_init(&h->stop_requested, false);
   h->loop_thread = pthread_self();
   h->opened_ns = uv_hrtime();
+  h->rate_next = 1; /* a first sample of 0 handled, at the start */
   h->retain_ms = cfg->retain_ms > 0 ? cfg->retain_ms : DEFAULT_RETAIN_MS;
   h->retain_max_ms = cfg->retain_max_ms > 0 ? cfg->retain_max_ms : DEFAULT_RETAIN_MAX_MS;
   if (h->retain_max_ms < h->retain_ms) h->retain_max_ms = h->retain_ms;
@@ -521,6 +541,8 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
   if (!rc) rc = choreo_engine_pending_timeouts(h->engine, &out->timeouts_pending);
   if (!rc) rc = choreo_engine_saga_count(h->engine, &out->sagas_running);
   out->uptime_s = (double)(uv_hrtime() - h->opened_ns) / 1e9;
+  out->handled = choreo_engine_handled(h->engine);
+  out->handled_per_s = host_rate(h);
   return rc;
 }
 

@@ -147,6 +147,8 @@ typedef struct choreo_host_status {
   int64_t timeouts_pending; /* durable timeouts not yet due */
   int64_t sagas_running;    /* saga instances */
   double uptime_s;          /* since the host opened */
+  uint64_t handled;         /* messages handled since then */
+  double handled_per_s;     /* over the last minute (or since the start, if shorter) */
   uint64_t bad_frames; /* malformed or forged frames refused */
   uint64_t unhandled;  /* messages for this host no handler took, since it started */
   int64_t oldest;      /* the oldest seq its log still holds (retention deletes older ones) */

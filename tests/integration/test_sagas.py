@@ -71,6 +71,10 @@ def timeouts_survive_kill_9_and_fire_once(w):
     check_eq((st["sagas_running"], st["timeouts_pending"], st["retries_pending"]), (1, 1, 0),
              "instances, timeouts and retries in status --json")
     check(st["uptime_s"] > 0 and st["name"] == "shop", "status --json: %r" % st)
+    check(st["handled"] >= 4, "handled since the restart (the four timeouts): %r" % st)
+    rate = wait_until(lambda: json.loads(host.cli("status", "--json").out)["handled_per_s"], 10,
+                      "a rate over the last minute")
+    check(rate > 0, "handled per second: %r" % rate)
     check(re.search(r"^sagas\s+1 running$", host.cli("status").out, re.M), "status text")
 
 
