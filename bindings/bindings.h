@@ -34,10 +34,13 @@ typedef struct choreo_lua_handlers {
   int resolved;     /* types in the resolved cache */
 } choreo_lua_handlers;
 choreo_lua_handlers *choreo_lua_handlers_init(lua_State *L);
-/* choreo.on(pattern, fn) */
+/* choreo.on(pattern, fn [, options]) */
 int choreo_lua_on(lua_State *L);
 /* Pushes the list of handlers for type (exact ones first, then matching prefixes). */
 void choreo_lua_handlers_push(lua_State *L, choreo_str type);
+/* The retry policy declared for type: the exact type's, else the first matching prefix's that
+ * declared one. Pushes strings: call it protected. */
+bool choreo_lua_handlers_policy(lua_State *L, choreo_str type, choreo_retry_policy *out);
 
 /* lmsg.c: values crossing the wire. Packs the value at idx; on failure returns CHOREO_EINVAL
  * with a reason in err ("cannot send a function", "table nested deeper than ..."). */

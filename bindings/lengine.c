@@ -208,7 +208,7 @@ static int engine_db(lua_State *L) {
 
 static int engine_push_dead(void *ud, const choreo_dead_letter *d) {
   lua_State *L = ud;
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 7);
   lua_pushinteger(L, (lua_Integer)d->id);
   lua_setfield(L, -2, "id");
   lua_pushstring(L, d->type);
@@ -219,17 +219,39 @@ static int engine_push_dead(void *ud, const choreo_dead_letter *d) {
   lua_setfield(L, -2, "traceback");
   lua_pushinteger(L, d->attempts);
   lua_setfield(L, -2, "attempts");
+  lua_pushboolean(L, d->retrying);
+  lua_setfield(L, -2, "retrying");
+  lua_pushinteger(L, d->revived);
+  lua_setfield(L, -2, "revived");
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   return 0;
 }
 
-/* e:dead_letters() -> { {id=, type=, error=, traceback=, attempts=}, ... } in id order */
+/* e:dead_letters() -> { {id=, type=, error=, traceback=, attempts=, retrying=, revived=}, ... }
+ * in id order */
 static int engine_dead_letters(lua_State *L) {
   engine_handle *h = toengine(L);
   lua_newtable(L);
   int rc = choreo_engine_dead_each(h->e, engine_push_dead, L);
   if (rc) return luaL_error(L, "dead_letters: %s", choreo_strerror(rc));
   return 1;
+}
+
+/* e:dead_retry(id) -> true | nil, reason: as `choreo dead retry` */
+static int engine_dead_retry(lua_State *L) {
+  engine_handle *h = toengine(L);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  int rc = choreo_engine_dead_retry(h->e, (int64_t)id);
+  if (rc && rc != CHOREO_ENOENT && rc != CHOREO_EINVAL)
+    return luaL_error(L, "dead_retry: %s", choreo_strerror(rc));
+  if (!rc) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  luaL_pushfail(L);
+  lua_pushstring(L, rc == CHOREO_ENOENT ? "no such dead letter"
+                                        : "the letter is being retried already");
+  return 2;
 }
 
 static int engine_push_state(void *ud, const choreo_saga_row *row) {
@@ -284,6 +306,7 @@ static const luaL_Reg engine_methods[] = {
     {"close", engine_close},
     {"db", engine_db},
     {"dead_letters", engine_dead_letters},
+    {"dead_retry", engine_dead_retry},
     {"deliver", engine_deliver},
     {"log", engine_log},
     {"now_ms", engine_now},

@@ -1,9 +1,11 @@
 /* The handler registry of a scripts state: what choreo.on registers, kept in the state's
  * registry so that a reload, which builds a new state, starts from nothing and never mixes
  * generations. This file alone reads and writes it:
- *   { exact = {type = {fn...}}, prefixes = {{prefix, fn}...}, resolved = {type = {fn...}} }
+ *   { exact = {type = {fn...}}, prefixes = {{prefix, fn, policy}...},
+ *     policies = {type = policy}, resolved = {type = {fn...}} }
  * where resolved caches, per type, the list built on its first message (exact handlers first,
- * then matching prefixes) until choreo.on changes the registry. */
+ * then matching prefixes) until choreo.on changes the registry, and a policy is a full
+ * userdata holding a choreo_retry_policy. */
 #include <lauxlib.h>
 #include <string.h>
 
@@ -19,11 +21,13 @@ static void handlers_new_resolved(lua_State *L, int handlers, choreo_lua_handler
 }
 
 choreo_lua_handlers *choreo_lua_handlers_init(lua_State *L) {
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 5);
   lua_newtable(L);
   lua_setfield(L, -2, "exact");
   lua_newtable(L);
   lua_setfield(L, -2, "prefixes");
+  lua_newtable(L);
+  lua_setfield(L, -2, "policies");
   choreo_lua_handlers *state = lua_newuserdatauv(L, sizeof *state, 0);
   memset(state, 0, sizeof *state);
   lua_setfield(L, -2, "state"); /* keeps the counters as long as the state lives */
@@ -32,24 +36,88 @@ choreo_lua_handlers *choreo_lua_handlers_init(lua_State *L) {
   return state;
 }
 
-/* choreo.on(pattern, fn): exact type, or a prefix ending in "*". */
+/* The delays of the options' backoff list, in seconds, into p. */
+static void handlers_check_backoff(lua_State *L, int idx, choreo_retry_policy *p) {
+  if (!lua_istable(L, idx)) luaL_error(L, "choreo.on: backoff must be a list of seconds");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  if (n > CHOREO_BACKOFF_MAX)
+    luaL_error(L, "choreo.on: backoff has %d delays, at most %d are allowed", (int)n,
+               CHOREO_BACKOFF_MAX);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    int isnum;
+    lua_Number seconds = lua_tonumberx(L, -1, &isnum);
+    /* 30 days: retention forgets what waits longer. */
+    if (!isnum || !(seconds >= 0 && seconds <= 30 * 86400.0))
+      luaL_error(L, "choreo.on: backoff[%d] must be a number of seconds from 0 to 2592000",
+                 (int)i);
+    p->backoff_ms[i - 1] = (int64_t)(seconds * 1000);
+    lua_pop(L, 1);
+  }
+  p->nbackoff = (int)n;
+}
+
+/* Pushes the policy choreo.on's options table at idx declares, as a userdata. */
+static void handlers_push_policy(lua_State *L, int idx) {
+  choreo_retry_policy *p = lua_newuserdatauv(L, sizeof *p, 0);
+  *p = choreo_default_retry_policy;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (strcmp(key, "attempts") == 0) {
+      int isint;
+      lua_Integer n = lua_tointegerx(L, -1, &isint);
+      if (!isint || n < 1 || n > CHOREO_ATTEMPTS_MAX)
+        luaL_error(L, "choreo.on: attempts must be an integer from 1 to %d",
+                   CHOREO_ATTEMPTS_MAX);
+      p->attempts = (int)n;
+    } else if (strcmp(key, "backoff") == 0) {
+      handlers_check_backoff(L, lua_gettop(L), p);
+    } else {
+      luaL_error(L, "choreo.on: unknown option '%s' (the options are attempts and backoff)",
+                 lua_type(L, -2) == LUA_TSTRING ? key : luaL_typename(L, -2));
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* choreo.on(pattern, fn [, {attempts = n, backoff = {seconds...}}]): exact type, or a prefix
+ * ending in "*". A type declares its retry policy once. */
 int choreo_lua_on(lua_State *L) {
   size_t len;
   const char *pattern = luaL_checklstring(L, 1, &len);
   luaL_argcheck(L, len > 0, 1, "message type must be a non-empty string");
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
+  luaL_argexpected(L, lua_isnoneornil(L, 3) || lua_istable(L, 3), 3, "table of options");
+  lua_settop(L, 3);
+  if (lua_isnil(L, 3))
+    lua_pushnil(L);
+  else
+    handlers_push_policy(L, 3);
   if (lua_getfield(L, LUA_REGISTRYINDEX, REG_HANDLERS) != LUA_TTABLE)
     return luaL_error(L, "choreo.on works in a service's scripts");
+  lua_replace(L, 3); /* 3: the registry, 4: the policy or nil */
   if (pattern[len - 1] == '*') {
     lua_getfield(L, 3, "prefixes");
-    lua_createtable(L, 2, 0);
+    lua_createtable(L, 3, 0);
     lua_pushlstring(L, pattern, len - 1);
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, 2);
+    lua_pushvalue(L, 4);
+    lua_rawseti(L, -2, 3);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   } else {
+    if (!lua_isnil(L, 4)) {
+      lua_getfield(L, 3, "policies");
+      if (lua_getfield(L, -1, pattern) != LUA_TNIL)
+        return luaL_error(L, "choreo.on: %s has a retry policy already (declare it once)",
+                          pattern);
+      lua_pop(L, 1);
+      lua_pushvalue(L, 4);
+      lua_setfield(L, -2, pattern);
+      lua_pop(L, 1);
+    }
     lua_getfield(L, 3, "exact");
     if (lua_getfield(L, -1, pattern) != LUA_TTABLE) {
       lua_pop(L, 1);
@@ -93,6 +161,36 @@ static void handlers_build(lua_State *L, int handlers, choreo_str type) {
     lua_pop(L, 2);
   }
   lua_pop(L, 2);
+}
+
+bool choreo_lua_handlers_policy(lua_State *L, choreo_str type, choreo_retry_policy *out) {
+  bool found = false;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REG_HANDLERS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return false;
+  }
+  int handlers = lua_gettop(L);
+  lua_getfield(L, handlers, "policies");
+  lua_pushlstring(L, type.p, type.n);
+  const choreo_retry_policy *p = lua_rawget(L, -2) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+  lua_getfield(L, handlers, "prefixes");
+  for (lua_Integer i = 1; !p && lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+    lua_rawgeti(L, -1, 1);
+    size_t plen;
+    const char *prefix = lua_tolstring(L, -1, &plen);
+    if (prefix && plen <= type.n && memcmp(prefix, type.p, plen) == 0 &&
+        lua_rawgeti(L, -2, 3) == LUA_TUSERDATA)
+      p = lua_touserdata(L, -1);
+    else
+      lua_pushnil(L);
+    lua_pop(L, 3);
+  }
+  if (p) {
+    *out = *p; /* copied while the userdata is still reachable from the stack or registry */
+    found = true;
+  }
+  lua_settop(L, handlers - 1);
+  return found;
 }
 
 void choreo_lua_handlers_push(lua_State *L, choreo_str type) {

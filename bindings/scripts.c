@@ -22,8 +22,10 @@ typedef struct choreo_scripts {
   choreo_engine *engine;
   size_t mem_used, mem_limit;
   uint64_t instruction_limit;
-  /* Where the running call was when memory ran short ("file:line: "), noted by the count hook
-   * once use passes three quarters of the limit: the allocator that fails cannot ask Lua. */
+  /* Where the running call was when memory ran short ("file:line: "): the error Lua raises
+   * then carries no message of its own. Noted by the count hook once use passes three
+   * quarters of the limit (memory running short gradually), else by the allocator as it
+   * refuses a fresh block (one huge allocation). */
   char where[160];
   choreo_lua_handlers *handlers; /* the registry's counters */
   /* The last type asked about with scripts_handles, and the answer, valid while the
@@ -45,6 +47,21 @@ choreo_engine *choreo_lua_engine(lua_State *L) {
   return s ? s->engine : NULL; /* NULL in states that are not a service's scripts */
 }
 
+/* Notes the innermost Lua function's file:line in s->where. getstack and getinfo with "Sl"
+ * only read the call stack and allocate nothing; the allocator calls this only for a fresh
+ * block, never while Lua moves a stack or a table (a realloc), when the stack may be in
+ * flux. The main thread's stack is searched: in a coroutine, that is where it was resumed. */
+static void scripts_note_where(choreo_scripts *s) {
+  lua_Debug ar;
+  if (!s->L || s->where[0]) return;
+  for (int level = 0; lua_getstack(s->L, level, &ar); level++) {
+    if (lua_getinfo(s->L, "Sl", &ar) && ar.currentline > 0) {
+      snprintf(s->where, sizeof s->where, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+}
+
 static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   choreo_scripts *s = ud;
   size_t old = ptr ? osize : 0;
@@ -53,7 +70,10 @@ static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     s->mem_used -= old;
     return NULL;
   }
-  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) return NULL;
+  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) {
+    if (!ptr) scripts_note_where(s);
+    return NULL;
+  }
   void *p = realloc(ptr, nsize);
   if (p) s->mem_used = s->mem_used - old + nsize;
   return p;
@@ -97,7 +117,8 @@ static int scripts_traceback(lua_State *L) {
 }
 
 /* Runs the function below nargs arguments under the budget. On failure, err gets the first
- * line(s) of the message and *traceback (if asked) the full traceback. */
+ * line(s) of the message and *traceback (if asked) the full traceback; the result is
+ * CHOREO_ETOOBIG when the memory limit stopped it, CHOREO_ESCRIPT otherwise. */
 static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
                          char **traceback) {
   lua_State *L = s->L;
@@ -124,6 +145,9 @@ static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
   }
   if (status == LUA_ERRMEM) {
     snprintf(err, errlen, "%sexceeded the memory limit (%zu bytes)", s->where, s->mem_limit);
+    lua_pop(L, 2);
+    lua_gc(L, LUA_GCCOLLECT);
+    return CHOREO_ETOOBIG;
   } else {
     const char *full = lua_tostring(L, -1);
     if (!full) full = "(error object is not a string)";
@@ -261,9 +285,34 @@ static int scripts_deliver(void *scripts, const choreo_msg *m, char *err, size_t
   return scripts_pcall(s, 1, err, errlen, traceback);
 }
 
+typedef struct scripts_policy_call {
+  choreo_str type;
+  choreo_retry_policy *out;
+  bool found;
+} scripts_policy_call;
+
+static int scripts_find_policy(lua_State *L) {
+  scripts_policy_call *call = lua_touserdata(L, 1);
+  call->found = choreo_lua_handlers_policy(L, call->type, call->out);
+  return 0;
+}
+
+static bool scripts_policy(void *scripts, choreo_str type, choreo_retry_policy *out) {
+  choreo_scripts *s = scripts;
+  scripts_policy_call call = {type, out, false};
+  lua_pushcfunction(s->L, scripts_find_policy);
+  lua_pushlightuserdata(s->L, &call);
+  if (lua_pcall(s->L, 1, 0, 0) != LUA_OK) {
+    lua_pop(s->L, 1);
+    return false; /* out of memory: the default policy will do */
+  }
+  return call.found;
+}
+
 const choreo_scripts_ops choreo_lua_scripts = {
     .load = scripts_load,
     .free = scripts_free,
     .handles = scripts_handles,
     .deliver = scripts_deliver,
+    .policy = scripts_policy,
 };

@@ -277,9 +277,11 @@ static int client_dead_show(const cJSON *answer, long long id) {
     if ((long long)client_num(d, "id") != id) continue;
     char *message = cJSON_Print(cJSON_GetObjectItem(d, "message"));
     printf("id         %.0f\ntype       %s\nfrom       %s/%.0f\nattempts   %.0f\ntime       %s\n"
-           "error      %s\nmessage    %s\n%s\n",
+           "sent back  %.0f times%s\nerror      %s\nmessage    %s\n%s\n",
            client_num(d, "id"), client_str(d, "type"), client_str(d, "source"),
            client_num(d, "seq"), client_num(d, "attempts"), client_str(d, "time"),
+           client_num(d, "revived"),
+           cJSON_IsTrue(cJSON_GetObjectItem(d, "retrying")) ? ", being retried now" : "",
            client_str(d, "error"), message ? message : "null", client_str(d, "traceback"));
     free(message);
     return CLI_OK;
@@ -317,8 +319,10 @@ int cli_dead(const cli_args *a) {
   } else if (list) {
     const cJSON *d;
     cJSON_ArrayForEach(d, cJSON_GetObjectItem(answer, "dead_letters")) {
-      printf("%.0f  %s  from %s/%.0f  after %.0f attempts: %s\n", client_num(d, "id"),
+      printf("%.0f  %s  from %s/%.0f  %s %.0f attempts: %s\n", client_num(d, "id"),
              client_str(d, "type"), client_str(d, "source"), client_num(d, "seq"),
+             cJSON_IsTrue(cJSON_GetObjectItem(d, "retrying")) ? "being retried, died after"
+                                                               : "after",
              client_num(d, "attempts"), client_str(d, "error"));
     }
   } else {

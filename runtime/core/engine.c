@@ -15,9 +15,9 @@
 #include "log.h"
 #include "timeouts.h"
 
-/* Delayed back-off after the immediate attempts; past the last step a message is dead. */
-static const int64_t backoff_ms[] = {1000, 5000, 30000};
-#define BACKOFF_STEPS ((int)(sizeof backoff_ms / sizeof *backoff_ms))
+/* README: three attempts at once, then after 1 s, 5 s and 30 s; past the last, a dead letter. */
+const choreo_retry_policy choreo_default_retry_policy = {
+    .attempts = 3, .nbackoff = 3, .backoff_ms = {1000, 5000, 30000}};
 #define OWN_FRAME_BYTES (4u << 20)
 #define PROGRESS_EVERY 1000 /* SQLite VM steps between two looks at the budget */
 #define ENGINE_UNHANDLED_TYPES 64
@@ -208,9 +208,10 @@ static bool engine_handles(choreo_engine *e, choreo_str type) {
          (e->scripts && e->ops->handles(e->scripts, type));
 }
 
-/* One attempt inside its own savepoint: on failure only this message's effects roll back. */
+/* One attempt inside its own savepoint: on failure only this message's effects roll back.
+ * *limited says the failure was the instruction budget or the memory limit cutting it off. */
 static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size_t errlen,
-                          char **traceback, bool *ok) {
+                          char **traceback, bool *ok, bool *limited) {
   /* The id is optional on the wire ("<source>/<seq>" when absent), but handlers and what they
    * emit (its causation) need it spelled out. */
   choreo_msg with_id = *m;
@@ -228,8 +229,11 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
   e->current = &with_id;
   choreo_store_guard(e->store, true);
   choreo_engine_meter_start(e);
+  int scripts_rc = 0;
   *ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0 &&
-        (!e->scripts || e->ops->deliver(e->scripts, &with_id, err, errlen, traceback) == 0);
+        (!e->scripts ||
+         (scripts_rc = e->ops->deliver(e->scripts, &with_id, err, errlen, traceback)) == 0);
+  *limited = !*ok && (e->budget <= 0 || scripts_rc == CHOREO_ETOOBIG);
   choreo_engine_meter_stop(e);
   choreo_store_guard(e->store, false);
   e->current = NULL;
@@ -242,21 +246,69 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
   return *ok ? choreo_store_release(e->store) : choreo_store_rollback_savepoint(e->store);
 }
 
-/* A message that failed `attempts` times: wait for the next back-off step, or die. */
-static int engine_defer(choreo_engine *e, const choreo_msg *m, int attempts, const char *err,
-                        const char *traceback) {
-  /* A dead letter sent back by `choreo dead retry` starts counting again from zero. */
-  int step = attempts > CHOREO_IMMEDIATE_ATTEMPTS ? attempts - CHOREO_IMMEDIATE_ATTEMPTS : 0;
-  if (attempts < CHOREO_IMMEDIATE_ATTEMPTS + BACKOFF_STEPS) {
-    choreo_log(CHOREO_LOG_WARN, e->name, "%.*s %.*s failed (attempt %d), retrying in %llds: %s",
+static void engine_policy(choreo_engine *e, choreo_str type, choreo_retry_policy *p) {
+  if (!e->scripts || !e->ops->policy || !e->ops->policy(e->scripts, type, p))
+    *p = choreo_default_retry_policy;
+}
+
+/* A message that failed `attempts` times by now: wait for the policy's next delay, or die. A
+ * policy changed by a reload meanwhile applies from where the message is. */
+static int engine_defer(choreo_engine *e, const choreo_msg *m, const choreo_retry_policy *p,
+                        int attempts, int64_t dead_id, const char *err, const char *traceback) {
+  int step = attempts > p->attempts ? attempts - p->attempts : 0;
+  int64_t now = choreo_engine_now_ms(e);
+  if (step < p->nbackoff) {
+    choreo_log(CHOREO_LOG_WARN, e->name, "%.*s %.*s failed (attempt %d), retrying in %.3gs: %s",
                (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts,
-               (long long)backoff_ms[step] / 1000, err);
-    return choreo_store_retry_add(e->store, m, attempts, choreo_engine_now_ms(e) + backoff_ms[step],
-                                  err);
+               (double)p->backoff_ms[step] / 1000, err);
+    return choreo_store_retry_add(e->store, m, attempts, now + p->backoff_ms[step], err, dead_id);
   }
-  choreo_log(CHOREO_LOG_ERROR, e->name, "%.*s %.*s dead-lettered after %d attempts: %s",
-             (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts, err);
-  return choreo_store_dead_add(e->store, m, attempts, err, traceback ? traceback : "");
+  choreo_log(CHOREO_LOG_ERROR, e->name, "%.*s %.*s dead-lettered after %d attempt%s: %s",
+             (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts, attempts == 1 ? "" : "s",
+             err);
+  return choreo_store_dead_add(e->store, m, attempts, err, traceback ? traceback : "", now,
+                               dead_id);
+}
+
+/* Tries m, which failed `attempts` times before: again at once while the policy's immediate
+ * attempts last, then it waits for a delayed retry or dies (engine_defer). A dead letter sent
+ * back by hand comes with 0 and so gets the whole schedule again. A handler cut off by a limit
+ * is not tried again at once: it would hold the loop as long again, for the same end. It
+ * counts as all of its immediate attempts. */
+static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64_t dead_id,
+                      choreo_apply_result *res) {
+  char err[512];
+  char *traceback = NULL;
+  bool ok = false, limited = false;
+  choreo_retry_policy policy;
+  bool policy_known = false; /* asked for only once the message has failed */
+  int rc;
+  for (;;) {
+    free(traceback);
+    traceback = NULL;
+    rc = engine_attempt(e, m, err, sizeof err, &traceback, &ok, &limited);
+    attempts++;
+    if (rc || ok) break;
+    if (!policy_known) engine_policy(e, m->type, &policy);
+    policy_known = true;
+    if (limited && attempts < policy.attempts) {
+      choreo_log(CHOREO_LOG_WARN, e->name, "%.*s %.*s was cut off by a limit: not tried again at once",
+                 (int)m->type.n, m->type.p, (int)m->id.n, m->id.p);
+      attempts = policy.attempts;
+    }
+    if (attempts >= policy.attempts) break;
+  }
+  if (!rc && ok) {
+    res->applied++;
+    if (dead_id > 0) rc = choreo_store_dead_resolved(e->store, dead_id);
+  }
+  if (!rc && !ok) {
+    res->failed++;
+    snprintf(res->last_error, sizeof res->last_error, "%s", err);
+    rc = engine_defer(e, m, &policy, attempts, dead_id, err, traceback);
+  }
+  free(traceback);
+  return rc;
 }
 
 /* A message for us that no handler takes: counted per type, never silently. Commands, replies
@@ -291,23 +343,7 @@ static int engine_deliver(choreo_engine *e, const choreo_msg *m, choreo_apply_re
     engine_unhandled(e, m);
     return 0;
   }
-  char err[512];
-  char *traceback = NULL;
-  bool ok = false;
-  int rc = 0;
-  for (int attempt = 1; attempt <= CHOREO_IMMEDIATE_ATTEMPTS && !ok && !rc; attempt++) {
-    free(traceback);
-    traceback = NULL;
-    rc = engine_attempt(e, m, err, sizeof err, &traceback, &ok);
-  }
-  if (!rc && ok) res->applied++;
-  if (!rc && !ok) {
-    res->failed++;
-    snprintf(res->last_error, sizeof res->last_error, "%s", err);
-    rc = engine_defer(e, m, CHOREO_IMMEDIATE_ATTEMPTS, err, traceback);
-  }
-  free(traceback);
-  return rc;
+  return engine_try(e, m, 0, 0, res);
 }
 
 static int engine_fail_batch(choreo_engine *e, int rc) {
@@ -429,29 +465,17 @@ typedef struct retry_run {
   choreo_apply_result *res;
 } retry_run;
 
-static int engine_retry_one(void *ud, int64_t id, const char *raw, size_t len, int attempts) {
+static int engine_retry_one(void *ud, const choreo_retry_row *row) {
   retry_run *run = ud;
   choreo_engine *e = run->e;
   msgpack_unpacked u;
   msgpack_unpacked_init(&u);
   choreo_msg m;
-  int rc = choreo_msg_decode(raw, len, &u, &m);
-  if (rc) { /* cannot happen for rows we wrote ourselves; drop rather than loop on it */
-    msgpack_unpacked_destroy(&u);
-    return choreo_store_retry_remove(e->store, id);
-  }
-  char err[512];
-  char *traceback = NULL;
-  bool ok = false;
-  rc = engine_attempt(e, &m, err, sizeof err, &traceback, &ok);
-  if (!rc) rc = choreo_store_retry_remove(e->store, id);
-  if (!rc && ok) run->res->applied++;
-  if (!rc && !ok) {
-    run->res->failed++;
-    snprintf(run->res->last_error, sizeof run->res->last_error, "%s", err);
-    rc = engine_defer(e, &m, attempts + 1, err, traceback);
-  }
-  free(traceback);
+  int rc = choreo_msg_decode(row->raw, row->len, &u, &m);
+  /* A row we cannot decode cannot happen for rows we wrote ourselves: drop rather than loop. */
+  if (!rc) rc = engine_try(e, &m, row->attempts, row->dead_id, run->res);
+  else rc = 0;
+  if (!rc) rc = choreo_store_retry_remove(e->store, row->id);
   msgpack_unpacked_destroy(&u);
   return rc;
 }
@@ -515,8 +539,17 @@ int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_m
                      .max_before_ms = now - retain_max_ms};
     rc = choreo_store_trim(e->store, &t, max_rows, deleted);
   }
+  /* Dead letters nobody looked at within retain_max go too, in what is left of this round. */
+  int dead = 0;
+  if (!rc && *deleted < max_rows)
+    rc = choreo_store_dead_expire(e->store, now - retain_max_ms, max_rows - *deleted, &dead);
   if (!rc) rc = choreo_store_commit(e->store);
-  return rc ? engine_fail_batch(e, rc) : 0;
+  if (rc) return engine_fail_batch(e, rc);
+  if (dead)
+    choreo_log(CHOREO_LOG_WARN, e->name, "retention deleted %d dead letters older than %llds",
+               dead, (long long)(retain_max_ms / 1000));
+  *deleted += dead;
+  return 0;
 }
 
 int choreo_engine_log_extent(choreo_engine *e, int64_t *oldest, int64_t *bytes) {

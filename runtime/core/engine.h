@@ -24,6 +24,18 @@ typedef struct choreo_engine choreo_engine;
 /* The scripting language the handlers are written in, seen from the engine: a generation of
  * scripts is loaded from a directory, asked whether it handles a type, and given messages.
  * bindings/ implements it for Lua; the engine never sees a Lua header. */
+/* How a failing message is retried: `attempts` times at once, in its own batch, then once after
+ * each delay of backoff_ms; past the last, it becomes a dead letter. Scripts may declare one
+ * per handler (choreo.on's options); otherwise choreo_default_retry_policy applies. */
+#define CHOREO_BACKOFF_MAX 16
+#define CHOREO_ATTEMPTS_MAX 100
+typedef struct choreo_retry_policy {
+  int attempts;
+  int nbackoff;
+  int64_t backoff_ms[CHOREO_BACKOFF_MAX];
+} choreo_retry_policy;
+extern const choreo_retry_policy choreo_default_retry_policy;
+
 typedef struct choreo_scripts_ops {
   /* Loads every script of dir into a new generation; on failure "file:line: message" in err. */
   int (*load)(void **out, choreo_engine *e, const char *dir, uint64_t instruction_limit,
@@ -33,6 +45,9 @@ typedef struct choreo_scripts_ops {
   /* Runs the handlers for m; on failure err gets the message and *traceback (malloc'd, may
    * stay NULL) the traceback. */
   int (*deliver)(void *scripts, const choreo_msg *m, char *err, size_t errlen, char **traceback);
+  /* The retry policy the handlers of type declared, if any: true and *out filled. Asked only
+   * once a message has failed. */
+  bool (*policy)(void *scripts, choreo_str type, choreo_retry_policy *out);
 } choreo_scripts_ops;
 
 typedef struct choreo_engine_config {
@@ -50,7 +65,6 @@ typedef struct choreo_engine_config {
 
 #define CHOREO_DEFAULT_INSTRUCTIONS 100000000u
 #define CHOREO_DEFAULT_MEMORY (256u << 20)
-#define CHOREO_IMMEDIATE_ATTEMPTS 3
 
 /* What applying a frame did. */
 typedef struct choreo_apply_result {
@@ -166,7 +180,9 @@ int choreo_engine_subscriber_seen(choreo_engine *e, const char *name, int64_t ap
 /* Deletes, in one transaction, up to max_rows of the oldest log rows that every host known to
  * fetch from us (seen within retain_max_ms) has applied and that are older than retain_ms, and
  * those older than retain_max_ms whoever still wants them. Never a row our own handlers have
- * not seen, nor the last one (it holds the head). *deleted gets how many went. */
+ * not seen, nor the last one (it holds the head). The keys of requests that appended deleted
+ * rows go with them, and so do dead letters older than retain_max_ms, within the same max_rows.
+ * *deleted gets how many rows went. */
 int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_ms, int max_rows,
                        int *deleted);
 /* The oldest seq the log still holds (0 when empty) and the database's size in bytes. */
@@ -179,7 +195,9 @@ int choreo_engine_skip_gone(choreo_engine *e, const char *source, int64_t upto, 
 /* ---- dead letters and sagas, for the control socket and specs ---- */
 
 int choreo_engine_dead_each(choreo_engine *e, choreo_dead_fn fn, void *ud);
-/* Sends a dead letter back to the retries, due now; CHOREO_ENOENT if there is no such id. */
+/* Sends a dead letter back to the retries, due now, to be tried by the policy's schedule from
+ * the start; it keeps its id (and shows as retrying) until it is handled or dies again.
+ * CHOREO_ENOENT if there is no such id, CHOREO_EINVAL if it is being retried already. */
 int choreo_engine_dead_retry(choreo_engine *e, int64_t id);
 int choreo_engine_dead_drop(choreo_engine *e, int64_t id);
 int choreo_engine_dead_count(choreo_engine *e, int64_t *count);

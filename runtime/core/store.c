@@ -40,11 +40,16 @@ enum {
   ST_DEAD_ADD,
   ST_DEAD_LIST,
   ST_DEAD_TO_RETRY,
+  ST_DEAD_MARK_RETRYING,
+  ST_DEAD_IS_RETRYING,
+  ST_DEAD_AGAIN,
   ST_DEAD_DROP,
+  ST_DEAD_EXPIRE,
   ST_DEAD_COUNT,
   ST_RETRY_COUNT,
   ST_REQUEST_GET,
   ST_REQUEST_PUT,
+  ST_REQUEST_EXPIRE,
   ST_SUBSCRIBER_PUT,
   ST_SUBSCRIBERS_MIN,
   ST_OLDEST_ROWS,
@@ -73,24 +78,33 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_CHECKPOINT] = "SELECT seq FROM choreo_checkpoints WHERE source = ?",
     [ST_SET_CHECKPOINT] = "INSERT INTO choreo_checkpoints(source, seq) VALUES (?, ?) "
                           "ON CONFLICT(source) DO UPDATE SET seq = excluded.seq",
-    [ST_RETRY_ADD] = "INSERT INTO choreo_retries(source, seq, msg, attempts, due_ms, error) "
-                     "VALUES (?, ?, ?, ?, ?, ?)",
+    [ST_RETRY_ADD] = "INSERT INTO choreo_retries(source, seq, msg, attempts, due_ms, error, "
+                     "dead_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
     [ST_RETRY_NEXT] = "SELECT min(due_ms) FROM choreo_retries",
-    [ST_RETRY_DUE] = "SELECT id, msg, attempts FROM choreo_retries WHERE due_ms <= ? "
+    [ST_RETRY_DUE] = "SELECT id, msg, attempts, dead_id FROM choreo_retries WHERE due_ms <= ? "
                      "ORDER BY due_ms, id LIMIT ?",
     [ST_RETRY_REMOVE] = "DELETE FROM choreo_retries WHERE id = ?",
     [ST_DEAD_ADD] = "INSERT INTO choreo_dead_letters(source, seq, type, msg, attempts, error, "
-                    "traceback, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    [ST_DEAD_LIST] = "SELECT id, source, seq, type, msg, attempts, error, traceback, time "
-                     "FROM choreo_dead_letters ORDER BY id",
-    [ST_DEAD_TO_RETRY] = "INSERT INTO choreo_retries(source, seq, msg, attempts, due_ms, error) "
-                         "SELECT source, seq, msg, 0, ?, error FROM choreo_dead_letters "
-                         "WHERE id = ?",
+                    "traceback, time, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_DEAD_LIST] = "SELECT id, source, seq, type, msg, attempts, error, traceback, time, "
+                     "retrying, revived FROM choreo_dead_letters ORDER BY id",
+    [ST_DEAD_TO_RETRY] = "INSERT INTO choreo_retries(source, seq, msg, attempts, due_ms, error, "
+                         "dead_id) SELECT source, seq, msg, 0, ?, error, id "
+                         "FROM choreo_dead_letters WHERE id = ? AND retrying = 0",
+    [ST_DEAD_MARK_RETRYING] = "UPDATE choreo_dead_letters SET retrying = 1, revived = revived + 1 "
+                              "WHERE id = ?",
+    [ST_DEAD_IS_RETRYING] = "SELECT retrying FROM choreo_dead_letters WHERE id = ?",
+    [ST_DEAD_AGAIN] = "UPDATE choreo_dead_letters SET attempts = ?, error = ?, traceback = ?, "
+                      "time = ?, at_ms = ?, retrying = 0 WHERE id = ?",
     [ST_DEAD_DROP] = "DELETE FROM choreo_dead_letters WHERE id = ?",
-    [ST_DEAD_COUNT] = "SELECT count(*) FROM choreo_dead_letters",
+    [ST_DEAD_EXPIRE] = "DELETE FROM choreo_dead_letters WHERE id IN (SELECT id FROM "
+                       "choreo_dead_letters WHERE retrying = 0 AND at_ms < ? LIMIT ?)",
+    [ST_DEAD_COUNT] = "SELECT count(*) FROM choreo_dead_letters WHERE retrying = 0",
     [ST_RETRY_COUNT] = "SELECT count(*) FROM choreo_retries",
     [ST_REQUEST_GET] = "SELECT seq FROM choreo_requests WHERE key = ?",
     [ST_REQUEST_PUT] = "INSERT INTO choreo_requests(key, seq, time) VALUES (?, ?, ?)",
+    /* A key is remembered as long as the row it appended: a resend after that is too late. */
+    [ST_REQUEST_EXPIRE] = "DELETE FROM choreo_requests WHERE seq <= ?",
     [ST_SUBSCRIBER_PUT] = "INSERT INTO choreo_subscribers(name, applied, seen_ms) VALUES (?, ?, ?) "
                           "ON CONFLICT(name) DO UPDATE SET applied = excluded.applied, "
                           "seen_ms = excluded.seen_ms",
@@ -119,6 +133,7 @@ static const char store_schema[] =
      * its first outcome here instead of appending again. */
     "CREATE TABLE IF NOT EXISTS choreo_requests("
     "  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, time TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS choreo_requests_seq ON choreo_requests(seq);"
     /* The hosts that fetch from our log, and the last seq each said it had applied: retention
      * keeps what they still need. */
     "CREATE TABLE IF NOT EXISTS choreo_subscribers("
@@ -241,17 +256,41 @@ static int store_authorize(void *ud, int action, const char *a, const char *b, c
 
 void choreo_store_guard(choreo_store *s, bool on) { s->guard += on ? 1 : -1; }
 
-/* choreo_log.at_ms, when each row was appended (for retention), came after the table: a
- * database from before gets the column, its old rows none (they count as old). */
-static int store_add_append_time(sqlite3 *db) {
+/* Adds a column that came after its table to a database from before, then runs `fill` (may be
+ * NULL) to give the old rows a value. */
+static int store_add_column(sqlite3 *db, const char *table, const char *column, const char *decl,
+                            const char *fill) {
   sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('choreo_log') WHERE name = 'at_ms'",
-                              -1, &st, NULL);
+  char *sql = sqlite3_mprintf("SELECT 1 FROM pragma_table_info('%q') WHERE name = '%q'", table,
+                              column);
+  if (!sql) return SQLITE_NOMEM;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  sqlite3_free(sql);
   if (rc != SQLITE_OK) return rc;
   bool has = sqlite3_step(st) == SQLITE_ROW;
   sqlite3_finalize(st);
-  return has ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE choreo_log ADD COLUMN at_ms INTEGER", NULL,
-                                        NULL, NULL);
+  if (has) return SQLITE_OK;
+  sql = sqlite3_mprintf("ALTER TABLE %s ADD COLUMN %s %s", table, column, decl);
+  if (!sql) return SQLITE_NOMEM;
+  rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  sqlite3_free(sql);
+  return rc == SQLITE_OK && fill ? sqlite3_exec(db, fill, NULL, NULL, NULL) : rc;
+}
+
+/* Columns later releases added. choreo_log.at_ms (for retention): old rows get none and count
+ * as old. Dead letters' at_ms: old ones count from the upgrade, so none vanishes at once. */
+static int store_migrate(sqlite3 *db) {
+  int rc = store_add_column(db, "choreo_log", "at_ms", "INTEGER", NULL);
+  if (rc == SQLITE_OK) rc = store_add_column(db, "choreo_retries", "dead_id", "INTEGER", NULL);
+  if (rc == SQLITE_OK)
+    rc = store_add_column(db, "choreo_dead_letters", "retrying", "INTEGER NOT NULL DEFAULT 0", NULL);
+  if (rc == SQLITE_OK)
+    rc = store_add_column(db, "choreo_dead_letters", "revived", "INTEGER NOT NULL DEFAULT 0", NULL);
+  if (rc == SQLITE_OK)
+    rc = store_add_column(db, "choreo_dead_letters", "at_ms", "INTEGER",
+                          "UPDATE choreo_dead_letters SET at_ms = "
+                          "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)");
+  return rc;
 }
 
 static int store_setup(choreo_store *s, const char *path, char *err, size_t errlen) {
@@ -279,7 +318,7 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
   if (sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
       sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
       sqlite3_exec(db, store_schema, NULL, NULL, NULL) != SQLITE_OK ||
-      store_add_append_time(db) != SQLITE_OK) {
+      store_migrate(db) != SQLITE_OK) {
     store_errf(err, errlen, path, sqlite3_errmsg(db));
     return CHOREO_EIO;
   }
@@ -500,12 +539,13 @@ int choreo_store_read_frame(choreo_store *s, const char *source, int64_t after, 
 }
 
 int choreo_store_retry_add(choreo_store *s, const choreo_msg *m, int attempts, int64_t due_ms,
-                           const char *error) {
+                           const char *error, int64_t dead_id) {
   sqlite3_stmt *st = s->st[ST_RETRY_ADD];
   if (store_bind_str(st, 1, m->source) || sqlite3_bind_int64(st, 2, m->seq) ||
       sqlite3_bind_blob64(st, 3, m->raw, m->raw_len, SQLITE_STATIC) ||
       sqlite3_bind_int(st, 4, attempts) || sqlite3_bind_int64(st, 5, due_ms) ||
-      sqlite3_bind_text(st, 6, error, -1, SQLITE_STATIC))
+      sqlite3_bind_text(st, 6, error, -1, SQLITE_STATIC) ||
+      (dead_id > 0 ? sqlite3_bind_int64(st, 7, dead_id) : sqlite3_bind_null(st, 7)))
     return store_fail(s, ST_RETRY_ADD);
   int rc = store_run(s, ST_RETRY_ADD);
   if (!rc && s->memo.retry_known && (s->memo.retry_due < 0 || due_ms < s->memo.retry_due))
@@ -535,9 +575,8 @@ int choreo_store_retry_next_due(choreo_store *s, int64_t *out) {
 }
 
 typedef struct store_due {
-  int64_t id;
-  size_t off, len;
-  int attempts;
+  choreo_retry_row row; /* row.raw set once every row is copied: the buffer may move */
+  size_t off;
 } store_due;
 
 int choreo_store_retry_each_due(choreo_store *s, int64_t now_ms, int max, choreo_retry_fn fn,
@@ -558,8 +597,10 @@ int choreo_store_retry_each_due(choreo_store *s, int64_t now_ms, int max, choreo
   int step;
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
     size_t len = (size_t)sqlite3_column_bytes(st, 1);
-    due[n] = (store_due){.id = sqlite3_column_int64(st, 0), .off = raw.size, .len = len,
-                         .attempts = sqlite3_column_int(st, 2)};
+    due[n] = (store_due){.row = {.id = sqlite3_column_int64(st, 0), .len = len,
+                                 .attempts = sqlite3_column_int(st, 2),
+                                 .dead_id = sqlite3_column_int64(st, 3)},
+                         .off = raw.size};
     if (msgpack_sbuffer_write(&raw, sqlite3_column_blob(st, 1), len)) {
       step = SQLITE_NOMEM;
       break;
@@ -573,7 +614,8 @@ int choreo_store_retry_each_due(choreo_store *s, int64_t now_ms, int max, choreo
   }
   /* A negative return from fn stops the walk and is passed on. */
   for (int i = 0; i < n; i++) {
-    rc = fn(ud, due[i].id, raw.data + due[i].off, due[i].len, due[i].attempts);
+    due[i].row.raw = raw.data + due[i].off;
+    rc = fn(ud, &due[i].row);
     if (rc < 0) goto done;
   }
   rc = 0;
@@ -589,19 +631,55 @@ int choreo_store_retry_remove(choreo_store *s, int64_t id) {
   return store_run(s, ST_RETRY_REMOVE);
 }
 
+/* A letter sent back by hand that died again takes its old row (and id) back, unless someone
+ * dropped it meanwhile. *done says whether it did. */
+static int store_dead_again(choreo_store *s, int64_t dead_id, int attempts, const char *error,
+                            const char *traceback, const char *now, int64_t now_ms, bool *done) {
+  sqlite3_stmt *st = s->st[ST_DEAD_AGAIN];
+  *done = false;
+  if (sqlite3_bind_int(st, 1, attempts) || sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC) ||
+      sqlite3_bind_text(st, 3, traceback, -1, SQLITE_STATIC) ||
+      sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 5, now_ms) ||
+      sqlite3_bind_int64(st, 6, dead_id))
+    return store_fail(s, ST_DEAD_AGAIN);
+  int rc = store_run(s, ST_DEAD_AGAIN);
+  *done = !rc && sqlite3_changes(s->db) > 0;
+  return rc;
+}
+
 int choreo_store_dead_add(choreo_store *s, const choreo_msg *m, int attempts, const char *error,
-                          const char *traceback) {
+                          const char *traceback, int64_t now_ms, int64_t dead_id) {
   char now[40];
   choreo_time_now(now, sizeof now);
+  if (dead_id > 0) {
+    bool done;
+    int rc = store_dead_again(s, dead_id, attempts, error, traceback, now, now_ms, &done);
+    if (rc || done) return rc;
+  }
   sqlite3_stmt *st = s->st[ST_DEAD_ADD];
   if (store_bind_str(st, 1, m->source) || sqlite3_bind_int64(st, 2, m->seq) ||
       store_bind_str(st, 3, m->type) ||
       sqlite3_bind_blob64(st, 4, m->raw, m->raw_len, SQLITE_STATIC) ||
       sqlite3_bind_int(st, 5, attempts) || sqlite3_bind_text(st, 6, error, -1, SQLITE_STATIC) ||
       sqlite3_bind_text(st, 7, traceback, -1, SQLITE_STATIC) ||
-      sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC))
+      sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 9, now_ms))
     return store_fail(s, ST_DEAD_ADD);
   return store_run(s, ST_DEAD_ADD);
+}
+
+int choreo_store_dead_resolved(choreo_store *s, int64_t dead_id) {
+  if (sqlite3_bind_int64(s->st[ST_DEAD_DROP], 1, dead_id)) return store_fail(s, ST_DEAD_DROP);
+  return store_run(s, ST_DEAD_DROP);
+}
+
+int choreo_store_dead_expire(choreo_store *s, int64_t before_ms, int max_rows, int *deleted) {
+  sqlite3_stmt *st = s->st[ST_DEAD_EXPIRE];
+  *deleted = 0;
+  if (sqlite3_bind_int64(st, 1, before_ms) || sqlite3_bind_int(st, 2, max_rows))
+    return store_fail(s, ST_DEAD_EXPIRE);
+  int rc = store_run(s, ST_DEAD_EXPIRE);
+  if (!rc) *deleted = sqlite3_changes(s->db);
+  return rc;
 }
 
 int choreo_store_dead_each(choreo_store *s, choreo_dead_fn fn, void *ud) {
@@ -614,7 +692,8 @@ int choreo_store_dead_each(choreo_store *s, choreo_dead_fn fn, void *ud) {
         .raw = sqlite3_column_blob(st, 4), .raw_len = (size_t)sqlite3_column_bytes(st, 4),
         .attempts = sqlite3_column_int(st, 5), .error = (const char *)sqlite3_column_text(st, 6),
         .traceback = (const char *)sqlite3_column_text(st, 7),
-        .time = (const char *)sqlite3_column_text(st, 8)};
+        .time = (const char *)sqlite3_column_text(st, 8),
+        .retrying = sqlite3_column_int(st, 9) != 0, .revived = sqlite3_column_int(st, 10)};
     rc = fn(ud, &d);
   }
   if (rc >= 0 && step != SQLITE_DONE) rc = CHOREO_EIO;
@@ -633,10 +712,18 @@ int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms) {
     rc = store_fail(s, ST_DEAD_TO_RETRY);
   else
     rc = store_run(s, ST_DEAD_TO_RETRY);
-  if (rc == 0 && sqlite3_changes(s->db) == 0) rc = CHOREO_ENOENT;
+  if (rc == 0 && sqlite3_changes(s->db) == 0) {
+    /* No row moved: no such letter, or one being retried already. */
+    int64_t retrying = -1;
+    st = s->st[ST_DEAD_IS_RETRYING];
+    rc = sqlite3_bind_int64(st, 1, id) ? store_fail(s, ST_DEAD_IS_RETRYING)
+                                       : store_int(s, ST_DEAD_IS_RETRYING, &retrying);
+    if (rc == 0) rc = retrying < 0 ? CHOREO_ENOENT : CHOREO_EINVAL;
+  }
   if (rc == 0) {
-    st = s->st[ST_DEAD_DROP];
-    rc = sqlite3_bind_int64(st, 1, id) ? store_fail(s, ST_DEAD_DROP) : store_run(s, ST_DEAD_DROP);
+    st = s->st[ST_DEAD_MARK_RETRYING];
+    rc = sqlite3_bind_int64(st, 1, id) ? store_fail(s, ST_DEAD_MARK_RETRYING)
+                                       : store_run(s, ST_DEAD_MARK_RETRYING);
   }
   if (rc == 0) return store_run(s, ST_DEAD_RELEASE);
   /* Unwinding succeeds and so resets sqlite3_errmsg; the reason for the failure is kept for
@@ -726,6 +813,10 @@ int choreo_store_trim(choreo_store *s, const choreo_trim *t, int max_rows, int *
   if (n == 0) return 0;
   if (sqlite3_bind_int64(s->st[ST_TRIM], 1, last)) return store_fail(s, ST_TRIM);
   int rc = store_run(s, ST_TRIM);
+  if (!rc && sqlite3_bind_int64(s->st[ST_REQUEST_EXPIRE], 1, last))
+    rc = store_fail(s, ST_REQUEST_EXPIRE);
+  else if (!rc)
+    rc = store_run(s, ST_REQUEST_EXPIRE);
   if (!rc) *deleted = n;
   return rc;
 }

@@ -57,38 +57,54 @@ int choreo_store_read_frame(choreo_store *s, const char *source, int64_t after, 
                             size_t max_bytes, msgpack_sbuffer *out, int *count);
 
 /* Delayed retries: a message that failed its immediate attempts waits here until due_ms
- * (milliseconds since the epoch). */
+ * (milliseconds since the epoch). dead_id (0: none) is the dead letter it came back from. */
 int choreo_store_retry_add(choreo_store *s, const choreo_msg *m, int attempts, int64_t due_ms,
-                           const char *error);
+                           const char *error, int64_t dead_id);
 /* The earliest due time, or -1 if there are no retries. */
 int choreo_store_retry_next_due(choreo_store *s, int64_t *due_ms);
-/* Calls fn for each retry due at now_ms (at most max), in due order, with its row id, raw
- * message and attempts so far. A negative result of fn stops the walk and is returned. */
-typedef int (*choreo_retry_fn)(void *ud, int64_t id, const char *raw, size_t len, int attempts);
+/* Calls fn for each retry due at now_ms (at most max), in due order. A negative result of fn
+ * stops the walk and is returned. */
+typedef struct choreo_retry_row {
+  int64_t id;
+  const char *raw; /* the message */
+  size_t len;
+  int attempts;    /* failed so far */
+  int64_t dead_id; /* the dead letter it came back from, or 0 */
+} choreo_retry_row;
+typedef int (*choreo_retry_fn)(void *ud, const choreo_retry_row *row);
 int choreo_store_retry_each_due(choreo_store *s, int64_t now_ms, int max, choreo_retry_fn fn,
                                 void *ud);
 int choreo_store_retry_remove(choreo_store *s, int64_t id);
 /* How many messages wait for a delayed retry. */
 int choreo_store_retry_count(choreo_store *s, int64_t *count);
 
-/* Dead letters. */
+/* Dead letters. A message sent back by hand (dead_id > 0) that dies again takes its letter's
+ * row and id back. */
 int choreo_store_dead_add(choreo_store *s, const choreo_msg *m, int attempts, const char *error,
-                          const char *traceback);
+                          const char *traceback, int64_t now_ms, int64_t dead_id);
+/* A letter sent back by hand was handled at last: it goes. */
+int choreo_store_dead_resolved(choreo_store *s, int64_t dead_id);
+/* Deletes up to max_rows letters that died before before_ms (not those being retried). */
+int choreo_store_dead_expire(choreo_store *s, int64_t before_ms, int max_rows, int *deleted);
 /* A dead letter as stored; strings are NUL-terminated, valid during the callback only, and
  * NULL where the column is (a traceback, when none was stored). */
 typedef struct choreo_dead_letter {
   int64_t id, seq;
   const char *source, *type, *error, *traceback, *time;
   int attempts;
+  bool retrying; /* sent back by hand (choreo dead retry), not handled yet */
+  int revived;   /* times it was sent back */
   const char *raw; /* the message as it was stored in its sender's log */
   size_t raw_len;
 } choreo_dead_letter;
 /* Calls fn for each dead letter in id order; a negative result of fn stops and is returned. */
 typedef int (*choreo_dead_fn)(void *ud, const choreo_dead_letter *d);
 int choreo_store_dead_each(choreo_store *s, choreo_dead_fn fn, void *ud);
-/* Moves a dead letter back to the retries, due now. CHOREO_ENOENT if there is no such id. */
+/* Sends a dead letter back to the retries, due now; the letter stays, marked retrying.
+ * CHOREO_ENOENT if there is no such id, CHOREO_EINVAL if it is being retried already. */
 int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms);
 int choreo_store_dead_drop(choreo_store *s, int64_t id);
+/* Letters waiting for someone (not those being retried). */
 int choreo_store_dead_count(choreo_store *s, int64_t *count);
 
 /* Keys of appends asked for from outside: the first seq appended under key, if any (inside the

@@ -181,6 +181,8 @@ static int control_add_dead(void *ud, const choreo_dead_letter *d) {
   cJSON_AddNumberToObject(o, "seq", (double)d->seq);
   control_add_text(o, "type", d->type);
   cJSON_AddNumberToObject(o, "attempts", d->attempts);
+  cJSON_AddBoolToObject(o, "retrying", d->retrying);
+  cJSON_AddNumberToObject(o, "revived", d->revived);
   control_add_text(o, "error", d->error);
   control_add_text(o, "traceback", d->traceback);
   control_add_text(o, "time", d->time);
@@ -211,6 +213,8 @@ static cJSON *control_dead(choreo_host *h, const cJSON *req) {
   char idtext[32];
   snprintf(idtext, sizeof idtext, "%lld", (long long)n);
   if (rc == CHOREO_ENOENT) return control_error("no dead letter with id %s", idtext);
+  if (rc == CHOREO_EINVAL)
+    return control_error("dead letter %s is being retried already", idtext);
   if (rc) return control_error("dead letter update failed: %s", choreo_strerror(rc));
   choreo_host_committed(h);
   return control_ok();

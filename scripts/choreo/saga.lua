@@ -57,6 +57,9 @@ return function(choreo)
     if def.migrate ~= nil and type(def.migrate) ~= "function" then
       error("choreo.saga " .. name .. ": 'migrate' must be a function", 3)
     end
+    if def.retry ~= nil and type(def.retry) ~= "table" then
+      error("choreo.saga " .. name .. ": 'retry' must be a table like { attempts = 3, backoff = { 1, 5, 30 } }", 3)
+    end
   end
 
   -- The instance key of a message: from its subject for the saga's own timeouts, else from
@@ -122,14 +125,19 @@ return function(choreo)
     end
   end
 
-  -- choreo.saga(name, { starts = {...}, correlate = {...}, on = {...}[, version, migrate] })
+  -- choreo.saga(name, { starts = {...}, correlate = {...}, on = {...}[, version, migrate, retry] })
+  -- retry is the retry policy of every message the saga takes, as in choreo.on's options.
   function choreo.saga(name, def)
     check_definition(name, def)
     def.starts_set = {}
     for _, msg_type in ipairs(def.starts) do def.starts_set[msg_type] = true end
     defined[name] = def
     for msg_type in pairs(def.on) do
-      choreo.on(msg_type, function(msg, ctx) handle(name, def, msg, ctx) end)
+      local ok, err = pcall(choreo.on, msg_type, function(msg, ctx) handle(name, def, msg, ctx) end,
+                            def.retry)
+      if not ok then
+        error("choreo.saga " .. name .. ": " .. tostring(err):gsub("^choreo%.on: ", ""), 2)
+      end
     end
   end
 end

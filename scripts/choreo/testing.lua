@@ -71,9 +71,14 @@ function Host:advance(seconds)
   return true
 end
 
--- host:dead_letters() -> { {id=, type=, error=, traceback=, attempts=}, ... }
+-- host:dead_letters() -> { {id=, type=, error=, traceback=, attempts=, retrying=, revived=}, ... }
 function Host:dead_letters()
   return self.engine:dead_letters()
+end
+
+-- host:dead_retry(id) -> true | nil, reason: as `choreo dead retry ID`; host:advance runs it.
+function Host:dead_retry(id)
+  return self.engine:dead_retry(id)
 end
 
 -- host:saga(name, key) -> the instance's state table, or nil (never started, or completed)

@@ -83,10 +83,12 @@ def dead_list(host):
     check(r.rc == 0, "dead list failed: %r" % r)
     out = {}
     for line in r.out.splitlines():
-        m = re.match(r"(\d+)  (\S+)  from (\S+)/(\d+)  after (\d+) attempts: (.*)$", line)
+        m = re.match(r"(\d+)  (\S+)  from (\S+)/(\d+)  (being retried, died )?after (\d+) "
+                     r"attempts: (.*)$", line)
         check(m, "dead list line: %r" % line)
         out[m.group(2)] = {"id": int(m.group(1)), "source": m.group(3), "seq": int(m.group(4)),
-                           "attempts": int(m.group(5)), "error": m.group(6)}
+                           "retrying": bool(m.group(5)), "attempts": int(m.group(6)),
+                           "error": m.group(7)}
     return out
 
 
@@ -250,6 +252,7 @@ def failing_handlers(w):
               "the error should say the instruction limit was exceeded: %r" % spin.group(0))
 
     with w.step("memory blow-up is cut off"):
+        svc.wait_log(r"Hog svc/4 was cut off by a limit: not tried again at once", 20)
         m = svc.wait_log(r".*Hog svc/4 failed \(attempt 3\), retrying in 1s: (.*)", 20)
         check(re.search(r"svc\.lua:\d+: exceeded the memory limit \(%d bytes\)$" % MEMORY,
                         m.group(1)), "Hog's error names where it ran out: %r" % m.group(1))
@@ -258,7 +261,9 @@ def failing_handlers(w):
     with w.step("other messages keep flowing during the back-off"):
         # By now the delayed retries are running: events from a peer and commands through the
         # control socket must still be handled promptly.
-        wait_until(lambda: open(attempts).read().count("Hog") >= 4, 10, "a delayed retry of Hog")
+        # Cut off by the memory limit, Hog was not tried again at once: its second attempt is
+        # the first delayed retry.
+        wait_until(lambda: open(attempts).read().count("Hog") >= 2, 10, "a delayed retry of Hog")
         other.publish("Spray", {"from": 1001, "n": 300})  # other's Ok events reach svc
         r = svc.cli("send", "svc", "Many", '{"from": 1, "n": 300}', timeout=15)
         check(r.rc == 0, "send during the back-off: %r" % r)
@@ -333,6 +338,13 @@ def failing_handlers(w):
         mark = svc.log_mark()
         r = svc.cli("dead", "retry", str(dead["Hog"]["id"]))
         check_eq(r.rc, 0, "dead retry Hog")
+        hog = dead_list(svc).get("Hog")
+        check(hog and hog["id"] == dead["Hog"]["id"] and hog["retrying"],
+              "Hog keeps its letter, marked as being retried: %r" % hog)
+        r = svc.cli("dead", "retry", str(dead["Hog"]["id"]))
+        check_eq((r.rc, r.err.strip()),
+                 (1, "choreo: dead letter %d is being retried already" % dead["Hog"]["id"]),
+                 "a second retry while the first is under way")
         m = svc.wait_log(r"Hog svc/4 (failed \(attempt (-?\d+)\), retrying in (-?\d+)s|"
                          r"dead-lettered after \d+ attempts)", 10, since=mark)
         time.sleep(0.2)

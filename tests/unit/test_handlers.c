@@ -258,7 +258,7 @@ static void test_c_runs_before_lua(void) {
   CHECK(apply_msgs(e, 3, fail, 1, &res) == 0);
   CHECK(res.applied == 0 && res.failed == 1);
   CHECK(strstr(res.last_error, "lua says no") != NULL);
-  CHECK(calls == 2 + CHOREO_IMMEDIATE_ATTEMPTS);
+  CHECK(calls == 2 + choreo_default_retry_policy.attempts);
   CHECK(query_int(e, "select count(*) from c_rows") == 2);
   choreo_engine_close(e);
 }

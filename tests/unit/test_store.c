@@ -47,8 +47,8 @@ static int read_frame(choreo_store *s, const char *source, int64_t after, int ma
 typedef struct dead_copy {
   int64_t id, seq;
   char source[32], type[64], error[64], time[40];
-  bool has_traceback;
-  int attempts;
+  bool has_traceback, retrying;
+  int attempts, revived;
   char msg_type[64], msg_source[32];
   int64_t msg_seq;
 } dead_copy;
@@ -67,6 +67,8 @@ static int collect_dead(void *ud, const choreo_dead_letter *d) {
   c->seq = d->seq;
   c->attempts = d->attempts;
   c->has_traceback = d->traceback != NULL;
+  c->retrying = d->retrying;
+  c->revived = d->revived;
   snprintf(c->source, sizeof c->source, "%s", d->source);
   snprintf(c->type, sizeof c->type, "%s", d->type);
   snprintf(c->error, sizeof c->error, "%s", d->error);
@@ -278,24 +280,26 @@ typedef struct seen {
   int64_t id[8];
   int64_t seq[8];
   int attempts[8];
+  int64_t dead_id[8];
 } seen;
 
-static int collect(void *ud, int64_t id, const char *raw, size_t len, int attempts) {
+static int collect(void *ud, const choreo_retry_row *row) {
   seen *v = ud;
   msgpack_unpacked u;
   msgpack_unpacked_init(&u);
   choreo_msg m;
-  CHECK(choreo_msg_decode(raw, len, &u, &m) == 0);
-  v->id[v->n] = id;
+  CHECK(choreo_msg_decode(row->raw, row->len, &u, &m) == 0);
+  v->id[v->n] = row->id;
   v->seq[v->n] = m.seq;
-  v->attempts[v->n] = attempts;
+  v->attempts[v->n] = row->attempts;
+  v->dead_id[v->n] = row->dead_id;
   v->n++;
   msgpack_unpacked_destroy(&u);
   return 0;
 }
 
-static int stop(void *ud, int64_t id, const char *raw, size_t len, int attempts) {
-  (void)id, (void)raw, (void)len, (void)attempts;
+static int stop(void *ud, const choreo_retry_row *row) {
+  (void)row;
   ++*(int *)ud;
   return CHOREO_ESCRIPT;
 }
@@ -310,11 +314,11 @@ static void test_retries(void) {
 
   CHECK(retry_due_of(s) == -1);
   make_msg(&buf, &u, "Late", 1, &m);
-  CHECK(choreo_store_retry_add(s, &m, 3, 300, "boom") == 0);
+  CHECK(choreo_store_retry_add(s, &m, 3, 300, "boom", 0) == 0);
   make_msg(&buf, &u, "Early", 2, &m);
-  CHECK(choreo_store_retry_add(s, &m, 4, 100, "boom") == 0);
+  CHECK(choreo_store_retry_add(s, &m, 4, 100, "boom", 0) == 0);
   make_msg(&buf, &u, "Middle", 3, &m);
-  CHECK(choreo_store_retry_add(s, &m, 5, 200, NULL) == 0);
+  CHECK(choreo_store_retry_add(s, &m, 5, 200, NULL, 0) == 0);
   CHECK(retry_due_of(s) == 100);
 
   seen v = {0};
@@ -351,7 +355,7 @@ static void test_remembered_values_follow_rollbacks(void) {
   msgpack_unpacked_init(&u);
   choreo_msg m;
   make_msg(&buf, &u, "Later", 1, &m);
-  CHECK(choreo_store_retry_add(s, &m, 3, 500, "boom") == 0);
+  CHECK(choreo_store_retry_add(s, &m, 3, 500, "boom", 0) == 0);
   CHECK(choreo_store_set_checkpoint(s, "payments", 6) == 0);
   CHECK(append(s, "A") == 1);
   CHECK(retry_due_of(s) == 500);
@@ -361,7 +365,7 @@ static void test_remembered_values_follow_rollbacks(void) {
   CHECK(choreo_store_in_transaction(s));
   CHECK(append(s, "B") == 2);
   CHECK(choreo_store_set_checkpoint(s, "payments", 9) == 0);
-  CHECK(choreo_store_retry_add(s, &m, 3, 100, "boom") == 0);
+  CHECK(choreo_store_retry_add(s, &m, 3, 100, "boom", 0) == 0);
   CHECK(head_of(s) == 2 && checkpoint_of(s, "payments") == 9);
   CHECK(retry_due_of(s) == 100);
   CHECK(choreo_store_epoch(s) == epoch);
@@ -389,9 +393,9 @@ static void test_dead_letters(void) {
   CHECK(list.n == 0);
 
   make_msg(&buf, &u, "PaymentRequested", 7, &m);
-  CHECK(choreo_store_dead_add(s, &m, 4, "handler.lua:3: boom", "stack traceback: ...") == 0);
+  CHECK(choreo_store_dead_add(s, &m, 4, "handler.lua:3: boom", "stack traceback: ...", 1000, 0) == 0);
   make_msg(&buf, &u, "Refund", 8, &m);
-  CHECK(choreo_store_dead_add(s, &m, 1, "no", NULL) == 0);
+  CHECK(choreo_store_dead_add(s, &m, 1, "no", NULL, 2000, 0) == 0);
   CHECK(dead_count_of(s) == 2);
 
   CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0);
@@ -419,17 +423,44 @@ static void test_dead_letters(void) {
   CHECK(dead_count_of(s) == 2);
   CHECK(retry_due_of(s) == -1);
 
+  /* Sent back, the letter stays, marked retrying and no longer counted, and its retry knows
+   * where it came from. */
   CHECK(choreo_store_dead_retry(s, first_id, 5000) == 0);
   CHECK(dead_count_of(s) == 1);
   CHECK(retry_due_of(s) == 5000);
   seen v = {0};
   CHECK(choreo_store_retry_each_due(s, 5000, 10, collect, &v) == 0 && v.n == 1);
-  CHECK(v.seq[0] == 7 && v.attempts[0] == 0);
+  CHECK(v.seq[0] == 7 && v.attempts[0] == 0 && v.dead_id[0] == first_id);
+  list.n = 0;
+  CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0 && list.n == 2);
+  CHECK(list.d[0].id == first_id && list.d[0].retrying && list.d[0].revived == 1);
+  CHECK(!list.d[1].retrying && list.d[1].revived == 0);
+  CHECK(choreo_store_dead_retry(s, first_id, 5000) == CHOREO_EINVAL); /* under way already */
 
+  /* It dies again: the same letter, with the new outcome, waiting again. */
+  CHECK(choreo_store_retry_remove(s, v.id[0]) == 0);
+  make_msg(&buf, &u, "PaymentRequested", 7, &m);
+  CHECK(choreo_store_dead_add(s, &m, 6, "boom again", "tb", 9000, first_id) == 0);
+  CHECK(dead_count_of(s) == 2);
+  list.n = 0;
+  CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0 && list.n == 2);
+  CHECK(list.d[0].id == first_id && !list.d[0].retrying && list.d[0].revived == 1);
+  CHECK(list.d[0].attempts == 6 && strcmp(list.d[0].error, "boom again") == 0);
+  /* Sent back again and handled this time: the letter goes. */
+  CHECK(choreo_store_dead_retry(s, first_id, 9000) == 0);
+  CHECK(choreo_store_dead_resolved(s, first_id) == 0);
   CHECK(choreo_store_dead_retry(s, first_id, 5000) == CHOREO_ENOENT);
+  /* Dropped while being retried, it dies as a new letter. */
+  CHECK(choreo_store_dead_retry(s, second_id, 9000) == 0);
+  CHECK(choreo_store_dead_drop(s, second_id) == 0);
+  CHECK(choreo_store_dead_add(s, &m, 6, "boom", NULL, 9000, second_id) == 0);
+  list.n = 0;
+  CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0 && list.n == 1);
+  CHECK(list.d[0].id != second_id && list.d[0].revived == 0);
+
   CHECK(choreo_store_dead_retry(s, 999, 5000) == CHOREO_ENOENT);
   CHECK(choreo_store_dead_drop(s, 999) == CHOREO_ENOENT);
-  CHECK(choreo_store_dead_drop(s, second_id) == 0);
+  CHECK(choreo_store_dead_drop(s, list.d[0].id) == 0);
   CHECK(dead_count_of(s) == 0);
   /* The failed retries left no savepoint behind: a transaction can start. */
   CHECK(choreo_store_begin(s) == 0);
@@ -448,7 +479,7 @@ static void test_dead_retry_failure(void) {
   msgpack_unpacked_init(&u);
   choreo_msg m;
   make_msg(&buf, &u, "PaymentRequested", 7, &m);
-  CHECK(choreo_store_dead_add(s, &m, 4, "boom", NULL) == 0);
+  CHECK(choreo_store_dead_add(s, &m, 4, "boom", NULL, 1000, 0) == 0);
   /* With its target table gone, the move fails; the reason outlives the unwinding. */
   CHECK(sqlite3_exec(choreo_store_db(s), "DROP TABLE choreo_retries", NULL, NULL, NULL) == 0);
   CHECK(choreo_store_dead_retry(s, 1, 5000) == CHOREO_EIO);
@@ -509,6 +540,84 @@ static void test_trim(void) {
   choreo_store_close(s);
 }
 
+/* Request keys live as long as the row they appended; dead letters until retain_max. */
+static void test_trim_takes_keys_and_old_dead_letters(void) {
+  choreo_store *s = open_memory();
+  int64_t seq = -1;
+  bool found = false;
+  for (int i = 1; i <= 4; i++) append_at(s, "T", i * 100);
+  CHECK(choreo_store_request_record(s, "k2", 2) == 0);
+  CHECK(choreo_store_request_record(s, "k4", 4) == 0);
+  CHECK(trim(s, (choreo_trim){.served_upto = 3, .retain_before_ms = 10000, .hard_upto = 3},
+             100) == 3);
+  CHECK(choreo_store_request_find(s, "k2", &seq, &found) == 0 && !found);
+  CHECK(choreo_store_request_find(s, "k4", &seq, &found) == 0 && found && seq == 4);
+
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  choreo_msg m;
+  make_msg(&buf, &u, "Old", 1, &m);
+  CHECK(choreo_store_dead_add(s, &m, 3, "boom", NULL, 1000, 0) == 0);
+  CHECK(choreo_store_dead_add(s, &m, 3, "boom", NULL, 1000, 0) == 0);
+  make_msg(&buf, &u, "New", 2, &m);
+  CHECK(choreo_store_dead_add(s, &m, 3, "boom", NULL, 5000, 0) == 0);
+  dead_list list = {0};
+  CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0 && list.n == 3);
+  CHECK(choreo_store_dead_retry(s, list.d[1].id, 6000) == 0); /* being retried: kept */
+  int deleted = -1;
+  CHECK(choreo_store_dead_expire(s, 2000, 100, &deleted) == 0 && deleted == 1);
+  CHECK(choreo_store_dead_expire(s, 2000, 100, &deleted) == 0 && deleted == 0);
+  list.n = 0;
+  CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0 && list.n == 2);
+  CHECK(strcmp(list.d[0].type, "Old") == 0 && list.d[0].retrying);
+  CHECK(strcmp(list.d[1].type, "New") == 0);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&buf);
+  choreo_store_close(s);
+}
+
+/* A database made before the columns that retention and dead-letter history need: opening it
+ * adds them, and its dead letters count their age from then, so none goes at once. */
+static void test_old_database_is_migrated(void) {
+  char path[] = "/tmp/choreo-store-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  close(fd);
+  sqlite3 *db = NULL;
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db,
+                     "CREATE TABLE choreo_log(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, "
+                     "kind TEXT NOT NULL, to_host TEXT, msg BLOB NOT NULL);"
+                     "CREATE TABLE choreo_retries(id INTEGER PRIMARY KEY, source TEXT, seq INTEGER,"
+                     " msg BLOB NOT NULL, attempts INTEGER, due_ms INTEGER, error TEXT);"
+                     "CREATE TABLE choreo_dead_letters(id INTEGER PRIMARY KEY, source TEXT, "
+                     "seq INTEGER, type TEXT, msg BLOB NOT NULL, attempts INTEGER, error TEXT, "
+                     "traceback TEXT, time TEXT);"
+                     "INSERT INTO choreo_dead_letters(source, seq, type, msg, attempts, error) "
+                     "VALUES ('a', 1, 'T', x'80', 3, 'boom');",
+                     NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  char err[256] = "";
+  choreo_store *s = NULL;
+  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  int deleted = -1;
+  CHECK(choreo_store_dead_expire(s, 1000, 100, &deleted) == 0 && deleted == 0);
+  CHECK(dead_count_of(s) == 1);
+  CHECK(choreo_store_dead_retry(s, 1, 5000) == 0);
+  CHECK(append(s, "T") == 1);
+  choreo_store_close(s);
+  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0); /* a second open adds nothing */
+  choreo_store_close(s);
+  char side[64];
+  unlink(path);
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
+}
+
 static void test_open_failure(void) {
   char err[256] = "";
   choreo_store *s = (choreo_store *)&err; /* must be reset to NULL */
@@ -530,6 +639,8 @@ int main(void) {
   RUN(test_dead_letters);
   RUN(test_dead_retry_failure);
   RUN(test_trim);
+  RUN(test_trim_takes_keys_and_old_dead_letters);
+  RUN(test_old_database_is_migrated);
   RUN(test_open_failure);
   return CHECK_DONE();
 }

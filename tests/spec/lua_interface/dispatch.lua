@@ -103,5 +103,5 @@ choreo.on("OwnSavepoint", function(_, ctx)
   ctx:publish("Kept", {})
 end)
 
--- Extra arguments to choreo.on are ignored.
-choreo.on("ExtraArgs", function(_, ctx) ctx:publish("ExtraArgsRan", {}) end, { unused = true })
+-- Arguments to choreo.on past its options are ignored.
+choreo.on("ExtraArgs", function(_, ctx) ctx:publish("ExtraArgsRan", {}) end, nil, { unused = true })

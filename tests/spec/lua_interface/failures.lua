@@ -8,7 +8,7 @@ choreo.db:exec("create table if not exists flaky_effects(key text, attempt integ
 local attempts = {}
 
 -- Writes to the db and publishes, then fails until attempt number data.succeed_on.
-choreo.on("Flaky", function(msg, ctx)
+local function flaky(msg, ctx)
   local key = msg.data.key
   attempts[key] = (attempts[key] or 0) + 1
   ctx.db:exec("insert into flaky_effects(key, attempt) values (?, ?)", key, attempts[key])
@@ -16,7 +16,20 @@ choreo.on("Flaky", function(msg, ctx)
   if attempts[key] < msg.data.succeed_on then
     error("flaky failure " .. key .. " attempt " .. attempts[key])
   end
-end)
+end
+choreo.on("Flaky", flaky)
+
+-- The same under retry policies of their own (retry_policy_spec.lua).
+choreo.on("Patient", flaky, { attempts = 2, backoff = { 10 } })
+choreo.on("Impatient", flaky, { attempts = 1, backoff = {} })
+choreo.on("Policy.*", flaky, { backoff = { 0.5 } })
+choreo.on("Policy.Exact", flaky, { attempts = 1, backoff = { 2 } })
+choreo.saga("Stubborn", {
+  starts = { "StubbornStart" },
+  correlate = { StubbornStart = "key" },
+  on = { StubbornStart = function(_, msg, sctx) flaky(msg, sctx) end },
+  retry = { attempts = 2, backoff = {} },
+})
 
 choreo.on("CountAttempts", function(msg, ctx)
   ctx:publish("Attempts", { key = msg.data.key, n = attempts[msg.data.key] or 0 })
@@ -58,6 +71,11 @@ choreo.on("Hog", function(msg, ctx)
   local t = {}
   for i = 1, math.maxinteger do t[i] = { i, tostring(i) } end
   ctx:publish("HogDone", { n = #t })
+end)
+
+-- One allocation far over any limit.
+choreo.on("HugeString", function(_, ctx)
+  ctx:publish("Huge", { n = #string.rep("x", 1 << 30) })
 end)
 
 -- Publishes (or sends, replies, sets a timeout with) data.bytes bytes of payload: over the

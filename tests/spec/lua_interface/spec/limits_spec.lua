@@ -1,4 +1,6 @@
 -- The instruction budget and the memory ceiling turn runaway handlers into ordinary failures.
+-- A handler cut off by one is not tried again at once (it would hold the host as long again):
+-- it goes straight to the delayed retries.
 local testing = require "choreo.testing"
 local h = require "spec.helpers"
 
@@ -16,7 +18,7 @@ describe("the instruction limit", function()
     local ok, err = host:deliver("Spin", {})
     assert.is_false(ok)
     assert.matches("instruction limit", err, 1, true)
-    assert.equal(3, attempts(host, "Spin"))
+    assert.equal(1, attempts(host, "Spin"))
     assert.same({}, h.of_type(host.published, "SpinStarted"))
     echo_works(host, 1)
     echo_works(host, 2)
@@ -37,7 +39,7 @@ describe("the instruction limit", function()
     assert.same({}, h.data_of(host.published, "SpinEscaped"))
     assert.is_false(ok)
     assert.matches("instruction limit", err, 1, true)
-    assert.equal(3, attempts(host, "SpinInPcallLoop"))
+    assert.equal(1, attempts(host, "SpinInPcallLoop"))
     echo_works(host, 1)
   end)
 
@@ -46,11 +48,13 @@ describe("the instruction limit", function()
     assert.is_false((host:deliver("Spin", {})))
     assert.is_false((host:advance(1)))
     assert.is_false((host:advance(5)))
-    assert.is_false((host:advance(30)))
-    assert.equal(6, attempts(host, "Spin"))
+    assert.is_true(host:advance(29.9))
+    assert.is_false((host:advance(0.1)))
+    assert.equal(4, attempts(host, "Spin"))
     local dead = host:dead_letters()
     assert.equal(1, #dead)
     assert.matches("instruction limit", dead[1].error, 1, true)
+    assert.equal(6, dead[1].attempts) -- by the schedule: the three at once count as one
   end)
 end)
 
@@ -81,7 +85,7 @@ describe("the memory limit", function()
     assert.is_false(ok)
     assert.matches("memory limit", err, 1, true)
     assert.matches("failures.lua:%d+: exceeded the memory limit", err) -- where it ran out
-    assert.equal(3, attempts(host, "Hog"))
+    assert.equal(1, attempts(host, "Hog"))
     assert.same({}, h.of_type(host.published, "HogStarted"))
     assert.same({}, h.of_type(host.published, "HogDone"))
     echo_works(host, 1)
@@ -90,6 +94,14 @@ describe("the memory limit", function()
     assert.is_false(ok)
     assert.matches("memory limit", err, 1, true)
     echo_works(host, 2)
+  end)
+
+  it("names where one huge allocation was refused", function()
+    local host = testing.host(nil, { memory = 32 * 1024 * 1024 })
+    local ok, err = host:deliver("HugeString", {})
+    assert.is_false(ok)
+    assert.matches("failures.lua:%d+: exceeded the memory limit", err)
+    echo_works(host, 1)
   end)
 end)
 
