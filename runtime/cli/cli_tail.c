@@ -1,6 +1,7 @@
-/* choreo tail [--host NAME] [--count N] [PATTERN]: live messages as CloudEvents JSON lines,
- * from one host or every host on the bus (new ones are picked up as they appear). This is the
- * best-effort live path: a message dropped by PUB/SUB under load is not shown. */
+/* choreo tail [--host NAME] [--count N] [--format json|text] [--source NAME]
+ * [--correlation ID] [PATTERN]: live messages as CloudEvents JSON lines or one line of text
+ * each, from one host or every host on the bus (new ones are picked up as they appear). This is
+ * the best-effort live path: a message dropped by PUB/SUB under load is not shown. */
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
@@ -56,22 +57,67 @@ static bool tail_host_exists(const char *bus, const char *name) {
   return choreo_bus_each_host(bus, "pub", tail_match, &l) == 0 && l.found;
 }
 
-static bool tail_matches(const char *pattern, choreo_str type) {
-  if (!pattern) return true;
-  size_t n = strlen(pattern);
-  if (n && pattern[n - 1] == '*') return type.n >= n - 1 && memcmp(type.p, pattern, n - 1) == 0;
-  return choreo_str_eq(type, pattern);
+/* Which messages to show, and how. */
+typedef struct tail_filter {
+  const char *pattern; /* type, or a prefix ending in '*' */
+  const char *source, *correlation;
+  bool text;
+} tail_filter;
+
+static bool tail_matches(const tail_filter *f, const choreo_msg *m) {
+  if (f->source && !choreo_str_eq(m->source, f->source)) return false;
+  if (f->correlation && !choreo_str_eq(m->correlationid, f->correlation)) return false;
+  if (!f->pattern) return true;
+  size_t n = strlen(f->pattern);
+  if (n && f->pattern[n - 1] == '*')
+    return m->type.n >= n - 1 && memcmp(m->type.p, f->pattern, n - 1) == 0;
+  return choreo_str_eq(m->type, f->pattern);
+}
+
+#define TAIL_TEXT_DATA 80 /* characters of data shown per line */
+
+/* One line for people: time of day, source, kind, type (and whom a command is for), the
+ * correlation id, and the start of the data as JSON. */
+static char *tail_text(const choreo_msg *m) {
+  cJSON *ce = choreo_msg_to_cjson(m);
+  if (!ce) return NULL;
+  const cJSON *data = cJSON_GetObjectItemCaseSensitive(ce, "data");
+  if (!data) data = cJSON_GetObjectItemCaseSensitive(ce, "data_base64");
+  char *json = data ? cJSON_PrintUnformatted(data) : NULL;
+  const char *time = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ce, "time"));
+  const char *clock = time && strchr(time, 'T') ? strchr(time, 'T') + 1 : (time ? time : "-");
+  char *line = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&line, &size);
+  if (f) {
+    fprintf(f, "%.15s  %-12.*s %-7.*s %.*s", clock, (int)m->source.n, m->source.p,
+            (int)m->kind.n, m->kind.p, (int)m->type.n, m->type.p);
+    if (m->to.n) fprintf(f, " -> %.*s", (int)m->to.n, m->to.p);
+    if (m->correlationid.n)
+      fprintf(f, "  [%.*s]", (int)m->correlationid.n, m->correlationid.p);
+    if (json) {
+      size_t n = strlen(json);
+      fprintf(f, "  %.*s%s", TAIL_TEXT_DATA, json, n > TAIL_TEXT_DATA ? "..." : "");
+    }
+    if (fclose(f)) {
+      free(line);
+      line = NULL;
+    }
+  }
+  free(json);
+  cJSON_Delete(ce);
+  return line;
 }
 
 /* Prints the frame's messages that match; returns how many. */
-static long tail_print(const char *buf, size_t len, const char *pattern) {
+static long tail_print(const char *buf, size_t len, const tail_filter *filter) {
   choreo_frame_reader r;
   if (choreo_frame_open(&r, buf, len)) return 0;
   long printed = 0;
   choreo_msg m;
   while (choreo_frame_next(&r, &m) == 1) {
-    if (!tail_matches(pattern, m.type)) continue;
-    char *line = choreo_msg_to_json(&m);
+    if (!tail_matches(filter, &m)) continue;
+    char *line = filter->text ? tail_text(&m) : choreo_msg_to_json(&m);
     if (line) {
       puts(line);
       printed++;
@@ -83,20 +129,39 @@ static long tail_print(const char *buf, size_t len, const char *pattern) {
   return printed;
 }
 
+/* The value of option rest[*i], moving *i past it; NULL when it has none. */
+static const char *tail_value(const cli_args *a, int *i) {
+  return *i + 1 < a->nrest ? a->rest[++*i] : NULL;
+}
+
 int cli_tail(const cli_args *a) {
-  const char *pattern = NULL;
+  tail_filter filter = {0};
   long count = -1;
   for (int i = 0; i < a->nrest; i++) {
-    if (strcmp(a->rest[i], "--count") == 0 && i + 1 < a->nrest) {
+    const char *opt = a->rest[i];
+    bool takes_value = strcmp(opt, "--count") == 0 || strcmp(opt, "--format") == 0 ||
+                       strcmp(opt, "--source") == 0 || strcmp(opt, "--correlation") == 0;
+    const char *value = takes_value ? tail_value(a, &i) : NULL;
+    if (takes_value && !value) return cli_usage("tail: %s needs a value", opt);
+    if (strcmp(opt, "--count") == 0) {
       char *end;
-      count = strtol(a->rest[++i], &end, 10);
-      if (*end || count <= 0) return cli_usage("--count needs a positive integer, got '%s'", a->rest[i]);
-    } else if (a->rest[i][0] == '-') {
-      return cli_usage("tail: unknown option '%s'", a->rest[i]);
-    } else if (pattern) {
-      return cli_usage("tail takes one pattern, got also '%s'", a->rest[i]);
+      count = strtol(value, &end, 10);
+      if (*end || count <= 0) return cli_usage("--count needs a positive integer, got '%s'", value);
+    } else if (strcmp(opt, "--format") == 0) {
+      if (strcmp(value, "json") && strcmp(value, "text"))
+        return cli_usage("--format is json or text, got '%s'", value);
+      filter.text = strcmp(value, "text") == 0;
+    } else if (strcmp(opt, "--source") == 0) {
+      if (!choreo_name_valid(value)) return cli_usage("invalid source name '%s'", value);
+      filter.source = value;
+    } else if (strcmp(opt, "--correlation") == 0) {
+      filter.correlation = value;
+    } else if (opt[0] == '-') {
+      return cli_usage("tail: unknown option '%s'", opt);
+    } else if (filter.pattern) {
+      return cli_usage("tail takes one pattern, got also '%s'", opt);
     } else {
-      pattern = a->rest[i];
+      filter.pattern = opt;
     }
   }
   static tail_state t;
@@ -121,7 +186,7 @@ int cli_tail(const cli_args *a) {
     }
     nng_msg *msg;
     if (nng_recvmsg(t.sub, &msg, 0) != 0) continue;
-    long n = tail_print(nng_msg_body(msg), nng_msg_len(msg), pattern);
+    long n = tail_print(nng_msg_body(msg), nng_msg_len(msg), &filter);
     nng_msg_free(msg);
     if (count > 0) count = n >= count ? 0 : count - n;
   }

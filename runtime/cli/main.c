@@ -20,7 +20,9 @@ static const struct {
     {"test", cli_test, "test DIR [busted args]"},
     {"publish", cli_publish, "publish [--host NAME] [--id KEY] TYPE [JSON | - | @FILE]"},
     {"send", cli_send, "send    [--host NAME] [--id KEY] TO TYPE [JSON | - | @FILE]"},
-    {"tail", cli_tail, "tail    [--host NAME] [--count N] [PATTERN]"},
+    {"tail", cli_tail,
+     "tail    [--host NAME] [--count N] [--format json|text] [--source NAME]\n"
+     "          [--correlation ID] [PATTERN]"},
     {"status", cli_status, "status  [--host NAME] [--json]"},
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},

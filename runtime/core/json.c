@@ -137,10 +137,87 @@ int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, si
 
 /* ---- msgpack -> cJSON ---- */
 
-/* msgpack strings are not NUL-terminated and cJSON wants C strings, hence the copy. A string
- * with an embedded NUL is cut there: cJSON cannot hold it. */
+/* Strings are bytes in Lua and msgpack, text in JSON. Valid UTF-8 stays a JSON string, NUL
+ * bytes included; anything else (binary) is base64, marked as such so nobody mistakes it for
+ * text: {"$base64": "..."}. */
+#define JSON_BASE64_KEY "$base64"
+
+/* Whether p[0..n) is well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
+static bool json_utf8_valid(const unsigned char *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = p[i];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || len > n - i) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7Fu >> len);
+    for (size_t k = 1; k < len; k++) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (p[i + k] & 0x3Fu);
+    }
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+/* Standard base64 with padding (RFC 4648), as a malloc'd C string. */
+static char *json_base64(const unsigned char *p, size_t n) {
+  static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+  if (!out) return NULL;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                 (i + 2 < n ? p[i + 2] : 0);
+    *o++ = digits[v >> 18 & 63];
+    *o++ = digits[v >> 12 & 63];
+    *o++ = i + 1 < n ? digits[v >> 6 & 63] : '=';
+    *o++ = i + 2 < n ? digits[v & 63] : '=';
+  }
+  *o = '\0';
+  return out;
+}
+
+static cJSON *json_bytes(const char *p, size_t n) {
+  char *b64 = json_base64((const unsigned char *)p, n);
+  cJSON *o = b64 ? cJSON_CreateObject() : NULL;
+  if (o && !cJSON_AddStringToObject(o, JSON_BASE64_KEY, b64)) {
+    cJSON_Delete(o);
+    o = NULL;
+  }
+  free(b64);
+  return o;
+}
+
+/* A JSON string literal of UTF-8 text that may hold NUL bytes, which cJSON's C strings cannot:
+ * escaped here and handed to cJSON as raw text. */
+static cJSON *json_text_with_nul(const char *p, size_t n) {
+  char *lit = malloc(n * 6 + 3), *o = lit; /* each byte at worst \u00XX */
+  if (!lit) return NULL;
+  *o++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == '"' || c == '\\') {
+      *o++ = '\\';
+      *o++ = (char)c;
+    } else if (c < 0x20) {
+      o += sprintf(o, "\\u%04x", c);
+    } else {
+      *o++ = (char)c;
+    }
+  }
+  *o++ = '"';
+  *o = '\0';
+  cJSON *item = cJSON_CreateRaw(lit);
+  free(lit);
+  return item;
+}
+
 static cJSON *json_string(const char *p, size_t n) {
-  char *s = malloc(n + 1);
+  if (!json_utf8_valid((const unsigned char *)p, n)) return json_bytes(p, n);
+  if (n && memchr(p, '\0', n)) return json_text_with_nul(p, n);
+  char *s = malloc(n + 1); /* msgpack strings are not NUL-terminated; cJSON wants C strings */
   if (s == NULL) return NULL;
   if (n) memcpy(s, p, n);
   s[n] = '\0';
@@ -178,12 +255,21 @@ static bool json_add(cJSON *parent, const char *key, cJSON *item) {
   return false;
 }
 
-/* Map keys must be strings in JSON: string keys are used as they are, any other key is
- * replaced by its JSON text (1 -> "1", [1,2] -> "[1,2]"). Returns a malloc'd string. */
+/* Map keys must be strings in JSON: text keys are used as they are, any other key is replaced
+ * by its JSON text (1 -> "1", [1,2] -> "[1,2]", binary or text holding NUL (which cJSON's keys
+ * cannot) -> "$base64:..."). Returns a malloc'd string. */
 static char *json_key(const msgpack_object *k) {
   if (k->type == MSGPACK_OBJECT_STR || k->type == MSGPACK_OBJECT_BIN) {
     const char *p = k->type == MSGPACK_OBJECT_STR ? k->via.str.ptr : k->via.bin.ptr;
     size_t n = k->type == MSGPACK_OBJECT_STR ? k->via.str.size : k->via.bin.size;
+    if (k->type == MSGPACK_OBJECT_BIN || (n && memchr(p, '\0', n)) ||
+        !json_utf8_valid((const unsigned char *)p, n)) {
+      char *b64 = json_base64((const unsigned char *)p, n);
+      char *s = b64 ? malloc(strlen(b64) + sizeof JSON_BASE64_KEY ":") : NULL;
+      if (s) sprintf(s, JSON_BASE64_KEY ":%s", b64);
+      free(b64);
+      return s;
+    }
     char *s = malloc(n + 1);
     if (s == NULL) return NULL;
     if (n) memcpy(s, p, n);
@@ -206,13 +292,11 @@ cJSON *choreo_msgpack_to_cjson(const msgpack_object *o) {
   case MSGPACK_OBJECT_FLOAT32:
   case MSGPACK_OBJECT_FLOAT64: return cJSON_CreateNumber(o->via.f64);
   case MSGPACK_OBJECT_STR: return json_string(o->via.str.ptr, o->via.str.size);
-  case MSGPACK_OBJECT_BIN: return json_string(o->via.bin.ptr, o->via.bin.size);
+  case MSGPACK_OBJECT_BIN: return json_bytes(o->via.bin.ptr, o->via.bin.size);
   case MSGPACK_OBJECT_EXT:
     /* No JSON equivalent: keep both parts visible. */
-    c = cJSON_CreateObject();
-    if (c && json_add(c, "exttype", cJSON_CreateNumber(o->via.ext.type)) &&
-        json_add(c, "data", json_string(o->via.ext.ptr, o->via.ext.size)))
-      return c;
+    c = json_bytes(o->via.ext.ptr, o->via.ext.size);
+    if (c && json_add(c, "exttype", cJSON_CreateNumber(o->via.ext.type))) return c;
     break;
   case MSGPACK_OBJECT_ARRAY:
     c = cJSON_CreateArray();
@@ -256,9 +340,22 @@ cJSON *choreo_msg_to_cjson(const choreo_msg *m) {
                      : json_add(root, "id", json_derived_id(m))) &&
             json_add_attr(root, "source", m->source) && json_add_attr(root, "type", m->type) &&
             json_add_attr(root, "time", m->time) && json_add_attr(root, "subject", m->subject);
-  if (ok && m->data)
+  /* CloudEvents carries a payload that is binary as a whole in data_base64. */
+  const msgpack_object *d = m->data;
+  bool binary = d && (d->type == MSGPACK_OBJECT_BIN ||
+                      (d->type == MSGPACK_OBJECT_STR &&
+                       !json_utf8_valid((const unsigned char *)d->via.str.ptr, d->via.str.size)));
+  if (ok && binary) {
+    bool bin = d->type == MSGPACK_OBJECT_BIN;
+    char *b64 = json_base64((const unsigned char *)(bin ? d->via.bin.ptr : d->via.str.ptr),
+                            bin ? d->via.bin.size : d->via.str.size);
+    ok = b64 && json_add(root, "datacontenttype", cJSON_CreateString("application/octet-stream")) &&
+         json_add(root, "data_base64", cJSON_CreateString(b64));
+    free(b64);
+  } else if (ok && m->data) {
     ok = json_add(root, "datacontenttype", cJSON_CreateString("application/json")) &&
          json_add(root, "data", choreo_msgpack_to_cjson(m->data));
+  }
   ok = ok && json_add(root, "seq", json_int(m->seq)) && json_add_attr(root, "kind", m->kind) &&
        json_add_attr(root, "to", m->to) &&
        json_add_attr(root, "correlationid", m->correlationid) &&

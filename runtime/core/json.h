@@ -13,11 +13,13 @@
  * in err (e.g. "invalid JSON near 'x'", "nesting deeper than 30"). */
 int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, size_t errlen);
 
-/* Converts a msgpack value to a cJSON tree (binary becomes a string; non-string map keys are
- * printed). Returns NULL on allocation failure. The caller frees with cJSON_Delete. */
+/* Converts a msgpack value to a cJSON tree. UTF-8 text stays a string (NUL bytes escaped);
+ * binary (bin, ext, or a string that is not UTF-8) becomes {"$base64": "..."}; non-string map
+ * keys are printed. Returns NULL on allocation failure. The caller frees with cJSON_Delete. */
 cJSON *choreo_msgpack_to_cjson(const msgpack_object *o);
 
-/* The CloudEvents 1.0 JSON form of a message, as a tree (the caller frees it with
+/* The CloudEvents 1.0 JSON form of a message (a payload that is binary as a whole goes in
+ * data_base64), as a tree (the caller frees it with
  * cJSON_Delete) or as a malloc'd single line (free()); NULL on allocation failure. */
 cJSON *choreo_msg_to_cjson(const choreo_msg *m);
 char *choreo_msg_to_json(const choreo_msg *m);

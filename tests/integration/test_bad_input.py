@@ -2,6 +2,7 @@
 stderr), scripts that cannot load, handler data that cannot cross the wire, and hostile bytes
 on every socket a host listens on (fed by choreo_poke): the host counts and logs them, answers
 what deserves an answer, never crashes, and keeps delivering normal messages."""
+import base64
 import json
 import os
 import random
@@ -277,7 +278,8 @@ def binary_strings_reach_tail_as_json(w):
     svc = w.host("svc", w.scripts("svc", {"svc.lua": r'''
 local choreo = require "choreo"
 choreo.on("Make", function(msg, ctx)
-  ctx:publish("Bin", { s = "\0\255\254\"\\\n" .. string.rep("\1", 40), n = msg.data.n })
+  ctx:publish("Bin", { s = "\0\255\254\"\\\n" .. string.rep("\1", 40), t = "a\0b\n",
+                       n = msg.data.n })
 end)
 '''}))
     out = open(os.path.join(w.dir, "tail.jsonl"), "w+")
@@ -296,6 +298,10 @@ end)
     event = json.loads(lines[0])
     check(isinstance(event.get("data"), dict) and event["data"].get("n", 0) >= 1,
           "tail's JSON carries the data: %r" % event)
+    # Bytes that are not UTF-8 come as base64, text keeps its NUL bytes.
+    raw = b"\0\xff\xfe\"\\\n" + b"\1" * 40
+    check_eq(event["data"].get("s"), {"$base64": base64.b64encode(raw).decode()}, "binary string")
+    check_eq(event["data"].get("t"), "a\0b\n", "text with a NUL byte")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ reaching only their addressee, replies going back to the asker, events reaching 
 subscriber including the host that published them, and `choreo tail`."""
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -229,6 +230,39 @@ def tail_prints_cloudevents(w):
         check(e.get("id") == "a/%d" % e.get("seq"), "id is source/seq: %r" % e)
         check(isinstance(e.get("data"), dict) and e["data"]["x"] >= 1, "data: %r" % e)
         check(e.get("kind") == "event" and e.get("time"), "kind and time: %r" % e)
+
+
+STEPS = r'''
+local choreo = require "choreo"
+choreo.on("Start", function(msg, ctx)
+  ctx:publish("Step", { n = msg.data.n }, { correlationid = msg.data.c })
+end)
+'''
+
+
+@suite.test
+def tail_filters_by_source_and_correlation_and_prints_text(w):
+    steps = w.scripts("steps", {"steps.lua": STEPS})
+    a, b = w.host("a", steps), w.host("b", steps)
+    out = open(os.path.join(w.dir, "tail.txt"), "w+")
+    tail = w.spawn([harness.CHOREO, "tail", "--bus", w.bus, "--count", "2", "--format", "text",
+                    "--source", "a", "--correlation", "wanted", "Step"], stdout=out,
+                   stderr=subprocess.STDOUT)
+    n = 0
+    deadline = time.monotonic() + 20 * harness.SLOW
+    while tail.poll() is None and time.monotonic() < deadline:
+        n += 1
+        a.publish("Start", {"n": n, "c": "other"})
+        b.publish("Start", {"n": n, "c": "wanted"})
+        a.publish("Start", {"n": n, "c": "wanted"})
+        time.sleep(0.2)
+    check_eq(tail.poll(), 0, "tail's exit status after --count 2")
+    out.seek(0)
+    lines = out.read().splitlines()
+    check_eq(len(lines), 2, "lines printed: %r" % lines)
+    for line in lines:
+        check(re.match(r'^\d\d:\d\d:\d\d\.\d{6}\s+a\s+event\s+Step\s+\[wanted\]\s+\{"n":\d+\}$', line),
+              "a line of text for Step from a in conversation 'wanted': %r" % line)
 
 
 if __name__ == "__main__":

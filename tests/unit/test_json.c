@@ -198,10 +198,10 @@ static void test_msgpack_types(void) {
   CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
   cJSON *tree = choreo_msgpack_to_cjson(&u.data);
   char *text = cJSON_PrintUnformatted(tree);
-  const char *want = "{\"bin\":\"raw\",\"ext\":{\"exttype\":4,\"data\":\"xy\"},\"f32\":0.5,"
-                     "\"1\":\"one\",\"[1,2]\":true,\"null\":null,"
+  const char *want = "{\"bin\":{\"$base64\":\"cmF3\"},\"ext\":{\"$base64\":\"eHk=\",\"exttype\":4},"
+                     "\"f32\":0.5,\"1\":\"one\",\"[1,2]\":true,\"null\":null,"
                      "\"big\":[18446744073709551615,-9223372036854775808],"
-                     "\"cut\":\"a\"}";
+                     "\"$base64:Y3V0AGhlcmU=\":\"a\\u0000b\"}";
   CHECK(text && strcmp(text, want) == 0);
   if (text && strcmp(text, want) != 0) fprintf(stderr, "  got %s\n", text);
   free(text);
@@ -287,6 +287,76 @@ static void test_msg_to_json(void) {
   msgpack_sbuffer_destroy(&buf);
 }
 
+/* The JSON of one msgpack string holding n bytes of p. */
+static char *string_json(const char *p, size_t n) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_unpacked u;
+  msgpack_sbuffer_init(&sb);
+  msgpack_unpacked_init(&u);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_str_with_body(&pk, p, n);
+  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  cJSON *tree = choreo_msgpack_to_cjson(&u.data);
+  char *text = cJSON_PrintUnformatted(tree);
+  cJSON_Delete(tree);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+  return text;
+}
+
+static void check_string_json(const char *p, size_t n, const char *want) {
+  char *text = string_json(p, n);
+  CHECK(text && strcmp(text, want) == 0);
+  if (text && strcmp(text, want) != 0) fprintf(stderr, "  %s: got %s\n", want, text);
+  /* Whatever it is, it parses as JSON. */
+  cJSON *back = text ? cJSON_Parse(text) : NULL;
+  CHECK(back != NULL);
+  cJSON_Delete(back);
+  free(text);
+}
+
+/* Text stays text, NUL and control bytes escaped; bytes that are not UTF-8 become base64. */
+static void test_strings_and_bytes(void) {
+  check_string_json("", 0, "\"\"");
+  check_string_json("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 12, "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  check_string_json("a\0b\n\"\\", 6, "\"a\\u0000b\\u000a\\\"\\\\\"");
+  check_string_json("\xff\xfe", 2, "{\"$base64\":\"//4=\"}");
+  check_string_json("\xc3", 1, "{\"$base64\":\"ww==\"}");              /* cut short */
+  check_string_json("\xc0\xaf", 2, "{\"$base64\":\"wK8=\"}");          /* overlong '/' */
+  check_string_json("\xed\xa0\x80", 3, "{\"$base64\":\"7aCA\"}");      /* a surrogate */
+  check_string_json("\xf4\x90\x80\x80", 4, "{\"$base64\":\"9JCAgA==\"}"); /* past U+10FFFF */
+  check_string_json("\x80", 1, "{\"$base64\":\"gA==\"}");
+}
+
+/* A payload that is binary as a whole travels as CloudEvents' data_base64. */
+static void test_binary_payload(void) {
+  msgpack_sbuffer data, buf;
+  msgpack_packer pk;
+  msgpack_unpacked u;
+  choreo_msg m;
+  msgpack_sbuffer_init(&data);
+  msgpack_sbuffer_init(&buf);
+  msgpack_unpacked_init(&u);
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  msgpack_pack_str_with_body(&pk, "\x89PNG\r\n\x1a\n", 8);
+  choreo_msg_fields f = {.source = "img", .type = "Uploaded", .kind = "event", .seq = 1,
+                         .data = data.data, .data_len = data.size};
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  char *text = choreo_msg_to_json(&m);
+  cJSON *ce = text ? cJSON_Parse(text) : NULL;
+  CHECK(cJSON_IsObject(ce));
+  CHECK(str_is(json_str(ce, "data_base64"), "iVBORw0KGgo="));
+  CHECK(str_is(json_str(ce, "datacontenttype"), "application/octet-stream"));
+  CHECK(!cJSON_HasObjectItem(ce, "data"));
+  cJSON_Delete(ce);
+  free(text);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&data);
+  msgpack_sbuffer_destroy(&buf);
+}
+
 int main(void) {
   RUN(test_round_trip);
   RUN(test_integers_stay_integers);
@@ -294,5 +364,7 @@ int main(void) {
   RUN(test_depth);
   RUN(test_msgpack_types);
   RUN(test_msg_to_json);
+  RUN(test_strings_and_bytes);
+  RUN(test_binary_payload);
   return CHECK_DONE();
 }
