@@ -53,6 +53,28 @@ int choreo_lua_run_tests(const char *dir, const char *const *args, int nargs, bo
   lua_pushfstring(L, "%s/spec", dir);
   test_set_arg(L, args, nargs, lua_tostring(L, -1));
   lua_pop(L, 1);
+  /* busted exits 1 for arguments it cannot parse, as for failing tests: parse them first, with
+   * busted's own parser, so that a usage error can be told apart. (--help prints and exits.) */
+  static const char check[] =
+      "for _, a in ipairs(arg) do if a == '--help' or a == '-h' then return end end\n"
+      "local options = require('pl.tablex').update(require 'busted.options', "
+      "{ standalone = false })\n"
+      "local cli = require 'busted.modules.cli'(options)\n"
+      "cli:set_name('choreo test')\n"
+      "local ok, err = cli:parse(arg)\n"
+      "if not ok then\n"
+      "  err = err:gsub('^choreo test: error: ', ''):gsub('; re%-run with %-%-help for usage%.$', '')\n"
+      "  return 'test: ' .. err .. '; busted\\'s options: choreo test DIR --help'\n"
+      "end";
+  int checked = luaL_loadbuffer(L, check, sizeof check - 1, "@choreo-test");
+  if (!checked) checked = lua_pcall(L, 0, 1, 0);
+  if (checked || lua_type(L, -1) == LUA_TSTRING) {
+    snprintf(err, errlen, "%s%s", checked ? "test runner failed: " : "",
+             luaL_tolstring(L, -1, NULL));
+    lua_close(L);
+    return checked ? CHOREO_ESCRIPT : CHOREO_EINVAL;
+  }
+  lua_pop(L, 1);
   int rc = 0;
   static const char runner[] = "require 'busted.runner'({ standalone = false })";
   if (luaL_loadbuffer(L, runner, sizeof runner - 1, "@choreo-test") || lua_pcall(L, 0, 0, 0)) {

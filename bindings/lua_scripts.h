@@ -13,7 +13,7 @@ extern const choreo_scripts_ops choreo_lua_scripts;
 
 /* Runs the busted specs in DIR/spec inside a Lua state with choreo's bindings; args go to
  * busted. *passed tells whether every spec passed; a negative CHOREO_E* code with err set
- * means busted could not run at all. */
+ * means busted could not run at all: CHOREO_EINVAL for arguments busted does not take. */
 int choreo_lua_run_tests(const char *dir, const char *const *args, int nargs, bool *passed,
                          char *err, size_t errlen);
 

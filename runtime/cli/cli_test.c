@@ -19,8 +19,9 @@ int cli_test(const cli_args *a) {
   setenv("CHOREO_TEST_DIR", dir, 1);
   char err[1024];
   bool passed;
-  if (choreo_lua_run_tests(dir, (const char *const *)a->rest + 1, a->nrest - 1, &passed, err,
-                           sizeof err))
-    return cli_fail("%s", err);
+  int rc = choreo_lua_run_tests(dir, (const char *const *)a->rest + 1, a->nrest - 1, &passed, err,
+                                sizeof err);
+  if (rc == CHOREO_EINVAL) return cli_usage("%s", err);
+  if (rc) return cli_fail("%s", err);
   return passed ? CLI_OK : CLI_FAIL;
 }

@@ -23,6 +23,7 @@
 #include "lua_scripts.h"
 #include "peers.h"
 #include "serve.h"
+#include "watch.h"
 
 /* The safety drain runs often because a missed wake-up shows directly as latency (it halved the
  * p99 at 20k events/s); discovery and the periodic FETCH need far less. */
@@ -32,7 +33,7 @@
 #define PUBLISH_ROWS 1000
 #define PUBLISH_BYTES (1u << 20)
 #define OWN_BATCH 1000
-#define HOST_HANDLES 8 /* five timers, own_idle, watch_dir, stop_async */
+#define HOST_HANDLES 7 /* five timers, own_idle, stop_async */
 #define TRIM_EVERY_MS 10000
 #define RATE_EVERY_TICKS (1000 / TICK_MS)
 #define RATE_SAMPLES 61 /* a minute between the oldest and the newest */
@@ -55,7 +56,7 @@ struct choreo_host {
   uv_timer_t tick, retry_timer, timeout_timer, reload_timer, trim_timer;
   int64_t retain_ms, retain_max_ms;
   uv_idle_t own_idle;
-  uv_fs_event_t watch_dir;
+  choreo_watch watch;
   uv_async_t stop_async; /* choreo_host_stop from any thread */
   pthread_t loop_thread;  /* the thread that opened the host, which runs its loop */
   uint64_t opened_ns;     /* uv_hrtime() at open, for the uptime */
@@ -107,7 +108,6 @@ static void host_arm(choreo_host *h, uv_timer_t *timer, uv_timer_cb cb, int rc, 
 }
 
 static void host_on_retry(uv_timer_t *t);
-static void host_on_trim(uv_timer_t *t);
 static void host_on_timeout(uv_timer_t *t);
 static void host_on_own(uv_idle_t *idle);
 
@@ -224,23 +224,20 @@ static void host_on_reload(uv_timer_t *t) {
   choreo_host_reload(h, NULL, 0);
 }
 
-static void host_on_script_change(uv_fs_event_t *ev, const char *file, int events, int status) {
-  (void)events;
-  choreo_host *h = ev->data;
-  size_t n = file ? strlen(file) : 0;
-  if (status < 0 || (file && (n < 4 || strcmp(file + n - 4, ".lua") != 0))) return;
+static void host_on_script_change(void *ud) {
+  choreo_host *h = ud;
   /* Editors write in several steps; wait for the burst to end. */
   uv_timer_start(&h->reload_timer, host_on_reload, RELOAD_DEBOUNCE_MS, 0);
 }
 
 /* The host's own handles, in the order host_start_handles initialises them: five timers, the
- * idle, the watcher, the async. */
+ * idle, the async. */
 static void host_handles(choreo_host *h, uv_handle_t *out[HOST_HANDLES]) {
   uv_handle_t *list[HOST_HANDLES] = {
       (uv_handle_t *)&h->tick,          (uv_handle_t *)&h->retry_timer,
       (uv_handle_t *)&h->timeout_timer, (uv_handle_t *)&h->reload_timer,
       (uv_handle_t *)&h->trim_timer,    (uv_handle_t *)&h->own_idle,
-      (uv_handle_t *)&h->watch_dir,     (uv_handle_t *)&h->stop_async};
+      (uv_handle_t *)&h->stop_async};
   memcpy(out, list, sizeof list);
 }
 
@@ -260,6 +257,7 @@ static void host_stop_now(choreo_host *h) {
     host_handles(h, handles);
     for (int i = 0; i < h->handles_on_loop; i++) uv_close(handles[i], host_on_handle_closed);
   }
+  choreo_watch_stop(&h->watch);
   choreo_serve_stop(&h->serve);
   choreo_control_stop(&h->control);
   choreo_peers_stop(&h->peers);
@@ -280,8 +278,9 @@ void choreo_host_stop(choreo_host *h) {
 }
 
 bool choreo_host_stopped(const choreo_host *h) {
-  return h->stopping && h->handles_on_loop == 0 && !h->serve.server.watch.on_loop &&
-         !h->control.server.watch.on_loop && h->peers.on_loop == 0;
+  return h->stopping && h->handles_on_loop == 0 && h->watch.on_loop == 0 &&
+         !h->serve.server.watch.on_loop && !h->control.server.watch.on_loop &&
+         h->peers.on_loop == 0;
 }
 
 /* Lets the loop finish closing what host_stop_now closed. A caller's loop is only stepped,
@@ -360,7 +359,6 @@ static int host_start_handles(choreo_host *h) {
   for (int i = 0; i < HOST_HANDLES && !rc; i++) {
     rc = i < 5   ? uv_timer_init(h->loop, (uv_timer_t *)handles[i])
          : i == 5 ? uv_idle_init(h->loop, &h->own_idle)
-         : i == 6 ? uv_fs_event_init(h->loop, &h->watch_dir)
                   : uv_async_init(h->loop, &h->stop_async, host_on_stop);
     if (!rc) {
       handles[i]->data = h;
@@ -369,7 +367,7 @@ static int host_start_handles(choreo_host *h) {
   }
   if (!rc) rc = uv_timer_start(&h->tick, host_on_tick, TICK_MS, TICK_MS);
   if (!rc) rc = uv_timer_start(&h->trim_timer, host_on_trim, host_trim_every(h), 0);
-  if (!rc) rc = uv_fs_event_start(&h->watch_dir, host_on_script_change, h->dir, 0);
+  if (!rc) rc = choreo_watch_start(&h->watch, h->loop, h->dir, h->name, host_on_script_change, h);
   return rc ? CHOREO_EIO : 0;
 }
 

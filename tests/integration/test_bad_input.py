@@ -49,6 +49,8 @@ def command_line_errors(w):
     b = ["--bus", w.bus]
     bh = b + ["--host", "svc"]
     deep = "[" * 40 + "]" * 40
+    spec_dir = os.path.join(w.dir, "specs")
+    os.makedirs(os.path.join(spec_dir, "spec"))
     cases = [
         # (args, exit status, stderr pattern)
         (["frobnicate"], 2, r"unknown command 'frobnicate'"),
@@ -98,6 +100,10 @@ def command_line_errors(w):
         (["tail"] + b + ["--count", "0"], 2, r"--count needs a positive integer"),
         (["tail"] + b + ["--frob"], 2, r"unknown option '--frob'"),
         (["tail"] + b + ["A", "B"], 2, r"one pattern"),
+        (["tail"] + b + ["--format", "xml"], 2, r"--format is json or text, got 'xml'"),
+        (["tail"] + b + ["--source", "bad/name"], 2, r"invalid source name 'bad/name'"),
+        (["tail"] + b + ["--correlation"], 2, r"--correlation needs a value"),
+        (["test", spec_dir, "--bogus"], 2, r"unknown/bad flag: --bogus"),
     ]
     head = svc.head()
     for args, rc, pattern in cases:

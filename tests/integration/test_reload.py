@@ -214,5 +214,58 @@ choreo.on("Greet", function(msg, ctx) ctx.db:exec("insert into greetings values 
     check_eq(consumer.status()["dead letters"], 0, "dead letters")
 
 
+@suite.test
+def modules_in_subfolders_reload_too(w):
+    """An edit to a module a script requires from a subfolder reloads, as does a folder that
+    appears with modules in it; the host's own writes to its database do not."""
+    svc_dir = w.scripts("svc", {"svc.lua": r'''
+local choreo = require "choreo"
+local helper = require "lib.deep.helper"
+choreo.db:exec("create table if not exists said(word text)")
+choreo.on("Say", function(_, ctx) ctx.db:exec("insert into said values (?)", helper.word()) end)
+choreo.on("SayMore", function(_, ctx)
+  local ok, more = pcall(require, "extra.more")
+  ctx.db:exec("insert into said values (?)", ok and more.word() or "none")
+end)
+'''})
+    lib = os.path.join(svc_dir, "lib", "deep")
+    os.makedirs(lib)
+    write_script(os.path.join(lib, "helper.lua"), 'return { word = function() return "one" end }\n')
+    svc = w.host("svc", svc_dir)
+    said = lambda: [r[0] for r in svc.query("select word from said order by rowid")]
+    svc.publish("Say")
+    wait_until(lambda: said() == ["one"], 10, "the first word")
+
+    gen = generation(svc)
+    write_script(os.path.join(lib, "helper.lua"), 'return { word = function() return "two" end }\n')
+    wait_until(lambda: generation(svc) == gen + 1, 10, "a reload after lib/deep/helper.lua changed")
+    svc.publish("Say")
+    wait_until(lambda: said() == ["one", "two"], 10, "the edited module's word")
+
+    # A folder that appears is watched, and a module already in it is picked up.
+    gen = generation(svc)
+    tmp = os.path.join(w.dir, "extra")
+    os.makedirs(tmp)
+    write_script(os.path.join(tmp, "more.lua"), 'return { word = function() return "more" end }\n')
+    os.rename(tmp, os.path.join(svc_dir, "extra"))
+    wait_until(lambda: generation(svc) >= gen + 1, 10, "a reload after extra/ appeared")
+    svc.publish("SayMore")
+    wait_until(lambda: said() == ["one", "two", "more"], 10, "the new folder's module")
+    gen = generation(svc)
+    write_script(os.path.join(svc_dir, "extra", "more.lua"),
+                 'return { word = function() return "again" end }\n')
+    wait_until(lambda: generation(svc) >= gen + 1, 10, "a reload after extra/more.lua changed")
+    svc.publish("SayMore")
+    wait_until(lambda: said() == ["one", "two", "more", "again"], 10, "the edited new module")
+
+    # The database changes with every message: no reload from that.
+    gen = generation(svc)
+    for _ in range(20):
+        svc.publish("Say")
+    wait_until(lambda: len(said()) == 24, 10, "twenty more words")
+    time.sleep(0.3)
+    check_eq(generation(svc), gen, "generation after writes to the database")
+
+
 if __name__ == "__main__":
     suite.main()
