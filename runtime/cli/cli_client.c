@@ -239,10 +239,12 @@ int cli_status(const cli_args *a) {
          client_num(s, "generation"), reload[0] ? reload : "none", client_num(s, "head"),
          client_num(s, "own_checkpoint"), client_num(s, "dead_letters"),
          client_num(s, "bad_frames"));
-  printf("log kept      from seq %.0f (database %.1f MiB)\nretries       %.0f pending\n"
+  printf("log kept      from seq %.0f (database %.1f MiB, WAL %.1f MiB)\n"
+         "retries       %.0f pending\n"
          "timeouts      %.0f pending\nsagas         %.0f running\nuptime        %.0f s\n"
          "handled       %.0f (%.1f per second over the last minute)\n",
          client_num(s, "oldest"), client_num(s, "db_bytes") / (1024.0 * 1024.0),
+         client_num(s, "wal_bytes") / (1024.0 * 1024.0),
          client_num(s, "retries_pending"), client_num(s, "timeouts_pending"),
          client_num(s, "sagas_running"), client_num(s, "uptime_s"), client_num(s, "handled"),
          client_num(s, "handled_per_s"));

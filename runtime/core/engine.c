@@ -552,7 +552,9 @@ int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_m
   return 0;
 }
 
-int choreo_engine_log_extent(choreo_engine *e, int64_t *oldest, int64_t *bytes) {
+int choreo_engine_log_extent(choreo_engine *e, int64_t *oldest, int64_t *bytes,
+                             int64_t *wal_bytes) {
+  *wal_bytes = choreo_store_wal_size(e->store);
   int rc = choreo_store_oldest(e->store, oldest);
   return rc ? rc : choreo_store_size(e->store, bytes);
 }

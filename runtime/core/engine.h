@@ -185,8 +185,10 @@ int choreo_engine_subscriber_seen(choreo_engine *e, const char *name, int64_t ap
  * *deleted gets how many rows went. */
 int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_ms, int max_rows,
                        int *deleted);
-/* The oldest seq the log still holds (0 when empty) and the database's size in bytes. */
-int choreo_engine_log_extent(choreo_engine *e, int64_t *oldest, int64_t *bytes);
+/* The oldest seq the log still holds (0 when empty), the database's size in bytes and its
+ * WAL file's. */
+int choreo_engine_log_extent(choreo_engine *e, int64_t *oldest, int64_t *bytes,
+                             int64_t *wal_bytes);
 /* A source's rows up to `upto` are gone from its log (its retention ran before we fetched
  * them): move our checkpoint past them, in a transaction of its own, and log the range. *lost
  * gets how many were skipped (0 when the checkpoint was already there). */

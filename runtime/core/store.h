@@ -130,6 +130,8 @@ int choreo_store_trim(choreo_store *s, const choreo_trim *t, int max_rows, int *
 /* The oldest seq kept (0 when the log is empty) and the database's size in bytes. */
 int choreo_store_oldest(choreo_store *s, int64_t *seq);
 int choreo_store_size(choreo_store *s, int64_t *bytes);
+/* The size of the database's WAL file in bytes (0 in memory). */
+int64_t choreo_store_wal_size(choreo_store *s);
 
 /* The last SQLite error message of the connection. */
 const char *choreo_store_errmsg(choreo_store *s);

@@ -119,6 +119,7 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "bad_frames", (double)s.bad_frames);
   cJSON_AddNumberToObject(o, "oldest", (double)s.oldest);
   cJSON_AddNumberToObject(o, "db_bytes", (double)s.db_bytes);
+  cJSON_AddNumberToObject(o, "wal_bytes", (double)s.wal_bytes);
   const choreo_unhandled *unhandled;
   int types;
   uint64_t other;

@@ -534,7 +534,8 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
   int rc = choreo_engine_head(h->engine, &out->head);
   if (!rc) rc = choreo_engine_checkpoint(h->engine, h->name, &out->own_applied);
   if (!rc) rc = choreo_engine_dead_count(h->engine, &out->dead_letters);
-  if (!rc) rc = choreo_engine_log_extent(h->engine, &out->oldest, &out->db_bytes);
+  if (!rc) rc = choreo_engine_log_extent(h->engine, &out->oldest, &out->db_bytes,
+                                               &out->wal_bytes);
   if (!rc) rc = choreo_engine_retry_count(h->engine, &out->retries_pending);
   if (!rc) rc = choreo_engine_pending_timeouts(h->engine, &out->timeouts_pending);
   if (!rc) rc = choreo_engine_saga_count(h->engine, &out->sagas_running);

@@ -1,5 +1,6 @@
 """Catch-up: a consumer that was down while a producer published gets every event exactly once
 and in order through FETCH; so does one that is up during a burst too fast for PUB/SUB."""
+import json
 import re
 import time
 
@@ -103,8 +104,13 @@ def retention_keeps_what_subscribers_need_and_says_what_is_gone(w):
     wait_until(lambda: consumer.scalar("select count(*) from got") == 20, 20, "20 applied")
     with w.step("applied by every subscriber and older than --retain: deleted"):
         wait_until(lambda: oldest_kept(producer) == 20, 20, "the producer to keep only its head")
-        check(re.search(r"log kept\s+from seq 20 ", producer.cli("status").out),
-              "status shows the oldest row kept")
+        check(re.search(r"log kept\s+from seq 20 \(database [\d.]+ MiB, WAL [\d.]+ MiB\)",
+                        producer.cli("status").out),
+              "status shows the oldest row kept and the sizes on disk")
+        r = producer.cli("status", "--json")
+        sizes = json.loads(r.out) if r.rc == 0 else {}
+        check(sizes.get("db_bytes", 0) > 0 and sizes.get("wal_bytes", 0) > 0,
+              "status --json gives the database's and the WAL's sizes: %r" % r)
     with w.step("a subscriber that is away: kept until --retain-max, then gone"):
         # What the producer keeps follows what the consumer last said it applied (its FETCH,
         # once a second): let it say 20 before it goes away.

@@ -607,6 +607,12 @@ static void test_old_database_is_migrated(void) {
   CHECK(dead_count_of(s) == 1);
   CHECK(choreo_store_dead_retry(s, 1, 5000) == 0);
   CHECK(append(s, "T") == 1);
+  /* The WAL is measured, and kept from growing for good. */
+  CHECK(choreo_store_wal_size(s) > 0);
+  sqlite3_stmt *st = NULL;
+  CHECK(sqlite3_prepare_v2(choreo_store_db(s), "PRAGMA journal_size_limit", -1, &st, NULL) == 0);
+  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 64 << 20);
+  sqlite3_finalize(st);
   choreo_store_close(s);
   CHECK(choreo_store_open(&s, path, err, sizeof err) == 0); /* a second open adds nothing */
   choreo_store_close(s);
