@@ -260,9 +260,10 @@ int cli_status(const cli_args *a) {
     char when[48];
     if (heard < 0) snprintf(when, sizeof when, "never heard from");
     else snprintf(when, sizeof when, "last heard %.1f s ago", heard / 1000);
-    char gone[64] = "";
+    char gone[128] = "";
     if (client_num(p, "gone") > 0)
-      snprintf(gone, sizeof gone, ", %.0f gone before we got them", client_num(p, "gone"));
+      snprintf(gone, sizeof gone, ", %.0f gone before we got them (last: %.0f to %.0f)",
+               client_num(p, "gone"), client_num(p, "gone_first"), client_num(p, "gone_last"));
     printf("peer          %-16s applied %.0f of %.0f, lag %.0f (%s); %s, %s%s\n",
            client_str(p, "name")[0] ? client_str(p, "name") : "?", client_num(p, "checkpoint"),
            client_num(p, "head"), client_num(p, "lag"), client_str(p, "url"),

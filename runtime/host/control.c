@@ -148,6 +148,8 @@ static cJSON *control_status(choreo_host *h) {
     cJSON_AddBoolToObject(item, "up", p.up);
     cJSON_AddNumberToObject(item, "heard_ms_ago", (double)p.heard_ms_ago);
     cJSON_AddNumberToObject(item, "gone", (double)p.gone);
+    cJSON_AddNumberToObject(item, "gone_first", (double)p.gone_first);
+    cJSON_AddNumberToObject(item, "gone_last", (double)p.gone_last);
     cJSON_AddItemToArray(peers, item);
   }
   return o;

@@ -79,6 +79,8 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     if (!rc && r.gap && !choreo_engine_skip_gone(ps->engine, p->name, r.first - 1, &lost) &&
         lost) {
       p->gone += lost;
+      p->gone_first = r.first - lost;
+      p->gone_last = r.first - 1;
       rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
     }
     choreo_engine_report(ps->engine, p->name, rc, &r);
@@ -296,6 +298,7 @@ int choreo_peers_status(choreo_peers *ps, size_t i, choreo_peer_status *out) {
                               .head = p->head,
                               .lag = p->head > applied ? p->head - applied : 0,
                               .up = atomic_load(&p->pipes) > 0, .gone = p->gone,
+                              .gone_first = p->gone_first, .gone_last = p->gone_last,
                               .heard_ms_ago = p->heard_at ? (int64_t)(uv_now(ps->loop) -
                                                                       p->heard_at) : -1};
   return rc;

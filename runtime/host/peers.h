@@ -36,6 +36,7 @@ typedef struct choreo_peer {
   uint64_t answered_at;
   int64_t head; /* the peer's last seq, as it last told us */
   int64_t gone; /* its messages its retention deleted before we fetched them */
+  int64_t gone_first, gone_last; /* the last such range */
 } choreo_peer;
 
 /* Embedded in its owner, as libuv's handles are: start, stop, then wait for on_loop == 0. */

@@ -312,13 +312,15 @@ def parse_status(text):
     for line in text.splitlines():
         m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+), lag (\d+) \((.*)\); (up|down), "
                      r"(?:last heard ([\d.]+) s ago|never heard from)"
-                     r"(?:, (\d+) gone before we got them)?$", line)
+                     r"(?:, (\d+) gone before we got them \(last: (\d+) to (\d+)\))?$", line)
         if m:
             st["peers"][m.group(1)] = {"applied": int(m.group(2)), "head": int(m.group(3)),
                                        "lag": int(m.group(4)), "url": m.group(5),
                                        "up": m.group(6) == "up",
                                        "heard": float(m.group(7)) if m.group(7) else None,
-                                       "gone": int(m.group(8) or 0)}
+                                       "gone": int(m.group(8) or 0),
+                                       "gone range": (int(m.group(9)), int(m.group(10)))
+                                       if m.group(9) else None}
             continue
         m = re.match(r"(\S+(?: \S+)?)\s{2,}(.*)$", line)
         if m:
