@@ -267,7 +267,7 @@ static cJSON *control_sagas(choreo_host *h, const cJSON *req) {
   return o;
 }
 
-static cJSON *control_answer(choreo_host *h, const char *body, size_t len) {
+static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) {
   cJSON *req = cJSON_ParseWithLength(body, len);
   if (!cJSON_IsObject(req)) {
     cJSON_Delete(req);
@@ -293,11 +293,16 @@ static cJSON *control_answer(choreo_host *h, const char *body, size_t len) {
   return answer;
 }
 
-static void control_on_request(void *ud, nng_msg *request) {
-  choreo_control *c = ud;
-  cJSON *answer = control_answer(c->host, nng_msg_body(request), nng_msg_len(request));
+char *choreo_control_answer(choreo_host *h, const char *body, size_t len) {
+  cJSON *answer = control_answer_tree(h, body, len);
   char *text = answer ? cJSON_PrintUnformatted(answer) : NULL;
   cJSON_Delete(answer);
+  return text;
+}
+
+static void control_on_request(void *ud, nng_msg *request) {
+  choreo_control *c = ud;
+  char *text = choreo_control_answer(c->host, nng_msg_body(request), nng_msg_len(request));
   if (text) choreo_bus_server_reply(&c->server, request, text, strlen(text) + 1);
   else nng_msg_free(request);
   free(text);

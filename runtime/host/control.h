@@ -21,6 +21,10 @@ typedef struct choreo_control {
 int choreo_control_start(choreo_control *c, uv_loop_t *loop, choreo_host *host, const char *url,
                          char *err, size_t errlen);
 void choreo_control_drain(choreo_control *c);
+/* The answer to one request body (len bytes of JSON, NUL-terminated or not), as the socket
+ * sends it: malloc'd JSON text (free() it), NULL when memory runs out. Also the entry point of
+ * the control requests' fuzz harness (tests/fuzz). */
+char *choreo_control_answer(choreo_host *h, const char *body, size_t len);
 /* Safe on a zeroed struct that never started, and twice. */
 void choreo_control_stop(choreo_control *c);
 
