@@ -122,7 +122,7 @@ static int poke_req(const char *url, const char *buf, size_t len, long wait_ms) 
     puts("no reply");
   } else {
     printf("reply %zu bytes: ", n);
-    for (size_t i = 0; i < n && i < 400; i++)
+    for (size_t i = 0; i < n && i < 16384; i++) /* a status answer whole; not 17 MiB of junk */
       putchar(reply[i] >= 32 && reply[i] < 127 ? reply[i] : '.');
     putchar('\n');
     nng_free(reply, n);
