@@ -1,0 +1,45 @@
+-- The service the dispatch harness (tests/fuzz/fuzz_dispatch.c) runs: whatever data a fuzzed
+-- frame carries goes every way a message's data can go from a handler: into SQL, back to the
+-- wire format and from it, into emitted messages, saga state and durable timeouts, and into
+-- an error that fails the message until it is dead-lettered.
+local choreo = require "choreo"
+
+choreo.db:exec("create table if not exists seen(type text, kind text, source text, data blob)")
+
+choreo.on("*", function(msg, ctx)
+  ctx.db:exec("insert into seen values (?, ?, ?, ?)", msg.type, msg.kind, msg.source,
+              choreo.pack(msg.data))
+end)
+
+choreo.on("Echo", function(msg, ctx)
+  ctx:publish("Echoed", msg.data, { subject = msg.subject, correlationid = msg.correlationid })
+end)
+
+choreo.on("Ask", function(msg, ctx) ctx:reply("Answer", msg.data) end)
+
+choreo.on("Forward", function(msg, ctx) ctx:send("elsewhere", "Forwarded", msg.data) end)
+
+choreo.on("Later", function(msg, ctx) ctx:timeout(1, "Due", msg.data) end)
+
+choreo.on("Fail", function(msg) error(msg.data) end)
+
+-- A string of data is read as the wire format: hostile bytes for choreo.unpack.
+choreo.on("Unpack", function(msg)
+  if type(msg.data) == "string" then choreo.unpack(msg.data) end
+end)
+
+choreo.saga("Order", {
+  starts = { "Open" },
+  correlate = { Open = "order", Close = "order" },
+  on = {
+    Open = function(state, msg, ctx)
+      state.data = msg.data
+      ctx:timeout(2, "Expire", { at = msg.time })
+    end,
+    Expire = function(_, _, ctx) ctx:complete() end,
+    Close = function(state, _, ctx)
+      ctx:publish("Closed", state.data)
+      ctx:complete()
+    end,
+  },
+})
