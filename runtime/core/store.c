@@ -161,6 +161,9 @@ struct choreo_store {
   store_memo memo;
   uint64_t epoch; /* counts the times the memo was forgotten */
   int guard;      /* while positive, the authorizer refuses what would end our transaction */
+  /* Someone else prepared a savepoint statement on the connection: a ROLLBACK TO of theirs
+   * may take our appended rows with it, unseen, so inside a transaction the head is asked. */
+  bool foreign_savepoints;
   size_t max_message; /* the largest encoded message append accepts */
   sqlite3_stmt *st[ST_COUNT];
   /* Reused by append and read_frame, which never call out while holding it. */
@@ -249,9 +252,12 @@ static int store_authorize(void *ud, int action, const char *a, const char *b, c
   (void)a;
   (void)db;
   (void)trigger;
-  if (((choreo_store *)ud)->guard <= 0) return SQLITE_OK;
-  if (action == SQLITE_TRANSACTION) return SQLITE_DENY;
-  if (action == SQLITE_SAVEPOINT && b && strncmp(b, "choreo_", 7) == 0) return SQLITE_DENY;
+  choreo_store *s = ud;
+  bool ours = action == SQLITE_SAVEPOINT && b && strncmp(b, "choreo_", 7) == 0;
+  /* Whenever prepared: a statement the scripts prepare once may run again later, unchecked. */
+  if (action == SQLITE_SAVEPOINT && !ours) s->foreign_savepoints = true;
+  if (s->guard <= 0) return SQLITE_OK;
+  if (action == SQLITE_TRANSACTION || ours) return SQLITE_DENY;
   return SQLITE_OK;
 }
 
@@ -458,17 +464,17 @@ int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq
 
 int choreo_store_head(choreo_store *s, int64_t *out) {
   /* Inside a transaction the scripts share the connection and may roll back a savepoint of
-   * their own through ctx.db, taking our rows with it unseen: there, ask (a seek to the last
-   * row). Between transactions the answer holds until the next one. */
-  bool in_transaction = choreo_store_in_transaction(s);
-  if (s->memo.head_known && !in_transaction) {
+   * their own through ctx.db, taking our rows with it unseen: where they ever prepared one,
+   * ask (a seek to the last row). Otherwise the answer holds until a rollback. */
+  bool trusted = !s->foreign_savepoints || !choreo_store_in_transaction(s);
+  if (s->memo.head_known && trusted) {
     *out = s->memo.head;
     return 0;
   }
   int64_t head = 0;
   if (store_int(s, ST_HEAD, &head)) return CHOREO_EIO;
   s->memo.head = head;
-  s->memo.head_known = !in_transaction;
+  s->memo.head_known = trusted;
   *out = head;
   return 0;
 }
@@ -496,7 +502,7 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_
     return store_fail(s, ST_APPEND);
   rc = store_run(s, ST_APPEND);
   if (rc) return rc;
-  s->memo.head_known = false; /* learnt again after the commit */
+  s->memo.head = seq; /* a rollback forgets it (store_forget) */
   if (seq_out) *seq_out = seq;
   return 0;
 }

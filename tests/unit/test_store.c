@@ -178,6 +178,26 @@ static void test_savepoint_rolls_back_one_message(void) {
   choreo_store_close(s);
 }
 
+/* The head is remembered inside a transaction too, until someone else's savepoint could take
+ * appended rows away unseen: then it is asked, and no seq is skipped. */
+static void test_foreign_savepoint_rollback_keeps_seqs_contiguous(void) {
+  choreo_store *s = open_memory();
+  sqlite3 *db = choreo_store_db(s);
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "A") == 1);
+  CHECK(append(s, "B") == 2);
+  CHECK(sqlite3_exec(db, "SAVEPOINT mine", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK(append(s, "C") == 3);
+  CHECK(sqlite3_exec(db, "ROLLBACK TO mine", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "RELEASE mine", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK(append(s, "D") == 3);
+  CHECK(choreo_store_commit(s) == 0);
+  char types[64];
+  log_types(s, 0, types, sizeof types);
+  CHECK(strcmp(types, "A B D") == 0);
+  choreo_store_close(s);
+}
+
 static void test_checkpoints_survive_reopen(void) {
   char dir[] = "/tmp/choreo-store-XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
@@ -638,6 +658,7 @@ int main(void) {
   RUN(test_append_assigns_seq);
   RUN(test_rollback_reuses_seq);
   RUN(test_savepoint_rolls_back_one_message);
+  RUN(test_foreign_savepoint_rollback_keeps_seqs_contiguous);
   RUN(test_checkpoints_survive_reopen);
   RUN(test_read_frame);
   RUN(test_retries);
