@@ -147,10 +147,50 @@ static int codec_pack_cstr(msgpack_packer *pk, const char *s) {
   return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-static int codec_pack_attr(msgpack_packer *pk, const char *key, const char *value) {
-  if (!codec_present(value)) return 0;
-  return codec_pack_cstr(pk, key) | codec_pack_cstr(pk, value);
+/* Writing a message is on every publish's path, so it is done with one reservation and plain
+ * copies rather than a packer call, and a buffer check, per key and per value. The bytes are
+ * those msgpack_pack_* would write (tests/unit/test_codec.c compares them). */
+static char *codec_put_str_header(char *p, size_t n) {
+  unsigned char *u = (unsigned char *)p;
+  if (n < 32) {
+    *u++ = (unsigned char)(0xa0 | n);
+  } else if (n < 256) {
+    *u++ = 0xd9;
+    *u++ = (unsigned char)n;
+  } else if (n < 65536) {
+    *u++ = 0xda;
+    *u++ = (unsigned char)(n >> 8);
+    *u++ = (unsigned char)n;
+  } else {
+    *u++ = 0xdb;
+    for (int shift = 24; shift >= 0; shift -= 8) *u++ = (unsigned char)(n >> shift);
+  }
+  return (char *)u;
 }
+
+static char *codec_put_str(char *p, const char *s, size_t n) {
+  p = codec_put_str_header(p, n);
+  memcpy(p, s, n);
+  return p + n;
+}
+
+/* A positive integer in its shortest form, as msgpack_pack_int64 writes it. */
+static char *codec_put_uint(char *p, uint64_t v) {
+  unsigned char *u = (unsigned char *)p;
+  int bytes = v < 128 ? 0 : v < 256 ? 1 : v < 65536 ? 2 : v <= UINT32_MAX ? 4 : 8;
+  static const unsigned char tag[9] = {0, 0xcc, 0xcd, 0, 0xce, 0, 0, 0, 0xcf};
+  if (bytes) *u++ = tag[bytes];
+  for (int i = bytes ? bytes - 1 : 0; i >= 0; i--) *u++ = (unsigned char)(v >> (8 * i));
+  return (char *)u;
+}
+
+static char *codec_put_attr(char *p, const char *key, size_t key_len, const char *value) {
+  if (!codec_present(value)) return p;
+  p = codec_put_str(p, key, key_len);
+  return codec_put_str(p, value, strlen(value));
+}
+
+#define CODEC_KEY(k) k, sizeof k - 1
 
 int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   bool has_data = f->data != NULL && f->data_len > 0;
@@ -168,44 +208,55 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     time = now;
   }
   int seq_len = snprintf(seq, sizeof seq, "%" PRId64, f->seq);
-  const char *optional[] = {f->subject, f->to, f->correlationid, f->causationid, f->traceparent};
+  const char *values[] = {f->source, f->type, time, f->subject, f->kind, f->to,
+                          f->correlationid, f->causationid, f->traceparent};
   size_t entries = 7 + (has_data ? 2 : 0); /* specversion id source type time seq kind */
-  for (size_t i = 0; i < sizeof optional / sizeof *optional; i++)
-    entries += codec_present(optional[i]);
-
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-  size_t mark = out->size;
+  /* At most: the map header, 16 keys of under 16 bytes with their 5-byte headers, the constant
+   * values ("1.0", "application/msgpack"), the id, the 9-byte seq and the data, then each
+   * string value with its header. */
+  size_t need = 3 + 16 * (5 + 16) + (5 + 3) + (5 + 19) + 5 + strlen(f->source) + 1 +
+                (size_t)seq_len + 9 + (has_data ? f->data_len : 0);
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+    if (i >= 3 && i != 4) entries += codec_present(values[i]);
+    if (values[i]) need += 5 + strlen(values[i]);
+  }
+  if (out->alloc - out->size < need) {
+    size_t alloc = out->alloc * 2 > out->size + need ? out->alloc * 2 : out->size + need;
+    char *data = realloc(out->data, alloc);
+    if (!data) return CHOREO_ENOMEM;
+    out->data = data;
+    out->alloc = alloc;
+  }
+  char *p = out->data + out->size;
+  *p++ = (char)(0x80 | entries); /* a fixmap: never more than 14 entries */
+  p = codec_put_attr(p, CODEC_KEY("specversion"), "1.0");
+  p = codec_put_str(p, CODEC_KEY("id"));
   size_t source_len = strlen(f->source);
-  /* Pack calls return 0 or -1 and the sbuffer stays consistent after a failed write, so the
-   * results are OR-ed and checked once; a failure truncates back to `mark`. */
-  int rc = msgpack_pack_map(&pk, entries);
-  rc |= codec_pack_attr(&pk, "specversion", "1.0");
-  rc |= codec_pack_cstr(&pk, "id");
-  rc |= msgpack_pack_str(&pk, source_len + 1 + (size_t)seq_len);
-  rc |= msgpack_pack_str_body(&pk, f->source, source_len);
-  rc |= msgpack_pack_str_body(&pk, "/", 1);
-  rc |= msgpack_pack_str_body(&pk, seq, (size_t)seq_len);
-  rc |= codec_pack_attr(&pk, "source", f->source);
-  rc |= codec_pack_attr(&pk, "type", f->type);
-  rc |= codec_pack_attr(&pk, "time", time);
-  rc |= codec_pack_attr(&pk, "subject", f->subject);
+  size_t id_len = source_len + 1 + (size_t)seq_len;
+  p = codec_put_str_header(p, id_len); /* the id is "source/seq", written in three parts */
+  memcpy(p, f->source, source_len);
+  p += source_len;
+  *p++ = '/';
+  memcpy(p, seq, (size_t)seq_len);
+  p += seq_len;
+  p = codec_put_attr(p, CODEC_KEY("source"), f->source);
+  p = codec_put_attr(p, CODEC_KEY("type"), f->type);
+  p = codec_put_attr(p, CODEC_KEY("time"), time);
+  p = codec_put_attr(p, CODEC_KEY("subject"), f->subject);
   if (has_data) {
-    rc |= codec_pack_attr(&pk, "datacontenttype", "application/msgpack");
-    rc |= codec_pack_cstr(&pk, "data");
-    rc |= msgpack_sbuffer_write(out, f->data, f->data_len);
+    p = codec_put_attr(p, CODEC_KEY("datacontenttype"), "application/msgpack");
+    p = codec_put_str(p, CODEC_KEY("data"));
+    memcpy(p, f->data, f->data_len);
+    p += f->data_len;
   }
-  rc |= codec_pack_cstr(&pk, "seq");
-  rc |= msgpack_pack_int64(&pk, f->seq);
-  rc |= codec_pack_attr(&pk, "kind", f->kind);
-  rc |= codec_pack_attr(&pk, "to", f->to);
-  rc |= codec_pack_attr(&pk, "correlationid", f->correlationid);
-  rc |= codec_pack_attr(&pk, "causationid", f->causationid);
-  rc |= codec_pack_attr(&pk, "traceparent", f->traceparent);
-  if (rc != 0) {
-    out->size = mark;
-    return CHOREO_ENOMEM;
-  }
+  p = codec_put_str(p, CODEC_KEY("seq"));
+  p = codec_put_uint(p, (uint64_t)f->seq);
+  p = codec_put_attr(p, CODEC_KEY("kind"), f->kind);
+  p = codec_put_attr(p, CODEC_KEY("to"), f->to);
+  p = codec_put_attr(p, CODEC_KEY("correlationid"), f->correlationid);
+  p = codec_put_attr(p, CODEC_KEY("causationid"), f->causationid);
+  p = codec_put_attr(p, CODEC_KEY("traceparent"), f->traceparent);
+  out->size = (size_t)(p - out->data);
   return 0;
 }
 

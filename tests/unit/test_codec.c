@@ -132,6 +132,78 @@ static void test_msg_round_trip(void) {
   msgpack_sbuffer_destroy(&buf);
 }
 
+/* The message as msgpack-c's packer writes it, key by key: the reference the encoder's direct
+ * writes must match byte for byte. */
+static void reference_pack_attr(msgpack_packer *pk, const char *key, const char *value) {
+  if (!value || !*value) return;
+  msgpack_pack_str_with_body(pk, key, strlen(key));
+  msgpack_pack_str_with_body(pk, value, strlen(value));
+}
+
+static void reference_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
+  const char *optional[] = {f->subject, f->to, f->correlationid, f->causationid, f->traceparent};
+  size_t entries = 7 + (f->data ? 2 : 0);
+  for (size_t i = 0; i < 5; i++) entries += optional[i] && *optional[i];
+  char id[4200];
+  snprintf(id, sizeof id, "%s/%lld", f->source, (long long)f->seq);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, entries);
+  reference_pack_attr(&pk, "specversion", "1.0");
+  reference_pack_attr(&pk, "id", id);
+  reference_pack_attr(&pk, "source", f->source);
+  reference_pack_attr(&pk, "type", f->type);
+  reference_pack_attr(&pk, "time", f->time);
+  reference_pack_attr(&pk, "subject", f->subject);
+  if (f->data) {
+    reference_pack_attr(&pk, "datacontenttype", "application/msgpack");
+    msgpack_pack_str_with_body(&pk, "data", 4);
+    msgpack_sbuffer_write(out, f->data, f->data_len);
+  }
+  msgpack_pack_str_with_body(&pk, "seq", 3);
+  msgpack_pack_int64(&pk, f->seq);
+  reference_pack_attr(&pk, "kind", f->kind);
+  reference_pack_attr(&pk, "to", f->to);
+  reference_pack_attr(&pk, "correlationid", f->correlationid);
+  reference_pack_attr(&pk, "causationid", f->causationid);
+  reference_pack_attr(&pk, "traceparent", f->traceparent);
+}
+
+/* Every string-length class (fixstr, str8, str16, str32) and integer width of seq. */
+static void test_msg_encoding_is_msgpack_cs(void) {
+  static char long_str[70000];
+  memset(long_str, 'x', sizeof long_str - 1);
+  const size_t lengths[] = {1, 31, 32, 255, 256, 4000, 65535, 65536};
+  const int64_t seqs[] = {1, 127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL,
+                          INT64_MAX};
+  msgpack_sbuffer got, want;
+  msgpack_sbuffer_init(&got);
+  msgpack_sbuffer_init(&want);
+  for (size_t i = 0; i < sizeof lengths / sizeof *lengths; i++) {
+    for (size_t j = 0; j < sizeof seqs / sizeof *seqs; j++) {
+      size_t n = lengths[i];
+      char *value = long_str + sizeof long_str - 1 - n; /* n x's, NUL-terminated */
+      char source[4000];
+      snprintf(source, sizeof source, "%.*s", (int)(n < 3000 ? n : 3000), long_str);
+      const char data[] = {(char)0x81, (char)0xa1, 'k', 0x01};
+      choreo_msg_fields f = {.source = source, .type = value, .kind = "command", .to = "b",
+                             .time = TIME, .seq = seqs[j], .subject = j % 2 ? value : NULL,
+                             .correlationid = "c", .causationid = j % 3 ? NULL : value,
+                             .traceparent = TRACEPARENT, .data = j % 2 ? NULL : data,
+                             .data_len = j % 2 ? 0 : sizeof data};
+      msgpack_sbuffer_clear(&got);
+      msgpack_sbuffer_clear(&want);
+      msgpack_sbuffer_write(&got, "prefix", 6); /* appends after what is there */
+      msgpack_sbuffer_write(&want, "prefix", 6);
+      CHECK(choreo_msg_encode(&f, &got) == 0);
+      reference_encode(&f, &want);
+      CHECK(got.size == want.size && memcmp(got.data, want.data, got.size) == 0);
+    }
+  }
+  msgpack_sbuffer_destroy(&got);
+  msgpack_sbuffer_destroy(&want);
+}
+
 static void test_msg_minimal(void) {
   msgpack_sbuffer buf;
   msgpack_unpacked u;
@@ -827,6 +899,7 @@ int main(void) {
   RUN(test_fetch_requests);
   RUN(test_msg_round_trip);
   RUN(test_msg_minimal);
+  RUN(test_msg_encoding_is_msgpack_cs);
   RUN(test_msg_data_values);
   RUN(test_msg_encode_rejects);
   RUN(test_msg_decode_rejects);
