@@ -58,6 +58,8 @@ static long parse_long(const char *opt, const char *s, long min, long max, const
   return v;
 }
 
+size_t bench_payload_size = BENCH_PAYLOAD_DEFAULT;
+
 /* The indexes travel as text in 100 bytes and as a bitmap in memory: keep them sane. */
 #define MAX_EVENTS 1000000000L
 
@@ -97,6 +99,8 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
       a->restart_ms = parse_long(opt, val, 1, 3600L * 1000, usage);
     } else if (strcmp(opt, "--consumer-of") == 0 && (accepted & BENCH_ARG_RESTART)) {
       a->consumer_of = val;
+    } else if (strcmp(opt, "--payload") == 0) {
+      bench_payload_size = (size_t)parse_long(opt, val, 32, BENCH_PAYLOAD_MAX, usage);
     } else if (strcmp(opt, "--timeout") == 0) {
       a->timeout_s = (int)parse_long(opt, val, 1, 24 * 3600, usage);
       timeout_given = 1;
@@ -162,7 +166,7 @@ void bench_watchdog(int seconds) {
 }
 
 static void payload_fill(unsigned char *buf, const char *head, int len) {
-  memset(buf, 'x', BENCH_PAYLOAD_SIZE);
+  memset(buf, 'x', bench_payload_size);
   memcpy(buf, head, (size_t)len); /* at most 31 bytes for the allowed ranges: always fits */
 }
 

@@ -7,7 +7,11 @@
 #include <stddef.h>
 
 /* Every event carries this many payload bytes, as in the "pipeline" workload. */
-#define BENCH_PAYLOAD_SIZE 100
+#define BENCH_PAYLOAD_DEFAULT 100
+#define BENCH_PAYLOAD_MAX 65536
+/* Bytes per event payload in this run: --payload N (32 to BENCH_PAYLOAD_MAX), else
+ * BENCH_PAYLOAD_DEFAULT. */
+extern size_t bench_payload_size;
 #define BENCH_DEFAULT_TIMEOUT_S 120
 
 /* Seconds on CLOCK_MONOTONIC: one clock for every process on the machine, so a producer
@@ -65,7 +69,7 @@ void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
  * own. */
 void bench_watchdog(int seconds);
 
-/* Fills `buf` (BENCH_PAYLOAD_SIZE bytes) for event `i`: the decimal index, a space, filler.
+/* Fills `buf` (bench_payload_size bytes) for event `i`: the decimal index, a space, filler.
  * Carrying the index inside the payload lets a transport without fields (NATS, NNG) check
  * loss and duplication the same way as one with fields (Redis). */
 void bench_payload(unsigned char *buf, long i);

@@ -31,7 +31,7 @@ _Static_assert(BATCH <= BENCH_TALLY_BATCH, "a batch is one transaction of the ac
 
 static const char usage[] =
     "--url nats://HOST:PORT (--events N | --rate EVENTS_PER_S --seconds S [--restart-every MS])"
-    " --db FILE [--timeout S]";
+    " --db FILE [--payload BYTES] [--timeout S]";
 
 typedef struct nats_run {
   const char *url;
@@ -92,7 +92,7 @@ static int produce(void *arg, bench_producer_report *r) {
     natsConnection_Destroy(nc);
     return -1;
   }
-  unsigned char payload[BENCH_PAYLOAD_SIZE];
+  unsigned char payload[BENCH_PAYLOAD_MAX];
   bench_pace pace;
   bench_pace_start(&pace, run->rate, run->events);
   r->t_first = pace.start;
@@ -102,7 +102,7 @@ static int produce(void *arg, bench_producer_report *r) {
       bench_payload_stamped(payload, i, bench_now());
       /* With MaxPending publishes unacknowledged the call waits StallWait (200 ms) and then
        * gives up with NATS_TIMEOUT, without sending: send the same event again. */
-      do s = js_PublishAsync(js, run->subject, payload, BENCH_PAYLOAD_SIZE, NULL);
+      do s = js_PublishAsync(js, run->subject, payload, bench_payload_size, NULL);
       while (s == NATS_TIMEOUT && bench_now() < run->deadline);
     }
   }

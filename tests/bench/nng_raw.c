@@ -20,7 +20,7 @@
 #define END_MARKER "END"
 #define END_COPIES 20
 
-static const char usage[] = "--url URL --events N [--timeout S]";
+static const char usage[] = "--url URL --events N [--payload BYTES] [--timeout S]";
 
 typedef struct nng_run {
   nng_socket pub;
@@ -34,7 +34,7 @@ typedef struct nng_run {
 
 static void publish(void *arg) {
   nng_run *run = arg;
-  unsigned char payload[BENCH_PAYLOAD_SIZE];
+  unsigned char payload[BENCH_PAYLOAD_MAX];
   run->t_first_send = bench_now();
   for (long i = 0; i < run->events; i++) {
     /* Cheap enough per message not to change the rate, and it bounds a stuck send. */
@@ -43,7 +43,7 @@ static void publish(void *arg) {
       break;
     }
     bench_payload(payload, i);
-    int rv = nng_send(run->pub, payload, sizeof payload, 0);
+    int rv = nng_send(run->pub, payload, bench_payload_size, 0);
     if (rv != 0) {
       run->err = rv;
       break;

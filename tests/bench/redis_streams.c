@@ -30,7 +30,7 @@
 _Static_assert(BATCH <= BENCH_TALLY_BATCH, "a batch is one transaction of the account");
 
 static const char usage[] = "--port P (--events N | --rate EVENTS_PER_S --seconds S"
-                            " [--restart-every MS]) --db FILE [--timeout S]";
+                            " [--restart-every MS]) --db FILE [--payload BYTES] [--timeout S]";
 
 typedef struct redis_run {
   int port;
@@ -58,10 +58,10 @@ static int produce(void *arg, bench_producer_report *r) {
   const redis_run *run = arg;
   redisContext *c = redis_open(run->port, r->error, sizeof r->error);
   if (!c) return -1;
-  unsigned char payload[BENCH_PAYLOAD_SIZE];
+  unsigned char payload[BENCH_PAYLOAD_MAX];
   char idx[24];
   const char *argv[7] = {"XADD", run->stream, "*", "i", idx, "payload", (const char *)payload};
-  size_t lens[7] = {4, strlen(run->stream), 1, 1, 0, 7, BENCH_PAYLOAD_SIZE};
+  size_t lens[7] = {4, strlen(run->stream), 1, 1, 0, 7, bench_payload_size};
   int rc = 0;
   bench_pace pace;
   bench_pace_start(&pace, run->rate, run->events);

@@ -8,7 +8,7 @@
 
 #define ROWS_PER_TXN 1000
 
-static const char usage[] = "--events N --db FILE [--timeout S]";
+static const char usage[] = "--events N --db FILE [--payload BYTES] [--timeout S]";
 
 int main(int argc, char **argv) {
   bench_args a;
@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
 
   bench_sink sink;
   if (bench_sink_open(&sink, a.db) != 0) bench_fail("%s: %s", a.db, bench_sink_error(&sink));
-  unsigned char payload[BENCH_PAYLOAD_SIZE];
+  unsigned char payload[BENCH_PAYLOAD_MAX];
   double t0 = bench_now();
   for (long base = 0; base < a.events; base += ROWS_PER_TXN) {
     if (bench_now() > deadline)
@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
     if (bench_sink_begin(&sink) != 0) bench_fail("BEGIN: %s", bench_sink_error(&sink));
     for (long i = base; i < end; i++) {
       bench_payload(payload, i);
-      if (bench_sink_insert(&sink, i, payload, BENCH_PAYLOAD_SIZE) != 0)
+      if (bench_sink_insert(&sink, i, payload, bench_payload_size) != 0)
         bench_fail("INSERT: %s", bench_sink_error(&sink));
     }
     if (bench_sink_commit(&sink) != 0) bench_fail("COMMIT: %s", bench_sink_error(&sink));
