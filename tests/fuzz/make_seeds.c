@@ -42,8 +42,8 @@ static void seed(const char *corpus, const char *name, const char *buf, size_t l
 
 /* ---- data ---- */
 
-/* What a user may type as data, the corners of JSON included; the last two, nested 30 and 31
- * deep, are made by json_nested. */
+/* What a user may type as data, the corners of JSON included; json_nested adds two more, nested
+ * 30 deep (the most data may be) and 31. */
 static const char *const json_texts[] = {
     "null", "true", "false", "0", "-0", "1.5", "-2.5e-7", "1E+2", "1e400",
     "9223372036854775807", "-9223372036854775808", "9223372036854775808",
@@ -103,6 +103,8 @@ static void pack_extra(msgpack_packer *pk, int which) {
   }
 }
 #define EXTRA_VALUES 10
+_Static_assert(sizeof json_texts / sizeof *json_texts + 2 + EXTRA_VALUES <= MAX_VALUES,
+               "room for every data value");
 
 /* Every data value: the JSON texts that convert, then the extra ones. Returns how many. */
 static int data_values(msgpack_sbuffer values[MAX_VALUES]) {

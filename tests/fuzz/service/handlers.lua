@@ -34,9 +34,9 @@ choreo.saga("Order", {
   on = {
     Open = function(state, msg, ctx)
       state.data = msg.data
-      ctx:timeout(2, "Expire", { at = msg.time })
+      ctx:timeout(2, "Remind", { at = msg.time })
     end,
-    Expire = function(_, _, ctx) ctx:complete() end,
+    Remind = function(state, msg, ctx) ctx:publish("Reminded", { at = msg.data.at, data = state.data }) end,
     Close = function(state, _, ctx)
       ctx:publish("Closed", state.data)
       ctx:complete()
