@@ -2,8 +2,8 @@
  * tried as one encoded message (choreo_msg_decode: a stored log row, a dead letter) and as a
  * frame (choreo_frame_open, then choreo_frame_next until the end or a bad message). Every
  * message that decodes is turned into CloudEvents JSON as `choreo tail` prints it, which must
- * parse again, and a message read from a frame must decode alone, from its raw bytes, to the
- * same fields. */
+ * parse again; a message read from a frame must decode alone, from its raw bytes, to the same
+ * fields, and so must what choreo_msg_encode writes from those fields. */
 #include <string.h>
 
 #include "choreo.h"
@@ -54,6 +54,55 @@ static bool fuzz_same_msg(const choreo_msg *a, const choreo_msg *b) {
   return a->data == NULL || fuzz_same_data(a->data, b->data);
 }
 
+/* A borrowed string as a C string (NULL when absent); false when it holds a NUL byte, which no
+ * C caller could hand to the encoder. */
+static bool fuzz_cstr(choreo_str s, char **out) {
+  *out = NULL;
+  if (s.n == 0) return true;
+  if (memchr(s.p, '\0', s.n)) return false;
+  *out = strndup(s.p, s.n);
+  FUZZ_CHECK(*out != NULL);
+  return true;
+}
+
+/* A decoded message written again by choreo_msg_encode decodes to the same attributes and data,
+ * with its id derived from source and seq (and a time of its own if it had none). */
+static void fuzz_reencode(const choreo_msg *m) {
+  const choreo_str strs[] = {m->source, m->type, m->time, m->subject, m->kind, m->to,
+                             m->correlationid, m->causationid, m->traceparent};
+  enum { N = sizeof strs / sizeof *strs };
+  char *c[N];
+  bool writable = true;
+  for (int i = 0; i < N; i++) writable = fuzz_cstr(strs[i], &c[i]) && writable;
+  msgpack_sbuffer data, out;
+  msgpack_sbuffer_init(&data);
+  msgpack_sbuffer_init(&out);
+  if (writable) {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+    if (m->data) FUZZ_CHECK(msgpack_pack_object(&pk, *m->data) == 0);
+    choreo_msg_fields f = {.source = c[0], .type = c[1], .time = c[2], .subject = c[3],
+                           .kind = c[4], .to = c[5], .correlationid = c[6],
+                           .causationid = c[7], .traceparent = c[8], .seq = m->seq,
+                           .data = data.data, .data_len = data.size};
+    FUZZ_CHECK(choreo_msg_encode(&f, &out) == 0);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    choreo_msg again;
+    FUZZ_CHECK(choreo_msg_decode(out.data, out.size, &u, &again) == 0);
+    char *id = choreo_msg_derived_id(m);
+    FUZZ_CHECK(id != NULL && choreo_str_eq(again.id, id));
+    free(id);
+    again.id = m->id;
+    if (m->time.n == 0) again.time = m->time;
+    FUZZ_CHECK(fuzz_same_msg(m, &again));
+    msgpack_unpacked_destroy(&u);
+  }
+  msgpack_sbuffer_destroy(&out);
+  msgpack_sbuffer_destroy(&data);
+  for (int i = 0; i < N; i++) free(c[i]);
+}
+
 /* A frame's message decoded again on its own. */
 static void fuzz_alone(const choreo_msg *m) {
   msgpack_unpacked u;
@@ -82,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     seen++;
     fuzz_to_json(&m);
     fuzz_alone(&m);
+    fuzz_reencode(&m);
   }
   FUZZ_CHECK(rc == 0 ? seen == r.count : rc == CHOREO_EINVAL);
   choreo_frame_close(&r);
