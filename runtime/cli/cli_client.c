@@ -191,12 +191,17 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
   cJSON *answer;
   int rc = client_request(a, req, &answer);
   if (rc) return rc;
+  const cJSON *seq_id = cJSON_GetObjectItem(answer, "id");
+  if (!cJSON_IsString(seq_id)) {
+    cJSON_Delete(answer);
+    return cli_fail("%s", "the host's answer carries no id");
+  }
   const cJSON *known = cJSON_GetObjectItem(answer, "to_known");
   if (cJSON_IsFalse(known))
     fprintf(stderr, "choreo: warning: no host named '%s' is on the bus or among this host's "
                     "peers; the command waits in the log until it fetches it\n", args[0]);
   printf("%s %s%s\n", strcmp(op, "send") == 0 ? "sent" : "published",
-         cJSON_GetObjectItem(answer, "id")->valuestring,
+         seq_id->valuestring,
          cJSON_IsTrue(cJSON_GetObjectItem(answer, "repeated"))
              ? " (already, by an earlier request with this --id: nothing appended)" : "");
   cJSON_Delete(answer);

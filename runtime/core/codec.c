@@ -110,13 +110,15 @@ int choreo_msgpack_check(const char *buf, size_t len, size_t count, int max_dept
   return count == 0 || seen == count ? 0 : CHOREO_EINVAL;
 }
 
-bool choreo_name_valid(const char *name) {
-  size_t n = strlen(name);
+static bool codec_name_ok(const char *name, size_t n) {
   if (n == 0 || n > CHOREO_NAME_MAX || name[0] == '.') return false;
   for (size_t i = 0; i < n; i++)
-    if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i])) return false;
+    if (!isalnum((unsigned char)name[i]) && (name[i] == '\0' || !strchr("_.-", name[i])))
+      return false;
   return true;
 }
+
+bool choreo_name_valid(const char *name) { return codec_name_ok(name, strlen(name)); }
 
 int choreo_name_check(const char *name, char *err, size_t errlen) {
   if (name && choreo_name_valid(name)) return 0;
@@ -316,6 +318,10 @@ static int codec_msg_read(const msgpack_object *o, choreo_msg *m) {
     }
   }
   if (!have_seq || m->source.n == 0 || m->type.n == 0 || m->kind.n == 0) return CHOREO_EINVAL;
+  /* These are compared and kept as C strings along the way. */
+  const choreo_str names[] = {m->source, m->type, m->kind, m->to};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    if (names[i].n && memchr(names[i].p, '\0', names[i].n)) return CHOREO_EINVAL;
   return 0;
 }
 
@@ -372,7 +378,9 @@ static int codec_frame_read_header(choreo_frame_reader *r) {
   const msgpack_object *f = h->via.array.ptr;
   if (!codec_uint(&f[0], UINT64_MAX, &version) || version != CHOREO_FRAME_VERSION)
     return CHOREO_EINVAL;
-  if (f[1].type != MSGPACK_OBJECT_STR || f[1].via.str.size == 0) return CHOREO_EINVAL;
+  /* The source is a host's name: one with a NUL byte would read as another host's in C. */
+  if (f[1].type != MSGPACK_OBJECT_STR || !codec_name_ok(f[1].via.str.ptr, f[1].via.str.size))
+    return CHOREO_EINVAL;
   if (!codec_uint(&f[2], INT64_MAX, &first) || first < 1 ||
       !codec_uint(&f[3], UINT32_MAX, &count) || !codec_uint(&f[4], INT64_MAX, &head) ||
       first - 1 > (uint64_t)INT64_MAX - count)

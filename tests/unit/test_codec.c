@@ -353,6 +353,21 @@ static void test_msg_decode_rejects(void) {
   build_map(&sb, 4, "source", 's', "", "type", 's', "T", "kind", 's', "event", "seq", 'i',
             (int64_t)1);
   CHECK(decode_map(&sb) == CHOREO_EINVAL); /* empty source */
+  /* A NUL byte in a name-like attribute: it would read as another name in C. */
+  for (int field = 0; field < 3; field++) {
+    static const char *const keys[] = {"source", "type", "kind"};
+    msgpack_sbuffer_clear(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    for (int k = 0; k < 3; k++) {
+      msgpack_pack_str_with_body(&pk, keys[k], strlen(keys[k]));
+      msgpack_pack_str_with_body(&pk, k == field ? "a\0b" : "a", k == field ? 3 : 1);
+    }
+    msgpack_pack_str_with_body(&pk, "seq", 3);
+    msgpack_pack_int64(&pk, 1);
+    CHECK(decode_map(&sb) == CHOREO_EINVAL);
+  }
 
   build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
             (int64_t)0);
@@ -503,6 +518,8 @@ static void test_frame_rejects(void) {
       {"\x94\x01\xa1s\x01\x00", 6},         /* four fields */
       {"\x96\x01\xa1s\x01\x00\x00\x00", 8}, /* six fields */
       {"\x95\x01\xa0\x01\x00\x00", 6},      /* empty source */
+      {"\x95\x01\xa3s\0x\x01\x00\x00", 9}, /* a NUL in the source: "s" to C */
+      {"\x95\x01\xa3s/x\x01\x00\x00", 9},   /* a source that is no host name */
       {"\x95\x01\x01\x01\x00\x00", 6},      /* source not a string */
       {"\x95\x01\xa1s\x00\x00\x00", 7},     /* first seq 0 */
       {"\x95\x01\xa1s\xff\x00\x00", 7},     /* first seq -1 */
