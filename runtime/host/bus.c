@@ -9,9 +9,23 @@
 
 #include "bus.h"
 
+/* LeakSanitizer, in sanitizer builds: see bus_listen. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BUS_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUS_LSAN 1
+#endif
+#endif
+#ifdef BUS_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 #include "choreo.h"
 #include "codec.h"
+#include "log.h"
 
 static void bus_on_readable(uv_poll_t *poll, int status, int events) {
   (void)status;
@@ -56,11 +70,190 @@ int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed) {
   return 1;
 }
 
+/* A listener that let no connection through for this long after a probe dialled it is deaf:
+ * NNG connects and greets over ipc or loopback in well under a millisecond, and in a few even
+ * when loaded. */
+#define BUS_PROBE_EVERY_MS 2000
+#define BUS_PROBE_PATIENCE_MS 3000
+
+/* Listens on url with the receive size limit set; *id gets the listener's id before it
+ * starts, so that no connection through it can come before the id is known. */
+/* NNG 1.5 never frees an endpoint closed while it holds a connection it has not handed to its
+ * socket, nor that connection: a listener gone deaf (choreo_bus_listeners) holds every one that
+ * came since, and a dialer closed while it greets (peers.c's, the probes) holds that one. Not
+ * ours to free: LeakSanitizer is told to take what an endpoint allocates when it is created as
+ * not leaked, and what it holds is reached from there; what is ours it still reports. */
+static int bus_listener_create(nng_listener *l, nng_socket s, const char *url) {
+#ifdef BUS_LSAN
+  __lsan_disable();
+#endif
+  int rv = nng_listener_create(l, s, url);
+#ifdef BUS_LSAN
+  __lsan_enable();
+#endif
+  return rv;
+}
+
+static int bus_dialer_create(nng_dialer *d, nng_socket s, const char *url) {
+#ifdef BUS_LSAN
+  __lsan_disable();
+#endif
+  int rv = nng_dialer_create(d, s, url);
+#ifdef BUS_LSAN
+  __lsan_enable();
+#endif
+  return rv;
+}
+
+static int bus_listen(nng_socket s, const char *url, nng_listener *out, atomic_int *id,
+                      char *err, size_t errlen) {
+  nng_listener l;
+  int rv = bus_listener_create(&l, s, url);
+  if (!rv) rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME);
+  if (!rv && id) atomic_store(id, nng_listener_id(l));
+  if (!rv) rv = nng_listener_start(l, 0);
+  if (rv) {
+    snprintf(err, errlen, "cannot listen on %s: %s%s", url, nng_strerror(rv),
+             rv == NNG_EADDRINUSE ? " (is another host with this name running?)" : "");
+    return CHOREO_EBUS;
+  }
+  if (out) *out = l;
+  return 0;
+}
+
+static int bus_listener_open(choreo_bus_listeners *ls, choreo_bus_listener *l, char *err,
+                             size_t errlen) {
+  int rc = bus_listen(ls->sock, l->url, &l->listener, &l->listener_id, err, errlen);
+  l->listening = rc == 0;
+  return rc;
+}
+
+/* NNG's thread: a connection reached the socket; the listener it came through accepts. */
+static void bus_on_pipe_added(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+  (void)ev;
+  choreo_bus_listeners *ls = arg;
+  int id = nng_listener_id(nng_pipe_listener(pipe));
+  for (size_t i = 0; id > 0 && i < ls->cap; i++)
+    if (atomic_load(&ls->list[i].listener_id) == id) atomic_store(&ls->list[i].accepted, true);
+}
+
+/* NNG's thread: a probe's connection came up. */
+static void bus_on_probe_added(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+  (void)ev;
+  choreo_bus_listeners *ls = arg;
+  int id = nng_dialer_id(nng_pipe_dialer(pipe));
+  for (size_t i = 0; id > 0 && i < ls->cap; i++)
+    if (atomic_load(&ls->list[i].probe_id) == id) atomic_store(&ls->list[i].greeted, true);
+}
+
+int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const char *const *urls,
+                               size_t n, int (*probe_open)(nng_socket *), const char *who,
+                               char *err, size_t errlen) {
+  *ls = (choreo_bus_listeners){.sock = s, .who = who};
+  ls->list = calloc(n ? n : 1, sizeof *ls->list);
+  if (!ls->list) {
+    snprintf(err, errlen, "out of memory");
+    return CHOREO_ENOMEM;
+  }
+  ls->cap = n;
+  for (size_t i = 0; i < n; i++) {
+    choreo_bus_listener *l = &ls->list[i];
+    atomic_init(&l->accepted, false);
+    atomic_init(&l->greeted, false);
+    atomic_init(&l->listener_id, -1);
+    atomic_init(&l->probe_id, -1);
+    if (strlen(urls[i]) >= sizeof l->url) {
+      snprintf(err, errlen, "cannot listen on %.200s...: URL too long", urls[i]);
+      return CHOREO_EINVAL;
+    }
+    snprintf(l->url, sizeof l->url, "%s", urls[i]);
+  }
+  /* Before any listener: no connection may come unnoticed. */
+  if (nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, bus_on_pipe_added, ls) != 0) {
+    snprintf(err, errlen, "cannot watch the connections of %s", n ? urls[0] : "a socket");
+    return CHOREO_EBUS;
+  }
+  for (; ls->n < n; ls->n++) {
+    int rc = bus_listener_open(ls, &ls->list[ls->n], err, errlen);
+    if (rc) return rc;
+  }
+  /* Without a probe the listeners work all the same, unwatched. */
+  ls->probe_open = probe_open(&ls->probe) == 0;
+  if (ls->probe_open) {
+    nng_pipe_notify(ls->probe, NNG_PIPE_EV_ADD_POST, bus_on_probe_added, ls);
+    nng_socket_set_ms(ls->probe, NNG_OPT_RECONNMINT, 100);
+    nng_socket_set_ms(ls->probe, NNG_OPT_RECONNMAXT, 100);
+  }
+  return 0;
+}
+
+static void bus_listener_reopen(choreo_bus_listeners *ls, choreo_bus_listener *l) {
+  char err[512];
+  l->reopened++;
+  choreo_log(CHOREO_LOG_WARN, ls->who,
+             "the listener on %s let no connection through for %d s: listening again "
+             "(%u times)", l->url, BUS_PROBE_PATIENCE_MS / 1000, l->reopened);
+  if (l->listening) nng_listener_close(l->listener);
+  l->listening = false;
+  if (bus_listener_open(ls, l, err, sizeof err))
+    choreo_log(CHOREO_LOG_ERROR, ls->who, "%s (tried again in %d s)", err,
+               BUS_PROBE_EVERY_MS / 1000);
+}
+
+static void bus_listener_check(choreo_bus_listeners *ls, choreo_bus_listener *l,
+                               uint64_t now_ms) {
+  if (l->probing) {
+    bool accepted = atomic_load(&l->accepted), greeted = atomic_load(&l->greeted);
+    if (!(accepted && greeted) && now_ms - l->probed_at < BUS_PROBE_PATIENCE_MS) return;
+    /* Greeted but never let through is the deaf listener (its transport still greets). Not
+     * greeted at all, the probe could not connect: none of our business. Closing the deaf
+     * listener first resets the probe's connection. */
+    if (greeted && !accepted) bus_listener_reopen(ls, l);
+    /* A probe hangs up once greeted, or after long enough: one that hung up before the
+     * listener greeted it could deafen the listener itself. */
+    nng_dialer_close(l->probe_dialer);
+    l->probing = false;
+    return;
+  }
+  if (now_ms - l->probed_at < BUS_PROBE_EVERY_MS) return;
+  l->probed_at = now_ms;
+  if (!l->listening) { /* opening it again failed: once more */
+    char err[512];
+    if (bus_listener_open(ls, l, err, sizeof err)) {
+      choreo_log(CHOREO_LOG_ERROR, ls->who, "%s (tried again in %d s)", err,
+                 BUS_PROBE_EVERY_MS / 1000);
+      return;
+    }
+  }
+  /* Any connection through it from now on proves it, the probe's or a peer's. */
+  atomic_store(&l->accepted, false);
+  atomic_store(&l->greeted, false);
+  nng_dialer d;
+  if (bus_dialer_create(&d, ls->probe, l->url) != 0) return;
+  atomic_store(&l->probe_id, nng_dialer_id(d));
+  l->probe_dialer = d;
+  l->probing = nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0;
+  if (!l->probing) nng_dialer_close(d);
+}
+
+void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms) {
+  if (!ls->probe_open) return;
+  for (size_t i = 0; i < ls->n; i++) bus_listener_check(ls, &ls->list[i], now_ms);
+}
+
+void choreo_bus_listeners_stop(choreo_bus_listeners *ls) {
+  if (ls->probe_open) nng_close(ls->probe); /* its dialers with it */
+  ls->probe_open = false;
+  ls->n = ls->cap = 0;
+  free(ls->list);
+  ls->list = NULL;
+}
+
 #define BUS_REPLY_WAIT_MS 100
 
-int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *const *urls,
-                            size_t nurls, choreo_bus_recv_cb cb, void *ud, const char *what,
-                            char *err, size_t errlen) {
+int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *who,
+                            const char *const *urls, size_t nurls, choreo_bus_recv_cb cb,
+                            void *ud, const char *what, char *err, size_t errlen) {
   *s = (choreo_bus_server){.open = false};
   if (nng_rep0_open(&s->sock) != 0) {
     snprintf(err, errlen, "cannot open the %s socket", what);
@@ -68,12 +261,18 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *c
   }
   s->open = true;
   nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, BUS_REPLY_WAIT_MS);
-  int rc = 0;
-  for (size_t i = 0; !rc && i < nurls; i++) rc = choreo_bus_listen(s->sock, urls[i], err, errlen);
+  int rc = choreo_bus_listeners_start(&s->listeners, s->sock, urls, nurls, nng_req0_open, who,
+                                      err, errlen);
   if (rc) return rc;
   rc = choreo_bus_watch_start(&s->watch, loop, s->sock, cb, ud);
   if (rc) snprintf(err, errlen, "cannot watch the %s socket", what);
   return rc;
+}
+
+void choreo_bus_server_drain(choreo_bus_server *s) {
+  if (!s->watch.started) return;
+  choreo_bus_watch_drain(&s->watch);
+  choreo_bus_listeners_check(&s->listeners, uv_now(s->watch.poll.loop));
 }
 
 void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void *body,
@@ -87,28 +286,25 @@ void choreo_bus_server_stop(choreo_bus_server *s) {
   choreo_bus_watch_stop(&s->watch, NULL);
   if (s->open) nng_close(s->sock);
   s->open = false;
+  choreo_bus_listeners_stop(&s->listeners);
 }
 
 int choreo_bus_listen(nng_socket s, const char *url, char *err, size_t errlen) {
-  nng_listener l;
-  int rv = nng_listener_create(&l, s, url);
-  if (!rv) rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME);
-  if (!rv) rv = nng_listener_start(l, 0);
-  if (rv) {
-    snprintf(err, errlen, "cannot listen on %s: %s%s", url, nng_strerror(rv),
-             rv == NNG_EADDRINUSE ? " (is another host with this name running?)" : "");
-    return CHOREO_EBUS;
-  }
-  return 0;
+  return bus_listen(s, url, NULL, NULL, err, errlen);
 }
 
-int choreo_bus_dial(nng_socket s, const char *url, nng_dialer *dialer) {
+int choreo_bus_dial_id(nng_socket s, const char *url, nng_dialer *dialer, atomic_int *id) {
   nng_dialer d;
-  int rv = nng_dialer_create(&d, s, url);
+  int rv = bus_dialer_create(&d, s, url);
   if (!rv) rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME);
+  if (!rv && id) atomic_store(id, nng_dialer_id(d));
   if (!rv) rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
   if (!rv && dialer) *dialer = d;
   return rv ? CHOREO_EBUS : 0;
+}
+
+int choreo_bus_dial(nng_socket s, const char *url, nng_dialer *dialer) {
+  return choreo_bus_dial_id(s, url, dialer, NULL);
 }
 
 int choreo_bus_dir(const char *given, bool create, char *out, size_t size, char *err,

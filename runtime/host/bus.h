@@ -5,14 +5,18 @@
 #ifndef CHOREO_BUS_H
 #define CHOREO_BUS_H
 
+#include <limits.h>
 #include <nng/nng.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "codec.h"
 
 #define CHOREO_DRAIN_PER_WAKE 64
+#define CHOREO_BUS_URL_MAX (PATH_MAX + 32)
 
 /* Called with each message received; the callee owns msg. */
 typedef void (*choreo_bus_recv_cb)(void *ud, nng_msg *msg);
@@ -40,6 +44,55 @@ void choreo_bus_watch_drain(choreo_bus_watch *w);
  * watch was running: if not, closed is not called and the watch may be freed at once. */
 int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed);
 
+/* Listeners that are watched. NNG 1.5 (Debian 12's) stops handing new connections to a socket
+ * for good when a peer connects and hangs up before NNG has greeted it: the greeting's write
+ * fails with EPIPE, which NNG maps to "closed", and the listener's accept loop takes that for
+ * its own close (fixed in NNG 1.6, issue #1518). A host killed as it connects does that, and
+ * so does any local program with one connect() and close(). The kernel and NNG's transport
+ * still accept and greet, so a peer sees its connection come up, but its messages never reach
+ * us: a peer that reconnects after a restart can never catch up again. So now and then a
+ * socket of ours dials each listener, of a protocol that may connect; when that connection
+ * comes up but, a few seconds later, no new connection has reached the socket through that
+ * listener, the listener is closed and opened again on the same URL (which drops the
+ * connections it still had: their dialers reconnect), and the log says so. */
+typedef struct choreo_bus_listener {
+  char url[CHOREO_BUS_URL_MAX];
+  nng_listener listener;
+  bool listening;
+  nng_dialer probe_dialer;
+  bool probing;            /* probe_dialer dials (or is connected) since probed_at */
+  /* Set and read by NNG's threads: */
+  atomic_bool accepted;    /* a connection reached the socket through the listener */
+  atomic_bool greeted;     /* the probe's connection came up: the listener greeted it */
+  atomic_int listener_id;  /* nng_listener_id(listener) */
+  atomic_int probe_id;     /* nng_dialer_id(probe_dialer) */
+  uint64_t probed_at;      /* loop time (ms) of the last probe */
+  unsigned reopened;       /* times it was found deaf and opened again */
+} choreo_bus_listener;
+
+typedef struct choreo_bus_listeners {
+  nng_socket sock; /* the socket listening */
+  const char *who; /* names the host in the log */
+  choreo_bus_listener *list; /* cap entries, n of them listening (or tried) */
+  size_t n, cap;
+  nng_socket probe; /* the dialling side of the probes */
+  bool probe_open;
+} choreo_bus_listeners;
+
+/* Listens on every url (with the receive size limit set) and prepares the probes: probe_open
+ * opens a socket of a protocol that may connect to s (nng_req0_open for REP, nng_sub0_open for
+ * PUB). Takes the socket's NNG_PIPE_EV_ADD_POST notification. Neither ls nor who may move
+ * until choreo_bus_listeners_stop. err gets one line on failure; stop them all the same. */
+int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const char *const *urls,
+                               size_t n, int (*probe_open)(nng_socket *), const char *who,
+                               char *err, size_t errlen);
+/* Probes each listener every few seconds and opens one again when it has gone deaf. Call it
+ * often (the host's tick) with the loop's time; it does nothing most of the time. */
+void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms);
+/* Closes the probes and frees the list. Call it after closing the socket, which closes the
+ * listeners and ends the notifications. Safe on a zeroed struct and twice. */
+void choreo_bus_listeners_stop(choreo_bus_listeners *ls);
+
 /* A REP socket that answers requests on the loop (FETCH, the control socket). Embedded in its
  * owner, as libuv's handles are: start, stop, then wait for watch.on_loop to turn false. Replies block
  * for at most 100 ms: a REP reply sent without blocking is dropped whenever NNG has not yet
@@ -49,23 +102,31 @@ typedef struct choreo_bus_server {
   nng_socket sock;
   bool open;
   choreo_bus_watch watch;
+  choreo_bus_listeners listeners; /* watched by choreo_bus_server_drain */
 } choreo_bus_server;
 
 /* Listens on every url and calls cb with each request (the callee owns it, and answers with
- * choreo_bus_server_reply). `what` names the socket in err. On failure stop it all the same. */
-int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *const *urls,
-                            size_t nurls, choreo_bus_recv_cb cb, void *ud, const char *what,
-                            char *err, size_t errlen);
+ * choreo_bus_server_reply). `who` names the host in the log, `what` the socket in err. On
+ * failure stop it all the same. */
+int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *who,
+                            const char *const *urls, size_t nurls, choreo_bus_recv_cb cb,
+                            void *ud, const char *what, char *err, size_t errlen);
+/* Receives what is waiting (the host's safety drain) and checks the listeners. */
+void choreo_bus_server_drain(choreo_bus_server *s);
 /* Sends body as the answer to request, reusing its message (which it then owns or frees). */
 void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void *body, size_t len);
 /* Safe on a zeroed struct that never started, and twice. */
 void choreo_bus_server_stop(choreo_bus_server *s);
 
-/* Listens on url with the receive size limit set; err gets one line on failure. */
+/* Listens on url with the receive size limit set; err gets one line on failure. A listener
+ * opened this way is not watched: see choreo_bus_listeners. */
 int choreo_bus_listen(nng_socket s, const char *url, char *err, size_t errlen);
-/* Dials in the background: NNG keeps reconnecting until the socket or the dialer closes.
- * *dialer (if not NULL) receives the dialer, for closing it on its own. */
+/* Dials in the background: NNG keeps reconnecting until the socket or the dialer closes
+ * (except when NNG 1.5 gives up: see peers.c). *dialer (if not NULL) receives the dialer, for
+ * closing it on its own; *id (if not NULL) its id, before it starts, so that no connection
+ * can come up before the id is known. */
 int choreo_bus_dial(nng_socket s, const char *url, nng_dialer *dialer);
+int choreo_bus_dial_id(nng_socket s, const char *url, nng_dialer *dialer, atomic_int *id);
 
 /* The bus directory: --bus, else $XDG_RUNTIME_DIR/choreo, else /tmp/choreo-$UID. A host
  * creates it (create); a client finds no host where it is missing. Returns 0, or CHOREO_EIO /

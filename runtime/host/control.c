@@ -311,10 +311,10 @@ static void control_on_request(void *ud, nng_msg *request) {
 int choreo_control_start(choreo_control *c, uv_loop_t *loop, choreo_host *host, const char *url,
                          char *err, size_t errlen) {
   *c = (choreo_control){.host = host};
-  return choreo_bus_server_start(&c->server, loop, &url, 1, control_on_request, c, "control", err,
-                                 errlen);
+  return choreo_bus_server_start(&c->server, loop, choreo_engine_name(choreo_host_engine(host)),
+                                 &url, 1, control_on_request, c, "control", err, errlen);
 }
 
-void choreo_control_drain(choreo_control *c) { choreo_bus_watch_drain(&c->server.watch); }
+void choreo_control_drain(choreo_control *c) { choreo_bus_server_drain(&c->server); }
 
 void choreo_control_stop(choreo_control *c) { choreo_bus_server_stop(&c->server); }

@@ -57,11 +57,13 @@ int choreo_serve_start(choreo_fetch_server *s, uv_loop_t *loop, choreo_engine *e
                        const char *const *urls, size_t nurls, char *err, size_t errlen) {
   *s = (choreo_fetch_server){.engine = engine};
   msgpack_sbuffer_init(&s->frame);
-  return choreo_bus_server_start(&s->server, loop, urls, nurls, serve_on_request, s, "FETCH", err,
-                                 errlen);
+  return choreo_bus_server_start(&s->server, loop, choreo_engine_name(engine), urls, nurls,
+                                 serve_on_request, s, "FETCH", err, errlen);
 }
 
-void choreo_serve_drain(choreo_fetch_server *s) { choreo_bus_watch_drain(&s->server.watch); }
+/* Also watches the listeners: one gone deaf would leave every peer that reconnects unable to
+ * catch up from us, for good (bus.h, choreo_bus_listeners). */
+void choreo_serve_drain(choreo_fetch_server *s) { choreo_bus_server_drain(&s->server); }
 
 void choreo_serve_stop(choreo_fetch_server *s) {
   choreo_bus_server_stop(&s->server);
