@@ -12,7 +12,7 @@
 
 #define FETCH_EVERY_MS 1000
 #define FETCH_PATIENCE_MS 5000 /* re-ask a peer that has not answered by then */
-#define REDIAL_AFTER_MS 15000
+#define REDIAL_AFTER_MS 3000   /* a new dialer for an endpoint of a peer unconnected this long */
 
 static const char *peers_self(choreo_peers *ps) { return choreo_engine_name(ps->engine); }
 
@@ -107,6 +107,20 @@ static void peers_on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
   uv_async_send(&p->peers->connected);
 }
 
+/* NNG's thread: a connection of the SUB socket came up or went down; counted for the peer whose
+ * PUB endpoint it goes to. */
+static void peers_on_sub_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+  choreo_peers *ps = arg;
+  int id = nng_dialer_id(nng_pipe_dialer(pipe)), n = atomic_load(&ps->listed);
+  for (int i = 0; id > 0 && i < n; i++) {
+    choreo_peer *p = ps->list[i];
+    if (atomic_load(&p->sub_dialer_id) == id) {
+      atomic_fetch_add(&p->sub_pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+      return;
+    }
+  }
+}
+
 static void peers_on_connected(uv_async_t *async) {
   choreo_peers *ps = async->data;
   for (int i = 0; i < ps->n; i++) {
@@ -143,10 +157,12 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, FETCH_PATIENCE_MS);
   atomic_init(&p->connected, false);
   atomic_init(&p->pipes, 0);
+  atomic_init(&p->sub_dialer_id, -1);
+  atomic_init(&p->sub_pipes, 0);
   nng_pipe_notify(p->req, NNG_PIPE_EV_ADD_POST, peers_on_pipe, p);
   nng_pipe_notify(p->req, NNG_PIPE_EV_REM_POST, peers_on_pipe, p);
   p->answered_at = uv_now(ps->loop);
-  if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) || choreo_bus_dial(ps->sub, pub_url, NULL) ||
+  if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) ||
       choreo_bus_watch_start(&p->watch, ps->loop, p->req, peers_on_req, p)) {
     /* The watch first: its descriptor belongs to the socket. A watch that got onto the loop
      * frees the peer when it comes off. */
@@ -158,6 +174,11 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   }
   ps->on_loop++;
   ps->list[ps->n++] = p;
+  atomic_store(&ps->listed, ps->n);
+  /* Once listed, so that its connections are counted from the first. A dial that fails here
+   * is tried again by the tick. */
+  if (choreo_bus_dial_id(ps->sub, pub_url, &p->sub_dialer, &p->sub_dialer_id))
+    choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot dial %s", pub_url);
   choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "peer %s at %s", name ? name : "?", pub_url);
   peers_ask(ps, p);
   return p;
@@ -205,6 +226,7 @@ int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine,
                        const char *const *urls, size_t nurls, void (*committed)(void *ud),
                        void *ud, char *err, size_t errlen) {
   *ps = (choreo_peers){.loop = loop, .engine = engine, .committed = committed, .ud = ud};
+  atomic_init(&ps->listed, 0);
   snprintf(ps->bus, sizeof ps->bus, "%s", bus);
   msgpack_sbuffer_init(&ps->request);
   if (uv_async_init(loop, &ps->connected, peers_on_connected) != 0) {
@@ -218,6 +240,8 @@ int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine,
   if (!ps->sub_open || nng_socket_set(ps->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) != 0 ||
       nng_socket_set_size(ps->sub, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME) != 0 ||
       nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, 1024) != 0 ||
+      nng_pipe_notify(ps->sub, NNG_PIPE_EV_ADD_POST, peers_on_sub_pipe, ps) != 0 ||
+      nng_pipe_notify(ps->sub, NNG_PIPE_EV_REM_POST, peers_on_sub_pipe, ps) != 0 ||
       choreo_bus_watch_start(&ps->sub_watch, loop, ps->sub, peers_on_live, ps)) {
     ps->on_loop += ps->sub_watch.started;
     snprintf(err, errlen, "cannot open the subscriber socket");
@@ -239,16 +263,40 @@ int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine,
   return 0;
 }
 
-/* A peer that has not answered for a long while gets a fresh connection: NNG's own reconnect
- * should make this unnecessary, but a CI run once saw a consumer wait a full minute for a
- * producer that had been killed and restarted twice, and a new dialer costs nothing. */
-static void peers_redial(choreo_peers *ps, choreo_peer *p) {
-  choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "no answer from %s for %llu s: reconnecting",
-             p->name[0] ? p->name : p->pub_url,
-             (unsigned long long)(uv_now(ps->loop) - p->answered_at) / 1000);
-  nng_dialer_close(p->req_dialer);
-  choreo_bus_dial(p->req, p->rep_url, &p->req_dialer);
-  p->answered_at = uv_now(ps->loop); /* wait a full period before the next redial */
+/* NNG 1.5's dialer gives up for good when the other side closes a connection it has just made
+ * before it could send its greeting: the write fails with EPIPE, which NNG maps to "closed",
+ * and the dialer takes that for its own close (fixed in NNG 1.6). A peer killed just as we
+ * connect does that: we could never FETCH from it again, or never hear its live frames again.
+ * So an endpoint we have had no connection to for a few seconds gets a new dialer: for a peer
+ * that is merely down, that changes nothing. */
+static bool peers_unconnected_for_long(uint64_t *since, int pipes, uint64_t now) {
+  if (pipes > 0) {
+    *since = 0;
+    return false;
+  }
+  if (!*since) *since = now;
+  if (now - *since < REDIAL_AFTER_MS) return false;
+  *since = now;
+  return true;
+}
+
+static void peers_check_dialers(choreo_peers *ps, choreo_peer *p, uint64_t now) {
+  if (peers_unconnected_for_long(&p->unconnected_since, atomic_load(&p->pipes), now)) {
+    choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "no connection to %s for %d s: dialling again",
+               p->rep_url, REDIAL_AFTER_MS / 1000);
+    nng_dialer_close(p->req_dialer);
+    if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer))
+      choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot dial %s", p->rep_url);
+  }
+  if (peers_unconnected_for_long(&p->sub_unconnected_since, atomic_load(&p->sub_pipes), now)) {
+    choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "no connection to %s for %d s: dialling again",
+               p->pub_url, REDIAL_AFTER_MS / 1000);
+    nng_dialer_close(p->sub_dialer); /* (a zero dialer, if the first dial failed: refused) */
+    atomic_store(&p->sub_dialer_id, -1);
+    atomic_store(&p->sub_pipes, 0); /* what the old dialer still had is going */
+    if (choreo_bus_dial_id(ps->sub, p->pub_url, &p->sub_dialer, &p->sub_dialer_id))
+      choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot dial %s", p->pub_url);
+  }
 }
 
 void choreo_peers_drain(choreo_peers *ps) {
@@ -261,9 +309,10 @@ void choreo_peers_tick(choreo_peers *ps) {
   uint64_t now = uv_now(ps->loop);
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
-    /* Not only while a request is in flight: a FETCH whose send failed (no connection came
-     * back after the peer restarted) never is, and that peer would go unasked for good. */
-    if (now - p->answered_at >= REDIAL_AFTER_MS) peers_redial(ps, p);
+    peers_check_dialers(ps, p, now);
+    /* A FETCH whose send failed (no connection yet) is not in flight: asked again here. A
+     * peer that never answers although we are connected has a deaf listener (NNG 1.5 again,
+     * see choreo_bus_listeners in bus.h), which it repairs itself. */
     if (p->in_flight ? now - p->asked_at >= FETCH_PATIENCE_MS
                      : now - p->answered_at >= FETCH_EVERY_MS)
       peers_ask(ps, p);
@@ -271,7 +320,10 @@ void choreo_peers_tick(choreo_peers *ps) {
 }
 
 void choreo_peers_stop(choreo_peers *ps) {
-  choreo_bus_watch_stop(&ps->sub_watch, peers_on_sub_closed); /* before its socket, below */
+  choreo_bus_watch_stop(&ps->sub_watch, peers_on_sub_closed); /* before its socket */
+  /* Before the peers go: closing it ends the notifications that look at them. */
+  if (ps->sub_open) nng_close(ps->sub);
+  ps->sub_open = false;
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
     /* The watch first: its descriptor belongs to the socket. */
@@ -280,8 +332,7 @@ void choreo_peers_stop(choreo_peers *ps) {
     if (!on_loop) free(p);
   }
   ps->n = 0;
-  if (ps->sub_open) nng_close(ps->sub);
-  ps->sub_open = false;
+  atomic_store(&ps->listed, 0);
   /* Last: closing the sockets above ends the callbacks that signal it. */
   if (ps->connected_started) uv_close((uv_handle_t *)&ps->connected, peers_on_async_closed);
   ps->connected_started = false;

@@ -27,6 +27,9 @@ typedef struct choreo_peer {
   char pub_url[CHOREO_URL_MAX], rep_url[CHOREO_URL_MAX];
   nng_socket req;
   nng_dialer req_dialer;
+  nng_dialer sub_dialer;     /* its PUB endpoint, on the peers' SUB socket */
+  atomic_int sub_dialer_id;  /* read by NNG's thread */
+  atomic_int sub_pipes;      /* connections of sub_dialer, counted by NNG's thread */
   choreo_bus_watch watch;
   bool in_flight;
   atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
@@ -34,6 +37,8 @@ typedef struct choreo_peer {
   uint64_t heard_at;     /* loop time (ms) of its last answer or live frame; 0: never */
   uint64_t asked_at;     /* loop time (ms) of the request in flight */
   uint64_t answered_at;
+  /* Loop time (ms) since which no connection to its FETCH (PUB) endpoint is open; 0: one is. */
+  uint64_t unconnected_since, sub_unconnected_since;
   int64_t head; /* the peer's last seq, as it last told us */
   int64_t gone; /* its messages its retention deleted before we fetched them */
   int64_t gone_first, gone_last; /* the last such range */
@@ -53,6 +58,7 @@ typedef struct choreo_peers {
   bool connected_started;
   choreo_peer *list[CHOREO_MAX_PEERS];
   int n;
+  atomic_int listed; /* n, for NNG's thread: the peers its SUB notifications may look at */
   int on_loop; /* handles of ours the loop still holds */
   msgpack_sbuffer request;
 } choreo_peers;
