@@ -76,8 +76,6 @@ int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed) {
 #define BUS_PROBE_EVERY_MS 2000
 #define BUS_PROBE_PATIENCE_MS 3000
 
-/* Listens on url with the receive size limit set; *id gets the listener's id before it
- * starts, so that no connection through it can come before the id is known. */
 /* NNG 1.5 never frees an endpoint closed while it holds a connection it has not handed to its
  * socket, nor that connection: a listener gone deaf (choreo_bus_listeners) holds every one that
  * came since, and a dialer closed while it greets (peers.c's, the probes) holds that one. Not
@@ -105,6 +103,8 @@ static int bus_dialer_create(nng_dialer *d, nng_socket s, const char *url) {
   return rv;
 }
 
+/* Listens on url with the receive size limit set; *id gets the listener's id before it
+ * starts, so that no connection through it can come before the id is known. */
 static int bus_listen(nng_socket s, const char *url, nng_listener *out, atomic_int *id,
                       char *err, size_t errlen) {
   nng_listener l;
@@ -287,10 +287,6 @@ void choreo_bus_server_stop(choreo_bus_server *s) {
   if (s->open) nng_close(s->sock);
   s->open = false;
   choreo_bus_listeners_stop(&s->listeners);
-}
-
-int choreo_bus_listen(nng_socket s, const char *url, char *err, size_t errlen) {
-  return bus_listen(s, url, NULL, NULL, err, errlen);
 }
 
 int choreo_bus_dial_id(nng_socket s, const char *url, nng_dialer *dialer, atomic_int *id) {

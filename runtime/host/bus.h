@@ -118,9 +118,6 @@ void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void 
 /* Safe on a zeroed struct that never started, and twice. */
 void choreo_bus_server_stop(choreo_bus_server *s);
 
-/* Listens on url with the receive size limit set; err gets one line on failure. A listener
- * opened this way is not watched: see choreo_bus_listeners. */
-int choreo_bus_listen(nng_socket s, const char *url, char *err, size_t errlen);
 /* Dials in the background: NNG keeps reconnecting until the socket or the dialer closes
  * (except when NNG 1.5 gives up: see peers.c). *dialer (if not NULL) receives the dialer, for
  * closing it on its own; *id (if not NULL) its id, before it starts, so that no connection

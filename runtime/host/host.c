@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ struct choreo_host {
   char bus[PATH_MAX];
   nng_socket pub;
   bool pub_open;
+  choreo_bus_listeners pub_listeners; /* watched by the tick, like the servers' */
   choreo_fetch_server serve;
   choreo_control control;
   choreo_peers peers;
@@ -180,6 +182,7 @@ static void host_on_tick(uv_timer_t *t) {
   choreo_serve_drain(&h->serve);
   choreo_control_drain(&h->control);
   choreo_peers_drain(&h->peers);
+  choreo_bus_listeners_check(&h->pub_listeners, uv_now(h->loop));
   if (++h->ticks % PEERS_EVERY_TICKS == 0) choreo_peers_tick(&h->peers);
   if (h->ticks % RATE_EVERY_TICKS == 0) host_sample_rate(h);
 }
@@ -263,6 +266,7 @@ static void host_stop_now(choreo_host *h) {
   choreo_peers_stop(&h->peers);
   if (h->pub_open) nng_close(h->pub);
   h->pub_open = false;
+  choreo_bus_listeners_stop(&h->pub_listeners); /* after its socket */
 }
 
 static void host_on_stop(uv_async_t *async) { host_stop_now(async->data); }
@@ -293,18 +297,28 @@ static void host_finish_closing(choreo_host *h) {
   while (!choreo_host_stopped(h)) uv_run(h->loop, UV_RUN_NOWAIT);
 }
 
+/* Ours on the bus, and each --listen. Watched as the FETCH and control listeners are: one gone
+ * deaf would leave every peer that reconnects without our live frames (bus.h). */
 static int host_listen_pub(choreo_host *h, const choreo_host_config *cfg, char *err,
                            size_t errlen) {
-  char url[CHOREO_URL_MAX];
   if (nng_pub0_open(&h->pub) != 0) {
     snprintf(err, errlen, "cannot open the publisher socket");
     return CHOREO_EBUS;
   }
   h->pub_open = true;
-  choreo_bus_ipc_url(url, sizeof url, h->bus, h->name, "pub");
-  int rc = choreo_bus_listen(h->pub, url, err, errlen);
-  for (size_t i = 0; !rc && i < cfg->nlisten; i++)
-    rc = choreo_bus_listen(h->pub, cfg->listen[i], err, errlen);
+  size_t n = cfg->nlisten + 1;
+  char own[CHOREO_URL_MAX];
+  const char **urls = calloc(n, sizeof *urls);
+  if (!urls) {
+    snprintf(err, errlen, "out of memory");
+    return CHOREO_ENOMEM;
+  }
+  choreo_bus_ipc_url(own, sizeof own, h->bus, h->name, "pub");
+  urls[0] = own;
+  for (size_t i = 0; i < cfg->nlisten; i++) urls[i + 1] = cfg->listen[i];
+  int rc = choreo_bus_listeners_start(&h->pub_listeners, h->pub, urls, n, nng_sub0_open,
+                                      h->name, err, errlen);
+  free(urls);
   return rc;
 }
 

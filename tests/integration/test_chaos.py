@@ -283,12 +283,12 @@ class Hostile:
         self.runs += 1
         return p.returncode, out or ""
 
-    def hang_up(self, target):
+    def hang_up(self, target, sockets=("rep", "ctl", "pub")):
         """Connects to each socket of the target and hangs up before NNG greets: NNG 1.5 took
         that for its listener's own close and stopped accepting (bus.h, choreo_bus_listeners).
         Returns how many connections were made."""
         made = 0
-        for suffix in ("rep", "ctl", "pub"):
+        for suffix in sockets:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(os.path.join(self.bus, "%s.%s" % (target, suffix)))
@@ -588,6 +588,30 @@ def connections_that_hang_up_at_once_deafen_nothing(w):
     harness.wait_until(lambda: b.scalar("select count(*) from ticks") == 20, 30,
                        "b to catch up from a after its restart")
     check_ticks(b, 20, source="a")
+    print("    a listened again %d times" % len(re.findall(r"listening again", a.log())))
+
+
+@suite.test
+def a_pub_socket_hung_up_on_still_reaches_new_subscribers(w):
+    """The same hang-ups on the PUB socket alone: a subscriber that connects afterwards (choreo
+    tail, which has no FETCH to fall back on) must get live frames."""
+    a = w.host("a", w.scripts("a", {"a.lua": harness.PRODUCER_LUA}))
+    hostile = Hostile(w, random.Random(11))
+    for _ in range(5):
+        hostile.hang_up("a", ("pub",))
+        time.sleep(0.05)
+    out = open(os.path.join(w.dir, "tail.jsonl"), "w+")
+    tail = w.spawn([harness.CHOREO, "tail", "--bus", w.bus, "--count", "1", "Tick"], stdout=out,
+                   stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30 * harness.SLOW
+    n = 0
+    while tail.poll() is None and time.monotonic() < deadline:
+        n += 1
+        a.send("a", "Burst", {"from": n, "n": 1})
+        time.sleep(0.2)
+    check_eq(tail.poll(), 0, "tail's exit status (no live frame within 30 s?)")
+    out.seek(0)
+    check_eq(json.loads(out.read().splitlines()[0]).get("type"), "Tick", "what tail showed")
     print("    a listened again %d times" % len(re.findall(r"listening again", a.log())))
 
 
