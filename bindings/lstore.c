@@ -71,8 +71,11 @@ static void db_give_back(db_handle *h, sqlite3_stmt *stmt) {
 }
 
 /* Binds the arguments first..last; on a bad value returns the error text instead of raising, so
- * the caller can give the statement back first. */
-static const char *db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last) {
+ * the caller can give the statement back first. Strings are bound without a copy (text_life
+ * SQLITE_STATIC) when the statement is given back, bindings cleared, before the arguments leave
+ * the Lua stack; a statement that outlives the call (rows) needs SQLITE_TRANSIENT. */
+static const char *db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last,
+                           sqlite3_destructor_type text_life) {
   int n = last - first + 1;
   if (n != sqlite3_bind_parameter_count(stmt))
     return lua_pushfstring(L, "statement has %d parameter(s) but %d value(s) were given",
@@ -95,7 +98,7 @@ static const char *db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last
     case LUA_TSTRING: {
       size_t len;
       const char *s = lua_tolstring(L, idx, &len);
-      sqlite3_bind_text(stmt, i, s, (int)len, SQLITE_TRANSIENT);
+      sqlite3_bind_text(stmt, i, s, (int)len, text_life);
       break;
     }
     default:
@@ -105,12 +108,13 @@ static const char *db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last
   return NULL;
 }
 
-/* A statement for the SQL at index 2 with the arguments 3..last bound. */
+/* A statement for the SQL at index 2 with the arguments 3..last bound, for running within the
+ * call: give it back before returning or raising. */
 static sqlite3_stmt *db_prepare(lua_State *L, db_handle *h, int last) {
   size_t len;
   const char *sql = luaL_checklstring(L, 2, &len);
   sqlite3_stmt *stmt = db_take(L, h, sql, len);
-  const char *err = db_bind(L, stmt, 3, last);
+  const char *err = db_bind(L, stmt, 3, last, SQLITE_STATIC);
   if (err) {
     db_give_back(h, stmt);
     lua_error(L);
@@ -228,7 +232,7 @@ static int db_rows(lua_State *L) {
   r->stmt = NULL;
   luaL_setmetatable(L, ROWS_META);
   r->stmt = db_take(L, h, sql, len); /* owned by the iterator until it finishes */
-  const char *err = db_bind(L, r->stmt, 3, last);
+  const char *err = db_bind(L, r->stmt, 3, last, SQLITE_TRANSIENT);
   if (err) lua_error(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rows_next, 1);
