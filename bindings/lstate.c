@@ -12,7 +12,10 @@ lua_State *choreo_lua_state_new(lua_Alloc alloc, void *ud, const char *dir,
   lua_State *L = lua_newstate(alloc, ud);
   if (!L) return NULL;
   *(void **)lua_getextraspace(L) = NULL; /* set by the owner of a service's scripts */
-  lua_gc(L, LUA_GCGEN, 0, 0);
+  /* Generational, with a young generation half the default (minor collection after 10% growth):
+   * handlers make a few short-lived tables per message, and callgrind counted 2% fewer
+   * instructions per event than with 20% (100% cost 3% more; incremental mode 4% more). */
+  lua_gc(L, LUA_GCGEN, 10, 0);
   luaL_openlibs(L);
   lua_getglobal(L, "os");
   lua_pushcfunction(L, os_exit);
