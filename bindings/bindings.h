@@ -45,8 +45,9 @@ bool choreo_lua_handlers_policy(lua_State *L, choreo_str type, choreo_retry_poli
 /* lmsg.c: values crossing the wire. Packs the value at idx; on failure returns CHOREO_EINVAL
  * with a reason in err ("cannot send a function", "table nested deeper than ..."). */
 int choreo_lua_pack(lua_State *L, int idx, msgpack_packer *pk, char *err, size_t errlen);
-/* Pushes a msgpack value as a plain Lua value. */
-void choreo_lua_push_object(lua_State *L, const msgpack_object *o);
+/* Pushes the msgpack value at data as a plain Lua value, reading it in place. data must have
+ * passed choreo_msgpack_check (as a message's data has): lengths are not checked again. */
+void choreo_lua_push_packed(lua_State *L, const char *data);
 /* Pushes the msg table handed to handlers (README: msg fields). */
 void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
 

@@ -105,60 +105,124 @@ int choreo_lua_pack(lua_State *L, int idx, msgpack_packer *pk, char *err, size_t
   return msg_pack_value(L, lua_absindex(L, idx), pk, 0, err, errlen);
 }
 
-/* Pushing can raise (memory); done under pcall so the decoder's zone is always freed. */
-static int lmsg_push_protected(lua_State *L) {
-  choreo_lua_push_object(L, lua_touserdata(L, 1));
-  return 1;
+static uint64_t msg_be(const unsigned char *p, int width) {
+  uint64_t v = 0;
+  for (int i = 0; i < width; i++) v = v << 8 | p[i];
+  return v;
 }
 
-void choreo_lua_push_object(lua_State *L, const msgpack_object *o) {
-  luaL_checkstack(L, 3, "message data nested too deeply");
-  switch (o->type) {
-  case MSGPACK_OBJECT_BOOLEAN:
-    lua_pushboolean(L, o->via.boolean);
-    break;
-  case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    if (o->via.u64 > (uint64_t)INT64_MAX)
-      lua_pushnumber(L, (lua_Number)o->via.u64);
-    else
-      lua_pushinteger(L, (lua_Integer)o->via.u64);
-    break;
-  case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-    lua_pushinteger(L, (lua_Integer)o->via.i64);
-    break;
-  case MSGPACK_OBJECT_FLOAT32:
-  case MSGPACK_OBJECT_FLOAT64:
-    lua_pushnumber(L, o->via.f64);
-    break;
-  case MSGPACK_OBJECT_STR:
-    lua_pushlstring(L, o->via.str.ptr, o->via.str.size);
-    break;
-  case MSGPACK_OBJECT_BIN:
-    lua_pushlstring(L, o->via.bin.ptr, o->via.bin.size);
-    break;
-  case MSGPACK_OBJECT_ARRAY:
-    lua_createtable(L, (int)o->via.array.size, 0);
-    for (uint32_t i = 0; i < o->via.array.size; i++) {
-      choreo_lua_push_object(L, &o->via.array.ptr[i]);
+static void msg_push_packed(lua_State *L, const unsigned char **pp);
+
+/* n map entries or array elements at *pp. */
+static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t n, bool map) {
+  lua_createtable(L, map ? 0 : (int)n, map ? (int)n : 0);
+  for (uint64_t i = 0; i < n; i++) {
+    msg_push_packed(L, pp);
+    if (!map) {
       lua_rawseti(L, -2, (lua_Integer)i + 1);
+      continue;
     }
-    break;
-  case MSGPACK_OBJECT_MAP:
-    lua_createtable(L, 0, (int)o->via.map.size);
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-      choreo_lua_push_object(L, &o->via.map.ptr[i].key);
-      if (lua_isnil(L, -1) || (lua_isnumber(L, -1) && lua_tonumber(L, -1) != lua_tonumber(L, -1))) {
-        lua_pop(L, 1); /* nil and NaN cannot be Lua keys: drop the entry */
-        continue;
-      }
-      choreo_lua_push_object(L, &o->via.map.ptr[i].val);
+    msg_push_packed(L, pp);
+    /* nil and NaN cannot be Lua keys: the entry is dropped */
+    if (lua_isnil(L, -2) || (lua_isnumber(L, -2) && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+      lua_pop(L, 2);
+    else
       lua_rawset(L, -3);
-    }
-    break;
-  default: /* nil, and extension types we do not define */
-    lua_pushnil(L);
-    break;
   }
+}
+
+/* One value at *pp, moving *pp past it. Integers beyond Lua's become floats; binary strings
+ * are strings; extension types, which we do not define, are nil. */
+static void msg_push_packed(lua_State *L, const unsigned char **pp) {
+  luaL_checkstack(L, 3, "message data nested too deeply");
+  const unsigned char *p = *pp;
+  unsigned b = *p++;
+  if (b <= 0x7f) {
+    lua_pushinteger(L, b);
+  } else if (b >= 0xe0) {
+    lua_pushinteger(L, (int8_t)b);
+  } else if (b <= 0x8f) {
+    *pp = p;
+    msg_push_container(L, pp, b & 0x0f, true);
+    return;
+  } else if (b <= 0x9f) {
+    *pp = p;
+    msg_push_container(L, pp, b & 0x0f, false);
+    return;
+  } else if (b <= 0xbf) {
+    lua_pushlstring(L, (const char *)p, b & 0x1f);
+    p += b & 0x1f;
+  } else {
+    int width = 0;
+    uint64_t n;
+    switch (b) {
+    case 0xc2: case 0xc3:
+      lua_pushboolean(L, b == 0xc3);
+      break;
+    case 0xc4: case 0xc5: case 0xc6: case 0xd9: case 0xda: case 0xdb:
+      width = 1 << (b >= 0xd9 ? b - 0xd9 : b - 0xc4);
+      n = msg_be(p, width);
+      lua_pushlstring(L, (const char *)p + width, n);
+      p += width + n;
+      break;
+    case 0xc7: case 0xc8: case 0xc9: /* ext: length, type, payload */
+      width = 1 << (b - 0xc7);
+      p += width + 1 + msg_be(p, width);
+      lua_pushnil(L);
+      break;
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: /* fixext */
+      p += 1 + (1u << (b - 0xd4));
+      lua_pushnil(L);
+      break;
+    case 0xca: {
+      uint32_t bits = (uint32_t)msg_be(p, 4);
+      float f;
+      memcpy(&f, &bits, sizeof f);
+      lua_pushnumber(L, f);
+      p += 4;
+      break;
+    }
+    case 0xcb: {
+      uint64_t bits = msg_be(p, 8);
+      double d;
+      memcpy(&d, &bits, sizeof d);
+      lua_pushnumber(L, d);
+      p += 8;
+      break;
+    }
+    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+      width = 1 << (b - 0xcc);
+      n = msg_be(p, width);
+      if (n > (uint64_t)INT64_MAX)
+        lua_pushnumber(L, (lua_Number)n);
+      else
+        lua_pushinteger(L, (lua_Integer)n);
+      p += width;
+      break;
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+      width = 1 << (b - 0xd0);
+      n = msg_be(p, width);
+      int shift = 64 - width * 8; /* sign-extends the width's bits */
+      lua_pushinteger(L, (lua_Integer)((int64_t)(n << shift) >> shift));
+      p += width;
+      break;
+    }
+    case 0xdc: case 0xdd: case 0xde: case 0xdf:
+      width = b == 0xdc || b == 0xde ? 2 : 4;
+      *pp = p + width;
+      msg_push_container(L, pp, msg_be(p, width), b >= 0xde);
+      return;
+    default: /* nil */
+      lua_pushnil(L);
+      break;
+    }
+  }
+  *pp = p;
+}
+
+void choreo_lua_push_packed(lua_State *L, const char *data) {
+  const unsigned char *p = (const unsigned char *)data;
+  msg_push_packed(L, &p);
 }
 
 static void msg_set_str(lua_State *L, const char *field, choreo_str s) {
@@ -183,7 +247,7 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m) {
   lua_pushinteger(L, m->seq);
   lua_setfield(L, -2, "seq");
   if (m->data)
-    choreo_lua_push_object(L, m->data);
+    choreo_lua_push_packed(L, m->data);
   else
     lua_pushnil(L);
   lua_setfield(L, -2, "data");
@@ -208,16 +272,6 @@ int choreo_lua_msgpack_decode(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &len);
   if (choreo_msgpack_check(s, len, 1, CHOREO_MAX_DEPTH + 1))
     return luaL_error(L, "choreo.unpack: not one valid encoded value");
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
-  if (msgpack_unpack_next(&u, s, len, NULL) != MSGPACK_UNPACK_SUCCESS) {
-    msgpack_unpacked_destroy(&u);
-    return luaL_error(L, "choreo.unpack: not one valid encoded value");
-  }
-  lua_pushcfunction(L, lmsg_push_protected);
-  lua_pushlightuserdata(L, &u.data);
-  int status = lua_pcall(L, 1, 1, 0);
-  msgpack_unpacked_destroy(&u);
-  if (status != LUA_OK) return lua_error(L);
+  choreo_lua_push_packed(L, s);
   return 1;
 }

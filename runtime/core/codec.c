@@ -306,41 +306,98 @@ static bool codec_key_is(const msgpack_object_str *key, const char *name) {
 
 /* The index of the attribute named key, or -1. The search starts where the last one was found:
  * our own writers put the keys in the table's order, so each is found at the first look. */
-static int codec_attr_find(const msgpack_object_str *key, size_t from) {
+static int codec_attr_find(choreo_str key, size_t from) {
   for (size_t i = 0; i < CODEC_NATTRS; i++) {
     size_t a = (from + i) % CODEC_NATTRS;
-    if (key->size == codec_attrs[a].len && memcmp(key->ptr, codec_attrs[a].name, key->size) == 0)
+    if (key.n == codec_attrs[a].len && memcmp(key.p, codec_attrs[a].name, key.n) == 0)
       return (int)a;
   }
   return -1;
 }
 
-/* Fills *m (all but raw/raw_len) from a decoded message map. Unknown and non-string keys are
- * skipped so that newer writers can add attributes without breaking older readers. */
-static int codec_msg_read(const msgpack_object *o, choreo_msg *m) {
+/* The readers below take bytes that codec_check_one has already walked: every length fits. */
+
+/* A string at *pp (what msgpack-c calls STR: not BIN), moving *pp past it. */
+static bool codec_take_str(const unsigned char **pp, choreo_str *out) {
+  const unsigned char *p = *pp;
+  size_t n;
+  int width = 0;
+  if (*p >= 0xa0 && *p <= 0xbf)
+    n = *p & 0x1f;
+  else if (*p >= 0xd9 && *p <= 0xdb)
+    width = 1 << (*p - 0xd9), n = (size_t)codec_be(p + 1, width);
+  else
+    return false;
+  p += 1 + width;
+  *out = (choreo_str){(const char *)p, n};
+  *pp = p + n;
+  return true;
+}
+
+/* A non-negative integer at *pp (msgpack-c's POSITIVE_INTEGER: the signed encodings of such
+ * values too), moving *pp past it. */
+static bool codec_take_uint(const unsigned char **pp, uint64_t *v) {
+  const unsigned char *p = *pp;
+  unsigned b = *p;
+  if (b <= 0x7f) {
+    *v = b;
+  } else if (b >= 0xcc && b <= 0xcf) {
+    *v = codec_be(p + 1, 1 << (b - 0xcc));
+  } else if (b >= 0xd0 && b <= 0xd3) {
+    int width = 1 << (b - 0xd0);
+    uint64_t u = codec_be(p + 1, width);
+    if (u >> (width * 8 - 1)) return false; /* negative */
+    *v = u;
+  } else {
+    return false;
+  }
+  *pp = p + 1 + (b <= 0x7f ? 0 : b <= 0xcf ? 1 << (b - 0xcc) : 1 << (b - 0xd0));
+  return true;
+}
+
+static void codec_skip(const unsigned char **pp, const unsigned char *end) {
+  codec_check_one(pp, end, CODEC_MAX_LEVELS);
+}
+
+/* Fills *m from the message map at *pp, straight from its bytes, and moves *pp past it. The
+ * data is left encoded (m->data): a handler that never looks at it costs nothing, and Lua reads
+ * it without msgpack-c's object tree. Unknown and non-string keys are skipped so that newer
+ * writers can add attributes without breaking older readers. */
+static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, choreo_msg *m) {
+  const unsigned char *p = *pp, *start = p;
   bool have_seq = false;
   memset(m, 0, sizeof *m);
-  if (o->type != MSGPACK_OBJECT_MAP) return CHOREO_EINVAL;
-
+  uint64_t n;
+  if (*p >= 0x80 && *p <= 0x8f)
+    n = *p++ & 0x0f;
+  else if (*p == 0xde || *p == 0xdf)
+    n = codec_be(p + 1, *p == 0xde ? 2 : 4), p += *p == 0xde ? 3 : 5;
+  else
+    return CHOREO_EINVAL;
   size_t next = 0;
-  for (uint32_t i = 0; i < o->via.map.size; i++) {
-    const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
-    int a = k->type == MSGPACK_OBJECT_STR ? codec_attr_find(&k->via.str, next) : -1;
-    if (a < 0) continue;
+  for (uint64_t i = 0; i < n; i++) {
+    choreo_str key = {NULL, 0};
+    int a = codec_take_str(&p, &key) ? codec_attr_find(key, next) : -1;
+    if (a < 0) { /* a key we do not know, or not a string: skipped with its value */
+      if (key.p == NULL) codec_skip(&p, end);
+      codec_skip(&p, end);
+      continue;
+    }
     next = (size_t)a + 1;
     size_t offset = codec_attrs[a].offset;
     if (offset == CODEC_DATA) {
-      m->data = v;
+      m->data = (const char *)p;
+      codec_skip(&p, end);
+      m->data_len = (size_t)(p - (const unsigned char *)m->data);
     } else if (offset == CODEC_SEQ) {
-      if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 < 1 ||
-          v->via.u64 > INT64_MAX)
-        return CHOREO_EINVAL;
-      m->seq = (int64_t)v->via.u64;
+      uint64_t seq;
+      if (!codec_take_uint(&p, &seq) || seq < 1 || seq > INT64_MAX) return CHOREO_EINVAL;
+      m->seq = (int64_t)seq;
       have_seq = true;
-    } else if (v->type != MSGPACK_OBJECT_STR) {
-      return CHOREO_EINVAL;
-    } else if (offset != CODEC_NOWHERE && v->via.str.size > 0) {
-      *(choreo_str *)((char *)m + offset) = (choreo_str){v->via.str.ptr, v->via.str.size};
+    } else {
+      choreo_str value;
+      if (!codec_take_str(&p, &value)) return CHOREO_EINVAL;
+      if (offset != CODEC_NOWHERE && value.n > 0) *(choreo_str *)((char *)m + offset) = value;
     }
   }
   if (!have_seq || m->source.n == 0 || m->type.n == 0 || m->kind.n == 0) return CHOREO_EINVAL;
@@ -348,23 +405,20 @@ static int codec_msg_read(const msgpack_object *o, choreo_msg *m) {
   const choreo_str names[] = {m->source, m->type, m->kind, m->to};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     if (names[i].n && memchr(names[i].p, '\0', names[i].n)) return CHOREO_EINVAL;
+  m->raw = (const char *)start;
+  m->raw_len = (size_t)(p - start);
+  *pp = p;
   return 0;
 }
 
 /* A whole message map is one level more than its data, which is limited to CHOREO_MAX_DEPTH. */
 #define CODEC_MSG_DEPTH (CHOREO_MAX_DEPTH + 1)
 
-int choreo_msg_decode(const char *buf, size_t len, msgpack_unpacked *u, choreo_msg *out) {
-  size_t off = 0;
+int choreo_msg_decode(const char *buf, size_t len, choreo_msg *out) {
   memset(out, 0, sizeof *out);
   if (choreo_msgpack_check(buf, len, 1, CODEC_MSG_DEPTH) != 0) return CHOREO_EINVAL;
-  /* Checked input can only fail to unpack for want of memory. */
-  if (msgpack_unpack_next(u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS) return CHOREO_ENOMEM;
-  int rc = codec_msg_read(&u->data, out);
-  if (rc != 0) return rc;
-  out->raw = buf;
-  out->raw_len = len;
-  return 0;
+  const unsigned char *p = (const unsigned char *)buf;
+  return codec_msg_scan(&p, p + len, out);
 }
 
 /* ---- frames ---- */
@@ -442,8 +496,6 @@ int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len) {
   memset(r, 0, sizeof *r);
   msgpack_unpacked_init(&r->header);
   if (buf == NULL) return CHOREO_EINVAL;
-  if (!msgpack_zone_init(&r->zone, 2048)) return CHOREO_ENOMEM;
-  r->zone_ready = true;
   r->buf = buf;
   r->len = len;
   int rc = codec_frame_validate(r);
@@ -457,32 +509,21 @@ int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len) {
 }
 
 int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
-  size_t start = r->off;
   if (r->index == r->count) return 0;
-  /* The structure was proven at open; only memory can fail here, and then nothing moved, so
-   * the call may be retried. */
-  msgpack_zone_clear(&r->zone);
-  msgpack_object obj;
-  size_t off = r->off;
-  int got = msgpack_unpack(r->buf, r->len, &off, &r->zone, &obj);
-  if (got != MSGPACK_UNPACK_SUCCESS && got != MSGPACK_UNPACK_EXTRA_BYTES) return CHOREO_ENOMEM;
-  r->off = off;
+  /* The structure was proven at open: each message is read in place. */
+  const unsigned char *p = (const unsigned char *)r->buf + r->off;
+  const unsigned char *end = (const unsigned char *)r->buf + r->len;
   int64_t expected = r->first + r->index++;
-  int rc = codec_msg_read(&obj, out);
-  out->raw = r->buf + start;
-  out->raw_len = r->off - start;
+  int rc = codec_msg_scan(&p, end, out);
   if (rc != 0) return rc;
+  r->off = (size_t)((const char *)p - r->buf);
   /* A frame is a run of one source's log: a message claiming another source is forged. */
   bool same_source = out->source.n == r->source.n &&
                      memcmp(out->source.p, r->source.p, r->source.n) == 0;
   return out->seq == expected && same_source ? 1 : CHOREO_EINVAL;
 }
 
-void choreo_frame_close(choreo_frame_reader *r) {
-  msgpack_unpacked_destroy(&r->header);
-  if (r->zone_ready) msgpack_zone_destroy(&r->zone);
-  r->zone_ready = false;
-}
+void choreo_frame_close(choreo_frame_reader *r) { msgpack_unpacked_destroy(&r->header); }
 
 /* ---- FETCH requests ---- */
 

@@ -26,12 +26,13 @@ typedef struct choreo_str {
   size_t n;
 } choreo_str;
 
-/* A decoded message. Strings and data point into the buffer/zone it was decoded from. */
+/* A decoded message. Strings and data point into the buffer it was decoded from. */
 typedef struct choreo_msg {
   choreo_str id, source, type, time, subject, kind, to, correlationid, causationid, traceparent;
   int64_t seq;
-  const msgpack_object *data; /* NULL when the message has no data */
-  const char *raw;            /* the whole encoded message, as stored in the log */
+  const char *data; /* the data's msgpack encoding, within raw; NULL when there is none */
+  size_t data_len;
+  const char *raw; /* the whole encoded message, as stored in the log */
   size_t raw_len;
 } choreo_msg;
 
@@ -49,9 +50,9 @@ typedef struct choreo_msg_fields {
  * source/type/kind, seq < 1). */
 int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out);
 
-/* Decodes exactly one message occupying buf[0..len). The message borrows from `buf` and from
- * `u`, which the caller owns (msgpack_unpacked_init/destroy). Returns 0 or CHOREO_EINVAL. */
-int choreo_msg_decode(const char *buf, size_t len, msgpack_unpacked *u, choreo_msg *out);
+/* Decodes exactly one message occupying buf[0..len); the message borrows from buf. Returns 0
+ * or CHOREO_EINVAL. */
+int choreo_msg_decode(const char *buf, size_t len, choreo_msg *out);
 
 /* Checks that buf[0..len) holds exactly `count` complete msgpack objects (count == 0: any
  * number, at least one), none nested deeper than max_depth, and no container claiming more
@@ -72,10 +73,6 @@ typedef struct choreo_frame_reader {
   int64_t first, head;
   uint32_t count, index;
   msgpack_unpacked header;
-  /* Holds the current message's objects; cleared, not freed, between messages, since a fresh
-   * zone per message was a malloc and free of 8 KiB each time. */
-  msgpack_zone zone;
-  bool zone_ready;
 } choreo_frame_reader;
 
 int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len);

@@ -468,15 +468,11 @@ typedef struct retry_run {
 static int engine_retry_one(void *ud, const choreo_retry_row *row) {
   retry_run *run = ud;
   choreo_engine *e = run->e;
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
-  int rc = choreo_msg_decode(row->raw, row->len, &u, &m);
   /* A row we cannot decode cannot happen for rows we wrote ourselves: drop rather than loop. */
-  if (!rc) rc = engine_try(e, &m, row->attempts, row->dead_id, run->res);
-  else rc = 0;
+  int rc = choreo_msg_decode(row->raw, row->len, &m) ? 0
+           : engine_try(e, &m, row->attempts, row->dead_id, run->res);
   if (!rc) rc = choreo_store_retry_remove(e->store, row->id);
-  msgpack_unpacked_destroy(&u);
   return rc;
 }
 

@@ -98,19 +98,9 @@ int choreo_handlers_run(const choreo_handlers *hs, struct choreo_engine *e, cons
     return CHOREO_ESCRIPT;
   }
   /* The data's own encoding, for the handler to decode with msgpack or choreo_message_json. */
-  msgpack_sbuffer data;
-  msgpack_sbuffer_init(&data);
+  msg.data = m->data;
+  msg.data_len = m->data_len;
   int rc = 0;
-  if (m->data) {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
-    if (msgpack_pack_object(&pk, *m->data) != 0) {
-      snprintf(err, errlen, "out of memory");
-      rc = CHOREO_ESCRIPT;
-    }
-    msg.data = data.data;
-    msg.data_len = data.size;
-  }
   choreo_ctx ctx = {.engine = e, .msg = m};
   for (size_t i = 0; i < hs->n && !rc; i++) {
     const handler_entry *h = &hs->list[i];
@@ -121,7 +111,6 @@ int choreo_handlers_run(const choreo_handlers *hs, struct choreo_engine *e, cons
       rc = CHOREO_ESCRIPT;
     }
   }
-  msgpack_sbuffer_destroy(&data);
   free(strings);
   return rc;
 }

@@ -340,8 +340,14 @@ cJSON *choreo_msg_to_cjson(const choreo_msg *m) {
                      : json_add(root, "id", json_derived_id(m))) &&
             json_add_attr(root, "source", m->source) && json_add_attr(root, "type", m->type) &&
             json_add_attr(root, "time", m->time) && json_add_attr(root, "subject", m->subject);
+  /* The data was proven well-formed with the message: it can only fail to unpack for want of
+   * memory, and then it is left out. */
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  const msgpack_object *d =
+      m->data && msgpack_unpack_next(&u, m->data, m->data_len, NULL) == MSGPACK_UNPACK_SUCCESS
+          ? &u.data : NULL;
   /* CloudEvents carries a payload that is binary as a whole in data_base64. */
-  const msgpack_object *d = m->data;
   bool binary = d && (d->type == MSGPACK_OBJECT_BIN ||
                       (d->type == MSGPACK_OBJECT_STR &&
                        !json_utf8_valid((const unsigned char *)d->via.str.ptr, d->via.str.size)));
@@ -352,10 +358,11 @@ cJSON *choreo_msg_to_cjson(const choreo_msg *m) {
     ok = b64 && json_add(root, "datacontenttype", cJSON_CreateString("application/octet-stream")) &&
          json_add(root, "data_base64", cJSON_CreateString(b64));
     free(b64);
-  } else if (ok && m->data) {
+  } else if (ok && d) {
     ok = json_add(root, "datacontenttype", cJSON_CreateString("application/json")) &&
-         json_add(root, "data", choreo_msgpack_to_cjson(m->data));
+         json_add(root, "data", choreo_msgpack_to_cjson(d));
   }
+  msgpack_unpacked_destroy(&u);
   ok = ok && json_add(root, "seq", json_int(m->seq)) && json_add_attr(root, "kind", m->kind) &&
        json_add_attr(root, "to", m->to) &&
        json_add_attr(root, "correlationid", m->correlationid) &&

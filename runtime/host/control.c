@@ -158,12 +158,8 @@ static cJSON *control_status(choreo_host *h) {
 /* The stored message in its CloudEvents JSON form; null if it no longer decodes, so one
  * damaged row cannot hide the others from `choreo dead list`. */
 static cJSON *control_message(const char *raw, size_t len) {
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
-  cJSON *v = NULL;
-  if (raw && choreo_msg_decode(raw, len, &u, &m) == 0) v = choreo_msg_to_cjson(&m);
-  msgpack_unpacked_destroy(&u);
+  cJSON *v = raw && choreo_msg_decode(raw, len, &m) == 0 ? choreo_msg_to_cjson(&m) : NULL;
   return v ? v : cJSON_CreateNull();
 }
 

@@ -77,6 +77,15 @@ static int encode(msgpack_sbuffer *out, const char *source, int64_t seq, const c
   return choreo_msg_encode(&f, out);
 }
 
+/* A decoded message's data as msgpack-c reads it (unpacked into u), or NULL. */
+static const msgpack_object *data_object(const choreo_msg *m, msgpack_unpacked *u) {
+  if (!m->data) return NULL;
+  size_t off = 0;
+  bool whole = msgpack_unpack_next(u, m->data, m->data_len, &off) == MSGPACK_UNPACK_SUCCESS &&
+               off == m->data_len;
+  return whole ? &u->data : NULL;
+}
+
 static void test_msg_round_trip(void) {
   msgpack_sbuffer data, buf;
   msgpack_packer pk;
@@ -97,7 +106,7 @@ static void test_msg_round_trip(void) {
                          .causationid = "orders/41", .traceparent = TRACEPARENT, .time = TIME,
                          .seq = 42, .data = data.data, .data_len = data.size};
   CHECK(choreo_msg_encode(&f, &buf) == 0);
-  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
   CHECK(choreo_str_eq(m.id, "orders/42"));
   CHECK(choreo_str_eq(m.source, "orders"));
   CHECK(choreo_str_eq(m.type, "OrderPlaced"));
@@ -110,22 +119,26 @@ static void test_msg_round_trip(void) {
   CHECK(choreo_str_eq(m.traceparent, TRACEPARENT));
   CHECK(m.seq == 42);
   CHECK(m.raw == buf.data && m.raw_len == buf.size);
+  CHECK(msgpack_unpack_next(&u, buf.data, buf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
   CHECK(choreo_str_eq(map_str(&u.data, "specversion"), "1.0"));
   CHECK(choreo_str_eq(map_str(&u.data, "datacontenttype"), "application/msgpack"));
   CHECK(u.data.via.map.size == 14);
 
-  msgpack_unpacked orig;
+  msgpack_unpacked orig, got;
   msgpack_unpacked_init(&orig);
+  msgpack_unpacked_init(&got);
   CHECK(msgpack_unpack_next(&orig, data.data, data.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-  CHECK(m.data != NULL && msgpack_object_equal(*m.data, orig.data));
+  const msgpack_object *d = data_object(&m, &got);
+  CHECK(d != NULL && msgpack_object_equal(*d, orig.data));
 
   /* Appending keeps what was there: a second message after the first. */
   size_t first_len = buf.size;
   f.seq = 43;
   CHECK(choreo_msg_encode(&f, &buf) == 0);
-  CHECK(choreo_msg_decode(buf.data + first_len, buf.size - first_len, &u, &m) == 0);
+  CHECK(choreo_msg_decode(buf.data + first_len, buf.size - first_len, &m) == 0);
   CHECK(choreo_str_eq(m.id, "orders/43") && m.seq == 43);
 
+  msgpack_unpacked_destroy(&got);
   msgpack_unpacked_destroy(&orig);
   msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&data);
@@ -214,12 +227,13 @@ static void test_msg_minimal(void) {
   choreo_msg_fields f = {.source = "billing", .type = "Paid", .kind = "event", .subject = "",
                          .seq = 1};
   CHECK(choreo_msg_encode(&f, &buf) == 0);
-  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
   CHECK(choreo_str_eq(m.id, "billing/1"));
   CHECK(m.data == NULL);
   CHECK(m.subject.p == NULL && m.subject.n == 0);
   CHECK(m.to.p == NULL && m.correlationid.p == NULL && m.causationid.p == NULL &&
         m.traceparent.p == NULL);
+  CHECK(msgpack_unpack_next(&u, buf.data, buf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
   CHECK(!map_has(&u.data, "datacontenttype") && !map_has(&u.data, "data") &&
         !map_has(&u.data, "subject"));
   CHECK(m.time.n == 27 && m.time.p[4] == '-' && m.time.p[10] == 'T' && m.time.p[19] == '.' &&
@@ -266,11 +280,12 @@ static void test_msg_data_values(void) {
   msgpack_pack_ext_with_body(&pk, "abc", 3, 5);
 
   CHECK(encode(&buf, "orders", 9, data.data, data.size) == 0);
-  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
   CHECK(msgpack_unpack_next(&orig, data.data, data.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-  CHECK(m.data != NULL && msgpack_object_equal(*m.data, orig.data));
-  if (m.data != NULL) {
-    const msgpack_object *list = &m.data->via.map.ptr[0].val;
+  const msgpack_object *d = data_object(&m, &u);
+  CHECK(d != NULL && msgpack_object_equal(*d, orig.data));
+  if (d != NULL) {
+    const msgpack_object *list = &d->via.map.ptr[0].val;
     CHECK(list->type == MSGPACK_OBJECT_ARRAY && list->via.array.size == 13);
     CHECK(list->via.array.ptr[2].type == MSGPACK_OBJECT_NEGATIVE_INTEGER &&
           list->via.array.ptr[2].via.i64 == INT64_MIN);
@@ -283,8 +298,9 @@ static void test_msg_data_values(void) {
   /* A lone nil is data too; only NULL/0 means "no data". */
   msgpack_sbuffer_clear(&buf);
   CHECK(encode(&buf, "orders", 10, "\xc0", 1) == 0);
-  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
-  CHECK(m.data != NULL && m.data->type == MSGPACK_OBJECT_NIL);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
+  d = data_object(&m, &u);
+  CHECK(d != NULL && d->type == MSGPACK_OBJECT_NIL && m.data_len == 1);
 
   msgpack_unpacked_destroy(&orig);
   msgpack_unpacked_destroy(&u);
@@ -322,11 +338,8 @@ static void test_msg_encode_rejects(void) {
 }
 
 static int decode_map(msgpack_sbuffer *sb) {
-  msgpack_unpacked u;
   choreo_msg m;
-  msgpack_unpacked_init(&u);
-  int rc = choreo_msg_decode(sb->data, sb->size, &u, &m);
-  msgpack_unpacked_destroy(&u);
+  int rc = choreo_msg_decode(sb->data, sb->size, &m);
   msgpack_sbuffer_clear(sb);
   return rc;
 }
@@ -404,7 +417,7 @@ static void test_msg_decode_rejects(void) {
   msgpack_unpacked u;
   choreo_msg m;
   msgpack_unpacked_init(&u);
-  CHECK(choreo_msg_decode("", 0, &u, &m) == CHOREO_EINVAL);
+  CHECK(choreo_msg_decode("", 0, &m) == CHOREO_EINVAL);
   msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&sb);
 }
@@ -449,8 +462,11 @@ static void test_frame_round_trip(void) {
     CHECK(choreo_frame_next(&r, &m) == 1);
     CHECK(m.seq == seqs[i] && choreo_str_eq(m.source, "orders"));
     CHECK(m.raw == sb.data + offsets[i] && m.raw_len == offsets[i + 1] - offsets[i]);
-    CHECK(m.data && m.data->type == MSGPACK_OBJECT_ARRAY &&
-          m.data->via.array.ptr[0].via.u64 == (uint64_t)i);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *d = data_object(&m, &u);
+    CHECK(d && d->type == MSGPACK_OBJECT_ARRAY && d->via.array.ptr[0].via.u64 == (uint64_t)i);
+    msgpack_unpacked_destroy(&u);
   }
   CHECK(choreo_frame_next(&r, &m) == 0);
   CHECK(choreo_frame_next(&r, &m) == 0);
@@ -562,18 +578,15 @@ static void test_truncated(void) {
   /* Every prefix of a single message, too. */
   const char *msg = sb.data + offsets[1];
   size_t msg_len = offsets[2] - offsets[1];
-  msgpack_unpacked u;
   choreo_msg m;
-  msgpack_unpacked_init(&u);
   for (size_t len = 0; len < msg_len; len++) {
     char *copy = malloc(len ? len : 1);
     memcpy(copy, msg, len);
     CHECK(choreo_msgpack_check(copy, len, 1, CHOREO_MAX_DEPTH + 1) == CHOREO_EINVAL);
-    CHECK(choreo_msg_decode(copy, len, &u, &m) == CHOREO_EINVAL);
+    CHECK(choreo_msg_decode(copy, len, &m) == CHOREO_EINVAL);
     free(copy);
   }
-  CHECK(choreo_msg_decode(msg, msg_len, &u, &m) == 0 && m.seq == 6);
-  msgpack_unpacked_destroy(&u);
+  CHECK(choreo_msg_decode(msg, msg_len, &m) == 0 && m.seq == 6);
   msgpack_sbuffer_destroy(&sb);
 }
 
@@ -670,13 +683,11 @@ static void test_huge_claims(void) {
       {"\x82\x01\x02\x03", 4},                           /* fixmap: 2 entries need 4 objects */
       {"\xde\x00\x02\x01\x02\x03", 6},
   };
-  msgpack_unpacked u;
   choreo_msg m;
-  msgpack_unpacked_init(&u);
   for (size_t i = 0; i < sizeof claims / sizeof *claims; i++) {
     CHECK(choreo_msgpack_check(claims[i].bytes, claims[i].len, 0, CHOREO_MAX_DEPTH) ==
           CHOREO_EINVAL);
-    CHECK(choreo_msg_decode(claims[i].bytes, claims[i].len, &u, &m) == CHOREO_EINVAL);
+    CHECK(choreo_msg_decode(claims[i].bytes, claims[i].len, &m) == CHOREO_EINVAL);
     CHECK(open_copy(claims[i].bytes, claims[i].len) == CHOREO_EINVAL);
   }
   /* A frame header claiming 4294967295 messages while three follow. */
@@ -686,7 +697,6 @@ static void test_huge_claims(void) {
   build_frame(&sb, 1, UINT32_MAX, seqs, 3, NULL);
   CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
   msgpack_sbuffer_destroy(&sb);
-  msgpack_unpacked_destroy(&u);
 }
 
 static void test_depth(void) {
@@ -731,7 +741,7 @@ static void test_depth(void) {
   msgpack_sbuffer_init(&sb);
   n = nested(buf, CHOREO_MAX_DEPTH, false);
   CHECK(encode(&sb, "orders", 1, buf, n) == 0);
-  CHECK(choreo_msg_decode(sb.data, sb.size, &u, &m) == 0);
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0);
   /* Hand-built, one level deeper than any encoder would write: refused. */
   msgpack_sbuffer_clear(&sb);
   build_map(&sb, 4, "source", 's', "a", "type", 's', "T", "kind", 's', "event", "seq", 'i',
@@ -740,7 +750,7 @@ static void test_depth(void) {
   msgpack_sbuffer_write(&sb, "\xa4" "data", 5);
   n = nested(buf, CHOREO_MAX_DEPTH + 1, false);
   msgpack_sbuffer_write(&sb, buf, n);
-  CHECK(choreo_msg_decode(sb.data, sb.size, &u, &m) == CHOREO_EINVAL);
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == CHOREO_EINVAL);
   msgpack_sbuffer_destroy(&sb);
   msgpack_unpacked_destroy(&u);
 }
@@ -774,9 +784,9 @@ static bool fuzz_one(const char *buf, size_t len) {
   }
 
   choreo_msg m;
-  rc = choreo_msg_decode(buf, len, &u, &m);
+  rc = choreo_msg_decode(buf, len, &m);
   CHECK(rc == 0 || rc == CHOREO_EINVAL);
-  CHECK(rc == choreo_msg_decode(buf, len, &u, &m));
+  CHECK(rc == choreo_msg_decode(buf, len, &m));
   if (rc == 0) CHECK(m.source.n > 0 && m.seq >= 1 && m.raw_len == len);
 
   choreo_frame_reader r;
@@ -840,11 +850,8 @@ static void test_random_bytes(void) {
     char *buf = malloc(sb.size);
     memcpy(buf, sb.data, sb.size);
     for (int k = 1 + (int)(rng() % 2); k > 0; k--) buf[rng() % sb.size] = (char)rng();
-    msgpack_unpacked u;
     choreo_msg m;
-    msgpack_unpacked_init(&u);
-    decoded += choreo_msg_decode(buf, sb.size, &u, &m) == 0;
-    msgpack_unpacked_destroy(&u);
+    decoded += choreo_msg_decode(buf, sb.size, &m) == 0;
     fuzz_one(buf, sb.size);
     free(buf);
   }

@@ -119,10 +119,8 @@ static void log_row(choreo_engine *e, int64_t seq, seen *s) {
                            &st, NULL) == SQLITE_OK);
   sqlite3_bind_int64(st, 1, seq);
   if (sqlite3_step(st) == SQLITE_ROW) {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
     choreo_msg m;
-    CHECK(choreo_msg_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &u,
+    CHECK(choreo_msg_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
                             &m) == 0);
     put_str(s->type, sizeof s->type, m.type);
     put_str(s->source, sizeof s->source, m.source);
@@ -132,12 +130,9 @@ static void log_row(choreo_engine *e, int64_t seq, seen *s) {
     put_str(s->correlationid, sizeof s->correlationid, m.correlationid);
     put_str(s->causationid, sizeof s->causationid, m.causationid);
     s->seq = m.seq;
-    cJSON *tree = m.data ? choreo_msgpack_to_cjson(m.data) : NULL;
-    char *json = tree ? cJSON_PrintUnformatted(tree) : NULL;
-    put(s->json, sizeof s->json, m.data ? json : "null");
+    char *json = choreo_message_json(&(choreo_message){.data = m.data, .data_len = m.data_len});
+    put(s->json, sizeof s->json, json ? json : "?");
     free(json);
-    cJSON_Delete(tree);
-    msgpack_unpacked_destroy(&u);
   } else {
     fprintf(stderr, "no row %lld in choreo_log\n", (long long)seq);
     CHECK(!"log row present");

@@ -219,11 +219,9 @@ static bool str_is(const char *s, const char *want) { return s && strcmp(s, want
 
 static void test_msg_to_json(void) {
   msgpack_sbuffer data, buf;
-  msgpack_unpacked u;
   choreo_msg m;
   msgpack_sbuffer_init(&data);
   msgpack_sbuffer_init(&buf);
-  msgpack_unpacked_init(&u);
   CHECK(choreo_json_to_msgpack("{\"order\":7,\"items\":[1,2.5,\"x\"],\"ok\":true}", &data, NULL,
                                0) == 0);
   choreo_msg_fields f = {.source = "orders", .type = "OrderPlaced", .kind = "command",
@@ -232,7 +230,7 @@ static void test_msg_to_json(void) {
                          .time = "2026-11-27T03:00:00.123456Z", .seq = 42, .data = data.data,
                          .data_len = data.size};
   CHECK(choreo_msg_encode(&f, &buf) == 0);
-  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
   char *text = choreo_msg_to_json(&m);
   CHECK(text != NULL && strchr(text, '\n') == NULL);
   cJSON *ce = cJSON_Parse(text);
@@ -262,7 +260,7 @@ static void test_msg_to_json(void) {
   choreo_msg_fields bare = {.source = "billing", .type = "Paid", .kind = "event", .seq = 3};
   msgpack_sbuffer_clear(&buf);
   CHECK(choreo_msg_encode(&bare, &buf) == 0);
-  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
   text = choreo_msg_to_json(&m);
   ce = cJSON_Parse(text);
   CHECK(str_is(json_str(ce, "id"), "billing/3"));
@@ -281,8 +279,6 @@ static void test_msg_to_json(void) {
   CHECK(str_is(json_str(ce, "id"), "billing/3"));
   cJSON_Delete(ce);
   free(text);
-
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&data);
   msgpack_sbuffer_destroy(&buf);
 }
@@ -333,17 +329,15 @@ static void test_strings_and_bytes(void) {
 static void test_binary_payload(void) {
   msgpack_sbuffer data, buf;
   msgpack_packer pk;
-  msgpack_unpacked u;
   choreo_msg m;
   msgpack_sbuffer_init(&data);
   msgpack_sbuffer_init(&buf);
-  msgpack_unpacked_init(&u);
   msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
   msgpack_pack_str_with_body(&pk, "\x89PNG\r\n\x1a\n", 8);
   choreo_msg_fields f = {.source = "img", .type = "Uploaded", .kind = "event", .seq = 1,
                          .data = data.data, .data_len = data.size};
   CHECK(choreo_msg_encode(&f, &buf) == 0);
-  CHECK(choreo_msg_decode(buf.data, buf.size, &u, &m) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
   char *text = choreo_msg_to_json(&m);
   cJSON *ce = text ? cJSON_Parse(text) : NULL;
   CHECK(cJSON_IsObject(ce));
@@ -352,7 +346,6 @@ static void test_binary_payload(void) {
   CHECK(!cJSON_HasObjectItem(ce, "data"));
   cJSON_Delete(ce);
   free(text);
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&data);
   msgpack_sbuffer_destroy(&buf);
 }

@@ -73,15 +73,12 @@ static int collect_dead(void *ud, const choreo_dead_letter *d) {
   snprintf(c->type, sizeof c->type, "%s", d->type);
   snprintf(c->error, sizeof c->error, "%s", d->error);
   snprintf(c->time, sizeof c->time, "%s", d->time);
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
-  if (choreo_msg_decode(d->raw, d->raw_len, &u, &m) == 0) {
+  if (choreo_msg_decode(d->raw, d->raw_len, &m) == 0) {
     snprintf(c->msg_type, sizeof c->msg_type, "%.*s", (int)m.type.n, m.type.p);
     snprintf(c->msg_source, sizeof c->msg_source, "%.*s", (int)m.source.n, m.source.p);
     c->msg_seq = m.seq;
   }
-  msgpack_unpacked_destroy(&u);
   return 0;
 }
 
@@ -286,13 +283,13 @@ static void test_read_frame(void) {
   choreo_store_close(s);
 }
 
-/* A decoded message to hand to retry_add and dead_add; it borrows from buf and u. */
-static void make_msg(msgpack_sbuffer *buf, msgpack_unpacked *u, const char *type, int64_t seq,
+/* A decoded message to hand to retry_add and dead_add; it borrows from buf. */
+static void make_msg(msgpack_sbuffer *buf, const char *type, int64_t seq,
                      choreo_msg *m) {
   choreo_msg_fields f = {.source = "payments", .type = type, .kind = "event", .seq = seq};
   buf->size = 0;
   CHECK(choreo_msg_encode(&f, buf) == 0);
-  CHECK(choreo_msg_decode(buf->data, buf->size, u, m) == 0);
+  CHECK(choreo_msg_decode(buf->data, buf->size, m) == 0);
 }
 
 typedef struct seen {
@@ -305,16 +302,13 @@ typedef struct seen {
 
 static int collect(void *ud, const choreo_retry_row *row) {
   seen *v = ud;
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
-  CHECK(choreo_msg_decode(row->raw, row->len, &u, &m) == 0);
+  CHECK(choreo_msg_decode(row->raw, row->len, &m) == 0);
   v->id[v->n] = row->id;
   v->seq[v->n] = m.seq;
   v->attempts[v->n] = row->attempts;
   v->dead_id[v->n] = row->dead_id;
   v->n++;
-  msgpack_unpacked_destroy(&u);
   return 0;
 }
 
@@ -328,16 +322,14 @@ static void test_retries(void) {
   choreo_store *s = open_memory();
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
 
   CHECK(retry_due_of(s) == -1);
-  make_msg(&buf, &u, "Late", 1, &m);
+  make_msg(&buf, "Late", 1, &m);
   CHECK(choreo_store_retry_add(s, &m, 3, 300, "boom", 0) == 0);
-  make_msg(&buf, &u, "Early", 2, &m);
+  make_msg(&buf, "Early", 2, &m);
   CHECK(choreo_store_retry_add(s, &m, 4, 100, "boom", 0) == 0);
-  make_msg(&buf, &u, "Middle", 3, &m);
+  make_msg(&buf, "Middle", 3, &m);
   CHECK(choreo_store_retry_add(s, &m, 5, 200, NULL, 0) == 0);
   CHECK(retry_due_of(s) == 100);
 
@@ -360,7 +352,6 @@ static void test_retries(void) {
   CHECK(choreo_store_retry_remove(s, v.id[0]) == 0);
   CHECK(retry_due_of(s) == -1);
 
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
   choreo_store_close(s);
 }
@@ -371,10 +362,8 @@ static void test_remembered_values_follow_rollbacks(void) {
   choreo_store *s = open_memory();
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
-  make_msg(&buf, &u, "Later", 1, &m);
+  make_msg(&buf, "Later", 1, &m);
   CHECK(choreo_store_retry_add(s, &m, 3, 500, "boom", 0) == 0);
   CHECK(choreo_store_set_checkpoint(s, "payments", 6) == 0);
   CHECK(append(s, "A") == 1);
@@ -395,7 +384,6 @@ static void test_remembered_values_follow_rollbacks(void) {
   CHECK(head_of(s) == 1);
   CHECK(checkpoint_of(s, "payments") == 6);
   CHECK(retry_due_of(s) == 500);
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
   choreo_store_close(s);
 }
@@ -404,17 +392,15 @@ static void test_dead_letters(void) {
   choreo_store *s = open_memory();
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
 
   dead_list list = {0};
   CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0);
   CHECK(list.n == 0);
 
-  make_msg(&buf, &u, "PaymentRequested", 7, &m);
+  make_msg(&buf, "PaymentRequested", 7, &m);
   CHECK(choreo_store_dead_add(s, &m, 4, "handler.lua:3: boom", "stack traceback: ...", 1000, 0) == 0);
-  make_msg(&buf, &u, "Refund", 8, &m);
+  make_msg(&buf, "Refund", 8, &m);
   CHECK(choreo_store_dead_add(s, &m, 1, "no", NULL, 2000, 0) == 0);
   CHECK(dead_count_of(s) == 2);
 
@@ -459,7 +445,7 @@ static void test_dead_letters(void) {
 
   /* It dies again: the same letter, with the new outcome, waiting again. */
   CHECK(choreo_store_retry_remove(s, v.id[0]) == 0);
-  make_msg(&buf, &u, "PaymentRequested", 7, &m);
+  make_msg(&buf, "PaymentRequested", 7, &m);
   CHECK(choreo_store_dead_add(s, &m, 6, "boom again", "tb", 9000, first_id) == 0);
   CHECK(dead_count_of(s) == 2);
   list.n = 0;
@@ -486,7 +472,6 @@ static void test_dead_letters(void) {
   CHECK(choreo_store_begin(s) == 0);
   CHECK(choreo_store_commit(s) == 0);
 
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
   choreo_store_close(s);
 }
@@ -495,10 +480,8 @@ static void test_dead_retry_failure(void) {
   choreo_store *s = open_memory();
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
-  make_msg(&buf, &u, "PaymentRequested", 7, &m);
+  make_msg(&buf, "PaymentRequested", 7, &m);
   CHECK(choreo_store_dead_add(s, &m, 4, "boom", NULL, 1000, 0) == 0);
   /* With its target table gone, the move fails; the reason outlives the unwinding. */
   CHECK(sqlite3_exec(choreo_store_db(s), "DROP TABLE choreo_retries", NULL, NULL, NULL) == 0);
@@ -508,7 +491,6 @@ static void test_dead_retry_failure(void) {
   CHECK(strstr(choreo_store_errmsg(s), "choreo_retries") == NULL);
   CHECK(choreo_store_begin(s) == 0);
   CHECK(choreo_store_commit(s) == 0);
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
   choreo_store_close(s);
 }
@@ -575,13 +557,11 @@ static void test_trim_takes_keys_and_old_dead_letters(void) {
 
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   choreo_msg m;
-  make_msg(&buf, &u, "Old", 1, &m);
+  make_msg(&buf, "Old", 1, &m);
   CHECK(choreo_store_dead_add(s, &m, 3, "boom", NULL, 1000, 0) == 0);
   CHECK(choreo_store_dead_add(s, &m, 3, "boom", NULL, 1000, 0) == 0);
-  make_msg(&buf, &u, "New", 2, &m);
+  make_msg(&buf, "New", 2, &m);
   CHECK(choreo_store_dead_add(s, &m, 3, "boom", NULL, 5000, 0) == 0);
   dead_list list = {0};
   CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0 && list.n == 3);
@@ -593,7 +573,6 @@ static void test_trim_takes_keys_and_old_dead_letters(void) {
   CHECK(choreo_store_dead_each(s, collect_dead, &list) == 0 && list.n == 2);
   CHECK(strcmp(list.d[0].type, "Old") == 0 && list.d[0].retrying);
   CHECK(strcmp(list.d[1].type, "New") == 0);
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
   choreo_store_close(s);
 }

@@ -66,3 +66,8 @@ end)
 choreo.on("PublishDeep", function(msg, ctx)
   ctx:publish("Deep", nested(msg.data.depth))
 end)
+
+-- What raw msgpack bytes hold, read by choreo.unpack (unpack_spec).
+choreo.on("Unpack", function(msg, ctx)
+  ctx:publish("Unpacked", { value = choreo.unpack(msg.data.bytes) })
+end)
