@@ -208,10 +208,11 @@ static bool engine_handles(choreo_engine *e, choreo_str type) {
          (e->scripts && e->ops->handles(e->scripts, type));
 }
 
-/* One attempt inside its own savepoint: on failure only this message's effects roll back.
- * *limited says the failure was the instruction budget or the memory limit cutting it off. */
-static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size_t errlen,
-                          char **traceback, bool *ok, bool *limited) {
+/* One attempt, inside its own savepoint unless the batch runs without (engine_apply): on
+ * failure only this message's effects roll back. *limited says the failure was the
+ * instruction budget or the memory limit cutting it off. */
+static int engine_attempt(choreo_engine *e, const choreo_msg *m, bool savepoint, char *err,
+                          size_t errlen, char **traceback, bool *ok, bool *limited) {
   /* The id is optional on the wire ("<source>/<seq>" when absent), but handlers and what they
    * emit (its causation) need it spelled out. */
   choreo_msg with_id = *m;
@@ -221,7 +222,7 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
     if (!derived) return CHOREO_ENOMEM;
     with_id.id = (choreo_str){derived, strlen(derived)};
   }
-  int rc = choreo_store_savepoint(e->store);
+  int rc = savepoint ? choreo_store_savepoint(e->store) : 0;
   if (rc) {
     free(derived);
     return rc;
@@ -243,6 +244,7 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, char *err, size
   /* The batch is gone (SQLite rolled it back after a disk or memory error, or the script ran
    * COMMIT or ROLLBACK): carrying on would commit the rest piecemeal. */
   if (!choreo_store_in_transaction(e->store)) return CHOREO_EIO;
+  if (!savepoint) return 0;
   return *ok ? choreo_store_release(e->store) : choreo_store_rollback_savepoint(e->store);
 }
 
@@ -270,23 +272,42 @@ static int engine_defer(choreo_engine *e, const choreo_msg *m, const choreo_retr
                                dead_id);
 }
 
+/* How a message's first attempt went when it ran without a savepoint (engine_apply). */
+typedef struct engine_first_try {
+  bool failed;
+  int64_t seq;
+  bool limited;
+  char err[512];
+  char *traceback;
+} engine_first_try;
+
 /* Tries m, which failed `attempts` times before: again at once while the policy's immediate
  * attempts last, then it waits for a delayed retry or dies (engine_defer). A dead letter sent
  * back by hand comes with 0 and so gets the whole schedule again. A handler cut off by a limit
  * is not tried again at once: it would hold the loop as long again, for the same end. It
- * counts as all of its immediate attempts. */
+ * counts as all of its immediate attempts. `first`, if not NULL, is the failed attempt m
+ * already had in an optimistic batch: it counts as the first. */
 static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64_t dead_id,
-                      choreo_apply_result *res) {
+                      engine_first_try *first, choreo_apply_result *res) {
   char err[512];
   char *traceback = NULL;
   bool ok = false, limited = false;
   choreo_retry_policy policy;
   bool policy_known = false; /* asked for only once the message has failed */
-  int rc;
+  int rc = 0;
+  if (first) {
+    snprintf(err, sizeof err, "%s", first->err);
+    traceback = first->traceback;
+    first->traceback = NULL;
+    limited = first->limited;
+  }
   for (;;) {
-    free(traceback);
-    traceback = NULL;
-    rc = engine_attempt(e, m, err, sizeof err, &traceback, &ok, &limited);
+    if (!first) {
+      free(traceback);
+      traceback = NULL;
+      rc = engine_attempt(e, m, true, err, sizeof err, &traceback, &ok, &limited);
+    }
+    first = NULL;
     attempts++;
     if (rc || ok) break;
     if (!policy_known) engine_policy(e, m->type, &policy);
@@ -333,17 +354,51 @@ static void engine_unhandled(choreo_engine *e, const choreo_msg *m) {
                (int)m->kind.n, m->kind.p, u->type, (int)m->id.n, m->id.p);
 }
 
-static int engine_deliver(choreo_engine *e, const choreo_msg *m, choreo_apply_result *res) {
+/* A frame's message. An optimistic batch (careful false) runs its handlers without a savepoint
+ * and notes the first that fails in *first; the careful run of the same batch that follows
+ * counts that failure as the message's first attempt. */
+static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
+                          engine_first_try *first, choreo_apply_result *res) {
   if (!engine_is_for_us(e, m)) {
     res->skipped++;
     return 0;
   }
   if (!engine_handles(e, m->type)) {
     res->skipped++;
-    engine_unhandled(e, m);
+    if (!careful || m->seq > first->seq) engine_unhandled(e, m); /* counted once */
     return 0;
   }
-  return engine_try(e, m, 0, 0, res);
+  if (careful) return engine_try(e, m, 0, 0, m->seq == first->seq ? first : NULL, res);
+  bool ok = false;
+  int rc = engine_attempt(e, m, false, first->err, sizeof first->err, &first->traceback, &ok,
+                          &first->limited);
+  if (!rc && ok) res->applied++;
+  if (!rc && !ok) {
+    first->failed = true;
+    first->seq = m->seq;
+  }
+  return rc;
+}
+
+/* The frame's messages after checkpoint, in the open transaction; *last gets the last seq
+ * delivered, *bad whether a message was malformed. An optimistic run stops at the first
+ * failure. */
+static int engine_run_frame(choreo_engine *e, choreo_frame_reader *r, int64_t checkpoint,
+                            bool careful, engine_first_try *first, choreo_apply_result *res,
+                            int64_t *last, bool *bad) {
+  choreo_msg m;
+  int more = 0, rc = 0;
+  *last = checkpoint;
+  while (!rc && (careful || !first->failed) && (more = choreo_frame_next(r, &m)) == 1) {
+    if (m.seq <= checkpoint) {
+      res->skipped++;
+      continue;
+    }
+    rc = engine_deliver(e, &m, careful, first, res);
+    *last = m.seq;
+  }
+  *bad = !rc && more < 0;
+  return rc;
 }
 
 static int engine_fail_batch(choreo_engine *e, int rc) {
@@ -398,24 +453,25 @@ static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
     choreo_frame_close(&r);
     return 0;
   }
-  rc = choreo_store_begin(e->store);
-  if (rc) {
-    choreo_frame_close(&r);
-    return rc;
-  }
-  choreo_msg m;
-  int more = 0;
+  /* A savepoint per message costs two statements. A batch runs without them until a handler
+   * fails; then it rolls back and runs again with them, so that only the failed message's
+   * effects are undone (its handlers see the same messages before it, in the same order). */
+  engine_first_try first = {.failed = false};
+  bool careful = false, bad = false;
   int64_t last = checkpoint;
-  while (!rc && (more = choreo_frame_next(&r, &m)) == 1) {
-    if (m.seq <= checkpoint) {
-      res->skipped++;
-      continue;
-    }
-    rc = engine_deliver(e, &m, res);
-    last = m.seq;
+  for (;;) {
+    rc = choreo_store_begin(e->store);
+    if (!rc) rc = engine_run_frame(e, &r, checkpoint, careful, &first, res, &last, &bad);
+    if (rc || bad || careful || !first.failed) break;
+    choreo_store_rollback(e->store);
+    res->applied = res->skipped = 0;
+    choreo_frame_close(&r);
+    choreo_frame_open(&r, buf, len); /* opened before: cannot fail */
+    careful = true;
   }
+  free(first.traceback);
   choreo_frame_close(&r);
-  if (!rc && more < 0) {
+  if (bad) {
     e->bad_frames++;
     choreo_store_rollback(e->store);
     return CHOREO_EINVAL;
@@ -471,7 +527,7 @@ static int engine_retry_one(void *ud, const choreo_retry_row *row) {
   choreo_msg m;
   /* A row we cannot decode cannot happen for rows we wrote ourselves: drop rather than loop. */
   int rc = choreo_msg_decode(row->raw, row->len, &m) ? 0
-           : engine_try(e, &m, row->attempts, row->dead_id, run->res);
+           : engine_try(e, &m, row->attempts, row->dead_id, NULL, run->res);
   if (!rc) rc = choreo_store_retry_remove(e->store, row->id);
   return rc;
 }

@@ -328,6 +328,31 @@ static void test_failing_handler_is_deferred(void) {
   choreo_engine_close(e);
 }
 
+/* A batch runs without a savepoint per message until a handler fails, then again with them:
+ * what the first run saw must not count twice. */
+static void test_batch_run_again_counts_once(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  static const char *const types[] = {"Ping", "Nobody", "Fail", "Nobody"};
+  build_frame(&frame, "peer", 1, 4, types);
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.applied == 1 && res.failed == 1 && res.skipped == 2);
+  const choreo_unhandled *list;
+  int n;
+  uint64_t other;
+  choreo_engine_unhandled(e, &list, &n, &other);
+  CHECK(n == 1 && strcmp(list[0].type, "Nobody") == 0 && list[0].count == 2 && other == 0);
+  CHECK(query_int(e, "select count(*) from got") == 1);
+  CHECK(query_int(e, "select count(*) from choreo_log where type = 'Pinged'") == 1);
+  CHECK(query_int(e, "select attempts from choreo_retries where seq = 3") == 3);
+  CHECK(checkpoint(e, "peer") == 4);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
 /* The types of our own log rows after `after`, read as a frame, joined with spaces; and the
  * causation id of the first. */
 static void own_log(choreo_engine *e, int64_t after, char *types, size_t size, char *cause,
@@ -479,6 +504,7 @@ int main(void) {
   RUN(test_frame_ending_at_int64_max);
   RUN(test_commands_for_other_hosts);
   RUN(test_failing_handler_is_deferred);
+  RUN(test_batch_run_again_counts_once);
   RUN(test_own_events);
   RUN(test_reload);
   RUN(test_open_with_broken_script);
