@@ -517,6 +517,25 @@ class World:
         on its own; a failure is recorded and the case goes on with its next step."""
         return _Step(self, name)
 
+    def tail_one(self, pattern, poke, seconds=20):
+        """Starts `choreo tail --count 1 PATTERN` and calls poke(n) every 0.2 s (n = 1, 2, ...)
+        until tail has shown one message or `seconds` (times SLOW) have passed. Returns tail's
+        exit status (None: still running) and the lines it printed."""
+        out = open(os.path.join(self.dir, "tail.jsonl"), "w+")
+        tail = self.spawn([CHOREO, "tail", "--bus", self.bus, "--count", "1", pattern],
+                          stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + seconds * SLOW
+        n = 0
+        while tail.poll() is None and time.monotonic() < deadline:
+            n += 1
+            poke(n)
+            time.sleep(0.2)
+        rc = tail.poll()
+        out.seek(0)
+        lines = out.read().splitlines()
+        out.close()
+        return rc, lines
+
     def spawn(self, argv, **kw):
         """Starts any helper process (tail, poke) that must die with the case."""
         p = subprocess.Popen(argv, preexec_fn=_die_with_parent, **kw)

@@ -288,18 +288,8 @@ choreo.on("Make", function(msg, ctx)
                        n = msg.data.n })
 end)
 '''}))
-    out = open(os.path.join(w.dir, "tail.jsonl"), "w+")
-    tail = w.spawn([harness.CHOREO, "tail", "--bus", w.bus, "--count", "1", "Bin"], stdout=out,
-                   stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20 * harness.SLOW
-    n = 0
-    while tail.poll() is None and time.monotonic() < deadline:
-        n += 1
-        svc.publish("Make", {"n": n})
-        time.sleep(0.2)
-    check_eq(tail.poll(), 0, "tail's exit status")
-    out.seek(0)
-    lines = out.read().splitlines()
+    rc, lines = w.tail_one("Bin", lambda n: svc.publish("Make", {"n": n}))
+    check_eq(rc, 0, "tail's exit status")
     check_eq(len(lines), 1, "lines from tail: %r" % lines)
     event = json.loads(lines[0])
     check(isinstance(event.get("data"), dict) and event["data"].get("n", 0) >= 1,

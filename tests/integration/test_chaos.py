@@ -600,18 +600,9 @@ def a_pub_socket_hung_up_on_still_reaches_new_subscribers(w):
     for _ in range(5):
         hostile.hang_up("a", ("pub",))
         time.sleep(0.05)
-    out = open(os.path.join(w.dir, "tail.jsonl"), "w+")
-    tail = w.spawn([harness.CHOREO, "tail", "--bus", w.bus, "--count", "1", "Tick"], stdout=out,
-                   stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30 * harness.SLOW
-    n = 0
-    while tail.poll() is None and time.monotonic() < deadline:
-        n += 1
-        a.send("a", "Burst", {"from": n, "n": 1})
-        time.sleep(0.2)
-    check_eq(tail.poll(), 0, "tail's exit status (no live frame within 30 s?)")
-    out.seek(0)
-    check_eq(json.loads(out.read().splitlines()[0]).get("type"), "Tick", "what tail showed")
+    rc, lines = w.tail_one("Tick", lambda n: a.send("a", "Burst", {"from": n, "n": 1}), 30)
+    check_eq(rc, 0, "tail's exit status (no live frame within 30 s?)")
+    check_eq(json.loads(lines[0]).get("type") if lines else None, "Tick", "what tail showed")
     print("    a listened again %d times" % len(re.findall(r"listening again", a.log())))
 
 
