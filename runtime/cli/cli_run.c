@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "choreo.h"
@@ -16,6 +18,7 @@
 #include "codec.h"
 #include "bus.h"
 #include "host.h"
+#include "log.h"
 
 static int run_number(const char *flag, const char *text, unsigned long long *out) {
   char *end;
@@ -63,6 +66,10 @@ static int run_pin(const char *text) {
   return CLI_OK;
 }
 
+/* How long the loop may take to stop once a signal asked it to. NNG 1.5 can wait forever to
+ * close a socket (docs/ARCHITECTURE.md, on NNG 1.5): the process then exits without it. */
+#define RUN_STOP_WAIT_S 10
+
 /* SIGINT and SIGTERM are taken by a thread of their own (sigwait), not by a uv_signal_t: a
  * handler stuck in a Lua loop or a long query holds the loop, where uv_signal_t callbacks run,
  * and choreo_host_stop called off the loop's thread cuts such a handler short. The signals are
@@ -71,24 +78,51 @@ typedef struct run_signals {
   pthread_t thread;
   sigset_t set;
   choreo_host *_Atomic host; /* NULL: the run is over, the thread just leaves */
+  const char *who;           /* names the host in the log */
+  pthread_mutex_t lock;
+  pthread_cond_t stopped; /* on CLOCK_MONOTONIC */
+  bool loop_done;
 } run_signals;
 
 static void *run_wait_signals(void *arg) {
   run_signals *s = arg;
   int sig;
   sigwait(&s->set, &sig);
-  choreo_host_stop(atomic_load(&s->host));
-  return NULL;
+  choreo_host *host = atomic_load(&s->host);
+  if (!host) return NULL;
+  choreo_host_stop(host);
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += RUN_STOP_WAIT_S;
+  pthread_mutex_lock(&s->lock);
+  int rc = 0;
+  while (!s->loop_done && rc != ETIMEDOUT)
+    rc = pthread_cond_timedwait(&s->stopped, &s->lock, &until);
+  bool done = s->loop_done;
+  pthread_mutex_unlock(&s->lock);
+  if (done) return NULL;
+  /* The loop is stuck outside any transaction, or inside one that the store rolls back: what
+   * committed is kept, as after kill -9. */
+  choreo_log(CHOREO_LOG_ERROR, s->who,
+             "still stopping after %d s: NNG 1.5 can wait forever to close a connection that "
+             "was in the middle of a message; exiting without waiting (what was committed is "
+             "kept)", RUN_STOP_WAIT_S);
+  _exit(EXIT_FAILURE);
 }
 
 /* Runs the host until a signal stops it. */
-static int run_host(const choreo_host_config *cfg) {
-  run_signals s = {0};
+static int run_host(const choreo_host_config *cfg, const char *who) {
+  run_signals s = {.who = who ? who : "choreo", .lock = PTHREAD_MUTEX_INITIALIZER};
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  int cond = pthread_cond_init(&s.stopped, &attr);
+  pthread_condattr_destroy(&attr);
   sigemptyset(&s.set);
   sigaddset(&s.set, SIGINT);
   sigaddset(&s.set, SIGTERM);
   uv_loop_t loop;
-  if (pthread_sigmask(SIG_BLOCK, &s.set, NULL) != 0 ||
+  if (cond != 0 || pthread_sigmask(SIG_BLOCK, &s.set, NULL) != 0 ||
       pthread_create(&s.thread, NULL, run_wait_signals, &s) != 0)
     return cli_fail("%s", "cannot watch the signals");
   if (uv_loop_init(&loop) != 0) return cli_fail("%s", "cannot create an event loop");
@@ -101,10 +135,15 @@ static int run_host(const choreo_host_config *cfg) {
     atomic_store(&s.host, host);
     uv_run(&loop, UV_RUN_DEFAULT);
   }
+  pthread_mutex_lock(&s.lock);
+  s.loop_done = true;
+  pthread_cond_signal(&s.stopped);
+  pthread_mutex_unlock(&s.lock);
   /* Wakes the thread if no signal came (a failed start); a late signal finds no host. */
   atomic_store(&s.host, NULL);
   pthread_kill(s.thread, SIGTERM);
   pthread_join(s.thread, NULL);
+  pthread_cond_destroy(&s.stopped);
   choreo_host_close(host);
   uv_loop_close(&loop);
   return rc ? cli_fail("%s", err) : CLI_OK;
@@ -160,5 +199,5 @@ int cli_run(const cli_args *a) {
     if (choreo_bus_rep_url(o.peers[i], rep, sizeof rep))
       return cli_usage("--peer %s: expected ipc://DIR/NAME.pub or tcp://HOST:PORT", o.peers[i]);
   int rc = cpu ? run_pin(cpu) : CLI_OK; /* before the host starts any thread */
-  return rc ? rc : run_host(&o);
+  return rc ? rc : run_host(&o, name);
 }

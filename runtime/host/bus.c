@@ -22,7 +22,6 @@
 #endif
 
 #include <nng/protocol/reqrep0/rep.h>
-#include <nng/protocol/reqrep0/req.h>
 #include "choreo.h"
 #include "codec.h"
 #include "log.h"
@@ -70,7 +69,7 @@ int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed) {
   return 1;
 }
 
-/* A listener that let no connection through for this long after a probe dialled it is deaf:
+/* A listener that let no connection through for this long after a probe connected is deaf:
  * NNG connects and greets over ipc or loopback in well under a millisecond, and in a few even
  * when loaded. */
 #define BUS_PROBE_EVERY_MS 2000
@@ -78,7 +77,7 @@ int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed) {
 
 /* NNG 1.5 never frees an endpoint closed while it holds a connection it has not handed to its
  * socket, nor that connection: a listener gone deaf (choreo_bus_listeners) holds every one that
- * came since, and a dialer closed while it greets (peers.c's, the probes) holds that one. Not
+ * came since, and a dialer closed while it greets (peers.c's) holds that one. Not
  * ours to free: LeakSanitizer is told to take what an endpoint allocates when it is created as
  * not leaked, and what it holds is reached from there; what is ours it still reports. */
 static int bus_listener_create(nng_listener *l, nng_socket s, const char *url) {
@@ -128,7 +127,8 @@ static int bus_listener_open(choreo_bus_listeners *ls, choreo_bus_listener *l, c
   return rc;
 }
 
-/* NNG's thread: a connection reached the socket; the listener it came through accepts. */
+/* NNG's thread: a connection came through a listener, before the socket looks at it (and turns
+ * a probe away). */
 static void bus_on_pipe_added(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
   (void)ev;
   choreo_bus_listeners *ls = arg;
@@ -137,18 +137,55 @@ static void bus_on_pipe_added(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
     if (atomic_load(&ls->list[i].listener_id) == id) atomic_store(&ls->list[i].accepted, true);
 }
 
-/* NNG's thread: a probe's connection came up. */
-static void bus_on_probe_added(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
-  (void)ev;
-  choreo_bus_listeners *ls = arg;
-  int id = nng_dialer_id(nng_pipe_dialer(pipe));
-  for (size_t i = 0; id > 0 && i < ls->cap; i++)
-    if (atomic_load(&ls->list[i].probe_id) == id) atomic_store(&ls->list[i].greeted, true);
+/* The probe's SP greeting: "\0SP\0", protocol 0 (none: see bus.h), two zero bytes. */
+#define BUS_GREETING 8
+static const uint8_t bus_probe_greeting[BUS_GREETING] = {0, 'S', 'P', 0, 0, 0, 0, 0};
+
+/* NNG's thread: the probe's next step once the previous one is done: connected, then our
+ * greeting sent, then the listener's read. The loop ends a probe with nng_aio_free, which
+ * stops what is pending and waits for a step under way. */
+static void bus_probe_step(void *arg) {
+  choreo_bus_listener *l = arg;
+  nng_aio *aio = l->probe_aio;
+  if (nng_aio_result(aio) != 0) return; /* refused, or ended: not greeted */
+  if (l->probe_conn)
+    l->probe_moved += nng_aio_count(aio);
+  else
+    l->probe_conn = nng_aio_get_output(aio, 0);
+  size_t want = l->probe_moved < BUS_GREETING ? BUS_GREETING : 2 * BUS_GREETING;
+  if (l->probe_moved == want) {
+    atomic_store(&l->greeted, memcmp(l->probe_bytes + BUS_GREETING, bus_probe_greeting, 4) == 0);
+    return;
+  }
+  nng_iov iov = {.iov_buf = l->probe_bytes + l->probe_moved, .iov_len = want - l->probe_moved};
+  nng_aio_set_iov(aio, 1, &iov);
+  if (want == BUS_GREETING)
+    nng_stream_send(l->probe_conn, aio);
+  else
+    nng_stream_recv(l->probe_conn, aio);
+}
+
+static void bus_probe_start(choreo_bus_listener *l) {
+  /* Any connection through it from now on proves it, the probe's or a peer's. */
+  atomic_store(&l->accepted, false);
+  atomic_store(&l->greeted, false);
+  if (nng_aio_alloc(&l->probe_aio, bus_probe_step, l) != 0) return;
+  memcpy(l->probe_bytes, bus_probe_greeting, BUS_GREETING);
+  l->probe_moved = 0;
+  l->probing = true;
+  nng_stream_dialer_dial(l->probe_dialer, l->probe_aio);
+}
+
+static void bus_probe_end(choreo_bus_listener *l) {
+  nng_aio_free(l->probe_aio);
+  nng_stream_free(l->probe_conn);
+  l->probe_aio = NULL;
+  l->probe_conn = NULL;
+  l->probing = false;
 }
 
 int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const char *const *urls,
-                               size_t n, int (*probe_open)(nng_socket *), const char *who,
-                               char *err, size_t errlen) {
+                               size_t n, const char *who, char *err, size_t errlen) {
   *ls = (choreo_bus_listeners){.sock = s, .who = who};
   ls->list = calloc(n ? n : 1, sizeof *ls->list);
   if (!ls->list) {
@@ -161,7 +198,6 @@ int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const cha
     atomic_init(&l->accepted, false);
     atomic_init(&l->greeted, false);
     atomic_init(&l->listener_id, -1);
-    atomic_init(&l->probe_id, -1);
     if (strlen(urls[i]) >= sizeof l->url) {
       snprintf(err, errlen, "cannot listen on %.200s...: URL too long", urls[i]);
       return CHOREO_EINVAL;
@@ -169,20 +205,16 @@ int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const cha
     snprintf(l->url, sizeof l->url, "%s", urls[i]);
   }
   /* Before any listener: no connection may come unnoticed. */
-  if (nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, bus_on_pipe_added, ls) != 0) {
+  if (nng_pipe_notify(s, NNG_PIPE_EV_ADD_PRE, bus_on_pipe_added, ls) != 0) {
     snprintf(err, errlen, "cannot watch the connections of %s", n ? urls[0] : "a socket");
     return CHOREO_EBUS;
   }
   for (; ls->n < n; ls->n++) {
-    int rc = bus_listener_open(ls, &ls->list[ls->n], err, errlen);
+    choreo_bus_listener *l = &ls->list[ls->n];
+    int rc = bus_listener_open(ls, l, err, errlen);
     if (rc) return rc;
-  }
-  /* Without a probe the listeners work all the same, unwatched. */
-  ls->probe_open = probe_open(&ls->probe) == 0;
-  if (ls->probe_open) {
-    nng_pipe_notify(ls->probe, NNG_PIPE_EV_ADD_POST, bus_on_probe_added, ls);
-    nng_socket_set_ms(ls->probe, NNG_OPT_RECONNMINT, 100);
-    nng_socket_set_ms(ls->probe, NNG_OPT_RECONNMAXT, 100);
+    /* Without a probe the listener works all the same, unwatched. */
+    if (nng_stream_dialer_alloc(&l->probe_dialer, l->url) != 0) l->probe_dialer = NULL;
   }
   return 0;
 }
@@ -206,13 +238,11 @@ static void bus_listener_check(choreo_bus_listeners *ls, choreo_bus_listener *l,
     bool accepted = atomic_load(&l->accepted), greeted = atomic_load(&l->greeted);
     if (!(accepted && greeted) && now_ms - l->probed_at < BUS_PROBE_PATIENCE_MS) return;
     /* Greeted but never let through is the deaf listener (its transport still greets). Not
-     * greeted at all, the probe could not connect: none of our business. Closing the deaf
-     * listener first resets the probe's connection. */
+     * greeted at all, the probe could not connect: none of our business. */
     if (greeted && !accepted) bus_listener_reopen(ls, l);
     /* A probe hangs up once greeted, or after long enough: one that hung up before the
      * listener greeted it could deafen the listener itself. */
-    nng_dialer_close(l->probe_dialer);
-    l->probing = false;
+    bus_probe_end(l);
     return;
   }
   if (now_ms - l->probed_at < BUS_PROBE_EVERY_MS) return;
@@ -225,25 +255,19 @@ static void bus_listener_check(choreo_bus_listeners *ls, choreo_bus_listener *l,
       return;
     }
   }
-  /* Any connection through it from now on proves it, the probe's or a peer's. */
-  atomic_store(&l->accepted, false);
-  atomic_store(&l->greeted, false);
-  nng_dialer d;
-  if (bus_dialer_create(&d, ls->probe, l->url) != 0) return;
-  atomic_store(&l->probe_id, nng_dialer_id(d));
-  l->probe_dialer = d;
-  l->probing = nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0;
-  if (!l->probing) nng_dialer_close(d);
+  bus_probe_start(l);
 }
 
 void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms) {
-  if (!ls->probe_open) return;
-  for (size_t i = 0; i < ls->n; i++) bus_listener_check(ls, &ls->list[i], now_ms);
+  for (size_t i = 0; i < ls->n; i++)
+    if (ls->list[i].probe_dialer) bus_listener_check(ls, &ls->list[i], now_ms);
 }
 
 void choreo_bus_listeners_stop(choreo_bus_listeners *ls) {
-  if (ls->probe_open) nng_close(ls->probe); /* its dialers with it */
-  ls->probe_open = false;
+  for (size_t i = 0; i < ls->n; i++) {
+    if (ls->list[i].probing) bus_probe_end(&ls->list[i]);
+    nng_stream_dialer_free(ls->list[i].probe_dialer);
+  }
   ls->n = ls->cap = 0;
   free(ls->list);
   ls->list = NULL;
@@ -261,8 +285,7 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
   }
   s->open = true;
   nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, BUS_REPLY_WAIT_MS);
-  int rc = choreo_bus_listeners_start(&s->listeners, s->sock, urls, nurls, nng_req0_open, who,
-                                      err, errlen);
+  int rc = choreo_bus_listeners_start(&s->listeners, s->sock, urls, nurls, who, err, errlen);
   if (rc) return rc;
   rc = choreo_bus_watch_start(&s->watch, loop, s->sock, cb, ud);
   if (rc) snprintf(err, errlen, "cannot watch the %s socket", what);

@@ -50,22 +50,33 @@ int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed);
  * its own close (fixed in NNG 1.6, issue #1518). A host killed as it connects does that, and
  * so does any local program with one connect() and close(). The kernel and NNG's transport
  * still accept and greet, so a peer sees its connection come up, but its messages never reach
- * us: a peer that reconnects after a restart can never catch up again. So now and then a
- * socket of ours dials each listener, of a protocol that may connect; when that connection
- * comes up but, a few seconds later, no new connection has reached the socket through that
- * listener, the listener is closed and opened again on the same URL (which drops the
- * connections it still had: their dialers reconnect), and the log says so. */
+ * us: a peer that reconnects after a restart can never catch up again. So now and then we
+ * connect to each listener (a bare nng_stream, no socket) and exchange SP greetings; when the
+ * listener greets us but, a few seconds later, no new connection has reached the socket through
+ * it, the listener is closed and opened again on the same URL (which drops the connections it
+ * still had: their dialers reconnect), and the log says so.
+ *
+ * The probe's greeting names protocol 0, which no SP protocol takes: the socket turns the
+ * connection away once the listener has handed it over, before sending or reading anything on
+ * it. A probe that the socket kept would be sent what it sends (every frame, on PUB), and NNG
+ * 1.5 can hang for good when a connection is closed in the middle of a message (see
+ * docs/ARCHITECTURE.md, on NNG 1.5), as a probe closed every 2 s while frames flow in soon is. */
 typedef struct choreo_bus_listener {
   char url[CHOREO_BUS_URL_MAX];
   nng_listener listener;
   bool listening;
-  nng_dialer probe_dialer;
-  bool probing;            /* probe_dialer dials (or is connected) since probed_at */
+  nng_stream_dialer *probe_dialer; /* NULL: not watched */
+  /* While probing, the probe's steps (NNG's threads) own these; bus.c's loop side reads them
+   * only once it has ended the probe: */
+  nng_aio *probe_aio;
+  nng_stream *probe_conn;
+  uint8_t probe_bytes[16]; /* our greeting, then the listener's */
+  size_t probe_moved;      /* of probe_bytes, sent or read */
+  bool probing;            /* a probe runs since probed_at */
   /* Set and read by NNG's threads: */
   atomic_bool accepted;    /* a connection reached the socket through the listener */
   atomic_bool greeted;     /* the probe's connection came up: the listener greeted it */
   atomic_int listener_id;  /* nng_listener_id(listener) */
-  atomic_int probe_id;     /* nng_dialer_id(probe_dialer) */
   uint64_t probed_at;      /* loop time (ms) of the last probe */
   unsigned reopened;       /* times it was found deaf and opened again */
 } choreo_bus_listener;
@@ -75,21 +86,17 @@ typedef struct choreo_bus_listeners {
   const char *who; /* names the host in the log */
   choreo_bus_listener *list; /* cap entries, n of them listening (or tried) */
   size_t n, cap;
-  nng_socket probe; /* the dialling side of the probes */
-  bool probe_open;
 } choreo_bus_listeners;
 
-/* Listens on every url (with the receive size limit set) and prepares the probes: probe_open
- * opens a socket of a protocol that may connect to s (nng_req0_open for REP, nng_sub0_open for
- * PUB). Takes the socket's NNG_PIPE_EV_ADD_POST notification. Neither ls nor who may move
- * until choreo_bus_listeners_stop. err gets one line on failure; stop them all the same. */
+/* Listens on every url (with the receive size limit set) and prepares the probes. Takes the
+ * socket's NNG_PIPE_EV_ADD_PRE notification. Neither ls nor who may move until
+ * choreo_bus_listeners_stop. err gets one line on failure; stop them all the same. */
 int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const char *const *urls,
-                               size_t n, int (*probe_open)(nng_socket *), const char *who,
-                               char *err, size_t errlen);
+                               size_t n, const char *who, char *err, size_t errlen);
 /* Probes each listener every few seconds and opens one again when it has gone deaf. Call it
  * often (the host's tick) with the loop's time; it does nothing most of the time. */
 void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms);
-/* Closes the probes and frees the list. Call it after closing the socket, which closes the
+/* Ends the probes and frees the list. Call it after closing the socket, which closes the
  * listeners and ends the notifications. Safe on a zeroed struct and twice. */
 void choreo_bus_listeners_stop(choreo_bus_listeners *ls);
 

@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
-#include <nng/protocol/pubsub0/sub.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -316,8 +315,7 @@ static int host_listen_pub(choreo_host *h, const choreo_host_config *cfg, char *
   choreo_bus_ipc_url(own, sizeof own, h->bus, h->name, "pub");
   urls[0] = own;
   for (size_t i = 0; i < cfg->nlisten; i++) urls[i + 1] = cfg->listen[i];
-  int rc = choreo_bus_listeners_start(&h->pub_listeners, h->pub, urls, n, nng_sub0_open,
-                                      h->name, err, errlen);
+  int rc = choreo_bus_listeners_start(&h->pub_listeners, h->pub, urls, n, h->name, err, errlen);
   free(urls);
   return rc;
 }
