@@ -125,6 +125,9 @@ void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void 
 /* Safe on a zeroed struct that never started, and twice. */
 void choreo_bus_server_stop(choreo_bus_server *s);
 
+/* Sends a frame on a PUB socket without blocking: a slow subscriber loses it and fetches it
+ * instead. */
+void choreo_bus_publish(nng_socket s, const void *data, size_t len);
 /* Dials in the background: NNG keeps reconnecting until the socket or the dialer closes
  * (except when NNG 1.5 gives up: see peers.c). *dialer (if not NULL) receives the dialer, for
  * closing it on its own; *id (if not NULL) its id, before it starts, so that no connection

@@ -85,8 +85,7 @@ static void host_publish(choreo_host *h) {
     if (choreo_engine_read_log(h->engine, h->published, PUBLISH_ROWS, PUBLISH_BYTES, &h->frame,
                                &n) || n == 0)
       return;
-    /* PUB never blocks: a slow subscriber loses the frame and fetches it instead. */
-    nng_send(h->pub, h->frame.data, h->frame.size, NNG_FLAG_NONBLOCK);
+    choreo_bus_publish(h->pub, h->frame.data, h->frame.size);
     if (!h->own_frame_ready && !choreo_engine_checkpoint(h->engine, h->name, &own) &&
         h->published == own) {
       msgpack_sbuffer spare = h->own_frame;
