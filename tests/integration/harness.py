@@ -343,6 +343,7 @@ class Host:
         self.proc = None
         self.starts = 0
         self.log_offset = 0  # where the current run's log starts
+        self.env = {}  # added to the environment of the next starts
 
     def args(self):
         return ["run", self.scripts, "--name", self.name, "--bus", self.bus,
@@ -361,7 +362,8 @@ class Host:
             log.flush()
             self.proc = subprocess.Popen([CHOREO] + self.args(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, preexec_fn=_die_with_parent,
-                                         env=dict(os.environ, CHOREO_LOG=self.world.log_level))
+                                         env=dict(os.environ, CHOREO_LOG=self.world.log_level,
+                                                  **self.env))
         self.starts += 1
         _all_procs.append(self.proc)
         self.world.procs.append(self.proc)

@@ -219,7 +219,42 @@ def sigterm_stops_a_host_publishing_big_frames_on_a_busy_cpu(w):
         raise harness.TestFailure("still running %d s after SIGTERM:\n%s"
                                   % (30 * harness.SLOW, svc.log_tail(5)))
     check_eq(status, 0, "exit status on SIGTERM (log: %s)" % svc.log_tail(3))
+    check(not re.search(r"NNG 1.5 still holds", svc.log()), "NNG let go of every socket")
     check(svc.head() >= head, "the log kept what was committed before SIGTERM")
+
+
+@suite.test
+def sigterm_exits_cleanly_when_nng_never_lets_go_of_a_socket(w):
+    """NNG 1.5 can wait forever in nng_close (docs/ARCHITECTURE.md, on NNG 1.5); preloading an
+    nng_close that never returns makes that certain. By then the host has nothing left to
+    commit, so SIGTERM must still end it: with status 0, in a couple of seconds, saying why, and
+    with every message it handled kept and none applied twice after a restart."""
+    svc = w.host("svc", w.scripts("svc", {"svc.lua": SERVICE % ("", "")}), start=False)
+    svc.env = {"LD_PRELOAD": os.environ["CHOREO_NNG_CLOSE_HANGS"],
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    svc.start()
+    svc.publish("Many", {"n": 50, "from": 1})
+    wait_until(lambda: ok_count(svc) == 50, 20, "50 Ok rows")
+    head = svc.head()
+    with w.step("SIGTERM: the loop hangs in nng_close"):
+        start = time.monotonic()
+        svc.proc.terminate()
+        try:
+            status = svc.proc.wait(timeout=20 * harness.SLOW)
+        except subprocess.TimeoutExpired:
+            raise harness.TestFailure("still running after SIGTERM:\n%s" % svc.log_tail(5))
+        print("    exited in %.2f s" % (time.monotonic() - start))
+        check_eq(status, 0, "exit status (log: %s)" % svc.log_tail(3))
+        check(re.search(r"stopped, but NNG 1.5 still holds a connection", svc.log()),
+              "the log says why it did not wait for NNG")
+    with w.step("restarted without the preload: everything kept, nothing twice"):
+        svc.env = {}
+        svc.start()
+        check_eq(svc.head(), head, "log head")
+        svc.publish("Ok", {"x": 51})
+        wait_until(lambda: ok_count(svc) == 51, 20, "the 51st Ok row")
+        time.sleep(0.3)
+        check_eq(ok_count(svc), 51, "Ok rows (none applied twice)")
 
 
 PCALL = r'''
