@@ -2,15 +2,24 @@
  * choreo's bus carries events. A publisher thread sends 100-byte messages flat out; the
  * subscriber counts what arrives. Pub/sub drops when the subscriber falls behind, so the
  * figures are the received rate, the sent rate and the fraction dropped. Send and receive
- * buffers are 8192 messages, NNG's maximum (the defaults drop far more, docs/ARCHITECTURE.md, Measured facts). */
+ * buffers are 8192 messages, NNG's maximum (the defaults drop far more, docs/ARCHITECTURE.md, Measured facts).
+ *
+ * With --rate, the floor of the "latency" benchmark: one hop over NNG pub/sub between two
+ * processes, as a choreo host's frame takes to a subscribing host (whose loop waits on the
+ * socket's NNG_OPT_RECVFD, as here), with nothing else on the way. */
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/supplemental/util/platform.h>
 
+#include "bench_latency.h"
 #include "bench_util.h"
 
 #define BUFFERED 8192
@@ -20,7 +29,8 @@
 #define END_MARKER "END"
 #define END_COPIES 20
 
-static const char usage[] = "--url URL --events N [--payload BYTES] [--timeout S]";
+static const char usage[] = "--url URL (--events N | --rate EVENTS_PER_S --seconds S) "
+                            "[--payload BYTES] [--timeout S]";
 
 typedef struct nng_run {
   nng_socket pub;
@@ -62,9 +72,75 @@ static void must(int rv, const char *what) {
   if (rv != 0) bench_fail("%s: %s", what, nng_strerror(rv));
 }
 
+/* The latency workload's publisher, a process of its own: each event stamped and sent when
+ * its time comes, then the end marker. */
+static void latency_publish(const bench_args *a) {
+  bench_watchdog(a->timeout_s + (int)a->seconds + 15);
+  nng_socket pub;
+  must(nng_pub0_open(&pub), "nng_pub0_open");
+  must(nng_listen(pub, a->url, NULL, 0), a->url);
+  nng_msleep(300); /* the subscriber dials meanwhile: what goes before it is dropped by design */
+  unsigned char payload[BENCH_PAYLOAD_MAX];
+  bench_pace pace;
+  bench_pace_start(&pace, a->rate, a->events);
+  long first, n;
+  while ((n = bench_pace_due(&pace, a->events, &first)) > 0)
+    for (long i = first; i < first + n; i++) {
+      bench_payload_stamped(payload, i, bench_now());
+      must(nng_send(pub, payload, bench_payload_size, 0), "nng_send");
+    }
+  nng_msleep(100);
+  for (int k = 0; k < END_COPIES; k++) {
+    nng_send(pub, END_MARKER, sizeof END_MARKER - 1, 0);
+    nng_msleep(5);
+  }
+  nng_close(pub);
+}
+
+static int latency_run(const bench_args *a) {
+  pid_t child = fork();
+  if (child < 0) bench_fail("fork failed");
+  if (child == 0) {
+    latency_publish(a);
+    _exit(0);
+  }
+  nng_socket sub;
+  int fd;
+  must(nng_sub0_open(&sub), "nng_sub0_open");
+  must(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0), "SUB_SUBSCRIBE");
+  must(nng_dial(sub, a->url, NULL, NNG_FLAG_NONBLOCK), a->url);
+  must(nng_socket_get_int(sub, NNG_OPT_RECVFD, &fd), "RECVFD");
+  bench_latency lat;
+  bench_latency_init(&lat, a->events);
+  for (int end = 0; !end;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, SILENCE_MS + 300) <= 0) break; /* every end marker dropped */
+    nng_msg *msg;
+    while (!end && nng_recvmsg(sub, &msg, NNG_FLAG_NONBLOCK) == 0) {
+      double now = bench_now(), sent = bench_payload_sent(nng_msg_body(msg), nng_msg_len(msg));
+      if (sent >= 0 && lat.n < lat.cap) bench_latency_add(&lat, now - sent);
+      end = sent < 0;
+      nng_msg_free(msg);
+    }
+  }
+  nng_close(sub);
+  int status;
+  if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    bench_fail("the publisher process failed");
+  if (lat.n == 0) bench_fail("no event arrived");
+  long received = lat.n;
+  printf("{\"p50_us\": %.0f, \"p99_us\": %.0f, \"p999_us\": %.0f, \"received\": %ld, "
+         "\"sent\": %ld}\n",
+         bench_latency_percentile(&lat, 0.50) * 1e6, bench_latency_percentile(&lat, 0.99) * 1e6,
+         bench_latency_percentile(&lat, 0.999) * 1e6, received, a->events);
+  bench_latency_free(&lat);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   bench_args a;
-  bench_args_parse(&a, argc, argv, BENCH_ARG_URL | BENCH_ARG_EVENTS, usage);
+  bench_args_parse(&a, argc, argv, BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_RATE, usage);
+  if (a.rate > 0) return latency_run(&a);
   bench_watchdog(a.timeout_s + 15);
   nng_run run = {.events = a.events, .deadline = bench_now() + a.timeout_s};
 
