@@ -14,9 +14,12 @@
 #include "engine.h"
 
 #define CHOREO_REG_CTX "choreo.ctx" /* the one ctx object handlers receive */
+/* upcast(msg): brings the data of a message that carries a dataschema up to the current shape
+ * of its type (choreo.upcast); set when the scripts require "choreo". */
+#define CHOREO_REG_UPCAST "choreo.upcast"
 
-/* Makes require "choreo", "choreo.engine" (used by choreo.testing) and "choreo.sagastore"
- * (used by choreo.saga) available in L. */
+/* Makes require "choreo", "choreo.engine" (used by choreo.testing), "choreo.sagastore" (used
+ * by choreo.saga) and "choreo.streamstore" (used by choreo.aggregate) available in L. */
 void choreo_bindings_preload(lua_State *L);
 
 /* lstate.c: a new state with the standard libraries, os.exit replaced by os_exit, package.path
@@ -67,5 +70,6 @@ void choreo_lua_push_log(lua_State *L, const char *who);
 int luaopen_choreo(lua_State *L);
 int luaopen_choreo_engine(lua_State *L);
 int luaopen_choreo_sagastore(lua_State *L);
+int luaopen_choreo_streamstore(lua_State *L);
 
 #endif

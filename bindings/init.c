@@ -8,6 +8,7 @@ static const luaL_Reg preloaded[] = {
     {"choreo", luaopen_choreo},
     {"choreo.engine", luaopen_choreo_engine},
     {"choreo.sagastore", luaopen_choreo_sagastore},
+    {"choreo.streamstore", luaopen_choreo_streamstore},
     {NULL, NULL}};
 
 void choreo_bindings_preload(lua_State *L) {

@@ -127,6 +127,13 @@ static int engine_deliver(lua_State *L) {
       .to = engine_opt(L, 4, "to", NULL), .subject = engine_opt(L, 4, "subject", NULL),
       .correlationid = engine_opt(L, 4, "correlationid", NULL), .seq = applied + 1};
   if (!f.to && strcmp(f.kind, "event") != 0) f.to = choreo_engine_name(h->e);
+  if (!lua_isnoneornil(L, 4) && lua_getfield(L, 4, "expect") != LUA_TNIL) {
+    int isint;
+    f.expectedversion = lua_tointegerx(L, -1, &isint);
+    if (!isint || f.expectedversion < 0)
+      return luaL_error(L, "deliver: 'expect' must be a stream version, an integer 0 or more");
+    f.has_expectedversion = true;
+  }
 
   msgpack_sbuffer data, frame;
   msgpack_sbuffer_init(&data);
@@ -197,6 +204,63 @@ static int engine_log(lua_State *L) {
     choreo_frame_close(&r);
   }
   msgpack_sbuffer_destroy(&frame);
+  return 1;
+}
+
+/* e:given(stream, events): appends events ({type=, data=[, schema=]}) to a stream as an
+ * aggregate would have, then lets our own handlers see them. */
+static int engine_given(lua_State *L) {
+  engine_handle *h = toengine(L);
+  const char *stream = luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int n = (int)luaL_len(L, 3);
+  luaL_argcheck(L, n > 0 && n <= 100000, 3, "1 to 100000 events");
+  luaL_checkstack(L, n + 8, "too many events");
+  choreo_stream_event *events = lua_newuserdatauv(L, sizeof *events * (size_t)n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 3, i + 1);
+    int ev = lua_gettop(L);
+    if (!lua_istable(L, ev) || lua_getfield(L, ev, "type") != LUA_TSTRING)
+      return luaL_error(L, "given: event %d has no type (events are { type = ..., data = ... })",
+                        i + 1);
+    lua_getfield(L, ev, "schema");
+    events[i] = (choreo_stream_event){.type = lua_tostring(L, -2), .schema = lua_tostring(L, -1)};
+    lua_pop(L, 2); /* both still referenced by the event table */
+    lua_pushcfunction(L, choreo_lua_msgpack_encode);
+    if (lua_getfield(L, ev, "data") == LUA_TNIL) {
+      lua_pop(L, 2);
+    } else {
+      lua_call(L, 1, 1);
+      events[i].data = lua_tolstring(L, -1, &events[i].len);
+    }
+    lua_remove(L, ev); /* the encoding, if any, stays */
+  }
+  int64_t version;
+  bool conflict;
+  int rc = choreo_engine_stream_append(h->e, stream, -1, events, n, &version, &conflict);
+  if (rc) return luaL_error(L, "given: %s", choreo_strerror(rc));
+  choreo_apply_result sum = {0};
+  engine_cascade(L, h->e, &sum);
+  lua_pushinteger(L, (lua_Integer)version);
+  return 1;
+}
+
+static int engine_push_event(void *ud, int64_t version, const char *msg, size_t len) {
+  lua_State *L = ud;
+  choreo_msg m;
+  if (choreo_msg_decode(msg, len, &m)) return CHOREO_EINVAL;
+  choreo_lua_push_msg(L, &m);
+  lua_rawseti(L, -2, version);
+  return 0;
+}
+
+/* e:stream(stream) -> its events as msg tables, in order (as stored: not upcast) */
+static int engine_stream(lua_State *L) {
+  engine_handle *h = toengine(L);
+  const char *stream = luaL_checkstring(L, 2);
+  lua_newtable(L);
+  int rc = choreo_engine_stream_each(h->e, stream, 0, engine_push_event, L);
+  if (rc) return luaL_error(L, "stream: %s", choreo_strerror(rc));
   return 1;
 }
 
@@ -308,10 +372,12 @@ static const luaL_Reg engine_methods[] = {
     {"dead_letters", engine_dead_letters},
     {"dead_retry", engine_dead_retry},
     {"deliver", engine_deliver},
+    {"given", engine_given},
     {"log", engine_log},
     {"now_ms", engine_now},
     {"reload", engine_reload},
     {"saga", engine_saga},
+    {"stream", engine_stream},
     {"timeouts", engine_timeouts},
     {NULL, NULL}};
 

@@ -68,6 +68,16 @@ static int host_emit(lua_State *L, const char *kind, const char *to, const char 
     luaL_checktype(L, opts_idx, LUA_TTABLE);
     opts.subject = host_opt_string(L, opts_idx, "subject");
     opts.correlationid = host_opt_string(L, opts_idx, "correlationid");
+    if (lua_getfield(L, opts_idx, "expect") != LUA_TNIL) {
+      int isint;
+      lua_Integer v = lua_tointegerx(L, -1, &isint);
+      if (!isint || v < 0 || strcmp(kind, "command") != 0)
+        return luaL_error(L, "ctx:%s: option 'expect' is a stream version (an integer, 0 or "
+                             "more) and only a command carries one", what);
+      opts.has_expectedversion = true;
+      opts.expectedversion = v;
+    }
+    lua_pop(L, 1);
   }
   msgpack_sbuffer *b = host_new_buffer(L);
   msgpack_packer pk;
@@ -189,5 +199,14 @@ int luaopen_choreo(lua_State *L) {
   lua_call(L, 1, 1);
   lua_pushvalue(L, -2);
   lua_call(L, 1, 0);
+  /* So are choreo.aggregate and ctx:load/append (scripts/choreo/aggregate.lua); its module
+   * also answers the upcaster of delivered messages (choreo_lua_upcast). */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "choreo.aggregate");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  lua_call(L, 2, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST);
   return 1;
 }

@@ -246,6 +246,16 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m) {
   msg_set_str(L, "correlationid", m->correlationid.p ? m->correlationid : m->id);
   lua_pushinteger(L, m->seq);
   lua_setfield(L, -2, "seq");
+  /* Event sourcing's: only a stream's events (and commands to aggregates) carry them. */
+  msg_set_str(L, "dataschema", m->dataschema);
+  if (m->streamversion > 0) {
+    lua_pushinteger(L, m->streamversion);
+    lua_setfield(L, -2, "streamversion");
+  }
+  if (m->expectedversion >= 0) {
+    lua_pushinteger(L, m->expectedversion);
+    lua_setfield(L, -2, "expectedversion");
+  }
   if (m->data)
     choreo_lua_push_packed(L, m->data);
   else

@@ -264,6 +264,13 @@ static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   choreo_lua_handlers_push(L, m->type);
   choreo_lua_push_msg(L, m);
+  /* An event of a stream: handlers only ever see the current shape of its data. */
+  if (m->dataschema.p && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST) == LUA_TFUNCTION) {
+    lua_pushvalue(L, 3);
+    lua_call(L, 1, 0);
+  } else if (m->dataschema.p) {
+    lua_pop(L, 1);
+  }
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {

@@ -1,5 +1,5 @@
-/* The subcommands that talk to a running host over its control socket: publish, send, status
- * and dead. Each sends one JSON request (see control.c) and prints the answer for people. */
+/* The subcommands that talk to a running host over its control socket: publish, send, status,
+ * dead, sagas and stream. Each sends one JSON request (see control.c) and prints the answer for people. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -145,17 +145,39 @@ static void client_new_key(char *out, size_t size) {
     n += (size_t)snprintf(out + n, size - n, "%02x", bytes[i]);
 }
 
+/* --expect N: a stream version, 0 (the stream must not exist yet) or more. */
+static int client_expect(const char *text, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno || *end || text[0] < '0' || text[0] > '9')
+    return cli_usage("--expect needs a stream version (0 or more), got '%s'", text);
+  *out = v;
+  return CLI_OK;
+}
+
 static int client_emit(const cli_args *a, const char *op, int positional) {
-  const char *usage = positional == 1 ? "usage: choreo publish [--host NAME] [--id KEY] TYPE [JSON]"
-                                      : "usage: choreo send [--host NAME] [--id KEY] TO TYPE [JSON]";
-  const char *args[3], *id = NULL;
+  const char *usage =
+      positional == 1
+          ? "usage: choreo publish [--host NAME] [--id KEY] [--subject S] TYPE [JSON]"
+          : "usage: choreo send [--host NAME] [--id KEY] [--subject S] [--expect N] TO TYPE [JSON]";
+  const char *args[3], *id = NULL, *subject = NULL;
+  long long expect = -1;
   int nargs = 0;
   for (int i = 0; i < a->nrest; i++) {
     const char *arg = a->rest[i];
+    bool valued = strcmp(arg, "--id") == 0 || strcmp(arg, "--subject") == 0 ||
+                  (positional == 2 && strcmp(arg, "--expect") == 0);
+    if (valued && i + 1 >= a->nrest) return cli_usage("%s needs a value", arg);
     if (strcmp(arg, "--id") == 0) {
-      if (i + 1 >= a->nrest || !a->rest[i + 1][0] || strlen(a->rest[i + 1]) > 200)
+      if (!a->rest[i + 1][0] || strlen(a->rest[i + 1]) > 200)
         return cli_usage("%s", "--id needs a key of 1 to 200 bytes");
       id = a->rest[++i];
+    } else if (strcmp(arg, "--subject") == 0) {
+      subject = a->rest[++i];
+      if (!subject[0]) return cli_usage("%s", "--subject needs a non-empty value");
+    } else if (valued) { /* --expect */
+      if (client_expect(a->rest[++i], &expect)) return CLI_USAGE;
     } else if (arg[0] == '-' && arg[1] == '-') {
       return cli_usage("unknown option '%s'", arg);
     } else if (nargs == positional + 1) {
@@ -186,6 +208,8 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
   if (positional == 2) cJSON_AddStringToObject(req, "to", args[0]);
   cJSON_AddStringToObject(req, "type", args[positional - 1]);
   if (json) cJSON_AddStringToObject(req, "data", json);
+  if (subject) cJSON_AddStringToObject(req, "subject", subject);
+  if (expect >= 0) cJSON_AddNumberToObject(req, "expect", (double)expect);
   cJSON_AddStringToObject(req, "key", key);
   free(json);
   cJSON *answer;
@@ -368,5 +392,68 @@ int cli_sagas(const cli_args *a) {
     }
   }
   cJSON_Delete(answer);
+  return CLI_OK;
+}
+
+/* One line of a stream for people: version, time of day, type, schema and the data. */
+static void client_print_event_text(const cJSON *event) {
+  const char *time = client_str(event, "time");
+  const char *clock = strchr(time, 'T') ? strchr(time, 'T') + 1 : time;
+  const cJSON *data = cJSON_GetObjectItem(event, "data");
+  if (!data) data = cJSON_GetObjectItem(event, "data_base64");
+  char *json = data ? cJSON_PrintUnformatted(data) : NULL;
+  printf("%6.0f  %.15s  %s (%s)  %s\n", client_num(event, "streamversion"), clock,
+         client_str(event, "type"), client_str(event, "dataschema"), json ? json : "");
+  free(json);
+}
+
+/* stream [--format json|text] STREAM: every event of an event-sourced stream, one CloudEvents
+ * JSON line (or one line of text) each, read a page at a time. */
+int cli_stream(const cli_args *a) {
+  const char *usage = "usage: choreo stream [--host NAME] [--format json|text] STREAM";
+  const char *stream = NULL;
+  bool text = false;
+  for (int i = 0; i < a->nrest; i++) {
+    if (strcmp(a->rest[i], "--format") == 0) {
+      const char *f = i + 1 < a->nrest ? a->rest[++i] : "";
+      if (strcmp(f, "json") && strcmp(f, "text")) return cli_usage("%s", "--format is json or text");
+      text = strcmp(f, "text") == 0;
+    } else if (a->rest[i][0] == '-' && a->rest[i][1] == '-') {
+      return cli_usage("unknown option '%s'", a->rest[i]);
+    } else if (stream || !a->rest[i][0]) {
+      return cli_usage("%s", usage);
+    } else {
+      stream = a->rest[i];
+    }
+  }
+  if (!stream) return cli_usage("%s", usage);
+  double after = 0;
+  bool more = true;
+  while (more) {
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", "stream");
+    cJSON_AddStringToObject(req, "stream", stream);
+    cJSON_AddNumberToObject(req, "after", after);
+    cJSON *answer;
+    int rc = client_request(a, req, &answer);
+    if (rc) return rc;
+    if (after == 0 && client_num(answer, "version") == 0) {
+      cJSON_Delete(answer);
+      return cli_fail("no stream named '%s' (it has no events)", stream);
+    }
+    const cJSON *event;
+    cJSON_ArrayForEach(event, cJSON_GetObjectItem(answer, "events")) {
+      if (text) {
+        client_print_event_text(event);
+      } else {
+        char *line = cJSON_PrintUnformatted(event);
+        if (line) puts(line);
+        free(line);
+      }
+      after = client_num(event, "streamversion");
+    }
+    more = cJSON_IsTrue(cJSON_GetObjectItem(answer, "more"));
+    cJSON_Delete(answer);
+  }
   return CLI_OK;
 }

@@ -18,14 +18,15 @@ static const struct {
      "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
      "          [--retain DURATION] [--retain-max DURATION]"},
     {"test", cli_test, "test DIR [busted args]"},
-    {"publish", cli_publish, "publish [--host NAME] [--id KEY] TYPE [JSON | - | @FILE]"},
-    {"send", cli_send, "send    [--host NAME] [--id KEY] TO TYPE [JSON | - | @FILE]"},
+    {"publish", cli_publish, "publish [--host NAME] [--id KEY] [--subject S] TYPE [JSON | - | @FILE]"},
+    {"send", cli_send, "send    [--host NAME] [--id KEY] [--subject S] [--expect N] TO TYPE [JSON | - | @FILE]"},
     {"tail", cli_tail,
      "tail    [--host NAME] [--count N] [--format json|text] [--source NAME]\n"
      "          [--correlation ID] [PATTERN]"},
     {"status", cli_status, "status  [--host NAME] [--json]"},
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
+    {"stream", cli_stream, "stream  [--host NAME] [--format json|text] STREAM"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -220,14 +220,16 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     time = now;
   }
   int seq_len = codec_format_seq(seq, f->seq);
+  if (f->streamversion < 0 || (f->has_expectedversion && f->expectedversion < 0))
+    return CHOREO_EINVAL;
   const char *values[] = {f->source, f->type, time, f->subject, f->kind, f->to,
-                          f->correlationid, f->causationid, f->traceparent};
-  size_t entries = 7 + (has_data ? 2 : 0); /* specversion id source type time seq kind */
-  /* At most: the map header, 16 keys of under 16 bytes with their 5-byte headers, the constant
-   * values ("1.0", "application/msgpack"), the id, the 9-byte seq and the data, then each
-   * string value with its header. */
-  size_t need = 3 + 16 * (5 + 16) + (5 + 3) + (5 + 19) + 5 + strlen(f->source) + 1 +
-                (size_t)seq_len + 9 + (has_data ? f->data_len : 0);
+                          f->correlationid, f->causationid, f->traceparent, f->dataschema};
+  size_t entries = 7 + (has_data ? 2 : 0) + (f->streamversion > 0) + f->has_expectedversion;
+  /* At most: the map header, 20 keys of under 16 bytes with their 5-byte headers, the constant
+   * values ("1.0", "application/msgpack"), the id, three 9-byte integers and the data, then
+   * each string value with its header. */
+  size_t need = 3 + 20 * (5 + 16) + (5 + 3) + (5 + 19) + 5 + strlen(f->source) + 1 +
+                (size_t)seq_len + 3 * 9 + (has_data ? f->data_len : 0);
   for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
     if (i >= 3 && i != 4) entries += codec_present(values[i]);
     if (values[i]) need += 5 + strlen(values[i]);
@@ -240,7 +242,13 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     out->alloc = alloc;
   }
   char *p = out->data + out->size;
-  *p++ = (char)(0x80 | entries); /* a fixmap: never more than 14 entries */
+  if (entries < 16) {
+    *p++ = (char)(0x80 | entries);
+  } else { /* only with event sourcing's extensions */
+    *p++ = (char)0xde;
+    *p++ = 0;
+    *p++ = (char)entries;
+  }
   p = codec_put_attr(p, CODEC_KEY("specversion"), "1.0");
   p = codec_put_str(p, CODEC_KEY("id"));
   size_t source_len = strlen(f->source);
@@ -268,6 +276,15 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   p = codec_put_attr(p, CODEC_KEY("correlationid"), f->correlationid);
   p = codec_put_attr(p, CODEC_KEY("causationid"), f->causationid);
   p = codec_put_attr(p, CODEC_KEY("traceparent"), f->traceparent);
+  p = codec_put_attr(p, CODEC_KEY("dataschema"), f->dataschema);
+  if (f->streamversion > 0) {
+    p = codec_put_str(p, CODEC_KEY("streamversion"));
+    p = codec_put_uint(p, (uint64_t)f->streamversion);
+  }
+  if (f->has_expectedversion) {
+    p = codec_put_str(p, CODEC_KEY("expectedversion"));
+    p = codec_put_uint(p, (uint64_t)f->expectedversion);
+  }
   out->size = (size_t)(p - out->data);
   return 0;
 }
@@ -278,6 +295,8 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
 #define CODEC_NOWHERE SIZE_MAX
 #define CODEC_DATA (SIZE_MAX - 1)
 #define CODEC_SEQ (SIZE_MAX - 2)
+#define CODEC_STREAMVERSION (SIZE_MAX - 3)
+#define CODEC_EXPECTEDVERSION (SIZE_MAX - 4)
 #define CODEC_ATTR(name, where) {name, sizeof name - 1, where}
 static const struct {
   const char *name;
@@ -297,6 +316,9 @@ static const struct {
     CODEC_ATTR("correlationid", offsetof(choreo_msg, correlationid)),
     CODEC_ATTR("causationid", offsetof(choreo_msg, causationid)),
     CODEC_ATTR("traceparent", offsetof(choreo_msg, traceparent)),
+    CODEC_ATTR("dataschema", offsetof(choreo_msg, dataschema)),
+    CODEC_ATTR("streamversion", CODEC_STREAMVERSION),
+    CODEC_ATTR("expectedversion", CODEC_EXPECTEDVERSION),
 };
 #define CODEC_NATTRS (sizeof codec_attrs / sizeof *codec_attrs)
 
@@ -367,6 +389,7 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
   const unsigned char *p = *pp, *start = p;
   bool have_seq = false;
   memset(m, 0, sizeof *m);
+  m->expectedversion = -1;
   uint64_t n;
   if (*p >= 0x80 && *p <= 0x8f)
     n = *p++ & 0x0f;
@@ -394,6 +417,11 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
       if (!codec_take_uint(&p, &seq) || seq < 1 || seq > INT64_MAX) return CHOREO_EINVAL;
       m->seq = (int64_t)seq;
       have_seq = true;
+    } else if (offset == CODEC_STREAMVERSION || offset == CODEC_EXPECTEDVERSION) {
+      uint64_t v;
+      bool stream = offset == CODEC_STREAMVERSION;
+      if (!codec_take_uint(&p, &v) || v > INT64_MAX || (stream && v < 1)) return CHOREO_EINVAL;
+      *(stream ? &m->streamversion : &m->expectedversion) = (int64_t)v;
     } else {
       choreo_str value;
       if (!codec_take_str(&p, &value)) return CHOREO_EINVAL;

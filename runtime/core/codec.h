@@ -26,10 +26,16 @@ typedef struct choreo_str {
   size_t n;
 } choreo_str;
 
-/* A decoded message. Strings and data point into the buffer it was decoded from. */
+/* A decoded message. Strings and data point into the buffer it was decoded from. Event
+ * sourcing's extensions: an event of a stream carries the stream in `subject`, its version in
+ * the stream (streamversion, 0 when absent) and its data's schema (dataschema, "v<N>"); a
+ * command may carry the version of the stream its sender saw (expectedversion, -1 when
+ * absent). */
 typedef struct choreo_msg {
   choreo_str id, source, type, time, subject, kind, to, correlationid, causationid, traceparent;
+  choreo_str dataschema;
   int64_t seq;
+  int64_t streamversion, expectedversion;
   const char *data; /* the data's msgpack encoding, within raw; NULL when there is none */
   size_t data_len;
   const char *raw; /* the whole encoded message, as stored in the log */
@@ -37,11 +43,15 @@ typedef struct choreo_msg {
 } choreo_msg;
 
 /* What a message is built from. NULL strings are left out of the map. `data` is the msgpack
- * encoding of one value (NULL/0 for nil). id is derived: "<source>/<seq>". */
+ * encoding of one value (NULL/0 for nil). id is derived: "<source>/<seq>". streamversion 0 and
+ * has_expectedversion false leave those out. */
 typedef struct choreo_msg_fields {
   const char *source, *type, *kind, *to, *subject, *correlationid, *causationid, *traceparent;
+  const char *dataschema;
   const char *time; /* RFC 3339; NULL means now */
   int64_t seq;
+  int64_t streamversion, expectedversion;
+  bool has_expectedversion;
   const char *data;
   size_t data_len;
 } choreo_msg_fields;

@@ -27,6 +27,7 @@ struct choreo_engine {
   choreo_store *store;
   choreo_timeouts *timeouts;
   choreo_sagas *sagas;
+  choreo_streams *streams;
   choreo_handlers *handlers;
   const choreo_scripts_ops *ops; /* NULL: no scripts */
   void *scripts;
@@ -109,6 +110,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     snprintf(err, errlen, "%s: cannot prepare the timeouts table", cfg->data);
   if (!rc && (rc = choreo_sagas_open(&e->sagas, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the sagas tables", cfg->data);
+  if (!rc && (rc = choreo_streams_open(&e->streams, choreo_store_db(e->store))))
+    snprintf(err, errlen, "%s: cannot prepare the streams tables", cfg->data);
   if (!rc) rc = engine_load_scripts(e, &e->scripts, err, errlen);
   if (rc) {
     choreo_engine_close(e);
@@ -124,6 +127,7 @@ void choreo_engine_close(choreo_engine *e) {
   if (e->ops && e->scripts) e->ops->free(e->scripts);
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
+  choreo_streams_close(e->streams);
   choreo_timeouts_close(e->timeouts);
   choreo_store_close(e->store);
   msgpack_sbuffer_destroy(&e->own_frame);
@@ -659,18 +663,25 @@ int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key
 
 int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
                        const char *data, size_t data_len, int64_t *seq_out) {
-  return choreo_engine_emit_batch(e, kind, to, type, &data, &data_len, 1, NULL, seq_out, NULL);
+  return choreo_engine_emit_batch(e, kind, to, type, NULL, &data, &data_len, 1, NULL, seq_out,
+                                  NULL);
 }
 
 int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
-                             const char *const *data, const size_t *len, int n, const char *key,
-                             int64_t *first_seq, bool *repeated) {
+                             const choreo_emit_opts *opts, const char *const *data,
+                             const size_t *len, int n, const char *key, int64_t *first_seq,
+                             bool *repeated) {
+  static const choreo_emit_opts none = {0};
+  if (!opts) opts = &none;
   int64_t first = 0;
   bool found = false;
   int rc = choreo_store_begin(e->store);
   if (!rc && key) rc = choreo_store_request_find(e->store, key, &first, &found);
   for (int i = 0; !rc && !found && i < n; i++) {
     choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
+                           .subject = opts->subject, .correlationid = opts->correlationid,
+                           .has_expectedversion = opts->has_expectedversion,
+                           .expectedversion = opts->expectedversion,
                            .data = len[i] ? data[i] : NULL, .data_len = len[i]};
     rc = engine_append(e, &f, i == 0 ? &first : NULL);
   }
@@ -684,24 +695,34 @@ int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to,
 
 static char *engine_dup(choreo_str s) { return s.p ? strndup(s.p, s.n) : NULL; }
 
-int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
-                                    const char *type, const char *data, size_t data_len,
-                                    const choreo_emit_opts *opts) {
+/* Appends f as a message the handled one caused: it continues that one's conversation (its
+ * correlation, unless f names one, and its trace) and names it as the cause. */
+static int engine_append_caused(choreo_engine *e, choreo_msg_fields f, int64_t *seq) {
   const choreo_msg *m = e->current;
-  if (!m) return CHOREO_EINVAL;
   char *id = engine_dup(m->id);
-  char *correlation = opts->correlationid ? strdup(opts->correlationid)
+  char *correlation = f.correlationid ? strdup(f.correlationid)
                       : engine_dup(m->correlationid.p ? m->correlationid : m->id);
   char *traceparent = engine_dup(m->traceparent);
-  choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
-                         .subject = opts->subject, .correlationid = correlation,
-                         .causationid = id, .traceparent = traceparent,
-                         .data = data, .data_len = data_len};
-  int rc = (id && correlation) ? engine_append(e, &f, NULL) : CHOREO_ENOMEM;
+  f.correlationid = correlation;
+  f.causationid = id;
+  f.traceparent = traceparent;
+  int rc = (id && correlation) ? engine_append(e, &f, seq) : CHOREO_ENOMEM;
   free(id);
   free(correlation);
   free(traceparent);
   return rc;
+}
+
+int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
+                                    const char *type, const char *data, size_t data_len,
+                                    const choreo_emit_opts *opts) {
+  if (!e->current) return CHOREO_EINVAL;
+  choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
+                         .subject = opts->subject, .correlationid = opts->correlationid,
+                         .has_expectedversion = opts->has_expectedversion,
+                         .expectedversion = opts->expectedversion,
+                         .data = data, .data_len = data_len};
+  return engine_append_caused(e, f, NULL);
 }
 
 static choreo_msg_fields engine_timeout_message(choreo_engine *e, const choreo_timeout *t) {
@@ -779,6 +800,60 @@ int choreo_engine_fire_timeouts(choreo_engine *e) {
   if (!rc) rc = choreo_timeouts_take_due(e->timeouts, now, 1000, engine_fire_one, e);
   if (!rc) rc = choreo_store_commit(e->store);
   return rc ? engine_fail_batch(e, rc) : 0;
+}
+
+/* ---- event streams ---- */
+
+int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t expect,
+                                const choreo_stream_event *events, int n, int64_t *version,
+                                bool *conflict) {
+  bool own = !e->current; /* outside a handler: a transaction of its own */
+  int64_t v = 0;
+  *conflict = false;
+  int rc = own ? choreo_store_begin(e->store) : 0;
+  if (!rc) rc = choreo_streams_version(e->streams, stream, &v);
+  if (!rc && expect >= 0 && expect != v) *conflict = true;
+  for (int i = 0; !rc && !*conflict && i < n; i++) {
+    choreo_msg_fields f = {.source = e->name, .type = events[i].type, .kind = "event",
+                           .subject = stream, .streamversion = v + 1,
+                           .dataschema = events[i].schema,
+                           .data = events[i].len ? events[i].data : NULL,
+                           .data_len = events[i].len};
+    int64_t seq;
+    rc = own ? engine_append(e, &f, &seq) : engine_append_caused(e, f, &seq);
+    const msgpack_sbuffer *encoded = choreo_store_appended(e->store);
+    if (!rc) rc = choreo_streams_add(e->streams, stream, v + 1, seq, encoded->data, encoded->size);
+    if (!rc) v++;
+  }
+  if (own && !rc && !*conflict) rc = choreo_store_commit(e->store);
+  else if (own && !rc) choreo_store_rollback(e->store);
+  if (own && rc) return engine_fail_batch(e, rc);
+  *version = v;
+  return rc;
+}
+
+int choreo_engine_stream_version(choreo_engine *e, const char *stream, int64_t *version) {
+  return choreo_streams_version(e->streams, stream, version);
+}
+
+int choreo_engine_stream_each(choreo_engine *e, const char *stream, int64_t after,
+                              choreo_stream_fn fn, void *ud) {
+  return choreo_streams_each(e->streams, stream, after, fn, ud);
+}
+
+int choreo_engine_snapshot_load(choreo_engine *e, const char *stream, const char *fingerprint,
+                                msgpack_sbuffer *state, int64_t *version, bool *found) {
+  return choreo_streams_snapshot_load(e->streams, stream, fingerprint, state, version, found);
+}
+
+int choreo_engine_snapshot_save(choreo_engine *e, const char *stream, int64_t version,
+                                const char *fingerprint, const char *state, size_t len) {
+  return choreo_streams_snapshot_save(e->streams, stream, version, fingerprint, state, len);
+}
+
+int choreo_engine_snapshots_drop_stale(choreo_engine *e, const char *prefix,
+                                       const char *fingerprint, int *dropped) {
+  return choreo_streams_snapshots_drop_stale(e->streams, prefix, fingerprint, dropped);
 }
 
 /* ---- sagas: only while a handler runs, in its transaction ---- */

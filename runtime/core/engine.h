@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "sagas.h"
 #include "store.h"
+#include "streams.h"
 
 typedef struct choreo_engine choreo_engine;
 
@@ -155,16 +156,27 @@ int choreo_engine_pending_timeouts(choreo_engine *e, int64_t *count);
 
 /* ---- the log ---- */
 
+/* What a message may carry beyond its type and data: a subject, a correlation id (handlers
+ * only; by default the one of the message being handled), and the stream version the sender
+ * saw (a command to an aggregate; see codec.h). */
+typedef struct choreo_emit_opts {
+  const char *subject;
+  const char *correlationid;
+  bool has_expectedversion;
+  int64_t expectedversion;
+} choreo_emit_opts;
+
 /* Appends a message from outside any handler (choreo publish/send), in its own transaction.
  * data is msgpack (NULL for nil). */
 int choreo_engine_emit(choreo_engine *e, const char *kind, const char *to, const char *type,
                        const char *data, size_t data_len, int64_t *seq_out);
-/* The same for n messages of one type, committed together; *first_seq is the first one's. With
- * a key (NULL: none), the append happens once: a later call with the same key appends nothing
- * and answers the first one's seq, with *repeated set. */
+/* The same for n messages of one type, committed together, each with opts (NULL: none);
+ * *first_seq is the first one's. With a key (NULL: none), the append happens once: a later
+ * call with the same key appends nothing and answers the first one's seq, with *repeated set. */
 int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to, const char *type,
-                             const char *const *data, const size_t *len, int n, const char *key,
-                             int64_t *first_seq, bool *repeated);
+                             const choreo_emit_opts *opts, const char *const *data,
+                             const size_t *len, int n, const char *key, int64_t *first_seq,
+                             bool *repeated);
 /* The last seq of our log, and the last seq applied from a source (ours included). */
 int choreo_engine_head(choreo_engine *e, int64_t *head);
 int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq);
@@ -212,11 +224,6 @@ int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key
 
 /* ---- what a handler calls while it runs (CHOREO_EINVAL outside one) ---- */
 
-/* Options accepted by ctx:publish/send (subject, correlationid). */
-typedef struct choreo_emit_opts {
-  const char *subject;
-  const char *correlationid;
-} choreo_emit_opts;
 
 /* Emits a message that inherits correlation and causation from the one being handled and
  * commits with it. kind is "event", "command" or "reply". */
@@ -236,6 +243,36 @@ int choreo_engine_saga_save(choreo_engine *e, const char *name, const char *key,
                             const char *state, size_t state_len, int64_t version);
 int choreo_engine_saga_remove(choreo_engine *e, const char *name, const char *key);
 int choreo_engine_saga_miss(choreo_engine *e, const char *name, const char *type);
+
+/* ---- event streams: in the handler's transaction, or outside one in a transaction of their
+ * own (specs, the control socket) ---- */
+
+/* One event to append: its type, data (msgpack, NULL/0 for nil) and schema ("v<N>", or NULL). */
+typedef struct choreo_stream_event {
+  const char *type;
+  const char *data;
+  size_t len;
+  const char *schema;
+} choreo_stream_event;
+
+/* Appends n events to the stream if it is at version `expect` (any version when expect < 0):
+ * each a log row as well, an event with subject = stream and streamversion set, published
+ * like any. Otherwise *conflict is set and nothing is appended. *version gets the stream's
+ * version after. */
+int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t expect,
+                                const choreo_stream_event *events, int n, int64_t *version,
+                                bool *conflict);
+int choreo_engine_stream_version(choreo_engine *e, const char *stream, int64_t *version);
+/* See choreo_streams_each. */
+int choreo_engine_stream_each(choreo_engine *e, const char *stream, int64_t after,
+                              choreo_stream_fn fn, void *ud);
+/* See choreo_streams_snapshot_load and the functions after it. */
+int choreo_engine_snapshot_load(choreo_engine *e, const char *stream, const char *fingerprint,
+                                msgpack_sbuffer *state, int64_t *version, bool *found);
+int choreo_engine_snapshot_save(choreo_engine *e, const char *stream, int64_t version,
+                                const char *fingerprint, const char *state, size_t len);
+int choreo_engine_snapshots_drop_stale(choreo_engine *e, const char *prefix,
+                                       const char *fingerprint, int *dropped);
 
 /* Guards what the scripts prepare outside a handler too (choreo.db at load time, a spec's
  * host.db), as handlers always are: see choreo_store_guard. Calls nest. */

@@ -367,7 +367,10 @@ cJSON *choreo_msg_to_cjson(const choreo_msg *m) {
        json_add_attr(root, "to", m->to) &&
        json_add_attr(root, "correlationid", m->correlationid) &&
        json_add_attr(root, "causationid", m->causationid) &&
-       json_add_attr(root, "traceparent", m->traceparent);
+       json_add_attr(root, "traceparent", m->traceparent) &&
+       json_add_attr(root, "dataschema", m->dataschema) &&
+       (m->streamversion <= 0 || json_add(root, "streamversion", json_int(m->streamversion))) &&
+       (m->expectedversion < 0 || json_add(root, "expectedversion", json_int(m->expectedversion)));
   if (ok) return root;
   cJSON_Delete(root);
   return NULL;

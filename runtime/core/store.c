@@ -507,6 +507,8 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_
   return 0;
 }
 
+const msgpack_sbuffer *choreo_store_appended(const choreo_store *s) { return &s->scratch; }
+
 int choreo_store_read_frame(choreo_store *s, const char *source, int64_t after, int max_count,
                             size_t max_bytes, msgpack_sbuffer *out, int *rows) {
   assert(source && max_count > 0 && out && rows);

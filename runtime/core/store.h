@@ -45,6 +45,8 @@ int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq
  * message would exceed the store's message limit. */
 int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_ms,
                         int64_t *seq_out);
+/* The encoding of the message appended last: valid until the next call into the store. */
+const msgpack_sbuffer *choreo_store_appended(const choreo_store *s);
 /* The largest encoded message append accepts (CHOREO_DEFAULT_MAX_MESSAGE until set). */
 void choreo_store_set_max_message(choreo_store *s, size_t bytes);
 

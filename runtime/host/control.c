@@ -44,13 +44,23 @@ static bool control_knows(choreo_host *h, const char *name) {
 }
 
 /* publish/send: "type", optional "to" (send), either "data" (one JSON text) or "batch" (an
- * array of JSON texts: one message each, committed together), and optional "key": a request
- * with a key seen before appends nothing and answers the first one's id, with "repeated". */
+ * array of JSON texts: one message each, committed together), optional "subject" and
+ * "expect" (the stream version a command's sender saw), and optional "key": a request with a
+ * key seen before appends nothing and answers the first one's id, with "repeated". */
 static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   const char *type = control_string(req, "type");
   const char *to = control_string(req, "to");
   const char *key = control_string(req, "key"); /* a resent request appends nothing again */
+  choreo_emit_opts opts = {.subject = control_string(req, "subject")};
+  const cJSON *expect = cJSON_GetObjectItemCaseSensitive(req, "expect");
   if (key && strlen(key) > CONTROL_KEY_MAX) return control_error("%s", "key over 200 bytes");
+  if (expect) {
+    double v = cJSON_IsNumber(expect) ? expect->valuedouble : -1;
+    if (!(v >= 0 && v <= 9007199254740992.0) || v != (double)(int64_t)v)
+      return control_error("%s", "expect must be a stream version: an integer, 0 or more");
+    opts.has_expectedversion = true;
+    opts.expectedversion = (int64_t)v;
+  }
   const cJSON *batch = cJSON_GetObjectItemCaseSensitive(req, "batch");
   const cJSON *single = cJSON_GetObjectItemCaseSensitive(req, "data");
   if (!type) return control_error("%s needs a message type", kind);
@@ -84,7 +94,7 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   }
   int64_t seq = 0;
   bool repeated = false;
-  rc = choreo_host_append(h, kind, to, type, datas, lens, n, key, &seq, &repeated);
+  rc = choreo_host_append(h, kind, to, type, &opts, datas, lens, n, key, &seq, &repeated);
   msgpack_sbuffer_destroy(&sb);
   if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
   cJSON *o = control_ok();
@@ -263,6 +273,54 @@ static cJSON *control_sagas(choreo_host *h, const cJSON *req) {
   return o;
 }
 
+#define CONTROL_STREAM_PAGE 1000
+
+typedef struct control_page {
+  cJSON *events;
+  int n;
+  bool more;
+} control_page;
+
+static int control_add_event(void *ud, int64_t version, const char *msg, size_t len) {
+  (void)version;
+  control_page *p = ud;
+  if (p->n == CONTROL_STREAM_PAGE) {
+    p->more = true;
+    return 1;
+  }
+  cJSON *event = control_message(msg, len);
+  if (!event || !cJSON_AddItemToArray(p->events, event)) {
+    cJSON_Delete(event);
+    return CHOREO_ENOMEM;
+  }
+  p->n++;
+  return 0;
+}
+
+/* stream: "stream", optional "after" (a version): its next events, at most 1000, with "more"
+ * when further ones follow. */
+static cJSON *control_stream(choreo_host *h, const cJSON *req) {
+  const char *stream = control_string(req, "stream");
+  const cJSON *after = cJSON_GetObjectItemCaseSensitive(req, "after");
+  if (!stream) return control_error("%s", "stream needs a stream name");
+  double from = after ? (cJSON_IsNumber(after) ? after->valuedouble : -1) : 0;
+  if (!(from >= 0 && from <= 9007199254740992.0) || from != (double)(int64_t)from)
+    return control_error("%s", "after must be a stream version, an integer 0 or more");
+  cJSON *o = control_ok();
+  control_page page = {.events = cJSON_AddArrayToObject(o, "events")};
+  int64_t version = 0;
+  choreo_engine *e = choreo_host_engine(h);
+  int rc = choreo_engine_stream_version(e, stream, &version);
+  if (!rc) rc = choreo_engine_stream_each(e, stream, (int64_t)from, control_add_event, &page);
+  if (rc < 0) {
+    cJSON_Delete(o);
+    return control_error("cannot read the stream: %s", choreo_strerror(rc));
+  }
+  cJSON_AddNumberToObject(o, "version", (double)version);
+  cJSON_AddBoolToObject(o, "more", page.more);
+  return o;
+}
+
 static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) {
   cJSON *req = cJSON_ParseWithLength(body, len);
   if (!cJSON_IsObject(req)) {
@@ -283,6 +341,8 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_dead(h, req);
   else if (strcmp(op, "sagas") == 0)
     answer = control_sagas(h, req);
+  else if (strcmp(op, "stream") == 0)
+    answer = control_stream(h, req);
   else
     answer = control_error("unknown op '%s'", op);
   cJSON_Delete(req);

@@ -506,11 +506,11 @@ int choreo_host_on(choreo_host *h, const char *pattern, choreo_handler_fn fn, vo
 }
 
 int choreo_host_append(choreo_host *h, const char *kind, const char *to, const char *type,
-                       const char *const *data, const size_t *len, int n, const char *key,
-                       int64_t *first_seq, bool *repeated) {
+                       const choreo_emit_opts *opts, const char *const *data, const size_t *len,
+                       int n, const char *key, int64_t *first_seq, bool *repeated) {
   /* Inside a handler the batch's transaction is open: appending on its own would end it. */
   if (h->stopping || choreo_engine_current(h->engine)) return CHOREO_EINVAL;
-  int rc = choreo_engine_emit_batch(h->engine, kind, to, type, data, len, n, key, first_seq,
+  int rc = choreo_engine_emit_batch(h->engine, kind, to, type, opts, data, len, n, key, first_seq,
                                     repeated);
   if (!rc) choreo_host_committed(h);
   return rc;
@@ -523,7 +523,7 @@ static int host_emit(choreo_host *h, const char *kind, const char *to, const cha
   msgpack_sbuffer_init(&sb);
   int rc = json ? choreo_json_to_msgpack(json, &sb, NULL, 0) : 0;
   const char *data = sb.size ? sb.data : NULL;
-  if (!rc) rc = choreo_host_append(h, kind, to, type, &data, &sb.size, 1, NULL, seq, NULL);
+  if (!rc) rc = choreo_host_append(h, kind, to, type, NULL, &data, &sb.size, 1, NULL, seq, NULL);
   msgpack_sbuffer_destroy(&sb);
   return rc;
 }

@@ -48,7 +48,8 @@ function Host:collect_()
 end
 
 -- host:deliver(type, data[, opts]) -> true | false, error
--- opts: source (default "test"), kind ("event"|"command"|"reply"), to, subject, correlationid.
+-- opts: source (default "test"), kind ("event"|"command"|"reply"), to, subject, correlationid,
+-- expect (the stream version a command's sender saw).
 function Host:deliver(type, data, opts)
   local result = self.engine:deliver(type, data, opts)
   self:collect_()
@@ -61,6 +62,20 @@ function Host:send(type, data, opts)
   opts = opts or {}
   opts.kind = "command"
   return self:deliver(type, data, opts)
+end
+
+-- host:given(stream, events) -> the stream's version: appends events ({ type =, data =
+-- [, schema = "v<N>"] }, the current shape when schema is left out) to a stream, as its
+-- aggregate would have; this host's handlers see them like any event.
+function Host:given(stream, events)
+  local version = self.engine:given(stream, events)
+  self:collect_()
+  return version
+end
+
+-- host:stream(stream) -> its events as msg tables, in order (as stored: not upcast)
+function Host:stream(stream)
+  return self.engine:stream(stream)
 end
 
 -- host:advance(seconds): move the clock; due retries and timeouts run.

@@ -24,6 +24,8 @@ TABLE_OWNERS = {
     "choreo_subscribers": "runtime/core/store.c",
     "choreo_timeouts": "runtime/core/timeouts.c",
     "choreo_sagas": "runtime/core/sagas.c",
+    "choreo_streams": "runtime/core/streams.c",
+    "choreo_snapshots": "runtime/core/streams.c",
     "choreo_saga_misses": "runtime/core/sagas.c",
 }
 SQL_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE(?:\s+IF\s+NOT\s+EXISTS)?|INDEX\s+"

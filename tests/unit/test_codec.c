@@ -154,9 +154,10 @@ static void reference_pack_attr(msgpack_packer *pk, const char *key, const char 
 }
 
 static void reference_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
-  const char *optional[] = {f->subject, f->to, f->correlationid, f->causationid, f->traceparent};
-  size_t entries = 7 + (f->data ? 2 : 0);
-  for (size_t i = 0; i < 5; i++) entries += optional[i] && *optional[i];
+  const char *optional[] = {f->subject, f->to, f->correlationid, f->causationid, f->traceparent,
+                            f->dataschema};
+  size_t entries = 7 + (f->data ? 2 : 0) + (f->streamversion > 0) + f->has_expectedversion;
+  for (size_t i = 0; i < 6; i++) entries += optional[i] && *optional[i];
   char id[4200];
   snprintf(id, sizeof id, "%s/%lld", f->source, (long long)f->seq);
   msgpack_packer pk;
@@ -180,6 +181,15 @@ static void reference_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   reference_pack_attr(&pk, "correlationid", f->correlationid);
   reference_pack_attr(&pk, "causationid", f->causationid);
   reference_pack_attr(&pk, "traceparent", f->traceparent);
+  reference_pack_attr(&pk, "dataschema", f->dataschema);
+  if (f->streamversion > 0) {
+    msgpack_pack_str_with_body(&pk, "streamversion", 13);
+    msgpack_pack_int64(&pk, f->streamversion);
+  }
+  if (f->has_expectedversion) {
+    msgpack_pack_str_with_body(&pk, "expectedversion", 15);
+    msgpack_pack_int64(&pk, f->expectedversion);
+  }
 }
 
 /* Every string-length class (fixstr, str8, str16, str32) and integer width of seq. */
@@ -203,7 +213,12 @@ static void test_msg_encoding_is_msgpack_cs(void) {
                              .time = TIME, .seq = seqs[j], .subject = j % 2 ? value : NULL,
                              .correlationid = "c", .causationid = j % 3 ? NULL : value,
                              .traceparent = TRACEPARENT, .data = j % 2 ? NULL : data,
-                             .data_len = j % 2 ? 0 : sizeof data};
+                             .data_len = j % 2 ? 0 : sizeof data,
+                             /* event sourcing's extensions: with all of them and data,
+                              * j = 0 and 8 take the map past 15 entries (map16) */
+                             .dataschema = j % 2 ? NULL : "v2",
+                             .streamversion = j % 2 ? 0 : seqs[j],
+                             .has_expectedversion = j % 4 == 0, .expectedversion = seqs[j] - 1};
       msgpack_sbuffer_clear(&got);
       msgpack_sbuffer_clear(&want);
       msgpack_sbuffer_write(&got, "prefix", 6); /* appends after what is there */
@@ -211,10 +226,65 @@ static void test_msg_encoding_is_msgpack_cs(void) {
       CHECK(choreo_msg_encode(&f, &got) == 0);
       reference_encode(&f, &want);
       CHECK(got.size == want.size && memcmp(got.data, want.data, got.size) == 0);
+      choreo_msg m;
+      CHECK(choreo_msg_decode(got.data + 6, got.size - 6, &m) == 0);
+      CHECK(m.streamversion == f.streamversion && m.seq == f.seq &&
+            m.expectedversion == (j % 4 == 0 ? seqs[j] - 1 : -1));
+      if (j == 0) CHECK((unsigned char)got.data[6] == 0xde); /* map16 */
     }
   }
   msgpack_sbuffer_destroy(&got);
   msgpack_sbuffer_destroy(&want);
+}
+
+/* A stream's event and a command with the version its sender saw: the extensions come back,
+ * a message without them reads as "none", and what cannot be a version is refused both ways. */
+static void test_msg_event_sourcing_extensions(void) {
+  msgpack_sbuffer buf;
+  choreo_msg m;
+  msgpack_sbuffer_init(&buf);
+  choreo_msg_fields f = {.source = "bank", .type = "Deposited", .kind = "event",
+                         .subject = "Account/42", .seq = 9, .dataschema = "v2",
+                         .streamversion = 5};
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
+  CHECK(choreo_str_eq(m.subject, "Account/42") && choreo_str_eq(m.dataschema, "v2"));
+  CHECK(m.streamversion == 5 && m.expectedversion == -1);
+
+  msgpack_sbuffer_clear(&buf);
+  f = (choreo_msg_fields){.source = "teller", .type = "Deposit", .kind = "command", .to = "bank",
+                          .subject = "Account/42", .seq = 3, .has_expectedversion = true,
+                          .expectedversion = 0};
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
+  CHECK(m.expectedversion == 0 && m.streamversion == 0 && m.dataschema.p == NULL);
+
+  f.expectedversion = -1;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  f.has_expectedversion = false;
+  f.streamversion = -2;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+
+  /* On the wire: a stream version of 0, or a negative expected one, is not a message. */
+  const char *bad[] = {"streamversion", "expectedversion"};
+  for (int i = 0; i < 2; i++) {
+    msgpack_sbuffer_clear(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    msgpack_pack_str_with_body(&pk, "source", 6);
+    msgpack_pack_str_with_body(&pk, "a", 1);
+    msgpack_pack_str_with_body(&pk, "type", 4);
+    msgpack_pack_str_with_body(&pk, "T", 1);
+    msgpack_pack_str_with_body(&pk, "kind", 4);
+    msgpack_pack_str_with_body(&pk, "event", 5);
+    msgpack_pack_str_with_body(&pk, "seq", 3);
+    msgpack_pack_int64(&pk, 1);
+    msgpack_pack_str_with_body(&pk, bad[i], strlen(bad[i]));
+    msgpack_pack_int64(&pk, i == 0 ? 0 : -1);
+    CHECK(choreo_msg_decode(buf.data, buf.size, &m) == CHOREO_EINVAL);
+  }
+  msgpack_sbuffer_destroy(&buf);
 }
 
 static void test_msg_minimal(void) {
@@ -923,6 +993,7 @@ int main(void) {
   RUN(test_fetch_requests);
   RUN(test_msg_round_trip);
   RUN(test_msg_minimal);
+  RUN(test_msg_event_sourcing_extensions);
   RUN(test_msg_encoding_is_msgpack_cs);
   RUN(test_msg_data_values);
   RUN(test_msg_encode_rejects);

@@ -1,0 +1,204 @@
+/* require "choreo.streamstore": the stored side of choreo.aggregate and ctx:load/ctx:append
+ * (scripts/choreo/aggregate.lua), over the tables the engine owns (runtime/core/streams.c).
+ * Reading and appending work only while a handler runs, inside the message's transaction;
+ * every function raises on failure. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bindings.h"
+#include "choreo.h"
+
+#define STREAM_NAME_MAX 1024
+
+static choreo_engine *stream_engine(lua_State *L) {
+  choreo_engine *e = choreo_lua_engine(L);
+  if (!choreo_engine_current(e)) luaL_error(L, "streams are only reachable inside a handler");
+  return e;
+}
+
+static int stream_check(lua_State *L, int rc, const char *what) {
+  if (rc == CHOREO_ETOOBIG)
+    return luaL_error(L, "%s: an event is larger than the limit of %I bytes (--max-message)",
+                      what, (lua_Integer)choreo_engine_max_message(choreo_lua_engine(L)));
+  if (rc) return luaL_error(L, "%s failed: %s", what, choreo_strerror(rc));
+  return 0;
+}
+
+static const char *stream_name(lua_State *L, int idx) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (len == 0 || len > STREAM_NAME_MAX || strlen(s) != len)
+    luaL_argerror(L, idx, "a stream name is 1 to 1024 bytes, without NUL");
+  return s;
+}
+
+/* version(stream) -> the stream's version, 0 when it has no event */
+static int stream_version(lua_State *L) {
+  choreo_engine *e = stream_engine(L);
+  int64_t v = 0;
+  stream_check(L, choreo_engine_stream_version(e, stream_name(L, 1), &v), "stream version");
+  lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
+/* append(stream, expect, events): events is a list of {type=, data=, schema=}, already
+ * checked by the caller. Returns the stream's new version, or nil, "conflict", its version. */
+static int stream_append(lua_State *L) {
+  choreo_engine *e = stream_engine(L);
+  const char *stream = stream_name(L, 1);
+  lua_Integer expect = luaL_optinteger(L, 2, -1);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int n = (int)luaL_len(L, 3);
+  luaL_argcheck(L, n > 0 && n <= 100000, 3, "1 to 100000 events");
+  /* The encodings stay in Lua strings on the stack while the engine reads them. */
+  luaL_checkstack(L, n + 8, "too many events");
+  choreo_stream_event *events = lua_newuserdatauv(L, sizeof *events * (size_t)n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 3, i + 1);
+    int ev = lua_gettop(L);
+    lua_getfield(L, ev, "type");
+    lua_getfield(L, ev, "schema");
+    events[i].type = lua_tostring(L, -2);
+    events[i].schema = lua_tostring(L, -1);
+    lua_pop(L, 2); /* both still referenced by the event table */
+    lua_pushcfunction(L, choreo_lua_msgpack_encode);
+    lua_getfield(L, ev, "data");
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 2);
+      events[i].data = NULL;
+      events[i].len = 0;
+    } else {
+      lua_call(L, 1, 1);
+      events[i].data = lua_tolstring(L, -1, &events[i].len);
+    }
+    lua_remove(L, ev); /* the event table: the encoding above it stays */
+    if (!events[i].type) return luaL_error(L, "event %d has no type", i + 1);
+  }
+  int64_t version = 0;
+  bool conflict = false;
+  stream_check(L, choreo_engine_stream_append(e, stream, expect, events, n, &version, &conflict),
+               "append");
+  if (conflict) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "conflict");
+    lua_pushinteger(L, (lua_Integer)version);
+    return 3;
+  }
+  lua_pushinteger(L, (lua_Integer)version);
+  return 1;
+}
+
+/* each(stream, after, fn): fn(msg) for each event after `after`, in order. An error in fn
+ * stops the walk (the statement is left clean) and is raised again afterwards. */
+typedef struct stream_walk {
+  lua_State *L;
+  int fn;
+  bool failed;
+} stream_walk;
+
+static int stream_one(void *ud, int64_t version, const char *msg, size_t len) {
+  (void)version;
+  stream_walk *w = ud;
+  choreo_msg m;
+  if (choreo_msg_decode(msg, len, &m)) {
+    lua_pushfstring(w->L, "event %I of the stream does not decode", (lua_Integer)version);
+    w->failed = true;
+    return 1;
+  }
+  lua_pushvalue(w->L, w->fn);
+  choreo_lua_push_msg(w->L, &m);
+  if (lua_pcall(w->L, 1, 0, 0) != LUA_OK) {
+    w->failed = true;
+    return 1;
+  }
+  return 0;
+}
+
+static int stream_each(lua_State *L) {
+  choreo_engine *e = stream_engine(L);
+  const char *stream = stream_name(L, 1);
+  lua_Integer after = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  stream_walk w = {.L = L, .fn = 3};
+  int rc = choreo_engine_stream_each(e, stream, after, stream_one, &w);
+  if (w.failed) return lua_error(L); /* the message is on the stack */
+  return stream_check(L, rc, "reading the stream");
+}
+
+/* snapshot_load(stream, fingerprint) -> state, version | nil */
+static int stream_snapshot_load(lua_State *L) {
+  choreo_engine *e = stream_engine(L);
+  const char *stream = stream_name(L, 1), *fingerprint = luaL_checkstring(L, 2);
+  msgpack_sbuffer state;
+  msgpack_sbuffer_init(&state);
+  int64_t version = 0;
+  bool found = false;
+  int rc = choreo_engine_snapshot_load(e, stream, fingerprint, &state, &version, &found);
+  if (!rc && found) {
+    lua_pushlstring(L, state.data ? state.data : "", state.size);
+    msgpack_sbuffer_destroy(&state);
+    lua_pushcfunction(L, choreo_lua_msgpack_decode);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    lua_pushinteger(L, (lua_Integer)version);
+    return 2;
+  }
+  msgpack_sbuffer_destroy(&state);
+  stream_check(L, rc, "loading a snapshot");
+  lua_pushnil(L);
+  return 1;
+}
+
+/* snapshot_save(stream, version, fingerprint, state) */
+static int stream_snapshot_save(lua_State *L) {
+  choreo_engine *e = stream_engine(L);
+  const char *stream = stream_name(L, 1);
+  lua_Integer version = luaL_checkinteger(L, 2);
+  const char *fingerprint = luaL_checkstring(L, 3);
+  lua_settop(L, 4);
+  lua_pushcfunction(L, choreo_lua_msgpack_encode);
+  lua_insert(L, 4);
+  lua_call(L, 1, 1);
+  size_t len;
+  const char *state = lua_tolstring(L, 4, &len);
+  return stream_check(L, choreo_engine_snapshot_save(e, stream, version, fingerprint, state, len),
+                      "saving a snapshot");
+}
+
+/* drop_stale(prefix, fingerprint) -> how many snapshots went. Also while the scripts load. */
+static int stream_drop_stale(lua_State *L) {
+  choreo_engine *e = choreo_lua_engine(L);
+  const char *prefix = luaL_checkstring(L, 1), *fingerprint = luaL_checkstring(L, 2);
+  int dropped = 0;
+  stream_check(L, choreo_engine_snapshots_drop_stale(e, prefix, fingerprint, &dropped),
+               "dropping stale snapshots");
+  lua_pushinteger(L, dropped);
+  return 1;
+}
+
+/* fingerprint(text) -> 16 hex digits (FNV-1a, 64 bits): names the code that folds a stream. */
+static int stream_fingerprint(lua_State *L) {
+  size_t len;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ull;
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+static const luaL_Reg stream_funcs[] = {{"append", stream_append},
+                                        {"drop_stale", stream_drop_stale},
+                                        {"each", stream_each},
+                                        {"fingerprint", stream_fingerprint},
+                                        {"snapshot_load", stream_snapshot_load},
+                                        {"snapshot_save", stream_snapshot_save},
+                                        {"version", stream_version},
+                                        {NULL, NULL}};
+
+int luaopen_choreo_streamstore(lua_State *L) {
+  luaL_newlib(L, stream_funcs);
+  return 1;
+}
