@@ -58,6 +58,17 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * state kept in the database (sagas). unpack raises on bytes that are not one valid value. */
 int choreo_lua_msgpack_encode(lua_State *L);
 int choreo_lua_msgpack_decode(lua_State *L);
+/* For state kept in the database (sagas, snapshots): pushes the value encoded in `stored` and
+ * frees its bytes (left empty); and replaces the value at idx by its encoding, returned. Both
+ * raise as choreo.unpack and choreo.pack do. */
+void choreo_lua_push_stored(lua_State *L, msgpack_sbuffer *stored);
+const char *choreo_lua_encode_in_place(lua_State *L, int idx, size_t *len);
+
+/* lstream.c: the list of events at idx ({ type =, data = [, schema = ] } each) as the engine
+ * takes them; *n gets their number. The encodings are pushed on the stack (one slot each) and
+ * the array is a userdata below them: all stay valid while they stay there. `what` names the
+ * caller in errors. */
+choreo_stream_event *choreo_lua_stream_events(lua_State *L, int idx, const char *what, int *n);
 
 /* lstore.c: pushes a db object (exec/rows/one) over the engine's connection; what it prepares
  * may not end choreo's transaction (choreo_engine_guard). The object holds a reference to the

@@ -212,29 +212,8 @@ static int engine_log(lua_State *L) {
 static int engine_given(lua_State *L) {
   engine_handle *h = toengine(L);
   const char *stream = luaL_checkstring(L, 2);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  int n = (int)luaL_len(L, 3);
-  luaL_argcheck(L, n > 0 && n <= 100000, 3, "1 to 100000 events");
-  luaL_checkstack(L, n + 8, "too many events");
-  choreo_stream_event *events = lua_newuserdatauv(L, sizeof *events * (size_t)n, 0);
-  for (int i = 0; i < n; i++) {
-    lua_geti(L, 3, i + 1);
-    int ev = lua_gettop(L);
-    if (!lua_istable(L, ev) || lua_getfield(L, ev, "type") != LUA_TSTRING)
-      return luaL_error(L, "given: event %d has no type (events are { type = ..., data = ... })",
-                        i + 1);
-    lua_getfield(L, ev, "schema");
-    events[i] = (choreo_stream_event){.type = lua_tostring(L, -2), .schema = lua_tostring(L, -1)};
-    lua_pop(L, 2); /* both still referenced by the event table */
-    lua_pushcfunction(L, choreo_lua_msgpack_encode);
-    if (lua_getfield(L, ev, "data") == LUA_TNIL) {
-      lua_pop(L, 2);
-    } else {
-      lua_call(L, 1, 1);
-      events[i].data = lua_tolstring(L, -1, &events[i].len);
-    }
-    lua_remove(L, ev); /* the encoding, if any, stays */
-  }
+  int n;
+  choreo_stream_event *events = choreo_lua_stream_events(L, 3, "given", &n);
   int64_t version;
   bool conflict;
   int rc = choreo_engine_stream_append(h->e, stream, -1, events, n, &version, &conflict);

@@ -277,6 +277,25 @@ int choreo_lua_msgpack_encode(lua_State *L) {
   return 1;
 }
 
+void choreo_lua_push_stored(lua_State *L, msgpack_sbuffer *stored) {
+  /* The bytes stay in a Lua string while they are decoded, so an error cannot leak them. */
+  lua_pushlstring(L, stored->data ? stored->data : "", stored->size);
+  msgpack_sbuffer_destroy(stored);
+  msgpack_sbuffer_init(stored);
+  lua_pushcfunction(L, choreo_lua_msgpack_decode);
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+}
+
+const char *choreo_lua_encode_in_place(lua_State *L, int idx, size_t *len) {
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, choreo_lua_msgpack_encode);
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 1);
+  lua_replace(L, idx);
+  return lua_tolstring(L, idx, len);
+}
+
 int choreo_lua_msgpack_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);

@@ -27,12 +27,7 @@ static int saga_load(lua_State *L) {
   bool found = false;
   int rc = choreo_engine_saga_load(e, name, key, &state, &version, &found);
   if (!rc && found) {
-    /* The state stays in a Lua string while it is decoded, so an error cannot leak it. */
-    lua_pushlstring(L, state.data ? state.data : "", state.size);
-    msgpack_sbuffer_destroy(&state);
-    lua_pushcfunction(L, choreo_lua_msgpack_decode);
-    lua_insert(L, -2);
-    lua_call(L, 1, 1);
+    choreo_lua_push_stored(L, &state);
     lua_pushinteger(L, (lua_Integer)version);
     return 2;
   }
@@ -48,11 +43,8 @@ static int saga_save(lua_State *L) {
   const char *name = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
   lua_Integer version = luaL_checkinteger(L, 4);
   lua_settop(L, 3);
-  lua_pushcfunction(L, choreo_lua_msgpack_encode);
-  lua_insert(L, 3);
-  lua_call(L, 1, 1);
   size_t len;
-  const char *state = lua_tolstring(L, 3, &len);
+  const char *state = choreo_lua_encode_in_place(L, 3, &len);
   return saga_check(L, choreo_engine_saga_save(e, name, key, state, len, version), "save");
 }
 

@@ -42,39 +42,37 @@ static int stream_version(lua_State *L) {
   return 1;
 }
 
-/* append(stream, expect, events): events is a list of {type=, data=, schema=}, already
- * checked by the caller. Returns the stream's new version, or nil, "conflict", its version. */
+choreo_stream_event *choreo_lua_stream_events(lua_State *L, int idx, const char *what, int *n) {
+  idx = lua_absindex(L, idx);
+  luaL_checktype(L, idx, LUA_TTABLE);
+  *n = (int)luaL_len(L, idx);
+  if (*n < 1 || *n > 100000) luaL_error(L, "%s: 1 to 100000 events, got %d", what, *n);
+  luaL_checkstack(L, *n + 8, "too many events");
+  choreo_stream_event *events = lua_newuserdatauv(L, sizeof *events * (size_t)*n, 0);
+  for (int i = 0; i < *n; i++) {
+    lua_geti(L, idx, i + 1);
+    int ev = lua_gettop(L);
+    if (!lua_istable(L, ev) || lua_getfield(L, ev, "type") != LUA_TSTRING)
+      luaL_error(L, "%s: event %d has no type (events are { type = ..., data = ... })", what, i + 1);
+    lua_getfield(L, ev, "schema");
+    events[i] = (choreo_stream_event){.type = lua_tostring(L, -2), .schema = lua_tostring(L, -1)};
+    lua_pop(L, 2); /* both still referenced by the event table */
+    lua_getfield(L, ev, "data");
+    lua_remove(L, ev);
+    if (lua_isnil(L, -1)) continue; /* its slot stays, as nil */
+    events[i].data = choreo_lua_encode_in_place(L, -1, &events[i].len);
+  }
+  return events;
+}
+
+/* append(stream, expect, events): events as choreo_lua_stream_events takes them. Returns the
+ * stream's new version, or nil, "conflict", its version. */
 static int stream_append(lua_State *L) {
   choreo_engine *e = stream_engine(L);
   const char *stream = stream_name(L, 1);
   lua_Integer expect = luaL_optinteger(L, 2, -1);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  int n = (int)luaL_len(L, 3);
-  luaL_argcheck(L, n > 0 && n <= 100000, 3, "1 to 100000 events");
-  /* The encodings stay in Lua strings on the stack while the engine reads them. */
-  luaL_checkstack(L, n + 8, "too many events");
-  choreo_stream_event *events = lua_newuserdatauv(L, sizeof *events * (size_t)n, 0);
-  for (int i = 0; i < n; i++) {
-    lua_geti(L, 3, i + 1);
-    int ev = lua_gettop(L);
-    lua_getfield(L, ev, "type");
-    lua_getfield(L, ev, "schema");
-    events[i].type = lua_tostring(L, -2);
-    events[i].schema = lua_tostring(L, -1);
-    lua_pop(L, 2); /* both still referenced by the event table */
-    lua_pushcfunction(L, choreo_lua_msgpack_encode);
-    lua_getfield(L, ev, "data");
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 2);
-      events[i].data = NULL;
-      events[i].len = 0;
-    } else {
-      lua_call(L, 1, 1);
-      events[i].data = lua_tolstring(L, -1, &events[i].len);
-    }
-    lua_remove(L, ev); /* the event table: the encoding above it stays */
-    if (!events[i].type) return luaL_error(L, "event %d has no type", i + 1);
-  }
+  int n;
+  choreo_stream_event *events = choreo_lua_stream_events(L, 3, "append", &n);
   int64_t version = 0;
   bool conflict = false;
   stream_check(L, choreo_engine_stream_append(e, stream, expect, events, n, &version, &conflict),
@@ -136,11 +134,7 @@ static int stream_snapshot_load(lua_State *L) {
   bool found = false;
   int rc = choreo_engine_snapshot_load(e, stream, fingerprint, &state, &version, &found);
   if (!rc && found) {
-    lua_pushlstring(L, state.data ? state.data : "", state.size);
-    msgpack_sbuffer_destroy(&state);
-    lua_pushcfunction(L, choreo_lua_msgpack_decode);
-    lua_insert(L, -2);
-    lua_call(L, 1, 1);
+    choreo_lua_push_stored(L, &state);
     lua_pushinteger(L, (lua_Integer)version);
     return 2;
   }
@@ -157,11 +151,8 @@ static int stream_snapshot_save(lua_State *L) {
   lua_Integer version = luaL_checkinteger(L, 2);
   const char *fingerprint = luaL_checkstring(L, 3);
   lua_settop(L, 4);
-  lua_pushcfunction(L, choreo_lua_msgpack_encode);
-  lua_insert(L, 4);
-  lua_call(L, 1, 1);
   size_t len;
-  const char *state = lua_tolstring(L, 4, &len);
+  const char *state = choreo_lua_encode_in_place(L, 4, &len);
   return stream_check(L, choreo_engine_snapshot_save(e, stream, version, fingerprint, state, len),
                       "saving a snapshot");
 }
