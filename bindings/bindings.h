@@ -7,6 +7,7 @@
 #include <lua.h>
 #include <msgpack.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,9 +72,22 @@ const char *choreo_lua_encode_in_place(lua_State *L, int idx, size_t *len);
 choreo_stream_event *choreo_lua_stream_events(lua_State *L, int idx, const char *what, int *n);
 
 /* lstore.c: pushes a db object (exec/rows/one) over the engine's connection; what it prepares
- * may not end choreo's transaction (choreo_engine_guard). The object holds a reference to the
- * value at owner_idx so the owner outlives it (0 for none). */
-void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx);
+ * may not end choreo's transaction (choreo_engine_guard), and with reads_only may only read
+ * (choreo_engine_guard_reads: a query's). The object holds a reference to the value at
+ * owner_idx so the owner outlives it (0 for none). */
+void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx, bool reads_only);
+
+/* lquery.c: choreo.query(name, fn), and the protected call that runs one (a
+ * choreo_lua_query_call as its light userdata argument). */
+typedef struct choreo_lua_query_call {
+  const char *name;
+  const char *args; /* msgpack, NULL for nil */
+  size_t len;
+  msgpack_sbuffer *out;
+  bool found;
+} choreo_lua_query_call;
+int choreo_lua_query_define(lua_State *L);
+int choreo_lua_query_run(lua_State *L);
 
 /* llog.c: pushes the log table (debug/info/warn/error) writing lines tagged with `who`. */
 void choreo_lua_push_log(lua_State *L, const char *who);

@@ -243,9 +243,30 @@ static int engine_stream(lua_State *L) {
   return 1;
 }
 
+/* e:query(name, args) -> result | nil, error: as `choreo query` would answer */
+static int engine_query(lua_State *L) {
+  engine_handle *h = toengine(L);
+  const char *name = luaL_checkstring(L, 2);
+  lua_settop(L, 3);
+  size_t len = 0;
+  const char *args = lua_isnil(L, 3) ? NULL : choreo_lua_encode_in_place(L, 3, &len);
+  msgpack_sbuffer out;
+  msgpack_sbuffer_init(&out);
+  char err[1024] = "";
+  int rc = choreo_engine_query(h->e, name, args, len, &out, err, sizeof err);
+  if (rc) {
+    msgpack_sbuffer_destroy(&out);
+    luaL_pushfail(L);
+    lua_pushstring(L, err[0] ? err : choreo_strerror(rc));
+    return 2;
+  }
+  choreo_lua_push_stored(L, &out);
+  return 1;
+}
+
 static int engine_db(lua_State *L) {
   engine_handle *h = toengine(L);
-  choreo_lua_push_db(L, h->e, 1);
+  choreo_lua_push_db(L, h->e, 1, false);
   return 1;
 }
 
@@ -354,6 +375,7 @@ static const luaL_Reg engine_methods[] = {
     {"given", engine_given},
     {"log", engine_log},
     {"now_ms", engine_now},
+    {"query", engine_query},
     {"reload", engine_reload},
     {"saga", engine_saga},
     {"stream", engine_stream},

@@ -162,13 +162,14 @@ static int choreo_now(lua_State *L) {
 static const luaL_Reg choreo_funcs[] = {{"now", choreo_now},
                                         {"on", choreo_lua_on},
                                         {"pack", choreo_lua_msgpack_encode},
+                                        {"query", choreo_lua_query_define},
                                         {"unpack", choreo_lua_msgpack_decode},
                                         {NULL, NULL}};
 
 /* The ctx object: a table of methods plus db and log, created once per state. */
 static void host_make_ctx(lua_State *L, choreo_engine *e) {
   luaL_newlib(L, ctx_methods);
-  choreo_lua_push_db(L, e, 0);
+  choreo_lua_push_db(L, e, 0, false);
   lua_setfield(L, -2, "db");
   choreo_lua_push_log(L, choreo_engine_name(e));
   lua_setfield(L, -2, "log");
@@ -190,7 +191,7 @@ int luaopen_choreo(lua_State *L) {
   lua_pushstring(L, CHOREO_VERSION);
   lua_setfield(L, -2, "version");
   /* The same connection as ctx.db, for schema set-up while the scripts load. */
-  choreo_lua_push_db(L, e, 0);
+  choreo_lua_push_db(L, e, 0, false);
   lua_setfield(L, -2, "db");
   /* choreo.saga is written in Lua on top of the above (scripts/choreo/saga.lua): its module is
    * a function that installs it into this table. */

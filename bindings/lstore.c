@@ -18,6 +18,7 @@
 typedef struct db_handle {
   choreo_engine *engine; /* whose connection this is, and who guards what is prepared on it */
   sqlite3 *db;
+  bool reads_only; /* a query's: its statements may only read */
   sqlite3_stmt *cache[DB_CACHE]; /* idle statements, keyed by their SQL text */
   int next;                      /* the slot to evict next */
 } db_handle;
@@ -40,8 +41,13 @@ static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t
   const char *tail = NULL;
   sqlite3_stmt *stmt = NULL;
   choreo_engine_guard(h->engine, true);
+  if (h->reads_only) choreo_engine_guard_reads(h->engine, true);
   int rc = sqlite3_prepare_v3(h->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
+  if (h->reads_only) choreo_engine_guard_reads(h->engine, false);
   choreo_engine_guard(h->engine, false);
+  if (rc == SQLITE_AUTH && h->reads_only)
+    luaL_error(L, "SQL error: a query may only read (no writes, schema changes, pragmas or "
+                  "ATTACH): %s", sqlite3_errmsg(h->db));
   if (rc == SQLITE_AUTH)
     luaL_error(L, "SQL error: scripts run inside choreo's transaction and may not begin, commit "
                   "or roll it back, nor use savepoints named choreo_*");
@@ -256,12 +262,13 @@ static int db_gc(lua_State *L) {
 
 static const luaL_Reg rows_meta[] = {{"__close", rows_close}, {"__gc", rows_close}, {NULL, NULL}};
 
-void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx) {
+void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx, bool reads_only) {
   owner_idx = owner_idx ? lua_absindex(L, owner_idx) : 0;
   db_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
   memset(h, 0, sizeof *h);
   h->engine = engine;
   h->db = choreo_engine_db(engine);
+  h->reads_only = reads_only;
   if (owner_idx) {
     lua_pushvalue(L, owner_idx);
     lua_setiuservalue(L, -2, 1);

@@ -316,10 +316,27 @@ static bool scripts_policy(void *scripts, choreo_str type, choreo_retry_policy *
   return call.found;
 }
 
+static int scripts_query(void *scripts, const char *name, const char *args, size_t len,
+                         msgpack_sbuffer *out, char *err, size_t errlen) {
+  choreo_scripts *s = scripts;
+  choreo_lua_query_call call = {.name = name, .args = args, .len = len, .out = out};
+  size_t mark = out->size;
+  lua_pushcfunction(s->L, choreo_lua_query_run);
+  lua_pushlightuserdata(s->L, &call);
+  int rc = scripts_pcall(s, 1, err, errlen, NULL);
+  if (rc) out->size = mark; /* nothing half-packed */
+  if (!rc && !call.found) {
+    snprintf(err, errlen, "no query named '%s'", name);
+    return CHOREO_ENOENT;
+  }
+  return rc;
+}
+
 const choreo_scripts_ops choreo_lua_scripts = {
     .load = scripts_load,
     .free = scripts_free,
     .handles = scripts_handles,
     .deliver = scripts_deliver,
     .policy = scripts_policy,
+    .query = scripts_query,
 };

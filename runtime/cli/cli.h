@@ -28,6 +28,7 @@ int cli_status(const cli_args *a);
 int cli_dead(const cli_args *a);
 int cli_tail(const cli_args *a);
 int cli_stream(const cli_args *a);
+int cli_query(const cli_args *a);
 int cli_sagas(const cli_args *a);
 
 #endif

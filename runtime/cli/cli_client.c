@@ -1,5 +1,5 @@
 /* The subcommands that talk to a running host over its control socket: publish, send, status,
- * dead, sagas and stream. Each sends one JSON request (see control.c) and prints the answer for people. */
+ * dead, sagas, stream and query. Each sends one JSON request (see control.c) and prints the answer for people. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -456,4 +456,33 @@ int cli_stream(const cli_args *a) {
     cJSON_Delete(answer);
   }
   return CLI_OK;
+}
+
+/* query NAME [JSON]: runs a query the host's scripts declared and prints its answer as JSON. */
+int cli_query(const cli_args *a) {
+  if (a->nrest < 1 || a->nrest > 2 || !a->rest[0][0])
+    return cli_usage("%s", "usage: choreo query [--host NAME] QUERY [JSON | - | @FILE]");
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "query");
+  cJSON_AddStringToObject(req, "name", a->rest[0]);
+  if (a->nrest == 2) {
+    char err[256];
+    char *text = client_read_json(a->rest[1], err, sizeof err);
+    bool read = text != NULL;
+    cJSON *args = read ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!args) {
+      cJSON_Delete(req);
+      return cli_usage("%s", read ? "the arguments are not JSON" : err);
+    }
+    cJSON_AddItemToObject(req, "args", args);
+  }
+  cJSON *answer;
+  int rc = client_request(a, req, &answer);
+  if (rc) return rc;
+  char *out = cJSON_PrintUnformatted(cJSON_GetObjectItem(answer, "result"));
+  if (out) puts(out);
+  free(out);
+  cJSON_Delete(answer);
+  return out ? CLI_OK : cli_fail("%s", "out of memory");
 }

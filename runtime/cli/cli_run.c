@@ -199,6 +199,11 @@ int cli_run(const cli_args *a) {
     else if (strcmp(arg, "--listen") == 0) listen[o.nlisten++] = value;
     else if (strcmp(arg, "--peer") == 0) peers[o.npeers++] = value;
     else if (strcmp(arg, "--cpu") == 0) cpu = value;
+    else if (strcmp(arg, "--http") == 0) {
+      if (strncmp(value, "http://", 7) != 0)
+        return cli_usage("--http %s: expected http://HOST:PORT", value);
+      o.http = value;
+    }
     else if (strcmp(arg, "--instructions") == 0) {
       if (run_number(arg, value, &n)) return CLI_USAGE;
       o.instruction_limit = n;

@@ -16,7 +16,7 @@ static const struct {
     {"run", cli_run,
      "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
      "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
-     "          [--retain DURATION] [--retain-max DURATION]"},
+     "          [--retain DURATION] [--retain-max DURATION] [--http http://HOST:PORT]"},
     {"test", cli_test, "test DIR [busted args]"},
     {"publish", cli_publish, "publish [--host NAME] [--id KEY] [--subject S] TYPE [JSON | - | @FILE]"},
     {"send", cli_send, "send    [--host NAME] [--id KEY] [--subject S] [--expect N] TO TYPE [JSON | - | @FILE]"},
@@ -27,6 +27,7 @@ static const struct {
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
     {"stream", cli_stream, "stream  [--host NAME] [--format json|text] STREAM"},
+    {"query", cli_query, "query   [--host NAME] QUERY [JSON | - | @FILE]"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -162,6 +162,15 @@ void choreo_engine_unhandled(choreo_engine *e, const choreo_unhandled **list, in
   *other = e->unhandled_other;
 }
 void choreo_engine_guard(choreo_engine *e, bool on) { choreo_store_guard(e->store, on); }
+
+void choreo_engine_guard_reads(choreo_engine *e, bool on) { choreo_store_guard_reads(e->store, on); }
+
+int choreo_engine_query(choreo_engine *e, const char *name, const char *args, size_t len,
+                        msgpack_sbuffer *out, char *err, size_t errlen) {
+  if (e->current) return CHOREO_EINVAL; /* the scripts' state is in use */
+  if (!e->ops || !e->ops->query) return CHOREO_ENOENT;
+  return e->ops->query(e->scripts, name, args, len, out, err, errlen);
+}
 sqlite3 *choreo_engine_db(choreo_engine *e) { return choreo_store_db(e->store); }
 const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->current : NULL; }
 unsigned choreo_engine_generation(choreo_engine *e) { return e->generation; }

@@ -49,6 +49,11 @@ typedef struct choreo_scripts_ops {
   /* The retry policy the handlers of type declared, if any: true and *out filled. Asked only
    * once a message has failed. */
   bool (*policy)(void *scripts, choreo_str type, choreo_retry_policy *out);
+  /* Runs the query `name` on args (msgpack, NULL/0 for nil) and appends its result to out
+   * (msgpack); CHOREO_ENOENT when no script declared it, CHOREO_ESCRIPT (or CHOREO_ETOOBIG
+   * past the memory limit) with the message in err when it failed. */
+  int (*query)(void *scripts, const char *name, const char *args, size_t len,
+               msgpack_sbuffer *out, char *err, size_t errlen);
 } choreo_scripts_ops;
 
 typedef struct choreo_engine_config {
@@ -273,6 +278,15 @@ int choreo_engine_snapshot_save(choreo_engine *e, const char *stream, int64_t ve
                                 const char *fingerprint, const char *state, size_t len);
 int choreo_engine_snapshots_drop_stale(choreo_engine *e, const char *prefix,
                                        const char *fingerprint, int *dropped);
+
+/* ---- queries: between batches, outside any handler ---- */
+
+/* Runs a read-only query the scripts declared (choreo.query) under the instruction budget: see
+ * choreo_scripts_ops.query. CHOREO_EINVAL inside a handler. */
+int choreo_engine_query(choreo_engine *e, const char *name, const char *args, size_t len,
+                        msgpack_sbuffer *out, char *err, size_t errlen);
+/* What is prepared while on may only read (see choreo_store_guard_reads). Calls nest. */
+void choreo_engine_guard_reads(choreo_engine *e, bool on);
 
 /* Guards what the scripts prepare outside a handler too (choreo.db at load time, a spec's
  * host.db), as handlers always are: see choreo_store_guard. Calls nest. */

@@ -161,6 +161,7 @@ struct choreo_store {
   store_memo memo;
   uint64_t epoch; /* counts the times the memo was forgotten */
   int guard;      /* while positive, the authorizer refuses what would end our transaction */
+  int reads_only; /* while positive, it refuses whatever is not reading (queries) */
   /* Someone else prepared a savepoint statement on the connection: a ROLLBACK TO of theirs
    * may take our appended rows with it, unseen, so inside a transaction the head is asked. */
   bool foreign_savepoints;
@@ -256,12 +257,17 @@ static int store_authorize(void *ud, int action, const char *a, const char *b, c
   bool ours = action == SQLITE_SAVEPOINT && b && strncmp(b, "choreo_", 7) == 0;
   /* Whenever prepared: a statement the scripts prepare once may run again later, unchecked. */
   if (action == SQLITE_SAVEPOINT && !ours) s->foreign_savepoints = true;
+  if (s->reads_only > 0 && action != SQLITE_SELECT && action != SQLITE_READ &&
+      action != SQLITE_FUNCTION && action != SQLITE_RECURSIVE)
+    return SQLITE_DENY;
   if (s->guard <= 0) return SQLITE_OK;
   if (action == SQLITE_TRANSACTION || ours) return SQLITE_DENY;
   return SQLITE_OK;
 }
 
 void choreo_store_guard(choreo_store *s, bool on) { s->guard += on ? 1 : -1; }
+
+void choreo_store_guard_reads(choreo_store *s, bool on) { s->reads_only += on ? 1 : -1; }
 
 /* Adds a column that came after its table to a database from before, then runs `fill` (may be
  * NULL) to give the old rows a value. */

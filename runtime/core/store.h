@@ -32,6 +32,9 @@ bool choreo_store_in_transaction(choreo_store *s);
 /* While on (calls nest), statements prepared on the connection may not begin, commit or roll
  * back a transaction, nor use savepoints named choreo_*: the handlers' SQL runs so. */
 void choreo_store_guard(choreo_store *s, bool on);
+/* While on (calls nest), what is prepared on the connection may only read: the authorizer
+ * refuses writes, schema changes, pragmas, ATTACH and transaction control. */
+void choreo_store_guard_reads(choreo_store *s, bool on);
 /* Changes whenever a rollback or a failed statement may have undone writes: a value read
  * before, under another epoch, may be stale. */
 uint64_t choreo_store_epoch(choreo_store *s);

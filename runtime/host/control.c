@@ -321,6 +321,51 @@ static cJSON *control_stream(choreo_host *h, const cJSON *req) {
   return o;
 }
 
+int choreo_control_query(choreo_host *h, const char *name, const char *args, cJSON **result,
+                         char *err, size_t errlen) {
+  msgpack_sbuffer in, out;
+  msgpack_sbuffer_init(&in);
+  msgpack_sbuffer_init(&out);
+  *result = NULL;
+  int rc = args && choreo_json_to_msgpack(args, &in, err, errlen) ? CHOREO_EINVAL : 0;
+  if (!rc)
+    rc = choreo_engine_query(choreo_host_engine(h), name, in.size ? in.data : NULL, in.size, &out,
+                             err, errlen);
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  /* What Lua packed is well-formed: it can only fail to unpack for want of memory. */
+  if (!rc && msgpack_unpack_next(&u, out.data, out.size, NULL) != MSGPACK_UNPACK_SUCCESS)
+    rc = CHOREO_ENOMEM;
+  if (!rc && !(*result = choreo_msgpack_to_cjson(&u.data))) rc = CHOREO_ENOMEM;
+  if (rc == CHOREO_ENOMEM) snprintf(err, errlen, "out of memory");
+  /* A stop asked for from another thread cuts every call short, this one too. */
+  if (rc && choreo_engine_interrupted(choreo_host_engine(h))) {
+    rc = CHOREO_ESTOPPED;
+    snprintf(err, errlen, "the host is stopping");
+  }
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&in);
+  msgpack_sbuffer_destroy(&out);
+  return rc;
+}
+
+/* query: "name" and optional "args" (any JSON value): {"result": ...}. */
+static cJSON *control_query(choreo_host *h, const cJSON *req) {
+  const char *name = control_string(req, "name");
+  if (!name) return control_error("%s", "query needs a query name");
+  const cJSON *args = cJSON_GetObjectItemCaseSensitive(req, "args");
+  char *text = args ? cJSON_PrintUnformatted(args) : NULL;
+  if (args && !text) return control_error("%s", "out of memory");
+  cJSON *result;
+  char err[1024] = "";
+  int rc = choreo_control_query(h, name, text, &result, err, sizeof err);
+  free(text);
+  if (rc) return control_error("%s", err[0] ? err : choreo_strerror(rc));
+  cJSON *o = control_ok();
+  cJSON_AddItemToObject(o, "result", result);
+  return o;
+}
+
 static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) {
   cJSON *req = cJSON_ParseWithLength(body, len);
   if (!cJSON_IsObject(req)) {
@@ -343,6 +388,8 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_sagas(h, req);
   else if (strcmp(op, "stream") == 0)
     answer = control_stream(h, req);
+  else if (strcmp(op, "query") == 0)
+    answer = control_query(h, req);
   else
     answer = control_error("unknown op '%s'", op);
   cJSON_Delete(req);

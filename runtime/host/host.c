@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "control.h"
 #include "host.h"
+#include "http.h"
 #include "json.h"
 #include "log.h"
 #include "lua_scripts.h"
@@ -53,6 +54,7 @@ struct choreo_host {
   choreo_bus_listeners pub_listeners; /* watched by the tick, like the servers' */
   choreo_fetch_server serve;
   choreo_control control;
+  choreo_http http;
   choreo_peers peers;
   uv_timer_t tick, retry_timer, timeout_timer, reload_timer, trim_timer;
   int64_t retain_ms, retain_max_ms;
@@ -264,6 +266,7 @@ static void host_stop_now(choreo_host *h) {
   choreo_watch_stop(&h->watch);
   choreo_serve_stop(&h->serve);
   choreo_control_stop(&h->control);
+  choreo_http_stop(&h->http);
   choreo_peers_stop(&h->peers);
   if (h->pub_open) nng_close(h->pub);
   h->pub_open = false;
@@ -286,7 +289,7 @@ bool choreo_host_done_committing(choreo_host *h) { return atomic_load(&h->done_c
 
 bool choreo_host_stopped(const choreo_host *h) {
   return h->stopping && h->handles_on_loop == 0 && h->watch.on_loop == 0 &&
-         !h->serve.server.watch.on_loop && !h->control.server.watch.on_loop &&
+         !h->serve.server.watch.on_loop && !h->control.server.watch.on_loop && !h->http.on_loop &&
          h->peers.on_loop == 0;
 }
 
@@ -360,6 +363,7 @@ static int host_start_sockets(choreo_host *h, const choreo_host_config *cfg, cha
   if (!rc) rc = host_serve(h, cfg, err, errlen);
   choreo_bus_ipc_url(url, sizeof url, h->bus, h->name, "ctl");
   if (!rc) rc = choreo_control_start(&h->control, h->loop, h, url, err, errlen);
+  if (!rc && cfg->http) rc = choreo_http_start(&h->http, h->loop, h, cfg->http, err, errlen);
   if (!rc)
     rc = choreo_peers_start(&h->peers, h->loop, h->engine, h->bus, cfg->peers, cfg->npeers,
                             host_committed_cb, h, err, errlen);

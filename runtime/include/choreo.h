@@ -73,6 +73,9 @@ typedef struct choreo_host_config {
   /* The loop to run on, owned by the caller, who runs it. NULL: the host makes its own, which
    * choreo_host_run() runs. */
   struct uv_loop_s *loop;
+  /* Serve the scripts' queries (choreo.query) over HTTP on this URL (http://HOST:PORT):
+   * GET /query/NAME?arg=value or POST /query/NAME with a JSON body. NULL: no HTTP. */
+  const char *http;
 } choreo_host_config;
 
 /* Opens the database, loads the scripts and starts listening and dialing peers on the loop.

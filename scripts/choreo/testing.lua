@@ -78,6 +78,11 @@ function Host:stream(stream)
   return self.engine:stream(stream)
 end
 
+-- host:query(name, args) -> result | nil, error: runs a choreo.query as `choreo query` would.
+function Host:query(name, args)
+  return self.engine:query(name, args)
+end
+
 -- host:advance(seconds): move the clock; due retries and timeouts run.
 function Host:advance(seconds)
   local result = self.engine:advance(seconds)
