@@ -168,6 +168,13 @@ static int stream_drop_stale(lua_State *L) {
   return 1;
 }
 
+/* epoch() -> a number that changes whenever a rollback may have undone writes: a state folded
+ * under another epoch may hold events that are gone. */
+static int stream_epoch(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)choreo_engine_epoch(choreo_lua_engine(L)));
+  return 1;
+}
+
 /* fingerprint(text) -> 16 hex digits (FNV-1a, 64 bits): names the code that folds a stream. */
 static int stream_fingerprint(lua_State *L) {
   size_t len;
@@ -183,6 +190,7 @@ static int stream_fingerprint(lua_State *L) {
 static const luaL_Reg stream_funcs[] = {{"append", stream_append},
                                         {"drop_stale", stream_drop_stale},
                                         {"each", stream_each},
+                                        {"epoch", stream_epoch},
                                         {"fingerprint", stream_fingerprint},
                                         {"snapshot_load", stream_snapshot_load},
                                         {"snapshot_save", stream_snapshot_save},

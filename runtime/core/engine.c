@@ -28,6 +28,7 @@ struct choreo_engine {
   choreo_timeouts *timeouts;
   choreo_sagas *sagas;
   choreo_streams *streams;
+  uint64_t unseen_epoch; /* see choreo_engine_epoch */
   choreo_handlers *handlers;
   const choreo_scripts_ops *ops; /* NULL: no scripts */
   void *scripts;
@@ -839,6 +840,11 @@ int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t ex
   if (own && rc) return engine_fail_batch(e, rc);
   *version = v;
   return rc;
+}
+
+uint64_t choreo_engine_epoch(choreo_engine *e) {
+  if (choreo_store_foreign_savepoints(e->store)) return ++e->unseen_epoch | (1ull << 63);
+  return choreo_store_epoch(e->store);
 }
 
 int choreo_engine_stream_version(choreo_engine *e, const char *stream, int64_t *version) {

@@ -268,6 +268,10 @@ int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t ex
                                 const choreo_stream_event *events, int n, int64_t *version,
                                 bool *conflict);
 int choreo_engine_stream_version(choreo_engine *e, const char *stream, int64_t *version);
+/* Changes whenever a rollback may have undone writes (choreo_store_epoch): what was read or
+ * folded under another epoch may be gone. Once the scripts used savepoints of their own, whose
+ * rollbacks go unseen, it changes at every call. */
+uint64_t choreo_engine_epoch(choreo_engine *e);
 /* See choreo_streams_each. */
 int choreo_engine_stream_each(choreo_engine *e, const char *stream, int64_t after,
                               choreo_stream_fn fn, void *ud);

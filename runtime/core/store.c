@@ -408,6 +408,8 @@ int choreo_store_commit(choreo_store *s) { return store_run(s, ST_COMMIT); }
 
 uint64_t choreo_store_epoch(choreo_store *s) { return s->epoch; }
 
+bool choreo_store_foreign_savepoints(const choreo_store *s) { return s->foreign_savepoints; }
+
 bool choreo_store_in_transaction(choreo_store *s) { return !sqlite3_get_autocommit(s->db); }
 
 int choreo_store_rollback(choreo_store *s) {

@@ -38,6 +38,9 @@ void choreo_store_guard_reads(choreo_store *s, bool on);
 /* Changes whenever a rollback or a failed statement may have undone writes: a value read
  * before, under another epoch, may be stale. */
 uint64_t choreo_store_epoch(choreo_store *s);
+/* Whether the scripts ever prepared savepoints of their own: a ROLLBACK TO of theirs may undo
+ * writes without changing the epoch. */
+bool choreo_store_foreign_savepoints(const choreo_store *s);
 
 /* The last seq applied from source (0 if none), and its update. */
 int choreo_store_checkpoint(choreo_store *s, const char *source, int64_t *seq);

@@ -121,14 +121,45 @@ return function(choreo, ctx)
     return nil
   end
 
-  -- The state of a stream and its version: the snapshot, then every later event folded in.
-  -- A snapshot is taken once snapshot_every events were folded past the last one.
-  local function fold(name, def, stream)
-    local state, version = store.snapshot_load(stream, def.fingerprint)
-    if state == nil then
-      state, version = def.initial and def.initial() or {}, 0
+  -- Folded states stay in memory, so a command to a busy stream folds only what came since
+  -- the last one: two generations of up to CACHE_STATES streams each, the older dropped when
+  -- the younger fills (streams in use stay young). A state is good only under the epoch it was
+  -- folded in: any rollback may have undone its events.
+  local CACHE_STATES = 10000
+  local young, old, young_count = {}, {}, 0
+
+  local function cache_take(stream)
+    local c = young[stream]
+    if c then
+      young[stream], young_count = nil, young_count - 1
+    else
+      c = old[stream]
+      old[stream] = nil
     end
-    local from = version
+    return c
+  end
+
+  local function cache_put(stream, c)
+    if young_count >= CACHE_STATES then old, young, young_count = young, {}, 0 end
+    young[stream], young_count = c, young_count + 1
+  end
+
+  -- The state of a stream and its version: the cached state, or the snapshot, then every
+  -- later event folded in. A snapshot is taken once snapshot_every events were folded past
+  -- the last one. The state returned is the cached one: callers must not change it.
+  local function fold(name, def, stream)
+    local epoch = store.epoch()
+    local c = cache_take(stream) -- taken out while folding: an evolve that raises leaves it out
+    local state, version, snapped
+    if c and c.epoch == epoch then
+      state, version, snapped = c.state, c.version, c.snapped
+    else
+      state, version = store.snapshot_load(stream, def.fingerprint)
+      if state == nil then
+        state, version = def.initial and def.initial() or {}, 0
+      end
+      snapped = version
+    end
     store.each(stream, version, function(e)
       upcast(e)
       local fn = def.evolve[e.type]
@@ -142,10 +173,21 @@ return function(choreo, ctx)
       if new ~= nil then state = new end
       version = e.streamversion
     end)
-    if def.snapshot_every and version - from >= def.snapshot_every then
+    if def.snapshot_every and version - snapped >= def.snapshot_every then
       store.snapshot_save(stream, version, def.fingerprint, state)
+      snapped = version
     end
+    cache_put(stream, { state = state, version = version, snapped = snapped, epoch = store.epoch() })
     return state, version
+  end
+
+  -- A copy of a state for a handler to keep or change (plain values and tables only: a state
+  -- can be snapshotted, so it holds nothing else).
+  local function copy(v)
+    if type(v) ~= "table" then return v end
+    local out = {}
+    for k, x in pairs(v) do out[k] = copy(x) end
+    return out
   end
 
   -- The events decide returned, as the store takes them; a clear error for anything else.
@@ -242,7 +284,8 @@ return function(choreo, ctx)
     if def == nil then error("ctx:load: no aggregate named '" .. tostring(name) .. "'", 2) end
     local text = id_text(id)
     if text == nil then error("ctx:load: the id must be a non-empty string or an integer", 2) end
-    return fold(name, def, name .. "/" .. text)
+    local state, version = fold(name, def, name .. "/" .. text)
+    return copy(state), version
   end
 
   -- ctx:append(stream, events[, { expect = N }]) -> version, or nil, "conflict"

@@ -73,3 +73,17 @@ choreo.on("Import", function(msg, ctx)
 end)
 
 choreo.on("LoadNothing", function(_, ctx) ctx:load("Nope", 1) end)
+
+-- Folds an event it appended, then fails: the whole message rolls back.
+choreo.on("AppendThenFail", function(msg, ctx)
+  ctx:load("Account", msg.data.account)
+  ctx:append("Account/" .. msg.data.account, { { type = "Deposited", data = { amount = 1000 } } })
+  ctx:load("Account", msg.data.account)
+  error("after the append")
+end)
+
+-- Changes the state it loaded, which must stay its own.
+choreo.on("Meddle", function(msg, ctx)
+  local state = ctx:load("Account", msg.data.account)
+  state.balance = 0
+end)
