@@ -59,6 +59,11 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * state kept in the database (sagas). unpack raises on bytes that are not one valid value. */
 int choreo_lua_msgpack_encode(lua_State *L);
 int choreo_lua_msgpack_decode(lua_State *L);
+/* The state's buffer for packing, emptied: kept between calls, so packing a small value
+ * allocates nothing (msgpack-c's first write takes 8 KiB, and giving that back each time made
+ * glibc consolidate its free lists, a sixth of an aggregate command's CPU). Valid until the
+ * next call; nothing that packs may run meanwhile. */
+msgpack_sbuffer *choreo_lua_pack_buffer(lua_State *L);
 /* For state kept in the database (sagas, snapshots): pushes the value encoded in `stored` and
  * frees its bytes (left empty); and replaces the value at idx by its encoding, returned. Both
  * raise as choreo.unpack and choreo.pack do. */

@@ -8,23 +8,6 @@
 #include "clock.h"
 #include "engine.h"
 
-#define BUFFER_META "choreo.buffer"
-
-/* A msgpack buffer owned by Lua, so an error while packing cannot leak it. */
-static msgpack_sbuffer *host_new_buffer(lua_State *L) {
-  msgpack_sbuffer *b = lua_newuserdatauv(L, sizeof *b, 0);
-  msgpack_sbuffer_init(b);
-  luaL_setmetatable(L, BUFFER_META);
-  return b;
-}
-
-static int host_buffer_gc(lua_State *L) {
-  msgpack_sbuffer *b = luaL_checkudata(L, 1, BUFFER_META);
-  msgpack_sbuffer_destroy(b);
-  msgpack_sbuffer_init(b);
-  return 0;
-}
-
 static choreo_engine *host_engine(lua_State *L, const char *what) {
   choreo_engine *e = choreo_lua_engine(L);
   if (!choreo_engine_current(e)) luaL_error(L, "ctx:%s called outside a handler", what);
@@ -79,7 +62,7 @@ static int host_emit(lua_State *L, const char *kind, const char *to, const char 
     }
     lua_pop(L, 1);
   }
-  msgpack_sbuffer *b = host_new_buffer(L);
+  msgpack_sbuffer *b = choreo_lua_pack_buffer(L);
   msgpack_packer pk;
   msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
   char err[256];
@@ -127,7 +110,7 @@ static int ctx_timeout(lua_State *L) {
     luaL_checktype(L, 5, LUA_TTABLE);
     subject = host_opt_string(L, 5, "subject");
   }
-  msgpack_sbuffer *b = host_new_buffer(L);
+  msgpack_sbuffer *b = choreo_lua_pack_buffer(L);
   msgpack_packer pk;
   msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
   char err[256];
@@ -178,10 +161,6 @@ static void host_make_ctx(lua_State *L, choreo_engine *e) {
 int luaopen_choreo(lua_State *L) {
   choreo_engine *e = choreo_lua_engine(L);
   if (!e) return luaL_error(L, "require \"choreo\" works in a service's scripts; specs use choreo.testing");
-  luaL_newmetatable(L, BUFFER_META);
-  lua_pushcfunction(L, host_buffer_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
   host_make_ctx(L, e);
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
 

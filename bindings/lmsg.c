@@ -263,17 +263,48 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m) {
   lua_setfield(L, -2, "data");
 }
 
+#define PACK_BUFFER "choreo.pack_buffer"
+#define PACK_BUFFER_KEEP (256u << 10) /* a buffer grown past this is let go before reuse */
+
+static int msg_pack_buffer_gc(lua_State *L) {
+  msgpack_sbuffer *b = lua_touserdata(L, 1);
+  msgpack_sbuffer_destroy(b);
+  msgpack_sbuffer_init(b);
+  return 0;
+}
+
+msgpack_sbuffer *choreo_lua_pack_buffer(lua_State *L) {
+  msgpack_sbuffer *b;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, PACK_BUFFER) == LUA_TUSERDATA) {
+    b = lua_touserdata(L, -1);
+    if (b->alloc > PACK_BUFFER_KEEP) {
+      msgpack_sbuffer_destroy(b);
+      msgpack_sbuffer_init(b);
+    }
+  } else {
+    lua_pop(L, 1);
+    b = lua_newuserdatauv(L, sizeof *b, 0);
+    msgpack_sbuffer_init(b);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, msg_pack_buffer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, PACK_BUFFER);
+  }
+  lua_pop(L, 1); /* the registry keeps it */
+  b->size = 0;
+  return b;
+}
+
 int choreo_lua_msgpack_encode(lua_State *L) {
   luaL_checkany(L, 1);
-  msgpack_sbuffer b;
-  msgpack_sbuffer_init(&b);
+  msgpack_sbuffer *b = choreo_lua_pack_buffer(L);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+  msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
   char err[256];
-  int rc = choreo_lua_pack(L, 1, &pk, err, sizeof err);
-  if (!rc) lua_pushlstring(L, b.data ? b.data : "", b.size);
-  msgpack_sbuffer_destroy(&b);
-  if (rc) return luaL_error(L, "choreo.pack: %s", err);
+  if (choreo_lua_pack(L, 1, &pk, err, sizeof err)) return luaL_error(L, "choreo.pack: %s", err);
+  lua_pushlstring(L, b->data ? b->data : "", b->size);
   return 1;
 }
 

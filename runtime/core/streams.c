@@ -29,8 +29,9 @@ static const char *const streams_sql[S_COUNT] = {
 
 static const char streams_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_streams("
-    "  stream TEXT NOT NULL, version INTEGER NOT NULL, seq INTEGER NOT NULL,"
-    "  msg BLOB NOT NULL, PRIMARY KEY (stream, version)) WITHOUT ROWID;"
+    "  seq INTEGER PRIMARY KEY, stream TEXT NOT NULL, version INTEGER NOT NULL,"
+    "  msg BLOB NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS choreo_streams_version ON choreo_streams(stream, version);"
     "CREATE TABLE IF NOT EXISTS choreo_snapshots("
     "  stream TEXT PRIMARY KEY, version INTEGER NOT NULL, fingerprint TEXT NOT NULL,"
     "  state BLOB NOT NULL);";
