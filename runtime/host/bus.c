@@ -75,15 +75,13 @@ int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed) {
 #define BUS_PROBE_EVERY_MS 2000
 #define BUS_PROBE_PATIENCE_MS 3000
 
-/* What NNG 1.5 allocates while these run is told to LeakSanitizer as not leaked (sanitizer
- * builds only), for the two cases below where NNG itself loses it. */
-static void bus_lsan_pause(void) {
+void choreo_bus_lsan_pause(void) {
 #ifdef BUS_LSAN
   __lsan_disable();
 #endif
 }
 
-static void bus_lsan_resume(void) {
+void choreo_bus_lsan_resume(void) {
 #ifdef BUS_LSAN
   __lsan_enable();
 #endif
@@ -95,16 +93,16 @@ static void bus_lsan_resume(void) {
  * what an endpoint allocates when it is created is taken as not leaked, and what it holds is
  * reached from there; what is ours LeakSanitizer still reports. */
 static int bus_listener_create(nng_listener *l, nng_socket s, const char *url) {
-  bus_lsan_pause();
+  choreo_bus_lsan_pause();
   int rv = nng_listener_create(l, s, url);
-  bus_lsan_resume();
+  choreo_bus_lsan_resume();
   return rv;
 }
 
 static int bus_dialer_create(nng_dialer *d, nng_socket s, const char *url) {
-  bus_lsan_pause();
+  choreo_bus_lsan_pause();
   int rv = nng_dialer_create(d, s, url);
-  bus_lsan_resume();
+  choreo_bus_lsan_resume();
   return rv;
 }
 
@@ -322,9 +320,9 @@ void choreo_bus_server_stop(choreo_bus_server *s) {
  * (bus.h) loses a message in flight to a connection that closes in the middle of it, and
  * LeakSanitizer is told that this one is not ours. */
 void choreo_bus_publish(nng_socket s, const void *data, size_t len) {
-  bus_lsan_pause();
+  choreo_bus_lsan_pause();
   nng_send(s, (void *)data, len, NNG_FLAG_NONBLOCK);
-  bus_lsan_resume();
+  choreo_bus_lsan_resume();
 }
 
 int choreo_bus_dial_id(nng_socket s, const char *url, nng_dialer *dialer, atomic_int *id) {

@@ -128,6 +128,12 @@ void choreo_bus_server_stop(choreo_bus_server *s);
 /* Sends a frame on a PUB socket without blocking: a slow subscriber loses it and fetches it
  * instead. */
 void choreo_bus_publish(nng_socket s, const void *data, size_t len);
+/* What NNG 1.5 allocates between these is told to LeakSanitizer as not leaked (sanitizer
+ * builds only): for NNG calls whose allocations NNG itself may lose, or free only after the
+ * process has ended (an endpoint closed while it holds a connection, a frame in flight to a
+ * subscriber that hangs up, an HTTP server reaped in the background). */
+void choreo_bus_lsan_pause(void);
+void choreo_bus_lsan_resume(void);
 /* Dials in the background: NNG keeps reconnecting until the socket or the dialer closes
  * (except when NNG 1.5 gives up: see peers.c). *dialer (if not NULL) receives the dialer, for
  * closing it on its own; *id (if not NULL) its id, before it starts, so that no connection

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
 #include "control.h"
 #include "log.h"
 
@@ -218,6 +219,9 @@ int choreo_http_start(choreo_http *s, uv_loop_t *loop, choreo_host *host, const 
   }
   s->wake.data = s;
   s->on_loop = s->started = true;
+  /* NNG 1.5 frees a released server, its listener and handlers in the background, once its
+   * connections are reaped: at a stop that is often after the process has ended. */
+  choreo_bus_lsan_pause();
   rv = nng_http_server_hold(&s->server, u);
   nng_url_free(u);
   if (!rv) rv = nng_http_handler_alloc(&s->handler, "/", http_on_request);
@@ -228,6 +232,7 @@ int choreo_http_start(choreo_http *s, uv_loop_t *loop, choreo_host *host, const 
   if (!rv) rv = nng_http_server_add_handler(s->server, s->handler);
   else if (s->handler) nng_http_handler_free(s->handler);
   if (!rv) rv = nng_http_server_start(s->server);
+  choreo_bus_lsan_resume();
   if (rv) {
     snprintf(err, errlen, "--http %s: %s", url, nng_strerror(rv));
     return CHOREO_EBUS;

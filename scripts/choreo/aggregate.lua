@@ -17,8 +17,14 @@ return function(choreo, ctx)
   local upcasters = {}  -- event type -> { [from version] = fn }
   local current = {}    -- event type -> its current schema version (1 when never upcast)
 
+  local schemas = {}    -- event type -> "v<N>", its current version as written
   local function schema_of(event_type)
-    return "v" .. (current[event_type] or 1)
+    local schema = schemas[event_type]
+    if schema == nil then
+      schema = "v" .. (current[event_type] or 1)
+      schemas[event_type] = schema
+    end
+    return schema
   end
 
   -- Brings msg.data from its schema version up to the type's current one, in place. An event
@@ -66,6 +72,7 @@ return function(choreo, ctx)
     chain[from] = fn
     upcasters[event_type] = chain
     current[event_type] = math.max(current[event_type] or 1, from + 1)
+    schemas[event_type] = nil
   end
 
   local function check_definition(name, def)
@@ -154,6 +161,7 @@ return function(choreo, ctx)
     if c and c.epoch == epoch then
       state, version, snapped = c.state, c.version, c.snapped
     else
+      c = nil
       state, version = store.snapshot_load(stream, def.fingerprint)
       if state == nil then
         state, version = def.initial and def.initial() or {}, 0
@@ -177,7 +185,13 @@ return function(choreo, ctx)
       store.snapshot_save(stream, version, def.fingerprint, state)
       snapped = version
     end
-    cache_put(stream, { state = state, version = version, snapped = snapped, epoch = store.epoch() })
+    -- Under the epoch the fold began in: had it changed meanwhile, the next fold starts over.
+    if c then
+      c.state, c.version, c.snapped = state, version, snapped
+    else
+      c = { state = state, version = version, snapped = snapped, epoch = epoch }
+    end
+    cache_put(stream, c)
     return state, version
   end
 
@@ -216,7 +230,7 @@ return function(choreo, ctx)
   local function stream_of(name, def, msg)
     local prefix = name .. "/"
     if msg.subject then
-      if msg.subject:sub(1, #prefix) ~= prefix or #msg.subject == #prefix then
+      if msg.subject:find(prefix, 1, true) ~= 1 or #msg.subject == #prefix then
         error(("%s: the subject '%s' of %s %s is not a stream of %s (%s<id>)"):format(
           name, msg.subject, msg.type, msg.id, name, prefix), 0)
       end
