@@ -1,11 +1,11 @@
 /* Fuzz harness: a request on a host's control socket (runtime/host/control.c), the JSON the
- * command line sends for publish, send, status, dead and sagas. Each input opens a fresh host
- * (choreo.h) named "svc" running the Lua service in tests/fuzz/service, on a copy of a database
- * made once at start-up that holds a dead letter (id 1) and a running saga instance (Order,
- * key 7), so that dead retry/drop and sagas show find something. The bytes go to
- * choreo_control_answer, the function behind the socket; the host's loop never runs, so
- * nothing but the request touches it. Every answer must be a JSON object with a boolean "ok",
- * and an "error" string when ok is false. */
+ * command line sends for publish, send, status, dead, sagas, stream and query. Each input opens a
+ * fresh host (choreo.h) named "svc" running the Lua service in tests/fuzz/service, on a copy of a
+ * database made once at start-up that holds a dead letter (id 1) and a running saga instance
+ * (Order, key 7), so that dead retry/drop and sagas show find something. The bytes go to
+ * choreo_control_answer, the function behind the socket; the host's loop never runs, so nothing
+ * but the request touches it. Every answer must be a JSON object with a boolean "ok", and an
+ * "error" string when ok is false. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <sys/stat.h>

@@ -222,7 +222,7 @@ static void value_of(msgpack_sbuffer *sb, const char *json) {
 /* Frames for the Lua service of tests/fuzz/service: one per way a message goes, then all of
  * them in one frame, one that leaves a gap and one that claims to be from the host itself. */
 static void dispatch_frames(void) {
-  msgpack_sbuffer n1, list, text, table, order, total, other, unpack;
+  msgpack_sbuffer n1, list, text, table, order, total, other, box, unpack;
   value_of(&n1, "{\"n\": 1}");
   value_of(&list, "[1, 2, {\"x\": null}]");
   value_of(&text, "\"boom\"");
@@ -230,6 +230,7 @@ static void dispatch_frames(void) {
   value_of(&order, "{\"order\": 7, \"total\": 30}");
   value_of(&total, "{\"order\": 7}");
   value_of(&other, "{\"order\": \"seven\"}");
+  value_of(&box, "{\"box\": 3, \"items\": [1, 2.5, \"x\"]}");
   /* Unpack's data: a string holding an encoded value. */
   msgpack_sbuffer_init(&unpack);
   msgpack_packer pk;
@@ -244,6 +245,7 @@ static void dispatch_frames(void) {
       {"Open", "event", NULL, &other},       {"Ask", "command", "elsewhere", &list},
       {"Answer", "reply", "svc", &list},     {"Due", "timeout", "svc", &n1},
       {"Nobody", "event", NULL, NULL},       {"Nobody", "command", "svc", &n1},
+      {"Put", "command", "svc", &box},       {"Put", "command", "svc", &table},
   };
   uint32_t count = sizeof ways / sizeof *ways;
   char name[32];
@@ -254,7 +256,7 @@ static void dispatch_frames(void) {
   write_frame("dispatch", "all-ways", "peer", 1, ways, count, true);
   write_frame("dispatch", "gap", "peer", 3, ways, 2, false);
   write_frame("dispatch", "own-name", "svc", 1, ways, 1, false);
-  msgpack_sbuffer *all[] = {&n1, &list, &text, &table, &order, &total, &other, &unpack};
+  msgpack_sbuffer *all[] = {&n1, &list, &text, &table, &order, &total, &other, &box, &unpack};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) msgpack_sbuffer_destroy(all[i]);
 }
 
@@ -333,6 +335,22 @@ static void control_requests(void) {
   cJSON_AddStringToObject(req, "name", "Order");
   cJSON_AddStringToObject(req, "key", "7");
   control_request("sagas-show", req);
+
+  req = control_op("send", NULL);
+  cJSON_AddStringToObject(req, "to", "svc");
+  cJSON_AddStringToObject(req, "type", "Put");
+  cJSON_AddStringToObject(req, "data", "{\"n\": 1}");
+  cJSON_AddStringToObject(req, "subject", "Box/3");
+  cJSON_AddNumberToObject(req, "expect", 0);
+  control_request("send-expect", req);
+  req = control_op("stream", NULL);
+  cJSON_AddStringToObject(req, "stream", "Box/3");
+  cJSON_AddNumberToObject(req, "after", 0);
+  control_request("stream", req);
+  req = control_op("query", NULL);
+  cJSON_AddStringToObject(req, "name", "echo");
+  cJSON_AddItemToObject(req, "args", cJSON_Parse("{\"a\": [1, \"b\", null]}"));
+  control_request("query", req);
 }
 
 int main(int argc, char **argv) {

@@ -1,7 +1,8 @@
 -- The service the dispatch harness (tests/fuzz/fuzz_dispatch.c) runs: whatever data a fuzzed
 -- frame carries goes every way a message's data can go from a handler: into SQL, back to the
--- wire format and from it, into emitted messages, saga state and durable timeouts, and into
--- an error that fails the message until it is dead-lettered.
+-- wire format and from it, into emitted messages, saga state and durable timeouts, an
+-- aggregate's stream and snapshots, a query's answer, and into an error that fails the message
+-- until it is dead-lettered.
 local choreo = require "choreo"
 
 choreo.db:exec("create table if not exists seen(type text, kind text, source text, data blob)")
@@ -43,3 +44,16 @@ choreo.saga("Order", {
     end,
   },
 })
+
+-- A command's data becomes an event of the box it names, is folded back (a snapshot every two
+-- events) and comes back out through a query.
+choreo.aggregate("Box", {
+  decide = { Put = function(_, cmd) return { { type = "Stored", data = cmd.data } } end },
+  evolve = { Stored = function(state, e) state.last, state.n = e.data, (state.n or 0) + 1 end },
+  snapshot_every = 2,
+  id = "box",
+})
+
+choreo.query("echo", function(args, db)
+  return { args = args, seen = db:one("select count(*) as n from seen").n }
+end)
