@@ -256,9 +256,10 @@ def tail_filters_by_source_and_correlation_and_prints_text(w):
         b.publish("Start", {"n": n, "c": "wanted"})
         a.publish("Start", {"n": n, "c": "wanted"})
         time.sleep(0.2)
-    check_eq(tail.poll(), 0, "tail's exit status after --count 2")
     out.seek(0)
     lines = out.read().splitlines()
+    check_eq(tail.poll(), 0, "tail's exit status after --count 2 (it printed %r; a's log has %d "
+             "Step events)" % (lines, a.scalar("select count(*) from choreo_log where type = 'Step'")))
     check_eq(len(lines), 2, "lines printed: %r" % lines)
     for line in lines:
         check(re.match(r'^\d\d:\d\d:\d\d\.\d{6}\s+a\s+event\s+Step\s+\[wanted\]\s+\{"n":\d+\}$', line),
