@@ -96,7 +96,6 @@ typedef struct stream_walk {
 } stream_walk;
 
 static int stream_one(void *ud, int64_t version, const char *msg, size_t len) {
-  (void)version;
   stream_walk *w = ud;
   choreo_msg m;
   if (choreo_msg_decode(msg, len, &m)) {

@@ -29,6 +29,14 @@ static const char *control_string(const cJSON *req, const char *field) {
   return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
+/* A stream version in a request: an integer from 0 to 2^53 (what a JSON number holds exactly). */
+static bool control_version(const cJSON *v, int64_t *out) {
+  double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+  if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d) return false;
+  *out = (int64_t)d;
+  return true;
+}
+
 #define CONTROL_BATCH_MAX 10000
 #define CONTROL_KEY_MAX 200
 
@@ -54,13 +62,8 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   choreo_emit_opts opts = {.subject = control_string(req, "subject")};
   const cJSON *expect = cJSON_GetObjectItemCaseSensitive(req, "expect");
   if (key && strlen(key) > CONTROL_KEY_MAX) return control_error("%s", "key over 200 bytes");
-  if (expect) {
-    double v = cJSON_IsNumber(expect) ? expect->valuedouble : -1;
-    if (!(v >= 0 && v <= 9007199254740992.0) || v != (double)(int64_t)v)
-      return control_error("%s", "expect must be a stream version: an integer, 0 or more");
-    opts.has_expectedversion = true;
-    opts.expectedversion = (int64_t)v;
-  }
+  if (expect && !(opts.has_expectedversion = control_version(expect, &opts.expectedversion)))
+    return control_error("%s", "expect must be a stream version: an integer, 0 or more");
   const cJSON *batch = cJSON_GetObjectItemCaseSensitive(req, "batch");
   const cJSON *single = cJSON_GetObjectItemCaseSensitive(req, "data");
   if (!type) return control_error("%s needs a message type", kind);
@@ -303,15 +306,15 @@ static cJSON *control_stream(choreo_host *h, const cJSON *req) {
   const char *stream = control_string(req, "stream");
   const cJSON *after = cJSON_GetObjectItemCaseSensitive(req, "after");
   if (!stream) return control_error("%s", "stream needs a stream name");
-  double from = after ? (cJSON_IsNumber(after) ? after->valuedouble : -1) : 0;
-  if (!(from >= 0 && from <= 9007199254740992.0) || from != (double)(int64_t)from)
+  int64_t from = 0;
+  if (after && !control_version(after, &from))
     return control_error("%s", "after must be a stream version, an integer 0 or more");
   cJSON *o = control_ok();
   control_page page = {.events = cJSON_AddArrayToObject(o, "events")};
   int64_t version = 0;
   choreo_engine *e = choreo_host_engine(h);
   int rc = choreo_engine_stream_version(e, stream, &version);
-  if (!rc) rc = choreo_engine_stream_each(e, stream, (int64_t)from, control_add_event, &page);
+  if (!rc) rc = choreo_engine_stream_each(e, stream, from, control_add_event, &page);
   if (rc < 0) {
     cJSON_Delete(o);
     return control_error("cannot read the stream: %s", choreo_strerror(rc));

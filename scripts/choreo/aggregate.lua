@@ -205,6 +205,18 @@ return function(choreo, ctx)
   end
 
   -- The events decide returned, as the store takes them; a clear error for anything else.
+  -- The events as the store takes them, each with its type's current schema. untyped(i) is
+  -- called for an event without a type, known(ev) for each (it may raise).
+  local function stored(events, untyped, known)
+    local list = {}
+    for i, ev in ipairs(events) do
+      if type(ev) ~= "table" or type(ev.type) ~= "string" or ev.type == "" then untyped(i) end
+      if known then known(ev) end
+      list[i] = { type = ev.type, data = ev.data, schema = schema_of(ev.type) }
+    end
+    return list
+  end
+
   local function checked_events(name, def, command, events)
     local function fail(why)
       error(("%s: decide of %s %s"):format(name, command, why), 0)
@@ -213,17 +225,11 @@ return function(choreo, ctx)
     local n = 0
     for _ in pairs(events) do n = n + 1 end
     if n ~= #events then fail("returned a table that is not a list of events") end
-    local list = {}
-    for i, ev in ipairs(events) do
-      if type(ev) ~= "table" or type(ev.type) ~= "string" or ev.type == "" then
-        fail(("returned an event %d without a type (events are { type = ..., data = ... })"):format(i))
-      end
-      if def.evolve[ev.type] == nil then
-        fail(("returned a %s event, which evolve does not know"):format(ev.type))
-      end
-      list[i] = { type = ev.type, data = ev.data, schema = schema_of(ev.type) }
-    end
-    return list
+    return stored(events, function(i)
+      fail(("returned an event %d without a type (events are { type = ..., data = ... })"):format(i))
+    end, function(ev)
+      if def.evolve[ev.type] == nil then fail(("returned a %s event, which evolve does not know"):format(ev.type)) end
+    end)
   end
 
   -- The stream a command is for: its subject, or the id its data names (def.id).
@@ -310,13 +316,9 @@ return function(choreo, ctx)
     if expect ~= nil and (math.type(expect) ~= "integer" or expect < 0) then
       error("ctx:append: 'expect' must be a stream version, an integer 0 or more", 2)
     end
-    local list = {}
-    for i, ev in ipairs(events) do
-      if type(ev) ~= "table" or type(ev.type) ~= "string" or ev.type == "" then
-        error(("ctx:append: event %d has no type (events are { type = ..., data = ... })"):format(i), 2)
-      end
-      list[i] = { type = ev.type, data = ev.data, schema = schema_of(ev.type) }
-    end
+    local list = stored(events, function(i) -- level 4: the caller of ctx:append
+      error(("ctx:append: event %d has no type (events are { type = ..., data = ... })"):format(i), 4)
+    end)
     local version, conflict = store.append(stream, expect, list)
     if version == nil then return nil, conflict end
     return version
