@@ -18,9 +18,14 @@
 /* upcast(msg): brings the data of a message that carries a dataschema up to the current shape
  * of its type (choreo.upcast); set when the scripts require "choreo". */
 #define CHOREO_REG_UPCAST "choreo.upcast"
+/* { list = fn() -> the declared projections ({ name =, version =, tables = } each, kept by the
+ * module, so their strings live as long as the state), project = fn(name, msg, db) }: what
+ * scripts/choreo/projection.lua hands the host; set when the scripts require "choreo". */
+#define CHOREO_REG_PROJECTIONS "choreo.projections"
 
 /* Makes require "choreo", "choreo.engine" (used by choreo.testing), "choreo.sagastore" (used
- * by choreo.saga) and "choreo.streamstore" (used by choreo.aggregate) available in L. */
+ * by choreo.saga), "choreo.streamstore" (used by choreo.aggregate) and
+ * "choreo.projectionstore" (used by choreo.projection) available in L. */
 void choreo_bindings_preload(lua_State *L);
 
 /* lstate.c: a new state with the standard libraries, os.exit replaced by os_exit, package.path
@@ -81,6 +86,9 @@ choreo_stream_event *choreo_lua_stream_events(lua_State *L, int idx, const char 
  * (choreo_engine_guard_reads: a query's). The object holds a reference to the value at
  * owner_idx so the owner outlives it (0 for none). */
 void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx, bool reads_only);
+/* The same over another connection of the engine's (a projection build's). */
+void choreo_lua_push_db_on(lua_State *L, choreo_engine *engine, sqlite3 *db, int owner_idx,
+                           bool reads_only);
 
 /* lquery.c: choreo.query(name, fn), and the protected call that runs one (a
  * choreo_lua_query_call as its light userdata argument). */
@@ -101,5 +109,6 @@ int luaopen_choreo(lua_State *L);
 int luaopen_choreo_engine(lua_State *L);
 int luaopen_choreo_sagastore(lua_State *L);
 int luaopen_choreo_streamstore(lua_State *L);
+int luaopen_choreo_projectionstore(lua_State *L);
 
 #endif

@@ -9,6 +9,7 @@ static const luaL_Reg preloaded[] = {
     {"choreo.engine", luaopen_choreo_engine},
     {"choreo.sagastore", luaopen_choreo_sagastore},
     {"choreo.streamstore", luaopen_choreo_streamstore},
+    {"choreo.projectionstore", luaopen_choreo_projectionstore},
     {NULL, NULL}};
 
 void choreo_bindings_preload(lua_State *L) {

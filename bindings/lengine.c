@@ -360,6 +360,65 @@ static int engine_reload(lua_State *L) {
   return 1;
 }
 
+/* e:build(): runs the projections' builds to their end (specs have no loop to step them). */
+static int engine_build(lua_State *L) {
+  engine_handle *h = toengine(L);
+  bool pending = true;
+  while (pending) {
+    int rc = choreo_engine_projections_step(h->e, 1000, &pending);
+    if (rc) return luaL_error(L, "build: %s", choreo_strerror(rc));
+  }
+  return 0;
+}
+
+/* e:rebuild(name) -> true | nil, reason: as `choreo projections rebuild` (e:build runs it). */
+static int engine_rebuild(lua_State *L) {
+  engine_handle *h = toengine(L);
+  char err[512];
+  if (choreo_engine_projection_rebuild(h->e, luaL_checkstring(L, 2), err, sizeof err)) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void engine_push_projection(void *ud, const choreo_projection_status *st) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, st->name);
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, (lua_Integer)st->declared);
+  lua_setfield(L, -2, "version");
+  lua_pushinteger(L, (lua_Integer)st->live);
+  lua_setfield(L, -2, "live");
+  lua_pushinteger(L, (lua_Integer)st->building);
+  lua_setfield(L, -2, "building");
+  lua_pushinteger(L, (lua_Integer)st->applied);
+  lua_setfield(L, -2, "applied");
+  lua_pushstring(L, st->error);
+  lua_setfield(L, -2, "error");
+  lua_newtable(L);
+  lua_Integer i = 0;
+  for (const char *at = st->objects; *at;) {
+    const char *end = strchr(at, '\n');
+    lua_pushlstring(L, at, (size_t)(end - at));
+    lua_rawseti(L, -2, ++i);
+    at = end + 1;
+  }
+  lua_setfield(L, -2, "tables");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* e:projections() -> { { name =, version =, live =, building =, applied =, error =, tables = }... } */
+static int engine_projections(lua_State *L) {
+  engine_handle *h = toengine(L);
+  lua_newtable(L);
+  choreo_engine_projections_each(h->e, engine_push_projection, L);
+  return 1;
+}
+
 static int engine_now(lua_State *L) {
   lua_pushinteger(L, toengine(L)->now_ms);
   return 1;
@@ -367,6 +426,7 @@ static int engine_now(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {
     {"advance", engine_advance},
+    {"build", engine_build},
     {"close", engine_close},
     {"db", engine_db},
     {"dead_letters", engine_dead_letters},
@@ -375,7 +435,9 @@ static const luaL_Reg engine_methods[] = {
     {"given", engine_given},
     {"log", engine_log},
     {"now_ms", engine_now},
+    {"projections", engine_projections},
     {"query", engine_query},
+    {"rebuild", engine_rebuild},
     {"reload", engine_reload},
     {"saga", engine_saga},
     {"stream", engine_stream},

@@ -188,5 +188,13 @@ int luaopen_choreo(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_call(L, 2, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST);
+  /* And choreo.projection (scripts/choreo/projection.lua), whose module hands the host the
+   * declared projections and runs their handlers in builds. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "choreo.projection");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS);
   return 1;
 }

@@ -1,4 +1,5 @@
-/* ctx.db: SQL on the host's database, inside the transaction of the message being handled.
+/* ctx.db: SQL on the host's database, inside the transaction of the message being handled (or
+ * on a projection build's database, in the build's transaction).
  * exec runs one statement, rows iterates result rows as tables keyed by column name, one returns
  * the first row or nil. A mistake in the SQL raises; a constraint violation (a runtime outcome
  * the handler may want to handle) returns nil, message. */
@@ -263,11 +264,16 @@ static int db_gc(lua_State *L) {
 static const luaL_Reg rows_meta[] = {{"__close", rows_close}, {"__gc", rows_close}, {NULL, NULL}};
 
 void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx, bool reads_only) {
+  choreo_lua_push_db_on(L, engine, choreo_engine_db(engine), owner_idx, reads_only);
+}
+
+void choreo_lua_push_db_on(lua_State *L, choreo_engine *engine, sqlite3 *db, int owner_idx,
+                           bool reads_only) {
   owner_idx = owner_idx ? lua_absindex(L, owner_idx) : 0;
   db_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
   memset(h, 0, sizeof *h);
   h->engine = engine;
-  h->db = choreo_engine_db(engine);
+  h->db = db;
   h->reads_only = reads_only;
   if (owner_idx) {
     lua_pushvalue(L, owner_idx);

@@ -260,17 +260,22 @@ static bool scripts_handles(void *scripts, choreo_str type) {
 /* Runs the handlers one after another in one protected call, so the budget covers them all, the
  * first error stops the rest (their effects roll back together), and building the msg table
  * cannot fail outside protection. */
-static int scripts_run_handlers(lua_State *L) {
-  const choreo_msg *m = lua_touserdata(L, 1);
-  choreo_lua_handlers_push(L, m->type);
+/* Pushes the msg table of m; an event of a stream comes in the current shape of its data, all
+ * handlers only ever see. */
+static void scripts_push_msg(lua_State *L, const choreo_msg *m) {
   choreo_lua_push_msg(L, m);
-  /* An event of a stream: handlers only ever see the current shape of its data. */
   if (m->dataschema.p && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST) == LUA_TFUNCTION) {
-    lua_pushvalue(L, 3);
+    lua_pushvalue(L, -2);
     lua_call(L, 1, 0);
   } else if (m->dataschema.p) {
     lua_pop(L, 1);
   }
+}
+
+static int scripts_run_handlers(lua_State *L) {
+  const choreo_msg *m = lua_touserdata(L, 1);
+  choreo_lua_handlers_push(L, m->type);
+  scripts_push_msg(L, m);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
@@ -332,6 +337,96 @@ static int scripts_query(void *scripts, const char *name, const char *args, size
   return rc;
 }
 
+typedef struct scripts_projections_call {
+  void (*fn)(void *ud, const choreo_projection_decl *d);
+  void *ud;
+} scripts_projections_call;
+
+/* The list's strings belong to the module's tables, which the state keeps. */
+static int scripts_list_projections(lua_State *L) {
+  scripts_projections_call *call = lua_touserdata(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return 0;
+  lua_getfield(L, -1, "list");
+  lua_call(L, 0, 1);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "version");
+    lua_getfield(L, -3, "tables");
+    choreo_projection_decl d = {.name = lua_tostring(L, -3),
+                                .version = (int64_t)lua_tointeger(L, -2),
+                                .tables = lua_tostring(L, -1)};
+    call->fn(call->ud, &d);
+    lua_pop(L, 4);
+  }
+  return 0;
+}
+
+static int scripts_projections(void *scripts, void (*fn)(void *ud, const choreo_projection_decl *d),
+                               void *ud) {
+  choreo_scripts *s = scripts;
+  scripts_projections_call call = {fn, ud};
+  lua_pushcfunction(s->L, scripts_list_projections);
+  lua_pushlightuserdata(s->L, &call);
+  if (lua_pcall(s->L, 1, 0, 0) != LUA_OK) {
+    lua_pop(s->L, 1);
+    return CHOREO_ENOMEM;
+  }
+  return 0;
+}
+
+#define REG_BUILD_DB "choreo.build_db" /* { conn = lightuserdata, db = db object } */
+
+typedef struct scripts_project_call {
+  const char *name;
+  const choreo_msg *m;
+  sqlite3 *build;
+} scripts_project_call;
+
+/* The db object over the build's connection, made once per connection. */
+static void scripts_push_build_db(lua_State *L, sqlite3 *build) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REG_BUILD_DB) == LUA_TTABLE) {
+    lua_getfield(L, -1, "conn");
+    bool same = lua_touserdata(L, -1) == (void *)build;
+    lua_pop(L, 1);
+    if (same) {
+      lua_getfield(L, -1, "db");
+      lua_remove(L, -2);
+      return;
+    }
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 2);
+  lua_pushlightuserdata(L, build);
+  lua_setfield(L, -2, "conn");
+  choreo_lua_push_db_on(L, choreo_lua_engine(L), build, 0, false);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "db");
+  lua_insert(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_BUILD_DB);
+}
+
+static int scripts_run_projection(lua_State *L) {
+  scripts_project_call *call = lua_touserdata(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return 0;
+  lua_getfield(L, -1, "project");
+  lua_pushstring(L, call->name);
+  scripts_push_msg(L, call->m);
+  scripts_push_build_db(L, call->build);
+  lua_call(L, 3, 0);
+  return 0;
+}
+
+static int scripts_project(void *scripts, const char *name, const choreo_msg *m, sqlite3 *build,
+                           char *err, size_t errlen) {
+  choreo_scripts *s = scripts;
+  scripts_project_call call = {name, m, build};
+  lua_pushcfunction(s->L, scripts_run_projection);
+  lua_pushlightuserdata(s->L, &call);
+  return scripts_pcall(s, 1, err, errlen, NULL);
+}
+
 const choreo_scripts_ops choreo_lua_scripts = {
     .load = scripts_load,
     .free = scripts_free,
@@ -339,4 +434,6 @@ const choreo_scripts_ops choreo_lua_scripts = {
     .deliver = scripts_deliver,
     .policy = scripts_policy,
     .query = scripts_query,
+    .projections = scripts_projections,
+    .project = scripts_project,
 };

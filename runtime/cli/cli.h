@@ -30,5 +30,6 @@ int cli_tail(const cli_args *a);
 int cli_stream(const cli_args *a);
 int cli_query(const cli_args *a);
 int cli_sagas(const cli_args *a);
+int cli_projections(const cli_args *a);
 
 #endif

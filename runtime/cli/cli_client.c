@@ -486,3 +486,70 @@ int cli_query(const cli_args *a) {
   cJSON_Delete(answer);
   return out ? CLI_OK : cli_fail("%s", "out of memory");
 }
+
+/* One projection for people: its live version and tables, and its build if one is under way. */
+static void client_print_projection(const cJSON *p, bool detail) {
+  double declared = client_num(p, "version"), live = client_num(p, "live");
+  printf("%s  ", client_str(p, "name"));
+  if (declared == 0) printf("v%.0f live, no longer declared by the scripts", live);
+  else if (live == declared) printf("v%.0f live", live);
+  else printf("v%.0f declared, v%.0f live", declared, live);
+  const cJSON *build = cJSON_GetObjectItem(p, "build");
+  const char *error = build ? client_str(build, "error") : "";
+  if (build && error[0])
+    printf(", build of v%.0f stopped: %s", client_num(build, "version"), error);
+  else if (build)
+    printf(", building v%.0f: %.0f stream events done, %.0f to go (%.0f/s)",
+           client_num(build, "version"), client_num(build, "applied"),
+           client_num(build, "remaining"), client_num(build, "rate"));
+  putchar('\n');
+  if (!detail) return;
+  printf("  tables:");
+  const cJSON *t;
+  cJSON_ArrayForEach(t, cJSON_GetObjectItem(p, "tables")) printf(" %s", t->valuestring);
+  putchar('\n');
+}
+
+/* projections [--json] list | status [NAME] | rebuild NAME */
+int cli_projections(const cli_args *a) {
+  const char *usage =
+      "usage: choreo projections [--host NAME] [--json] list | status [PROJECTION] | rebuild PROJECTION";
+  bool json = false;
+  const char *words[2] = {NULL, NULL};
+  int nwords = 0;
+  for (int i = 0; i < a->nrest; i++) {
+    if (strcmp(a->rest[i], "--json") == 0) json = true;
+    else if (a->rest[i][0] == '-' && a->rest[i][1] == '-') return cli_usage("unknown option '%s'", a->rest[i]);
+    else if (nwords == 2) return cli_usage("%s", usage);
+    else words[nwords++] = a->rest[i];
+  }
+  const char *action = nwords ? words[0] : "list";
+  const char *name = words[1];
+  bool rebuild = strcmp(action, "rebuild") == 0, status = strcmp(action, "status") == 0;
+  if ((!rebuild && !status && strcmp(action, "list")) || (rebuild && !name) ||
+      (!rebuild && !status && name))
+    return cli_usage("%s", usage);
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "projections");
+  cJSON_AddStringToObject(req, "action", rebuild ? "rebuild" : "list");
+  if (rebuild) cJSON_AddStringToObject(req, "name", name);
+  cJSON *answer;
+  int rc = client_request(a, req, &answer);
+  if (rc) return rc;
+  const cJSON *list = cJSON_GetObjectItem(answer, "projections"), *p;
+  bool found = !name;
+  cJSON_ArrayForEach(p, list) {
+    if (name && strcmp(client_str(p, "name"), name)) continue;
+    found = true;
+    if (json) {
+      char *line = cJSON_PrintUnformatted(p);
+      if (line) puts(line);
+      free(line);
+    } else {
+      client_print_projection(p, status);
+    }
+  }
+  cJSON_Delete(answer);
+  if (!found) return cli_fail("no projection named '%s'", name);
+  return CLI_OK;
+}

@@ -28,6 +28,8 @@ static const struct {
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
     {"stream", cli_stream, "stream  [--host NAME] [--format json|text] STREAM"},
     {"query", cli_query, "query   [--host NAME] QUERY [JSON | - | @FILE]"},
+    {"projections", cli_projections,
+     "projections [--host NAME] [--json] list | status [PROJECTION] | rebuild PROJECTION"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -28,6 +28,7 @@ struct choreo_engine {
   choreo_timeouts *timeouts;
   choreo_sagas *sagas;
   choreo_streams *streams;
+  choreo_projections *projections;
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
   choreo_handlers *handlers;
   const choreo_scripts_ops *ops; /* NULL: no scripts */
@@ -65,6 +66,46 @@ static int engine_progress(void *ud) {
 static int64_t engine_wall_clock(void *ud) {
   (void)ud;
   return choreo_clock_ms();
+}
+
+/* A build's connection gets what a handler's statements get on ours: the budget, and the
+ * guard against ending the transaction. */
+static void engine_prepare_build(void *ud, sqlite3 *build) {
+  choreo_engine *e = ud;
+  sqlite3_progress_handler(build, PROGRESS_EVERY, engine_progress, e);
+  choreo_store_guard_connection(e->store, build);
+}
+
+#define ENGINE_PROJECTIONS_MAX 64
+
+typedef struct engine_decls {
+  choreo_projection_decl list[ENGINE_PROJECTIONS_MAX];
+  int n;
+  bool too_many;
+} engine_decls;
+
+static void engine_collect_projection(void *ud, const choreo_projection_decl *d) {
+  engine_decls *decls = ud;
+  if (decls->n == ENGINE_PROJECTIONS_MAX) decls->too_many = true;
+  else decls->list[decls->n++] = *d;
+}
+
+/* Hands a generation's projections to the projections' table: their tables, their builds. */
+static int engine_sync_projections(choreo_engine *e, void *scripts, char *err, size_t errlen) {
+  engine_decls decls = {.n = 0};
+  if (!scripts || !e->ops->projections) return 0;
+  int rc = e->ops->projections(scripts, engine_collect_projection, &decls);
+  if (rc) {
+    snprintf(err, errlen, "cannot list the projections");
+    return rc;
+  }
+  if (decls.too_many) {
+    snprintf(err, errlen, "more than %d projections are declared", ENGINE_PROJECTIONS_MAX);
+    return CHOREO_ESCRIPT;
+  }
+  bool history = false;
+  rc = choreo_streams_any(e->streams, &history);
+  return rc ? rc : choreo_projections_sync(e->projections, decls.list, decls.n, history, err, errlen);
 }
 
 /* Loads a generation of scripts, or none for an engine without a scripting language. */
@@ -113,7 +154,11 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     snprintf(err, errlen, "%s: cannot prepare the sagas tables", cfg->data);
   if (!rc && (rc = choreo_streams_open(&e->streams, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the streams tables", cfg->data);
+  if (!rc && (rc = choreo_projections_open(&e->projections, choreo_store_db(e->store), cfg->data,
+                                           engine_prepare_build, e)))
+    snprintf(err, errlen, "%s: cannot prepare the projections table", cfg->data);
   if (!rc) rc = engine_load_scripts(e, &e->scripts, err, errlen);
+  if (!rc) rc = engine_sync_projections(e, e->scripts, err, errlen);
   if (rc) {
     choreo_engine_close(e);
     return rc;
@@ -126,6 +171,7 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
 void choreo_engine_close(choreo_engine *e) {
   if (!e) return;
   if (e->ops && e->scripts) e->ops->free(e->scripts);
+  choreo_projections_close(e->projections); /* after the scripts: they may hold a build's statements */
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
   choreo_streams_close(e->streams);
@@ -197,6 +243,7 @@ void choreo_engine_report(choreo_engine *e, const char *from, int rc,
 int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
   void *fresh;
   int rc = engine_load_scripts(e, &fresh, err, errlen);
+  if (!rc && (rc = engine_sync_projections(e, fresh, err, errlen))) e->ops->free(fresh);
   if (rc) {
     snprintf(e->reload_error, sizeof e->reload_error, "%s", err);
     return CHOREO_ESCRIPT;
@@ -893,4 +940,102 @@ int choreo_engine_saga_remove(choreo_engine *e, const char *name, const char *ke
 int choreo_engine_saga_miss(choreo_engine *e, const char *name, const char *type) {
   if (!e->current) return CHOREO_EINVAL;
   return choreo_sagas_miss(e->sagas, name, type);
+}
+
+/* ---- projections ---- */
+
+typedef struct engine_build_call {
+  choreo_engine *e;
+  const char *name;
+  sqlite3 *build;
+  int64_t last;
+  char err[512];
+} engine_build_call;
+
+static int engine_build_one(void *ud, int64_t seq, const char *buf, size_t len) {
+  engine_build_call *call = ud;
+  choreo_engine *e = call->e;
+  choreo_msg m;
+  char why[400];
+  if (choreo_msg_decode(buf, len, &m)) {
+    snprintf(call->err, sizeof call->err, "stream event at seq %lld is not a message",
+             (long long)seq);
+    return CHOREO_EINVAL;
+  }
+  int rc = e->ops->project(e->scripts, call->name, &m, call->build, why, sizeof why);
+  if (choreo_engine_interrupted(e)) return CHOREO_ESTOPPED;
+  if (rc) {
+    snprintf(call->err, sizeof call->err, "%.*s event %lld (%.*s): %s", (int)m.subject.n,
+             m.subject.p, (long long)m.streamversion, (int)m.type.n, m.type.p, why);
+    return rc;
+  }
+  call->last = seq;
+  return 0;
+}
+
+int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
+  const char *name;
+  sqlite3 *build;
+  int64_t position, target;
+  *pending = false;
+  if (e->current) return CHOREO_EINVAL;
+  if (!e->scripts || !e->ops->project ||
+      !choreo_projections_next_build(e->projections, &name, &build, &position))
+    return 0;
+  int rc = choreo_store_checkpoint(e->store, e->name, &target);
+  if (rc) return rc;
+  if (sqlite3_exec(build, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+    choreo_projections_fail(e->projections, name, sqlite3_errmsg(build));
+    *pending = choreo_projections_next_build(e->projections, &name, &build, &position);
+    return 0;
+  }
+  engine_build_call call = {.e = e, .name = name, .build = build, .last = position};
+  int n = 0;
+  rc = choreo_streams_since(e->streams, position, target, max, engine_build_one, &call, &n);
+  if (rc == CHOREO_ESTOPPED) {
+    sqlite3_exec(build, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  }
+  if (rc) {
+    choreo_projections_fail(e->projections, name, call.err[0] ? call.err : "cannot read the streams");
+  } else if (!choreo_projections_advance(e->projections, name, call.last, n) && n < max) {
+    choreo_projections_swap(e->projections, name); /* caught up */
+  }
+  *pending = choreo_projections_next_build(e->projections, &name, &build, &position);
+  return 0;
+}
+
+bool choreo_engine_projections_building(choreo_engine *e) {
+  return choreo_projections_building(e->projections);
+}
+
+int choreo_engine_projection_rebuild(choreo_engine *e, const char *name, char *err,
+                                     size_t errlen) {
+  if (e->current) return CHOREO_EINVAL;
+  return choreo_projections_rebuild(e->projections, name, err, errlen);
+}
+
+bool choreo_engine_projection_live(choreo_engine *e, const char *name, int64_t version) {
+  return choreo_projections_live(e->projections, name, version);
+}
+
+typedef struct engine_each_projection {
+  choreo_engine *e;
+  choreo_projection_fn fn;
+  void *ud;
+} engine_each_projection;
+
+/* Adds what a build has still to go through: the stream events up to what the host has seen. */
+static void engine_count_remaining(void *ud, const choreo_projection_status *s) {
+  engine_each_projection *each = ud;
+  choreo_projection_status with = *s;
+  int64_t seen;
+  if (s->building && !choreo_store_checkpoint(each->e->store, each->e->name, &seen))
+    choreo_streams_count_since(each->e->streams, s->position, seen, &with.remaining);
+  each->fn(each->ud, &with);
+}
+
+void choreo_engine_projections_each(choreo_engine *e, choreo_projection_fn fn, void *ud) {
+  engine_each_projection each = {e, fn, ud};
+  choreo_projections_each(e->projections, engine_count_remaining, &each);
 }

@@ -16,6 +16,7 @@
 
 #include "choreo.h"
 #include "codec.h"
+#include "projections.h"
 #include "sagas.h"
 #include "store.h"
 #include "streams.h"
@@ -54,6 +55,13 @@ typedef struct choreo_scripts_ops {
    * past the memory limit) with the message in err when it failed. */
   int (*query)(void *scripts, const char *name, const char *args, size_t len,
                msgpack_sbuffer *out, char *err, size_t errlen);
+  /* The projections the generation declares (choreo.projection), each passed to fn. */
+  int (*projections)(void *scripts, void (*fn)(void *ud, const choreo_projection_decl *d),
+                     void *ud);
+  /* Runs projection `name`'s handler for m's type, if it has one, on a db object over build
+   * (a build's connection); on failure the message in err. */
+  int (*project)(void *scripts, const char *name, const choreo_msg *m, sqlite3 *build, char *err,
+                 size_t errlen);
 } choreo_scripts_ops;
 
 typedef struct choreo_engine_config {
@@ -291,6 +299,21 @@ int choreo_engine_query(choreo_engine *e, const char *name, const char *args, si
                         msgpack_sbuffer *out, char *err, size_t errlen);
 /* What is prepared while on may only read (see choreo_store_guard_reads). Calls nest. */
 void choreo_engine_guard_reads(choreo_engine *e, bool on);
+
+/* ---- projections (see projections.h): between batches, outside any handler ---- */
+
+/* Takes the next build a step: up to max stream events this host's handlers have seen, in
+ * one transaction of the build's file; a build that has caught up replaces the live tables.
+ * *pending says whether a build still has work. */
+int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending);
+/* Whether a build has work (one that stopped on a failure has none). */
+bool choreo_engine_projections_building(choreo_engine *e);
+/* Starts the build of a declared projection afresh (CHOREO_ENOENT: none of that name). */
+int choreo_engine_projection_rebuild(choreo_engine *e, const char *name, char *err,
+                                     size_t errlen);
+/* Whether name's live tables are of version: its handlers of that version may write them. */
+bool choreo_engine_projection_live(choreo_engine *e, const char *name, int64_t version);
+void choreo_engine_projections_each(choreo_engine *e, choreo_projection_fn fn, void *ud);
 
 /* Guards what the scripts prepare outside a handler too (choreo.db at load time, a spec's
  * host.db), as handlers always are: see choreo_store_guard. Calls nest. */

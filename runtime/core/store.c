@@ -267,6 +267,10 @@ static int store_authorize(void *ud, int action, const char *a, const char *b, c
 
 void choreo_store_guard(choreo_store *s, bool on) { s->guard += on ? 1 : -1; }
 
+void choreo_store_guard_connection(choreo_store *s, sqlite3 *other) {
+  sqlite3_set_authorizer(other, store_authorize, s);
+}
+
 void choreo_store_guard_reads(choreo_store *s, bool on) { s->reads_only += on ? 1 : -1; }
 
 /* Adds a column that came after its table to a database from before, then runs `fill` (may be

@@ -32,6 +32,9 @@ bool choreo_store_in_transaction(choreo_store *s);
 /* While on (calls nest), statements prepared on the connection may not begin, commit or roll
  * back a transaction, nor use savepoints named choreo_*: the handlers' SQL runs so. */
 void choreo_store_guard(choreo_store *s, bool on);
+/* Puts another connection under the same guard (a projection build's: its handlers run in a
+ * transaction of choreo's there too). */
+void choreo_store_guard_connection(choreo_store *s, sqlite3 *other);
 /* While on (calls nest), what is prepared on the connection may only read: the authorizer
  * refuses writes, schema changes, pragmas, ATTACH and transaction control. */
 void choreo_store_guard_reads(choreo_store *s, bool on);

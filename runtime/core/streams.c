@@ -7,7 +7,7 @@
 #include "choreo.h"
 #include "sql.h"
 
-enum { S_VERSION, S_ADD, S_EACH, S_SNAP_LOAD, S_SNAP_SAVE, S_SNAP_DROP, S_COUNT };
+enum { S_VERSION, S_ADD, S_EACH, S_SINCE, S_COUNT_SINCE, S_ANY, S_SNAP_LOAD, S_SNAP_SAVE, S_SNAP_DROP, S_COUNT };
 
 static const char *const streams_sql[S_COUNT] = {
     [S_VERSION] = "SELECT version FROM choreo_streams WHERE stream = ?1 "
@@ -15,6 +15,10 @@ static const char *const streams_sql[S_COUNT] = {
     [S_ADD] = "INSERT INTO choreo_streams(stream, version, seq, msg) VALUES (?1, ?2, ?3, ?4)",
     [S_EACH] = "SELECT version, msg FROM choreo_streams WHERE stream = ?1 AND version > ?2 "
                "ORDER BY version",
+    [S_SINCE] = "SELECT seq, msg FROM choreo_streams WHERE seq > ?1 AND seq <= ?2 "
+                "ORDER BY seq LIMIT ?3",
+    [S_COUNT_SINCE] = "SELECT count(*) FROM choreo_streams WHERE seq > ?1 AND seq <= ?2",
+    [S_ANY] = "SELECT 1 FROM choreo_streams LIMIT 1",
     [S_SNAP_LOAD] = "SELECT version, state FROM choreo_snapshots "
                     "WHERE stream = ?1 AND fingerprint = ?2",
     [S_SNAP_SAVE] = "INSERT INTO choreo_snapshots(stream, version, fingerprint, state) "
@@ -95,6 +99,43 @@ int choreo_streams_each(choreo_streams *t, const char *stream, int64_t after,
       return rc;
     }
   }
+  return choreo_sql_finish(st, step);
+}
+
+int choreo_streams_since(choreo_streams *t, int64_t after, int64_t upto, int max,
+                         choreo_stream_seq_fn fn, void *ud, int *n) {
+  sqlite3_stmt *st = t->st[S_SINCE];
+  *n = 0;
+  if (sqlite3_bind_int64(st, 1, after) || sqlite3_bind_int64(st, 2, upto) ||
+      sqlite3_bind_int(st, 3, max))
+    return choreo_sql_finish(st, SQLITE_ERROR);
+  int step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = fn(ud, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                (size_t)sqlite3_column_bytes(st, 1));
+    if (rc) {
+      choreo_sql_finish(st, SQLITE_DONE);
+      return rc;
+    }
+    (*n)++;
+  }
+  return choreo_sql_finish(st, step);
+}
+
+int choreo_streams_count_since(choreo_streams *t, int64_t after, int64_t upto, int64_t *n) {
+  sqlite3_stmt *st = t->st[S_COUNT_SINCE];
+  *n = 0;
+  int step = sqlite3_bind_int64(st, 1, after) || sqlite3_bind_int64(st, 2, upto)
+                 ? SQLITE_ERROR
+                 : sqlite3_step(st);
+  if (step == SQLITE_ROW) *n = sqlite3_column_int64(st, 0);
+  return choreo_sql_finish(st, step);
+}
+
+int choreo_streams_any(choreo_streams *t, bool *any) {
+  sqlite3_stmt *st = t->st[S_ANY];
+  int step = sqlite3_step(st);
+  *any = step == SQLITE_ROW;
   return choreo_sql_finish(st, step);
 }
 

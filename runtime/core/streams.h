@@ -32,6 +32,17 @@ typedef int (*choreo_stream_fn)(void *ud, int64_t version, const char *msg, size
 int choreo_streams_each(choreo_streams *t, const char *stream, int64_t after,
                         choreo_stream_fn fn, void *ud);
 
+/* Calls fn with up to max events of any stream whose log seq is in (after, upto], in seq order
+ * (a projection's build); *n gets how many. A non-zero result of fn stops the walk and is
+ * returned. */
+typedef int (*choreo_stream_seq_fn)(void *ud, int64_t seq, const char *msg, size_t len);
+int choreo_streams_since(choreo_streams *t, int64_t after, int64_t upto, int max,
+                         choreo_stream_seq_fn fn, void *ud, int *n);
+/* How many events of any stream have their log seq in (after, upto]. */
+int choreo_streams_count_since(choreo_streams *t, int64_t after, int64_t upto, int64_t *n);
+/* Whether any stream has an event. */
+int choreo_streams_any(choreo_streams *t, bool *any);
+
 /* The stream's snapshot if the code that folds it has this fingerprint: its state (copied into
  * state, cleared first) and the version it folds up to. *found is false otherwise. */
 int choreo_streams_snapshot_load(choreo_streams *t, const char *stream, const char *fingerprint,

@@ -324,6 +324,60 @@ static cJSON *control_stream(choreo_host *h, const cJSON *req) {
   return o;
 }
 
+static void control_add_projection(void *ud, const choreo_projection_status *p) {
+  cJSON *item = cJSON_CreateObject();
+  if (!item || !cJSON_AddItemToArray(ud, item)) {
+    cJSON_Delete(item);
+    return;
+  }
+  cJSON_AddStringToObject(item, "name", p->name);
+  cJSON_AddNumberToObject(item, "version", (double)p->declared);
+  cJSON_AddNumberToObject(item, "live", (double)p->live);
+  cJSON *tables = cJSON_AddArrayToObject(item, "tables");
+  for (const char *at = p->objects; tables && *at;) {
+    const char *end = strchr(at, '\n');
+    cJSON *name = cJSON_CreateString("");
+    char *text = name ? malloc((size_t)(end - at) + 1) : NULL;
+    if (text) {
+      memcpy(text, at, (size_t)(end - at));
+      text[end - at] = '\0';
+      cJSON_SetValuestring(name, text);
+      free(text);
+    }
+    if (name) cJSON_AddItemToArray(tables, name);
+    at = end + 1;
+  }
+  if (!p->building) return;
+  cJSON *build = cJSON_AddObjectToObject(item, "build");
+  if (!build) return;
+  cJSON_AddNumberToObject(build, "version", (double)p->building);
+  cJSON_AddNumberToObject(build, "position", (double)p->position);
+  cJSON_AddNumberToObject(build, "applied", (double)p->applied);
+  cJSON_AddNumberToObject(build, "remaining", (double)p->remaining);
+  cJSON_AddNumberToObject(build, "rate", p->rate);
+  if (p->error[0]) cJSON_AddStringToObject(build, "error", p->error);
+}
+
+/* projections: "action" list (the default) or rebuild ("name"); both answer the list. */
+static cJSON *control_projections(choreo_host *h, const cJSON *req) {
+  const char *action = control_string(req, "action");
+  const char *name = control_string(req, "name");
+  choreo_engine *e = choreo_host_engine(h);
+  if (action && strcmp(action, "list") && strcmp(action, "rebuild"))
+    return control_error("projections: unknown action '%s' (list or rebuild)", action);
+  if (action && strcmp(action, "rebuild") == 0) {
+    char err[512];
+    if (!name) return control_error("%s", "projections rebuild needs a projection's name");
+    if (choreo_engine_projection_rebuild(e, name, err, sizeof err))
+      return control_error("%s", err);
+    choreo_host_committed(h); /* the build starts stepping */
+  }
+  cJSON *o = control_ok();
+  cJSON *list = cJSON_AddArrayToObject(o, "projections");
+  choreo_engine_projections_each(e, control_add_projection, list);
+  return o;
+}
+
 int choreo_control_query(choreo_host *h, const char *name, const char *args, cJSON **result,
                          char *err, size_t errlen) {
   msgpack_sbuffer in, out;
@@ -393,6 +447,8 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_stream(h, req);
   else if (strcmp(op, "query") == 0)
     answer = control_query(h, req);
+  else if (strcmp(op, "projections") == 0)
+    answer = control_projections(h, req);
   else
     answer = control_error("unknown op '%s'", op);
   cJSON_Delete(req);

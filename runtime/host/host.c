@@ -34,7 +34,8 @@
 #define PUBLISH_ROWS 1000
 #define PUBLISH_BYTES (1u << 20)
 #define OWN_BATCH 1000
-#define HOST_HANDLES 7 /* five timers, own_idle, stop_async */
+#define HOST_HANDLES 8 /* five timers, own_idle, build_idle, stop_async */
+#define BUILD_BATCH 500 /* stream events per step of a projection's build */
 #define TRIM_EVERY_MS 10000
 #define RATE_EVERY_TICKS (1000 / TICK_MS)
 #define RATE_SAMPLES 61 /* a minute between the oldest and the newest */
@@ -59,6 +60,7 @@ struct choreo_host {
   uv_timer_t tick, retry_timer, timeout_timer, reload_timer, trim_timer;
   int64_t retain_ms, retain_max_ms;
   uv_idle_t own_idle;
+  uv_idle_t build_idle; /* steps projections' builds, one batch per loop turn */
   choreo_watch watch;
   uv_async_t stop_async; /* choreo_host_stop from any thread */
   pthread_t loop_thread;  /* the thread that opened the host, which runs its loop */
@@ -114,8 +116,20 @@ static void host_on_retry(uv_timer_t *t);
 static void host_on_timeout(uv_timer_t *t);
 static void host_on_own(uv_idle_t *idle);
 
+/* A build waits for nothing but the loop: it catches up a batch per turn, between the other
+ * work, and swaps its tables in once it has. */
+static void host_on_build(uv_idle_t *idle) {
+  choreo_host *h = idle->data;
+  bool pending;
+  int rc = choreo_engine_projections_step(h->engine, BUILD_BATCH, &pending);
+  if (rc && rc != CHOREO_ESTOPPED)
+    choreo_log(CHOREO_LOG_ERROR, h->name, "projection build step failed: %s", choreo_strerror(rc));
+  if (rc || !pending) uv_idle_stop(idle);
+}
+
 void choreo_host_committed(choreo_host *h) {
   if (h->stopping) return;
+  if (choreo_engine_projections_building(h->engine)) uv_idle_start(&h->build_idle, host_on_build);
   host_publish(h);
   bool pending;
   /* An unreadable head or checkpoint: let own dispatch try, and fail visibly. */
@@ -219,6 +233,7 @@ int choreo_host_reload(choreo_host *h, char *err, size_t errlen) {
   else
     choreo_log(CHOREO_LOG_INFO, h->name, "scripts reloaded (generation %u) in %.2f ms",
                choreo_engine_generation(h->engine), (double)(uv_hrtime() - start) / 1e6);
+  if (!rc) choreo_host_committed(h); /* a projection's new version starts building */
   if (rc && err && errlen) snprintf(err, errlen, "%s", why);
   return rc;
 }
@@ -235,13 +250,13 @@ static void host_on_script_change(void *ud) {
 }
 
 /* The host's own handles, in the order host_start_handles initialises them: five timers, the
- * idle, the async. */
+ * two idles, the async. */
 static void host_handles(choreo_host *h, uv_handle_t *out[HOST_HANDLES]) {
   uv_handle_t *list[HOST_HANDLES] = {
       (uv_handle_t *)&h->tick,          (uv_handle_t *)&h->retry_timer,
       (uv_handle_t *)&h->timeout_timer, (uv_handle_t *)&h->reload_timer,
       (uv_handle_t *)&h->trim_timer,    (uv_handle_t *)&h->own_idle,
-      (uv_handle_t *)&h->stop_async};
+      (uv_handle_t *)&h->build_idle,    (uv_handle_t *)&h->stop_async};
   memcpy(out, list, sizeof list);
 }
 
@@ -378,7 +393,7 @@ static int host_start_handles(choreo_host *h) {
   int rc = 0;
   for (int i = 0; i < HOST_HANDLES && !rc; i++) {
     rc = i < 5   ? uv_timer_init(h->loop, (uv_timer_t *)handles[i])
-         : i == 5 ? uv_idle_init(h->loop, &h->own_idle)
+         : i < 7  ? uv_idle_init(h->loop, (uv_idle_t *)handles[i])
                   : uv_async_init(h->loop, &h->stop_async, host_on_stop);
     if (!rc) {
       handles[i]->data = h;

@@ -34,10 +34,12 @@ function testing.host(dir, opts)
     seen = 0,
   }, Host)
   host.db = e:db()
+  e:build()
   return host
 end
 
 function Host:collect_()
+  self.engine:build() -- projections' builds run to their end, as a running host's catch up
   for _, m in ipairs(self.engine:log(self.seen)) do
     self.seen = m.seq
     self.emitted[#self.emitted + 1] = m
@@ -111,9 +113,26 @@ function Host:timeouts()
   return self.engine:timeouts()
 end
 
--- host:reload() -> true | nil, "file:line: message"
+-- host:reload() -> true | nil, "file:line: message"; a projection whose version changed is
+-- rebuilt before it returns.
 function Host:reload()
-  return self.engine:reload()
+  local ok, err = self.engine:reload()
+  if ok then self.engine:build() end
+  return ok, err
+end
+
+-- host:rebuild(name) -> true | nil, reason: builds the projection from the first event of this
+-- host's streams and swaps its tables in, as `choreo projections rebuild NAME` does.
+function Host:rebuild(name)
+  local ok, err = self.engine:rebuild(name)
+  if ok then self.engine:build() end
+  return ok, err
+end
+
+-- host:projections() -> { { name =, version = (declared), live = (of the live tables),
+-- building =, applied =, error =, tables = { names } }, ... }
+function Host:projections()
+  return self.engine:projections()
 end
 
 function Host:close()

@@ -27,6 +27,8 @@ TABLE_OWNERS = {
     "choreo_streams": "runtime/core/streams.c",
     "choreo_snapshots": "runtime/core/streams.c",
     "choreo_saga_misses": "runtime/core/sagas.c",
+    "choreo_projections": "runtime/core/projections.c",
+    "choreo_build": "runtime/core/projections.c",
 }
 SQL_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE(?:\s+IF\s+NOT\s+EXISTS)?|INDEX\s+"
                        r"(?:IF\s+NOT\s+EXISTS\s+)?\w+\s+ON)\s+(choreo_\w+)", re.I)

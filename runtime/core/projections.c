@@ -1,0 +1,620 @@
+/* Projections' tables, builds and swaps (see projections.h). */
+#include "projections.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "choreo.h"
+#include "clock.h"
+#include "log.h"
+
+static const char projections_schema[] =
+    "CREATE TABLE IF NOT EXISTS choreo_projections("
+    "  name TEXT PRIMARY KEY, version INTEGER NOT NULL, objects TEXT NOT NULL,"
+    "  build_version INTEGER NOT NULL DEFAULT 0)";
+
+/* The build file's own table: which version it builds and how far it is. */
+static const char build_schema[] =
+    "CREATE TABLE choreo_build(one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL,"
+    "  position INTEGER NOT NULL, applied INTEGER NOT NULL);";
+
+typedef struct projection {
+  char *name;
+  int64_t declared; /* 0: not declared by the current scripts */
+  char *tables;     /* the declared SQL */
+  int64_t live;     /* 0: no live tables */
+  char *objects;    /* the live objects' names, '\n' after each */
+  int64_t building; /* 0: no build */
+  sqlite3 *build;   /* the build file's connection, once taken up by this process */
+  int64_t position, applied;
+  int64_t taken_up_ms, applied_at_take_up; /* for the rate */
+  char error[512];
+} projection;
+
+struct choreo_projections {
+  sqlite3 *db;
+  char *data;
+  bool in_memory;
+  void (*prepare)(void *ud, sqlite3 *build);
+  void *prepare_ud;
+  projection *list;
+  int n;
+};
+
+static void projections_errf(char *err, size_t errlen, const char *name, const char *what,
+                             const char *why) {
+  snprintf(err, errlen, "projection %s: %s: %s", name, what, why);
+}
+
+static projection *projections_find(choreo_projections *p, const char *name) {
+  for (int i = 0; i < p->n; i++)
+    if (strcmp(p->list[i].name, name) == 0) return &p->list[i];
+  return NULL;
+}
+
+static projection *projections_add(choreo_projections *p, const char *name) {
+  projection *grown = realloc(p->list, (size_t)(p->n + 1) * sizeof *grown);
+  if (!grown) return NULL;
+  p->list = grown;
+  projection *x = &p->list[p->n];
+  memset(x, 0, sizeof *x);
+  x->name = strdup(name);
+  x->objects = strdup("");
+  if (!x->name || !x->objects) {
+    free(x->name);
+    free(x->objects);
+    return NULL;
+  }
+  p->n++;
+  return x;
+}
+
+/* A build's file: beside the host's database, or in the temporary directory for a host in
+ * memory (unique to this process and this projections object). */
+static char *projections_build_path(choreo_projections *p, const char *name) {
+  char *path;
+  if (p->in_memory) {
+    const char *tmp = getenv("TMPDIR");
+    path = sqlite3_mprintf("%s/choreo-build-%d-%p-%s.db", tmp && *tmp ? tmp : "/tmp",
+                           (int)getpid(), (void *)p, name);
+  } else {
+    path = sqlite3_mprintf("%s-build-%s.db", p->data, name);
+  }
+  return path;
+}
+
+static void projections_unlink_build(choreo_projections *p, const char *name) {
+  char *path = projections_build_path(p, name);
+  if (!path) return;
+  static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+  for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+    char *f = sqlite3_mprintf("%s%s", path, suffixes[i]);
+    if (f) unlink(f);
+    sqlite3_free(f);
+  }
+  sqlite3_free(path);
+}
+
+static void projections_close_build(projection *x) {
+  /* close_v2: a db object of the scripts may still hold statements on it; the connection
+   * goes once they are finalized. */
+  if (x->build) sqlite3_close_v2(x->build);
+  x->build = NULL;
+}
+
+static int projections_store_row(choreo_projections *p, const projection *x) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(p->db,
+                         "INSERT INTO choreo_projections(name, version, objects, build_version) "
+                         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
+                         "version = excluded.version, objects = excluded.objects, "
+                         "build_version = excluded.build_version",
+                         -1, &st, NULL) != SQLITE_OK)
+    return CHOREO_EIO;
+  sqlite3_bind_text(st, 1, x->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, x->live);
+  sqlite3_bind_text(st, 3, x->objects, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, x->building);
+  int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CHOREO_EIO;
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int projections_load(choreo_projections *p) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(p->db,
+                         "SELECT name, version, objects, build_version FROM choreo_projections "
+                         "ORDER BY name",
+                         -1, &st, NULL) != SQLITE_OK)
+    return CHOREO_EIO;
+  int rc = 0, step;
+  while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    projection *x = projections_add(p, (const char *)sqlite3_column_text(st, 0));
+    char *objects = strdup((const char *)sqlite3_column_text(st, 2));
+    if (!x || !objects) {
+      free(objects);
+      rc = CHOREO_ENOMEM;
+      break;
+    }
+    free(x->objects);
+    x->objects = objects;
+    x->live = sqlite3_column_int64(st, 1);
+    x->building = sqlite3_column_int64(st, 3);
+  }
+  if (!rc && step != SQLITE_DONE) rc = CHOREO_EIO;
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *data,
+                            void (*prepare)(void *ud, sqlite3 *build), void *ud) {
+  choreo_projections *p = calloc(1, sizeof *p);
+  if (!p) return CHOREO_ENOMEM;
+  p->db = db;
+  p->data = strdup(data);
+  p->in_memory = strcmp(data, ":memory:") == 0 || data[0] == '\0';
+  p->prepare = prepare;
+  p->prepare_ud = ud;
+  int rc = p->data ? 0 : CHOREO_ENOMEM;
+  if (!rc && sqlite3_exec(db, projections_schema, NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
+  if (!rc) rc = projections_load(p);
+  if (rc) {
+    choreo_projections_close(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+void choreo_projections_close(choreo_projections *p) {
+  if (!p) return;
+  for (int i = 0; i < p->n; i++) {
+    projection *x = &p->list[i];
+    projections_close_build(x);
+    if (p->in_memory && x->building) projections_unlink_build(p, x->name);
+    free(x->name);
+    free(x->tables);
+    free(x->objects);
+  }
+  free(p->list);
+  free(p->data);
+  free(p);
+}
+
+/* The names in db's schema (schema "main"), '\n' after each, as one malloc'd string. */
+static char *projections_names(sqlite3 *db) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "SELECT coalesce(group_concat(name || char(10), ''), '') FROM "
+                             "main.sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                         -1, &st, NULL) != SQLITE_OK)
+    return NULL;
+  char *names = NULL;
+  if (sqlite3_step(st) == SQLITE_ROW) names = strdup((const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  return names;
+}
+
+static bool projections_listed(const char *list, const char *name, size_t len) {
+  for (const char *at = list; *at;) {
+    const char *end = strchr(at, '\n');
+    if (!end) break;
+    if ((size_t)(end - at) == len && memcmp(at, name, len) == 0) return true;
+    at = end + 1;
+  }
+  return false;
+}
+
+/* Runs the tables SQL on db and sets *objects to the names it created, '\n' after each. */
+static int projections_create(sqlite3 *db, const char *tables, char **objects, char **why) {
+  char *before = projections_names(db);
+  if (!before) return CHOREO_ENOMEM;
+  char *msg = NULL;
+  if (sqlite3_exec(db, tables, NULL, NULL, &msg) != SQLITE_OK) {
+    *why = strdup(msg ? msg : "failed");
+    sqlite3_free(msg);
+    free(before);
+    return CHOREO_ESCRIPT;
+  }
+  char *after = projections_names(db);
+  if (!after) {
+    free(before);
+    return CHOREO_ENOMEM;
+  }
+  /* after, less what was there before, in place */
+  char *w = after;
+  for (const char *at = after; *at;) {
+    const char *end = strchr(at, '\n');
+    size_t len = (size_t)(end - at);
+    if (!projections_listed(before, at, len)) {
+      memmove(w, at, len + 1);
+      w += len + 1;
+    }
+    at = end + 1;
+  }
+  *w = '\0';
+  free(before);
+  *objects = after;
+  return 0;
+}
+
+/* The declared SQL must create something, and be SQL: tried on a scratch database, so that a
+ * mistake rejects the scripts before anything is touched. */
+static int projections_check(const choreo_projection_decl *d, char *err, size_t errlen) {
+  sqlite3 *scratch;
+  if (sqlite3_open(":memory:", &scratch) != SQLITE_OK) {
+    sqlite3_close(scratch);
+    return CHOREO_ENOMEM;
+  }
+  char *objects = NULL, *why = NULL;
+  int rc = projections_create(scratch, d->tables, &objects, &why);
+  if (rc == CHOREO_ESCRIPT) projections_errf(err, errlen, d->name, "tables", why);
+  if (!rc && !objects[0]) {
+    projections_errf(err, errlen, d->name, "tables", "the SQL creates no table");
+    rc = CHOREO_ESCRIPT;
+  }
+  free(why);
+  free(objects);
+  sqlite3_close(scratch);
+  return rc;
+}
+
+/* Starts x's build of its declared version afresh: a new file with the tables and position 0,
+ * then the row in the host's database saying so. */
+static int projections_start_build(choreo_projections *p, projection *x) {
+  projections_close_build(x);
+  projections_unlink_build(p, x->name);
+  x->error[0] = '\0';
+  x->position = x->applied = x->applied_at_take_up = 0;
+  x->taken_up_ms = choreo_clock_ms();
+  char *path = projections_build_path(p, x->name);
+  if (!path) return CHOREO_ENOMEM;
+  int rc = sqlite3_open_v2(path, &x->build, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  sqlite3_free(path);
+  char *objects = NULL, *why = NULL;
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(x->build, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; BEGIN",
+                      NULL, NULL, NULL);
+  if (rc == SQLITE_OK) rc = projections_create(x->build, x->tables, &objects, &why) ? SQLITE_ERROR : 0;
+  if (rc == SQLITE_OK) rc = sqlite3_exec(x->build, build_schema, NULL, NULL, NULL);
+  if (rc == SQLITE_OK) {
+    char *sql = sqlite3_mprintf("INSERT INTO choreo_build VALUES (1, %lld, 0, 0); COMMIT",
+                                (long long)x->declared);
+    rc = sql ? sqlite3_exec(x->build, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
+    sqlite3_free(sql);
+  }
+  if (rc != SQLITE_OK) {
+    snprintf(x->error, sizeof x->error, "cannot start the build: %s",
+             why ? why : x->build ? sqlite3_errmsg(x->build) : "out of memory");
+    projections_close_build(x);
+  }
+  free(why);
+  free(objects);
+  if (rc != SQLITE_OK) return CHOREO_EIO;
+  if (p->prepare) p->prepare(p->prepare_ud, x->build);
+  x->building = x->declared;
+  choreo_log(CHOREO_LOG_INFO, "projections", "%s: building version %lld from the first event",
+             x->name, (long long)x->building);
+  return projections_store_row(p, x);
+}
+
+/* Drops x's build, file and all. */
+static int projections_discard_build(choreo_projections *p, projection *x) {
+  projections_close_build(x);
+  projections_unlink_build(p, x->name);
+  if (!x->building) return 0;
+  x->building = 0;
+  x->error[0] = '\0';
+  return projections_store_row(p, x);
+}
+
+/* Takes up a build this process did not start (after a restart): its file's position, or a
+ * fresh start when the file is gone or builds something else. */
+static int projections_take_up(choreo_projections *p, projection *x) {
+  char *path = projections_build_path(p, x->name);
+  if (!path) return CHOREO_ENOMEM;
+  sqlite3_stmt *st = NULL;
+  bool resumed = false;
+  int rc = sqlite3_open_v2(path, &x->build, SQLITE_OPEN_READWRITE, NULL);
+  sqlite3_free(path);
+  if (rc == SQLITE_OK &&
+      sqlite3_prepare_v2(x->build, "SELECT version, position, applied FROM choreo_build", -1,
+                         &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == x->building) {
+    x->position = sqlite3_column_int64(st, 1);
+    x->applied = x->applied_at_take_up = sqlite3_column_int64(st, 2);
+    x->taken_up_ms = choreo_clock_ms();
+    resumed = true;
+  }
+  sqlite3_finalize(st);
+  if (!resumed) return projections_start_build(p, x);
+  if (p->prepare) p->prepare(p->prepare_ud, x->build);
+  choreo_log(CHOREO_LOG_INFO, "projections", "%s: resuming the build of version %lld after "
+             "stream event %lld", x->name, (long long)x->building, (long long)x->position);
+  return 0;
+}
+
+int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl *decl, int n,
+                            bool has_history, char *err, size_t errlen) {
+  for (int i = 0; i < n; i++) {
+    int rc = projections_check(&decl[i], err, errlen);
+    if (rc) return rc;
+  }
+  /* The live tables of projections new here, all or none. */
+  int rc = 0;
+  bool any_new = false;
+  for (int i = 0; i < n && !any_new; i++) any_new = !projections_find(p, decl[i].name);
+  if (any_new && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot create projections' tables: %s", sqlite3_errmsg(p->db));
+    return CHOREO_EIO;
+  }
+  int added = 0;
+  for (int i = 0; i < n && !rc && any_new; i++) {
+    if (projections_find(p, decl[i].name)) continue;
+    char *objects = NULL, *why = NULL;
+    projection *x = projections_add(p, decl[i].name);
+    added++;
+    rc = x ? projections_create(p->db, decl[i].tables, &objects, &why) : CHOREO_ENOMEM;
+    if (rc == CHOREO_ESCRIPT) projections_errf(err, errlen, decl[i].name, "tables", why);
+    if (!rc) {
+      free(x->objects);
+      x->objects = objects;
+      x->live = decl[i].version;
+      rc = projections_store_row(p, x);
+    }
+    free(why);
+  }
+  if (any_new) {
+    if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
+    if (rc) {
+      sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+      if (rc != CHOREO_ESCRIPT) snprintf(err, errlen, "cannot create projections' tables");
+      /* forget the ones just added: nothing of them was kept */
+      for (int k = p->n - added; k < p->n; k++) {
+        free(p->list[k].name);
+        free(p->list[k].tables);
+        free(p->list[k].objects);
+      }
+      p->n -= added;
+      return rc;
+    }
+  }
+  for (int i = 0; i < p->n; i++) p->list[i].declared = 0;
+  for (int i = 0; i < n; i++) {
+    projection *x = projections_find(p, decl[i].name);
+    char *tables = strdup(decl[i].tables);
+    if (!tables) return CHOREO_ENOMEM;
+    free(x->tables);
+    x->tables = tables;
+    x->declared = decl[i].version;
+  }
+  /* Builds: one per projection whose live tables are not of the declared version, or that is
+   * new on a host that has events to give it. */
+  for (int i = 0; i < p->n && !rc; i++) {
+    projection *x = &p->list[i];
+    bool is_new = i >= p->n - added;
+    if (!x->declared) {
+      rc = projections_discard_build(p, x);
+    } else if (x->building == x->declared && !x->error[0]) {
+      if (!x->build) rc = projections_take_up(p, x);
+    } else if (x->live != x->declared || x->building == x->declared || (is_new && has_history)) {
+      rc = projections_start_build(p, x);
+    } else {
+      rc = projections_discard_build(p, x);
+    }
+  }
+  if (rc) snprintf(err, errlen, "cannot start the projections' builds");
+  return rc;
+}
+
+int choreo_projections_rebuild(choreo_projections *p, const char *name, char *err,
+                               size_t errlen) {
+  projection *x = projections_find(p, name);
+  if (!x || !x->declared) {
+    snprintf(err, errlen, "no projection named '%s'", name);
+    return CHOREO_ENOENT;
+  }
+  int rc = projections_start_build(p, x);
+  if (rc) snprintf(err, errlen, "%s", x->error[0] ? x->error : "cannot start the build");
+  return rc;
+}
+
+bool choreo_projections_live(choreo_projections *p, const char *name, int64_t version) {
+  projection *x = projections_find(p, name);
+  return x && x->live == version;
+}
+
+bool choreo_projections_building(choreo_projections *p) {
+  for (int i = 0; i < p->n; i++)
+    if (p->list[i].building && p->list[i].declared && !p->list[i].error[0]) return true;
+  return false;
+}
+
+bool choreo_projections_next_build(choreo_projections *p, const char **name, sqlite3 **build,
+                                   int64_t *position) {
+  for (int i = 0; i < p->n; i++) {
+    projection *x = &p->list[i];
+    if (!x->building || x->error[0] || !x->declared) continue;
+    if (!x->build && projections_take_up(p, x)) continue; /* x->error says why */
+    if (!x->build) continue;
+    *name = x->name;
+    *build = x->build;
+    *position = x->position;
+    return true;
+  }
+  return false;
+}
+
+int choreo_projections_advance(choreo_projections *p, const char *name, int64_t position,
+                               int64_t n) {
+  projection *x = projections_find(p, name);
+  if (!x || !x->build) return CHOREO_EINVAL;
+  char *sql = sqlite3_mprintf("UPDATE choreo_build SET position = %lld, applied = %lld; COMMIT",
+                              (long long)position, (long long)(x->applied + n));
+  int rc = sql && sqlite3_exec(x->build, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : CHOREO_EIO;
+  sqlite3_free(sql);
+  if (rc) {
+    choreo_projections_fail(p, name, sqlite3_errmsg(x->build));
+    return rc;
+  }
+  x->position = position;
+  x->applied += n;
+  return 0;
+}
+
+void choreo_projections_fail(choreo_projections *p, const char *name, const char *why) {
+  projection *x = projections_find(p, name);
+  if (!x) return;
+  if (x->build && !sqlite3_get_autocommit(x->build))
+    sqlite3_exec(x->build, "ROLLBACK", NULL, NULL, NULL);
+  snprintf(x->error, sizeof x->error, "%s", why);
+  choreo_log(CHOREO_LOG_ERROR, "projections", "%s: the build of version %lld stopped: %s "
+             "(the live tables stay; a reload or `choreo projections rebuild %s` starts it again)",
+             name, (long long)x->building, why, name);
+}
+
+/* In the open transaction of the host's connection, with the build attached as choreo_build:
+ * drops the live objects of x and creates the build's, tables with their rows first; *objects
+ * gets the new names, '\n' after each. */
+static int projections_swap_tables(choreo_projections *p, projection *x, char **objects,
+                                   char **why) {
+  sqlite3 *db = p->db;
+  /* what the live version made goes: views and triggers first, then the tables (their
+   * indexes with them) */
+  for (int pass = 0; pass < 2; pass++) {
+    for (const char *at = x->objects; *at;) {
+      const char *end = strchr(at, '\n');
+      char *name = sqlite3_mprintf("%.*s", (int)(end - at), at);
+      char *sql = name ? sqlite3_mprintf("SELECT type FROM main.sqlite_master WHERE name = '%q' "
+                                         "AND (type = 'table') = %d", name, pass)
+                       : NULL;
+      sqlite3_stmt *st;
+      char type[16] = "";
+      if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+          snprintf(type, sizeof type, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+      }
+      sqlite3_free(sql);
+      char *drop = type[0] ? sqlite3_mprintf("DROP %s IF EXISTS main.\"%w\"", type, name) : NULL;
+      int rc = !name || (type[0] && !drop) ? SQLITE_NOMEM
+               : drop                      ? sqlite3_exec(db, drop, NULL, NULL, NULL)
+                                           : SQLITE_OK;
+      sqlite3_free(drop);
+      sqlite3_free(name);
+      if (rc != SQLITE_OK) return CHOREO_EIO;
+      at = end + 1;
+    }
+  }
+  /* the build's objects come in: tables with their rows, then indexes, views, triggers */
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT name, type = 'table', sql FROM choreo_build.sqlite_master "
+                         "WHERE sql IS NOT NULL AND name <> 'choreo_build' "
+                         "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                         "ORDER BY type = 'table' DESC, rowid",
+                         -1, &st, NULL) != SQLITE_OK)
+    return CHOREO_EIO;
+  size_t cap = 0, len = 0;
+  char *names = NULL;
+  int rc = 0;
+  while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    char *msg = NULL;
+    if (sqlite3_exec(db, (const char *)sqlite3_column_text(st, 2), NULL, NULL, &msg) !=
+        SQLITE_OK) {
+      *why = sqlite3_mprintf("%s: %s", name, msg ? msg : "failed");
+      rc = CHOREO_ESCRIPT;
+    } else if (sqlite3_column_int(st, 1)) {
+      char *copy = sqlite3_mprintf("INSERT INTO main.\"%w\" SELECT * FROM choreo_build.\"%w\"",
+                                   name, name);
+      if (!copy || sqlite3_exec(db, copy, NULL, NULL, &msg) != SQLITE_OK) {
+        *why = sqlite3_mprintf("%s: %s", name, msg ? msg : "out of memory");
+        rc = CHOREO_ESCRIPT;
+      }
+      sqlite3_free(copy);
+    }
+    sqlite3_free(msg);
+    size_t n = strlen(name);
+    if (!rc && len + n + 2 > cap) {
+      cap = (len + n + 2) * 2;
+      char *grown = realloc(names, cap);
+      if (!grown) rc = CHOREO_ENOMEM;
+      else names = grown;
+    }
+    if (!rc) {
+      memcpy(names + len, name, n);
+      names[len + n] = '\n';
+      len += n + 1;
+      names[len] = '\0';
+    }
+  }
+  sqlite3_finalize(st);
+  if (rc) {
+    free(names);
+    return rc;
+  }
+  *objects = names ? names : strdup("");
+  return *objects ? 0 : CHOREO_ENOMEM;
+}
+
+int choreo_projections_swap(choreo_projections *p, const char *name) {
+  projection *x = projections_find(p, name);
+  if (!x || !x->building) return CHOREO_EINVAL;
+  projections_close_build(x); /* committed: the file is whole */
+  char *path = projections_build_path(p, name);
+  char *attach = path ? sqlite3_mprintf("ATTACH %Q AS choreo_build", path) : NULL;
+  sqlite3_free(path);
+  char *objects = NULL, *why = NULL;
+  int rc = attach && sqlite3_exec(p->db, attach, NULL, NULL, NULL) == SQLITE_OK ? 0 : CHOREO_EIO;
+  sqlite3_free(attach);
+  bool attached = rc == 0;
+  if (!rc && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
+  if (!rc) rc = projections_swap_tables(p, x, &objects, &why);
+  int64_t was_live = x->live;
+  char *was_objects = x->objects;
+  if (!rc) {
+    x->live = x->building;
+    x->objects = objects;
+    x->building = 0;
+    rc = projections_store_row(p, x);
+    if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
+    if (rc) { /* as it was */
+      x->building = x->live;
+      x->live = was_live;
+      x->objects = was_objects;
+      free(objects);
+    } else {
+      free(was_objects);
+    }
+  }
+  if (rc && !sqlite3_get_autocommit(p->db)) sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+  if (attached) sqlite3_exec(p->db, "DETACH choreo_build", NULL, NULL, NULL);
+  if (rc) {
+    char reason[400];
+    snprintf(reason, sizeof reason, "its tables could not replace the live ones: %s",
+             why ? why : sqlite3_errmsg(p->db));
+    choreo_projections_fail(p, name, reason);
+  } else {
+    projections_unlink_build(p, name);
+    choreo_log(CHOREO_LOG_INFO, "projections", "%s: version %lld is live (%lld stream events)",
+               name, (long long)x->live, (long long)x->applied);
+  }
+  sqlite3_free(why);
+  return rc;
+}
+
+void choreo_projections_each(choreo_projections *p, choreo_projection_fn fn, void *ud) {
+  int64_t now = choreo_clock_ms();
+  for (int i = 0; i < p->n; i++) {
+    projection *x = &p->list[i];
+    double seconds = (double)(now - x->taken_up_ms) / 1000.0;
+    choreo_projection_status s = {
+        .name = x->name, .declared = x->declared, .live = x->live, .objects = x->objects,
+        .building = x->building, .position = x->position,
+        .applied = x->applied, .error = x->error,
+        .rate = x->building && seconds > 0 ? (double)(x->applied - x->applied_at_take_up) / seconds : 0};
+    fn(ud, &s);
+  }
+}

@@ -1,0 +1,89 @@
+/* Projections (choreo.projection, scripts/choreo/projection.lua): read models that handlers keep
+ * in tables of their own. This file owns choreo_projections (a table), the build files and every
+ * statement on both.
+ *
+ * A projection's live tables are in the host's database, under the names its `tables` SQL
+ * gave them; its handlers write them in the transaction of the message they handle, like any
+ * handler, as long as the live tables are of the version the code declares. A build fills a
+ * projection from its first event on (a projection new to a host that has streams already, a
+ * changed version, `choreo projections rebuild`): into a database file of its own beside the
+ * host's, on a connection of its own, so that its tables can take the live ones' names. The
+ * file holds its position too (the seq of the last stream event it applied), committed with
+ * what the handlers wrote, so a build resumes after a crash. Once it has applied every stream
+ * event the host's own handlers have seen, swap puts its tables in place of the live ones in
+ * one transaction of the host's connection. */
+#ifndef CHOREO_PROJECTIONS_H
+#define CHOREO_PROJECTIONS_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct choreo_projections choreo_projections;
+
+/* What one projection is: as declared by the scripts, as stored, and how its build goes. */
+typedef struct choreo_projection_status {
+  const char *name;
+  int64_t declared;       /* the version the scripts declare; 0 when they no longer do */
+  int64_t live;           /* the version of the live tables; 0 when none */
+  const char *objects;    /* the live tables, indexes, views, triggers: "name name ..." */
+  int64_t building;       /* the version being built; 0 when none */
+  int64_t position;       /* the build's last stream event (a seq of this host's log) */
+  int64_t applied;        /* stream events the build has gone through */
+  int64_t remaining;      /* stream events it has still to go through (filled by the engine) */
+  double rate;            /* of them per second, since this process took the build up */
+  const char *error;      /* why the build stopped, or "" */
+} choreo_projection_status;
+
+/* Creates the table if needed. data is the host's database path (":memory:" puts build files
+ * in the temporary directory); prepare is called with each build connection opened, for the
+ * limits that apply to handlers on it. */
+int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *data,
+                            void (*prepare)(void *ud, sqlite3 *build), void *ud);
+/* Closes the builds' connections; the files of a host on disk stay, to be resumed. */
+void choreo_projections_close(choreo_projections *p);
+
+/* Takes the scripts' declarations: a projection new here gets its live tables at once (and a
+ * build when the host has streams already, see has_history); one whose version differs from
+ * its live tables' gets a build of that version (or resumes the one under way). All new
+ * projections' tables are created in one transaction: if any fails, nothing changed and err
+ * says which and why. Between batches only. */
+typedef struct choreo_projection_decl {
+  const char *name;
+  int64_t version;
+  const char *tables; /* SQL creating its tables */
+} choreo_projection_decl;
+int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl *decl, int n,
+                            bool has_history, char *err, size_t errlen);
+
+/* Starts the build of a declared projection afresh (`choreo projections rebuild`).
+ * CHOREO_ENOENT when the scripts declare none of that name. */
+int choreo_projections_rebuild(choreo_projections *p, const char *name, char *err, size_t errlen);
+
+/* Whether the live tables of `name` are of `version`: the handlers of that version may write
+ * them. */
+bool choreo_projections_live(choreo_projections *p, const char *name, int64_t version);
+
+/* Whether a build has work: one under way that has not failed. */
+bool choreo_projections_building(choreo_projections *p);
+/* The next build to step: its name and the connection to its file, with *position the last
+ * stream event it applied; false when no build is under way (or all have failed). */
+bool choreo_projections_next_build(choreo_projections *p, const char **name, sqlite3 **build,
+                                   int64_t *position);
+/* The build of `name` went through stream events up to `position` (n of them) in the build
+ * connection's open transaction: records it there and commits. */
+int choreo_projections_advance(choreo_projections *p, const char *name, int64_t position,
+                               int64_t n);
+/* A handler failed in the build of `name` (its transaction rolled back): it stops, with why,
+ * until the next reload or rebuild. */
+void choreo_projections_fail(choreo_projections *p, const char *name, const char *why);
+/* The build of `name` has caught up: its tables replace the live ones in one transaction of
+ * the host's connection, its file goes. On failure the build stops with the reason. */
+int choreo_projections_swap(choreo_projections *p, const char *name);
+
+/* Calls fn with each projection declared or stored. */
+typedef void (*choreo_projection_fn)(void *ud, const choreo_projection_status *s);
+void choreo_projections_each(choreo_projections *p, choreo_projection_fn fn, void *ud);
+
+#endif
