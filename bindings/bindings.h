@@ -19,8 +19,9 @@
  * of its type (choreo.upcast); set when the scripts require "choreo". */
 #define CHOREO_REG_UPCAST "choreo.upcast"
 /* { list = fn() -> the declared projections ({ name =, version =, tables = } each, kept by the
- * module, so their strings live as long as the state), project = fn(name, msg, db) }: what
- * scripts/choreo/projection.lua hands the host; set when the scripts require "choreo". */
+ * module, so their strings live as long as the state), project = fn(name, msg, db),
+ * deliver_stale = fn(msg, ctx) }: what scripts/choreo/projection.lua hands the host; set when
+ * the scripts require "choreo". */
 #define CHOREO_REG_PROJECTIONS "choreo.projections"
 
 /* Makes require "choreo", "choreo.engine" (used by choreo.testing), "choreo.sagastore" (used

@@ -427,6 +427,25 @@ static int scripts_project(void *scripts, const char *name, const choreo_msg *m,
   return scripts_pcall(s, 1, err, errlen, NULL);
 }
 
+static int scripts_run_stale(lua_State *L) {
+  const choreo_msg *m = lua_touserdata(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return 0;
+  lua_getfield(L, -1, "deliver_stale");
+  scripts_push_msg(L, m);
+  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static int scripts_deliver_stale(void *scripts, const choreo_msg *m, char *err, size_t errlen,
+                                 char **traceback) {
+  choreo_scripts *s = scripts;
+  *traceback = NULL;
+  lua_pushcfunction(s->L, scripts_run_stale);
+  lua_pushlightuserdata(s->L, (void *)m);
+  return scripts_pcall(s, 1, err, errlen, traceback);
+}
+
 const choreo_scripts_ops choreo_lua_scripts = {
     .load = scripts_load,
     .free = scripts_free,
@@ -436,4 +455,5 @@ const choreo_scripts_ops choreo_lua_scripts = {
     .query = scripts_query,
     .projections = scripts_projections,
     .project = scripts_project,
+    .deliver_stale = scripts_deliver_stale,
 };

@@ -33,6 +33,10 @@ struct choreo_engine {
   choreo_handlers *handlers;
   const choreo_scripts_ops *ops; /* NULL: no scripts */
   void *scripts;
+  /* The generation before a reload that changed a projection's version, kept while the old
+   * version's tables are live: it answers queries, and its handlers of that projection keep
+   * those tables up to date, until the new version's build replaces them. */
+  void *serving;
   unsigned generation;
   char reload_error[1024];
   uint64_t instruction_limit;
@@ -171,6 +175,7 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
 void choreo_engine_close(choreo_engine *e) {
   if (!e) return;
   if (e->ops && e->scripts) e->ops->free(e->scripts);
+  if (e->ops && e->serving) e->ops->free(e->serving);
   choreo_projections_close(e->projections); /* after the scripts: they may hold a build's statements */
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
@@ -216,7 +221,10 @@ int choreo_engine_query(choreo_engine *e, const char *name, const char *args, si
                         msgpack_sbuffer *out, char *err, size_t errlen) {
   if (e->current) return CHOREO_EINVAL; /* the scripts' state is in use */
   if (!e->ops || !e->ops->query) return CHOREO_ENOENT;
-  return e->ops->query(e->scripts, name, args, len, out, err, errlen);
+  /* While a projection is rebuilt, the code that matches its live tables answers first. */
+  int rc = e->serving ? e->ops->query(e->serving, name, args, len, out, err, errlen) : CHOREO_ENOENT;
+  if (rc == CHOREO_ENOENT) rc = e->ops->query(e->scripts, name, args, len, out, err, errlen);
+  return rc;
 }
 sqlite3 *choreo_engine_db(choreo_engine *e) { return choreo_store_db(e->store); }
 const choreo_msg *choreo_engine_current(choreo_engine *e) { return e ? e->current : NULL; }
@@ -240,6 +248,14 @@ void choreo_engine_report(choreo_engine *e, const char *from, int rc,
                r->applied, r->failed, r->skipped);
 }
 
+/* The generation kept for a projection's old tables goes once no live table is of a version
+ * other than the one declared. */
+static void engine_retire_serving(choreo_engine *e) {
+  if (!e->serving || choreo_projections_stale(e->projections)) return;
+  e->ops->free(e->serving);
+  e->serving = NULL;
+}
+
 int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
   void *fresh;
   int rc = engine_load_scripts(e, &fresh, err, errlen);
@@ -248,8 +264,12 @@ int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
     snprintf(e->reload_error, sizeof e->reload_error, "%s", err);
     return CHOREO_ESCRIPT;
   }
-  if (e->scripts) e->ops->free(e->scripts);
+  /* The generation leaving keeps serving if its projections' tables are the live ones and a
+   * build of another version is to replace them (and no older one serves already). */
+  if (!e->serving && choreo_projections_stale(e->projections)) e->serving = e->scripts;
+  else if (e->scripts) e->ops->free(e->scripts);
   e->scripts = fresh;
+  engine_retire_serving(e);
   e->generation++;
   e->reload_error[0] = '\0';
   return 0;
@@ -266,7 +286,8 @@ static bool engine_is_for_us(choreo_engine *e, const choreo_msg *m) {
 
 static bool engine_handles(choreo_engine *e, choreo_str type) {
   return choreo_handlers_match(e->handlers, type) ||
-         (e->scripts && e->ops->handles(e->scripts, type));
+         (e->scripts && e->ops->handles(e->scripts, type)) ||
+         (e->serving && e->ops->handles(e->serving, type));
 }
 
 /* One attempt, inside its own savepoint unless the batch runs without (engine_apply): on
@@ -294,7 +315,9 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, bool savepoint,
   int scripts_rc = 0;
   *ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0 &&
         (!e->scripts ||
-         (scripts_rc = e->ops->deliver(e->scripts, &with_id, err, errlen, traceback)) == 0);
+         (scripts_rc = e->ops->deliver(e->scripts, &with_id, err, errlen, traceback)) == 0) &&
+        (!e->serving ||
+         (scripts_rc = e->ops->deliver_stale(e->serving, &with_id, err, errlen, traceback)) == 0);
   *limited = !*ok && (e->budget <= 0 || scripts_rc == CHOREO_ETOOBIG);
   choreo_engine_meter_stop(e);
   choreo_store_guard(e->store, false);
@@ -1000,6 +1023,7 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
     choreo_projections_fail(e->projections, name, call.err[0] ? call.err : "cannot read the streams");
   } else if (!choreo_projections_advance(e->projections, name, call.last, n) && n < max) {
     choreo_projections_swap(e->projections, name); /* caught up */
+    engine_retire_serving(e);
   }
   *pending = choreo_projections_next_build(e->projections, &name, &build, &position);
   return 0;
@@ -1033,6 +1057,11 @@ static void engine_count_remaining(void *ud, const choreo_projection_status *s) 
   if (s->building && !choreo_store_checkpoint(each->e->store, each->e->name, &seen))
     choreo_streams_count_since(each->e->streams, s->position, seen, &with.remaining);
   each->fn(each->ud, &with);
+}
+
+bool choreo_engine_projection_stale(choreo_engine *e, const char *name, int64_t version) {
+  return choreo_projections_live(e->projections, name, version) &&
+         !choreo_projections_declared(e->projections, name, version);
 }
 
 void choreo_engine_projections_each(choreo_engine *e, choreo_projection_fn fn, void *ud) {

@@ -62,6 +62,11 @@ typedef struct choreo_scripts_ops {
    * (a build's connection); on failure the message in err. */
   int (*project)(void *scripts, const char *name, const choreo_msg *m, sqlite3 *build, char *err,
                  size_t errlen);
+  /* Of an older generation kept while a projection is rebuilt: runs, for m, its handlers of the
+   * projections whose live tables are of the version it declares and not the one declared
+   * now (choreo_engine_projection_stale), as deliver does. */
+  int (*deliver_stale)(void *scripts, const choreo_msg *m, char *err, size_t errlen,
+                       char **traceback);
 } choreo_scripts_ops;
 
 typedef struct choreo_engine_config {
@@ -313,6 +318,9 @@ int choreo_engine_projection_rebuild(choreo_engine *e, const char *name, char *e
                                      size_t errlen);
 /* Whether name's live tables are of version: its handlers of that version may write them. */
 bool choreo_engine_projection_live(choreo_engine *e, const char *name, int64_t version);
+/* Whether they are of version while another is declared now: an older generation's handlers
+ * keep them up to date until the new version replaces them. */
+bool choreo_engine_projection_stale(choreo_engine *e, const char *name, int64_t version);
 void choreo_engine_projections_each(choreo_engine *e, choreo_projection_fn fn, void *ud);
 
 /* Guards what the scripts prepare outside a handler too (choreo.db at load time, a spec's

@@ -266,6 +266,7 @@ static int projections_start_build(choreo_projections *p, projection *x) {
   projections_close_build(x);
   projections_unlink_build(p, x->name);
   x->error[0] = '\0';
+  x->building = x->declared; /* in memory at once: a build that cannot start shows why */
   x->position = x->applied = x->applied_at_take_up = 0;
   x->taken_up_ms = choreo_clock_ms();
   char *path = projections_build_path(p, x->name);
@@ -287,13 +288,13 @@ static int projections_start_build(choreo_projections *p, projection *x) {
   if (rc != SQLITE_OK) {
     snprintf(x->error, sizeof x->error, "cannot start the build: %s",
              why ? why : x->build ? sqlite3_errmsg(x->build) : "out of memory");
+    choreo_log(CHOREO_LOG_ERROR, "projections", "%s: %s", x->name, x->error);
     projections_close_build(x);
   }
   free(why);
   free(objects);
   if (rc != SQLITE_OK) return CHOREO_EIO;
   if (p->prepare) p->prepare(p->prepare_ud, x->build);
-  x->building = x->declared;
   choreo_log(CHOREO_LOG_INFO, "projections", "%s: building version %lld from the first event",
              x->name, (long long)x->building);
   return projections_store_row(p, x);
@@ -354,13 +355,16 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
     if (projections_find(p, decl[i].name)) continue;
     char *objects = NULL, *why = NULL;
     projection *x = projections_add(p, decl[i].name);
-    added++;
+    added += x != NULL;
     rc = x ? projections_create(p->db, decl[i].tables, &objects, &why) : CHOREO_ENOMEM;
     if (rc == CHOREO_ESCRIPT) projections_errf(err, errlen, decl[i].name, "tables", why);
     if (!rc) {
       free(x->objects);
       x->objects = objects;
       x->live = decl[i].version;
+      /* Said in the same transaction, so a crash before the build starts cannot leave the
+       * history out: the next start takes the build up. */
+      if (has_history) x->building = decl[i].version;
       rc = projections_store_row(p, x);
     }
     free(why);
@@ -390,22 +394,20 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
     x->declared = decl[i].version;
   }
   /* Builds: one per projection whose live tables are not of the declared version, or that is
-   * new on a host that has events to give it. */
-  for (int i = 0; i < p->n && !rc; i++) {
+   * new on a host that has events to give it. One that cannot start says why in its status:
+   * the scripts run on, and the live tables serve. */
+  for (int i = 0; i < p->n; i++) {
     projection *x = &p->list[i];
-    bool is_new = i >= p->n - added;
-    if (!x->declared) {
-      rc = projections_discard_build(p, x);
-    } else if (x->building == x->declared && !x->error[0]) {
-      if (!x->build) rc = projections_take_up(p, x);
-    } else if (x->live != x->declared || x->building == x->declared || (is_new && has_history)) {
-      rc = projections_start_build(p, x);
-    } else {
-      rc = projections_discard_build(p, x);
-    }
+    if (!x->declared)
+      projections_discard_build(p, x);
+    else if (x->building == x->declared && !x->error[0]) {
+      if (!x->build) projections_take_up(p, x);
+    } else if (x->live != x->declared || x->building == x->declared)
+      projections_start_build(p, x);
+    else
+      projections_discard_build(p, x);
   }
-  if (rc) snprintf(err, errlen, "cannot start the projections' builds");
-  return rc;
+  return 0;
 }
 
 int choreo_projections_rebuild(choreo_projections *p, const char *name, char *err,
@@ -423,6 +425,18 @@ int choreo_projections_rebuild(choreo_projections *p, const char *name, char *er
 bool choreo_projections_live(choreo_projections *p, const char *name, int64_t version) {
   projection *x = projections_find(p, name);
   return x && x->live == version;
+}
+
+bool choreo_projections_declared(choreo_projections *p, const char *name, int64_t version) {
+  projection *x = projections_find(p, name);
+  return x && x->declared == version;
+}
+
+bool choreo_projections_stale(choreo_projections *p) {
+  for (int i = 0; i < p->n; i++)
+    if (p->list[i].declared && p->list[i].live && p->list[i].live != p->list[i].declared)
+      return true;
+  return false;
 }
 
 bool choreo_projections_building(choreo_projections *p) {

@@ -6,9 +6,10 @@
 -- transaction of the event they handle, as long as those tables are of the version this code
 -- declares. When they are not (a new version), or when asked to, the host builds the declared
 -- version from the first event of this host's streams into tables of a file of its own, then
--- puts them in place of the live ones in one transaction; until then queries read the old
--- ones. The host runs a build's handlers through `project` below, with a db object over the
--- build's file.
+-- puts them in place of the live ones in one transaction. The host runs a build's handlers
+-- through `project` below, with a db object over the build's file. Until the swap, the
+-- generation of scripts from before the reload stays: it answers the queries, and through
+-- `deliver_stale` its handlers keep the old tables up to date.
 
 local store = require "choreo.projectionstore"
 
@@ -63,6 +64,13 @@ return function(choreo)
   local hooks = {}
 
   function hooks.list() return order end
+
+  function hooks.deliver_stale(msg, ctx)
+    for _, entry in ipairs(order) do
+      local fn = entry.on[msg.type]
+      if fn and store.stale(entry.name, entry.version) then fn(msg, ctx.db) end
+    end
+  end
 
   function hooks.project(name, msg, db)
     local entry = projections[name]

@@ -17,7 +17,8 @@ end
 -- testing.host([dir[, opts]]): dir defaults to the directory `choreo test` was given;
 -- opts.name sets the service name (default: the directory's base name); opts.instructions,
 -- opts.memory and opts.max_message set the per-call instruction limit, the Lua memory ceiling
--- and the largest message in bytes.
+-- and the largest message in bytes; opts.manual_builds leaves projections' builds to
+-- host:build() (by default each runs to its end before a call returns).
 function testing.host(dir, opts)
   dir = dir or os.getenv("CHOREO_TEST_DIR")
   if not dir then error("testing.host: no directory given and not run by `choreo test`", 2) end
@@ -32,14 +33,25 @@ function testing.host(dir, opts)
     sent = {},      -- commands
     replies = {},   -- replies
     seen = 0,
+    manual_builds = opts.manual_builds,
   }, Host)
   host.db = e:db()
-  e:build()
+  host:build_()
   return host
 end
 
+-- Projections' builds run to their end, as a running host's catch up.
+function Host:build_()
+  if not self.manual_builds then self.engine:build() end
+end
+
+-- host:build(): runs the projections' builds to their end (with opts.manual_builds).
+function Host:build()
+  self.engine:build()
+end
+
 function Host:collect_()
-  self.engine:build() -- projections' builds run to their end, as a running host's catch up
+  self:build_()
   for _, m in ipairs(self.engine:log(self.seen)) do
     self.seen = m.seq
     self.emitted[#self.emitted + 1] = m
@@ -114,10 +126,10 @@ function Host:timeouts()
 end
 
 -- host:reload() -> true | nil, "file:line: message"; a projection whose version changed is
--- rebuilt before it returns.
+-- rebuilt before it returns (unless opts.manual_builds).
 function Host:reload()
   local ok, err = self.engine:reload()
-  if ok then self.engine:build() end
+  if ok then self:build_() end
   return ok, err
 end
 
@@ -125,7 +137,7 @@ end
 -- host's streams and swaps its tables in, as `choreo projections rebuild NAME` does.
 function Host:rebuild(name)
   local ok, err = self.engine:rebuild(name)
-  if ok then self.engine:build() end
+  if ok then self:build_() end
   return ok, err
 end
 

@@ -2,11 +2,14 @@ local testing = require "choreo.testing"
 
 local here = os.getenv("CHOREO_TEST_DIR")
 
+local made = {} -- directories to remove after each spec
+
 -- A scripts directory of its own, so a spec can change the code and reload.
 local function scripts(files)
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir " .. dir))
+  made[#made + 1] = dir
   for name, text in pairs(files) do
     local f = assert(io.open(dir .. "/" .. name, "w"))
     f:write(text)
@@ -49,6 +52,11 @@ local function deposit(host, account, amount)
 end
 
 describe("projections", function()
+  after_each(function()
+    for _, dir in ipairs(made) do os.execute("rm -rf '" .. dir .. "'") end
+    made = {}
+  end)
+
   it("keep their tables live, in the transaction of each event", function()
     local host = testing.host()
     deposit(host, "a", 10)
@@ -101,6 +109,29 @@ describe("projections", function()
     -- and it goes on live
     deposit(host, "a", 1)
     assert.same({ balance = 7, movements = 3 }, host.db:one("select balance, movements from balances where account = 'a'"))
+  end)
+
+  it("until the new version replaces them, the old tables serve and keep up, with the old code", function()
+    local dir = scripts({ ["ledger.lua"] = ledger })
+    local host = testing.host(dir, { name = "ledger", manual_builds = true })
+    deposit(host, "a", 10)
+    -- Version 2 keeps cents, and its query says so.
+    write(dir, "ledger.lua", ledger:gsub("version = 1", "version = 2")
+      :gsub("values %(%?, %?%)", "values (?, ? * 100)")
+      :gsub("set balance = balance %- %?", "set balance = balance - ? * 100")
+      :gsub("return row and row.balance", "return row and { cents = row.balance }"))
+    assert.is_true(host:reload())
+    local p = projection(host, "balances")
+    assert.same({ 2, 1, 2 }, { p.version, p.live, p.building })
+    deposit(host, "a", 5) -- flows into the old tables, through version 1's handlers
+    assert.is_true(host:send("Withdraw", { amount = 1 }, { subject = "Account/a" }))
+    assert.same({ a = 14 }, balances(host))
+    assert.equal(14, host:query("balance", { account = "a" })) -- version 1's query
+    host:build()
+    assert.same({ a = 1400 }, balances(host))
+    assert.same({ cents = 1400 }, host:query("balance", { account = "a" }))
+    deposit(host, "a", 1) -- version 2 alone from now on
+    assert.same({ a = 1500 }, balances(host))
   end)
 
   it("rebuilds on demand and ends with the same tables", function()

@@ -1,0 +1,193 @@
+"""Projections on a real host: the read model agrees with a fold of the streams after kill -9
+during appends and during a rebuild (which resumes where it was), a new version is built while
+the old tables, kept up by the old code, answer queries, `choreo projections` shows and starts
+builds, and a projection whose SQL is wrong is refused at reload."""
+import json
+import os
+import random
+import time
+
+import harness
+from harness import Suite, check, check_eq, wait_until
+
+suite = Suite("projections")
+
+# The bank's accounts, and a projection of each stream's count and sum of deposits. `spin`
+# slows its handler down so that a build takes long enough to be caught in the middle.
+BANK = """
+local choreo = require "choreo"
+choreo.aggregate("Account", {
+  initial = function() return { balance = 0 } end,
+  decide = {
+    Deposit = function(_, cmd) return { { type = "Deposited", data = { amount = cmd.data.amount } } } end,
+  },
+  evolve = { Deposited = function(state, e) state.balance = state.balance + e.data.amount end },
+})
+choreo.projection("totals", {
+  version = %(version)d,
+  tables = {
+    "create table totals(stream text primary key, events integer not null, total integer not null)",
+    "create index totals_by_total on totals(total)",
+  },
+  on = {
+    Deposited = function(msg, db)
+      for _ = 1, %(spin)d do end
+      db:exec([[insert into totals values (?, 1, ?) on conflict(stream)
+                do update set events = events + 1, total = total + excluded.total]],
+              msg.subject, msg.data.amount * %(factor)d)
+    end,
+  },
+})
+choreo.query("totals", function(_, db)
+  local out = {}
+  for row in db:rows("select stream, events, total from totals") do out[row.stream] = { row.events, row.total } end
+  return out
+end)
+"""
+
+TELLER = """
+local choreo = require "choreo"
+choreo.on("Start", function(msg, ctx)
+  for n = msg.data.from, msg.data.to do
+    ctx:send("bank", "Deposit", { amount = n }, { subject = "Account/" .. (n % 7) })
+  end
+end)
+"""
+
+
+def bank_lua(version=1, factor=1, spin=0):
+    return BANK % {"version": version, "factor": factor, "spin": spin}
+
+
+def folded(bank, factor):
+    """{stream: [events, total]} folded from the bank's stream table."""
+    out = {}
+    for stream, msg in bank.query("select stream, msg from choreo_streams"):
+        amount = harness.mp_unpack(msg)[0]["data"]["amount"]
+        events, total = out.get(stream, [0, 0])
+        out[stream] = [events + 1, total + amount * factor]
+    return out
+
+
+def projected(bank):
+    return {s: [n, t] for s, n, t in bank.query("select stream, events, total from totals")}
+
+
+def projection(bank):
+    r = bank.cli("projections", "--json")
+    check_eq(r.rc, 0, "projections --json exit code (%s)" % r.err)
+    return json.loads(r.out.splitlines()[0])
+
+
+@suite.test
+def the_read_model_agrees_with_the_streams_across_kill_9_in_appends_and_in_a_rebuild(w):
+    scripts = w.scripts("bank", {"bank.lua": bank_lua()})
+    bank = w.host("bank", scripts)
+    teller = w.host("teller", w.scripts("teller", {"teller.lua": TELLER}))
+    rng = random.Random(5)
+    total = 0
+    with w.step("four rounds of 10000 commands, bank killed -9 while it applies them"):
+        cut = 0
+        for k in range(4):
+            teller.publish("Start", {"from": k * 10000 + 1, "to": (k + 1) * 10000})
+            total += 10000
+            time.sleep(rng.uniform(0.01, 0.15))
+            bank.kill9()
+            cut += bank.scalar("select count(*) from choreo_streams") < total
+            bank.start()
+        check(cut > 0, "no kill came while commands were being applied")
+        wait_until(lambda: bank.scalar("select count(*) from choreo_streams") == total, 60,
+                   "every command's event in a stream")
+        wait_until(lambda: sum(n for n, _ in projected(bank).values()) == total, 30,
+                   "the projection to see every event")
+    with w.step("the live projection is the fold of the streams"):
+        check_eq(projected(bank), folded(bank, 1), "totals against the streams")
+        p = projection(bank)
+        check_eq((p["version"], p["live"], p.get("build")), (1, 1, None), "status of totals")
+        check_eq(p["tables"], ["totals", "totals_by_total"], "the projection's tables")
+    with w.step("a new version builds while the old tables answer queries and keep up"):
+        mark = bank.log_mark()
+        with open(os.path.join(scripts, "bank.lua"), "w") as f:
+            f.write(bank_lua(version=2, factor=2, spin=50000))
+        bank.wait_log(r"totals: building version 2", 20, since=mark)
+        wait_until(lambda: projection(bank).get("build", {}).get("applied", 0) > 0, 20,
+                   "the build to be under way")
+        status = bank.cli("projections", "status")
+        check("v2 declared, v1 live, building v2:" in status.out and "to go" in status.out,
+              "status while building: %r" % status.out)
+        teller.publish("Start", {"from": total + 1, "to": total + 300})
+        total += 300
+        wait_until(lambda: bank.scalar("select count(*) from choreo_streams") == total, 30,
+                   "the new commands' events")
+
+        def served():
+            answer = bank.cli("query", "totals")
+            check_eq(answer.rc, 0, "query exit code while building (%s)" % answer.err)
+            return json.loads(answer.out)
+        wait_until(lambda: served() == folded(bank, 1), 20,
+                   "the old version's totals, kept up to date by its code during the build")
+        check(projection(bank).get("build") is not None,
+              "the build ended before the old tables could be seen serving (make it slower)")
+    with w.step("killed -9 in the middle of the build, the host resumes it where it was"):
+        bank.kill9()
+        check_eq(projection_file_exists(bank), True, "the build's file after the kill")
+        bank.start()
+        m = bank.wait_log(r"totals: resuming the build of version 2 after stream event (\d+)", 20)
+        check(int(m.group(1)) > 0, "the build resumed from its start")
+        teller.publish("Start", {"from": total + 1, "to": total + 500})  # events keep coming
+        total += 500  # (the old tables are frozen now: the code that wrote them is gone)
+        wait_until(lambda: projection(bank).get("build") is None, 120, "the build to end")
+        wait_until(lambda: bank.scalar("select count(*) from choreo_streams") == total, 30,
+                   "the last commands' events")
+        wait_until(lambda: sum(n for n, _ in projected(bank).values()) == total, 30,
+                   "the new version to see every event")
+    with w.step("the new version's tables replaced the old ones, and agree with the streams"):
+        check_eq(projected(bank), folded(bank, 2), "totals (doubled) against the streams")
+        p = projection(bank)
+        check_eq((p["version"], p["live"]), (2, 2), "status after the build")
+        check_eq(bank.scalar("select count(*) from sqlite_master where name = 'totals_by_total'"), 1,
+                 "the index came with the table")
+        check_eq(projection_file_exists(bank), False, "the build's file after the swap")
+
+
+def projection_file_exists(bank):
+    return os.path.exists(bank.data + "-build-totals.db")
+
+
+@suite.test
+def the_cli_starts_rebuilds_and_bad_projections_are_refused(w):
+    scripts = w.scripts("bank", {"bank.lua": bank_lua()})
+    bank = w.host("bank", scripts)
+    for n in range(1, 21):
+        bank.cli("send", "--subject", "Account/%d" % (n % 3), "bank", "Deposit", json.dumps({"amount": n}))
+    wait_until(lambda: sum(n for n, _ in projected(bank).values()) == 20, 20, "20 events projected")
+    with w.step("rebuild of the same version: the same tables again"):
+        before = projected(bank)
+        mark = bank.log_mark()
+        r = bank.cli("projections", "rebuild", "totals")
+        check_eq(r.rc, 0, "rebuild exit code (%s)" % r.err)
+        bank.wait_log(r"totals: version 1 is live \(20 stream events\)", 20, since=mark)
+        check_eq(projected(bank), before, "totals after the rebuild")
+    with w.step("bad requests get clear errors"):
+        r = bank.cli("projections", "rebuild", "nope")
+        check_eq((r.rc, r.err.strip()), (1, "choreo: no projection named 'nope'"), "rebuild of an unknown one")
+        r = bank.cli("projections", "rebuild")
+        check_eq(r.rc, 2, "rebuild without a name")
+        r = bank.cli("projections", "frobnicate")
+        check_eq(r.rc, 2, "an unknown action")
+        r = bank.cli("projections", "status", "nope")
+        check_eq(r.rc, 1, "status of an unknown one")
+    with w.step("a reload with a projection whose SQL is wrong is rejected; the old code runs on"):
+        mark = bank.log_mark()
+        with open(os.path.join(scripts, "bank.lua"), "w") as f:
+            f.write(bank_lua(version=2).replace("create table totals", "create tabel totals"))
+        bank.wait_log(r"reload rejected.*projection totals: tables: near \"tabel\": syntax error", 20,
+                      since=mark)
+        check("projection totals" in bank.status().get("reload error", ""), "status names the error")
+        bank.cli("send", "--subject", "Account/1", "bank", "Deposit", '{"amount": 1000}')
+        wait_until(lambda: projected(bank)["Account/1"][1] == before["Account/1"][1] + 1000, 20,
+                   "version 1 still projecting")
+
+
+if __name__ == "__main__":
+    suite.main()
