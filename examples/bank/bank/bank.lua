@@ -1,6 +1,5 @@
--- The bank: accounts as event-sourced aggregates, transfers between them as a saga that pays
--- the money back when the second leg is refused, and a statement per account as the read side,
--- served as queries.
+-- The bank: accounts as event-sourced aggregates, and transfers between them as a saga that
+-- pays the money back when the second leg is refused. The read side is statement.lua.
 local choreo = require "choreo"
 
 choreo.aggregate("Account", {
@@ -27,6 +26,10 @@ choreo.aggregate("Account", {
   },
   snapshot_every = 50,
 })
+
+-- Accounts opened by the first release recorded the owner as `name`; the stream keeps those
+-- events as they were written, and this brings them to the current shape whenever they are read.
+choreo.upcast("Opened", 1, function(data) return { owner = data.name } end)
 
 -- Everything a transfer causes shares its conversation: the commands it sends, the events
 -- they append and the rejections they earn all carry the request's correlation id.
@@ -68,35 +71,3 @@ choreo.saga("Transfer", {
     end,
   },
 })
-
--- The read side: a statement line per money event, kept by a plain handler in the event's
--- transaction, and the queries that serve it (`choreo query`, or HTTP with --http).
-choreo.db:exec([[create table if not exists statement(account text, version integer, type text,
-  amount integer, time text, primary key (account, version))]])
-
-local function on_money(msg, ctx)
-  ctx.db:exec("insert into statement values (?, ?, ?, ?, ?)", msg.subject:match("^Account/(.+)$"),
-    msg.streamversion, msg.type, msg.data.amount, msg.time)
-end
-choreo.on("Deposited", on_money)
-choreo.on("Withdrawn", on_money)
-
-choreo.query("statement", function(args, db)
-  local lines, balance = {}, 0
-  for row in db:rows("select version, type, amount, time from statement where account = ? order by version",
-                     tostring(args and args.account)) do
-    balance = balance + (row.type == "Deposited" and row.amount or -row.amount)
-    row.balance = balance
-    lines[#lines + 1] = row
-  end
-  return { account = args and args.account, balance = balance, lines = lines }
-end)
-
-choreo.query("balances", function(_, db)
-  local out = {}
-  for row in db:rows([[select account, sum(case type when 'Deposited' then amount else -amount end) as balance
-                       from statement group by account order by account]]) do
-    out[#out + 1] = row
-  end
-  return out
-end)

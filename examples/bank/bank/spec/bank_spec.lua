@@ -63,4 +63,34 @@ describe("bank", function()
     assert.same({ 2, 3 }, { statement.lines[1].version, statement.lines[2].version })
     assert.same({ { account = "1", balance = 70 }, { account = "2", balance = 30 } }, host:query("balances"))
   end)
+
+  it("reads accounts opened by the first release, whose Opened named the owner `name`", function()
+    local host = testing.host()
+    host:given("Account/9", { { type = "Opened", data = { name = "ada" }, schema = "v1" } })
+    assert.is_true(host:send("Deposit", { amount = 5 }, { subject = "Account/9" }))
+    local statement = host:query("statement", { account = "9" })
+    assert.same({ "ada", 5 }, { statement.owner, statement.balance }) -- the projection saw `owner`
+    local opened = host:stream("Account/9")[1]
+    assert.same({ name = "ada" }, opened.data) -- kept as written
+    assert.same({ "Opened", "v1" }, { opened.type, opened.dataschema })
+  end)
+
+  it("builds the statement's second version from the streams: the same lines, balances kept", function()
+    local here = os.getenv("CHOREO_TEST_DIR")
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute(("mkdir '%s' && cp '%s'/*.lua '%s'"):format(dir, here, dir)))
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    local host = testing.host(dir, { name = "bank" })
+    open_with(host, 1, 100)
+    open_with(host, 2)
+    host:send("RequestTransfer", { from = 1, to = 2, amount = 30 })
+    local before = { host:query("statement", { account = "1" }), host:query("balances") }
+    assert.is_true(os.execute(("cp '%s/../statement-v2.lua' '%s/statement.lua'"):format(here, dir)))
+    assert.is_true(host:reload())
+    assert.same({ 2, 2 }, { host:projections()[1].version, host:projections()[1].live })
+    assert.same(before, { host:query("statement", { account = "1" }), host:query("balances") })
+    assert.same({ version = 3, type = "Withdrawn", amount = 30, balance = 70 },
+      (function(l) l.time = nil return l end)(host:query("statement", { account = "1" }).lines[2]))
+  end)
 end)
