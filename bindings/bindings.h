@@ -90,6 +90,10 @@ void choreo_lua_push_db(lua_State *L, choreo_engine *engine, int owner_idx, bool
 /* The same over another connection of the engine's (a projection build's). */
 void choreo_lua_push_db_on(lua_State *L, choreo_engine *engine, sqlite3 *db, int owner_idx,
                            bool reads_only);
+/* Finalizes what the db object at idx prepared and makes it raise from then on: its
+ * connection is closing. (A rows iterator still open keeps its own statement, which close_v2
+ * waits for.) */
+void choreo_lua_db_close(lua_State *L, int idx);
 
 /* lquery.c: choreo.query(name, fn), and the protected call that runs one (a
  * choreo_lua_query_call as its light userdata argument). */

@@ -1,16 +1,18 @@
 /* require "choreo.projectionstore": what choreo.projection (scripts/choreo/projection.lua)
  * asks the engine while a message is handled: which version a projection's live tables are of
- * (runtime/core/projections.c), so that only the code of that version writes them. */
+ * (runtime/core/projections.c), so that only the code of that version writes them, and not
+ * twice an event their build applied. */
 #include <lauxlib.h>
 
 #include "bindings.h"
 
-/* live(name, version) -> boolean */
-static int projectionstore_live(lua_State *L) {
+/* applies(name, version) -> boolean: whether that version's handlers write the live tables
+ * for the message being handled */
+static int projectionstore_applies(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   lua_Integer version = luaL_checkinteger(L, 2);
   choreo_engine *e = choreo_lua_engine(L);
-  lua_pushboolean(L, e && choreo_engine_projection_live(e, name, version));
+  lua_pushboolean(L, e && choreo_engine_projection_applies(e, name, version));
   return 1;
 }
 
@@ -25,7 +27,7 @@ static int projectionstore_stale(lua_State *L) {
 
 int luaopen_choreo_projectionstore(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"live", projectionstore_live}, {"stale", projectionstore_stale}, {NULL, NULL}};
+      {"applies", projectionstore_applies}, {"stale", projectionstore_stale}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -32,6 +32,7 @@ typedef struct rows_handle {
 
 /* Takes an idle statement for sql out of the cache, or prepares one. */
 static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t len) {
+  if (!h->db) luaL_error(L, "this db object belonged to a projection's build, which has ended");
   for (int i = 0; i < DB_CACHE; i++) {
     sqlite3_stmt *stmt = h->cache[i];
     if (stmt && strncmp(sqlite3_sql(stmt), sql, len) == 0 && sqlite3_sql(stmt)[len] == '\0') {
@@ -259,6 +260,15 @@ static int db_gc(lua_State *L) {
     h->cache[i] = NULL;
   }
   return 0;
+}
+
+void choreo_lua_db_close(lua_State *L, int idx) {
+  db_handle *h = luaL_checkudata(L, idx, DB_META);
+  for (int i = 0; i < DB_CACHE; i++) {
+    sqlite3_finalize(h->cache[i]);
+    h->cache[i] = NULL;
+  }
+  h->db = NULL;
 }
 
 static const luaL_Reg rows_meta[] = {{"__close", rows_close}, {"__gc", rows_close}, {NULL, NULL}};

@@ -407,6 +407,26 @@ static void scripts_push_build_db(lua_State *L, sqlite3 *build) {
   lua_setfield(L, LUA_REGISTRYINDEX, REG_BUILD_DB);
 }
 
+/* Finalizes the cached db object's statements if it is over build, and forgets it. */
+static int scripts_forget_build_db(lua_State *L) {
+  sqlite3 *build = lua_touserdata(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REG_BUILD_DB) != LUA_TTABLE) return 0;
+  lua_getfield(L, -1, "conn");
+  if (lua_touserdata(L, -1) != (void *)build) return 0;
+  lua_getfield(L, -2, "db");
+  choreo_lua_db_close(L, -1);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_BUILD_DB);
+  return 0;
+}
+
+static void scripts_release_build(void *scripts, sqlite3 *build) {
+  choreo_scripts *s = scripts;
+  lua_pushcfunction(s->L, scripts_forget_build_db);
+  lua_pushlightuserdata(s->L, build);
+  if (lua_pcall(s->L, 1, 0, 0) != LUA_OK) lua_pop(s->L, 1); /* close_v2 still waits for them */
+}
+
 static int scripts_run_projection(lua_State *L) {
   scripts_project_call *call = lua_touserdata(L, 1);
   if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return 0;
@@ -456,4 +476,5 @@ const choreo_scripts_ops choreo_lua_scripts = {
     .projections = scripts_projections,
     .project = scripts_project,
     .deliver_stale = scripts_deliver_stale,
+    .release_build = scripts_release_build,
 };

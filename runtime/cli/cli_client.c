@@ -491,8 +491,9 @@ int cli_query(const cli_args *a) {
 static void client_print_projection(const cJSON *p, bool detail) {
   double declared = client_num(p, "version"), live = client_num(p, "live");
   printf("%s  ", client_str(p, "name"));
-  if (declared == 0) printf("v%.0f live, no longer declared by the scripts", live);
+  if (declared == 0) printf("no longer declared by the scripts (its tables stay; declared again, it is built afresh)");
   else if (live == declared) printf("v%.0f live", live);
+  else if (live == 0) printf("v%.0f declared, no live tables", declared);
   else printf("v%.0f declared, v%.0f live", declared, live);
   const cJSON *build = cJSON_GetObjectItem(p, "build");
   const char *error = build ? client_str(build, "error") : "";

@@ -88,6 +88,13 @@ typedef struct engine_decls {
   bool too_many;
 } engine_decls;
 
+static void engine_release_build(void *ud, sqlite3 *build) {
+  choreo_engine *e = ud;
+  if (!e->ops || !e->ops->release_build) return;
+  if (e->scripts) e->ops->release_build(e->scripts, build);
+  if (e->serving) e->ops->release_build(e->serving, build);
+}
+
 static void engine_collect_projection(void *ud, const choreo_projection_decl *d) {
   engine_decls *decls = ud;
   if (decls->n == ENGINE_PROJECTIONS_MAX) decls->too_many = true;
@@ -159,7 +166,7 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
   if (!rc && (rc = choreo_streams_open(&e->streams, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the streams tables", cfg->data);
   if (!rc && (rc = choreo_projections_open(&e->projections, choreo_store_db(e->store), cfg->data,
-                                           engine_prepare_build, e)))
+                                           engine_prepare_build, engine_release_build, e)))
     snprintf(err, errlen, "%s: cannot prepare the projections table", cfg->data);
   if (!rc) rc = engine_load_scripts(e, &e->scripts, err, errlen);
   if (!rc) rc = engine_sync_projections(e, e->scripts, err, errlen);
@@ -176,6 +183,7 @@ void choreo_engine_close(choreo_engine *e) {
   if (!e) return;
   if (e->ops && e->scripts) e->ops->free(e->scripts);
   if (e->ops && e->serving) e->ops->free(e->serving);
+  e->scripts = e->serving = NULL;
   choreo_projections_close(e->projections); /* after the scripts: they may hold a build's statements */
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
@@ -248,12 +256,35 @@ void choreo_engine_report(choreo_engine *e, const char *from, int rc,
                r->applied, r->failed, r->skipped);
 }
 
-/* The generation kept for a projection's old tables goes once no live table is of a version
- * other than the one declared. */
-static void engine_retire_serving(choreo_engine *e) {
-  if (!e->serving || choreo_projections_stale(e->projections)) return;
-  e->ops->free(e->serving);
+typedef struct engine_serves_call {
+  choreo_engine *e;
+  bool serves;
+} engine_serves_call;
+
+static void engine_serves_one(void *ud, const choreo_projection_decl *d) {
+  engine_serves_call *call = ud;
+  call->serves = call->serves || choreo_engine_projection_stale(call->e, d->name, d->version);
+}
+
+/* Whether a generation declares the version of some projection's live tables that the current
+ * one no longer declares: its code is what matches those tables. */
+static bool engine_serves(choreo_engine *e, void *scripts) {
+  engine_serves_call call = {e, false};
+  if (scripts && e->ops->projections) e->ops->projections(scripts, engine_serves_one, &call);
+  return call.serves;
+}
+
+/* After a reload or a swap: the generation kept for old tables is the one that matches them,
+ * as long as one does. */
+static void engine_keep_serving(choreo_engine *e, void *leaving) {
+  if (e->serving && engine_serves(e, e->serving)) {
+    if (leaving) e->ops->free(leaving);
+    return;
+  }
+  if (e->serving) e->ops->free(e->serving);
   e->serving = NULL;
+  if (leaving && engine_serves(e, leaving)) e->serving = leaving;
+  else if (leaving) e->ops->free(leaving);
 }
 
 int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
@@ -264,12 +295,9 @@ int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
     snprintf(e->reload_error, sizeof e->reload_error, "%s", err);
     return CHOREO_ESCRIPT;
   }
-  /* The generation leaving keeps serving if its projections' tables are the live ones and a
-   * build of another version is to replace them (and no older one serves already). */
-  if (!e->serving && choreo_projections_stale(e->projections)) e->serving = e->scripts;
-  else if (e->scripts) e->ops->free(e->scripts);
+  void *leaving = e->scripts;
   e->scripts = fresh;
-  engine_retire_serving(e);
+  engine_keep_serving(e, leaving);
   e->generation++;
   e->reload_error[0] = '\0';
   return 0;
@@ -1023,7 +1051,7 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
     choreo_projections_fail(e->projections, name, call.err[0] ? call.err : "cannot read the streams");
   } else if (!choreo_projections_advance(e->projections, name, call.last, n) && n < max) {
     choreo_projections_swap(e->projections, name); /* caught up */
-    engine_retire_serving(e);
+    engine_keep_serving(e, NULL);
   }
   *pending = choreo_projections_next_build(e->projections, &name, &build, &position);
   return 0;
@@ -1039,8 +1067,10 @@ int choreo_engine_projection_rebuild(choreo_engine *e, const char *name, char *e
   return choreo_projections_rebuild(e->projections, name, err, errlen);
 }
 
-bool choreo_engine_projection_live(choreo_engine *e, const char *name, int64_t version) {
-  return choreo_projections_live(e->projections, name, version);
+bool choreo_engine_projection_applies(choreo_engine *e, const char *name, int64_t version) {
+  const choreo_msg *m = e->current;
+  bool own_stream = m && m->streamversion > 0 && choreo_str_eq(m->source, e->name);
+  return choreo_projections_applies(e->projections, name, version, own_stream ? m->seq : 0);
 }
 
 typedef struct engine_each_projection {

@@ -67,6 +67,8 @@ typedef struct choreo_scripts_ops {
    * now (choreo_engine_projection_stale), as deliver does. */
   int (*deliver_stale)(void *scripts, const choreo_msg *m, char *err, size_t errlen,
                        char **traceback);
+  /* A build's connection is about to close: let go of every statement prepared on it. */
+  void (*release_build)(void *scripts, sqlite3 *build);
 } choreo_scripts_ops;
 
 typedef struct choreo_engine_config {
@@ -316,8 +318,9 @@ bool choreo_engine_projections_building(choreo_engine *e);
 /* Starts the build of a declared projection afresh (CHOREO_ENOENT: none of that name). */
 int choreo_engine_projection_rebuild(choreo_engine *e, const char *name, char *err,
                                      size_t errlen);
-/* Whether name's live tables are of version: its handlers of that version may write them. */
-bool choreo_engine_projection_live(choreo_engine *e, const char *name, int64_t version);
+/* Whether the handlers of name's version write its live tables for the message being handled
+ * (see choreo_projections_applies). */
+bool choreo_engine_projection_applies(choreo_engine *e, const char *name, int64_t version);
 /* Whether they are of version while another is declared now: an older generation's handlers
  * keep them up to date until the new version replaces them. */
 bool choreo_engine_projection_stale(choreo_engine *e, const char *name, int64_t version);

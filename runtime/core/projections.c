@@ -13,7 +13,7 @@
 static const char projections_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_projections("
     "  name TEXT PRIMARY KEY, version INTEGER NOT NULL, objects TEXT NOT NULL,"
-    "  build_version INTEGER NOT NULL DEFAULT 0)";
+    "  build_version INTEGER NOT NULL DEFAULT 0, built_through INTEGER NOT NULL DEFAULT 0)";
 
 /* The build file's own table: which version it builds and how far it is. */
 static const char build_schema[] =
@@ -27,6 +27,9 @@ typedef struct projection {
   int64_t live;     /* 0: no live tables */
   char *objects;    /* the live objects' names, '\n' after each */
   int64_t building; /* 0: no build */
+  /* The last stream event the live tables' build applied: one delivered again later (a retry,
+   * a dead letter sent back) is in them already. */
+  int64_t built_through;
   sqlite3 *build;   /* the build file's connection, once taken up by this process */
   int64_t position, applied;
   int64_t taken_up_ms, applied_at_take_up; /* for the rate */
@@ -38,7 +41,8 @@ struct choreo_projections {
   char *data;
   bool in_memory;
   void (*prepare)(void *ud, sqlite3 *build);
-  void *prepare_ud;
+  void (*release)(void *ud, sqlite3 *build);
+  void *hooks_ud;
   projection *list;
   int n;
 };
@@ -97,26 +101,29 @@ static void projections_unlink_build(choreo_projections *p, const char *name) {
   sqlite3_free(path);
 }
 
-static void projections_close_build(projection *x) {
-  /* close_v2: a db object of the scripts may still hold statements on it; the connection
-   * goes once they are finalized. */
-  if (x->build) sqlite3_close_v2(x->build);
+static void projections_close_build(choreo_projections *p, projection *x) {
+  if (!x->build) return;
+  /* The scripts' db object over it finalizes its statements first; close_v2 covers any left. */
+  if (p->release) p->release(p->hooks_ud, x->build);
+  sqlite3_close_v2(x->build);
   x->build = NULL;
 }
 
 static int projections_store_row(choreo_projections *p, const projection *x) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(p->db,
-                         "INSERT INTO choreo_projections(name, version, objects, build_version) "
-                         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
-                         "version = excluded.version, objects = excluded.objects, "
-                         "build_version = excluded.build_version",
+                         "INSERT INTO choreo_projections(name, version, objects, build_version, "
+                         "built_through) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO UPDATE "
+                         "SET version = excluded.version, objects = excluded.objects, "
+                         "build_version = excluded.build_version, "
+                         "built_through = excluded.built_through",
                          -1, &st, NULL) != SQLITE_OK)
     return CHOREO_EIO;
   sqlite3_bind_text(st, 1, x->name, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, x->live);
   sqlite3_bind_text(st, 3, x->objects, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 4, x->building);
+  sqlite3_bind_int64(st, 5, x->built_through);
   int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CHOREO_EIO;
   sqlite3_finalize(st);
   return rc;
@@ -125,8 +132,8 @@ static int projections_store_row(choreo_projections *p, const projection *x) {
 static int projections_load(choreo_projections *p) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(p->db,
-                         "SELECT name, version, objects, build_version FROM choreo_projections "
-                         "ORDER BY name",
+                         "SELECT name, version, objects, build_version, built_through "
+                         "FROM choreo_projections ORDER BY name",
                          -1, &st, NULL) != SQLITE_OK)
     return CHOREO_EIO;
   int rc = 0, step;
@@ -142,6 +149,7 @@ static int projections_load(choreo_projections *p) {
     x->objects = objects;
     x->live = sqlite3_column_int64(st, 1);
     x->building = sqlite3_column_int64(st, 3);
+    x->built_through = sqlite3_column_int64(st, 4);
   }
   if (!rc && step != SQLITE_DONE) rc = CHOREO_EIO;
   sqlite3_finalize(st);
@@ -149,14 +157,16 @@ static int projections_load(choreo_projections *p) {
 }
 
 int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *data,
-                            void (*prepare)(void *ud, sqlite3 *build), void *ud) {
+                            void (*prepare)(void *ud, sqlite3 *build),
+                            void (*release)(void *ud, sqlite3 *build), void *ud) {
   choreo_projections *p = calloc(1, sizeof *p);
   if (!p) return CHOREO_ENOMEM;
   p->db = db;
   p->data = strdup(data);
   p->in_memory = strcmp(data, ":memory:") == 0 || data[0] == '\0';
   p->prepare = prepare;
-  p->prepare_ud = ud;
+  p->release = release;
+  p->hooks_ud = ud;
   int rc = p->data ? 0 : CHOREO_ENOMEM;
   if (!rc && sqlite3_exec(db, projections_schema, NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
   if (!rc) rc = projections_load(p);
@@ -172,7 +182,7 @@ void choreo_projections_close(choreo_projections *p) {
   if (!p) return;
   for (int i = 0; i < p->n; i++) {
     projection *x = &p->list[i];
-    projections_close_build(x);
+    projections_close_build(p, x);
     if (p->in_memory && x->building) projections_unlink_build(p, x->name);
     free(x->name);
     free(x->tables);
@@ -239,9 +249,24 @@ static int projections_create(sqlite3 *db, const char *tables, char **objects, c
   return 0;
 }
 
-/* The declared SQL must create something, and be SQL: tried on a scratch database, so that a
- * mistake rejects the scripts before anything is touched. */
-static int projections_check(const choreo_projection_decl *d, char *err, size_t errlen) {
+/* Whether the host's database has an object of that name. */
+static bool projections_taken(sqlite3 *db, const char *name, size_t len) {
+  sqlite3_stmt *st;
+  bool taken = false;
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM main.sqlite_master WHERE name = ?1", -1, &st, NULL) ==
+      SQLITE_OK) {
+    sqlite3_bind_text(st, 1, name, (int)len, SQLITE_STATIC);
+    taken = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+  }
+  return taken;
+}
+
+/* The declared SQL must be SQL, create something, and take no name of the host's database but
+ * the projection's own (live): tried on a scratch database, so that a mistake rejects the
+ * scripts before anything is touched. */
+static int projections_check(choreo_projections *p, const choreo_projection_decl *d, char *err,
+                             size_t errlen) {
   sqlite3 *scratch;
   if (sqlite3_open(":memory:", &scratch) != SQLITE_OK) {
     sqlite3_close(scratch);
@@ -254,6 +279,18 @@ static int projections_check(const choreo_projection_decl *d, char *err, size_t 
     projections_errf(err, errlen, d->name, "tables", "the SQL creates no table");
     rc = CHOREO_ESCRIPT;
   }
+  projection *x = projections_find(p, d->name);
+  for (const char *at = objects; !rc && *at;) {
+    const char *end = strchr(at, '\n');
+    size_t len = (size_t)(end - at);
+    if (projections_taken(p->db, at, len) && !(x && projections_listed(x->objects, at, len))) {
+      snprintf(err, errlen, "projection %s: tables: %.*s is taken by a table of the host's "
+               "database that is not this projection's (drop it, or choose another name)",
+               d->name, (int)len, at);
+      rc = CHOREO_ESCRIPT;
+    }
+    at = end + 1;
+  }
   free(why);
   free(objects);
   sqlite3_close(scratch);
@@ -263,7 +300,7 @@ static int projections_check(const choreo_projection_decl *d, char *err, size_t 
 /* Starts x's build of its declared version afresh: a new file with the tables and position 0,
  * then the row in the host's database saying so. */
 static int projections_start_build(choreo_projections *p, projection *x) {
-  projections_close_build(x);
+  projections_close_build(p, x);
   projections_unlink_build(p, x->name);
   x->error[0] = '\0';
   x->building = x->declared; /* in memory at once: a build that cannot start shows why */
@@ -289,12 +326,12 @@ static int projections_start_build(choreo_projections *p, projection *x) {
     snprintf(x->error, sizeof x->error, "cannot start the build: %s",
              why ? why : x->build ? sqlite3_errmsg(x->build) : "out of memory");
     choreo_log(CHOREO_LOG_ERROR, "projections", "%s: %s", x->name, x->error);
-    projections_close_build(x);
+    projections_close_build(p, x);
   }
   free(why);
   free(objects);
   if (rc != SQLITE_OK) return CHOREO_EIO;
-  if (p->prepare) p->prepare(p->prepare_ud, x->build);
+  if (p->prepare) p->prepare(p->hooks_ud, x->build);
   choreo_log(CHOREO_LOG_INFO, "projections", "%s: building version %lld from the first event",
              x->name, (long long)x->building);
   return projections_store_row(p, x);
@@ -302,7 +339,7 @@ static int projections_start_build(choreo_projections *p, projection *x) {
 
 /* Drops x's build, file and all. */
 static int projections_discard_build(choreo_projections *p, projection *x) {
-  projections_close_build(x);
+  projections_close_build(p, x);
   projections_unlink_build(p, x->name);
   if (!x->building) return 0;
   x->building = 0;
@@ -319,6 +356,7 @@ static int projections_take_up(choreo_projections *p, projection *x) {
   bool resumed = false;
   int rc = sqlite3_open_v2(path, &x->build, SQLITE_OPEN_READWRITE, NULL);
   sqlite3_free(path);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(x->build, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
   if (rc == SQLITE_OK &&
       sqlite3_prepare_v2(x->build, "SELECT version, position, applied FROM choreo_build", -1,
                          &st, NULL) == SQLITE_OK &&
@@ -330,7 +368,7 @@ static int projections_take_up(choreo_projections *p, projection *x) {
   }
   sqlite3_finalize(st);
   if (!resumed) return projections_start_build(p, x);
-  if (p->prepare) p->prepare(p->prepare_ud, x->build);
+  if (p->prepare) p->prepare(p->hooks_ud, x->build);
   choreo_log(CHOREO_LOG_INFO, "projections", "%s: resuming the build of version %lld after "
              "stream event %lld", x->name, (long long)x->building, (long long)x->position);
   return 0;
@@ -339,7 +377,7 @@ static int projections_take_up(choreo_projections *p, projection *x) {
 int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl *decl, int n,
                             bool has_history, char *err, size_t errlen) {
   for (int i = 0; i < n; i++) {
-    int rc = projections_check(&decl[i], err, errlen);
+    int rc = projections_check(p, &decl[i], err, errlen);
     if (rc) return rc;
   }
   /* The live tables of projections new here, all or none. */
@@ -398,7 +436,12 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
    * the scripts run on, and the live tables serve. */
   for (int i = 0; i < p->n; i++) {
     projection *x = &p->list[i];
-    if (!x->declared)
+    if (!x->declared && x->live) {
+      /* Its tables get no more events: declared again, it is built afresh. */
+      x->live = 0;
+      projections_discard_build(p, x);
+      projections_store_row(p, x);
+    } else if (!x->declared)
       projections_discard_build(p, x);
     else if (x->building == x->declared && !x->error[0]) {
       if (!x->build) projections_take_up(p, x);
@@ -425,6 +468,12 @@ int choreo_projections_rebuild(choreo_projections *p, const char *name, char *er
 bool choreo_projections_live(choreo_projections *p, const char *name, int64_t version) {
   projection *x = projections_find(p, name);
   return x && x->live == version;
+}
+
+bool choreo_projections_applies(choreo_projections *p, const char *name, int64_t version,
+                                int64_t own_stream_seq) {
+  projection *x = projections_find(p, name);
+  return x && x->live == version && (own_stream_seq <= 0 || own_stream_seq > x->built_through);
 }
 
 bool choreo_projections_declared(choreo_projections *p, const char *name, int64_t version) {
@@ -469,7 +518,9 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
   int rc = sql && sqlite3_exec(x->build, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : CHOREO_EIO;
   sqlite3_free(sql);
   if (rc) {
-    choreo_projections_fail(p, name, sqlite3_errmsg(x->build));
+    char why[256]; /* copied: the rollback that follows replaces SQLite's message */
+    snprintf(why, sizeof why, "%s", sql ? sqlite3_errmsg(x->build) : "out of memory");
+    choreo_projections_fail(p, name, why);
     return rc;
   }
   x->position = position;
@@ -500,8 +551,11 @@ static int projections_swap_tables(choreo_projections *p, projection *x, char **
     for (const char *at = x->objects; *at;) {
       const char *end = strchr(at, '\n');
       char *name = sqlite3_mprintf("%.*s", (int)(end - at), at);
-      char *sql = name ? sqlite3_mprintf("SELECT type FROM main.sqlite_master WHERE name = '%q' "
-                                         "AND (type = 'table') = %d", name, pass)
+      /* a shadow table goes with its virtual table */
+      char *sql = name ? sqlite3_mprintf("SELECT m.type FROM main.sqlite_master m WHERE m.name = '%q' "
+                                         "AND (m.type = 'table') = %d AND NOT EXISTS (SELECT 1 FROM "
+                                         "pragma_table_list l WHERE l.schema = 'main' AND "
+                                         "l.name = m.name AND l.type = 'shadow')", name, pass)
                        : NULL;
       sqlite3_stmt *st;
       char type[16] = "";
@@ -521,50 +575,84 @@ static int projections_swap_tables(choreo_projections *p, projection *x, char **
       at = end + 1;
     }
   }
-  /* the build's objects come in: tables with their rows, then indexes, views, triggers */
+  /* the build's objects come in: tables with their rows, then indexes, views, triggers.
+   * Shadow tables (a virtual table's own storage) come with their virtual table, whose rows
+   * go in through it. Listed first: the schema changes as they are created. */
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(db,
-                         "SELECT name, type = 'table', sql FROM choreo_build.sqlite_master "
-                         "WHERE sql IS NOT NULL AND name <> 'choreo_build' "
-                         "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                         "ORDER BY type = 'table' DESC, rowid",
+                         "SELECT s.name, s.type = 'table', s.sql FROM choreo_build.sqlite_master s "
+                         "WHERE s.sql IS NOT NULL AND s.name <> 'choreo_build' "
+                         "AND s.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND NOT EXISTS ("
+                         "  SELECT 1 FROM pragma_table_list l WHERE l.schema = 'choreo_build' "
+                         "  AND l.name = s.name AND l.type = 'shadow') "
+                         "ORDER BY s.type = 'table' DESC, s.rowid",
                          -1, &st, NULL) != SQLITE_OK)
     return CHOREO_EIO;
+  typedef struct { char *name, *sql; bool table; } built;
+  built *list = NULL;
+  int n = 0, rc = 0;
+  while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    built *grown = realloc(list, (size_t)(n + 1) * sizeof *grown);
+    if (!grown) {
+      rc = CHOREO_ENOMEM;
+      break;
+    }
+    list = grown;
+    list[n].name = strdup((const char *)sqlite3_column_text(st, 0));
+    list[n].table = sqlite3_column_int(st, 1);
+    list[n].sql = strdup((const char *)sqlite3_column_text(st, 2));
+    rc = list[n].name && list[n].sql ? 0 : CHOREO_ENOMEM;
+    n++;
+  }
+  sqlite3_finalize(st);
   size_t cap = 0, len = 0;
   char *names = NULL;
-  int rc = 0;
-  while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-    const char *name = (const char *)sqlite3_column_text(st, 0);
+  for (int i = 0; i < n && !rc; i++) {
     char *msg = NULL;
-    if (sqlite3_exec(db, (const char *)sqlite3_column_text(st, 2), NULL, NULL, &msg) !=
-        SQLITE_OK) {
-      *why = sqlite3_mprintf("%s: %s", name, msg ? msg : "failed");
+    if (sqlite3_exec(db, list[i].sql, NULL, NULL, &msg) != SQLITE_OK) {
+      *why = sqlite3_mprintf("%s: %s", list[i].name, msg ? msg : "failed");
       rc = CHOREO_ESCRIPT;
-    } else if (sqlite3_column_int(st, 1)) {
-      char *copy = sqlite3_mprintf("INSERT INTO main.\"%w\" SELECT * FROM choreo_build.\"%w\"",
-                                   name, name);
-      if (!copy || sqlite3_exec(db, copy, NULL, NULL, &msg) != SQLITE_OK) {
-        *why = sqlite3_mprintf("%s: %s", name, msg ? msg : "out of memory");
+    } else if (list[i].table) {
+      /* The columns that hold data (not generated ones, nor a virtual table's hidden ones). */
+      char *copy = sqlite3_mprintf(
+          "SELECT 'INSERT INTO main.\"' || replace(%Q, '\"', '\"\"') || '\"(' || c || ') SELECT ' "
+          "|| c || ' FROM choreo_build.\"' || replace(%Q, '\"', '\"\"') || '\"' FROM ("
+          "SELECT group_concat('\"' || replace(name, '\"', '\"\"') || '\"', ', ') AS c "
+          "FROM pragma_table_xinfo(%Q, 'choreo_build') WHERE hidden = 0)",
+          list[i].name, list[i].name, list[i].name);
+      sqlite3_stmt *make = NULL;
+      char *insert = NULL;
+      if (copy && sqlite3_prepare_v2(db, copy, -1, &make, NULL) == SQLITE_OK &&
+          sqlite3_step(make) == SQLITE_ROW && sqlite3_column_text(make, 0))
+        insert = sqlite3_mprintf("%s", (const char *)sqlite3_column_text(make, 0));
+      sqlite3_finalize(make);
+      sqlite3_free(copy);
+      if (!insert || sqlite3_exec(db, insert, NULL, NULL, &msg) != SQLITE_OK) {
+        *why = sqlite3_mprintf("%s: %s", list[i].name, msg ? msg : "cannot copy its rows");
         rc = CHOREO_ESCRIPT;
       }
-      sqlite3_free(copy);
+      sqlite3_free(insert);
     }
     sqlite3_free(msg);
-    size_t n = strlen(name);
-    if (!rc && len + n + 2 > cap) {
-      cap = (len + n + 2) * 2;
+    size_t k = strlen(list[i].name);
+    if (!rc && len + k + 2 > cap) {
+      cap = (len + k + 2) * 2;
       char *grown = realloc(names, cap);
       if (!grown) rc = CHOREO_ENOMEM;
       else names = grown;
     }
     if (!rc) {
-      memcpy(names + len, name, n);
-      names[len + n] = '\n';
-      len += n + 1;
+      memcpy(names + len, list[i].name, k);
+      names[len + k] = '\n';
+      len += k + 1;
       names[len] = '\0';
     }
   }
-  sqlite3_finalize(st);
+  for (int i = 0; i < n; i++) {
+    free(list[i].name);
+    free(list[i].sql);
+  }
+  free(list);
   if (rc) {
     free(names);
     return rc;
@@ -576,7 +664,7 @@ static int projections_swap_tables(choreo_projections *p, projection *x, char **
 int choreo_projections_swap(choreo_projections *p, const char *name) {
   projection *x = projections_find(p, name);
   if (!x || !x->building) return CHOREO_EINVAL;
-  projections_close_build(x); /* committed: the file is whole */
+  projections_close_build(p, x); /* committed: the file is whole */
   char *path = projections_build_path(p, name);
   char *attach = path ? sqlite3_mprintf("ATTACH %Q AS choreo_build", path) : NULL;
   sqlite3_free(path);
@@ -588,27 +676,31 @@ int choreo_projections_swap(choreo_projections *p, const char *name) {
   if (!rc) rc = projections_swap_tables(p, x, &objects, &why);
   int64_t was_live = x->live;
   char *was_objects = x->objects;
+  int64_t was_through = x->built_through;
   if (!rc) {
     x->live = x->building;
     x->objects = objects;
     x->building = 0;
+    x->built_through = x->position;
     rc = projections_store_row(p, x);
     if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
     if (rc) { /* as it was */
       x->building = x->live;
       x->live = was_live;
       x->objects = was_objects;
+      x->built_through = was_through;
       free(objects);
     } else {
       free(was_objects);
     }
   }
+  char reason[400] = ""; /* before the rollback, which replaces SQLite's message */
+  if (rc)
+    snprintf(reason, sizeof reason, "its tables could not replace the live ones: %s",
+             why ? why : sqlite3_errmsg(p->db));
   if (rc && !sqlite3_get_autocommit(p->db)) sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
   if (attached) sqlite3_exec(p->db, "DETACH choreo_build", NULL, NULL, NULL);
   if (rc) {
-    char reason[400];
-    snprintf(reason, sizeof reason, "its tables could not replace the live ones: %s",
-             why ? why : sqlite3_errmsg(p->db));
     choreo_projections_fail(p, name, reason);
   } else {
     projections_unlink_build(p, name);

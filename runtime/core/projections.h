@@ -38,9 +38,11 @@ typedef struct choreo_projection_status {
 
 /* Creates the table if needed. data is the host's database path (":memory:" puts build files
  * in the temporary directory); prepare is called with each build connection opened, for the
- * limits that apply to handlers on it. */
+ * limits that apply to handlers on it, and release before one is closed, for whoever holds
+ * statements on it. */
 int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *data,
-                            void (*prepare)(void *ud, sqlite3 *build), void *ud);
+                            void (*prepare)(void *ud, sqlite3 *build),
+                            void (*release)(void *ud, sqlite3 *build), void *ud);
 /* Closes the builds' connections; the files of a host on disk stay, to be resumed. */
 void choreo_projections_close(choreo_projections *p);
 
@@ -61,9 +63,13 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
  * CHOREO_ENOENT when the scripts declare none of that name. */
 int choreo_projections_rebuild(choreo_projections *p, const char *name, char *err, size_t errlen);
 
-/* Whether the live tables of `name` are of `version`: the handlers of that version may write
- * them. */
+/* Whether the live tables of `name` are of `version`. */
 bool choreo_projections_live(choreo_projections *p, const char *name, int64_t version);
+/* Whether the handlers of `version` write the live tables of `name` for a message: they are of
+ * that version, and the message is not a stream event of this host's (own_stream_seq, its seq;
+ * 0 for any other message) that their build applied already. */
+bool choreo_projections_applies(choreo_projections *p, const char *name, int64_t version,
+                                int64_t own_stream_seq);
 
 /* Whether the scripts declare `name` at version. */
 bool choreo_projections_declared(choreo_projections *p, const char *name, int64_t version);

@@ -44,6 +44,9 @@ return function(choreo)
       if type(t) ~= "string" or type(fn) ~= "function" then
         fail("'on' must map event types to functions(msg, db) (see '" .. tostring(t) .. "')")
       end
+      if t:find("*", 1, true) then
+        fail("'on' names event types, not patterns ('" .. t .. "'): a rebuild replays events by type")
+      end
     end
     return tables
   end
@@ -56,7 +59,7 @@ return function(choreo)
     order[#order + 1] = entry
     for event_type, fn in pairs(def.on) do
       choreo.on(event_type, function(msg, ctx)
-        if store.live(name, entry.version) then fn(msg, ctx.db) end
+        if store.applies(name, entry.version) then fn(msg, ctx.db) end
       end)
     end
   end

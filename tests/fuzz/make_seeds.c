@@ -351,6 +351,10 @@ static void control_requests(void) {
   cJSON_AddStringToObject(req, "name", "echo");
   cJSON_AddItemToObject(req, "args", cJSON_Parse("{\"a\": [1, \"b\", null]}"));
   control_request("query", req);
+  control_request("projections", control_op("projections", "list"));
+  req = control_op("projections", "rebuild");
+  cJSON_AddStringToObject(req, "name", "boxes");
+  control_request("projections-rebuild", req);
 }
 
 int main(int argc, char **argv) {

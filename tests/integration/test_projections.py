@@ -12,8 +12,8 @@ from harness import Suite, check, check_eq, wait_until
 
 suite = Suite("projections")
 
-# The bank's accounts, and a projection of each stream's count and sum of deposits. `spin`
-# slows its handler down so that a build takes long enough to be caught in the middle.
+# The bank's accounts, and a projection of each stream's count and sum of deposits. Its handler
+# raises on a deposit of `stop_at`, so that a build can be stopped in the middle on purpose.
 BANK = """
 local choreo = require "choreo"
 choreo.aggregate("Account", {
@@ -31,7 +31,7 @@ choreo.projection("totals", {
   },
   on = {
     Deposited = function(msg, db)
-      for _ = 1, %(spin)d do end
+      if msg.data.amount == %(stop_at)d then error("stopped here on purpose") end
       db:exec([[insert into totals values (?, 1, ?) on conflict(stream)
                 do update set events = events + 1, total = total + excluded.total]],
               msg.subject, msg.data.amount * %(factor)d)
@@ -55,8 +55,8 @@ end)
 """
 
 
-def bank_lua(version=1, factor=1, spin=0):
-    return BANK % {"version": version, "factor": factor, "spin": spin}
+def bank_lua(version=1, factor=1, stop_at=0):
+    return BANK % {"version": version, "factor": factor, "stop_at": stop_at}
 
 
 def folded(bank, factor):
@@ -105,16 +105,23 @@ def the_read_model_agrees_with_the_streams_across_kill_9_in_appends_and_in_a_reb
         p = projection(bank)
         check_eq((p["version"], p["live"], p.get("build")), (1, 1, None), "status of totals")
         check_eq(p["tables"], ["totals", "totals_by_total"], "the projection's tables")
+    marker = 888888  # the last event; the first build of version 2 stops there
     with w.step("a new version builds while the old tables answer queries and keep up"):
+        bank.cli("send", "--subject", "Account/1", "bank", "Deposit", json.dumps({"amount": marker}))
+        total += 1
+        wait_until(lambda: sum(n for n, _ in projected(bank).values()) == total, 30, "the marker")
         mark = bank.log_mark()
         with open(os.path.join(scripts, "bank.lua"), "w") as f:
-            f.write(bank_lua(version=2, factor=2, spin=50000))
-        bank.wait_log(r"totals: building version 2", 20, since=mark)
-        wait_until(lambda: projection(bank).get("build", {}).get("applied", 0) > 0, 20,
-                   "the build to be under way")
+            f.write(bank_lua(version=2, factor=2, stop_at=marker))
+        bank.wait_log(r"totals: the build of version 2 stopped: Account/1 event \d+ \(Deposited\): "
+                      r".*stopped here on purpose", 60, since=mark)
+        p = projection(bank)
+        check_eq((p["version"], p["live"], p["build"]["version"]), (2, 1, 2), "versions")
+        check(p["build"]["applied"] >= total - 2000, "the build went through the events before the "
+              "marker: %r" % p["build"])
         status = bank.cli("projections", "status")
-        check("v2 declared, v1 live, building v2:" in status.out and "to go" in status.out,
-              "status while building: %r" % status.out)
+        check("v2 declared, v1 live, build of v2 stopped: Account/1 event" in status.out,
+              "status of the stopped build: %r" % status.out)
         teller.publish("Start", {"from": total + 1, "to": total + 300})
         total += 300
         wait_until(lambda: bank.scalar("select count(*) from choreo_streams") == total, 30,
@@ -125,17 +132,30 @@ def the_read_model_agrees_with_the_streams_across_kill_9_in_appends_and_in_a_reb
             check_eq(answer.rc, 0, "query exit code while building (%s)" % answer.err)
             return json.loads(answer.out)
         wait_until(lambda: served() == folded(bank, 1), 20,
-                   "the old version's totals, kept up to date by its code during the build")
-        check(projection(bank).get("build") is not None,
-              "the build ended before the old tables could be seen serving (make it slower)")
-    with w.step("killed -9 in the middle of the build, the host resumes it where it was"):
+                   "the old version's totals, kept up to date by its code while v2 is not live")
+    with w.step("killed -9 with the build half-way, the host resumes it where it was"):
         bank.kill9()
         check_eq(projection_file_exists(bank), True, "the build's file after the kill")
+        with open(os.path.join(scripts, "bank.lua"), "w") as f:
+            f.write(bank_lua(version=2, factor=2))  # fixed meanwhile
         bank.start()
         m = bank.wait_log(r"totals: resuming the build of version 2 after stream event (\d+)", 20)
         check(int(m.group(1)) > 0, "the build resumed from its start")
         teller.publish("Start", {"from": total + 1, "to": total + 500})  # events keep coming
-        total += 500  # (the old tables are frozen now: the code that wrote them is gone)
+        total += 500
+    with w.step("a rebuild from the start, killed at random moments while commands come"):
+        wait_until(lambda: projection(bank).get("build") is None, 120, "the resumed build to end")
+        r = bank.cli("projections", "rebuild", "totals")
+        check_eq(r.rc, 0, "rebuild exit code (%s)" % r.err)
+        teller.publish("Start", {"from": total + 1, "to": total + 500})
+        total += 500
+        building = 0
+        for _ in range(3):
+            time.sleep(rng.uniform(0.0, 0.08))
+            building += bank.scalar("select build_version from choreo_projections") == 2
+            bank.kill9()
+            bank.start()
+        print("    %d of 3 kills came while the build was under way" % building)
         wait_until(lambda: projection(bank).get("build") is None, 120, "the build to end")
         wait_until(lambda: bank.scalar("select count(*) from choreo_streams") == total, 30,
                    "the last commands' events")

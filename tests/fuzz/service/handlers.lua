@@ -1,8 +1,8 @@
 -- The service the dispatch harness (tests/fuzz/fuzz_dispatch.c) runs: whatever data a fuzzed
 -- frame carries goes every way a message's data can go from a handler: into SQL, back to the
 -- wire format and from it, into emitted messages, saga state and durable timeouts, an
--- aggregate's stream and snapshots, a query's answer, and into an error that fails the message
--- until it is dead-lettered.
+-- aggregate's stream and snapshots, a projection's table (rebuilt when the control harness asks),
+-- a query's answer, and into an error that fails the message until it is dead-lettered.
 local choreo = require "choreo"
 
 choreo.db:exec("create table if not exists seen(type text, kind text, source text, data blob)")
@@ -52,6 +52,17 @@ choreo.aggregate("Box", {
   evolve = { Stored = function(state, e) state.last, state.n = e.data, (state.n or 0) + 1 end },
   snapshot_every = 2,
   id = "box",
+})
+
+choreo.projection("boxes", {
+  version = 1,
+  tables = "create table boxes(box text primary key, n integer not null, last blob)",
+  on = {
+    Stored = function(msg, db)
+      db:exec([[insert into boxes values (?, 1, ?) on conflict(box)
+                do update set n = n + 1, last = excluded.last]], msg.subject, choreo.pack(msg.data))
+    end,
+  },
 })
 
 choreo.query("echo", function(args, db)
