@@ -1035,7 +1035,7 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
     return 0;
   int rc = choreo_store_checkpoint(e->store, e->name, &target);
   if (rc) return rc;
-  if (sqlite3_exec(build, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+  if (sqlite3_get_autocommit(build) && sqlite3_exec(build, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
     choreo_projections_fail(e->projections, name, sqlite3_errmsg(build));
     *pending = choreo_projections_next_build(e->projections, &name, &build, &position);
     return 0;
@@ -1049,7 +1049,7 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
   }
   if (rc) {
     choreo_projections_fail(e->projections, name, call.err[0] ? call.err : "cannot read the streams");
-  } else if (!choreo_projections_advance(e->projections, name, call.last, n) && n < max) {
+  } else if (!choreo_projections_advance(e->projections, name, call.last, n, n < max) && n < max) {
     choreo_projections_swap(e->projections, name); /* caught up */
     engine_keep_serving(e, NULL);
   }

@@ -10,6 +10,11 @@
 #include "clock.h"
 #include "log.h"
 
+/* A build commits every so many steps (of up to a batch each, one per loop turn): its handlers
+ * rewrite the same pages over and over, and each commit writes them to the WAL again. A crash
+ * loses only what was not committed; the build resumes from the last commit. */
+#define PROJECTIONS_STEPS_PER_COMMIT 16
+
 static const char projections_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_projections("
     "  name TEXT PRIMARY KEY, version INTEGER NOT NULL, objects TEXT NOT NULL,"
@@ -32,6 +37,7 @@ typedef struct projection {
   int64_t built_through;
   sqlite3 *build;   /* the build file's connection, once taken up by this process */
   int64_t position, applied;
+  int steps_open; /* steps in the build's open transaction, not committed yet */
   int64_t taken_up_ms, applied_at_take_up; /* for the rate */
   char error[512];
 } projection;
@@ -105,8 +111,9 @@ static void projections_close_build(choreo_projections *p, projection *x) {
   if (!x->build) return;
   /* The scripts' db object over it finalizes its statements first; close_v2 covers any left. */
   if (p->release) p->release(p->hooks_ud, x->build);
-  sqlite3_close_v2(x->build);
+  sqlite3_close_v2(x->build); /* what it had not committed rolls back */
   x->build = NULL;
+  x->steps_open = 0;
 }
 
 static int projections_store_row(choreo_projections *p, const projection *x) {
@@ -510,11 +517,13 @@ bool choreo_projections_next_build(choreo_projections *p, const char **name, sql
 }
 
 int choreo_projections_advance(choreo_projections *p, const char *name, int64_t position,
-                               int64_t n) {
+                               int64_t n, bool caught_up) {
   projection *x = projections_find(p, name);
   if (!x || !x->build) return CHOREO_EINVAL;
-  char *sql = sqlite3_mprintf("UPDATE choreo_build SET position = %lld, applied = %lld; COMMIT",
-                              (long long)position, (long long)(x->applied + n));
+  bool commit = caught_up || ++x->steps_open >= PROJECTIONS_STEPS_PER_COMMIT;
+  char *sql = sqlite3_mprintf("UPDATE choreo_build SET position = %lld, applied = %lld%s",
+                              (long long)position, (long long)(x->applied + n),
+                              commit ? "; COMMIT" : "");
   int rc = sql && sqlite3_exec(x->build, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : CHOREO_EIO;
   sqlite3_free(sql);
   if (rc) {
@@ -523,6 +532,7 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
     choreo_projections_fail(p, name, why);
     return rc;
   }
+  if (commit) x->steps_open = 0;
   x->position = position;
   x->applied += n;
   return 0;

@@ -82,9 +82,10 @@ bool choreo_projections_building(choreo_projections *p);
 bool choreo_projections_next_build(choreo_projections *p, const char **name, sqlite3 **build,
                                    int64_t *position);
 /* The build of `name` went through stream events up to `position` (n of them) in the build
- * connection's open transaction: records it there and commits. */
+ * connection's open transaction: records it there, and commits every few steps, and when the
+ * build has caught up. */
 int choreo_projections_advance(choreo_projections *p, const char *name, int64_t position,
-                               int64_t n);
+                               int64_t n, bool caught_up);
 /* A handler failed in the build of `name` (its transaction rolled back): it stops, with why,
  * until the next reload or rebuild. */
 void choreo_projections_fail(choreo_projections *p, const char *name, const char *why);
