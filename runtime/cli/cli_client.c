@@ -245,6 +245,8 @@ static const char *client_str(const cJSON *o, const char *field) {
   return cJSON_IsString(v) ? v->valuestring : "";
 }
 
+static void client_print_projection(const cJSON *p, bool detail);
+
 int cli_status(const cli_args *a) {
   bool json = a->nrest == 1 && strcmp(a->rest[0], "--json") == 0;
   if (a->nrest && !json) return cli_usage("status takes only --json, got '%s'", a->rest[0]);
@@ -297,6 +299,10 @@ int cli_status(const cli_args *a) {
            client_str(p, "name")[0] ? client_str(p, "name") : "?", client_num(p, "checkpoint"),
            client_num(p, "head"), client_num(p, "lag"), client_str(p, "url"),
            cJSON_IsTrue(cJSON_GetObjectItem(p, "up")) ? "up" : "down", when, gone);
+  }
+  cJSON_ArrayForEach(p, cJSON_GetObjectItem(s, "projections")) {
+    printf("projection    ");
+    client_print_projection(p, false);
   }
   cJSON_Delete(s);
   return CLI_OK;

@@ -110,6 +110,8 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   return o;
 }
 
+static void control_add_projection(void *ud, const choreo_projection_status *p);
+
 static cJSON *control_status(choreo_host *h) {
   choreo_host_status s;
   int rc = choreo_host_status_get(h, &s);
@@ -165,6 +167,9 @@ static cJSON *control_status(choreo_host *h) {
     cJSON_AddNumberToObject(item, "gone_last", (double)p.gone_last);
     cJSON_AddItemToArray(peers, item);
   }
+  cJSON *projections = cJSON_AddArrayToObject(o, "projections");
+  if (projections)
+    choreo_engine_projections_each(choreo_host_engine(h), control_add_projection, projections);
   return o;
 }
 

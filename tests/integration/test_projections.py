@@ -188,6 +188,9 @@ def the_cli_starts_rebuilds_and_bad_projections_are_refused(w):
         check_eq(r.rc, 0, "rebuild exit code (%s)" % r.err)
         bank.wait_log(r"totals: version 1 is live \(20 stream events\)", 20, since=mark)
         check_eq(projected(bank), before, "totals after the rebuild")
+    with w.step("choreo status shows the projections"):
+        out = bank.cli("status").out
+        check("projection    totals  v1 live" in out.splitlines(), "status: %r" % out)
     with w.step("bad requests get clear errors"):
         r = bank.cli("projections", "rebuild", "nope")
         check_eq((r.rc, r.err.strip()), (1, "choreo: no projection named 'nope'"), "rebuild of an unknown one")
