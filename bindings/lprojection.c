@@ -6,23 +6,24 @@
 
 #include "bindings.h"
 
-/* applies(name, version) -> boolean: whether that version's handlers write the live tables
- * for the message being handled */
-static int projectionstore_applies(lua_State *L) {
+/* fn(name, version) -> boolean, for the engine of the state */
+static int projectionstore_ask(lua_State *L, bool (*fn)(choreo_engine *, const char *, int64_t)) {
   const char *name = luaL_checkstring(L, 1);
   lua_Integer version = luaL_checkinteger(L, 2);
   choreo_engine *e = choreo_lua_engine(L);
-  lua_pushboolean(L, e && choreo_engine_projection_applies(e, name, version));
+  lua_pushboolean(L, e && fn(e, name, version));
   return 1;
 }
 
-/* stale(name, version) -> boolean: live tables of that version, while another is declared */
+/* applies(name, version): whether that version's handlers write the live tables for the message
+ * being handled */
+static int projectionstore_applies(lua_State *L) {
+  return projectionstore_ask(L, choreo_engine_projection_applies);
+}
+
+/* stale(name, version): live tables of that version, while another is declared */
 static int projectionstore_stale(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  lua_Integer version = luaL_checkinteger(L, 2);
-  choreo_engine *e = choreo_lua_engine(L);
-  lua_pushboolean(L, e && choreo_engine_projection_stale(e, name, version));
-  return 1;
+  return projectionstore_ask(L, choreo_engine_projection_stale);
 }
 
 int luaopen_choreo_projectionstore(lua_State *L) {
