@@ -1015,6 +1015,13 @@ static int engine_build_one(void *ud, int64_t seq, const char *buf, size_t len) 
   }
   int rc = e->ops->project(e->scripts, call->name, &m, call->build, why, sizeof why);
   if (choreo_engine_interrupted(e)) return CHOREO_ESTOPPED;
+  /* SQLite ended the build's transaction (ON CONFLICT ROLLBACK, a disk error a handler caught):
+   * what came before is gone, and what would follow would commit piecemeal. */
+  if (!rc && sqlite3_get_autocommit(call->build)) {
+    snprintf(why, sizeof why, "the handler's SQL ended the build's transaction (a ROLLBACK "
+             "conflict clause, or an I/O error); the build starts afresh next time");
+    rc = CHOREO_EIO;
+  }
   if (rc) {
     snprintf(call->err, sizeof call->err, "%.*s event %lld (%.*s): %s", (int)m.subject.n,
              m.subject.p, (long long)m.streamversion, (int)m.type.n, m.type.p, why);
@@ -1043,8 +1050,8 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
   engine_build_call call = {.e = e, .name = name, .build = build, .last = position};
   int n = 0;
   rc = choreo_streams_since(e->streams, position, target, max, engine_build_one, &call, &n);
-  if (rc == CHOREO_ESTOPPED) {
-    sqlite3_exec(build, "ROLLBACK", NULL, NULL, NULL);
+  if (rc == CHOREO_ESTOPPED) { /* what the build had not committed goes; it resumes from its file */
+    choreo_projections_put_down(e->projections, name);
     return rc;
   }
   if (rc) {

@@ -200,17 +200,24 @@ void choreo_projections_close(choreo_projections *p) {
   free(p);
 }
 
-/* The names in db's schema (schema "main"), '\n' after each, as one malloc'd string. */
-static char *projections_names(sqlite3 *db) {
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db, "SELECT coalesce(group_concat(name || char(10), ''), '') FROM "
-                             "main.sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-                         -1, &st, NULL) != SQLITE_OK)
-    return NULL;
+/* The names a query on db selects ("name" from `from_where`), '\n' after each, as one
+ * malloc'd string. */
+static char *projections_list(sqlite3 *db, const char *from_where) {
+  char *sql = sqlite3_mprintf("SELECT coalesce(group_concat(name || char(10), ''), '') FROM %s",
+                              from_where);
+  sqlite3_stmt *st = NULL;
   char *names = NULL;
-  if (sqlite3_step(st) == SQLITE_ROW) names = strdup((const char *)sqlite3_column_text(st, 0));
+  if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    names = strdup((const char *)sqlite3_column_text(st, 0));
   sqlite3_finalize(st);
+  sqlite3_free(sql);
   return names;
+}
+
+/* The names in db's schema (schema "main"). */
+static char *projections_names(sqlite3 *db) {
+  return projections_list(db, "main.sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
 }
 
 static bool projections_listed(const char *list, const char *name, size_t len) {
@@ -287,10 +294,15 @@ static int projections_check(choreo_projections *p, const choreo_projection_decl
     rc = CHOREO_ESCRIPT;
   }
   projection *x = projections_find(p, d->name);
+  /* a virtual table's shadow tables go and come with it */
+  char *shadows = rc ? NULL : projections_list(scratch, "pragma_table_list WHERE schema = 'main' "
+                                                        "AND type = 'shadow'");
+  if (!rc && !shadows) rc = CHOREO_ENOMEM;
   for (const char *at = objects; !rc && *at;) {
     const char *end = strchr(at, '\n');
     size_t len = (size_t)(end - at);
-    if (projections_taken(p->db, at, len) && !(x && projections_listed(x->objects, at, len))) {
+    if (projections_taken(p->db, at, len) && !projections_listed(shadows, at, len) &&
+        !(x && projections_listed(x->objects, at, len))) {
       snprintf(err, errlen, "projection %s: tables: %.*s is taken by a table of the host's "
                "database that is not this projection's (drop it, or choose another name)",
                d->name, (int)len, at);
@@ -300,6 +312,7 @@ static int projections_check(choreo_projections *p, const choreo_projection_decl
   }
   free(why);
   free(objects);
+  free(shadows);
   sqlite3_close(scratch);
   return rc;
 }
@@ -520,6 +533,11 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
                                int64_t n, bool caught_up) {
   projection *x = projections_find(p, name);
   if (!x || !x->build) return CHOREO_EINVAL;
+  if (sqlite3_get_autocommit(x->build)) {
+    choreo_projections_fail(p, name, "the build's transaction ended under its handlers; it starts "
+                                     "afresh next time");
+    return CHOREO_EIO;
+  }
   bool commit = caught_up || ++x->steps_open >= PROJECTIONS_STEPS_PER_COMMIT;
   char *sql = sqlite3_mprintf("UPDATE choreo_build SET position = %lld, applied = %lld%s",
                               (long long)position, (long long)(x->applied + n),
@@ -538,11 +556,20 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
   return 0;
 }
 
+void choreo_projections_put_down(choreo_projections *p, const char *name) {
+  projection *x = projections_find(p, name);
+  if (x) projections_close_build(p, x);
+}
+
 void choreo_projections_fail(choreo_projections *p, const char *name, const char *why) {
   projection *x = projections_find(p, name);
   if (!x) return;
-  if (x->build && !sqlite3_get_autocommit(x->build))
+  if (x->build && !sqlite3_get_autocommit(x->build)) {
     sqlite3_exec(x->build, "ROLLBACK", NULL, NULL, NULL);
+  } else if (x->build) { /* no transaction to roll back: autocommitted writes may be in it */
+    projections_close_build(p, x);
+    projections_unlink_build(p, name);
+  }
   snprintf(x->error, sizeof x->error, "%s", why);
   choreo_log(CHOREO_LOG_ERROR, "projections", "%s: the build of version %lld stopped: %s "
              "(the live tables stay; a reload or `choreo projections rebuild %s` starts it again)",
@@ -552,8 +579,8 @@ void choreo_projections_fail(choreo_projections *p, const char *name, const char
 /* In the open transaction of the host's connection, with the build attached as choreo_build:
  * drops the live objects of x and creates the build's, tables with their rows first; *objects
  * gets the new names, '\n' after each. */
-static int projections_swap_tables(choreo_projections *p, projection *x, char **objects,
-                                   char **why) {
+static int projections_swap_tables(choreo_projections *p, projection *x, const char *shadows,
+                                   const char *norowid, char **objects, char **why) {
   sqlite3 *db = p->db;
   /* what the live version made goes: views and triggers first, then the tables (their
    * indexes with them) */
@@ -592,9 +619,7 @@ static int projections_swap_tables(choreo_projections *p, projection *x, char **
   if (sqlite3_prepare_v2(db,
                          "SELECT s.name, s.type = 'table', s.sql FROM choreo_build.sqlite_master s "
                          "WHERE s.sql IS NOT NULL AND s.name <> 'choreo_build' "
-                         "AND s.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND NOT EXISTS ("
-                         "  SELECT 1 FROM pragma_table_list l WHERE l.schema = 'choreo_build' "
-                         "  AND l.name = s.name AND l.type = 'shadow') "
+                         "AND s.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
                          "ORDER BY s.type = 'table' DESC, s.rowid",
                          -1, &st, NULL) != SQLITE_OK)
     return CHOREO_EIO;
@@ -602,6 +627,8 @@ static int projections_swap_tables(choreo_projections *p, projection *x, char **
   built *list = NULL;
   int n = 0, rc = 0;
   while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    if (projections_listed(shadows, name, strlen(name))) continue; /* come with their table */
     built *grown = realloc(list, (size_t)(n + 1) * sizeof *grown);
     if (!grown) {
       rc = CHOREO_ENOMEM;
@@ -623,13 +650,15 @@ static int projections_swap_tables(choreo_projections *p, projection *x, char **
       *why = sqlite3_mprintf("%s: %s", list[i].name, msg ? msg : "failed");
       rc = CHOREO_ESCRIPT;
     } else if (list[i].table) {
-      /* The columns that hold data (not generated ones, nor a virtual table's hidden ones). */
+      /* The columns that hold data (not generated ones, nor a virtual table's hidden ones),
+       * and the rowid where there is one: another table may refer to it. */
+      bool rowid = !projections_listed(norowid, list[i].name, strlen(list[i].name));
       char *copy = sqlite3_mprintf(
           "SELECT 'INSERT INTO main.\"' || replace(%Q, '\"', '\"\"') || '\"(' || c || ') SELECT ' "
           "|| c || ' FROM choreo_build.\"' || replace(%Q, '\"', '\"\"') || '\"' FROM ("
-          "SELECT group_concat('\"' || replace(name, '\"', '\"\"') || '\"', ', ') AS c "
+          "SELECT %s group_concat('\"' || replace(name, '\"', '\"\"') || '\"', ', ') AS c "
           "FROM pragma_table_xinfo(%Q, 'choreo_build') WHERE hidden = 0)",
-          list[i].name, list[i].name, list[i].name);
+          list[i].name, list[i].name, rowid ? "'rowid, ' ||" : "", list[i].name);
       sqlite3_stmt *make = NULL;
       char *insert = NULL;
       if (copy && sqlite3_prepare_v2(db, copy, -1, &make, NULL) == SQLITE_OK &&
@@ -673,17 +702,28 @@ static int projections_swap_tables(choreo_projections *p, projection *x, char **
 
 int choreo_projections_swap(choreo_projections *p, const char *name) {
   projection *x = projections_find(p, name);
-  if (!x || !x->building) return CHOREO_EINVAL;
+  if (!x || !x->building || !x->build) return CHOREO_EINVAL;
+  /* Read where the build's schema is its main one: attached, a shadow table's owner would be
+   * looked for in the host's main schema first. */
+  char *shadows = projections_list(x->build, "pragma_table_list WHERE schema = 'main' AND "
+                                             "type = 'shadow'");
+  char *norowid = projections_list(x->build, "pragma_table_list WHERE schema = 'main' AND wr");
   projections_close_build(p, x); /* committed: the file is whole */
   char *path = projections_build_path(p, name);
   char *attach = path ? sqlite3_mprintf("ATTACH %Q AS choreo_build", path) : NULL;
   sqlite3_free(path);
   char *objects = NULL, *why = NULL;
-  int rc = attach && sqlite3_exec(p->db, attach, NULL, NULL, NULL) == SQLITE_OK ? 0 : CHOREO_EIO;
+  /* one a failed swap could not detach (a statement of the scripts' held it) goes first */
+  sqlite3_exec(p->db, "DETACH choreo_build", NULL, NULL, NULL);
+  int rc = attach && shadows && norowid && sqlite3_exec(p->db, attach, NULL, NULL, NULL) == SQLITE_OK
+               ? 0
+               : CHOREO_EIO;
   sqlite3_free(attach);
   bool attached = rc == 0;
   if (!rc && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
-  if (!rc) rc = projections_swap_tables(p, x, &objects, &why);
+  if (!rc) rc = projections_swap_tables(p, x, shadows, norowid, &objects, &why);
+  free(shadows);
+  free(norowid);
   int64_t was_live = x->live;
   char *was_objects = x->objects;
   int64_t was_through = x->built_through;

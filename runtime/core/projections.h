@@ -86,9 +86,14 @@ bool choreo_projections_next_build(choreo_projections *p, const char **name, sql
  * build has caught up. */
 int choreo_projections_advance(choreo_projections *p, const char *name, int64_t position,
                                int64_t n, bool caught_up);
-/* A handler failed in the build of `name` (its transaction rolled back): it stops, with why,
- * until the next reload or rebuild. */
+/* A handler failed in the build of `name`: its open transaction rolls back, and it stops, with
+ * why, until the next reload or rebuild, which start it afresh. When the transaction had ended
+ * under the handlers already (what they wrote after it may be in the file), the file goes, so
+ * that a restart starts it afresh too. */
 void choreo_projections_fail(choreo_projections *p, const char *name, const char *why);
+/* Closes the build's connection, its open transaction rolling back: the next step takes the
+ * build up from its file's last commit. */
+void choreo_projections_put_down(choreo_projections *p, const char *name);
 /* The build of `name` has caught up: its tables replace the live ones in one transaction of
  * the host's connection, its file goes. On failure the build stops with the reason. */
 int choreo_projections_swap(choreo_projections *p, const char *name);

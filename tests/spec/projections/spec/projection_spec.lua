@@ -307,5 +307,78 @@ describe("projections", function()
     host:build()
     assert.equal("v2, again", host:query("balance", { account = "a" }))
   end)
+
+  it("a build whose transaction SQLite ended under its handlers stops, and starts afresh", function()
+    local code = [[
+      local choreo = require "choreo"
+      choreo.aggregate("Acc", {
+        decide = { Add = function(_, c) return { { type = "Added", data = c.data } } end },
+        evolve = { Added = function() end },
+      })
+      choreo.projection("counts", {
+        version = VERSION,
+        tables = { "create table counts(k text primary key, n integer not null)",
+                   "create table once(k text primary key on conflict rollback)" },
+        on = { Added = function(msg, db)
+          db:exec("insert into counts values ('all', 1) on conflict(k) do update set n = n + 1")
+          if TRICK and msg.data.i == 1500 then
+            db:exec("insert into once values ('x')")
+            db:exec("insert into once values ('x')") -- a conflict that rolls the transaction back
+          end
+        end },
+      })
+    ]]
+    local dir = scripts({ ["c.lua"] = code:gsub("VERSION", "1"):gsub("TRICK", "false") })
+    local host = testing.host(dir, { name = "c" })
+    local events = {}
+    for i = 1, 2500 do events[i] = { type = "Added", data = { i = i } } end
+    host:given("Acc/1", events)
+    write(dir, "c.lua", (code:gsub("VERSION", "2"):gsub("TRICK", "true")))
+    assert.is_true(host:reload())
+    local p = projection(host, "counts")
+    assert.same({ 1, 2 }, { p.live, p.building })
+    assert.matches("Acc/1 event 1500 %(Added%): the handler's SQL ended the build's transaction", p.error)
+    assert.same({ n = 2500 }, host.db:one("select n from counts")) -- version 1's, whole
+    write(dir, "c.lua", (code:gsub("VERSION", "2"):gsub("TRICK", "false")))
+    assert.is_true(host:reload())
+    assert.same({ 2, 0, "" }, { projection(host, "counts").live, projection(host, "counts").building,
+                               projection(host, "counts").error })
+    assert.same({ n = 2500 }, host.db:one("select n from counts"))
+  end)
+
+  it("keeps rowids across a swap, and a table may become a full-text one of the same name", function()
+    local code = [[
+      local choreo = require "choreo"
+      choreo.aggregate("Note", {
+        decide = { Write = function(_, cmd) return { { type = "Written", data = cmd.data } } end },
+        evolve = { Written = function() end },
+      })
+      choreo.projection("notes", {
+        version = VERSION,
+        tables = { TABLE, "create table tags(tag text)" },
+        on = { Written = function(msg, db)
+          db:exec("insert into notes(rowid, body) values (?, ?)", msg.data.id, msg.data.body)
+          db:exec("insert into tags(rowid, tag) values (?, ?)", msg.data.id, msg.data.body)
+        end },
+      })
+    ]]
+    local function version(v, tbl)
+      return (code:gsub("VERSION", v):gsub("TABLE", function() return tbl end))
+    end
+    local dir = scripts({ ["notes.lua"] = version("1", '"create table notes(body text)"') })
+    local host = testing.host(dir, { name = "notes" })
+    assert.is_true(host:send("Write", { id = 200, body = "hello world" }, { subject = "Note/1" }))
+    assert.is_true(host:send("Write", { id = 7, body = "goodbye" }, { subject = "Note/2" }))
+    write(dir, "notes.lua", version("2", '"create virtual table notes using fts5(body)"'))
+    assert.is_true(host:reload())
+    local p = projection(host, "notes")
+    assert.same({ 2, 0, "" }, { p.live, p.building, p.error })
+    assert.same({ rowid = 200 }, host.db:one("select rowid from notes where notes match 'hello'"))
+    assert.same({ rowid = 7 }, host.db:one("select rowid from tags where tag = 'goodbye'"))
+    write(dir, "notes.lua", version("3", '"create virtual table notes using fts5(body)"'))
+    assert.is_true(host:reload()) -- and from a full-text table to a full-text table
+    assert.same({ 3, "" }, { projection(host, "notes").live, projection(host, "notes").error })
+    assert.same({ rowid = 200 }, host.db:one("select rowid from notes where notes match 'hello'"))
+  end)
 end)
 
