@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 
 #include "bindings.h"
+#include "choreo.h"
 
 /* fn(name, version) -> boolean, for the engine of the state */
 static int projectionstore_ask(lua_State *L, bool (*fn)(choreo_engine *, const char *, int64_t)) {
@@ -26,9 +27,20 @@ static int projectionstore_stale(lua_State *L) {
   return projectionstore_ask(L, choreo_engine_projection_stale);
 }
 
+/* keep(): the message being handled is kept for builds (other hosts' events, plain ones) */
+static int projectionstore_keep(lua_State *L) {
+  choreo_engine *e = choreo_lua_engine(L);
+  int rc = e ? choreo_engine_projection_keep(e) : 0;
+  if (rc) return luaL_error(L, "cannot keep the message for projections' builds: %s",
+                            choreo_strerror(rc));
+  return 0;
+}
+
 int luaopen_choreo_projectionstore(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"applies", projectionstore_applies}, {"stale", projectionstore_stale}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"applies", projectionstore_applies},
+                                   {"keep", projectionstore_keep},
+                                   {"stale", projectionstore_stale},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

@@ -999,18 +999,21 @@ typedef struct engine_build_call {
   choreo_engine *e;
   const char *name;
   sqlite3 *build;
-  int64_t last;
+  bool inputs;        /* going through the kept inputs, not the streams */
+  int64_t last;       /* the last stream event applied */
+  int64_t last_input; /* the last kept input applied */
   char err[512];
 } engine_build_call;
 
-static int engine_build_one(void *ud, int64_t seq, const char *buf, size_t len) {
+/* One stream event (seq) or kept input (id) into the build. */
+static int engine_build_one(void *ud, int64_t at, const char *buf, size_t len) {
   engine_build_call *call = ud;
   choreo_engine *e = call->e;
   choreo_msg m;
   char why[400];
   if (choreo_msg_decode(buf, len, &m)) {
-    snprintf(call->err, sizeof call->err, "stream event at seq %lld is not a message",
-             (long long)seq);
+    snprintf(call->err, sizeof call->err, "%s %lld is not a message",
+             call->inputs ? "kept input" : "stream event at seq", (long long)at);
     return CHOREO_EINVAL;
   }
   int rc = e->ops->project(e->scripts, call->name, &m, call->build, why, sizeof why);
@@ -1022,46 +1025,70 @@ static int engine_build_one(void *ud, int64_t seq, const char *buf, size_t len) 
              "conflict clause, or an I/O error); the build starts afresh next time");
     rc = CHOREO_EIO;
   }
+  if (rc && call->inputs) {
+    snprintf(call->err, sizeof call->err, "%.*s/%lld (%.*s): %s", (int)m.source.n, m.source.p,
+             (long long)m.seq, (int)m.type.n, m.type.p, why);
+    return rc;
+  }
   if (rc) {
     snprintf(call->err, sizeof call->err, "%.*s event %lld (%.*s): %s", (int)m.subject.n,
              m.subject.p, (long long)m.streamversion, (int)m.type.n, m.type.p, why);
     return rc;
   }
-  call->last = seq;
+  if (call->inputs) call->last_input = at;
+  else call->last = at;
   return 0;
 }
 
 int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
   const char *name;
   sqlite3 *build;
-  int64_t position, target;
+  int64_t position, inputs, target;
   *pending = false;
   if (e->current) return CHOREO_EINVAL;
   if (!e->scripts || !e->ops->project ||
-      !choreo_projections_next_build(e->projections, &name, &build, &position))
+      !choreo_projections_next_build(e->projections, &name, &build, &position, &inputs))
     return 0;
   int rc = choreo_store_checkpoint(e->store, e->name, &target);
   if (rc) return rc;
   if (sqlite3_get_autocommit(build) && sqlite3_exec(build, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
     choreo_projections_fail(e->projections, name, sqlite3_errmsg(build));
-    *pending = choreo_projections_next_build(e->projections, &name, &build, &position);
+    *pending = choreo_projections_next_build(e->projections, &name, &build, &position, &inputs);
     return 0;
   }
-  engine_build_call call = {.e = e, .name = name, .build = build, .last = position};
-  int n = 0;
+  /* This host's stream events it has seen itself, then what was kept of the rest. */
+  engine_build_call call = {.e = e, .name = name, .build = build, .last = position,
+                            .last_input = inputs};
+  int n = 0, kept = 0;
   rc = choreo_streams_since(e->streams, position, target, max, engine_build_one, &call, &n);
+  if (!rc && n < max) {
+    call.inputs = true;
+    rc = choreo_projections_inputs_since(e->projections, inputs, max - n, engine_build_one, &call,
+                                         &kept);
+  }
   if (rc == CHOREO_ESTOPPED) { /* what the build had not committed goes; it resumes from its file */
     choreo_projections_put_down(e->projections, name);
     return rc;
   }
+  bool caught_up = n + kept < max;
   if (rc) {
     choreo_projections_fail(e->projections, name, call.err[0] ? call.err : "cannot read the streams");
-  } else if (!choreo_projections_advance(e->projections, name, call.last, n, n < max) && n < max) {
-    choreo_projections_swap(e->projections, name); /* caught up */
+  } else if (!choreo_projections_advance(e->projections, name, call.last, call.last_input,
+                                         n + kept, caught_up) &&
+             caught_up) {
+    choreo_projections_swap(e->projections, name);
     engine_keep_serving(e, NULL);
   }
-  *pending = choreo_projections_next_build(e->projections, &name, &build, &position);
+  *pending = choreo_projections_next_build(e->projections, &name, &build, &position, &inputs);
   return 0;
+}
+
+int choreo_engine_projection_keep(choreo_engine *e) {
+  const choreo_msg *m = e->current;
+  if (!m || !m->raw) return 0;
+  if (m->streamversion > 0 && choreo_str_eq(m->source, e->name)) return 0; /* in the streams */
+  return choreo_projections_keep(e->projections, m->source.p, m->source.n, m->seq, m->raw,
+                                 m->raw_len);
 }
 
 bool choreo_engine_projections_building(choreo_engine *e) {

@@ -318,6 +318,9 @@ bool choreo_engine_projections_building(choreo_engine *e);
 /* Starts the build of a declared projection afresh (CHOREO_ENOENT: none of that name). */
 int choreo_engine_projection_rebuild(choreo_engine *e, const char *name, char *err,
                                      size_t errlen);
+/* Keeps the message being handled for projections' builds, unless it is one of this host's
+ * stream events (see choreo_projections_keep). */
+int choreo_engine_projection_keep(choreo_engine *e);
 /* Whether the handlers of name's version write its live tables for the message being handled
  * (see choreo_projections_applies). */
 bool choreo_engine_projection_applies(choreo_engine *e, const char *name, int64_t version);

@@ -9,21 +9,29 @@
 #include "choreo.h"
 #include "clock.h"
 #include "log.h"
+#include "sql.h"
 
 /* A build commits every so many steps (of up to a batch each, one per loop turn): its handlers
  * rewrite the same pages over and over, and each commit writes them to the WAL again. A crash
  * loses only what was not committed; the build resumes from the last commit. */
 #define PROJECTIONS_STEPS_PER_COMMIT 16
 
+/* choreo_projection_inputs: a copy of every message a projection's handler took that a build
+ * could not find again in this host's streams (other hosts' events, this host's plain events),
+ * kept with the transaction that handled it; a build replays them after the streams. */
 static const char projections_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_projections("
     "  name TEXT PRIMARY KEY, version INTEGER NOT NULL, objects TEXT NOT NULL,"
-    "  build_version INTEGER NOT NULL DEFAULT 0, built_through INTEGER NOT NULL DEFAULT 0)";
+    "  build_version INTEGER NOT NULL DEFAULT 0, built_through INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS choreo_projection_inputs("
+    "  id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER NOT NULL, msg BLOB NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS choreo_projection_inputs_once "
+    "  ON choreo_projection_inputs(source, seq);";
 
 /* The build file's own table: which version it builds and how far it is. */
 static const char build_schema[] =
     "CREATE TABLE choreo_build(one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL,"
-    "  position INTEGER NOT NULL, applied INTEGER NOT NULL);";
+    "  position INTEGER NOT NULL, applied INTEGER NOT NULL, inputs INTEGER NOT NULL DEFAULT 0);";
 
 typedef struct projection {
   char *name;
@@ -37,6 +45,7 @@ typedef struct projection {
   int64_t built_through;
   sqlite3 *build;   /* the build file's connection, once taken up by this process */
   int64_t position, applied;
+  int64_t inputs; /* the last of choreo_projection_inputs the build applied */
   int steps_open; /* steps in the build's open transaction, not committed yet */
   int64_t taken_up_ms, applied_at_take_up; /* for the rate */
   char error[512];
@@ -44,6 +53,7 @@ typedef struct projection {
 
 struct choreo_projections {
   sqlite3 *db;
+  sqlite3_stmt *keep, *inputs_since, *inputs_any;
   char *data;
   bool in_memory;
   void (*prepare)(void *ud, sqlite3 *build);
@@ -176,6 +186,15 @@ int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *d
   p->hooks_ud = ud;
   int rc = p->data ? 0 : CHOREO_ENOMEM;
   if (!rc && sqlite3_exec(db, projections_schema, NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
+  if (!rc && (sqlite3_prepare_v3(db, "INSERT OR IGNORE INTO choreo_projection_inputs(source, seq, msg) "
+                                     "VALUES (?1, ?2, ?3)", -1, SQLITE_PREPARE_PERSISTENT, &p->keep,
+                                 NULL) != SQLITE_OK ||
+              sqlite3_prepare_v3(db, "SELECT id, msg FROM choreo_projection_inputs WHERE id > ?1 "
+                                     "ORDER BY id LIMIT ?2", -1, SQLITE_PREPARE_PERSISTENT,
+                                 &p->inputs_since, NULL) != SQLITE_OK ||
+              sqlite3_prepare_v3(db, "SELECT 1 FROM choreo_projection_inputs LIMIT 1", -1,
+                                 SQLITE_PREPARE_PERSISTENT, &p->inputs_any, NULL) != SQLITE_OK))
+    rc = CHOREO_EIO;
   if (!rc) rc = projections_load(p);
   if (rc) {
     choreo_projections_close(p);
@@ -195,6 +214,9 @@ void choreo_projections_close(choreo_projections *p) {
     free(x->tables);
     free(x->objects);
   }
+  sqlite3_finalize(p->keep);
+  sqlite3_finalize(p->inputs_since);
+  sqlite3_finalize(p->inputs_any);
   free(p->list);
   free(p->data);
   free(p);
@@ -324,7 +346,7 @@ static int projections_start_build(choreo_projections *p, projection *x) {
   projections_unlink_build(p, x->name);
   x->error[0] = '\0';
   x->building = x->declared; /* in memory at once: a build that cannot start shows why */
-  x->position = x->applied = x->applied_at_take_up = 0;
+  x->position = x->inputs = x->applied = x->applied_at_take_up = 0;
   x->taken_up_ms = choreo_clock_ms();
   char *path = projections_build_path(p, x->name);
   if (!path) return CHOREO_ENOMEM;
@@ -337,7 +359,7 @@ static int projections_start_build(choreo_projections *p, projection *x) {
   if (rc == SQLITE_OK) rc = projections_create(x->build, x->tables, &objects, &why) ? SQLITE_ERROR : 0;
   if (rc == SQLITE_OK) rc = sqlite3_exec(x->build, build_schema, NULL, NULL, NULL);
   if (rc == SQLITE_OK) {
-    char *sql = sqlite3_mprintf("INSERT INTO choreo_build VALUES (1, %lld, 0, 0); COMMIT",
+    char *sql = sqlite3_mprintf("INSERT INTO choreo_build VALUES (1, %lld, 0, 0, 0); COMMIT",
                                 (long long)x->declared);
     rc = sql ? sqlite3_exec(x->build, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
     sqlite3_free(sql);
@@ -378,10 +400,11 @@ static int projections_take_up(choreo_projections *p, projection *x) {
   sqlite3_free(path);
   if (rc == SQLITE_OK) rc = sqlite3_exec(x->build, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
   if (rc == SQLITE_OK &&
-      sqlite3_prepare_v2(x->build, "SELECT version, position, applied FROM choreo_build", -1,
+      sqlite3_prepare_v2(x->build, "SELECT version, position, applied, inputs FROM choreo_build", -1,
                          &st, NULL) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == x->building) {
     x->position = sqlite3_column_int64(st, 1);
+    x->inputs = sqlite3_column_int64(st, 3);
     x->applied = x->applied_at_take_up = sqlite3_column_int64(st, 2);
     x->taken_up_ms = choreo_clock_ms();
     resumed = true;
@@ -396,6 +419,12 @@ static int projections_take_up(choreo_projections *p, projection *x) {
 
 int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl *decl, int n,
                             bool has_history, char *err, size_t errlen) {
+  int any = sqlite3_step(p->inputs_any);
+  has_history = has_history || any == SQLITE_ROW;
+  if (choreo_sql_finish(p->inputs_any, any)) {
+    snprintf(err, errlen, "cannot read the projections' inputs: %s", sqlite3_errmsg(p->db));
+    return CHOREO_EIO;
+  }
   for (int i = 0; i < n; i++) {
     int rc = projections_check(p, &decl[i], err, errlen);
     if (rc) return rc;
@@ -496,6 +525,35 @@ bool choreo_projections_applies(choreo_projections *p, const char *name, int64_t
   return x && x->live == version && (own_stream_seq <= 0 || own_stream_seq > x->built_through);
 }
 
+int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
+                            int64_t seq, const char *msg, size_t len) {
+  sqlite3_stmt *st = p->keep;
+  int rc = sqlite3_bind_text(st, 1, source, (int)source_len, SQLITE_STATIC);
+  if (!rc) rc = sqlite3_bind_int64(st, 2, seq);
+  if (!rc) rc = sqlite3_bind_blob64(st, 3, msg, len, SQLITE_STATIC);
+  return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+}
+
+int choreo_projections_inputs_since(choreo_projections *p, int64_t after, int max,
+                                    int (*fn)(void *ud, int64_t id, const char *msg, size_t len),
+                                    void *ud, int *n) {
+  sqlite3_stmt *st = p->inputs_since;
+  *n = 0;
+  if (sqlite3_bind_int64(st, 1, after) || sqlite3_bind_int(st, 2, max))
+    return choreo_sql_finish(st, SQLITE_ERROR);
+  int step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = fn(ud, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                (size_t)sqlite3_column_bytes(st, 1));
+    if (rc) {
+      choreo_sql_finish(st, SQLITE_DONE);
+      return rc;
+    }
+    (*n)++;
+  }
+  return choreo_sql_finish(st, step);
+}
+
 bool choreo_projections_declared(choreo_projections *p, const char *name, int64_t version) {
   projection *x = projections_find(p, name);
   return x && x->declared == version;
@@ -515,7 +573,7 @@ bool choreo_projections_building(choreo_projections *p) {
 }
 
 bool choreo_projections_next_build(choreo_projections *p, const char **name, sqlite3 **build,
-                                   int64_t *position) {
+                                   int64_t *position, int64_t *inputs) {
   for (int i = 0; i < p->n; i++) {
     projection *x = &p->list[i];
     if (!x->building || x->error[0] || !x->declared) continue;
@@ -524,13 +582,14 @@ bool choreo_projections_next_build(choreo_projections *p, const char **name, sql
     *name = x->name;
     *build = x->build;
     *position = x->position;
+    *inputs = x->inputs;
     return true;
   }
   return false;
 }
 
 int choreo_projections_advance(choreo_projections *p, const char *name, int64_t position,
-                               int64_t n, bool caught_up) {
+                               int64_t inputs, int64_t n, bool caught_up) {
   projection *x = projections_find(p, name);
   if (!x || !x->build) return CHOREO_EINVAL;
   if (sqlite3_get_autocommit(x->build)) {
@@ -539,9 +598,9 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
     return CHOREO_EIO;
   }
   bool commit = caught_up || ++x->steps_open >= PROJECTIONS_STEPS_PER_COMMIT;
-  char *sql = sqlite3_mprintf("UPDATE choreo_build SET position = %lld, applied = %lld%s",
-                              (long long)position, (long long)(x->applied + n),
-                              commit ? "; COMMIT" : "");
+  char *sql = sqlite3_mprintf("UPDATE choreo_build SET position = %lld, inputs = %lld, "
+                              "applied = %lld%s", (long long)position, (long long)inputs,
+                              (long long)(x->applied + n), commit ? "; COMMIT" : "");
   int rc = sql && sqlite3_exec(x->build, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : CHOREO_EIO;
   sqlite3_free(sql);
   if (rc) {
@@ -552,6 +611,7 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
   }
   if (commit) x->steps_open = 0;
   x->position = position;
+  x->inputs = inputs;
   x->applied += n;
   return 0;
 }

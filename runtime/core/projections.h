@@ -5,11 +5,13 @@
  * A projection's live tables are in the host's database, under the names its `tables` SQL
  * gave them; its handlers write them in the transaction of the message they handle, like any
  * handler, as long as the live tables are of the version the code declares. A build fills a
- * projection from its first event on (a projection new to a host that has streams already, a
- * changed version, `choreo projections rebuild`): into a database file of its own beside the
+ * projection from its first event on (a projection new to a host that has history already, a
+ * changed version, `choreo projections rebuild`), from this host's streams and then from the
+ * other messages projections took here, kept for that (choreo_projection_inputs, also owned
+ * here): into a database file of its own beside the
  * host's, on a connection of its own, so that its tables can take the live ones' names. The
- * file holds its position too (the seq of the last stream event it applied), committed with
- * what the handlers wrote, so a build resumes after a crash. Once it has applied every stream
+ * file holds its positions too (the seq of the last stream event it applied, the id of the last
+ * kept input), committed with what the handlers wrote, so a build resumes after a crash. Once it has applied every stream
  * event the host's own handlers have seen, swap puts its tables in place of the live ones in
  * one transaction of the host's connection. */
 #ifndef CHOREO_PROJECTIONS_H
@@ -78,14 +80,24 @@ bool choreo_projections_stale(choreo_projections *p);
 /* Whether a build has work: one under way that has not failed. */
 bool choreo_projections_building(choreo_projections *p);
 /* The next build to step: its name and the connection to its file, with *position the last
- * stream event it applied; false when no build is under way (or all have failed). */
+ * stream event it applied and *inputs the last kept input (choreo_projections_keep); false
+ * when no build is under way (or all have failed). */
 bool choreo_projections_next_build(choreo_projections *p, const char **name, sqlite3 **build,
-                                   int64_t *position);
-/* The build of `name` went through stream events up to `position` (n of them) in the build
- * connection's open transaction: records it there, and commits every few steps, and when the
- * build has caught up. */
+                                   int64_t *position, int64_t *inputs);
+/* The build of `name` went through stream events up to `position` and kept inputs up to
+ * `inputs` (n of them in all) in the build connection's open transaction: records it there,
+ * and commits every few steps, and when the build has caught up. */
 int choreo_projections_advance(choreo_projections *p, const char *name, int64_t position,
-                               int64_t n, bool caught_up);
+                               int64_t inputs, int64_t n, bool caught_up);
+/* Keeps a copy of a message a projection's handler takes that is not one of this host's stream
+ * events (those a build finds in the streams), once per (source, seq), in the transaction that
+ * handles it: a build replays them, in the order they were kept. */
+int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
+                            int64_t seq, const char *msg, size_t len);
+/* Calls fn with up to max kept inputs after id `after`, in order; *n gets how many. */
+int choreo_projections_inputs_since(choreo_projections *p, int64_t after, int max,
+                                    int (*fn)(void *ud, int64_t id, const char *msg, size_t len),
+                                    void *ud, int *n);
 /* A handler failed in the build of `name`: its open transaction rolls back, and it stops, with
  * why, until the next reload or rebuild, which start it afresh. When the transaction had ended
  * under the handlers already (what they wrote after it may be in the file), the file goes, so

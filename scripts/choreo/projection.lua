@@ -4,8 +4,10 @@
 --
 -- Live, a projection's handlers are ordinary handlers: they write its tables in the
 -- transaction of the event they handle, as long as those tables are of the version this code
--- declares. When they are not (a new version), or when asked to, the host builds the declared
--- version from the first event of this host's streams into tables of a file of its own, then
+-- declares. Each message they take that is not one of this host's stream events is kept for
+-- builds (store.keep). When the tables are not of the declared version, or when asked to, the
+-- host builds that version from the first event of this host's streams and of what was kept,
+-- into tables of a file of its own, then
 -- puts them in place of the live ones in one transaction. The host runs a build's handlers
 -- through `project` below, with a db object over the build's file. Until the swap, the
 -- generation of scripts from before the reload stays: it answers the queries, and through
@@ -59,6 +61,7 @@ return function(choreo)
     order[#order + 1] = entry
     for event_type, fn in pairs(def.on) do
       choreo.on(event_type, function(msg, ctx)
+        store.keep() -- for builds, unless it is one of this host's stream events
         if store.applies(name, entry.version) then fn(msg, ctx.db) end
       end)
     end

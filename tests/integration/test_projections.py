@@ -212,5 +212,67 @@ def the_cli_starts_rebuilds_and_bad_projections_are_refused(w):
                    "version 1 still projecting")
 
 
+BRANCH = """
+local choreo = require "choreo"
+choreo.on("Start", function(msg, ctx)
+  for n = msg.data.from, msg.data.to do ctx:publish("Paid", { amount = n, till = n % 3 }) end
+end)
+"""
+
+TILLS = """
+local choreo = require "choreo"
+choreo.projection("tills", {
+  version = %(version)d,
+  tables = "create table tills(till integer primary key, events integer not null, total integer not null)",
+  on = { Paid = function(msg, db)
+    db:exec([[insert into tills values (?, 1, ?) on conflict(till)
+              do update set events = events + 1, total = total + excluded.total]],
+            msg.data.till, msg.data.amount)
+  end },
+})
+"""
+
+
+@suite.test
+def other_hosts_events_are_kept_once_and_rebuilt_across_kill_9(w):
+    branch = w.host("branch", w.scripts("branch", {"branch.lua": BRANCH}))
+    scripts = w.scripts("tills", {"tills.lua": TILLS % {"version": 1}})
+    tills = w.host("tills", scripts)
+    rng = random.Random(3)
+    total = 0
+    expected = {}
+
+    def tally():
+        return {t: [n, s] for t, n, s in tills.query("select till, events, total from tills")}
+    with w.step("another host's 30000 events, the projecting host killed -9 while they come"):
+        for k in range(3):
+            first, last = total + 1, total + 10000
+            branch.publish("Start", {"from": first, "to": last})
+            for n in range(first, last + 1):
+                events, sums = expected.get(n % 3, [0, 0])
+                expected[n % 3] = [events + 1, sums + n]
+            total = last
+            time.sleep(rng.uniform(0.01, 0.15))
+            tills.kill9()
+            tills.start()
+        wait_until(lambda: tally() == expected, 60, "the projection to count every event once")
+        check_eq(tills.scalar("select count(*) from choreo_projection_inputs"), total,
+                 "events kept for builds, once each")
+    with w.step("a new version rebuilds them from what this host kept, killed -9 on the way"):
+        with open(os.path.join(scripts, "tills.lua"), "w") as f:
+            f.write(TILLS % {"version": 2})
+        time.sleep(rng.uniform(0.05, 0.2))
+        tills.kill9()
+        tills.start()
+        wait_until(lambda: projection_named(tills, "tills")["live"] == 2, 60, "version 2 live")
+        check_eq(tally(), expected, "the rebuilt tills")
+
+
+def projection_named(host, name):
+    r = host.cli("projections", "--json")
+    check_eq(r.rc, 0, "projections --json exit code (%s)" % r.err)
+    return [p for p in map(json.loads, r.out.splitlines()) if p["name"] == name][0]
+
+
 if __name__ == "__main__":
     suite.main()

@@ -29,6 +29,7 @@ TABLE_OWNERS = {
     "choreo_saga_misses": "runtime/core/sagas.c",
     "choreo_projections": "runtime/core/projections.c",
     "choreo_build": "runtime/core/projections.c",
+    "choreo_projection_inputs": "runtime/core/projections.c",
 }
 SQL_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE(?:\s+IF\s+NOT\s+EXISTS)?|INDEX\s+"
                        r"(?:IF\s+NOT\s+EXISTS\s+)?\w+\s+ON)\s+(choreo_\w+)", re.I)

@@ -380,5 +380,37 @@ describe("projections", function()
     assert.same({ 3, "" }, { projection(host, "notes").live, projection(host, "notes").error })
     assert.same({ rowid = 200 }, host.db:one("select rowid from notes where notes match 'hello'"))
   end)
+
+  it("rebuilds include other hosts' events and this host's plain ones, kept as they came", function()
+    local host = testing.host()
+    deposit(host, "a", 10)
+    assert.is_true(host:deliver("Deposited", { amount = 7 }, { source = "branch", subject = "Account/b" }))
+    assert.is_true(host:deliver("Deposited", { amount = 2 }, { source = "branch", subject = "Account/a" }))
+    assert.same({ a = 12, b = 7 }, balances(host))
+    host.db:exec("delete from balances")
+    assert.is_true(host:rebuild("balances"))
+    assert.same({ a = 12, b = 7 }, balances(host))
+    assert.equal(3, projection(host, "balances").applied) -- one stream event, two kept ones
+    -- kept once each, whatever happens to them later
+    assert.same({ n = 2 }, host.db:one("select count(*) as n from choreo_projection_inputs"))
+  end)
+
+  it("a new projection is built from what earlier projections kept", function()
+    local dir = scripts({ ["ledger.lua"] = ledger })
+    local host = testing.host(dir, { name = "ledger" })
+    assert.is_true(host:deliver("Deposited", { amount = 7 }, { source = "branch", subject = "Account/b" }))
+    write(dir, "ledger.lua", ledger .. [[
+      choreo.projection("counts", {
+        version = 1,
+        tables = "create table counts(account text primary key, n integer not null)",
+        on = { Deposited = function(msg, db)
+          db:exec("insert into counts values (?, 1) on conflict(account) do update set n = n + 1",
+            msg.subject)
+        end },
+      })
+    ]])
+    assert.is_true(host:reload())
+    assert.same({ account = "Account/b", n = 1 }, host.db:one("select * from counts"))
+  end)
 end)
 
