@@ -506,7 +506,7 @@ static void client_print_projection(const cJSON *p, bool detail) {
   if (build && error[0])
     printf(", build of v%.0f stopped: %s", client_num(build, "version"), error);
   else if (build)
-    printf(", building v%.0f: %.0f stream events done, %.0f to go (%.0f/s)",
+    printf(", building v%.0f: %.0f events done, %.0f to go (%.0f/s)",
            client_num(build, "version"), client_num(build, "applied"),
            client_num(build, "remaining"), client_num(build, "rate"));
   putchar('\n');

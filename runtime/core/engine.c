@@ -1113,13 +1113,16 @@ typedef struct engine_each_projection {
   void *ud;
 } engine_each_projection;
 
-/* Adds what a build has still to go through: the stream events up to what the host has seen. */
+/* Adds what a build has still to go through: the stream events up to what the host has seen,
+ * and the kept inputs. */
 static void engine_count_remaining(void *ud, const choreo_projection_status *s) {
   engine_each_projection *each = ud;
   choreo_projection_status with = *s;
-  int64_t seen;
-  if (s->building && !choreo_store_checkpoint(each->e->store, each->e->name, &seen))
-    choreo_streams_count_since(each->e->streams, s->position, seen, &with.remaining);
+  int64_t seen, kept = 0;
+  if (s->building && !choreo_store_checkpoint(each->e->store, each->e->name, &seen) &&
+      !choreo_streams_count_since(each->e->streams, s->position, seen, &with.remaining) &&
+      !choreo_projections_inputs_after(each->e->projections, s->inputs, &kept))
+    with.remaining += kept;
   each->fn(each->ud, &with);
 }
 

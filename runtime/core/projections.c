@@ -53,7 +53,7 @@ typedef struct projection {
 
 struct choreo_projections {
   sqlite3 *db;
-  sqlite3_stmt *keep, *inputs_since, *inputs_any;
+  sqlite3_stmt *keep, *inputs_since, *inputs_any, *inputs_count;
   char *data;
   bool in_memory;
   void (*prepare)(void *ud, sqlite3 *build);
@@ -193,7 +193,9 @@ int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *d
                                      "ORDER BY id LIMIT ?2", -1, SQLITE_PREPARE_PERSISTENT,
                                  &p->inputs_since, NULL) != SQLITE_OK ||
               sqlite3_prepare_v3(db, "SELECT 1 FROM choreo_projection_inputs LIMIT 1", -1,
-                                 SQLITE_PREPARE_PERSISTENT, &p->inputs_any, NULL) != SQLITE_OK))
+                                 SQLITE_PREPARE_PERSISTENT, &p->inputs_any, NULL) != SQLITE_OK ||
+              sqlite3_prepare_v3(db, "SELECT count(*) FROM choreo_projection_inputs WHERE id > ?1",
+                                 -1, SQLITE_PREPARE_PERSISTENT, &p->inputs_count, NULL) != SQLITE_OK))
     rc = CHOREO_EIO;
   if (!rc) rc = projections_load(p);
   if (rc) {
@@ -217,6 +219,7 @@ void choreo_projections_close(choreo_projections *p) {
   sqlite3_finalize(p->keep);
   sqlite3_finalize(p->inputs_since);
   sqlite3_finalize(p->inputs_any);
+  sqlite3_finalize(p->inputs_count);
   free(p->list);
   free(p->data);
   free(p);
@@ -554,6 +557,14 @@ int choreo_projections_inputs_since(choreo_projections *p, int64_t after, int ma
   return choreo_sql_finish(st, step);
 }
 
+int choreo_projections_inputs_after(choreo_projections *p, int64_t after, int64_t *n) {
+  sqlite3_stmt *st = p->inputs_count;
+  *n = 0;
+  int step = sqlite3_bind_int64(st, 1, after) ? SQLITE_ERROR : sqlite3_step(st);
+  if (step == SQLITE_ROW) *n = sqlite3_column_int64(st, 0);
+  return choreo_sql_finish(st, step);
+}
+
 bool choreo_projections_declared(choreo_projections *p, const char *name, int64_t version) {
   projection *x = projections_find(p, name);
   return x && x->declared == version;
@@ -814,7 +825,7 @@ int choreo_projections_swap(choreo_projections *p, const char *name) {
     choreo_projections_fail(p, name, reason);
   } else {
     projections_unlink_build(p, name);
-    choreo_log(CHOREO_LOG_INFO, "projections", "%s: version %lld is live (%lld stream events)",
+    choreo_log(CHOREO_LOG_INFO, "projections", "%s: version %lld is live (%lld events)",
                name, (long long)x->live, (long long)x->applied);
   }
   sqlite3_free(why);
@@ -828,7 +839,7 @@ void choreo_projections_each(choreo_projections *p, choreo_projection_fn fn, voi
     double seconds = (double)(now - x->taken_up_ms) / 1000.0;
     choreo_projection_status s = {
         .name = x->name, .declared = x->declared, .live = x->live, .objects = x->objects,
-        .building = x->building, .position = x->position,
+        .building = x->building, .position = x->position, .inputs = x->inputs,
         .applied = x->applied, .error = x->error,
         .rate = x->building && seconds > 0 ? (double)(x->applied - x->applied_at_take_up) / seconds : 0};
     fn(ud, &s);

@@ -32,8 +32,9 @@ typedef struct choreo_projection_status {
   const char *objects;    /* the live tables, indexes, views, triggers: "name name ..." */
   int64_t building;       /* the version being built; 0 when none */
   int64_t position;       /* the build's last stream event (a seq of this host's log) */
-  int64_t applied;        /* stream events the build has gone through */
-  int64_t remaining;      /* stream events it has still to go through (filled by the engine) */
+  int64_t inputs;         /* the build's last kept input (see choreo_projections_keep) */
+  int64_t applied;        /* events the build has gone through */
+  int64_t remaining;      /* events it has still to go through (filled by the engine) */
   double rate;            /* of them per second, since this process took the build up */
   const char *error;      /* why the build stopped, or "" */
 } choreo_projection_status;
@@ -94,6 +95,8 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
  * handles it: a build replays them, in the order they were kept. */
 int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
                             int64_t seq, const char *msg, size_t len);
+/* How many kept inputs there are after id `after`. */
+int choreo_projections_inputs_after(choreo_projections *p, int64_t after, int64_t *n);
 /* Calls fn with up to max kept inputs after id `after`, in order; *n gets how many. */
 int choreo_projections_inputs_since(choreo_projections *p, int64_t after, int max,
                                     int (*fn)(void *ud, int64_t id, const char *msg, size_t len),

@@ -186,7 +186,7 @@ def the_cli_starts_rebuilds_and_bad_projections_are_refused(w):
         mark = bank.log_mark()
         r = bank.cli("projections", "rebuild", "totals")
         check_eq(r.rc, 0, "rebuild exit code (%s)" % r.err)
-        bank.wait_log(r"totals: version 1 is live \(20 stream events\)", 20, since=mark)
+        bank.wait_log(r"totals: version 1 is live \(20 events\)", 20, since=mark)
         check_eq(projected(bank), before, "totals after the rebuild")
     with w.step("choreo status shows the projections"):
         out = bank.cli("status").out
