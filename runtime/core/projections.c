@@ -51,9 +51,18 @@ typedef struct projection {
   char error[512];
 } projection;
 
+enum { P_KEEP, P_INPUTS_SINCE, P_INPUTS_ANY, P_INPUTS_AFTER, P_COUNT };
+
+static const char *const projections_sql[P_COUNT] = {
+    [P_KEEP] = "INSERT OR IGNORE INTO choreo_projection_inputs(source, seq, msg) VALUES (?1, ?2, ?3)",
+    [P_INPUTS_SINCE] = "SELECT id, msg FROM choreo_projection_inputs WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [P_INPUTS_ANY] = "SELECT 1 FROM choreo_projection_inputs LIMIT 1",
+    [P_INPUTS_AFTER] = "SELECT count(*) FROM choreo_projection_inputs WHERE id > ?1",
+};
+
 struct choreo_projections {
   sqlite3 *db;
-  sqlite3_stmt *keep, *inputs_since, *inputs_any, *inputs_count;
+  sqlite3_stmt *st[P_COUNT];
   char *data;
   bool in_memory;
   void (*prepare)(void *ud, sqlite3 *build);
@@ -185,18 +194,7 @@ int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *d
   p->release = release;
   p->hooks_ud = ud;
   int rc = p->data ? 0 : CHOREO_ENOMEM;
-  if (!rc && sqlite3_exec(db, projections_schema, NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
-  if (!rc && (sqlite3_prepare_v3(db, "INSERT OR IGNORE INTO choreo_projection_inputs(source, seq, msg) "
-                                     "VALUES (?1, ?2, ?3)", -1, SQLITE_PREPARE_PERSISTENT, &p->keep,
-                                 NULL) != SQLITE_OK ||
-              sqlite3_prepare_v3(db, "SELECT id, msg FROM choreo_projection_inputs WHERE id > ?1 "
-                                     "ORDER BY id LIMIT ?2", -1, SQLITE_PREPARE_PERSISTENT,
-                                 &p->inputs_since, NULL) != SQLITE_OK ||
-              sqlite3_prepare_v3(db, "SELECT 1 FROM choreo_projection_inputs LIMIT 1", -1,
-                                 SQLITE_PREPARE_PERSISTENT, &p->inputs_any, NULL) != SQLITE_OK ||
-              sqlite3_prepare_v3(db, "SELECT count(*) FROM choreo_projection_inputs WHERE id > ?1",
-                                 -1, SQLITE_PREPARE_PERSISTENT, &p->inputs_count, NULL) != SQLITE_OK))
-    rc = CHOREO_EIO;
+  if (!rc) rc = choreo_sql_prepare(db, projections_schema, projections_sql, P_COUNT, p->st);
   if (!rc) rc = projections_load(p);
   if (rc) {
     choreo_projections_close(p);
@@ -216,10 +214,7 @@ void choreo_projections_close(choreo_projections *p) {
     free(x->tables);
     free(x->objects);
   }
-  sqlite3_finalize(p->keep);
-  sqlite3_finalize(p->inputs_since);
-  sqlite3_finalize(p->inputs_any);
-  sqlite3_finalize(p->inputs_count);
+  choreo_sql_finalize(p->st, P_COUNT);
   free(p->list);
   free(p->data);
   free(p);
@@ -422,9 +417,9 @@ static int projections_take_up(choreo_projections *p, projection *x) {
 
 int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl *decl, int n,
                             bool has_history, char *err, size_t errlen) {
-  int any = sqlite3_step(p->inputs_any);
+  int any = sqlite3_step(p->st[P_INPUTS_ANY]);
   has_history = has_history || any == SQLITE_ROW;
-  if (choreo_sql_finish(p->inputs_any, any)) {
+  if (choreo_sql_finish(p->st[P_INPUTS_ANY], any)) {
     snprintf(err, errlen, "cannot read the projections' inputs: %s", sqlite3_errmsg(p->db));
     return CHOREO_EIO;
   }
@@ -530,7 +525,7 @@ bool choreo_projections_applies(choreo_projections *p, const char *name, int64_t
 
 int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
                             int64_t seq, const char *msg, size_t len) {
-  sqlite3_stmt *st = p->keep;
+  sqlite3_stmt *st = p->st[P_KEEP];
   int rc = sqlite3_bind_text(st, 1, source, (int)source_len, SQLITE_STATIC);
   if (!rc) rc = sqlite3_bind_int64(st, 2, seq);
   if (!rc) rc = sqlite3_bind_blob64(st, 3, msg, len, SQLITE_STATIC);
@@ -540,25 +535,15 @@ int choreo_projections_keep(choreo_projections *p, const char *source, size_t so
 int choreo_projections_inputs_since(choreo_projections *p, int64_t after, int max,
                                     int (*fn)(void *ud, int64_t id, const char *msg, size_t len),
                                     void *ud, int *n) {
-  sqlite3_stmt *st = p->inputs_since;
+  sqlite3_stmt *st = p->st[P_INPUTS_SINCE];
   *n = 0;
   if (sqlite3_bind_int64(st, 1, after) || sqlite3_bind_int(st, 2, max))
     return choreo_sql_finish(st, SQLITE_ERROR);
-  int step;
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    int rc = fn(ud, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
-                (size_t)sqlite3_column_bytes(st, 1));
-    if (rc) {
-      choreo_sql_finish(st, SQLITE_DONE);
-      return rc;
-    }
-    (*n)++;
-  }
-  return choreo_sql_finish(st, step);
+  return choreo_sql_walk(st, fn, ud, n);
 }
 
 int choreo_projections_inputs_after(choreo_projections *p, int64_t after, int64_t *n) {
-  sqlite3_stmt *st = p->inputs_count;
+  sqlite3_stmt *st = p->st[P_INPUTS_AFTER];
   *n = 0;
   int step = sqlite3_bind_int64(st, 1, after) ? SQLITE_ERROR : sqlite3_step(st);
   if (step == SQLITE_ROW) *n = sqlite3_column_int64(st, 0);

@@ -27,3 +27,18 @@ int choreo_sql_finish(sqlite3_stmt *st, int step) {
   sqlite3_clear_bindings(st);
   return step == SQLITE_DONE ? 0 : CHOREO_EIO;
 }
+
+int choreo_sql_walk(sqlite3_stmt *st, int (*fn)(void *ud, int64_t key, const char *bytes, size_t len),
+                    void *ud, int *n) {
+  int step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = fn(ud, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                (size_t)sqlite3_column_bytes(st, 1));
+    if (rc) {
+      choreo_sql_finish(st, SQLITE_DONE);
+      return rc;
+    }
+    if (n) (*n)++;
+  }
+  return choreo_sql_finish(st, step);
+}

@@ -85,28 +85,12 @@ int choreo_streams_add(choreo_streams *t, const char *stream, int64_t version, i
   return choreo_sql_finish(st, step);
 }
 
-/* Calls fn with the (integer, message) rows of a bound statement until one returns non-zero;
- * *n (if not NULL) counts the calls that returned 0. */
-static int streams_walk(sqlite3_stmt *st, choreo_stream_fn fn, void *ud, int *n) {
-  int step;
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    int rc = fn(ud, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
-                (size_t)sqlite3_column_bytes(st, 1));
-    if (rc) {
-      choreo_sql_finish(st, SQLITE_DONE);
-      return rc;
-    }
-    if (n) (*n)++;
-  }
-  return choreo_sql_finish(st, step);
-}
-
 int choreo_streams_each(choreo_streams *t, const char *stream, int64_t after,
                         choreo_stream_fn fn, void *ud) {
   sqlite3_stmt *st = t->st[S_EACH];
   if (sqlite3_bind_text(st, 1, stream, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, after))
     return choreo_sql_finish(st, SQLITE_ERROR);
-  return streams_walk(st, fn, ud, NULL);
+  return choreo_sql_walk(st, fn, ud, NULL);
 }
 
 int choreo_streams_since(choreo_streams *t, int64_t after, int64_t upto, int max,
@@ -116,7 +100,7 @@ int choreo_streams_since(choreo_streams *t, int64_t after, int64_t upto, int max
   if (sqlite3_bind_int64(st, 1, after) || sqlite3_bind_int64(st, 2, upto) ||
       sqlite3_bind_int(st, 3, max))
     return choreo_sql_finish(st, SQLITE_ERROR);
-  return streams_walk(st, fn, ud, n);
+  return choreo_sql_walk(st, fn, ud, n);
 }
 
 int choreo_streams_count_since(choreo_streams *t, int64_t after, int64_t upto, int64_t *n) {
