@@ -190,7 +190,9 @@ int cli_tail(const cli_args *a) {
     nng_msg_free(msg);
     if (count > 0) count = n >= count ? 0 : count - n;
   }
-  nng_close(t.sub);
+  /* No nng_close: NNG 1.5 can wait for good closing a socket one of whose connections closed
+   * in the middle of a message (docs/ARCHITECTURE.md), which left `tail --count N` hanging once
+   * it had printed its N messages. The process ends here; the kernel takes its sockets back. */
   for (int i = 0; i < t.ndialed; i++) free(t.dialed[i]);
   return rc;
 }

@@ -266,5 +266,29 @@ def tail_filters_by_source_and_correlation_and_prints_text(w):
               "a line of text for Step from a in conversation 'wanted': %r" % line)
 
 
+@suite.test
+def tail_ends_after_its_count_even_when_nng_never_lets_go_of_its_socket(w):
+    """NNG 1.5 can wait forever in nng_close (docs/ARCHITECTURE.md); CI saw `tail --count 2`
+    print its two lines and then hang there. Preloading an nng_close that never returns makes
+    that certain: tail must end all the same, with status 0, once it printed what it was asked."""
+    steps = w.scripts("steps", {"steps.lua": STEPS})
+    a = w.host("a", steps)
+    out = open(os.path.join(w.dir, "tail.txt"), "w+")
+    env = dict(os.environ, LD_PRELOAD=os.environ["CHOREO_NNG_CLOSE_HANGS"],
+               ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+    tail = w.spawn([harness.CHOREO, "tail", "--bus", w.bus, "--count", "1", "--format", "text",
+                    "Step"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    n = 0
+    deadline = time.monotonic() + 20 * harness.SLOW
+    while tail.poll() is None and time.monotonic() < deadline:
+        n += 1
+        a.publish("Start", {"n": n, "c": "any"})
+        time.sleep(0.2)
+    out.seek(0)
+    lines = out.read().splitlines()
+    check_eq(tail.poll(), 0, "tail's exit status after --count 1 (it printed %r)" % lines)
+    check(len(lines) == 1 and " Step " in lines[0], "one line for Step: %r" % lines)
+
+
 if __name__ == "__main__":
     suite.main()
