@@ -555,13 +555,6 @@ bool choreo_projections_declared(choreo_projections *p, const char *name, int64_
   return x && x->declared == version;
 }
 
-bool choreo_projections_stale(choreo_projections *p) {
-  for (int i = 0; i < p->n; i++)
-    if (p->list[i].declared && p->list[i].live && p->list[i].live != p->list[i].declared)
-      return true;
-  return false;
-}
-
 bool choreo_projections_building(choreo_projections *p) {
   for (int i = 0; i < p->n; i++)
     if (p->list[i].building && p->list[i].declared && !p->list[i].error[0]) return true;

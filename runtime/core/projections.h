@@ -76,8 +76,6 @@ bool choreo_projections_applies(choreo_projections *p, const char *name, int64_t
 
 /* Whether the scripts declare `name` at version. */
 bool choreo_projections_declared(choreo_projections *p, const char *name, int64_t version);
-/* Whether some projection's live tables are of a version other than the one declared. */
-bool choreo_projections_stale(choreo_projections *p);
 /* Whether a build has work: one under way that has not failed. */
 bool choreo_projections_building(choreo_projections *p);
 /* The next build to step: its name and the connection to its file, with *position the last
