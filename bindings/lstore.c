@@ -253,21 +253,21 @@ static int db_rows(lua_State *L) {
 static const luaL_Reg db_methods[] = {
     {"exec", db_exec}, {"one", db_one}, {"rows", db_rows}, {NULL, NULL}};
 
-static int db_gc(lua_State *L) {
-  db_handle *h = luaL_checkudata(L, 1, DB_META);
+static void db_finalize_cache(db_handle *h) {
   for (int i = 0; i < DB_CACHE; i++) {
     sqlite3_finalize(h->cache[i]);
     h->cache[i] = NULL;
   }
+}
+
+static int db_gc(lua_State *L) {
+  db_finalize_cache(luaL_checkudata(L, 1, DB_META));
   return 0;
 }
 
 void choreo_lua_db_close(lua_State *L, int idx) {
   db_handle *h = luaL_checkudata(L, idx, DB_META);
-  for (int i = 0; i < DB_CACHE; i++) {
-    sqlite3_finalize(h->cache[i]);
-    h->cache[i] = NULL;
-  }
+  db_finalize_cache(h);
   h->db = NULL;
 }
 

@@ -342,11 +342,18 @@ typedef struct scripts_projections_call {
   void *ud;
 } scripts_projections_call;
 
+/* Pushes the function `hook` of scripts/choreo/projection.lua's module; false (nothing pushed
+ * that matters) in a state that never required "choreo". */
+static bool scripts_projection_hook(lua_State *L, const char *hook) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return false;
+  lua_getfield(L, -1, hook);
+  return true;
+}
+
 /* The list's strings belong to the module's tables, which the state keeps. */
 static int scripts_list_projections(lua_State *L) {
   scripts_projections_call *call = lua_touserdata(L, 1);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return 0;
-  lua_getfield(L, -1, "list");
+  if (!scripts_projection_hook(L, "list")) return 0;
   lua_call(L, 0, 1);
   lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
   for (lua_Integer i = 1; i <= n; i++) {
@@ -429,8 +436,7 @@ static void scripts_release_build(void *scripts, sqlite3 *build) {
 
 static int scripts_run_projection(lua_State *L) {
   scripts_project_call *call = lua_touserdata(L, 1);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return 0;
-  lua_getfield(L, -1, "project");
+  if (!scripts_projection_hook(L, "project")) return 0;
   lua_pushstring(L, call->name);
   scripts_push_msg(L, call->m);
   scripts_push_build_db(L, call->build);
@@ -449,8 +455,7 @@ static int scripts_project(void *scripts, const char *name, const choreo_msg *m,
 
 static int scripts_run_stale(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS) != LUA_TTABLE) return 0;
-  lua_getfield(L, -1, "deliver_stale");
+  if (!scripts_projection_hook(L, "deliver_stale")) return 0;
   scripts_push_msg(L, m);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_call(L, 2, 0);
