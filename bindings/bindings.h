@@ -23,10 +23,14 @@
  * deliver_stale = fn(msg, ctx) }: what scripts/choreo/projection.lua hands the host; set when
  * the scripts require "choreo". */
 #define CHOREO_REG_PROJECTIONS "choreo.projections"
+/* { any = whether choreo.workflow was called, dispatch = fn(msg) }: what
+ * scripts/choreo/workflow.lua hands the host; set when the scripts require "choreo". */
+#define CHOREO_REG_WORKFLOWS "choreo.workflows"
 
 /* Makes require "choreo", "choreo.engine" (used by choreo.testing), "choreo.sagastore" (used
- * by choreo.saga), "choreo.streamstore" (used by choreo.aggregate) and
- * "choreo.projectionstore" (used by choreo.projection) available in L. */
+ * by choreo.saga), "choreo.streamstore" (used by choreo.aggregate),
+ * "choreo.projectionstore" (used by choreo.projection) and "choreo.workflowstore" (used by
+ * choreo.workflow) available in L. */
 void choreo_bindings_preload(lua_State *L);
 
 /* lstate.c: a new state with the standard libraries, os.exit replaced by os_exit, package.path
@@ -115,5 +119,11 @@ int luaopen_choreo_engine(lua_State *L);
 int luaopen_choreo_sagastore(lua_State *L);
 int luaopen_choreo_streamstore(lua_State *L);
 int luaopen_choreo_projectionstore(lua_State *L);
+int luaopen_choreo_workflowstore(lua_State *L);
+
+/* lworkflow.c: a workflow instance's row and one step of its history as tables (blobs as
+ * encoded strings), for the store and for specs. */
+void choreo_lua_push_workflow_row(lua_State *L, const choreo_workflow_row *row);
+void choreo_lua_push_workflow_step(lua_State *L, const choreo_workflow_step *s);
 
 #endif

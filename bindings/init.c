@@ -10,6 +10,7 @@ static const luaL_Reg preloaded[] = {
     {"choreo.sagastore", luaopen_choreo_sagastore},
     {"choreo.streamstore", luaopen_choreo_streamstore},
     {"choreo.projectionstore", luaopen_choreo_projectionstore},
+    {"choreo.workflowstore", luaopen_choreo_workflowstore},
     {NULL, NULL}};
 
 void choreo_bindings_preload(lua_State *L) {

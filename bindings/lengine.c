@@ -125,7 +125,8 @@ static int engine_deliver(lua_State *L) {
   choreo_msg_fields f = {
       .source = source, .type = type, .kind = engine_opt(L, 4, "kind", "event"),
       .to = engine_opt(L, 4, "to", NULL), .subject = engine_opt(L, 4, "subject", NULL),
-      .correlationid = engine_opt(L, 4, "correlationid", NULL), .seq = applied + 1};
+      .correlationid = engine_opt(L, 4, "correlationid", NULL),
+      .causationid = engine_opt(L, 4, "causationid", NULL), .seq = applied + 1};
   if (!f.to && strcmp(f.kind, "event") != 0) f.to = choreo_engine_name(h->e);
   if (!lua_isnoneornil(L, 4) && lua_getfield(L, 4, "expect") != LUA_TNIL) {
     int isint;
@@ -338,6 +339,52 @@ static int engine_saga(lua_State *L) {
   return 1;
 }
 
+/* Replaces the encoded value in field of the table on top by the value. */
+static void engine_decode_field(lua_State *L, const char *field) {
+  if (lua_getfield(L, -1, field) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushcfunction(L, choreo_lua_msgpack_decode);
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  lua_setfield(L, -2, field);
+}
+
+static int engine_push_workflow(void *ud, const choreo_workflow_row *row) {
+  lua_State *L = ud;
+  choreo_lua_push_workflow_row(L, row);
+  engine_decode_field(L, "input");
+  engine_decode_field(L, "result");
+  return 0;
+}
+
+static int engine_push_step(void *ud, const choreo_workflow_step *s) {
+  lua_State *L = ud;
+  choreo_lua_push_workflow_step(L, s);
+  engine_decode_field(L, "result");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* e:workflow(name, id) -> the instance (status, input, result, error, waiting, steps, ...)
+ * with its history ({ step =, op =, what =, result = } each, in order), or nil */
+static int engine_workflow(lua_State *L) {
+  engine_handle *h = toengine(L);
+  const char *name = luaL_checkstring(L, 2), *id = luaL_checkstring(L, 3);
+  choreo_workflows *w = choreo_engine_workflows(h->e);
+  bool found;
+  int rc = choreo_workflows_get(w, name, id, engine_push_workflow, L, &found);
+  if (!rc && found) {
+    lua_newtable(L);
+    rc = choreo_workflows_history(w, name, id, engine_push_step, L);
+    lua_setfield(L, -2, "history");
+  }
+  if (rc) return luaL_error(L, "workflow: %s", choreo_strerror(rc));
+  if (!found) lua_pushnil(L);
+  return 1;
+}
+
 /* e:timeouts() -> the number of pending timeouts */
 static int engine_timeouts(lua_State *L) {
   engine_handle *h = toengine(L);
@@ -442,6 +489,7 @@ static const luaL_Reg engine_methods[] = {
     {"saga", engine_saga},
     {"stream", engine_stream},
     {"timeouts", engine_timeouts},
+    {"workflow", engine_workflow},
     {NULL, NULL}};
 
 static const luaL_Reg engine_funcs[] = {

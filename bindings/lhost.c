@@ -40,7 +40,7 @@ static int host_fail(lua_State *L, choreo_engine *e, const char *what, int rc) {
   return luaL_error(L, "ctx:%s: %s", what, choreo_strerror(rc));
 }
 
-/* Packs data, emits, raises with a clear message on failure. */
+/* Packs data, emits, raises with a clear message on failure; returns the id of what it emitted. */
 static int host_emit(lua_State *L, const char *kind, const char *to, const char *type,
                      int data_idx, int opts_idx, const char *what) {
   choreo_engine *e = host_engine(L, what);
@@ -73,9 +73,11 @@ static int host_emit(lua_State *L, const char *kind, const char *to, const char 
     data = b->data;
     len = b->size;
   }
-  int rc = choreo_engine_emit_from_handler(e, kind, to, type, data, len, &opts);
+  int64_t seq;
+  int rc = choreo_engine_emit_from_handler(e, kind, to, type, data, len, &opts, &seq);
   if (rc) return host_fail(L, e, what, rc);
-  return 0;
+  lua_pushfstring(L, "%s/%I", choreo_engine_name(e), (lua_Integer)seq);
+  return 1;
 }
 
 static int ctx_publish(lua_State *L) {
@@ -196,5 +198,14 @@ int luaopen_choreo(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_call(L, 1, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS);
+  /* And choreo.workflow and ctx:start (scripts/choreo/workflow.lua), whose module takes the
+   * messages of workflows' conversations. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "choreo.workflow");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  lua_call(L, 2, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_WORKFLOWS);
   return 1;
 }

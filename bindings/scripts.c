@@ -272,6 +272,41 @@ static void scripts_push_msg(lua_State *L, const choreo_msg *m) {
   }
 }
 
+/* A reply or event of a workflow's conversation (its correlation id), or a workflow's timer
+ * (its subject): see scripts/choreo/workflow.lua. */
+static bool scripts_workflow_key(const choreo_msg *m) {
+  static const char prefix[] = "workflow:";
+  const size_t n = sizeof prefix - 1;
+  choreo_str key = choreo_str_eq(m->kind, "timeout") ? m->subject
+                   : choreo_str_eq(m->kind, "event") || choreo_str_eq(m->kind, "reply")
+                       ? m->correlationid
+                       : (choreo_str){0};
+  return key.n > n && memcmp(key.p, prefix, n) == 0;
+}
+
+/* Pushes the workflow module's dispatch function when the generation declares workflows;
+ * false (nothing pushed) otherwise. */
+static bool scripts_push_workflow_dispatch(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_WORKFLOWS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return false;
+  }
+  lua_getfield(L, -1, "any");
+  bool any = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (any) lua_getfield(L, -1, "dispatch");
+  lua_remove(L, any ? -2 : -1);
+  return any;
+}
+
+static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
+  choreo_scripts *s = scripts;
+  if (!scripts_workflow_key(m)) return false;
+  bool any = scripts_push_workflow_dispatch(s->L);
+  if (any) lua_pop(s->L, 1);
+  return any;
+}
+
 static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   choreo_lua_handlers_push(L, m->type);
@@ -283,6 +318,10 @@ static int scripts_run_handlers(lua_State *L) {
     lua_pushvalue(L, 3);
     lua_pushvalue(L, 4);
     lua_call(L, 2, 0);
+  }
+  if (scripts_workflow_key(m) && scripts_push_workflow_dispatch(L)) {
+    lua_pushvalue(L, 3);
+    lua_call(L, 1, 0);
   }
   return 0;
 }
@@ -482,4 +521,5 @@ const choreo_scripts_ops choreo_lua_scripts = {
     .project = scripts_project,
     .deliver_stale = scripts_deliver_stale,
     .release_build = scripts_release_build,
+    .for_workflow = scripts_for_workflow,
 };

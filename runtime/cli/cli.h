@@ -20,6 +20,16 @@ typedef struct cli_args {
 int cli_usage(const char *fmt, const char *arg); /* prints "choreo: ..." and returns CLI_USAGE */
 int cli_fail(const char *fmt, const char *arg);  /* prints "choreo: ..." and returns CLI_FAIL */
 
+/* cli_client.c: talking to a running host over its control socket. cli_request sends one
+ * JSON request (consumed) to --host, or the only host on the bus; on success *answer is the
+ * parsed answer with "ok": true, else the error is printed and CLI_FAIL or CLI_USAGE returned.
+ * cli_read_json reads a JSON argument: the text itself, "-" (stdin) or "@FILE" (malloc'd; NULL
+ * with the reason in err). cli_new_key makes a random key for an append the user named none. */
+struct cJSON;
+int cli_request(const cli_args *a, struct cJSON *request, struct cJSON **answer);
+char *cli_read_json(const char *arg, char *err, size_t errlen);
+void cli_new_key(char *out, size_t size);
+
 int cli_run(const cli_args *a);
 int cli_test(const cli_args *a);
 int cli_publish(const cli_args *a);
@@ -31,5 +41,7 @@ int cli_stream(const cli_args *a);
 int cli_query(const cli_args *a);
 int cli_sagas(const cli_args *a);
 int cli_projections(const cli_args *a);
+int cli_start(const cli_args *a);
+int cli_workflows(const cli_args *a);
 
 #endif

@@ -55,7 +55,7 @@ static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *
 
 /* Sends one request; on success *answer is the parsed answer with "ok": true. A request with a
  * key (an append) whose answer never came may or may not have been carried out: say so. */
-static int client_request(const cli_args *a, cJSON *request, cJSON **answer) {
+int cli_request(const cli_args *a, cJSON *request, cJSON **answer) {
   const cJSON *k = cJSON_GetObjectItem(request, "key");
   char key[256] = "";
   if (cJSON_IsString(k)) snprintf(key, sizeof key, "%s", k->valuestring);
@@ -110,7 +110,7 @@ static int client_request(const cli_args *a, cJSON *request, cJSON **answer) {
 
 /* The JSON argument: the text itself, "-" for stdin, or "@FILE" (an argument list holds only
  * so much). *json is malloc'd; NULL with a message in err on failure. */
-static char *client_read_json(const char *arg, char *err, size_t errlen) {
+char *cli_read_json(const char *arg, char *err, size_t errlen) {
   if (strcmp(arg, "-") != 0 && arg[0] != '@') return strdup(arg);
   FILE *f = strcmp(arg, "-") == 0 ? stdin : fopen(arg + 1, "rb");
   if (!f) {
@@ -132,7 +132,7 @@ static char *client_read_json(const char *arg, char *err, size_t errlen) {
 
 /* A key for an append the user gave none: NNG resends a request whose answer is late, perhaps
  * to a restarted host, which must not append it twice. */
-static void client_new_key(char *out, size_t size) {
+void cli_new_key(char *out, size_t size) {
   unsigned char bytes[16] = {0};
   if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes) {
     struct timespec ts; /* no entropy to be had: time and pid are unique enough here */
@@ -189,10 +189,10 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
   if (nargs < positional) return cli_usage("%s", usage);
   char key[256];
   if (id) snprintf(key, sizeof key, "%s", id);
-  else client_new_key(key, sizeof key);
+  else cli_new_key(key, sizeof key);
   char *json = NULL, err[256];
   if (nargs > positional) {
-    json = client_read_json(args[positional], err, sizeof err);
+    json = cli_read_json(args[positional], err, sizeof err);
     if (!json) return cli_usage("%s", err);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -213,7 +213,7 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
   cJSON_AddStringToObject(req, "key", key);
   free(json);
   cJSON *answer;
-  int rc = client_request(a, req, &answer);
+  int rc = cli_request(a, req, &answer);
   if (rc) return rc;
   const cJSON *seq_id = cJSON_GetObjectItem(answer, "id");
   if (!cJSON_IsString(seq_id)) {
@@ -253,7 +253,7 @@ int cli_status(const cli_args *a) {
   cJSON *req = cJSON_CreateObject();
   cJSON_AddStringToObject(req, "op", "status");
   cJSON *s;
-  int rc = client_request(a, req, &s);
+  int rc = cli_request(a, req, &s);
   if (rc) return rc;
   if (json) { /* for scripts: the control socket's answer as it came */
     char *text = cJSON_PrintUnformatted(s);
@@ -272,12 +272,14 @@ int cli_status(const cli_args *a) {
          client_num(s, "bad_frames"));
   printf("log kept      from seq %.0f (database %.1f MiB, WAL %.1f MiB)\n"
          "retries       %.0f pending\n"
-         "timeouts      %.0f pending\nsagas         %.0f running\nuptime        %.0f s\n"
+         "timeouts      %.0f pending\nsagas         %.0f running\n"
+         "workflows     %.0f running, %.0f stuck\nuptime        %.0f s\n"
          "handled       %.0f (%.1f per second over the last minute)\n",
          client_num(s, "oldest"), client_num(s, "db_bytes") / (1024.0 * 1024.0),
          client_num(s, "wal_bytes") / (1024.0 * 1024.0),
          client_num(s, "retries_pending"), client_num(s, "timeouts_pending"),
-         client_num(s, "sagas_running"), client_num(s, "uptime_s"), client_num(s, "handled"),
+         client_num(s, "sagas_running"), client_num(s, "workflows_running"),
+         client_num(s, "workflows_stuck"), client_num(s, "uptime_s"), client_num(s, "handled"),
          client_num(s, "handled_per_s"));
   const cJSON *u;
   cJSON_ArrayForEach(u, cJSON_GetObjectItem(s, "unhandled"))
@@ -350,7 +352,7 @@ int cli_dead(const cli_args *a) {
     if (!show) cJSON_AddNumberToObject(req, "id", (double)id);
   }
   cJSON *answer;
-  int rc = client_request(a, req, &answer);
+  int rc = cli_request(a, req, &answer);
   if (rc) return rc;
   if (show) {
     rc = client_dead_show(answer, id);
@@ -382,7 +384,7 @@ int cli_sagas(const cli_args *a) {
   if (a->nrest > 1) cJSON_AddStringToObject(req, "name", a->rest[1]);
   if (show) cJSON_AddStringToObject(req, "key", a->rest[2]);
   cJSON *answer;
-  int rc = client_request(a, req, &answer);
+  int rc = cli_request(a, req, &answer);
   if (rc) return rc;
   const cJSON *item;
   cJSON_ArrayForEach(item, cJSON_GetObjectItem(answer, "sagas")) {
@@ -441,7 +443,7 @@ int cli_stream(const cli_args *a) {
     cJSON_AddStringToObject(req, "stream", stream);
     cJSON_AddNumberToObject(req, "after", after);
     cJSON *answer;
-    int rc = client_request(a, req, &answer);
+    int rc = cli_request(a, req, &answer);
     if (rc) return rc;
     if (after == 0 && client_num(answer, "version") == 0) {
       cJSON_Delete(answer);
@@ -473,7 +475,7 @@ int cli_query(const cli_args *a) {
   cJSON_AddStringToObject(req, "name", a->rest[0]);
   if (a->nrest == 2) {
     char err[256];
-    char *text = client_read_json(a->rest[1], err, sizeof err);
+    char *text = cli_read_json(a->rest[1], err, sizeof err);
     bool read = text != NULL;
     cJSON *args = read ? cJSON_Parse(text) : NULL;
     free(text);
@@ -484,7 +486,7 @@ int cli_query(const cli_args *a) {
     cJSON_AddItemToObject(req, "args", args);
   }
   cJSON *answer;
-  int rc = client_request(a, req, &answer);
+  int rc = cli_request(a, req, &answer);
   if (rc) return rc;
   char *out = cJSON_PrintUnformatted(cJSON_GetObjectItem(answer, "result"));
   if (out) puts(out);
@@ -541,7 +543,7 @@ int cli_projections(const cli_args *a) {
   cJSON_AddStringToObject(req, "action", rebuild ? "rebuild" : "list");
   if (rebuild) cJSON_AddStringToObject(req, "name", name);
   cJSON *answer;
-  int rc = client_request(a, req, &answer);
+  int rc = cli_request(a, req, &answer);
   if (rc) return rc;
   const cJSON *list = cJSON_GetObjectItem(answer, "projections"), *p;
   bool found = !name;

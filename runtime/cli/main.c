@@ -30,6 +30,10 @@ static const struct {
     {"query", cli_query, "query   [--host NAME] QUERY [JSON | - | @FILE]"},
     {"projections", cli_projections,
      "projections [--host NAME] [--json] list | status [PROJECTION] | rebuild PROJECTION"},
+    {"start", cli_start, "start   [--host NAME] [--id KEY] WORKFLOW ID [JSON | - | @FILE]"},
+    {"workflows", cli_workflows,
+     "workflows [--host NAME] [--json] list [WORKFLOW] [--status running|completed|failed|stuck]\n"
+     "          | show WORKFLOW ID"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -27,6 +27,7 @@ struct choreo_engine {
   choreo_store *store;
   choreo_timeouts *timeouts;
   choreo_sagas *sagas;
+  choreo_workflows *workflows;
   choreo_streams *streams;
   choreo_projections *projections;
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
@@ -163,6 +164,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     snprintf(err, errlen, "%s: cannot prepare the timeouts table", cfg->data);
   if (!rc && (rc = choreo_sagas_open(&e->sagas, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the sagas tables", cfg->data);
+  if (!rc && (rc = choreo_workflows_open(&e->workflows, choreo_store_db(e->store))))
+    snprintf(err, errlen, "%s: cannot prepare the workflows tables", cfg->data);
   if (!rc && (rc = choreo_streams_open(&e->streams, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the streams tables", cfg->data);
   if (!rc && (rc = choreo_projections_open(&e->projections, choreo_store_db(e->store), cfg->data,
@@ -187,6 +190,7 @@ void choreo_engine_close(choreo_engine *e) {
   choreo_projections_close(e->projections); /* after the scripts: they may hold a build's statements */
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
+  choreo_workflows_close(e->workflows);
   choreo_streams_close(e->streams);
   choreo_timeouts_close(e->timeouts);
   choreo_store_close(e->store);
@@ -312,10 +316,11 @@ static bool engine_is_for_us(choreo_engine *e, const choreo_msg *m) {
   return false;
 }
 
-static bool engine_handles(choreo_engine *e, choreo_str type) {
-  return choreo_handlers_match(e->handlers, type) ||
-         (e->scripts && e->ops->handles(e->scripts, type)) ||
-         (e->serving && e->ops->handles(e->serving, type));
+static bool engine_handles(choreo_engine *e, const choreo_msg *m) {
+  return choreo_handlers_match(e->handlers, m->type) ||
+         (e->scripts && (e->ops->handles(e->scripts, m->type) ||
+                         (e->ops->for_workflow && e->ops->for_workflow(e->scripts, m)))) ||
+         (e->serving && e->ops->handles(e->serving, m->type));
 }
 
 /* One attempt, inside its own savepoint unless the batch runs without (engine_apply): on
@@ -475,7 +480,7 @@ static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
     res->skipped++;
     return 0;
   }
-  if (!engine_handles(e, m->type)) {
+  if (!engine_handles(e, m)) {
     res->skipped++;
     if (!careful || m->seq > first->seq) engine_unhandled(e, m); /* counted once */
     return 0;
@@ -756,6 +761,8 @@ int choreo_engine_retry_count(choreo_engine *e, int64_t *count) {
   return choreo_store_retry_count(e->store, count);
 }
 
+choreo_workflows *choreo_engine_workflows(choreo_engine *e) { return e->workflows; }
+
 int choreo_engine_saga_count(choreo_engine *e, int64_t *count) {
   return choreo_sagas_count(e->sagas, count);
 }
@@ -823,14 +830,14 @@ static int engine_append_caused(choreo_engine *e, choreo_msg_fields f, int64_t *
 
 int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
                                     const char *type, const char *data, size_t data_len,
-                                    const choreo_emit_opts *opts) {
+                                    const choreo_emit_opts *opts, int64_t *seq) {
   if (!e->current) return CHOREO_EINVAL;
   choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
                          .subject = opts->subject, .correlationid = opts->correlationid,
                          .has_expectedversion = opts->has_expectedversion,
                          .expectedversion = opts->expectedversion,
                          .data = data, .data_len = data_len};
-  return engine_append_caused(e, f, NULL);
+  return engine_append_caused(e, f, seq);
 }
 
 static choreo_msg_fields engine_timeout_message(choreo_engine *e, const choreo_timeout *t) {

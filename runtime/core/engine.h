@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "projections.h"
 #include "sagas.h"
+#include "workflows.h"
 #include "store.h"
 #include "streams.h"
 
@@ -69,6 +70,10 @@ typedef struct choreo_scripts_ops {
                        char **traceback);
   /* A build's connection is about to close: let go of every statement prepared on it. */
   void (*release_build)(void *scripts, sqlite3 *build);
+  /* Whether m belongs to a workflow instance of the generation's (choreo.workflow): a reply,
+   * event or timeout of its conversation, which deliver then hands to the instance as well as
+   * to the handlers of its type. NULL: none does. */
+  bool (*for_workflow)(void *scripts, const choreo_msg *m);
 } choreo_scripts_ops;
 
 typedef struct choreo_engine_config {
@@ -238,6 +243,9 @@ int choreo_engine_dead_count(choreo_engine *e, int64_t *count);
 /* Messages waiting for a delayed retry, and running saga instances. */
 int choreo_engine_retry_count(choreo_engine *e, int64_t *count);
 int choreo_engine_saga_count(choreo_engine *e, int64_t *count);
+/* The workflows' tables (see workflows.h): the control socket and specs read them; scripts
+ * write them only while a handler runs, in its transaction. */
+choreo_workflows *choreo_engine_workflows(choreo_engine *e);
 /* See choreo_sagas_each. */
 int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key,
                              choreo_saga_fn fn, void *ud);
@@ -246,10 +254,11 @@ int choreo_engine_sagas_each(choreo_engine *e, const char *name, const char *key
 
 
 /* Emits a message that inherits correlation and causation from the one being handled and
- * commits with it. kind is "event", "command" or "reply". */
+ * commits with it. kind is "event", "command" or "reply". *seq (if not NULL) gets its seq in
+ * this host's log: its id is "<this host>/<seq>". */
 int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
                                     const char *type, const char *data, size_t data_len,
-                                    const choreo_emit_opts *opts);
+                                    const choreo_emit_opts *opts, int64_t *seq);
 /* ctx:timeout: a durable timer set inside the handler's transaction; when due, a message of
  * kind "timeout" with this type, data and subject comes back to this host. */
 int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const char *type,

@@ -126,7 +126,7 @@ static int ctx_emit(choreo_ctx *ctx, const char *kind, const char *to, const cha
   choreo_emit_opts opts = {0};
   if (!rc)
     rc = choreo_engine_emit_from_handler(ctx->engine, kind, to, type, sb.size ? sb.data : NULL,
-                                         sb.size, &opts);
+                                         sb.size, &opts, NULL);
   msgpack_sbuffer_destroy(&sb);
   return rc;
 }

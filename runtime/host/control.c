@@ -128,6 +128,8 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "retries_pending", (double)s.retries_pending);
   cJSON_AddNumberToObject(o, "timeouts_pending", (double)s.timeouts_pending);
   cJSON_AddNumberToObject(o, "sagas_running", (double)s.sagas_running);
+  cJSON_AddNumberToObject(o, "workflows_running", (double)s.workflows_running);
+  cJSON_AddNumberToObject(o, "workflows_stuck", (double)s.workflows_stuck);
   cJSON_AddNumberToObject(o, "uptime_s", s.uptime_s);
   cJSON_AddNumberToObject(o, "handled", (double)s.handled);
   cJSON_AddNumberToObject(o, "handled_per_s", s.handled_per_s);
@@ -278,6 +280,129 @@ static cJSON *control_sagas(choreo_host *h, const cJSON *req) {
     cJSON_Delete(o);
     return control_error("no running instance with that key (%s)", key);
   }
+  return o;
+}
+
+/* A wire-encoded value as JSON (null when it is not one valid value). */
+static cJSON *control_value(const char *blob, size_t len) {
+  cJSON *v = NULL;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  if (blob && choreo_msgpack_check(blob, len, 1, CHOREO_MAX_DEPTH + 1) == 0 &&
+      msgpack_unpack_next(&u, blob, len, NULL) == MSGPACK_UNPACK_SUCCESS)
+    v = choreo_msgpack_to_cjson(&u.data);
+  msgpack_unpacked_destroy(&u);
+  return v ? v : cJSON_CreateNull();
+}
+
+static int control_add_workflow(void *ud, const choreo_workflow_row *row) {
+  cJSON *item = cJSON_CreateObject();
+  if (!item || !cJSON_AddItemToArray(ud, item)) {
+    cJSON_Delete(item);
+    return CHOREO_ENOMEM;
+  }
+  control_add_text(item, "name", row->name);
+  control_add_text(item, "id", row->id);
+  control_add_text(item, "status", row->status);
+  control_add_text(item, "waiting", row->waiting);
+  control_add_text(item, "error", row->error);
+  cJSON_AddNumberToObject(item, "steps", (double)row->steps);
+  cJSON_AddNumberToObject(item, "started_ms", (double)row->started_ms);
+  cJSON_AddNumberToObject(item, "updated_ms", (double)row->updated_ms);
+  if (row->input) cJSON_AddItemToObject(item, "input", control_value(row->input, row->input_len));
+  if (row->result)
+    cJSON_AddItemToObject(item, "result", control_value(row->result, row->result_len));
+  return 0;
+}
+
+static int control_add_step(void *ud, const choreo_workflow_step *s) {
+  cJSON *item = cJSON_CreateObject();
+  if (!item || !cJSON_AddItemToArray(ud, item)) {
+    cJSON_Delete(item);
+    return CHOREO_ENOMEM;
+  }
+  cJSON_AddNumberToObject(item, "step", (double)s->step);
+  control_add_text(item, "op", s->op);
+  control_add_text(item, "what", s->what);
+  control_add_text(item, "ref", s->ref);
+  cJSON_AddNumberToObject(item, "at_ms", (double)s->at_ms);
+  if (s->done_ms) cJSON_AddNumberToObject(item, "done_ms", (double)s->done_ms);
+  if (s->result) cJSON_AddItemToObject(item, "outcome", control_value(s->result, s->result_len));
+  return 0;
+}
+
+#define CONTROL_WORKFLOWS_MAX 1000
+
+/* workflows: "action" list (optional "name", "status") or show ("name", "id": the instance
+ * with its history). */
+static cJSON *control_workflows(choreo_host *h, const cJSON *req) {
+  const char *action = control_string(req, "action");
+  const char *name = control_string(req, "name"), *id = control_string(req, "id");
+  const char *status = control_string(req, "status");
+  bool show = action && strcmp(action, "show") == 0;
+  if (!action || (!show && strcmp(action, "list") != 0))
+    return control_error("workflows: unknown action '%s' (list or show)", action ? action : "");
+  if (show && (!name || !id)) return control_error("%s", "workflows show needs a workflow and an id");
+  choreo_workflows *w = choreo_engine_workflows(choreo_host_engine(h));
+  cJSON *o = control_ok();
+  cJSON *list = cJSON_AddArrayToObject(o, "workflows");
+  bool found = true;
+  int rc = show ? choreo_workflows_get(w, name, id, control_add_workflow, list, &found)
+                : choreo_workflows_each(w, name, status, CONTROL_WORKFLOWS_MAX,
+                                        control_add_workflow, list);
+  if (!rc && show && found) {
+    cJSON *history = cJSON_AddArrayToObject(cJSON_GetArrayItem(list, 0), "history");
+    rc = history ? choreo_workflows_history(w, name, id, control_add_step, history)
+                 : CHOREO_ENOMEM;
+  }
+  if (rc || !found) {
+    cJSON_Delete(o);
+    return rc ? control_error("cannot read the workflows: %s", choreo_strerror(rc))
+              : control_error("no instance with that id (%s)", id);
+  }
+  return o;
+}
+
+/* start: "workflow", "id", optional "input" (JSON text) and "key": a command
+ * choreo.StartWorkflow to this host, which starts the instance (scripts/choreo/workflow.lua). */
+static cJSON *control_start(choreo_host *h, const cJSON *req) {
+  const char *workflow = control_string(req, "workflow"), *id = control_string(req, "id");
+  const char *input = control_string(req, "input"), *key = control_string(req, "key");
+  if (!workflow || !id) return control_error("%s", "start needs a workflow and an id");
+  if (key && strlen(key) > CONTROL_KEY_MAX) return control_error("%s", "key over 200 bytes");
+  cJSON *data = cJSON_CreateObject();
+  cJSON_AddStringToObject(data, "workflow", workflow);
+  cJSON_AddStringToObject(data, "id", id);
+  if (input) {
+    cJSON *value = cJSON_Parse(input);
+    if (!value) {
+      cJSON_Delete(data);
+      return control_error("%s", "input is not valid JSON");
+    }
+    cJSON_AddItemToObject(data, "input", value);
+  }
+  char *text = cJSON_PrintUnformatted(data);
+  cJSON_Delete(data);
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  char err[256];
+  int rc = text ? choreo_json_to_msgpack(text, &sb, err, sizeof err) : CHOREO_ENOMEM;
+  free(text);
+  const char *name = choreo_engine_name(choreo_host_engine(h));
+  const char *datas[1] = {sb.data};
+  size_t lens[1] = {sb.size};
+  choreo_emit_opts opts = {0};
+  int64_t seq = 0;
+  bool repeated = false;
+  if (!rc) rc = choreo_host_append(h, "command", name, "choreo.StartWorkflow", &opts, datas, lens,
+                                   1, key, &seq, &repeated);
+  msgpack_sbuffer_destroy(&sb);
+  if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
+  cJSON *o = control_ok();
+  char sent[CHOREO_NAME_MAX + 32];
+  snprintf(sent, sizeof sent, "%s/%lld", name, (long long)seq);
+  cJSON_AddStringToObject(o, "id", sent);
+  cJSON_AddBoolToObject(o, "repeated", repeated);
   return o;
 }
 
@@ -454,6 +579,10 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_query(h, req);
   else if (strcmp(op, "projections") == 0)
     answer = control_projections(h, req);
+  else if (strcmp(op, "workflows") == 0)
+    answer = control_workflows(h, req);
+  else if (strcmp(op, "start") == 0)
+    answer = control_start(h, req);
   else
     answer = control_error("unknown op '%s'", op);
   cJSON_Delete(req);

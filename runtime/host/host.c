@@ -575,6 +575,10 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
   if (!rc) rc = choreo_engine_retry_count(h->engine, &out->retries_pending);
   if (!rc) rc = choreo_engine_pending_timeouts(h->engine, &out->timeouts_pending);
   if (!rc) rc = choreo_engine_saga_count(h->engine, &out->sagas_running);
+  if (!rc) rc = choreo_workflows_count(choreo_engine_workflows(h->engine), "running",
+                                       &out->workflows_running);
+  if (!rc) rc = choreo_workflows_count(choreo_engine_workflows(h->engine), "stuck",
+                                       &out->workflows_stuck);
   out->uptime_s = (double)(uv_hrtime() - h->opened_ns) / 1e9;
   out->handled = choreo_engine_handled(h->engine);
   out->handled_per_s = host_rate(h);

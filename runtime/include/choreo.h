@@ -149,6 +149,8 @@ typedef struct choreo_host_status {
   int64_t retries_pending;  /* messages waiting for a delayed retry */
   int64_t timeouts_pending; /* durable timeouts not yet due */
   int64_t sagas_running;    /* saga instances */
+  int64_t workflows_running; /* workflow instances waiting or under way */
+  int64_t workflows_stuck;  /* instances whose code no longer matches their history */
   double uptime_s;          /* since the host opened */
   uint64_t handled;         /* messages handled since then */
   double handled_per_s;     /* over the last minute (or since the start, if shorter) */

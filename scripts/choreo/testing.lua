@@ -63,12 +63,32 @@ end
 
 -- host:deliver(type, data[, opts]) -> true | false, error
 -- opts: source (default "test"), kind ("event"|"command"|"reply"), to, subject, correlationid,
--- expect (the stream version a command's sender saw).
+-- causationid, expect (the stream version a command's sender saw).
 function Host:deliver(type, data, opts)
   local result = self.engine:deliver(type, data, opts)
   self:collect_()
   if result.failed > 0 then return false, result.error end
   return true
+end
+
+-- host:start(workflow, id[, input]) -> true | false, error: starts a workflow instance, as
+-- `choreo start` does (a command to this host).
+function Host:start(workflow, id, input)
+  return self:deliver("choreo.StartWorkflow", { workflow = workflow, id = id, input = input },
+    { kind = "command" })
+end
+
+-- host:workflow(name, id) -> the instance ({ status =, input =, result =, error =, waiting =,
+-- steps =, history = { { step =, op =, what =, result = }, ... } }), or nil
+function Host:workflow(name, id)
+  return self.engine:workflow(name, tostring(id))
+end
+
+-- host:reply(command, type[, data]) -> true | false, error: the reply of the service a command
+-- went to (a message of host.sent), as that service's ctx:reply would send it.
+function Host:reply(command, type, data)
+  return self:deliver(type, data, { kind = "reply", source = command.to, to = self.name,
+    correlationid = command.correlationid, causationid = command.id })
 end
 
 -- host:send(type, data[, opts]): deliver a command addressed to this host.

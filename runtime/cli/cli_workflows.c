@@ -1,0 +1,178 @@
+/* choreo start and choreo workflows: starting durable workflows on a running host and looking
+ * at their instances, each with its history as a timeline (control.c: ops start, workflows). */
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* start [--id KEY] WORKFLOW ID [JSON] */
+int cli_start(const cli_args *a) {
+  const char *usage = "usage: choreo start [--host NAME] [--id KEY] WORKFLOW ID [JSON]";
+  const char *args[3], *key_arg = NULL;
+  int nargs = 0;
+  for (int i = 0; i < a->nrest; i++) {
+    const char *arg = a->rest[i];
+    if (strcmp(arg, "--id") == 0) {
+      if (i + 1 >= a->nrest || !a->rest[i + 1][0] || strlen(a->rest[i + 1]) > 200)
+        return cli_usage("%s", "--id needs a key of 1 to 200 bytes");
+      key_arg = a->rest[++i];
+    } else if (arg[0] == '-' && arg[1] == '-') {
+      return cli_usage("unknown option '%s'", arg);
+    } else if (nargs == 3) {
+      return cli_usage("%s", usage);
+    } else {
+      args[nargs++] = arg;
+    }
+  }
+  if (nargs < 2) return cli_usage("%s", usage);
+  char key[256], err[256];
+  if (key_arg) snprintf(key, sizeof key, "%s", key_arg);
+  else cli_new_key(key, sizeof key);
+  char *input = NULL;
+  if (nargs == 3) {
+    input = cli_read_json(args[2], err, sizeof err);
+    if (!input) return cli_usage("%s", err);
+    cJSON *check = cJSON_Parse(input);
+    cJSON_Delete(check);
+    if (!check) {
+      free(input);
+      return cli_usage("%s", "the input is not valid JSON");
+    }
+  }
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "start");
+  cJSON_AddStringToObject(req, "workflow", args[0]);
+  cJSON_AddStringToObject(req, "id", args[1]);
+  if (input) cJSON_AddStringToObject(req, "input", input);
+  cJSON_AddStringToObject(req, "key", key);
+  free(input);
+  cJSON *answer;
+  int rc = cli_request(a, req, &answer);
+  if (rc) return rc;
+  const cJSON *sent = cJSON_GetObjectItem(answer, "id");
+  printf("start of %s %s sent as %s%s\n", args[0], args[1],
+         cJSON_IsString(sent) ? sent->valuestring : "?",
+         cJSON_IsTrue(cJSON_GetObjectItem(answer, "repeated"))
+             ? " (already, by an earlier request with this --id)" : "");
+  cJSON_Delete(answer);
+  return CLI_OK;
+}
+
+static const char *workflows_str(const cJSON *o, const char *field) {
+  const cJSON *v = cJSON_GetObjectItem(o, field);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double workflows_num(const cJSON *o, const char *field) {
+  const cJSON *v = cJSON_GetObjectItem(o, field);
+  return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static void workflows_print_json(const char *label, const cJSON *v) {
+  char *text = v ? cJSON_PrintUnformatted(v) : NULL;
+  if (text) printf("%s%s\n", label, text);
+  free(text);
+}
+
+static void workflows_print_instance(const cJSON *w) {
+  const char *status = workflows_str(w, "status");
+  const char *detail = strcmp(status, "running") == 0 ? workflows_str(w, "waiting")
+                                                       : workflows_str(w, "error");
+  printf("%-16s %-20s %-10s %5.0f steps  %s\n", workflows_str(w, "name"), workflows_str(w, "id"),
+         status, workflows_num(w, "steps"), detail);
+}
+
+/* What came of a step: a message, a timeout, or a recorded value. */
+static void workflows_print_outcome(const cJSON *outcome) {
+  const cJSON *msg = cJSON_GetObjectItem(outcome, "msg");
+  if (cJSON_IsTrue(cJSON_GetObjectItem(outcome, "timeout"))) {
+    printf("  -> timed out\n");
+  } else if (cJSON_IsObject(msg)) {
+    printf("  -> %s %s from %s", workflows_str(msg, "kind"), workflows_str(msg, "type"),
+           workflows_str(msg, "source"));
+    workflows_print_json(" ", cJSON_GetObjectItem(msg, "data"));
+    if (!cJSON_GetObjectItem(msg, "data")) putchar('\n');
+  } else if (cJSON_GetObjectItem(outcome, "v")) {
+    workflows_print_json("  -> ", cJSON_GetObjectItem(outcome, "v"));
+  } else {
+    putchar('\n');
+  }
+}
+
+/* The instance, then its history as a timeline, times relative to its start. */
+static void workflows_print_history(const cJSON *w) {
+  double started = workflows_num(w, "started_ms");
+  printf("%s %s: %s", workflows_str(w, "name"), workflows_str(w, "id"), workflows_str(w, "status"));
+  if (workflows_str(w, "waiting")[0]) printf(", waiting in %s", workflows_str(w, "waiting"));
+  if (workflows_str(w, "error")[0]) printf(": %s", workflows_str(w, "error"));
+  putchar('\n');
+  workflows_print_json("input   ", cJSON_GetObjectItem(w, "input"));
+  workflows_print_json("result  ", cJSON_GetObjectItem(w, "result"));
+  const cJSON *s;
+  cJSON_ArrayForEach(s, cJSON_GetObjectItem(w, "history")) {
+    printf("%5.0f  +%9.3fs  %-40s", workflows_num(s, "step"),
+           (workflows_num(s, "at_ms") - started) / 1000.0, workflows_str(s, "what"));
+    const cJSON *outcome = cJSON_GetObjectItem(s, "outcome");
+    if (outcome) {
+      printf(" +%.3fs", (workflows_num(s, "done_ms") - workflows_num(s, "at_ms")) / 1000.0);
+      workflows_print_outcome(outcome);
+    } else {
+      printf(" waiting\n");
+    }
+  }
+}
+
+static bool workflows_status_known(const char *s) {
+  return strcmp(s, "running") == 0 || strcmp(s, "completed") == 0 ||
+         strcmp(s, "failed") == 0 || strcmp(s, "stuck") == 0;
+}
+
+/* workflows [--json] list [WORKFLOW] [--status S] | show WORKFLOW ID */
+int cli_workflows(const cli_args *a) {
+  const char *usage = "usage: choreo workflows [--host NAME] [--json] list [WORKFLOW] "
+                      "[--status running|completed|failed|stuck] | show WORKFLOW ID";
+  bool json = false;
+  const char *words[3] = {NULL, NULL, NULL}, *status = NULL;
+  int nwords = 0;
+  for (int i = 0; i < a->nrest; i++) {
+    const char *arg = a->rest[i];
+    if (strcmp(arg, "--json") == 0) {
+      json = true;
+    } else if (strcmp(arg, "--status") == 0) {
+      if (i + 1 >= a->nrest || !workflows_status_known(a->rest[i + 1]))
+        return cli_usage("%s", "--status needs one of running, completed, failed, stuck");
+      status = a->rest[++i];
+    } else if (arg[0] == '-' && arg[1] == '-') {
+      return cli_usage("unknown option '%s'", arg);
+    } else if (nwords == 3) {
+      return cli_usage("%s", usage);
+    } else {
+      words[nwords++] = arg;
+    }
+  }
+  const char *action = nwords ? words[0] : "list";
+  bool show = strcmp(action, "show") == 0;
+  if ((!show && strcmp(action, "list") != 0) || (show && (nwords != 3 || status)) ||
+      (!show && nwords > 2))
+    return cli_usage("%s", usage);
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "workflows");
+  cJSON_AddStringToObject(req, "action", action);
+  if (words[1]) cJSON_AddStringToObject(req, "name", words[1]);
+  if (show) cJSON_AddStringToObject(req, "id", words[2]);
+  if (status) cJSON_AddStringToObject(req, "status", status);
+  cJSON *answer;
+  int rc = cli_request(a, req, &answer);
+  if (rc) return rc;
+  const cJSON *w;
+  cJSON_ArrayForEach(w, cJSON_GetObjectItem(answer, "workflows")) {
+    if (json) workflows_print_json("", w);
+    else if (show) workflows_print_history(w);
+    else workflows_print_instance(w);
+  }
+  cJSON_Delete(answer);
+  return CLI_OK;
+}

@@ -1,0 +1,488 @@
+-- choreo.workflow and ctx:start: durable workflows, orchestration written as plain sequential
+-- Lua on top of choreo.on, ctx and the tables the engine keeps (choreo.workflowstore, over
+-- choreo_workflows, choreo_workflow_history and choreo_workflow_inbox).
+--
+-- An instance runs as a coroutine. Every step it takes (a command sent, a reply or event
+-- waited for, a timer, a clock reading, a random number, a side effect) is recorded in its
+-- history in the transaction of the message that caused it, with its outcome once known; the
+-- coroutine yields while it waits. The message that brings the outcome (a reply whose
+-- causation is the command, an event of its conversation, a timer) resumes it.
+--
+-- Between messages the suspended coroutine is kept in memory (an LRU of CACHE_MAX instances),
+-- so a step costs the same whatever the history's length. After a restart, a reload, an
+-- eviction, or a transaction that rolled back (the instance's stored revision then differs from
+-- the cached one), the workflow function runs again from the start against the history: each
+-- recorded step returns what it recorded, nothing is sent twice, and the code must take the
+-- same steps in the same order. One that does not marks the instance "stuck", with the step.
+--
+-- Every message a workflow emits carries its own correlation id, "workflow:NAME:ID", which
+-- replies and the events of its conversation inherit; that is how they find it again. Its
+-- timers carry it as their subject.
+
+local store = require "choreo.workflowstore"
+
+local PREFIX = "workflow:"
+local TIMER = "choreo.WorkflowTimer"
+local START = "choreo.StartWorkflow"
+local HISTORY_MAX = 10000
+local CACHE_MAX = 1000
+local CONTINUE_MAX = 100 -- continue_as_new within one message: more is a loop
+
+local WAIT = setmetatable({}, { __tostring = function() return "a workflow wait" end })
+local Fail = { __tostring = function(f) return f.reason end }
+local Continue = { __tostring = function() return "continue_as_new" end }
+
+return function(choreo, ctx)
+  local defined = {}   -- name -> workflow function
+  local cache = {}     -- correlation -> { wf =, rev =, used = }
+  local cached, tick = 0, 0
+  local module = { any = false }
+
+  local function correlation_of(name, id) return PREFIX .. name .. ":" .. id end
+
+  local function parse(key)
+    if type(key) ~= "string" then return nil end
+    return key:match("^workflow:([^:]+):(.+)$")
+  end
+
+  local function forget(key)
+    if cache[key] then cache[key] = nil; cached = cached - 1 end
+  end
+
+  -- Keeps the instance's suspended coroutine; past CACHE_MAX, those not used in the last half
+  -- of the accesses go (their next message replays them).
+  local function keep(wf)
+    tick = tick + 1
+    if not cache[wf.correlation] then cached = cached + 1 end
+    cache[wf.correlation] = { wf = wf, rev = wf.rev, used = tick }
+    if cached > CACHE_MAX then
+      for key, c in pairs(cache) do
+        if c.used < tick - CACHE_MAX // 2 then cache[key] = nil; cached = cached - 1 end
+      end
+    end
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- wf: what a workflow function is given
+
+  local Wf = {}
+  Wf.__index = Wf
+
+  local function new_wf(name, id, row)
+    return setmetatable({
+      name = name, id = id, correlation = correlation_of(name, id),
+      history = {},           -- step -> { op =, what =, ref =, outcome = (nil while waiting) }
+      n = 0,                  -- steps the code has taken in this run
+      steps = row and row.steps or 0, -- steps recorded
+      rev = row and row.rev or 0,
+      started_ms = row and row.started_ms or math.floor(store.now() * 1000),
+      compensations = {},
+    }, Wf)
+  end
+
+  function Wf:check_(what)
+    if coroutine.running() ~= self.co then
+      error("wf:" .. what .. " is only valid inside its workflow's function (not in a handler, " ..
+        "a coroutine of its own or after the workflow ended)", 3)
+    end
+  end
+
+  -- The next step: its number, and what the history recorded for it (nil when it is new).
+  function Wf:step_(op, what)
+    if self.stuck then error(self.stuck, 0) end
+    local n = self.n + 1
+    self.n = n
+    local h = self.history[n]
+    if h then
+      if h.op ~= op or h.what ~= what then
+        self.stuck = ("step %d: the history records '%s' but the code now does '%s'"):format(n, h.what, what)
+        error(self.stuck, 0)
+      end
+      return n, h
+    end
+    if n > HISTORY_MAX then
+      self.over = ("the history reached %d steps, the limit: a workflow that runs on and on " ..
+        "must start afresh with wf:continue_as_new(input)"):format(HISTORY_MAX)
+      error(self.over, 0)
+    end
+    return n, nil
+  end
+
+  function Wf:record_(n, op, what, ref, outcome)
+    store.record(self.name, self.id, n, op, what, ref, outcome ~= nil and choreo.pack(outcome) or nil)
+    self.history[n] = { op = op, what = what, ref = ref, outcome = outcome }
+    self.steps = n
+  end
+
+  -- Suspends the coroutine in step n until its outcome comes (dispatch resumes it with that).
+  function Wf:block_(n, op, ref, what)
+    self.waiting = { step = n, op = op, ref = ref, what = what }
+    local outcome = coroutine.yield(WAIT)
+    self.waiting = nil
+    return outcome
+  end
+
+  -- The outcome of a waiting step: recorded already, or waited for now.
+  function Wf:outcome_(n, h)
+    if h.outcome ~= nil then return h.outcome end
+    return self:block_(n, h.op, h.ref, h.what)
+  end
+
+  function Wf:timer_(n, seconds)
+    self.ctx:timeout(seconds, TIMER, { step = n }, { subject = self.correlation })
+  end
+
+  local function check_name(value, what, fn)
+    if type(value) ~= "string" or value == "" then
+      error(("wf:%s: %s must be a non-empty string"):format(fn, what), 3)
+    end
+  end
+
+  local function check_timeout(opts, fn)
+    if opts ~= nil and type(opts) ~= "table" then error("wf:" .. fn .. ": options must be a table", 3) end
+    local t = opts and opts.timeout
+    if t ~= nil and (type(t) ~= "number" or t < 0 or t > 1e9) then
+      error("wf:" .. fn .. ": timeout must be a number of seconds from 0 to 1e9", 3)
+    end
+    return t
+  end
+
+  -- A message as kept in the history: what a workflow may look at.
+  local function slim(msg)
+    return { type = msg.type, kind = msg.kind, id = msg.id, source = msg.source, time = msg.time,
+             subject = msg.subject, data = msg.data }
+  end
+
+  local function received(outcome)
+    if outcome.timeout then return nil, "timeout" end
+    local data = outcome.msg.data
+    if data == nil then data = {} end
+    return data, outcome.msg
+  end
+
+  -- wf:call(to, type, data[, { timeout = s }]) -> reply data ({} when none), reply | nil, "timeout"
+  function Wf:call(to, msg_type, data, opts)
+    self:check_("call")
+    check_name(to, "the destination", "call")
+    check_name(msg_type, "the type", "call")
+    local timeout = check_timeout(opts, "call")
+    local what = "call " .. to .. " " .. msg_type
+    local n, h = self:step_("call", what)
+    if h then return received(self:outcome_(n, h)) end
+    local id = self.ctx:send(to, msg_type, data, { correlationid = self.correlation })
+    if timeout then self:timer_(n, timeout) end
+    self:record_(n, "call", what, id, nil)
+    return received(self:block_(n, "call", id, what))
+  end
+
+  -- wf:wait(type[, { timeout = s }]) -> event data ({} when none), event | nil, "timeout"
+  function Wf:wait(msg_type, opts)
+    self:check_("wait")
+    check_name(msg_type, "the type", "wait")
+    local timeout = check_timeout(opts, "wait")
+    local what = "wait " .. msg_type
+    local n, h = self:step_("wait", what)
+    if h then return received(self:outcome_(n, h)) end
+    local kept = store.inbox_take(self.name, self.id, msg_type)
+    if kept then
+      local outcome = { msg = choreo.unpack(kept) }
+      self:record_(n, "wait", what, msg_type, outcome)
+      return received(outcome)
+    end
+    if timeout then self:timer_(n, timeout) end
+    self:record_(n, "wait", what, msg_type, nil)
+    return received(self:block_(n, "wait", msg_type, what))
+  end
+
+  -- wf:sleep(seconds): a durable timer
+  function Wf:sleep(seconds)
+    self:check_("sleep")
+    if type(seconds) ~= "number" or seconds < 0 or seconds > 1e9 then
+      error("wf:sleep: seconds must be a number from 0 to 1e9", 2)
+    end
+    local n, h = self:step_("sleep", "sleep")
+    if h then self:outcome_(n, h); return end
+    self:timer_(n, seconds)
+    self:record_(n, "sleep", "sleep", nil, nil)
+    self:block_(n, "sleep", nil, "sleep")
+  end
+
+  -- A step that does not wait: done once, its value recorded and replayed.
+  function Wf:once_(op, what, fn)
+    local n, h = self:step_(op, what)
+    if h then return h.outcome.v end
+    local v, ref = fn()
+    self:record_(n, op, what, ref, { v = v })
+    return v
+  end
+
+  -- wf:send(to, type, data[, opts]) / wf:publish(type, data[, opts]) -> the message's id
+  function Wf:send(to, msg_type, data, opts)
+    self:check_("send")
+    check_name(to, "the destination", "send")
+    check_name(msg_type, "the type", "send")
+    return self:once_("send", "send " .. to .. " " .. msg_type, function()
+      local id = self.ctx:send(to, msg_type, data,
+        { correlationid = self.correlation, subject = opts and opts.subject })
+      return id, id
+    end)
+  end
+
+  function Wf:publish(msg_type, data, opts)
+    self:check_("publish")
+    check_name(msg_type, "the type", "publish")
+    return self:once_("publish", "publish " .. msg_type, function()
+      local id = self.ctx:publish(msg_type, data,
+        { correlationid = self.correlation, subject = opts and opts.subject })
+      return id, id
+    end)
+  end
+
+  -- wf:now() -> seconds, as first read
+  function Wf:now()
+    self:check_("now")
+    return self:once_("now", "now", store.now)
+  end
+
+  -- wf:random([m[, n]]) -> as math.random, drawn once
+  function Wf:random(m, n)
+    self:check_("random")
+    local r = self:once_("random", "random", math.random)
+    if m == nil then return r end
+    if n == nil then m, n = 1, m end
+    return m + math.floor(r * (n - m + 1))
+  end
+
+  -- wf:uuid() -> a random (version 4) UUID, drawn once
+  function Wf:uuid()
+    self:check_("uuid")
+    return self:once_("uuid", "uuid", function()
+      local b = {}
+      for i = 1, 16 do b[i] = math.random(0, 255) end
+      b[7] = (b[7] & 0x0f) | 0x40
+      b[9] = (b[9] & 0x3f) | 0x80
+      return ("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x"):format(table.unpack(b))
+    end)
+  end
+
+  -- wf:side_effect(fn) -> what fn returned the first time; fn must not wait
+  function Wf:side_effect(fn)
+    self:check_("side_effect")
+    if type(fn) ~= "function" then error("wf:side_effect: expected a function", 2) end
+    return self:once_("side_effect", "side_effect", fn)
+  end
+
+  -- wf:compensate(fn): fn runs if the workflow fails, after those registered later
+  function Wf:compensate(fn)
+    self:check_("compensate")
+    if type(fn) ~= "function" then error("wf:compensate: expected a function", 2) end
+    self.compensations[#self.compensations + 1] = fn
+  end
+
+  -- wf:fail(reason): ends the workflow as failed, after its compensations
+  function Wf:fail(reason)
+    self:check_("fail")
+    error(setmetatable({ reason = tostring(reason) }, Fail), 0)
+  end
+
+  -- wf:continue_as_new(input): ends this run and starts the workflow afresh with input, under
+  -- the same id, with an empty history
+  function Wf:continue_as_new(input)
+    self:check_("continue_as_new")
+    error(setmetatable({ input = input }, Continue), 0)
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- running an instance
+
+  -- The coroutine's body: the workflow function, then its compensations if it failed.
+  -- Returns how it ended and with what.
+  local function body(wf, fn, input)
+    local ok, res = pcall(fn, wf, input)
+    -- Out of budget or memory: the handler call failed, not the workflow; its message is
+    -- retried and the instance replayed.
+    if not ok and store.limited() then error(res, 0) end
+    if wf.stuck then return "stuck", wf.stuck end
+    if ok then
+      if wf.n < wf.steps then
+        wf.stuck = ("the code ends after step %d but the history has %d steps"):format(wf.n, wf.steps)
+        return "stuck", wf.stuck
+      end
+      return "completed", res
+    end
+    if wf.over then return "failed", wf.over end
+    if getmetatable(res) == Continue then return "continue", res.input end
+    local reason = tostring(res)
+    for i = #wf.compensations, 1, -1 do
+      local cok, cerr = pcall(wf.compensations[i])
+      if not cok then
+        if store.limited() then error(cerr, 0) end
+        if wf.stuck then return "stuck", wf.stuck end
+        reason = reason .. "; compensation " .. i .. " failed: " .. tostring(cerr)
+      end
+    end
+    return "failed", reason
+  end
+
+  local run
+
+  -- Stores how the run left the instance.
+  local function save(wf, status, value)
+    wf.rev = wf.rev + 1
+    local w = wf.waiting or {}
+    local row = {
+      name = wf.name, id = wf.id, status = status, steps = wf.steps, rev = wf.rev,
+      started_ms = wf.started_ms, input = wf.input_encoded,
+      waiting = w.step and ("step %d: %s"):format(w.step, w.what) or nil,
+      wait_op = w.op, wait_ref = w.ref, wait_step = w.step or 0,
+    }
+    if status == "completed" then row.result = choreo.pack(value)
+    elseif status ~= "running" then row.error = tostring(value) end
+    store.put(row)
+    if status == "running" then
+      keep(wf)
+    else
+      forget(wf.correlation)
+      if status ~= "stuck" then
+        wf.ctx:cancel_timeouts(wf.correlation)
+        store.forget(wf.name, wf.id, true, false)
+      end
+      if status == "completed" then
+        wf.ctx.log.debug("workflow", wf.name, wf.id, "completed")
+      else
+        wf.ctx.log.warn("workflow", wf.name, wf.id, status .. ":", tostring(value))
+      end
+    end
+  end
+
+  -- What became of a resume: waiting, ended, or started afresh (continue_as_new).
+  local function settle(wf, ok, a, b)
+    if not ok then error(a, 0) end -- the handler call's own failure (budget, memory)
+    if coroutine.status(wf.co) == "suspended" then
+      if a == WAIT then return save(wf, "running") end
+      wf.waiting = nil
+      return save(wf, "failed", "the workflow yielded by itself (coroutine.yield): it may only " ..
+        "wait through wf:call, wf:wait and wf:sleep")
+    end
+    if a == "continue" then
+      wf.continues = (wf.continues or 0) + 1
+      if wf.continues > CONTINUE_MAX then
+        return save(wf, "failed", "continue_as_new " .. CONTINUE_MAX .. " times without waiting")
+      end
+      wf.ctx:cancel_timeouts(wf.correlation)
+      store.forget(wf.name, wf.id, false, true)
+      local fresh = new_wf(wf.name, wf.id)
+      fresh.rev, fresh.started_ms, fresh.continues = wf.rev, wf.started_ms, wf.continues
+      fresh.input_encoded = choreo.pack(b)
+      return run(fresh, b)
+    end
+    save(wf, a, b)
+  end
+
+  -- Runs the workflow function from the start (replaying the steps in wf.history).
+  run = function(wf, input)
+    wf.ctx = ctx
+    wf.co = coroutine.create(body)
+    settle(wf, store.resume(wf.co, wf, defined[wf.name], input))
+  end
+
+  local function replay(name, id, row)
+    local wf = new_wf(name, id, row)
+    for _, s in ipairs(store.history(name, id)) do
+      wf.history[s.step] = { op = s.op, what = s.what, ref = s.ref,
+                             outcome = s.result and choreo.unpack(s.result) or nil }
+    end
+    wf.input_encoded = nil -- stored already
+    run(wf, row.input and choreo.unpack(row.input) or nil)
+  end
+
+  -- Moves an instance on with the outcome of the step it waits in (recorded already).
+  local function advance(name, id, row, outcome)
+    local key = correlation_of(name, id)
+    local c = cache[key]
+    if c and c.rev == row.rev and row.status == "running" and coroutine.status(c.wf.co) == "suspended" then
+      c.wf.history[row.wait_step].outcome = outcome
+      return settle(c.wf, store.resume(c.wf.co, outcome))
+    end
+    forget(key)
+    replay(name, id, row)
+  end
+
+  -- A reply, event or timer of a workflow's conversation (see choreo_scripts_ops.for_workflow).
+  function module.dispatch(msg)
+    local key = msg.kind == "timeout" and msg.subject or msg.correlationid
+    local name, id = parse(key)
+    if not name or not defined[name] then return end
+    local row = store.get(name, id)
+    if not row or (row.status ~= "running" and row.status ~= "stuck") then return end
+    local outcome
+    if msg.kind == "timeout" then
+      if msg.type ~= TIMER or type(msg.data) ~= "table" or msg.data.step ~= row.wait_step then return end
+      outcome = row.wait_op == "sleep" and { v = true } or { timeout = true }
+    elseif msg.kind == "reply" then
+      if row.wait_op ~= "call" or msg.causationid ~= row.wait_ref then return end
+      outcome = { msg = slim(msg) }
+    elseif row.wait_op == "wait" and msg.type == row.wait_ref then
+      outcome = { msg = slim(msg) }
+    else
+      -- Not awaited now: kept for a later wf:wait, unless the instance published it itself.
+      if not (msg.source == choreo.name and store.emitted(msg.id)) then
+        store.inbox_put(name, id, msg.type, choreo.pack(slim(msg)))
+      end
+      return
+    end
+    store.complete(name, id, row.wait_step, choreo.pack(outcome))
+    ctx:cancel_timeouts(key)
+    advance(name, id, row, outcome)
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- declaring and starting
+
+  local function check_id(id, what)
+    if math.type(id) == "integer" then return string.format("%d", id) end
+    if type(id) ~= "string" or id == "" then
+      error(what .. ": the instance id must be a non-empty string or an integer", 3)
+    end
+    return id
+  end
+
+  -- ctx:start(workflow, id, input) -> id, started: a second start of an id is a no-op (and
+  -- replays an instance that is stuck, as after a fixed reload).
+  function ctx.start(_, name, id, input)
+    if type(name) ~= "string" or not defined[name] then
+      error("ctx:start: no workflow named '" .. tostring(name) .. "'", 2)
+    end
+    id = check_id(id, "ctx:start")
+    local row = store.get(name, id)
+    if row then
+      if row.status == "stuck" then replay(name, id, row) end
+      return id, false
+    end
+    local wf = new_wf(name, id)
+    wf.input_encoded = choreo.pack(input)
+    run(wf, input)
+    return id, true
+  end
+
+  -- choreo.workflow(name, fn): fn(wf, input) runs as a durable workflow.
+  function choreo.workflow(name, fn)
+    if type(name) ~= "string" or name == "" or name:find(":", 1, true) then
+      error("choreo.workflow: the name must be a non-empty string without ':'", 2)
+    end
+    if defined[name] then error("choreo.workflow: '" .. name .. "' is defined twice", 2) end
+    if type(fn) ~= "function" then error("choreo.workflow " .. name .. ": expected a function(wf, input)", 2) end
+    if not module.any then
+      module.any = true
+      -- `choreo start` and host:start send this command to the host itself.
+      choreo.on(START, function(msg, cctx)
+        local d = msg.data
+        if type(d) ~= "table" then error(START .. ": data must be { workflow =, id =, input = }", 0) end
+        cctx:start(d.workflow, d.id, d.input)
+      end)
+    end
+    defined[name] = fn
+  end
+
+  return module
+end

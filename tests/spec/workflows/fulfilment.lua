@@ -1,0 +1,51 @@
+-- Workflows for the specs: an order's fulfilment with a call, a compensation, a wait for an
+-- event with a deadline, a sleep and a publish; and small ones for the edge cases.
+local choreo = require "choreo"
+
+choreo.workflow("Fulfilment", function(wf, input)
+  local r = wf:call("warehouse", "ReserveStock", { order = input.order }, { timeout = 30 })
+  if not r then wf:fail("the warehouse did not answer") end
+  if not r.ok then return { status = "out of stock" } end
+  wf:compensate(function() wf:send("warehouse", "ReleaseStock", { order = input.order }) end)
+  local paid = wf:wait("PaymentCaptured", { timeout = 3600 })
+  if not paid then wf:fail("payment timed out") end
+  wf:sleep(2)
+  wf:publish("OrderShipped", { order = input.order, amount = paid.amount })
+  return { status = "shipped" }
+end)
+
+choreo.on("PlaceOrder", function(msg, ctx)
+  ctx:start("Fulfilment", msg.data.order, msg.data)
+end)
+
+-- Draws from the recorded sources of nondeterminism, then waits, so a replay must give back
+-- the same values.
+choreo.workflow("Draws", function(wf)
+  local drawn = { now = wf:now(), random = wf:random(), die = wf:random(6), uuid = wf:uuid(),
+                  effect = wf:side_effect(function() return math.random(1000000) end) }
+  wf:wait("Go")
+  return drawn
+end)
+
+choreo.workflow("Faulty", function(wf, input)
+  wf:compensate(function() wf:publish("Undone", { n = 1 }) end)
+  wf:compensate(function() wf:publish("Undone", { n = 2 }) end)
+  if input.mode == "raise" then error("boom") end
+  if input.mode == "yield" then coroutine.yield("hand-made") end
+  if input.mode == "loop" then while true do end end
+  return "fine"
+end)
+
+choreo.workflow("Counter", function(wf, input)
+  wf:wait("Tick")
+  if input.n < 3 then wf:continue_as_new({ n = input.n + 1 }) end
+  return input.n
+end)
+
+-- wf used where it may not be: a handler holding on to it.
+local leaked
+choreo.workflow("Leaky", function(wf)
+  leaked = wf
+  wf:wait("Never")
+end)
+choreo.on("UseLeaked", function() leaked:now() end)
