@@ -23,7 +23,7 @@
  * deliver_stale = fn(msg, ctx) }: what scripts/choreo/projection.lua hands the host; set when
  * the scripts require "choreo". */
 #define CHOREO_REG_PROJECTIONS "choreo.projections"
-/* { any = whether choreo.workflow was called, dispatch = fn(msg) }: what
+/* { any = whether choreo.workflow was called, dispatch = fn(msg), check = fn(i) }: what
  * scripts/choreo/workflow.lua hands the host; set when the scripts require "choreo". */
 #define CHOREO_REG_WORKFLOWS "choreo.workflows"
 

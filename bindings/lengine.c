@@ -36,8 +36,8 @@ static lua_Integer engine_limit(lua_State *L, const char *field) {
   return n;
 }
 
-/* engine.open(dir, name[, {instructions=, memory=}]): scripts of dir, a fresh in-memory
- * database. */
+/* engine.open(dir, name[, {instructions=, memory=, max_message=, workflow_cache=,
+ * workflow_history_max=}]): scripts of dir, a fresh in-memory database. */
 static int engine_open(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
   const char *name = luaL_checkstring(L, 2);
@@ -45,13 +45,16 @@ static int engine_open(lua_State *L) {
   uint64_t instructions = (uint64_t)engine_limit(L, "instructions");
   size_t memory = (size_t)engine_limit(L, "memory");
   size_t max_message = (size_t)engine_limit(L, "max_message");
+  int workflow_cache = (int)engine_limit(L, "workflow_cache");
+  int workflow_history_max = (int)engine_limit(L, "workflow_history_max");
   engine_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
   h->e = NULL;
   h->now_ms = (int64_t)time(NULL) * 1000;
   luaL_setmetatable(L, ENGINE_META);
   choreo_engine_config cfg = {.name = name, .dir = dir, .data = ":memory:",
                               .scripts = &choreo_lua_scripts, .instruction_limit = instructions, .memory_limit = memory,
-                              .max_message = max_message,
+                              .max_message = max_message, .workflow_cache = workflow_cache,
+                              .workflow_history_max = workflow_history_max,
                               .now_ms = engine_clock, .clock_ud = h};
   char err[1024];
   if (choreo_engine_open(&h->e, &cfg, err, sizeof err)) {

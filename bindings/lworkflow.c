@@ -5,14 +5,23 @@
  * runs, inside the message's transaction; each function raises on failure. Also resume(), which
  * runs a workflow's coroutine under the budget of the handler call that resumes it. */
 #include <lauxlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "bindings.h"
 #include "choreo.h"
 
+/* Writes need the transaction of a message being handled; reads (a reload's check of the
+ * running instances) work between batches too. */
 static choreo_workflows *workflow_store(lua_State *L) {
   choreo_engine *e = choreo_lua_engine(L);
   if (!choreo_engine_current(e)) luaL_error(L, "workflows are only reachable inside a handler");
+  return choreo_engine_workflows(e);
+}
+
+static choreo_workflows *workflow_reader(lua_State *L) {
+  choreo_engine *e = choreo_lua_engine(L);
+  if (!e) luaL_error(L, "workflows are only reachable in a service's scripts");
   return choreo_engine_workflows(e);
 }
 
@@ -63,7 +72,7 @@ static int workflow_push_row(void *ud, const choreo_workflow_row *row) {
 
 /* get(name, id) -> the instance's row | nil */
 static int workflow_get(lua_State *L) {
-  choreo_workflows *w = workflow_store(L);
+  choreo_workflows *w = workflow_reader(L);
   const char *name = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
   bool found;
   workflow_check(L, choreo_workflows_get(w, name, id, workflow_push_row, L, &found), "load");
@@ -149,11 +158,27 @@ static int workflow_push_step(void *ud, const choreo_workflow_step *s) {
 
 /* history(name, id) -> { step rows, in order } */
 static int workflow_history(lua_State *L) {
-  choreo_workflows *w = workflow_store(L);
+  choreo_workflows *w = workflow_reader(L);
   const char *name = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
   lua_newtable(L);
   return workflow_check(L, choreo_workflows_history(w, name, id, workflow_push_step, L), "history")
              ? 0 : 1;
+}
+
+static int workflow_push_listed(void *ud, const choreo_workflow_row *row) {
+  lua_State *L = ud;
+  choreo_lua_push_workflow_row(L, row);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* running() -> { rows of the running instances (without input and result) } */
+static int workflow_running(lua_State *L) {
+  choreo_workflows *w = workflow_reader(L);
+  lua_newtable(L);
+  workflow_check(L, choreo_workflows_each(w, NULL, "running", INT_MAX, workflow_push_listed, L),
+                 "list");
+  return 1;
 }
 
 /* emitted(ref) -> whether some step of some instance emitted the message with that id */
@@ -207,6 +232,15 @@ static int workflow_now(lua_State *L) {
   return 1;
 }
 
+/* limits() -> instances kept in memory, steps a history may take (--workflow-cache,
+ * --workflow-history-max) */
+static int workflow_limits(lua_State *L) {
+  choreo_engine *e = choreo_lua_engine(L);
+  lua_pushinteger(L, e ? choreo_engine_workflow_cache(e) : 10000);
+  lua_pushinteger(L, e ? choreo_engine_workflow_history_max(e) : 10000);
+  return 2;
+}
+
 /* limited() -> whether the handler call has run out of its budget (or was interrupted): an
  * error then is the call's, not the workflow's. */
 static int workflow_limited(lua_State *L) {
@@ -239,8 +273,10 @@ static int workflow_resume(lua_State *L) {
 static const luaL_Reg workflow_funcs[] = {
     {"complete", workflow_complete}, {"emitted", workflow_emitted}, {"forget", workflow_forget},
     {"get", workflow_get}, {"history", workflow_history}, {"inbox_put", workflow_inbox_put},
-    {"inbox_take", workflow_inbox_take}, {"limited", workflow_limited}, {"now", workflow_now},
+    {"inbox_take", workflow_inbox_take}, {"limited", workflow_limited},
+    {"limits", workflow_limits}, {"now", workflow_now},
     {"put", workflow_put}, {"record", workflow_record}, {"resume", workflow_resume},
+    {"running", workflow_running},
     {NULL, NULL}};
 
 int luaopen_choreo_workflowstore(lua_State *L) {

@@ -284,9 +284,9 @@ static bool scripts_workflow_key(const choreo_msg *m) {
   return key.n > n && memcmp(key.p, prefix, n) == 0;
 }
 
-/* Pushes the workflow module's dispatch function when the generation declares workflows;
+/* Pushes the function `hook` of the workflow module when the generation declares workflows;
  * false (nothing pushed) otherwise. */
-static bool scripts_push_workflow_dispatch(lua_State *L) {
+static bool scripts_push_workflow_hook(lua_State *L, const char *hook) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_WORKFLOWS) != LUA_TTABLE) {
     lua_pop(L, 1);
     return false;
@@ -294,15 +294,48 @@ static bool scripts_push_workflow_dispatch(lua_State *L) {
   lua_getfield(L, -1, "any");
   bool any = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  if (any) lua_getfield(L, -1, "dispatch");
+  if (any) lua_getfield(L, -1, hook);
   lua_remove(L, any ? -2 : -1);
   return any;
+}
+
+typedef struct scripts_check_call {
+  lua_Integer i, n;
+  char *why;
+  size_t whylen;
+} scripts_check_call;
+
+static int scripts_run_check(lua_State *L) {
+  scripts_check_call *call = lua_touserdata(L, 1);
+  if (!scripts_push_workflow_hook(L, "check")) return 0; /* no workflows declared */
+  lua_pushinteger(L, call->i);
+  lua_call(L, 1, 1);
+  if (call->i == 0) call->n = lua_tointeger(L, -1);
+  else if (lua_type(L, -1) == LUA_TSTRING) snprintf(call->why, call->whylen, "%s", lua_tostring(L, -1));
+  return 0;
+}
+
+/* Replays every running instance of the workflows this generation declares against its
+ * history, each under a budget of its own, without acting; the first that the new code would
+ * leave stuck (or whose replay fails) is the reason in err. */
+static int scripts_check_workflows(void *scripts, char *err, size_t errlen) {
+  choreo_scripts *s = scripts;
+  scripts_check_call call = {.why = err, .whylen = errlen};
+  err[0] = '\0';
+  for (call.i = 0; call.i <= call.n && !err[0]; call.i++) {
+    char failed[512];
+    lua_pushcfunction(s->L, scripts_run_check);
+    lua_pushlightuserdata(s->L, &call);
+    if (scripts_pcall(s, 1, failed, sizeof failed, NULL))
+      snprintf(err, errlen, "replaying the running workflows: %s", failed);
+  }
+  return err[0] ? CHOREO_ESCRIPT : 0;
 }
 
 static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
   choreo_scripts *s = scripts;
   if (!scripts_workflow_key(m)) return false;
-  bool any = scripts_push_workflow_dispatch(s->L);
+  bool any = scripts_push_workflow_hook(s->L, "dispatch");
   if (any) lua_pop(s->L, 1);
   return any;
 }
@@ -319,7 +352,7 @@ static int scripts_run_handlers(lua_State *L) {
     lua_pushvalue(L, 4);
     lua_call(L, 2, 0);
   }
-  if (scripts_workflow_key(m) && scripts_push_workflow_dispatch(L)) {
+  if (scripts_workflow_key(m) && scripts_push_workflow_hook(L, "dispatch")) {
     lua_pushvalue(L, 3);
     lua_call(L, 1, 0);
   }
@@ -522,4 +555,5 @@ const choreo_scripts_ops choreo_lua_scripts = {
     .deliver_stale = scripts_deliver_stale,
     .release_build = scripts_release_build,
     .for_workflow = scripts_for_workflow,
+    .check_workflows = scripts_check_workflows,
 };

@@ -43,5 +43,6 @@ int cli_sagas(const cli_args *a);
 int cli_projections(const cli_args *a);
 int cli_start(const cli_args *a);
 int cli_workflows(const cli_args *a);
+int cli_replay_check(const cli_args *a);
 
 #endif

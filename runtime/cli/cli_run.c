@@ -178,6 +178,15 @@ static int run_host(const choreo_host_config *cfg, const char *who) {
   return rc ? cli_fail("%s", err) : CLI_OK;
 }
 
+/* A count from 1 to 100,000,000. */
+static int run_count(const char *opt, const char *text, int *out) {
+  unsigned long long n;
+  if (run_number(opt, text, &n)) return CLI_USAGE;
+  if (n < 1 || n > 100000000) return cli_usage("%s must be from 1 to 100000000", opt);
+  *out = (int)n;
+  return CLI_OK;
+}
+
 int cli_run(const cli_args *a) {
   choreo_host_config o = {.bus = a->bus};
   const char *cpu = NULL;
@@ -219,6 +228,10 @@ int cli_run(const cli_args *a) {
       if (n < 1024 || n > CHOREO_MAX_MESSAGE_LIMIT)
         return cli_usage("--max-message must be between 1024 and 8388608 bytes, got %s", value);
       o.max_message = (size_t)n;
+    } else if (strcmp(arg, "--workflow-cache") == 0) {
+      if (run_count(arg, value, &o.workflow_cache)) return CLI_USAGE;
+    } else if (strcmp(arg, "--workflow-history-max") == 0) {
+      if (run_count(arg, value, &o.workflow_history_max)) return CLI_USAGE;
     } else return cli_usage("run: unknown option '%s'", arg);
   }
   if (!o.dir) return cli_usage("%s", "run needs the scripts directory: choreo run DIR");

@@ -16,7 +16,8 @@ static const struct {
     {"run", cli_run,
      "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
      "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
-     "          [--retain DURATION] [--retain-max DURATION] [--http http://HOST:PORT]"},
+     "          [--retain DURATION] [--retain-max DURATION] [--http http://HOST:PORT]\n"
+     "          [--workflow-cache N] [--workflow-history-max N]"},
     {"test", cli_test, "test DIR [busted args]"},
     {"publish", cli_publish, "publish [--host NAME] [--id KEY] [--subject S] TYPE [JSON | - | @FILE]"},
     {"send", cli_send, "send    [--host NAME] [--id KEY] [--subject S] [--expect N] TO TYPE [JSON | - | @FILE]"},
@@ -34,6 +35,7 @@ static const struct {
     {"workflows", cli_workflows,
      "workflows [--host NAME] [--json] list [WORKFLOW] [--status running|completed|failed|stuck]\n"
      "          | show WORKFLOW ID"},
+    {"replay-check", cli_replay_check, "replay-check DIR [--name NAME] [--data FILE]"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

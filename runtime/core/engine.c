@@ -21,6 +21,7 @@ const choreo_retry_policy choreo_default_retry_policy = {
 #define OWN_FRAME_BYTES (4u << 20)
 #define PROGRESS_EVERY 1000 /* SQLite VM steps between two looks at the budget */
 #define ENGINE_UNHANDLED_TYPES 64
+#define ENGINE_WORKFLOW_DEFAULT 10000 /* instances cached; steps per history */
 
 struct choreo_engine {
   char *name, *dir;
@@ -28,6 +29,7 @@ struct choreo_engine {
   choreo_timeouts *timeouts;
   choreo_sagas *sagas;
   choreo_workflows *workflows;
+  int workflow_cache, workflow_history_max;
   choreo_streams *streams;
   choreo_projections *projections;
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
@@ -151,6 +153,9 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
   e->instruction_limit = cfg->instruction_limit ? cfg->instruction_limit : CHOREO_DEFAULT_INSTRUCTIONS;
   e->memory_limit = cfg->memory_limit ? cfg->memory_limit : CHOREO_DEFAULT_MEMORY;
   e->max_message = cfg->max_message ? cfg->max_message : CHOREO_DEFAULT_MAX_MESSAGE;
+  e->workflow_cache = cfg->workflow_cache > 0 ? cfg->workflow_cache : ENGINE_WORKFLOW_DEFAULT;
+  e->workflow_history_max =
+      cfg->workflow_history_max > 0 ? cfg->workflow_history_max : ENGINE_WORKFLOW_DEFAULT;
   e->now_ms = cfg->now_ms ? cfg->now_ms : engine_wall_clock;
   e->clock_ud = cfg->clock_ud;
   msgpack_sbuffer_init(&e->own_frame);
@@ -294,6 +299,8 @@ static void engine_keep_serving(choreo_engine *e, void *leaving) {
 int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
   void *fresh;
   int rc = engine_load_scripts(e, &fresh, err, errlen);
+  if (!rc && e->ops->check_workflows && (rc = e->ops->check_workflows(fresh, err, errlen)))
+    e->ops->free(fresh);
   if (!rc && (rc = engine_sync_projections(e, fresh, err, errlen))) e->ops->free(fresh);
   if (rc) {
     snprintf(e->reload_error, sizeof e->reload_error, "%s", err);
@@ -712,12 +719,20 @@ int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_m
   int dead = 0;
   if (!rc && *deleted < max_rows)
     rc = choreo_store_dead_expire(e->store, now - retain_max_ms, max_rows - *deleted, &dead);
+  /* And workflow instances that ended that long ago, with their histories. */
+  int ended = 0;
+  if (!rc && *deleted + dead < max_rows)
+    rc = choreo_workflows_expire(e->workflows, now - retain_max_ms, max_rows - *deleted - dead,
+                                 &ended);
   if (!rc) rc = choreo_store_commit(e->store);
   if (rc) return engine_fail_batch(e, rc);
   if (dead)
     choreo_log(CHOREO_LOG_WARN, e->name, "retention deleted %d dead letters older than %llds",
                dead, (long long)(retain_max_ms / 1000));
-  *deleted += dead;
+  if (ended)
+    choreo_log(CHOREO_LOG_INFO, e->name, "retention deleted %d workflow instances that ended "
+               "over %llds ago", ended, (long long)(retain_max_ms / 1000));
+  *deleted += dead + ended;
   return 0;
 }
 
@@ -762,6 +777,14 @@ int choreo_engine_retry_count(choreo_engine *e, int64_t *count) {
 }
 
 choreo_workflows *choreo_engine_workflows(choreo_engine *e) { return e->workflows; }
+
+int choreo_engine_workflow_cache(choreo_engine *e) { return e->workflow_cache; }
+int choreo_engine_workflow_history_max(choreo_engine *e) { return e->workflow_history_max; }
+
+int choreo_engine_check_workflows(choreo_engine *e, char *err, size_t errlen) {
+  if (!e->scripts || !e->ops->check_workflows) return 0;
+  return e->ops->check_workflows(e->scripts, err, errlen);
+}
 
 int choreo_engine_saga_count(choreo_engine *e, int64_t *count) {
   return choreo_sagas_count(e->sagas, count);

@@ -74,6 +74,10 @@ typedef struct choreo_scripts_ops {
    * event or timeout of its conversation, which deliver then hands to the instance as well as
    * to the handlers of its type. NULL: none does. */
   bool (*for_workflow)(void *scripts, const choreo_msg *m);
+  /* Before a reload swaps the generation in: whether its code keeps every running workflow
+   * instance to the steps its history recorded (replayed without acting); if not, why in err
+   * and the reload is refused. NULL: nothing to check. */
+  int (*check_workflows)(void *scripts, char *err, size_t errlen);
 } choreo_scripts_ops;
 
 typedef struct choreo_engine_config {
@@ -85,6 +89,8 @@ typedef struct choreo_engine_config {
   size_t memory_limit;         /* per Lua state; 0 = CHOREO_DEFAULT_MEMORY */
   size_t max_message;          /* largest encoded message appended; 0 = CHOREO_DEFAULT_MAX_MESSAGE,
                                   at most CHOREO_MAX_MESSAGE_LIMIT */
+  int workflow_cache;          /* suspended workflow instances kept in memory; 0 = 10,000 */
+  int workflow_history_max;    /* steps of one workflow history; 0 = 10,000 */
   int64_t (*now_ms)(void *ud); /* clock for retries and timeouts; NULL = wall clock */
   void *clock_ud;
 } choreo_engine_config;
@@ -218,7 +224,8 @@ int choreo_engine_subscriber_seen(choreo_engine *e, const char *name, int64_t ap
  * fetch from us (seen within retain_max_ms) has applied and that are older than retain_ms, and
  * those older than retain_max_ms whoever still wants them. Never a row our own handlers have
  * not seen, nor the last one (it holds the head). The keys of requests that appended deleted
- * rows go with them, and so do dead letters older than retain_max_ms, within the same max_rows.
+ * rows go with them, and so do dead letters older than retain_max_ms and workflow instances
+ * that ended before then (with their histories), within the same max_rows.
  * *deleted gets how many rows went. */
 int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_ms, int max_rows,
                        int *deleted);
@@ -243,6 +250,12 @@ int choreo_engine_dead_count(choreo_engine *e, int64_t *count);
 /* Messages waiting for a delayed retry, and running saga instances. */
 int choreo_engine_retry_count(choreo_engine *e, int64_t *count);
 int choreo_engine_saga_count(choreo_engine *e, int64_t *count);
+/* The workflow settings of the engine's configuration (0s replaced by their defaults). */
+int choreo_engine_workflow_cache(choreo_engine *e);
+int choreo_engine_workflow_history_max(choreo_engine *e);
+/* Whether the current scripts keep every running workflow instance to its history (see
+ * choreo_scripts_ops.check_workflows): 0, or CHOREO_ESCRIPT with the first that would not in err. */
+int choreo_engine_check_workflows(choreo_engine *e, char *err, size_t errlen);
 /* The workflows' tables (see workflows.h): the control socket and specs read them; scripts
  * write them only while a handler runs, in its transaction. */
 choreo_workflows *choreo_engine_workflows(choreo_engine *e);

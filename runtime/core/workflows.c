@@ -10,7 +10,7 @@
 enum {
   W_GET, W_PUT, W_LIST, W_COUNT,
   H_RECORD, H_COMPLETE, H_LIST, H_EMITTED, H_FORGET,
-  I_PUT, I_TRIM, I_TAKE, I_DELETE, I_FORGET,
+  I_PUT, I_TRIM, I_TAKE, I_DELETE, I_FORGET, W_EXPIRE_HISTORY, W_EXPIRE,
   W_COUNT_STATEMENTS
 };
 
@@ -46,6 +46,12 @@ static const char *const workflows_sql[W_COUNT_STATEMENTS] = {
                "ORDER BY n LIMIT 1",
     [I_DELETE] = "DELETE FROM choreo_workflow_inbox WHERE n = ?1",
     [I_FORGET] = "DELETE FROM choreo_workflow_inbox WHERE name = ?1 AND id = ?2",
+    [W_EXPIRE_HISTORY] = "DELETE FROM choreo_workflow_history WHERE (name, id) IN "
+                         "(SELECT name, id FROM choreo_workflows WHERE status IN "
+                         "('completed', 'failed') AND updated_ms < ?1 LIMIT ?2)",
+    [W_EXPIRE] = "DELETE FROM choreo_workflows WHERE rowid IN (SELECT rowid FROM "
+                 "choreo_workflows WHERE status IN ('completed', 'failed') AND updated_ms < ?1 "
+                 "LIMIT ?2)",
 };
 
 static const char workflows_schema[] =
@@ -54,6 +60,8 @@ static const char workflows_schema[] =
     "  wait_op TEXT, wait_ref TEXT, wait_step INTEGER NOT NULL, steps INTEGER NOT NULL,"
     "  rev INTEGER NOT NULL, started_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
     "  input BLOB, result BLOB, PRIMARY KEY (name, id));"
+    "CREATE INDEX IF NOT EXISTS choreo_workflows_ended ON choreo_workflows(updated_ms)"
+    "  WHERE status IN ('completed', 'failed');"
     "CREATE TABLE IF NOT EXISTS choreo_workflow_history("
     "  name TEXT NOT NULL, id TEXT NOT NULL, step INTEGER NOT NULL, op TEXT NOT NULL,"
     "  what TEXT NOT NULL, ref TEXT, result BLOB, at_ms INTEGER NOT NULL, done_ms INTEGER,"
@@ -263,4 +271,17 @@ int choreo_workflows_inbox_take(choreo_workflows *w, const char *name, const cha
   if (rc || !*found) return rc;
   st = w->st[I_DELETE];
   return choreo_sql_finish(st, sqlite3_bind_int64(st, 1, n) ? SQLITE_ERROR : sqlite3_step(st));
+}
+
+int choreo_workflows_expire(choreo_workflows *w, int64_t before_ms, int max, int *deleted) {
+  *deleted = 0;
+  for (int i = W_EXPIRE_HISTORY; i <= W_EXPIRE; i++) { /* the same instances, history first */
+    sqlite3_stmt *st = w->st[i];
+    int rc = sqlite3_bind_int64(st, 1, before_ms);
+    if (!rc) rc = sqlite3_bind_int(st, 2, max);
+    rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+    if (rc) return rc;
+  }
+  *deleted = sqlite3_changes(sqlite3_db_handle(w->st[W_EXPIRE]));
+  return 0;
 }

@@ -69,6 +69,10 @@ int choreo_workflows_emitted(choreo_workflows *w, const char *ref, bool *found);
 int choreo_workflows_forget(choreo_workflows *w, const char *name, const char *id, bool inbox,
                             bool history);
 
+/* Retention: deletes up to max instances that ended (completed or failed) before before_ms,
+ * with their histories; *deleted gets how many. */
+int choreo_workflows_expire(choreo_workflows *w, int64_t before_ms, int max, int *deleted);
+
 /* Keeps an event (wire-encoded) for the instance; at most CHOREO_WORKFLOW_INBOX_MAX each, the
  * oldest going first. */
 #define CHOREO_WORKFLOW_INBOX_MAX 1000

@@ -70,6 +70,11 @@ typedef struct choreo_host_config {
    * applied are deleted; rows older than retain_max_ms go whoever still wants them (that host
    * is told which range is gone). 0: 7 days and 30 days. */
   int64_t retain_ms, retain_max_ms;
+  /* Durable workflows: how many suspended instances stay in memory between their messages
+   * (the least recently used beyond it are replayed from history when their next message
+   * comes; 0: 10,000), and how many steps one history may take before the instance fails
+   * (0: 10,000). */
+  int workflow_cache, workflow_history_max;
   /* The loop to run on, owned by the caller, who runs it. NULL: the host makes its own, which
    * choreo_host_run() runs. */
   struct uv_loop_s *loop;

@@ -17,7 +17,8 @@ end
 -- testing.host([dir[, opts]]): dir defaults to the directory `choreo test` was given;
 -- opts.name sets the service name (default: the directory's base name); opts.instructions,
 -- opts.memory and opts.max_message set the per-call instruction limit, the Lua memory ceiling
--- and the largest message in bytes; opts.manual_builds leaves projections' builds to
+-- and the largest message in bytes; opts.workflow_cache and opts.workflow_history_max those of
+-- `choreo run`; opts.manual_builds leaves projections' builds to
 -- host:build() (by default each runs to its end before a call returns).
 function testing.host(dir, opts)
   dir = dir or os.getenv("CHOREO_TEST_DIR")

@@ -8,7 +8,8 @@
 -- coroutine yields while it waits. The message that brings the outcome (a reply whose
 -- causation is the command, an event of its conversation, a timer) resumes it.
 --
--- Between messages the suspended coroutine is kept in memory (an LRU of CACHE_MAX instances),
+-- Between messages the suspended coroutine is kept in memory (an LRU of --workflow-cache
+-- instances, holding nothing of their histories),
 -- so a step costs the same whatever the history's length. After a restart, a reload, an
 -- eviction, or a transaction that rolled back (the instance's stored revision then differs from
 -- the cached one), the workflow function runs again from the start against the history: each
@@ -24,15 +25,16 @@ local store = require "choreo.workflowstore"
 local PREFIX = "workflow:"
 local TIMER = "choreo.WorkflowTimer"
 local START = "choreo.StartWorkflow"
-local HISTORY_MAX = 10000
-local CACHE_MAX = 1000
 local CONTINUE_MAX = 100 -- continue_as_new within one message: more is a loop
 
 local WAIT = setmetatable({}, { __tostring = function() return "a workflow wait" end })
+-- A replay checking new code has gone through the history: what follows would act.
+local CHECKED = setmetatable({}, { __tostring = function() return "a workflow checked" end })
 local Fail = { __tostring = function(f) return f.reason end }
 local Continue = { __tostring = function() return "continue_as_new" end }
 
 return function(choreo, ctx)
+  local CACHE_MAX, HISTORY_MAX = store.limits() -- --workflow-cache, --workflow-history-max
   local defined = {}   -- name -> workflow function
   local cache = {}     -- correlation -> { wf =, rev =, used = }
   local cached, tick = 0, 0
@@ -71,7 +73,8 @@ return function(choreo, ctx)
   local function new_wf(name, id, row)
     return setmetatable({
       name = name, id = id, correlation = correlation_of(name, id),
-      history = {},           -- step -> { op =, what =, ref =, outcome = (nil while waiting) }
+      history = {},           -- step -> { op =, what =, ref =, outcome = (nil while waiting) },
+                              -- the recorded steps a replay has still to go through
       n = 0,                  -- steps the code has taken in this run
       steps = row and row.steps or 0, -- steps recorded
       rev = row and row.rev or 0,
@@ -93,6 +96,7 @@ return function(choreo, ctx)
     local n = self.n + 1
     self.n = n
     local h = self.history[n]
+    self.history[n] = nil -- gone through: a kept coroutine holds no history
     if h then
       if h.op ~= op or h.what ~= what then
         self.stuck = ("step %d: the history records '%s' but the code now does '%s'"):format(n, h.what, what)
@@ -100,6 +104,7 @@ return function(choreo, ctx)
       end
       return n, h
     end
+    if self.checking then coroutine.yield(CHECKED) end
     if n > HISTORY_MAX then
       self.over = ("the history reached %d steps, the limit: a workflow that runs on and on " ..
         "must start afresh with wf:continue_as_new(input)"):format(HISTORY_MAX)
@@ -110,12 +115,12 @@ return function(choreo, ctx)
 
   function Wf:record_(n, op, what, ref, outcome)
     store.record(self.name, self.id, n, op, what, ref, outcome ~= nil and choreo.pack(outcome) or nil)
-    self.history[n] = { op = op, what = what, ref = ref, outcome = outcome }
     self.steps = n
   end
 
   -- Suspends the coroutine in step n until its outcome comes (dispatch resumes it with that).
   function Wf:block_(n, op, ref, what)
+    if self.checking then coroutine.yield(CHECKED) end
     self.waiting = { step = n, op = op, ref = ref, what = what }
     local outcome = coroutine.yield(WAIT)
     self.waiting = nil
@@ -153,14 +158,16 @@ return function(choreo, ctx)
              subject = msg.subject, data = msg.data }
   end
 
+  -- What a call or wait returns: the message's data and the message, or nil when it timed out
+  -- (nothing else, so that `local data, msg = wf:call(...)` cannot mistake a reason for a message).
   local function received(outcome)
-    if outcome.timeout then return nil, "timeout" end
+    if outcome.timeout then return nil end
     local data = outcome.msg.data
     if data == nil then data = {} end
     return data, outcome.msg
   end
 
-  -- wf:call(to, type, data[, { timeout = s }]) -> reply data ({} when none), reply | nil, "timeout"
+  -- wf:call(to, type, data[, { timeout = s }]) -> reply data ({} when none), reply | nil
   function Wf:call(to, msg_type, data, opts)
     self:check_("call")
     check_name(to, "the destination", "call")
@@ -175,7 +182,7 @@ return function(choreo, ctx)
     return received(self:block_(n, "call", id, what))
   end
 
-  -- wf:wait(type[, { timeout = s }]) -> event data ({} when none), event | nil, "timeout"
+  -- wf:wait(type[, { timeout = s }]) -> event data ({} when none), event | nil
   function Wf:wait(msg_type, opts)
     self:check_("wait")
     check_name(msg_type, "the type", "wait")
@@ -285,6 +292,19 @@ return function(choreo, ctx)
     error(setmetatable({ reason = tostring(reason) }, Fail), 0)
   end
 
+  -- wf:patched(change) -> whether to take the new path of a change to the workflow's code:
+  -- true for an instance that reaches it under the new code (recorded, so replays agree),
+  -- false for one whose history was recorded before the change, which keeps to the old path.
+  function Wf:patched(change)
+    self:check_("patched")
+    check_name(change, "the change id", "patched")
+    local what = "patched " .. change
+    local h = self.history[self.n + 1]
+    if h and not (h.op == "patched" and h.what == what) then return false end
+    self:once_("patched", what, function() return true end)
+    return true
+  end
+
   -- wf:continue_as_new(input): ends this run and starts the workflow afresh with input, under
   -- the same id, with an empty history
   function Wf:continue_as_new(input)
@@ -386,14 +406,18 @@ return function(choreo, ctx)
     settle(wf, store.resume(wf.co, wf, defined[wf.name], input))
   end
 
-  local function replay(name, id, row)
-    local wf = new_wf(name, id, row)
-    for _, s in ipairs(store.history(name, id)) do
-      wf.history[s.step] = { op = s.op, what = s.what, ref = s.ref,
-                             outcome = s.result and choreo.unpack(s.result) or nil }
+  -- A stored instance (a row of store.get) with its history, ready to be replayed.
+  local function stored(row)
+    local wf = new_wf(row.name, row.id, row)
+    for _, step in ipairs(store.history(row.name, row.id)) do
+      wf.history[step.step] = { op = step.op, what = step.what, ref = step.ref,
+                                outcome = step.result and choreo.unpack(step.result) or nil }
     end
-    wf.input_encoded = nil -- stored already
-    run(wf, row.input and choreo.unpack(row.input) or nil)
+    return wf, row.input and choreo.unpack(row.input) or nil
+  end
+
+  local function replay(row)
+    run(stored(row))
   end
 
   -- Moves an instance on with the outcome of the step it waits in (recorded already).
@@ -401,11 +425,10 @@ return function(choreo, ctx)
     local key = correlation_of(name, id)
     local c = cache[key]
     if c and c.rev == row.rev and row.status == "running" and coroutine.status(c.wf.co) == "suspended" then
-      c.wf.history[row.wait_step].outcome = outcome
       return settle(c.wf, store.resume(c.wf.co, outcome))
     end
     forget(key)
-    replay(name, id, row)
+    replay(row)
   end
 
   -- A reply, event or timer of a workflow's conversation (see choreo_scripts_ops.for_workflow).
@@ -436,6 +459,32 @@ return function(choreo, ctx)
     advance(name, id, row, outcome)
   end
 
+  -- A reload's check (choreo_scripts_ops.check_workflows), in the new code's state before it is
+  -- swapped in: check(0) lists the running instances of the workflows it declares and returns
+  -- their number; check(i) replays the i-th against its history without acting, and returns
+  -- where the new code would leave it (nil when it keeps to its history).
+  local checklist = {}
+  function module.check(i)
+    if i == 0 then
+      checklist = {}
+      if not module.any then return 0 end
+      for _, row in ipairs(store.running()) do
+        if defined[row.name] then checklist[#checklist + 1] = row end
+      end
+      return #checklist
+    end
+    local listed = checklist[i]
+    local row = store.get(listed.name, listed.id)
+    if not row or row.status ~= "running" then return nil end
+    local wf, input = stored(row)
+    wf.checking, wf.ctx = true, ctx
+    wf.co = coroutine.create(body)
+    local ok, err = store.resume(wf.co, wf, defined[row.name], input)
+    if not ok then error(("workflow %s %s: %s"):format(row.name, row.id, tostring(err)), 0) end
+    if wf.stuck then return ("workflow %s %s would be stuck: %s"):format(row.name, row.id, wf.stuck) end
+    return nil
+  end
+
   ---------------------------------------------------------------------------------------------
   -- declaring and starting
 
@@ -456,7 +505,7 @@ return function(choreo, ctx)
     id = check_id(id, "ctx:start")
     local row = store.get(name, id)
     if row then
-      if row.status == "stuck" then replay(name, id, row) end
+      if row.status == "stuck" then replay(row) end
       return id, false
     end
     local wf = new_wf(name, id)

@@ -1,8 +1,10 @@
 """Durable workflows on real hosts: an order workflow on `orders` calls the `warehouse` host
 over the bus, waits for its event, sleeps and publishes; `kill -9` of either host at random
-points through many instances loses no step and repeats no command or publish; a restart with
-code that no longer matches an instance's history marks it stuck, and fixed code resumes it;
-`choreo start`, `choreo workflows list|show` and `choreo status` as a user runs them."""
+points through many instances loses no step and repeats no command or publish; a hot reload
+whose code no longer matches a running instance's history is refused (and `choreo replay-check`
+says so offline), a restart with such code marks the instance stuck, and fixed code resumes it;
+retention deletes instances that ended long ago; `choreo start`, `choreo workflows list|show`
+and `choreo status` as a user runs them."""
 import json
 import random
 import re
@@ -145,14 +147,27 @@ def kill_9_at_random_points_repeats_nothing(w):
 
 
 @suite.test
-def changed_code_marks_an_instance_stuck_and_fixed_code_resumes_it(w):
+def changed_code_is_refused_by_a_reload_stuck_after_a_restart_and_resumed_when_fixed(w):
     orders, warehouse = two_hosts(w)
     warehouse.stop()  # the call waits: the instance is suspended in step 1
     orders.cli("start", "Fulfilment", "1", '{"order": 1}')
     wait_until(lambda: statuses(orders).get("running") == 1, 20, "the instance to wait")
-    orders.stop()
+    changed = orders_lua().replace('"ReserveStock"', '"HoldStock"')
+    why = ("step 1: the history records 'call warehouse ReserveStock' but the code now does "
+           "'call warehouse HoldStock'")
+    # A hot reload is checked against the running instance's history, and refused.
+    mark = orders.log_mark()
     with open(orders.scripts + "/orders.lua", "w") as f:
-        f.write(orders_lua().replace('"ReserveStock"', '"HoldStock"'))
+        f.write(changed)
+    orders.wait_log(r"reload rejected, keeping generation 1: workflow Fulfilment 1 would be "
+                    r"stuck: " + re.escape(why), since=mark)
+    check(why in orders.cli("status").out, "status shows the refused reload")
+    # The same check offline, as CI would run it, on a copy of the running host's database.
+    out = w.cli("replay-check", orders.scripts, "--data", orders.data)
+    check(out.rc == 1 and "workflow Fulfilment 1 would be stuck: " + why in out.err,
+          "replay-check of the changed code: %r" % out)
+    # A restart does not check: the instance gets stuck when its reply replays it.
+    orders.stop()
     orders.start()
     warehouse.start()  # its reply replays the instance against the new code
     wait_until(lambda: statuses(orders).get("stuck") == 1, 20, "the instance to be stuck")
@@ -167,9 +182,29 @@ def changed_code_marks_an_instance_stuck_and_fixed_code_resumes_it(w):
     with open(orders.scripts + "/orders.lua", "w") as f:
         f.write(orders_lua())
     orders.wait_log("scripts reloaded", since=mark)
+    out = w.cli("replay-check", orders.scripts, "--data", orders.data)
+    check_eq(out.rc, 0, "replay-check of the fixed code: %r" % out)
     orders.cli("start", "Fulfilment", "1", '{"order": 1}')  # replays a stuck instance
     wait_until(lambda: statuses(orders).get("completed") == 1, 20, "the instance to complete")
     check_eq(set(emitted(orders, "ReserveStock").values()), {1}, "ReserveStock sent once")
+
+
+@suite.test
+def retention_deletes_ended_instances_and_keeps_running_ones(w):
+    warehouse = w.host("warehouse", w.scripts("warehouse", {"warehouse.lua": WAREHOUSE_LUA}))
+    orders = w.host("orders", w.scripts("orders", {"orders.lua": orders_lua(3600)}),
+                    extra=["--retain", "1s", "--retain-max", "2s"])
+    orders.cli("start", "Fulfilment", "1", '{"order": 1}')
+    orders.cli("start", "Fulfilment", "4", '{"order": 4}')  # no payment comes: it waits
+    wait_until(lambda: statuses(orders) == {"completed": 1, "running": 1}, 20,
+               "one instance to complete and one to wait")
+    orders.wait_log(r"retention deleted 1 workflow instances that ended over 2s ago", timeout=30)
+    check_eq(statuses(orders), {"running": 1}, "instances left")
+    check_eq(orders.scalar("select count(*) from choreo_workflow_history where id = '1'"), 0,
+             "history of the deleted instance")
+    check(orders.scalar("select count(*) from choreo_workflow_history where id = '4'") >= 2,
+          "history of the running instance")
+    check_eq(warehouse.scalar("select count(*) from reserved"), 2, "reservations")
 
 
 if __name__ == "__main__":

@@ -49,3 +49,10 @@ choreo.workflow("Leaky", function(wf)
   wf:wait("Never")
 end)
 choreo.on("UseLeaked", function() leaked:now() end)
+
+-- Takes n steps (clock readings), then waits for Go.
+choreo.workflow("Long", function(wf, input)
+  for _ = 1, input.n do wf:now() end
+  wf:wait("Go")
+  return input.n
+end)

@@ -161,6 +161,33 @@ describe("workflows", function()
     assert.same({ n = 3 }, w.input)
   end)
 
+  it("fails an instance whose history would pass --workflow-history-max", function()
+    local host = testing.host(nil, { workflow_history_max = 10 })
+    host:start("Long", "short", { n = 9 })
+    assert.equal("running", host:workflow("Long", "short").status)
+    host:start("Long", "long", { n = 10 })
+    local w = host:workflow("Long", "long")
+    assert.equal("failed", w.status)
+    assert.matches("the history reached 10 steps, the limit: .* wf:continue_as_new", w.error)
+  end)
+
+  it("replays the instances a small --workflow-cache evicts, correctly", function()
+    local host = testing.host(nil, { workflow_cache = 1 })
+    for i = 1, 3 do host:deliver("PlaceOrder", { order = i }) end
+    for i = 1, 3 do host:reply(host.sent[i], "StockReservation", { ok = true }) end
+    for i = 3, 1, -1 do
+      host:deliver("PaymentCaptured", { amount = i }, { correlationid = "workflow:Fulfilment:" .. i })
+    end
+    host:advance(2)
+    for i = 1, 3 do
+      assert.equal("completed", host:workflow("Fulfilment", i).status)
+    end
+    local amounts = {}
+    for _, m in ipairs(host.published) do amounts[m.data.order] = m.data.amount end
+    assert.same({ 1, 2, 3 }, amounts)
+    assert.equal(3, #host.sent)
+  end)
+
   it("refuses wf outside its workflow and unknown workflows", function()
     local host = testing.host()
     host:start("Leaky", 1)
@@ -176,7 +203,11 @@ describe("workflows", function()
     local host = testing.host()
     host:deliver("PlaceOrder", { order = 13 })
     host.db:exec("update choreo_workflow_history set what = 'call warehouse Other' where id = '13'")
-    host:reload() -- drops the kept coroutine: the reply replays the history
+    local ok, err = host:reload() -- checked against the history: refused
+    assert.is_nil(ok)
+    assert.matches("workflow Fulfilment 13 would be stuck: step 1", err)
+    -- as after a rollback: the kept coroutine is stale, so the reply replays the history
+    host.db:exec("update choreo_workflows set rev = rev + 100 where id = '13'")
     host:reply(host.sent[1], "StockReservation", { ok = true })
     local w = host:workflow("Fulfilment", 13)
     assert.equal("stuck", w.status)

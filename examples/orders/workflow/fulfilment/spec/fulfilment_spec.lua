@@ -1,0 +1,58 @@
+local testing = require "choreo.testing"
+
+local function last_sent(host) return host.sent[#host.sent] end
+
+local function place(host, order)
+  assert.is_true(host:send("PlaceOrder", order))
+  return host:workflow("Fulfilment", order.order)
+end
+
+describe("fulfilment workflow", function()
+  it("reserves, charges and ships an order", function()
+    local host = testing.host()
+    place(host, { order = 1, total = 30 })
+    assert.same({ order = 1, items = 1 }, last_sent(host).data)
+    host:reply(last_sent(host), "StockReserved", { order = 1 })
+    assert.same({ order = 1, amount = 30 }, last_sent(host).data)
+    host:reply(last_sent(host), "PaymentCaptured", { order = 1, amount = 30 })
+    assert.equal("Ship", last_sent(host).type)
+    host:reply(last_sent(host), "Shipped", { order = 1 })
+    local w = host:workflow("Fulfilment", 1)
+    assert.equal("completed", w.status)
+    assert.same({ status = "shipped" }, w.result)
+    assert.same({ order = 1, total = 30 }, host.published[1].data)
+  end)
+
+  it("cancels without compensation when there is no stock", function()
+    local host = testing.host()
+    place(host, { order = 2, total = 20, items = 50 })
+    host:reply(last_sent(host), "StockUnavailable", { order = 2 })
+    assert.same({ status = "cancelled: out of stock" }, host:workflow("Fulfilment", 2).result)
+    assert.equal("OrderCancelled", host.published[1].type)
+    assert.equal(1, #host.sent)
+  end)
+
+  it("releases the stock and cancels when the payment fails", function()
+    local host = testing.host()
+    place(host, { order = 3, total = 2500 })
+    host:reply(last_sent(host), "StockReserved", { order = 3 })
+    host:reply(last_sent(host), "PaymentFailed", { order = 3, reason = "over the limit" })
+    local w = host:workflow("Fulfilment", 3)
+    assert.equal("failed", w.status)
+    assert.matches("payment failed: over the limit", w.error)
+    assert.equal("ReleaseStock", last_sent(host).type)
+    assert.same({ order = 3, reason = "not paid" }, host.published[1].data)
+  end)
+
+  it("releases the stock and cancels when the payment does not come in time", function()
+    local host = testing.host()
+    place(host, { order = 4, total = 13 })
+    host:reply(last_sent(host), "StockReserved", { order = 4 })
+    host:advance(5)
+    assert.matches("payment timed out", host:workflow("Fulfilment", 4).error)
+    assert.equal("ReleaseStock", last_sent(host).type)
+    -- a payment that comes after the deadline finds nothing waiting for it
+    assert.is_true(host:reply(host.sent[2], "PaymentCaptured", { order = 4, amount = 13 }))
+    assert.equal(3, #host.sent)
+  end)
+end)
