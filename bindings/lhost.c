@@ -160,6 +160,20 @@ static void host_make_ctx(lua_State *L, choreo_engine *e) {
   lua_setfield(L, -2, "log");
 }
 
+/* Requires the Lua half `module` and calls the function it returns with the choreo table on
+ * top of the stack (and with_ctx, the ctx object); what that returns is kept in the registry
+ * under key, unless key is NULL. */
+static void host_install(lua_State *L, const char *module, bool with_ctx, const char *key) {
+  int choreo = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, module);
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, choreo);
+  if (with_ctx) lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  lua_call(L, with_ctx ? 2 : 1, key ? 1 : 0);
+  if (key) lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
 int luaopen_choreo(lua_State *L) {
   choreo_engine *e = choreo_lua_engine(L);
   if (!e) return luaL_error(L, "require \"choreo\" works in a service's scripts; specs use choreo.testing");
@@ -176,36 +190,15 @@ int luaopen_choreo(lua_State *L) {
   lua_setfield(L, -2, "db");
   /* choreo.saga is written in Lua on top of the above (scripts/choreo/saga.lua): its module is
    * a function that installs it into this table. */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "choreo.saga");
-  lua_call(L, 1, 1);
-  lua_pushvalue(L, -2);
-  lua_call(L, 1, 0);
+  host_install(L, "choreo.saga", false, NULL);
   /* So are choreo.aggregate and ctx:load/append (scripts/choreo/aggregate.lua); its module
    * also answers the upcaster of delivered messages (choreo_lua_upcast). */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "choreo.aggregate");
-  lua_call(L, 1, 1);
-  lua_pushvalue(L, -2);
-  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
-  lua_call(L, 2, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST);
+  host_install(L, "choreo.aggregate", true, CHOREO_REG_UPCAST);
   /* And choreo.projection (scripts/choreo/projection.lua), whose module hands the host the
    * declared projections and runs their handlers in builds. */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "choreo.projection");
-  lua_call(L, 1, 1);
-  lua_pushvalue(L, -2);
-  lua_call(L, 1, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_PROJECTIONS);
+  host_install(L, "choreo.projection", false, CHOREO_REG_PROJECTIONS);
   /* And choreo.workflow and ctx:start (scripts/choreo/workflow.lua), whose module takes the
    * messages of workflows' conversations. */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "choreo.workflow");
-  lua_call(L, 1, 1);
-  lua_pushvalue(L, -2);
-  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
-  lua_call(L, 2, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_WORKFLOWS);
+  host_install(L, "choreo.workflow", true, CHOREO_REG_WORKFLOWS);
   return 1;
 }

@@ -57,6 +57,8 @@ void choreo_lua_push_workflow_row(lua_State *L, const choreo_workflow_row *row) 
   workflow_set_string(L, "wait_op", row->wait_op);
   workflow_set_string(L, "wait_ref", row->wait_ref);
   workflow_set_int(L, "wait_step", row->wait_step);
+  lua_pushboolean(L, row->wait_timer);
+  lua_setfield(L, -2, "wait_timer");
   workflow_set_int(L, "steps", row->steps);
   workflow_set_int(L, "rev", row->rev);
   workflow_set_int(L, "started_ms", row->started_ms);
@@ -94,6 +96,13 @@ static int64_t workflow_int_field(lua_State *L, int idx, const char *field) {
   return v;
 }
 
+static bool workflow_bool_field(lua_State *L, int idx, const char *field) {
+  lua_getfield(L, idx, field);
+  bool v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
 /* put(row): writes the instance (input only when row.input is set) */
 static int workflow_put(lua_State *L) {
   choreo_workflows *w = workflow_store(L);
@@ -106,6 +115,7 @@ static int workflow_put(lua_State *L) {
       .wait_op = workflow_field(L, 1, "wait_op", &len),
       .wait_ref = workflow_field(L, 1, "wait_ref", &len),
       .wait_step = workflow_int_field(L, 1, "wait_step"),
+      .wait_timer = workflow_bool_field(L, 1, "wait_timer"),
       .steps = workflow_int_field(L, 1, "steps"), .rev = workflow_int_field(L, 1, "rev"),
       .started_ms = workflow_int_field(L, 1, "started_ms"),
       .updated_ms = choreo_engine_now_ms(choreo_lua_engine(L))};
@@ -178,6 +188,37 @@ static int workflow_running(lua_State *L) {
   lua_newtable(L);
   workflow_check(L, choreo_workflows_each(w, NULL, "running", INT_MAX, workflow_push_listed, L),
                  "list");
+  return 1;
+}
+
+/* signal(name, id, during, signal, encoded data): a signal taken while waiting in step `during` */
+static int workflow_signal(lua_State *L) {
+  choreo_workflows *w = workflow_store(L);
+  const char *name = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+  lua_Integer during = luaL_checkinteger(L, 3);
+  const char *signal = luaL_checkstring(L, 4);
+  size_t len;
+  const char *data = luaL_checklstring(L, 5, &len);
+  return workflow_check(L, choreo_workflows_signal(w, name, id, during, signal, data, len), "signal");
+}
+
+static int workflow_push_signal(void *ud, int64_t during, const char *signal, const char *data,
+                                size_t len) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 3);
+  workflow_set_int(L, "during", during);
+  workflow_set_string(L, "signal", signal);
+  workflow_set_blob(L, "data", data, len);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* signals(name, id) -> { { during =, signal =, data = (encoded) }, ... } in the order they came */
+static int workflow_signals(lua_State *L) {
+  choreo_workflows *w = workflow_reader(L);
+  const char *name = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+  lua_newtable(L);
+  workflow_check(L, choreo_workflows_signals(w, name, id, workflow_push_signal, L), "signals");
   return 1;
 }
 
@@ -276,7 +317,7 @@ static const luaL_Reg workflow_funcs[] = {
     {"inbox_take", workflow_inbox_take}, {"limited", workflow_limited},
     {"limits", workflow_limits}, {"now", workflow_now},
     {"put", workflow_put}, {"record", workflow_record}, {"resume", workflow_resume},
-    {"running", workflow_running},
+    {"running", workflow_running}, {"signal", workflow_signal}, {"signals", workflow_signals},
     {NULL, NULL}};
 
 int luaopen_choreo_workflowstore(lua_State *L) {

@@ -42,6 +42,7 @@ int cli_query(const cli_args *a);
 int cli_sagas(const cli_args *a);
 int cli_projections(const cli_args *a);
 int cli_start(const cli_args *a);
+int cli_signal(const cli_args *a);
 int cli_workflows(const cli_args *a);
 int cli_replay_check(const cli_args *a);
 

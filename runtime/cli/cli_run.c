@@ -180,7 +180,7 @@ static int run_host(const choreo_host_config *cfg, const char *who) {
 
 /* A count from 1 to 100,000,000. */
 static int run_count(const char *opt, const char *text, int *out) {
-  unsigned long long n;
+  unsigned long long n = 0;
   if (run_number(opt, text, &n)) return CLI_USAGE;
   if (n < 1 || n > 100000000) return cli_usage("%s must be from 1 to 100000000", opt);
   *out = (int)n;

@@ -1,5 +1,6 @@
-/* choreo start and choreo workflows: starting durable workflows on a running host and looking
- * at their instances, each with its history as a timeline (control.c: ops start, workflows). */
+/* choreo start, choreo signal and choreo workflows: starting, signalling and cancelling durable
+ * workflows on a running host, and looking at their instances, each with its history as a
+ * timeline (control.c: ops start, signal, cancel and workflows). */
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,12 +9,15 @@
 
 #include "cli.h"
 
-/* start [--id KEY] WORKFLOW ID [JSON] */
-int cli_start(const cli_args *a) {
-  const char *usage = "usage: choreo start [--host NAME] [--id KEY] WORKFLOW ID [JSON]";
-  const char *args[3], *key_arg = NULL;
+/* The commands to a workflow instance (control.c's start, cancel and signal): [--id KEY], then
+ * one word for each of fields (workflow, id, ...), then optionally `last`: JSON text, or plain
+ * text when last_is_text. Prints what was appended. */
+static int workflows_command(const cli_args *a, int from, const char *op, const char *usage,
+                             const char *const *fields, int nfields, const char *last,
+                             bool last_is_text) {
+  const char *args[8], *key_arg = NULL;
   int nargs = 0;
-  for (int i = 0; i < a->nrest; i++) {
+  for (int i = from; i < a->nrest; i++) {
     const char *arg = a->rest[i];
     if (strcmp(arg, "--id") == 0) {
       if (i + 1 >= a->nrest || !a->rest[i + 1][0] || strlen(a->rest[i + 1]) > 200)
@@ -21,44 +25,61 @@ int cli_start(const cli_args *a) {
       key_arg = a->rest[++i];
     } else if (arg[0] == '-' && arg[1] == '-') {
       return cli_usage("unknown option '%s'", arg);
-    } else if (nargs == 3) {
+    } else if (nargs == nfields + 1) {
       return cli_usage("%s", usage);
     } else {
       args[nargs++] = arg;
     }
   }
-  if (nargs < 2) return cli_usage("%s", usage);
+  if (nargs < nfields) return cli_usage("%s", usage);
   char key[256], err[256];
   if (key_arg) snprintf(key, sizeof key, "%s", key_arg);
   else cli_new_key(key, sizeof key);
-  char *input = NULL;
-  if (nargs == 3) {
-    input = cli_read_json(args[2], err, sizeof err);
-    if (!input) return cli_usage("%s", err);
-    cJSON *check = cJSON_Parse(input);
+  char *value = NULL;
+  if (nargs > nfields && last_is_text) {
+    value = strdup(args[nfields]);
+  } else if (nargs > nfields) {
+    value = cli_read_json(args[nfields], err, sizeof err);
+    if (!value) return cli_usage("%s", err);
+    cJSON *check = cJSON_Parse(value);
     cJSON_Delete(check);
     if (!check) {
-      free(input);
-      return cli_usage("%s", "the input is not valid JSON");
+      free(value);
+      return cli_usage("the %s is not valid JSON", last);
     }
   }
   cJSON *req = cJSON_CreateObject();
-  cJSON_AddStringToObject(req, "op", "start");
-  cJSON_AddStringToObject(req, "workflow", args[0]);
-  cJSON_AddStringToObject(req, "id", args[1]);
-  if (input) cJSON_AddStringToObject(req, "input", input);
+  cJSON_AddStringToObject(req, "op", op);
+  for (int i = 0; i < nfields; i++) cJSON_AddStringToObject(req, fields[i], args[i]);
+  if (value) cJSON_AddStringToObject(req, last, value);
   cJSON_AddStringToObject(req, "key", key);
-  free(input);
+  free(value);
   cJSON *answer;
   int rc = cli_request(a, req, &answer);
   if (rc) return rc;
   const cJSON *sent = cJSON_GetObjectItem(answer, "id");
-  printf("start of %s %s sent as %s%s\n", args[0], args[1],
+  printf("%s of %s %s sent as %s%s\n", op, args[0], args[1],
          cJSON_IsString(sent) ? sent->valuestring : "?",
          cJSON_IsTrue(cJSON_GetObjectItem(answer, "repeated"))
              ? " (already, by an earlier request with this --id)" : "");
   cJSON_Delete(answer);
   return CLI_OK;
+}
+
+/* start [--id KEY] WORKFLOW ID [JSON] */
+int cli_start(const cli_args *a) {
+  static const char *const fields[] = {"workflow", "id"};
+  return workflows_command(a, 0, "start",
+                           "usage: choreo start [--host NAME] [--id KEY] WORKFLOW ID [JSON]",
+                           fields, 2, "input", false);
+}
+
+/* signal [--id KEY] WORKFLOW ID SIGNAL [JSON] */
+int cli_signal(const cli_args *a) {
+  static const char *const fields[] = {"workflow", "id", "signal"};
+  return workflows_command(a, 0, "signal",
+                           "usage: choreo signal [--host NAME] [--id KEY] WORKFLOW ID SIGNAL [JSON]",
+                           fields, 3, "data", false);
 }
 
 static const char *workflows_str(const cJSON *o, const char *field) {
@@ -127,13 +148,21 @@ static void workflows_print_history(const cJSON *w) {
 
 static bool workflows_status_known(const char *s) {
   return strcmp(s, "running") == 0 || strcmp(s, "completed") == 0 ||
-         strcmp(s, "failed") == 0 || strcmp(s, "stuck") == 0;
+         strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0 || strcmp(s, "stuck") == 0;
 }
 
-/* workflows [--json] list [WORKFLOW] [--status S] | show WORKFLOW ID */
+/* workflows [--json] list [WORKFLOW] [--status S] | show WORKFLOW ID | cancel WORKFLOW ID
+ * [REASON] */
 int cli_workflows(const cli_args *a) {
   const char *usage = "usage: choreo workflows [--host NAME] [--json] list [WORKFLOW] "
-                      "[--status running|completed|failed|stuck] | show WORKFLOW ID";
+                      "[--status running|completed|failed|cancelled|stuck] | show WORKFLOW ID | "
+                      "cancel WORKFLOW ID [REASON]";
+  if (a->nrest && strcmp(a->rest[0], "cancel") == 0) {
+    static const char *const fields[] = {"workflow", "id"};
+    return workflows_command(a, 1, "cancel",
+                             "usage: choreo workflows [--host NAME] cancel WORKFLOW ID [REASON]",
+                             fields, 2, "reason", true);
+  }
   bool json = false;
   const char *words[3] = {NULL, NULL, NULL}, *status = NULL;
   int nwords = 0;
@@ -143,7 +172,7 @@ int cli_workflows(const cli_args *a) {
       json = true;
     } else if (strcmp(arg, "--status") == 0) {
       if (i + 1 >= a->nrest || !workflows_status_known(a->rest[i + 1]))
-        return cli_usage("%s", "--status needs one of running, completed, failed, stuck");
+        return cli_usage("%s", "--status needs one of running, completed, failed, cancelled, stuck");
       status = a->rest[++i];
     } else if (arg[0] == '-' && arg[1] == '-') {
       return cli_usage("unknown option '%s'", arg);

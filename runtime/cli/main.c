@@ -32,9 +32,10 @@ static const struct {
     {"projections", cli_projections,
      "projections [--host NAME] [--json] list | status [PROJECTION] | rebuild PROJECTION"},
     {"start", cli_start, "start   [--host NAME] [--id KEY] WORKFLOW ID [JSON | - | @FILE]"},
+    {"signal", cli_signal, "signal  [--host NAME] [--id KEY] WORKFLOW ID SIGNAL [JSON | - | @FILE]"},
     {"workflows", cli_workflows,
-     "workflows [--host NAME] [--json] list [WORKFLOW] [--status running|completed|failed|stuck]\n"
-     "          | show WORKFLOW ID"},
+     "workflows [--host NAME] [--json] list [WORKFLOW] [--status running|completed|failed|\n"
+     "          cancelled|stuck] | show WORKFLOW ID | cancel WORKFLOW ID [REASON]"},
     {"replay-check", cli_replay_check, "replay-check DIR [--name NAME] [--data FILE]"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)

@@ -10,21 +10,23 @@
 enum {
   W_GET, W_PUT, W_LIST, W_COUNT,
   H_RECORD, H_COMPLETE, H_LIST, H_EMITTED, H_FORGET,
-  I_PUT, I_TRIM, I_TAKE, I_DELETE, I_FORGET, W_EXPIRE_HISTORY, W_EXPIRE,
+  I_PUT, I_TRIM, I_TAKE, I_DELETE, I_FORGET, W_EXPIRE_HISTORY, W_EXPIRE_SIGNALS, W_EXPIRE,
+  S_RECORD, S_LIST, S_FORGET,
   W_COUNT_STATEMENTS
 };
 
 #define W_COLUMNS "name, id, status, error, waiting, wait_op, wait_ref, wait_step, steps, rev, " \
-                  "started_ms, updated_ms"
+                  "started_ms, updated_ms, wait_timer"
 
 static const char *const workflows_sql[W_COUNT_STATEMENTS] = {
     [W_GET] = "SELECT " W_COLUMNS ", input, result FROM choreo_workflows "
               "WHERE name = ?1 AND id = ?2",
     [W_PUT] = "INSERT INTO choreo_workflows(" W_COLUMNS ", input, result) "
-              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
               "ON CONFLICT(name, id) DO UPDATE SET status = excluded.status, "
               "error = excluded.error, waiting = excluded.waiting, wait_op = excluded.wait_op, "
               "wait_ref = excluded.wait_ref, wait_step = excluded.wait_step, "
+              "wait_timer = excluded.wait_timer, "
               "steps = excluded.steps, rev = excluded.rev, updated_ms = excluded.updated_ms, "
               "input = coalesce(excluded.input, input), result = excluded.result",
     [W_LIST] = "SELECT " W_COLUMNS ", NULL, NULL FROM choreo_workflows "
@@ -47,21 +49,33 @@ static const char *const workflows_sql[W_COUNT_STATEMENTS] = {
     [I_DELETE] = "DELETE FROM choreo_workflow_inbox WHERE n = ?1",
     [I_FORGET] = "DELETE FROM choreo_workflow_inbox WHERE name = ?1 AND id = ?2",
     [W_EXPIRE_HISTORY] = "DELETE FROM choreo_workflow_history WHERE (name, id) IN "
-                         "(SELECT name, id FROM choreo_workflows WHERE status IN "
-                         "('completed', 'failed') AND updated_ms < ?1 LIMIT ?2)",
+                         "(SELECT name, id FROM choreo_workflows WHERE status NOT IN "
+                         "('running', 'stuck') AND updated_ms < ?1 LIMIT ?2)",
+    [W_EXPIRE_SIGNALS] = "DELETE FROM choreo_workflow_signals WHERE (name, id) IN "
+                         "(SELECT name, id FROM choreo_workflows WHERE status NOT IN "
+                         "('running', 'stuck') AND updated_ms < ?1 LIMIT ?2)",
+    [S_RECORD] = "INSERT INTO choreo_workflow_signals(name, id, during, signal, data) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_LIST] = "SELECT during, signal, data FROM choreo_workflow_signals WHERE name = ?1 AND id = ?2 "
+               "ORDER BY n",
+    [S_FORGET] = "DELETE FROM choreo_workflow_signals WHERE name = ?1 AND id = ?2",
     [W_EXPIRE] = "DELETE FROM choreo_workflows WHERE rowid IN (SELECT rowid FROM "
-                 "choreo_workflows WHERE status IN ('completed', 'failed') AND updated_ms < ?1 "
+                 "choreo_workflows WHERE status NOT IN ('running', 'stuck') "
+                 "AND updated_ms < ?1 "
                  "LIMIT ?2)",
 };
 
 static const char workflows_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_workflows("
     "  name TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, error TEXT, waiting TEXT,"
-    "  wait_op TEXT, wait_ref TEXT, wait_step INTEGER NOT NULL, steps INTEGER NOT NULL,"
+    "  wait_op TEXT, wait_ref TEXT, wait_step INTEGER NOT NULL, wait_timer INTEGER NOT NULL,"
+    "  steps INTEGER NOT NULL,"
     "  rev INTEGER NOT NULL, started_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
     "  input BLOB, result BLOB, PRIMARY KEY (name, id));"
+    /* Two values, not three: SQLite checks an IN list of more than two with a temporary
+     * b-tree, and it checks this one at every write of an instance. */
     "CREATE INDEX IF NOT EXISTS choreo_workflows_ended ON choreo_workflows(updated_ms)"
-    "  WHERE status IN ('completed', 'failed');"
+    "  WHERE status NOT IN ('running', 'stuck');"
     "CREATE TABLE IF NOT EXISTS choreo_workflow_history("
     "  name TEXT NOT NULL, id TEXT NOT NULL, step INTEGER NOT NULL, op TEXT NOT NULL,"
     "  what TEXT NOT NULL, ref TEXT, result BLOB, at_ms INTEGER NOT NULL, done_ms INTEGER,"
@@ -71,6 +85,10 @@ static const char workflows_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_workflow_inbox("
     "  n INTEGER PRIMARY KEY, name TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,"
     "  msg BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS choreo_workflow_signals("
+    "  n INTEGER PRIMARY KEY, name TEXT NOT NULL, id TEXT NOT NULL, during INTEGER NOT NULL,"
+    "  signal TEXT NOT NULL, data BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS choreo_workflow_signals_of ON choreo_workflow_signals(name, id, n);"
     "CREATE INDEX IF NOT EXISTS choreo_workflow_inbox_by_type"
     "  ON choreo_workflow_inbox(name, id, type, n);";
 
@@ -118,9 +136,10 @@ static int workflows_walk(sqlite3_stmt *st, choreo_workflow_fn fn, void *ud, boo
         .wait_ref = workflows_text(st, 6), .wait_step = sqlite3_column_int64(st, 7),
         .steps = sqlite3_column_int64(st, 8), .rev = sqlite3_column_int64(st, 9),
         .started_ms = sqlite3_column_int64(st, 10), .updated_ms = sqlite3_column_int64(st, 11),
-        .input = sqlite3_column_blob(st, 12), .input_len = (size_t)sqlite3_column_bytes(st, 12),
-        .result = sqlite3_column_blob(st, 13),
-        .result_len = (size_t)sqlite3_column_bytes(st, 13)};
+        .wait_timer = sqlite3_column_int(st, 12) != 0,
+        .input = sqlite3_column_blob(st, 13), .input_len = (size_t)sqlite3_column_bytes(st, 13),
+        .result = sqlite3_column_blob(st, 14),
+        .result_len = (size_t)sqlite3_column_bytes(st, 14)};
     rc = fn(ud, &row);
   }
   if (rc) {
@@ -149,8 +168,9 @@ int choreo_workflows_put(choreo_workflows *w, const choreo_workflow_row *row) {
   for (int i = 0; !rc && i < 5; i++) rc = sqlite3_bind_text(st, 3 + i, texts[i], -1, SQLITE_STATIC);
   const int64_t ints[] = {row->wait_step, row->steps, row->rev, row->started_ms, row->updated_ms};
   for (int i = 0; !rc && i < 5; i++) rc = sqlite3_bind_int64(st, 8 + i, ints[i]);
-  if (!rc) rc = workflows_bind_blob(st, 13, row->input, row->input_len);
-  if (!rc) rc = workflows_bind_blob(st, 14, row->result, row->result_len);
+  if (!rc) rc = sqlite3_bind_int(st, 13, row->wait_timer);
+  if (!rc) rc = workflows_bind_blob(st, 14, row->input, row->input_len);
+  if (!rc) rc = workflows_bind_blob(st, 15, row->result, row->result_len);
   return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
 }
 
@@ -231,7 +251,8 @@ static int workflows_run(sqlite3_stmt *st, const char *name, const char *id) {
 int choreo_workflows_forget(choreo_workflows *w, const char *name, const char *id, bool inbox,
                             bool history) {
   int rc = inbox ? workflows_run(w->st[I_FORGET], name, id) : 0;
-  return rc || !history ? rc : workflows_run(w->st[H_FORGET], name, id);
+  if (!rc && history) rc = workflows_run(w->st[H_FORGET], name, id);
+  return rc || !history ? rc : workflows_run(w->st[S_FORGET], name, id);
 }
 
 int choreo_workflows_inbox_put(choreo_workflows *w, const char *name, const char *id,
@@ -275,7 +296,7 @@ int choreo_workflows_inbox_take(choreo_workflows *w, const char *name, const cha
 
 int choreo_workflows_expire(choreo_workflows *w, int64_t before_ms, int max, int *deleted) {
   *deleted = 0;
-  for (int i = W_EXPIRE_HISTORY; i <= W_EXPIRE; i++) { /* the same instances, history first */
+  for (int i = W_EXPIRE_HISTORY; i <= W_EXPIRE; i++) { /* the same instances, theirs first */
     sqlite3_stmt *st = w->st[i];
     int rc = sqlite3_bind_int64(st, 1, before_ms);
     if (!rc) rc = sqlite3_bind_int(st, 2, max);
@@ -284,4 +305,29 @@ int choreo_workflows_expire(choreo_workflows *w, int64_t before_ms, int max, int
   }
   *deleted = sqlite3_changes(sqlite3_db_handle(w->st[W_EXPIRE]));
   return 0;
+}
+
+int choreo_workflows_signal(choreo_workflows *w, const char *name, const char *id, int64_t during,
+                            const char *signal, const char *data, size_t len) {
+  sqlite3_stmt *st = w->st[S_RECORD];
+  int rc = workflows_bind(st, name, id);
+  if (!rc) rc = sqlite3_bind_int64(st, 3, during);
+  if (!rc) rc = sqlite3_bind_text(st, 4, signal, -1, SQLITE_STATIC);
+  if (!rc) rc = sqlite3_bind_blob64(st, 5, data, len, SQLITE_STATIC);
+  return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+}
+
+int choreo_workflows_signals(choreo_workflows *w, const char *name, const char *id,
+                             choreo_workflow_signal_fn fn, void *ud) {
+  sqlite3_stmt *st = w->st[S_LIST];
+  int step, rc = 0;
+  if (workflows_bind(st, name, id)) return choreo_sql_finish(st, SQLITE_ERROR);
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+    rc = fn(ud, sqlite3_column_int64(st, 0), workflows_text(st, 1), sqlite3_column_blob(st, 2),
+            (size_t)sqlite3_column_bytes(st, 2));
+  if (rc) {
+    choreo_sql_finish(st, SQLITE_DONE);
+    return rc;
+  }
+  return choreo_sql_finish(st, step);
 }

@@ -2,8 +2,9 @@
  * choreo_workflows (one row per instance: its status, input, result, what it waits for),
  * choreo_workflow_history (every step it took, in order: what it did and, once known, what came
  * of it) and choreo_workflow_inbox (events correlated to an instance that came while it was not
- * waiting for them, kept for a later wf:wait). This file owns the three and every statement on
- * them; scripts reach them through the engine while a handler runs, inside the transaction of
+ * waiting for them, kept for a later wf:wait) and choreo_workflow_signals (the signals an
+ * instance took, with the step it was waiting in). This file owns the four and every statement
+ * on them; scripts reach them through the engine while a handler runs, inside the transaction of
  * the message that moves the instance, so a step and its effects commit together. */
 #ifndef CHOREO_WORKFLOWS_H
 #define CHOREO_WORKFLOWS_H
@@ -22,12 +23,13 @@ void choreo_workflows_close(choreo_workflows *w);
  * The blobs are wire-encoded values (input, result). */
 typedef struct choreo_workflow_row {
   const char *name, *id;
-  const char *status;  /* running, completed, failed, stuck */
+  const char *status;  /* running, completed, failed, cancelled, stuck */
   const char *error;   /* why it failed or is stuck */
   const char *waiting; /* what it waits for, for people ("reply to ReserveStock from warehouse") */
   const char *wait_op; /* call, wait or sleep: the step it is suspended in */
   const char *wait_ref; /* the command id a call waits a reply to, the type a wait waits for */
   int64_t wait_step, steps, rev, started_ms, updated_ms;
+  bool wait_timer;      /* a timer may be pending for the step it waits in */
   const char *input, *result;
   size_t input_len, result_len;
 } choreo_workflow_row;
@@ -65,12 +67,22 @@ int choreo_workflows_history(choreo_workflows *w, const char *name, const char *
                              choreo_workflow_step_fn fn, void *ud);
 /* Whether a step of any instance has ref `ref` (the id of a message a workflow emitted). */
 int choreo_workflows_emitted(choreo_workflows *w, const char *ref, bool *found);
-/* Forgets an instance's kept events (it ended) and/or its history (continue_as_new). */
+/* Forgets an instance's kept events (it ended) and/or its history and signals
+ * (continue_as_new). */
 int choreo_workflows_forget(choreo_workflows *w, const char *name, const char *id, bool inbox,
                             bool history);
 
-/* Retention: deletes up to max instances that ended (completed or failed) before before_ms,
- * with their histories; *deleted gets how many. */
+/* Retention: deletes up to max instances that ended (completed, failed or cancelled) before
+ * before_ms, with their histories and signals; *deleted gets how many. */
+
+/* A signal the instance took while waiting in step `during` (data wire-encoded); and all of
+ * them, in the order they came. */
+int choreo_workflows_signal(choreo_workflows *w, const char *name, const char *id, int64_t during,
+                            const char *signal, const char *data, size_t len);
+typedef int (*choreo_workflow_signal_fn)(void *ud, int64_t during, const char *signal,
+                                         const char *data, size_t len);
+int choreo_workflows_signals(choreo_workflows *w, const char *name, const char *id,
+                             choreo_workflow_signal_fn fn, void *ud);
 int choreo_workflows_expire(choreo_workflows *w, int64_t before_ms, int max, int *deleted);
 
 /* Keeps an event (wire-encoded) for the instance; at most CHOREO_WORKFLOW_INBOX_MAX each, the

@@ -363,23 +363,35 @@ static cJSON *control_workflows(choreo_host *h, const cJSON *req) {
   return o;
 }
 
-/* start: "workflow", "id", optional "input" (JSON text) and "key": a command
- * choreo.StartWorkflow to this host, which starts the instance (scripts/choreo/workflow.lua). */
-static cJSON *control_start(choreo_host *h, const cJSON *req) {
+/* start, cancel, signal: a command to this host that scripts/choreo/workflow.lua carries out
+ * on the instance named by "workflow" and "id": choreo.StartWorkflow (optional "input", JSON
+ * text), choreo.CancelWorkflow (optional "reason") or choreo.SignalWorkflow ("signal" and
+ * optional "data", JSON text). Optional "key" as for send: at most one append per key. */
+static cJSON *control_workflow_command(choreo_host *h, const cJSON *req, const char *op) {
   const char *workflow = control_string(req, "workflow"), *id = control_string(req, "id");
-  const char *input = control_string(req, "input"), *key = control_string(req, "key");
-  if (!workflow || !id) return control_error("%s", "start needs a workflow and an id");
+  const char *key = control_string(req, "key");
+  const char *type = strcmp(op, "start") == 0    ? "choreo.StartWorkflow"
+                     : strcmp(op, "cancel") == 0 ? "choreo.CancelWorkflow"
+                                                 : "choreo.SignalWorkflow";
+  if (!workflow || !id) return control_error("%s needs a workflow and an id", op);
+  if (strcmp(op, "signal") == 0 && !control_string(req, "signal"))
+    return control_error("%s", "signal needs the signal's name");
   if (key && strlen(key) > CONTROL_KEY_MAX) return control_error("%s", "key over 200 bytes");
   cJSON *data = cJSON_CreateObject();
   cJSON_AddStringToObject(data, "workflow", workflow);
   cJSON_AddStringToObject(data, "id", id);
-  if (input) {
-    cJSON *value = cJSON_Parse(input);
-    if (!value) {
+  static const char *const texts[] = {"reason", "signal"}, *const values[] = {"input", "data"};
+  for (int i = 0; i < 2; i++)
+    if (control_string(req, texts[i]))
+      cJSON_AddStringToObject(data, texts[i], control_string(req, texts[i]));
+  for (int i = 0; i < 2; i++) {
+    const char *json = control_string(req, values[i]);
+    cJSON *value = json ? cJSON_Parse(json) : NULL;
+    if (json && !value) {
       cJSON_Delete(data);
-      return control_error("%s", "input is not valid JSON");
+      return control_error("%s is not valid JSON", values[i]);
     }
-    cJSON_AddItemToObject(data, "input", value);
+    if (value) cJSON_AddItemToObject(data, values[i], value);
   }
   char *text = cJSON_PrintUnformatted(data);
   cJSON_Delete(data);
@@ -394,8 +406,8 @@ static cJSON *control_start(choreo_host *h, const cJSON *req) {
   choreo_emit_opts opts = {0};
   int64_t seq = 0;
   bool repeated = false;
-  if (!rc) rc = choreo_host_append(h, "command", name, "choreo.StartWorkflow", &opts, datas, lens,
-                                   1, key, &seq, &repeated);
+  if (!rc) rc = choreo_host_append(h, "command", name, type, &opts, datas, lens, 1, key, &seq,
+                                   &repeated);
   msgpack_sbuffer_destroy(&sb);
   if (rc) return control_error("cannot append: %s", choreo_strerror(rc));
   cJSON *o = control_ok();
@@ -581,8 +593,8 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_projections(h, req);
   else if (strcmp(op, "workflows") == 0)
     answer = control_workflows(h, req);
-  else if (strcmp(op, "start") == 0)
-    answer = control_start(h, req);
+  else if (strcmp(op, "start") == 0 || strcmp(op, "cancel") == 0 || strcmp(op, "signal") == 0)
+    answer = control_workflow_command(h, req, op);
   else
     answer = control_error("unknown op '%s'", op);
   cJSON_Delete(req);

@@ -79,6 +79,18 @@ function Host:start(workflow, id, input)
     { kind = "command" })
 end
 
+-- host:signal(workflow, id, signal[, data]) / host:cancel(workflow, id[, reason]) -> true |
+-- false, error: as `choreo signal` and `choreo workflows cancel` (a command to this host).
+function Host:signal(workflow, id, signal, data)
+  return self:deliver("choreo.SignalWorkflow", { workflow = workflow, id = id, signal = signal,
+    data = data }, { kind = "command" })
+end
+
+function Host:cancel(workflow, id, reason)
+  return self:deliver("choreo.CancelWorkflow", { workflow = workflow, id = id, reason = reason },
+    { kind = "command" })
+end
+
 -- host:workflow(name, id) -> the instance ({ status =, input =, result =, error =, waiting =,
 -- steps =, history = { { step =, op =, what =, result = }, ... } }), or nil
 function Host:workflow(name, id)

@@ -25,6 +25,8 @@ local store = require "choreo.workflowstore"
 local PREFIX = "workflow:"
 local TIMER = "choreo.WorkflowTimer"
 local START = "choreo.StartWorkflow"
+local CANCEL = "choreo.CancelWorkflow"
+local SIGNAL = "choreo.SignalWorkflow"
 local CONTINUE_MAX = 100 -- continue_as_new within one message: more is a loop
 
 local WAIT = setmetatable({}, { __tostring = function() return "a workflow wait" end })
@@ -32,6 +34,7 @@ local WAIT = setmetatable({}, { __tostring = function() return "a workflow wait"
 local CHECKED = setmetatable({}, { __tostring = function() return "a workflow checked" end })
 local Fail = { __tostring = function(f) return f.reason end }
 local Continue = { __tostring = function() return "continue_as_new" end }
+local Cancel = { __tostring = function(c) return c.reason end }
 
 return function(choreo, ctx)
   local CACHE_MAX, HISTORY_MAX = store.limits() -- --workflow-cache, --workflow-history-max
@@ -80,6 +83,8 @@ return function(choreo, ctx)
       rev = row and row.rev or 0,
       started_ms = row and row.started_ms or math.floor(store.now() * 1000),
       compensations = {},
+      handlers = {},          -- signal name -> fn(data)
+      signals = {},           -- step -> { { signal =, data = }, ... } a replay applies in it
     }, Wf)
   end
 
@@ -118,19 +123,37 @@ return function(choreo, ctx)
     self.steps = n
   end
 
-  -- Suspends the coroutine in step n until its outcome comes (dispatch resumes it with that).
-  function Wf:block_(n, op, ref, what)
-    if self.checking then coroutine.yield(CHECKED) end
-    self.waiting = { step = n, op = op, ref = ref, what = what }
-    local outcome = coroutine.yield(WAIT)
-    self.waiting = nil
+  -- A cancellation raises where the workflow waits, so that its compensations run.
+  local function taken(outcome)
+    if outcome.cancel then error(setmetatable({ reason = outcome.cancel }, Cancel), 0) end
     return outcome
   end
 
+  -- Suspends the coroutine in step n until its outcome comes (dispatch resumes it with that).
+  -- predicate: an await's, which a signal may make true.
+  -- timer: whether one may be pending for the step (unknown, so true, for a step replayed).
+  function Wf:block_(n, op, ref, what, predicate, timer)
+    if self.checking then coroutine.yield(CHECKED) end
+    self.waiting = { step = n, op = op, ref = ref, what = what, predicate = predicate, timer = timer }
+    local outcome = coroutine.yield(WAIT)
+    self.waiting = nil
+    return taken(outcome)
+  end
+
+  -- Runs the handlers of the signals a replay finds taken while the instance waited in step n.
+  function Wf:replay_signals_(n)
+    for _, s in ipairs(self.signals[n] or {}) do
+      local fn = self.handlers[s.signal]
+      if fn then fn(s.data) end
+    end
+    self.signals[n] = nil
+  end
+
   -- The outcome of a waiting step: recorded already, or waited for now.
-  function Wf:outcome_(n, h)
-    if h.outcome ~= nil then return h.outcome end
-    return self:block_(n, h.op, h.ref, h.what)
+  function Wf:outcome_(n, h, predicate)
+    self:replay_signals_(n)
+    if h.outcome ~= nil then return taken(h.outcome) end
+    return self:block_(n, h.op, h.ref, h.what, predicate, true)
   end
 
   function Wf:timer_(n, seconds)
@@ -179,7 +202,7 @@ return function(choreo, ctx)
     local id = self.ctx:send(to, msg_type, data, { correlationid = self.correlation })
     if timeout then self:timer_(n, timeout) end
     self:record_(n, "call", what, id, nil)
-    return received(self:block_(n, "call", id, what))
+    return received(self:block_(n, "call", id, what, nil, timeout ~= nil))
   end
 
   -- wf:wait(type[, { timeout = s }]) -> event data ({} when none), event | nil
@@ -198,7 +221,33 @@ return function(choreo, ctx)
     end
     if timeout then self:timer_(n, timeout) end
     self:record_(n, "wait", what, msg_type, nil)
-    return received(self:block_(n, "wait", msg_type, what))
+    return received(self:block_(n, "wait", msg_type, what, nil, timeout ~= nil))
+  end
+
+  -- wf:signal_handler(name, fn): fn(data) runs when the signal `name` comes (`choreo signal`,
+  -- host:signal), while the workflow waits; it may change the workflow's variables, not act.
+  function Wf:signal_handler(name, fn)
+    self:check_("signal_handler")
+    check_name(name, "the signal's name", "signal_handler")
+    if type(fn) ~= "function" then error("wf:signal_handler: expected a function(data)", 2) end
+    self.handlers[name] = fn
+  end
+
+  -- wf:await(predicate[, { timeout = s }]) -> true once predicate() holds (tried now and after
+  -- each signal), false when the timeout came first
+  function Wf:await(predicate, opts)
+    self:check_("await")
+    if type(predicate) ~= "function" then error("wf:await: expected a function", 2) end
+    local timeout = check_timeout(opts, "await")
+    local n, h = self:step_("await", "await")
+    if h then return not self:outcome_(n, h, predicate).timeout end
+    if predicate() then
+      self:record_(n, "await", "await", nil, { v = true })
+      return true
+    end
+    if timeout then self:timer_(n, timeout) end
+    self:record_(n, "await", "await", nil, nil)
+    return not self:block_(n, "await", nil, "await", predicate, timeout ~= nil).timeout
   end
 
   -- wf:sleep(seconds): a durable timer
@@ -211,7 +260,7 @@ return function(choreo, ctx)
     if h then self:outcome_(n, h); return end
     self:timer_(n, seconds)
     self:record_(n, "sleep", "sleep", nil, nil)
-    self:block_(n, "sleep", nil, "sleep")
+    self:block_(n, "sleep", nil, "sleep", nil, true)
   end
 
   -- A step that does not wait: done once, its value recorded and replayed.
@@ -332,6 +381,7 @@ return function(choreo, ctx)
     end
     if wf.over then return "failed", wf.over end
     if getmetatable(res) == Continue then return "continue", res.input end
+    local ended = getmetatable(res) == Cancel and "cancelled" or "failed"
     local reason = tostring(res)
     for i = #wf.compensations, 1, -1 do
       local cok, cerr = pcall(wf.compensations[i])
@@ -341,7 +391,7 @@ return function(choreo, ctx)
         reason = reason .. "; compensation " .. i .. " failed: " .. tostring(cerr)
       end
     end
-    return "failed", reason
+    return ended, reason
   end
 
   local run
@@ -354,7 +404,7 @@ return function(choreo, ctx)
       name = wf.name, id = wf.id, status = status, steps = wf.steps, rev = wf.rev,
       started_ms = wf.started_ms, input = wf.input_encoded,
       waiting = w.step and ("step %d: %s"):format(w.step, w.what) or nil,
-      wait_op = w.op, wait_ref = w.ref, wait_step = w.step or 0,
+      wait_op = w.op, wait_ref = w.ref, wait_step = w.step or 0, wait_timer = w.timer,
     }
     if status == "completed" then row.result = choreo.pack(value)
     elseif status ~= "running" then row.error = tostring(value) end
@@ -413,6 +463,11 @@ return function(choreo, ctx)
       wf.history[step.step] = { op = step.op, what = step.what, ref = step.ref,
                                 outcome = step.result and choreo.unpack(step.result) or nil }
     end
+    for _, s in ipairs(store.signals(row.name, row.id)) do
+      local list = wf.signals[s.during] or {}
+      list[#list + 1] = { signal = s.signal, data = choreo.unpack(s.data) }
+      wf.signals[s.during] = list
+    end
     return wf, row.input and choreo.unpack(row.input) or nil
   end
 
@@ -420,15 +475,27 @@ return function(choreo, ctx)
     run(stored(row))
   end
 
-  -- Moves an instance on with the outcome of the step it waits in (recorded already).
-  local function advance(name, id, row, outcome)
-    local key = correlation_of(name, id)
-    local c = cache[key]
+  -- The instance's coroutine kept in memory, if it is the stored revision's.
+  local function kept(row)
+    local c = cache[correlation_of(row.name, row.id)]
     if c and c.rev == row.rev and row.status == "running" and coroutine.status(c.wf.co) == "suspended" then
-      return settle(c.wf, store.resume(c.wf.co, outcome))
+      return c.wf
     end
-    forget(key)
+  end
+
+  -- Moves an instance on with the outcome of the step it waits in (recorded already).
+  local function advance(row, outcome)
+    local wf = kept(row)
+    if wf then return settle(wf, store.resume(wf.co, outcome)) end
+    forget(correlation_of(row.name, row.id))
     replay(row)
+  end
+
+  -- Ends the step an instance waits in with outcome, and moves it on.
+  local function complete(row, outcome)
+    store.complete(row.name, row.id, row.wait_step, choreo.pack(outcome))
+    if row.wait_timer then ctx:cancel_timeouts(correlation_of(row.name, row.id)) end
+    advance(row, outcome)
   end
 
   -- A reply, event or timer of a workflow's conversation (see choreo_scripts_ops.for_workflow).
@@ -454,9 +521,47 @@ return function(choreo, ctx)
       end
       return
     end
-    store.complete(name, id, row.wait_step, choreo.pack(outcome))
-    ctx:cancel_timeouts(key)
-    advance(name, id, row, outcome)
+    complete(row, outcome)
+  end
+
+  -- The instance a command names; nil, with a line in the log, when it names none running.
+  local function running(d, what)
+    if type(d) ~= "table" then error(what .. ": data must name the workflow and the id", 0) end
+    local id = math.type(d.id) == "integer" and string.format("%d", d.id) or d.id
+    local row = type(d.workflow) == "string" and type(id) == "string" and store.get(d.workflow, id)
+    if row and row.status == "running" and defined[d.workflow] then return row end
+    ctx.log.warn(what, "of", tostring(d.workflow), tostring(id), "ignored:",
+                 row and ("the instance is " .. row.status) or "no such instance")
+  end
+
+  -- Cancels a running instance: where it waits, wf:... raises, its compensations run, and it
+  -- ends "cancelled".
+  local function cancel(d)
+    local row = running(d, "cancel")
+    if row then complete(row, { cancel = "cancelled" .. (d.reason and (": " .. tostring(d.reason)) or "") }) end
+  end
+
+  -- A signal: recorded with the step the instance waits in, its handler run; an await it
+  -- makes true ends.
+  local function signal(d)
+    local row = running(d, "signal")
+    if not row then return end
+    if type(d.signal) ~= "string" then error("signal: data.signal must name the signal", 0) end
+    local wf = kept(row)
+    if not wf then -- replayed up to where it waits, so that its handlers and variables are there
+      forget(correlation_of(row.name, row.id))
+      replay(row)
+      row = store.get(row.name, row.id)
+      wf = kept(row)
+      if not wf then return end -- the replay left it stuck or ended
+    end
+    store.signal(row.name, row.id, row.wait_step, d.signal, choreo.pack(d.data))
+    local fn = wf.handlers[d.signal]
+    if fn then fn(d.data)
+    else ctx.log.warn("workflow", row.name, row.id, "has no handler for signal", d.signal, "- ignored") end
+    local w = wf.waiting
+    if w and w.op == "await" and w.predicate() then return complete(row, { v = true }) end
+    save(wf, "running") -- its variables changed: a rollback must not leave them in memory
   end
 
   -- A reload's check (choreo_scripts_ops.check_workflows), in the new code's state before it is
@@ -529,6 +634,8 @@ return function(choreo, ctx)
         if type(d) ~= "table" then error(START .. ": data must be { workflow =, id =, input = }", 0) end
         cctx:start(d.workflow, d.id, d.input)
       end)
+      choreo.on(CANCEL, function(msg) cancel(msg.data) end)
+      choreo.on(SIGNAL, function(msg) signal(msg.data) end)
     end
     defined[name] = fn
   end

@@ -189,6 +189,48 @@ def changed_code_is_refused_by_a_reload_stuck_after_a_restart_and_resumed_when_f
     check_eq(set(emitted(orders, "ReserveStock").values()), {1}, "ReserveStock sent once")
 
 
+APPROVALS_LUA = """
+local choreo = require "choreo"
+choreo.workflow("Approval", function(wf, input)
+  local decision
+  wf:signal_handler("decide", function(data) decision = data.approved end)
+  wf:compensate(function() wf:publish("ApprovalWithdrawn", { doc = input.doc }) end)
+  wf:await(function() return decision ~= nil end)
+  return decision and "approved" or "rejected"
+end)
+"""
+
+
+@suite.test
+def signals_and_cancellation_from_the_cli_across_a_restart(w):
+    host = w.host("approvals", w.scripts("approvals", {"approvals.lua": APPROVALS_LUA}))
+    for doc in ("a", "b"):
+        check_eq(host.cli("start", "Approval", doc, json.dumps({"doc": doc})).rc, 0, "start " + doc)
+    wait_until(lambda: statuses(host).get("running") == 2, 20, "both to wait")
+    host.kill9()  # the signal finds no coroutine in memory: the instance is replayed first
+    host.start()
+    out = host.cli("signal", "Approval", "a", "decide", '{"approved": true}')
+    check(out.rc == 0 and out.out.startswith("signal of Approval a sent as approvals/"), out)
+    out = host.cli("workflows", "cancel", "Approval", "b", "no longer needed")
+    check(out.rc == 0 and out.out.startswith("cancel of Approval b sent as"), out)
+    wait_until(lambda: statuses(host) == {"completed": 1, "cancelled": 1}, 20,
+               "one approved, one cancelled")
+    shown = json.loads(host.cli("workflows", "--json", "show", "Approval", "a").out)
+    check_eq(shown["result"], "approved", "the signalled instance's result")
+    out = host.cli("workflows", "list", "--status", "cancelled")
+    check(re.search(r"^Approval\s+b\s+cancelled\s+.*cancelled: no longer needed", out.out, re.M),
+          out.out)
+    check_eq(len(emitted_types(host, "ApprovalWithdrawn")), 1, "compensation of the cancelled one")
+    out = host.cli("signal", "Approval", "a", "decide", "{bad")
+    check_eq(out.rc, 2, "a signal with bad JSON")
+    out = host.cli("signal", "Approval", "a")
+    check_eq(out.rc, 2, "a signal without its name")
+
+
+def emitted_types(host, type_):
+    return host.query("select seq from choreo_log where type = ?", type_)
+
+
 @suite.test
 def retention_deletes_ended_instances_and_keeps_running_ones(w):
     warehouse = w.host("warehouse", w.scripts("warehouse", {"warehouse.lua": WAREHOUSE_LUA}))

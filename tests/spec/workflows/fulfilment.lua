@@ -56,3 +56,17 @@ choreo.workflow("Long", function(wf, input)
   wf:wait("Go")
   return input.n
 end)
+
+-- A human in the loop: waits for an approval signal, or gives up after a day.
+choreo.workflow("Approval", function(wf, input)
+  local decision, notes = nil, {}
+  wf:signal_handler("decide", function(data) decision = data.approved end)
+  wf:signal_handler("note", function(data) notes[#notes + 1] = data.text end)
+  wf:compensate(function() wf:publish("ApprovalWithdrawn", { doc = input.doc }) end)
+  wf:send("reviewers", "PleaseReview", { doc = input.doc })
+  if not wf:await(function() return decision ~= nil end, { timeout = 86400 }) then
+    return { doc = input.doc, outcome = "expired", notes = notes }
+  end
+  wf:sleep(1)
+  return { doc = input.doc, outcome = decision and "approved" or "rejected", notes = notes }
+end)
