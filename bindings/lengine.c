@@ -406,6 +406,8 @@ static int engine_reload(lua_State *L) {
     lua_pushstring(L, err);
     return 2;
   }
+  choreo_apply_result sum = {0};
+  engine_cascade(L, h->e, &sum); /* what the reload asked of this host (stuck workflows) */
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -129,9 +129,11 @@ static int workflow_put(lua_State *L) {
 static int workflow_record(lua_State *L) {
   choreo_workflows *w = workflow_store(L);
   const char *name = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+  size_t len = 0; /* read first: an initializer's zeroing may come after a call that sets it */
+  const char *result = luaL_optlstring(L, 7, NULL, &len);
   choreo_workflow_step s = {.step = luaL_checkinteger(L, 3), .op = luaL_checkstring(L, 4),
                             .what = luaL_checkstring(L, 5), .ref = luaL_optstring(L, 6, NULL),
-                            .result = luaL_optlstring(L, 7, NULL, &s.result_len),
+                            .result = result, .result_len = len,
                             .at_ms = choreo_engine_now_ms(choreo_lua_engine(L))};
   return workflow_check(L, choreo_workflows_record(w, name, id, &s), "record");
 }
@@ -182,11 +184,12 @@ static int workflow_push_listed(void *ud, const choreo_workflow_row *row) {
   return 0;
 }
 
-/* running() -> { rows of the running instances (without input and result) } */
-static int workflow_running(lua_State *L) {
+/* listed(status) -> { rows of the instances with that status (without input and result) } */
+static int workflow_listed(lua_State *L) {
   choreo_workflows *w = workflow_reader(L);
+  const char *status = luaL_checkstring(L, 1);
   lua_newtable(L);
-  workflow_check(L, choreo_workflows_each(w, NULL, "running", INT_MAX, workflow_push_listed, L),
+  workflow_check(L, choreo_workflows_each(w, NULL, status, INT_MAX, workflow_push_listed, L),
                  "list");
   return 1;
 }
@@ -317,7 +320,7 @@ static const luaL_Reg workflow_funcs[] = {
     {"inbox_take", workflow_inbox_take}, {"limited", workflow_limited},
     {"limits", workflow_limits}, {"now", workflow_now},
     {"put", workflow_put}, {"record", workflow_record}, {"resume", workflow_resume},
-    {"running", workflow_running}, {"signal", workflow_signal}, {"signals", workflow_signals},
+    {"listed", workflow_listed}, {"signal", workflow_signal}, {"signals", workflow_signals},
     {NULL, NULL}};
 
 int luaopen_choreo_workflowstore(lua_State *L) {

@@ -129,6 +129,8 @@ static int engine_load_scripts(choreo_engine *e, void **out, char *err, size_t e
   return e->ops->load(out, e, e->dir, e->instruction_limit, e->memory_limit, err, errlen);
 }
 
+static void engine_resume_stuck(choreo_engine *e);
+
 int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, char *err,
                        size_t errlen) {
   struct stat st;
@@ -183,6 +185,7 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     return rc;
   }
   e->generation = 1;
+  engine_resume_stuck(e); /* a restart with fixed code resumes them as a reload does */
   *out = e;
   return 0;
 }
@@ -296,6 +299,26 @@ static void engine_keep_serving(choreo_engine *e, void *leaving) {
   else if (leaving) e->ops->free(leaving);
 }
 
+/* Workflow instances left stuck by code that no longer matched their histories get another try
+ * under the new code: a command to this host (its own dispatch carries it out, in a transaction
+ * of its own, as it would any). */
+static void engine_resume_stuck(choreo_engine *e) {
+  int64_t stuck = 0;
+  if (choreo_workflows_count(e->workflows, "stuck", &stuck) || stuck == 0) return;
+  const char *data[1] = {NULL};
+  size_t len[1] = {0};
+  int64_t seq;
+  bool repeated;
+  int rc = choreo_engine_emit_batch(e, "command", e->name, "choreo.ResumeWorkflows", NULL, data,
+                                    len, 1, NULL, &seq, &repeated);
+  if (rc)
+    choreo_log(CHOREO_LOG_ERROR, e->name, "cannot ask for the %lld stuck workflow instances to be "
+               "resumed: %s", (long long)stuck, choreo_strerror(rc));
+  else
+    choreo_log(CHOREO_LOG_INFO, e->name, "resuming %lld stuck workflow instances under the new "
+               "code", (long long)stuck);
+}
+
 int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
   void *fresh;
   int rc = engine_load_scripts(e, &fresh, err, errlen);
@@ -311,6 +334,7 @@ int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
   engine_keep_serving(e, leaving);
   e->generation++;
   e->reload_error[0] = '\0';
+  engine_resume_stuck(e);
   return 0;
 }
 

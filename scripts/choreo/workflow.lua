@@ -14,9 +14,10 @@
 -- eviction, or a transaction that rolled back (the instance's stored revision then differs from
 -- the cached one), the workflow function runs again from the start against the history: each
 -- recorded step returns what it recorded, nothing is sent twice, and the code must take the
--- same steps in the same order. One that does not marks the instance "stuck", with the step.
+-- same steps in the same order. One that does not marks the instance "stuck", with the step;
+-- the next reload (choreo.ResumeWorkflows) replays it under the new code.
 --
--- Every message a workflow emits carries its own correlation id, "workflow:NAME:ID", which
+-- Every message a workflow emits carries its own correlation id, "workflow:HOST:NAME:ID", which
 -- replies and the events of its conversation inherit; that is how they find it again. Its
 -- timers carry it as their subject.
 
@@ -27,6 +28,7 @@ local TIMER = "choreo.WorkflowTimer"
 local START = "choreo.StartWorkflow"
 local CANCEL = "choreo.CancelWorkflow"
 local SIGNAL = "choreo.SignalWorkflow"
+local RESUME = "choreo.ResumeWorkflows" -- what the host asks itself after a reload
 local CONTINUE_MAX = 100 -- continue_as_new within one message: more is a loop
 
 local WAIT = setmetatable({}, { __tostring = function() return "a workflow wait" end })
@@ -43,11 +45,14 @@ return function(choreo, ctx)
   local cached, tick = 0, 0
   local module = { any = false }
 
-  local function correlation_of(name, id) return PREFIX .. name .. ":" .. id end
+  -- The host is part of it: another host's instance of a workflow of the same name and id is
+  -- another conversation.
+  local own_prefix = PREFIX .. choreo.name .. ":"
+  local function correlation_of(name, id) return own_prefix .. name .. ":" .. id end
 
   local function parse(key)
-    if type(key) ~= "string" then return nil end
-    return key:match("^workflow:([^:]+):(.+)$")
+    if type(key) ~= "string" or key:sub(1, #own_prefix) ~= own_prefix then return nil end
+    return key:match("^([^:]+):(.+)$", #own_prefix + 1)
   end
 
   local function forget(key)
@@ -325,7 +330,7 @@ return function(choreo, ctx)
   function Wf:side_effect(fn)
     self:check_("side_effect")
     if type(fn) ~= "function" then error("wf:side_effect: expected a function", 2) end
-    return self:once_("side_effect", "side_effect", fn)
+    return self:once_("side_effect", "side_effect", function() return (fn()) end)
   end
 
   -- wf:compensate(fn): fn runs if the workflow fails, after those registered later
@@ -370,8 +375,13 @@ return function(choreo, ctx)
     local ok, res = pcall(fn, wf, input)
     -- Out of budget or memory: the handler call failed, not the workflow; its message is
     -- retried and the instance replayed.
-    if not ok and store.limited() then error(res, 0) end
+    if not ok and (store.limited() or res == "not enough memory") then error(res, 0) end
     if wf.stuck then return "stuck", wf.stuck end
+    -- An error before the end of the recorded steps: the original run went past that point.
+    if not ok and wf.n < wf.steps and getmetatable(res) ~= Continue then
+      wf.stuck = ("step %d: the code raised while replaying its history: %s"):format(wf.n, tostring(res))
+      return "stuck", wf.stuck
+    end
     if ok then
       if wf.n < wf.steps then
         wf.stuck = ("the code ends after step %d but the history has %d steps"):format(wf.n, wf.steps)
@@ -386,7 +396,7 @@ return function(choreo, ctx)
     for i = #wf.compensations, 1, -1 do
       local cok, cerr = pcall(wf.compensations[i])
       if not cok then
-        if store.limited() then error(cerr, 0) end
+        if store.limited() or cerr == "not enough memory" then error(cerr, 0) end
         if wf.stuck then return "stuck", wf.stuck end
         reason = reason .. "; compensation " .. i .. " failed: " .. tostring(cerr)
       end
@@ -399,7 +409,7 @@ return function(choreo, ctx)
   -- Stores how the run left the instance.
   local function save(wf, status, value)
     wf.rev = wf.rev + 1
-    local w = wf.waiting or {}
+    local w = wf.waiting or (status == "stuck" and wf.stored_wait) or {}
     local row = {
       name = wf.name, id = wf.id, status = status, steps = wf.steps, rev = wf.rev,
       started_ms = wf.started_ms, input = wf.input_encoded,
@@ -459,6 +469,11 @@ return function(choreo, ctx)
   -- A stored instance (a row of store.get) with its history, ready to be replayed.
   local function stored(row)
     local wf = new_wf(row.name, row.id, row)
+    -- What it waits for as stored: kept if it gets stuck, so its reply, event or timer still
+    -- finds it and is recorded for when fixed code resumes it.
+    wf.stored_wait = row.wait_step > 0 and { step = row.wait_step, op = row.wait_op, ref = row.wait_ref,
+                                             what = row.waiting and row.waiting:match("^step %d+: (.*)$") or "?",
+                                             timer = row.wait_timer } or nil
     for _, step in ipairs(store.history(row.name, row.id)) do
       wf.history[step.step] = { op = step.op, what = step.what, ref = step.ref,
                                 outcome = step.result and choreo.unpack(step.result) or nil }
@@ -486,8 +501,10 @@ return function(choreo, ctx)
   -- Moves an instance on with the outcome of the step it waits in (recorded already).
   local function advance(row, outcome)
     local wf = kept(row)
-    if wf then return settle(wf, store.resume(wf.co, outcome)) end
+    -- Out of the cache while it moves: only a save that went through puts it back (keep), so a
+    -- failure on the way leaves nothing ahead of the database in memory.
     forget(correlation_of(row.name, row.id))
+    if wf then return settle(wf, store.resume(wf.co, outcome)) end
     replay(row)
   end
 
@@ -525,11 +542,14 @@ return function(choreo, ctx)
   end
 
   -- The instance a command names; nil, with a line in the log, when it names none running.
-  local function running(d, what)
+  local function running(d, what, or_stuck)
     if type(d) ~= "table" then error(what .. ": data must name the workflow and the id", 0) end
     local id = math.type(d.id) == "integer" and string.format("%d", d.id) or d.id
     local row = type(d.workflow) == "string" and type(id) == "string" and store.get(d.workflow, id)
-    if row and row.status == "running" and defined[d.workflow] then return row end
+    if row and (row.status == "running" or (or_stuck and row.status == "stuck")) and
+        defined[d.workflow] then
+      return row
+    end
     ctx.log.warn(what, "of", tostring(d.workflow), tostring(id), "ignored:",
                  row and ("the instance is " .. row.status) or "no such instance")
   end
@@ -537,8 +557,14 @@ return function(choreo, ctx)
   -- Cancels a running instance: where it waits, wf:... raises, its compensations run, and it
   -- ends "cancelled".
   local function cancel(d)
-    local row = running(d, "cancel")
-    if row then complete(row, { cancel = "cancelled" .. (d.reason and (": " .. tostring(d.reason)) or "") }) end
+    local row = running(d, "cancel", true)
+    if not row then return end
+    local reason = "cancelled" .. (d.reason and (": " .. tostring(d.reason)) or "")
+    if row.status == "running" then return complete(row, { cancel = reason }) end
+    -- A stuck one cannot run its compensations: its code no longer matches what it did.
+    local wf = stored(row)
+    wf.ctx = ctx
+    save(wf, "cancelled", reason .. " (it was stuck: no compensation ran)")
   end
 
   -- A signal: recorded with the step the instance waits in, its handler run; an await it
@@ -555,6 +581,7 @@ return function(choreo, ctx)
       wf = kept(row)
       if not wf then return end -- the replay left it stuck or ended
     end
+    forget(correlation_of(row.name, row.id)) -- back in the cache only once saved (see advance)
     store.signal(row.name, row.id, row.wait_step, d.signal, choreo.pack(d.data))
     local fn = wf.handlers[d.signal]
     if fn then fn(d.data)
@@ -573,7 +600,7 @@ return function(choreo, ctx)
     if i == 0 then
       checklist = {}
       if not module.any then return 0 end
-      for _, row in ipairs(store.running()) do
+      for _, row in ipairs(store.listed("running")) do
         if defined[row.name] then checklist[#checklist + 1] = row end
       end
       return #checklist
@@ -636,6 +663,13 @@ return function(choreo, ctx)
       end)
       choreo.on(CANCEL, function(msg) cancel(msg.data) end)
       choreo.on(SIGNAL, function(msg) signal(msg.data) end)
+      -- After a reload: every stuck instance is replayed under the new code.
+      choreo.on(RESUME, function()
+        for _, listed in ipairs(store.listed("stuck")) do
+          local row = defined[listed.name] and store.get(listed.name, listed.id)
+          if row and row.status == "stuck" then replay(row) end
+        end
+      end)
     end
     defined[name] = fn
   end

@@ -182,10 +182,11 @@ def changed_code_is_refused_by_a_reload_stuck_after_a_restart_and_resumed_when_f
     with open(orders.scripts + "/orders.lua", "w") as f:
         f.write(orders_lua())
     orders.wait_log("scripts reloaded", since=mark)
+    orders.wait_log("resuming 1 stuck workflow instances under the new code", since=mark)
+    wait_until(lambda: statuses(orders).get("completed") == 1, 20,
+               "the fixed reload to resume the instance, and it to complete")
     out = w.cli("replay-check", orders.scripts, "--data", orders.data)
     check_eq(out.rc, 0, "replay-check of the fixed code: %r" % out)
-    orders.cli("start", "Fulfilment", "1", '{"order": 1}')  # replays a stuck instance
-    wait_until(lambda: statuses(orders).get("completed") == 1, 20, "the instance to complete")
     check_eq(set(emitted(orders, "ReserveStock").values()), {1}, "ReserveStock sent once")
 
 

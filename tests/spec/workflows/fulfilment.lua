@@ -70,3 +70,11 @@ choreo.workflow("Approval", function(wf, input)
   wf:sleep(1)
   return { doc = input.doc, outcome = decision and "approved" or "rejected", notes = notes }
 end)
+
+-- Two waits around a send, to see that a failed save sends nothing twice and loses nothing.
+choreo.workflow("TwoWaits", function(wf)
+  wf:wait("Go")
+  wf:send("elsewhere", "Y", {})
+  wf:wait("Go2")
+  wf:publish("Done", {})
+end)
