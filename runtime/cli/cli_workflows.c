@@ -157,9 +157,11 @@ int cli_workflows(const cli_args *a) {
   const char *usage = "usage: choreo workflows [--host NAME] [--json] list [WORKFLOW] "
                       "[--status running|completed|failed|cancelled|stuck] | show WORKFLOW ID | "
                       "cancel WORKFLOW ID [REASON]";
-  if (a->nrest && strcmp(a->rest[0], "cancel") == 0) {
+  int first = 0; /* the action, after --json if any (which cancel has no use for) */
+  while (first < a->nrest && strcmp(a->rest[first], "--json") == 0) first++;
+  if (first < a->nrest && strcmp(a->rest[first], "cancel") == 0) {
     static const char *const fields[] = {"workflow", "id"};
-    return workflows_command(a, 1, "cancel",
+    return workflows_command(a, first + 1, "cancel",
                              "usage: choreo workflows [--host NAME] cancel WORKFLOW ID [REASON]",
                              fields, 2, "reason", true);
   }

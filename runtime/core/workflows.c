@@ -89,6 +89,7 @@ static const char workflows_schema[] =
     "  n INTEGER PRIMARY KEY, name TEXT NOT NULL, id TEXT NOT NULL, during INTEGER NOT NULL,"
     "  signal TEXT NOT NULL, data BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS choreo_workflow_signals_of ON choreo_workflow_signals(name, id, n);"
+    "CREATE INDEX IF NOT EXISTS choreo_workflow_inbox_of ON choreo_workflow_inbox(name, id, n);"
     "CREATE INDEX IF NOT EXISTS choreo_workflow_inbox_by_type"
     "  ON choreo_workflow_inbox(name, id, type, n);";
 
