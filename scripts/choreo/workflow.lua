@@ -83,8 +83,11 @@ return function(choreo, ctx)
       name = name, id = id, correlation = correlation_of(name, id),
       history = {},           -- step -> { op =, what =, ref =, outcome = (nil while waiting) },
                               -- the recorded steps a replay has still to go through
-      n = 0,                  -- steps the code has taken in this run
-      steps = row and row.steps or 0, -- steps recorded
+      -- Steps are numbered on across continue_as_new, so that a timer of an earlier run can
+      -- never be taken for one of this run's: base is the last step of the runs before.
+      base = 0,
+      n = 0,                  -- the last step the code has taken
+      steps = row and row.steps or 0, -- the last step recorded
       rev = row and row.rev or 0,
       started_ms = row and row.started_ms or math.floor(store.now() * 1000),
       compensations = {},
@@ -115,7 +118,7 @@ return function(choreo, ctx)
       return n, h
     end
     if self.checking then coroutine.yield(CHECKED) end
-    if n > HISTORY_MAX then
+    if n - self.base > HISTORY_MAX then
       self.over = ("the history reached %d steps, the limit: a workflow that runs on and on " ..
         "must start afresh with wf:continue_as_new(input)"):format(HISTORY_MAX)
       error(self.over, 0)
@@ -453,6 +456,7 @@ return function(choreo, ctx)
       store.forget(wf.name, wf.id, false, true)
       local fresh = new_wf(wf.name, wf.id)
       fresh.rev, fresh.started_ms, fresh.continues = wf.rev, wf.started_ms, wf.continues
+      fresh.base, fresh.n, fresh.steps = wf.steps, wf.steps, wf.steps
       fresh.input_encoded = choreo.pack(b)
       return run(fresh, b)
     end
@@ -474,10 +478,13 @@ return function(choreo, ctx)
     wf.stored_wait = row.wait_step > 0 and { step = row.wait_step, op = row.wait_op, ref = row.wait_ref,
                                              what = row.waiting and row.waiting:match("^step %d+: (.*)$") or "?",
                                              timer = row.wait_timer } or nil
-    for _, step in ipairs(store.history(row.name, row.id)) do
+    local recorded = store.history(row.name, row.id)
+    for _, step in ipairs(recorded) do
       wf.history[step.step] = { op = step.op, what = step.what, ref = step.ref,
                                 outcome = step.result and choreo.unpack(step.result) or nil }
     end
+    wf.base = row.steps - #recorded -- this run's steps are the ones after it
+    wf.n = wf.base
     for _, s in ipairs(store.signals(row.name, row.id)) do
       local list = wf.signals[s.during] or {}
       list[#list + 1] = { signal = s.signal, data = choreo.unpack(s.data) }

@@ -78,3 +78,10 @@ choreo.workflow("TwoWaits", function(wf)
   wf:wait("Go2")
   wf:publish("Done", {})
 end)
+
+-- A call with a deadline in every run, continued as new once.
+choreo.workflow("Looper", function(wf, input)
+  local r = wf:call("svc", "Ping", {}, { timeout = 10 })
+  if r and input.n < 2 then wf:continue_as_new({ n = input.n + 1 }) end
+  return r and "answered" or "timed out"
+end)

@@ -151,8 +151,10 @@ describe("workflows", function()
     host:start("Counter", "c", { n = 1 })
     for _ = 1, 2 do
       assert.is_true(host:deliver("Tick", nil, { correlationid = "workflow:workflows:Counter:c" }))
-      assert.equal("running", host:workflow("Counter", "c").status)
-      assert.equal(1, host:workflow("Counter", "c").steps)
+      local w = host:workflow("Counter", "c")
+      assert.equal("running", w.status)
+      assert.equal(1, #w.history) -- a fresh history, its steps numbered on
+      assert.equal(w.steps, w.history[1].step)
     end
     host:deliver("Tick", nil, { correlationid = "workflow:workflows:Counter:c" })
     local w = host:workflow("Counter", "c")
@@ -207,6 +209,19 @@ describe("workflows", function()
     assert.equal("completed", w.status)
     assert.equal(1, #host.sent)
     assert.equal("Done", host.published[1].type)
+  end)
+
+  it("never takes a timer of the run before a continue_as_new for one of the new run's", function()
+    local host = testing.host()
+    host:start("Looper", "l", { n = 1 })
+    host:reply(host.sent[1], "Pong")
+    assert.equal("step 2: call svc Ping", host:workflow("Looper", "l").waiting)
+    -- the first run's timer, come due just before its reply was handled
+    assert.is_true(host:deliver("choreo.WorkflowTimer", { step = 1 },
+      { kind = "timeout", subject = "workflow:workflows:Looper:l" }))
+    assert.equal("running", host:workflow("Looper", "l").status)
+    host:reply(host.sent[2], "Pong")
+    assert.equal("answered", host:workflow("Looper", "l").result)
   end)
 
   it("refuses wf outside its workflow and unknown workflows", function()
