@@ -239,6 +239,19 @@ static cJSON *control_dead(choreo_host *h, const cJSON *req) {
   return control_ok();
 }
 
+/* A wire-encoded value as JSON; NULL when absent or not one valid value, which
+ * cJSON_AddItemToObject then leaves out. */
+static cJSON *control_value(const char *blob, size_t len) {
+  cJSON *v = NULL;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  if (blob && choreo_msgpack_check(blob, len, 1, CHOREO_MAX_DEPTH + 1) == 0 &&
+      msgpack_unpack_next(&u, blob, len, NULL) == MSGPACK_UNPACK_SUCCESS)
+    v = choreo_msgpack_to_cjson(&u.data);
+  msgpack_unpacked_destroy(&u);
+  return v;
+}
+
 static int control_add_saga(void *ud, const choreo_saga_row *row) {
   cJSON *item = cJSON_CreateObject();
   if (!item || !cJSON_AddItemToArray(ud, item)) {
@@ -249,13 +262,7 @@ static int control_add_saga(void *ud, const choreo_saga_row *row) {
   cJSON_AddStringToObject(item, "key", row->key);
   cJSON_AddNumberToObject(item, "version", (double)row->version);
   cJSON_AddStringToObject(item, "updated", row->updated);
-  if (!row->state) return 0;
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
-  if (choreo_msgpack_check(row->state, row->state_len, 1, CHOREO_MAX_DEPTH + 1) == 0 &&
-      msgpack_unpack_next(&u, row->state, row->state_len, NULL) == MSGPACK_UNPACK_SUCCESS)
-    cJSON_AddItemToObject(item, "state", choreo_msgpack_to_cjson(&u.data));
-  msgpack_unpacked_destroy(&u);
+  cJSON_AddItemToObject(item, "state", control_value(row->state, row->state_len));
   return 0;
 }
 
@@ -283,18 +290,6 @@ static cJSON *control_sagas(choreo_host *h, const cJSON *req) {
   return o;
 }
 
-/* A wire-encoded value as JSON (null when it is not one valid value). */
-static cJSON *control_value(const char *blob, size_t len) {
-  cJSON *v = NULL;
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
-  if (blob && choreo_msgpack_check(blob, len, 1, CHOREO_MAX_DEPTH + 1) == 0 &&
-      msgpack_unpack_next(&u, blob, len, NULL) == MSGPACK_UNPACK_SUCCESS)
-    v = choreo_msgpack_to_cjson(&u.data);
-  msgpack_unpacked_destroy(&u);
-  return v ? v : cJSON_CreateNull();
-}
-
 static int control_add_workflow(void *ud, const choreo_workflow_row *row) {
   cJSON *item = cJSON_CreateObject();
   if (!item || !cJSON_AddItemToArray(ud, item)) {
@@ -309,9 +304,8 @@ static int control_add_workflow(void *ud, const choreo_workflow_row *row) {
   cJSON_AddNumberToObject(item, "steps", (double)row->steps);
   cJSON_AddNumberToObject(item, "started_ms", (double)row->started_ms);
   cJSON_AddNumberToObject(item, "updated_ms", (double)row->updated_ms);
-  if (row->input) cJSON_AddItemToObject(item, "input", control_value(row->input, row->input_len));
-  if (row->result)
-    cJSON_AddItemToObject(item, "result", control_value(row->result, row->result_len));
+  cJSON_AddItemToObject(item, "input", control_value(row->input, row->input_len));
+  cJSON_AddItemToObject(item, "result", control_value(row->result, row->result_len));
   return 0;
 }
 
@@ -327,7 +321,7 @@ static int control_add_step(void *ud, const choreo_workflow_step *s) {
   control_add_text(item, "ref", s->ref);
   cJSON_AddNumberToObject(item, "at_ms", (double)s->at_ms);
   if (s->done_ms) cJSON_AddNumberToObject(item, "done_ms", (double)s->done_ms);
-  if (s->result) cJSON_AddItemToObject(item, "outcome", control_value(s->result, s->result_len));
+  cJSON_AddItemToObject(item, "outcome", control_value(s->result, s->result_len));
   return 0;
 }
 
