@@ -2,14 +2,17 @@
  * registry so that a reload, which builds a new state, starts from nothing and never mixes
  * generations. This file alone reads and writes it:
  *   { exact = {type = {fn...}}, prefixes = {{prefix, fn, policy}...},
- *     policies = {type = policy}, resolved = {type = {fn...}} }
+ *     policies = {type = policy}, sites = {fn = "file.lua:line"},
+ *     resolved = {type = {fn..., where = "file.lua:line, ..."}} }
  * where resolved caches, per type, the list built on its first message (exact handlers first,
- * then matching prefixes) until choreo.on changes the registry, and a policy is a full
- * userdata holding a choreo_retry_policy. */
+ * then matching prefixes) until choreo.on changes the registry, a policy is a full userdata
+ * holding a choreo_retry_policy, and a site is where the service's scripts registered the
+ * handler (the journal names it). */
 #include <lauxlib.h>
 #include <string.h>
 
 #include "bindings.h"
+#include "paths.h"
 
 #define REG_HANDLERS "choreo.handlers"
 #define RESOLVED_MAX 512 /* types remembered with their handlers; more start the cache afresh */
@@ -28,6 +31,8 @@ choreo_lua_handlers *choreo_lua_handlers_init(lua_State *L) {
   lua_setfield(L, -2, "prefixes");
   lua_newtable(L);
   lua_setfield(L, -2, "policies");
+  lua_newtable(L);
+  lua_setfield(L, -2, "sites");
   choreo_lua_handlers *state = lua_newuserdatauv(L, sizeof *state, 0);
   memset(state, 0, sizeof *state);
   lua_setfield(L, -2, "state"); /* keeps the counters as long as the state lives */
@@ -81,6 +86,24 @@ static void handlers_push_policy(lua_State *L, int idx) {
   }
 }
 
+/* Pushes where the service's code registers a handler: the innermost caller that is neither C
+ * nor one of choreo's own modules (choreo.saga, choreo.projection and the like register theirs
+ * for the line that declared them), as "file.lua:line". */
+static void handlers_push_site(lua_State *L) {
+  const char *own = choreo_paths_scripts();
+  size_t ownlen = strlen(own);
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || ar.source[0] != '@') continue;
+    const char *path = ar.source + 1;
+    if (strncmp(path, own, ownlen) == 0 && path[ownlen] == '/') continue;
+    const char *base = strrchr(path, '/');
+    lua_pushfstring(L, "%s:%d", base ? base + 1 : path, ar.currentline);
+    return;
+  }
+  lua_pushliteral(L, "?");
+}
+
 /* choreo.on(pattern, fn [, {attempts = n, backoff = {seconds...}}]): exact type, or a prefix
  * ending in "*". A type declares its retry policy once. */
 int choreo_lua_on(lua_State *L) {
@@ -97,6 +120,11 @@ int choreo_lua_on(lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, REG_HANDLERS) != LUA_TTABLE)
     return luaL_error(L, "choreo.on works in a service's scripts");
   lua_replace(L, 3); /* 3: the registry, 4: the policy or nil */
+  lua_getfield(L, 3, "sites");
+  lua_pushvalue(L, 2);
+  handlers_push_site(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   if (pattern[len - 1] == '*') {
     lua_getfield(L, 3, "prefixes");
     lua_createtable(L, 3, 0);
@@ -136,6 +164,37 @@ int choreo_lua_on(lua_State *L) {
   return 0;
 }
 
+/* Sets list.where: the sites of the n handlers in the list, each once, joined by ", ". */
+static void handlers_set_where(lua_State *L, int handlers, int list, int n) {
+  luaL_Buffer b;
+  lua_getfield(L, handlers, "sites");
+  int sites = lua_gettop(L);
+  lua_newtable(L); /* sites already named */
+  int seen = lua_gettop(L);
+  luaL_buffinit(L, &b);
+  bool first = true;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    lua_rawget(L, sites);
+    if (lua_type(L, -1) == LUA_TSTRING && lua_rawget(L, seen) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_rawgeti(L, list, i);
+      lua_rawget(L, sites);
+      lua_pushvalue(L, -1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, seen);
+      if (!first) luaL_addstring(&b, ", ");
+      luaL_addvalue(&b);
+      first = false;
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  luaL_pushresult(&b);
+  lua_setfield(L, list, "where");
+  lua_pop(L, 2);
+}
+
 /* Pushes a new list of the handlers for `type`. The registry table is at index `handlers`. */
 static void handlers_build(lua_State *L, int handlers, choreo_str type) {
   lua_createtable(L, 4, 0);
@@ -161,6 +220,7 @@ static void handlers_build(lua_State *L, int handlers, choreo_str type) {
     lua_pop(L, 2);
   }
   lua_pop(L, 2);
+  handlers_set_where(L, handlers, list, n);
 }
 
 bool choreo_lua_handlers_policy(lua_State *L, choreo_str type, choreo_retry_policy *out) {

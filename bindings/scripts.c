@@ -28,6 +28,8 @@ typedef struct choreo_scripts {
    * refuses a fresh block (one huge allocation). */
   char where[160];
   choreo_lua_handlers *handlers; /* the registry's counters */
+  /* Where the handlers of the last delivered message were registered, for the journal. */
+  char handled_by[256];
   /* The last type asked about with scripts_handles, and the answer, valid while the
    * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
   struct {
@@ -274,14 +276,25 @@ static void scripts_push_msg(lua_State *L, const choreo_msg *m) {
 
 /* A reply or event of a workflow's conversation (its correlation id), or a workflow's timer
  * (its subject): see scripts/choreo/workflow.lua. */
-static bool scripts_workflow_key(const choreo_msg *m) {
-  static const char prefix[] = "workflow:";
-  const size_t n = sizeof prefix - 1;
+#define WORKFLOW_PREFIX "workflow:"
+
+static bool scripts_workflow_key(const choreo_msg *m, choreo_str *out) {
+  const size_t n = sizeof WORKFLOW_PREFIX - 1;
   choreo_str key = choreo_str_eq(m->kind, "timeout") ? m->subject
                    : choreo_str_eq(m->kind, "event") || choreo_str_eq(m->kind, "reply")
                        ? m->correlationid
                        : (choreo_str){0};
-  return key.n > n && memcmp(key.p, prefix, n) == 0;
+  if (out) *out = key;
+  return key.n > n && memcmp(key.p, WORKFLOW_PREFIX, n) == 0;
+}
+
+/* The NAME of a workflow key "workflow:HOST:NAME:ID" (empty if it has none). */
+static choreo_str scripts_workflow_name(choreo_str key) {
+  const char *end = key.p + key.n;
+  const char *host = key.p + sizeof WORKFLOW_PREFIX - 1;
+  const char *name = memchr(host, ':', (size_t)(end - host));
+  const char *stop = name ? memchr(name + 1, ':', (size_t)(end - name - 1)) : NULL;
+  return stop ? (choreo_str){name + 1, (size_t)(stop - name - 1)} : (choreo_str){0};
 }
 
 /* Pushes the function `hook` of the workflow module when the generation declares workflows;
@@ -334,7 +347,7 @@ static int scripts_check_workflows(void *scripts, char *err, size_t errlen) {
 
 static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
   choreo_scripts *s = scripts;
-  if (!scripts_workflow_key(m)) return false;
+  if (!scripts_workflow_key(m, NULL)) return false;
   bool any = scripts_push_workflow_hook(s->L, "dispatch");
   if (any) lua_pop(s->L, 1);
   return any;
@@ -342,9 +355,14 @@ static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
 
 static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
+  choreo_scripts *s = scripts_of(L);
   choreo_lua_handlers_push(L, m->type);
   scripts_push_msg(L, m);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  lua_getfield(L, 2, "where");
+  const char *where = lua_tostring(L, -1);
+  snprintf(s->handled_by, sizeof s->handled_by, "%s", where ? where : "");
+  lua_pop(L, 1);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
@@ -352,11 +370,21 @@ static int scripts_run_handlers(lua_State *L) {
     lua_pushvalue(L, 4);
     lua_call(L, 2, 0);
   }
-  if (scripts_workflow_key(m) && scripts_push_workflow_hook(L, "dispatch")) {
+  choreo_str key;
+  if (scripts_workflow_key(m, &key) && scripts_push_workflow_hook(L, "dispatch")) {
+    size_t used = strlen(s->handled_by);
+    choreo_str name = scripts_workflow_name(key);
+    snprintf(s->handled_by + used, sizeof s->handled_by - used, "%sworkflow %.*s",
+             used ? ", " : "", (int)name.n, name.p);
     lua_pushvalue(L, 3);
     lua_call(L, 1, 0);
   }
   return 0;
+}
+
+static const char *scripts_handled_by(void *scripts) {
+  choreo_scripts *s = scripts;
+  return s->handled_by;
 }
 
 static int scripts_deliver(void *scripts, const choreo_msg *m, char *err, size_t errlen,
@@ -364,6 +392,7 @@ static int scripts_deliver(void *scripts, const choreo_msg *m, char *err, size_t
   choreo_scripts *s = scripts;
   lua_State *L = s->L;
   *traceback = NULL;
+  s->handled_by[0] = '\0';
   lua_pushcfunction(L, scripts_run_handlers);
   lua_pushlightuserdata(L, (void *)m);
   return scripts_pcall(s, 1, err, errlen, traceback);
@@ -548,6 +577,7 @@ const choreo_scripts_ops choreo_lua_scripts = {
     .free = scripts_free,
     .handles = scripts_handles,
     .deliver = scripts_deliver,
+    .handled_by = scripts_handled_by,
     .policy = scripts_policy,
     .query = scripts_query,
     .projections = scripts_projections,

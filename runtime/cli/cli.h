@@ -27,6 +27,12 @@ int cli_fail(const char *fmt, const char *arg);  /* prints "choreo: ..." and ret
  * with the reason in err). cli_new_key makes a random key for an append the user named none. */
 struct cJSON;
 int cli_request(const cli_args *a, struct cJSON *request, struct cJSON **answer);
+/* One request (JSON text) to host `name` on the bus directory `bus`, waiting wait_ms for the
+ * answer; nothing printed. CLI_OK with *answer ("ok": true), or the reason in err and CLI_USAGE
+ * (no such host), CLI_UNANSWERED (it did not answer in time) or CLI_FAIL (an error answer). */
+enum { CLI_UNANSWERED = 3 };
+int cli_ask(const char *bus, const char *name, const char *text, int wait_ms,
+            struct cJSON **answer, char *err, size_t errlen);
 char *cli_read_json(const char *arg, char *err, size_t errlen);
 void cli_new_key(char *out, size_t size);
 
@@ -45,5 +51,6 @@ int cli_start(const cli_args *a);
 int cli_signal(const cli_args *a);
 int cli_workflows(const cli_args *a);
 int cli_replay_check(const cli_args *a);
+int cli_trace(const cli_args *a);
 
 #endif

@@ -53,56 +53,70 @@ static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *
   return CLI_USAGE;
 }
 
+int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, cJSON **answer,
+            char *err, size_t errlen) {
+  char url[PATH_MAX + 64];
+  choreo_bus_ipc_url(url, sizeof url, bus, name, "ctl");
+  *answer = NULL;
+  nng_socket s;
+  char *reply = NULL;
+  size_t len = 0;
+  int rv = nng_req0_open(&s);
+  if (rv) {
+    snprintf(err, errlen, "%s", nng_strerror(rv));
+    return CLI_FAIL;
+  }
+  nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, wait_ms);
+  nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, wait_ms);
+  nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
+  if (nng_dial(s, url, NULL, 0)) {
+    nng_close(s);
+    snprintf(err, errlen, "no host named '%s' is running on this bus", name);
+    return CLI_USAGE;
+  }
+  rv = nng_send(s, (void *)text, strlen(text) + 1, 0);
+  if (!rv) rv = nng_recv(s, &reply, &len, NNG_FLAG_ALLOC);
+  nng_close(s);
+  if (rv) {
+    snprintf(err, errlen, "host did not answer: %s", nng_strerror(rv));
+    return CLI_UNANSWERED;
+  }
+  *answer = cJSON_ParseWithLength(reply, len);
+  nng_free(reply, len);
+  if (!*answer) {
+    snprintf(err, errlen, "host sent an unreadable answer");
+    return CLI_FAIL;
+  }
+  if (!cJSON_IsTrue(cJSON_GetObjectItem(*answer, "ok"))) {
+    const cJSON *e = cJSON_GetObjectItem(*answer, "error");
+    snprintf(err, errlen, "%s", cJSON_IsString(e) ? e->valuestring : "request failed");
+    cJSON_Delete(*answer);
+    *answer = NULL;
+    return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
 /* Sends one request; on success *answer is the parsed answer with "ok": true. A request with a
  * key (an append) whose answer never came may or may not have been carried out: say so. */
 int cli_request(const cli_args *a, cJSON *request, cJSON **answer) {
   const cJSON *k = cJSON_GetObjectItem(request, "key");
   char key[256] = "";
   if (cJSON_IsString(k)) snprintf(key, sizeof key, "%s", k->valuestring);
-  char bus[PATH_MAX], name[CHOREO_NAME_MAX + 1], url[PATH_MAX + 64];
+  char bus[PATH_MAX], name[CHOREO_NAME_MAX + 1], err[512];
   int rc = client_pick_host(a, bus, sizeof bus, name, sizeof name);
-  if (rc) {
-    cJSON_Delete(request);
-    return rc;
-  }
-  char *text = cJSON_PrintUnformatted(request);
+  char *text = rc ? NULL : cJSON_PrintUnformatted(request);
   cJSON_Delete(request);
-  choreo_bus_ipc_url(url, sizeof url, bus, name, "ctl");
-  nng_socket s;
-  char *reply = NULL;
-  size_t len = 0;
-  int rv = nng_req0_open(&s);
-  if (!rv) {
-    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, ANSWER_WAIT_MS);
-    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, ANSWER_WAIT_MS);
-    nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
-    rv = nng_dial(s, url, NULL, 0);
-    if (rv) {
-      free(text);
-      nng_close(s);
-      return cli_fail("no host named '%s' is running on this bus", name);
-    }
-    rv = nng_send(s, text, strlen(text) + 1, 0);
-    if (!rv) rv = nng_recv(s, &reply, &len, NNG_FLAG_ALLOC);
-    nng_close(s);
-  }
+  if (rc) return rc;
+  if (!text) return cli_fail("%s", "out of memory");
+  rc = cli_ask(bus, name, text, ANSWER_WAIT_MS, answer, err, sizeof err);
   free(text);
-  if (rv && key[0]) {
-    fprintf(stderr, "choreo: host did not answer (%s): the outcome is unknown; the same command "
-                    "with --id %s appends at most once\n", nng_strerror(rv), key);
+  if (rc == CLI_UNANSWERED && key[0]) {
+    fprintf(stderr, "choreo: %s: the outcome is unknown; the same command with --id %s appends "
+                    "at most once\n", err, key);
     return CLI_FAIL;
   }
-  if (rv) return cli_fail("host did not answer: %s", nng_strerror(rv));
-  *answer = cJSON_ParseWithLength(reply, len);
-  nng_free(reply, len);
-  if (!*answer) return cli_fail("%s", "host sent an unreadable answer");
-  if (!cJSON_IsTrue(cJSON_GetObjectItem(*answer, "ok"))) {
-    const cJSON *e = cJSON_GetObjectItem(*answer, "error");
-    rc = cli_fail("%s", cJSON_IsString(e) ? e->valuestring : "request failed");
-    cJSON_Delete(*answer);
-    return rc;
-  }
-  return CLI_OK;
+  return rc ? cli_fail("%s", err) : CLI_OK;
 }
 
 /* publish TYPE [JSON] / send TO TYPE [JSON] */

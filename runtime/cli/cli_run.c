@@ -200,6 +200,10 @@ int cli_run(const cli_args *a) {
       o.dir = arg;
       continue;
     }
+    if (strcmp(arg, "--no-journal") == 0) {
+      o.no_journal = true;
+      continue;
+    }
     if (i + 1 >= a->nrest) return cli_usage("%s needs a value", arg);
     const char *value = a->rest[++i];
     unsigned long long n = 0;

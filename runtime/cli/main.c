@@ -17,7 +17,7 @@ static const struct {
      "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
      "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
      "          [--retain DURATION] [--retain-max DURATION] [--http http://HOST:PORT]\n"
-     "          [--workflow-cache N] [--workflow-history-max N]"},
+     "          [--workflow-cache N] [--workflow-history-max N] [--no-journal]"},
     {"test", cli_test, "test DIR [busted args]"},
     {"publish", cli_publish, "publish [--host NAME] [--id KEY] [--subject S] TYPE [JSON | - | @FILE]"},
     {"send", cli_send, "send    [--host NAME] [--id KEY] [--subject S] [--expect N] TO TYPE [JSON | - | @FILE]"},
@@ -25,6 +25,7 @@ static const struct {
      "tail    [--host NAME] [--count N] [--format json|text] [--source NAME]\n"
      "          [--correlation ID] [PATTERN]"},
     {"status", cli_status, "status  [--host NAME] [--json]"},
+    {"trace", cli_trace, "trace   [--host NAME] [--json | --format text|json|mermaid] ID|CORRELATION"},
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
     {"stream", cli_stream, "stream  [--host NAME] [--format json|text] STREAM"},

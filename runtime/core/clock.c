@@ -1,4 +1,4 @@
-/* The wall clock (see clock.h). */
+/* The clocks (see clock.h). */
 #include "clock.h"
 
 #include <string.h>
@@ -8,6 +8,12 @@ int64_t choreo_clock_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t choreo_clock_monotonic_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 double choreo_clock_seconds(void) {

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "engine.h"
 #include "handlers.h"
+#include "journal.h"
 #include "log.h"
 #include "timeouts.h"
 
@@ -30,6 +31,7 @@ struct choreo_engine {
   choreo_sagas *sagas;
   choreo_workflows *workflows;
   int workflow_cache, workflow_history_max;
+  choreo_journal *journal; /* NULL: --no-journal */
   choreo_streams *streams;
   choreo_projections *projections;
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
@@ -173,6 +175,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     snprintf(err, errlen, "%s: cannot prepare the sagas tables", cfg->data);
   if (!rc && (rc = choreo_workflows_open(&e->workflows, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the workflows tables", cfg->data);
+  if (!rc && !cfg->no_journal && (rc = choreo_journal_open(&e->journal, choreo_store_db(e->store))))
+    snprintf(err, errlen, "%s: cannot prepare the journal table", cfg->data);
   if (!rc && (rc = choreo_streams_open(&e->streams, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the streams tables", cfg->data);
   if (!rc && (rc = choreo_projections_open(&e->projections, choreo_store_db(e->store), cfg->data,
@@ -198,6 +202,7 @@ void choreo_engine_close(choreo_engine *e) {
   choreo_projections_close(e->projections); /* after the scripts: they may hold a build's statements */
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
+  choreo_journal_close(e->journal);
   choreo_workflows_close(e->workflows);
   choreo_streams_close(e->streams);
   choreo_timeouts_close(e->timeouts);
@@ -404,7 +409,8 @@ static void engine_policy(choreo_engine *e, choreo_str type, choreo_retry_policy
 /* A message that failed `attempts` times by now: wait for the policy's next delay, or die. A
  * policy changed by a reload meanwhile applies from where the message is. */
 static int engine_defer(choreo_engine *e, const choreo_msg *m, const choreo_retry_policy *p,
-                        int attempts, int64_t dead_id, const char *err, const char *traceback) {
+                        int attempts, int64_t dead_id, const char *err, const char *traceback,
+                        bool *dead) {
   int step = attempts > p->attempts ? attempts - p->attempts : 0;
   int64_t now = choreo_engine_now_ms(e);
   if (step < p->nbackoff) {
@@ -413,6 +419,7 @@ static int engine_defer(choreo_engine *e, const choreo_msg *m, const choreo_retr
                (double)p->backoff_ms[step] / 1000, err);
     return choreo_store_retry_add(e->store, m, attempts, now + p->backoff_ms[step], err, dead_id);
   }
+  *dead = true;
   choreo_log(CHOREO_LOG_ERROR, e->name, "%.*s %.*s dead-lettered after %d attempt%s: %s",
              (int)m->type.n, m->type.p, (int)m->id.n, m->id.p, attempts, attempts == 1 ? "" : "s",
              err);
@@ -420,11 +427,62 @@ static int engine_defer(choreo_engine *e, const choreo_msg *m, const choreo_retr
                                dead_id);
 }
 
+/* When and from which log head the handling of one message began: the journal's duration and
+ * the rows it emitted are measured from there. */
+typedef struct engine_handling {
+  int64_t at_ms, started_us, head;
+} engine_handling;
+
+static void engine_handling_begin(choreo_engine *e, engine_handling *h) {
+  h->at_ms = h->started_us = h->head = 0;
+  if (!e->journal) return;
+  h->at_ms = choreo_engine_now_ms(e);
+  h->started_us = choreo_clock_monotonic_us();
+  if (choreo_store_head(e->store, &h->head)) h->head = -1; /* emitted rows unknown */
+}
+
+/* Who took m: C handlers, then where the scripts registered theirs. */
+static void engine_handled_by(choreo_engine *e, const choreo_msg *m, char *out, size_t outlen) {
+  const char *lua = e->scripts && e->ops->handled_by ? e->ops->handled_by(e->scripts) : NULL;
+  bool c = choreo_handlers_match(e->handlers, m->type);
+  snprintf(out, outlen, "%s%s%s", c ? "C" : "", c && lua && lua[0] ? ", " : "", lua ? lua : "");
+}
+
+/* m's entry in the journal, written with the batch (engine_commit_batch). */
+static int engine_journal(choreo_engine *e, const choreo_msg *m, const engine_handling *h,
+                          choreo_journal_outcome outcome, int attempts, const char *error) {
+  if (!e->journal) return 0;
+  choreo_msg with_id = *m;
+  char id[CHOREO_NAME_MAX + 24];
+  if (!m->id.n) {
+    int n = snprintf(id, sizeof id, "%.*s/%lld", (int)m->source.n, m->source.p, (long long)m->seq);
+    with_id.id = (choreo_str){id, n < (int)sizeof id ? (size_t)n : sizeof id - 1};
+  }
+  char handled_by[320] = "";
+  if (outcome != CHOREO_JOURNAL_UNHANDLED) engine_handled_by(e, m, handled_by, sizeof handled_by);
+  int64_t head = h->head;
+  if (outcome == CHOREO_JOURNAL_OK && h->head >= 0 && choreo_store_head(e->store, &head))
+    head = h->head;
+  choreo_journal_entry entry = {
+      .msg = &with_id,
+      .handler = handled_by[0] ? handled_by : NULL,
+      .outcome = outcome,
+      .attempts = attempts,
+      .at_ms = h->at_ms,
+      .duration_us = choreo_clock_monotonic_us() - h->started_us,
+      .emitted_first = head > h->head && h->head >= 0 ? h->head + 1 : 0,
+      .emitted_last = head > h->head && h->head >= 0 ? head : 0,
+      .error = error,
+  };
+  return choreo_journal_note(e->journal, &entry);
+}
+
 /* How a message's first attempt went when it ran without a savepoint (engine_apply). */
 typedef struct engine_first_try {
   bool failed;
   int64_t seq;
   bool limited;
+  int64_t duration_us; /* of the failed attempt */
   char err[512];
   char *traceback;
 } engine_first_try;
@@ -437,6 +495,10 @@ typedef struct engine_first_try {
  * already had in an optimistic batch: it counts as the first. */
 static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64_t dead_id,
                       engine_first_try *first, choreo_apply_result *res) {
+  engine_handling handling;
+  engine_handling_begin(e, &handling);
+  if (first) handling.started_us -= first->duration_us;
+  int attempted = attempts;
   char err[512];
   char *traceback = NULL;
   bool ok = false, limited = false;
@@ -470,11 +532,16 @@ static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64
   if (!rc && ok) {
     res->applied++;
     if (dead_id > 0) rc = choreo_store_dead_resolved(e->store, dead_id);
+    if (!rc) rc = engine_journal(e, m, &handling, CHOREO_JOURNAL_OK, attempts - attempted, NULL);
   }
   if (!rc && !ok) {
     res->failed++;
     snprintf(res->last_error, sizeof res->last_error, "%s", err);
-    rc = engine_defer(e, m, &policy, attempts, dead_id, err, traceback);
+    bool dead = false;
+    rc = engine_defer(e, m, &policy, attempts, dead_id, err, traceback, &dead);
+    if (!rc)
+      rc = engine_journal(e, m, &handling, dead ? CHOREO_JOURNAL_DEAD : CHOREO_JOURNAL_RETRYING,
+                          attempts - attempted, err);
   }
   free(traceback);
   return rc;
@@ -511,19 +578,27 @@ static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
     res->skipped++;
     return 0;
   }
+  engine_handling handling;
   if (!engine_handles(e, m)) {
     res->skipped++;
     if (!careful || m->seq > first->seq) engine_unhandled(e, m); /* counted once */
-    return 0;
+    if (choreo_str_eq(m->kind, "event")) return 0; /* whoever wants one: not a loss */
+    engine_handling_begin(e, &handling);
+    return engine_journal(e, m, &handling, CHOREO_JOURNAL_UNHANDLED, 0, NULL);
   }
   if (careful) return engine_try(e, m, 0, 0, m->seq == first->seq ? first : NULL, res);
+  engine_handling_begin(e, &handling);
   bool ok = false;
   int rc = engine_attempt(e, m, false, first->err, sizeof first->err, &first->traceback, &ok,
                           &first->limited);
-  if (!rc && ok) res->applied++;
+  if (!rc && ok) {
+    res->applied++;
+    rc = engine_journal(e, m, &handling, CHOREO_JOURNAL_OK, 1, NULL);
+  }
   if (!rc && !ok) {
     first->failed = true;
     first->seq = m->seq;
+    first->duration_us = e->journal ? choreo_clock_monotonic_us() - handling.started_us : 0;
   }
   return rc;
 }
@@ -547,6 +622,17 @@ static int engine_run_frame(choreo_engine *e, choreo_frame_reader *r, int64_t ch
   }
   *bad = !rc && more < 0;
   return rc;
+}
+
+/* A batch of messages to handle: its journal entries go with it, or with its rollback. */
+static int engine_begin_batch(choreo_engine *e) {
+  if (e->journal) choreo_journal_discard(e->journal);
+  return choreo_store_begin(e->store);
+}
+
+static int engine_commit_batch(choreo_engine *e) {
+  int rc = e->journal ? choreo_journal_flush(e->journal, choreo_engine_now_ms(e)) : 0;
+  return rc ? rc : choreo_store_commit(e->store);
 }
 
 static int engine_fail_batch(choreo_engine *e, int rc) {
@@ -608,7 +694,7 @@ static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
   bool careful = false, bad = false;
   int64_t last = checkpoint;
   for (;;) {
-    rc = choreo_store_begin(e->store);
+    rc = engine_begin_batch(e);
     if (!rc) rc = engine_run_frame(e, &r, checkpoint, careful, &first, res, &last, &bad);
     if (rc || bad || careful || !first.failed) break;
     choreo_store_rollback(e->store);
@@ -625,7 +711,7 @@ static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
     return CHOREO_EINVAL;
   }
   if (!rc) rc = choreo_store_set_checkpoint(e->store, source, last);
-  if (!rc) rc = choreo_store_commit(e->store);
+  if (!rc) rc = engine_commit_batch(e);
   if (rc) return engine_fail_batch(e, rc);
   e->handled += (uint64_t)res->applied;
   return 0;
@@ -690,9 +776,9 @@ int choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res) {
   int rc = choreo_store_retry_next_due(e->store, &due);
   if (rc || due < 0 || due > now) return rc;
   retry_run run = {e, res};
-  rc = choreo_store_begin(e->store);
+  rc = engine_begin_batch(e);
   if (!rc) rc = choreo_store_retry_each_due(e->store, now, 100, engine_retry_one, &run);
-  if (!rc) rc = choreo_store_commit(e->store);
+  if (!rc) rc = engine_commit_batch(e);
   if (rc) return engine_fail_batch(e, rc);
   e->handled += (uint64_t)res->applied;
   return 0;
@@ -716,6 +802,68 @@ int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq)
 int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
                            msgpack_sbuffer *out, int *rows) {
   return choreo_store_read_frame(e->store, e->name, after, max_rows, max_bytes, out, rows);
+}
+
+bool choreo_engine_journaling(choreo_engine *e) { return e->journal != NULL; }
+
+int choreo_engine_journal_each(choreo_engine *e, const char *correlation, int max,
+                               choreo_journal_fn fn, void *ud) {
+  return e->journal ? choreo_journal_each(e->journal, correlation, max, fn, ud) : 0;
+}
+
+int choreo_engine_timeouts_of(choreo_engine *e, const char *correlation, int max,
+                              choreo_timeout_fn fn, void *ud) {
+  return choreo_timeouts_of(e->timeouts, correlation, max, fn, ud);
+}
+
+#define ENGINE_LOG_PAGE 256
+
+int choreo_engine_log_each(choreo_engine *e, int64_t first, int64_t last, choreo_log_msg_fn fn,
+                           void *ud) {
+  msgpack_sbuffer page;
+  msgpack_sbuffer_init(&page);
+  int rc = 0;
+  for (int64_t after = first - 1; !rc && after < last;) {
+    int rows = 0;
+    page.size = 0;
+    rc = choreo_store_read_frame(e->store, e->name, after, ENGINE_LOG_PAGE, 1u << 20, &page, &rows);
+    if (rc || rows == 0) break;
+    choreo_frame_reader r;
+    if ((rc = choreo_frame_open(&r, page.data, page.size))) break;
+    choreo_msg m;
+    while (!rc && choreo_frame_next(&r, &m) == 1 && m.seq <= last) {
+      after = m.seq;
+      rc = fn(ud, &m);
+    }
+    if (!rc && after < r.first - 1 + (int64_t)r.count) after = last; /* passed last */
+    choreo_frame_close(&r);
+  }
+  msgpack_sbuffer_destroy(&page);
+  return rc;
+}
+
+typedef struct engine_found {
+  char *out;
+  size_t outlen;
+} engine_found;
+
+static int engine_found_correlation(void *ud, const choreo_msg *m) {
+  engine_found *f = ud;
+  choreo_str c = m->correlationid.p ? m->correlationid : m->id;
+  snprintf(f->out, f->outlen, "%.*s", (int)c.n, c.p);
+  return 1;
+}
+
+int choreo_engine_conversation_of(choreo_engine *e, const char *id, char *out, size_t outlen) {
+  out[0] = '\0';
+  size_t own = strlen(e->name);
+  if (strncmp(id, e->name, own) != 0 || id[own] != '/') return 0;
+  char *end;
+  long long seq = strtoll(id + own + 1, &end, 10);
+  if (*end || seq < 1) return 0;
+  engine_found found = {out, outlen};
+  int rc = choreo_engine_log_each(e, seq, seq, engine_found_correlation, &found);
+  return rc > 0 ? 0 : rc;
 }
 
 int choreo_engine_subscriber_seen(choreo_engine *e, const char *name, int64_t applied) {
@@ -748,6 +896,11 @@ int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_m
   if (!rc && *deleted + dead < max_rows)
     rc = choreo_workflows_expire(e->workflows, now - retain_max_ms, max_rows - *deleted - dead,
                                  &ended);
+  /* And the journal's rows older than the log's retention. */
+  int journaled = 0;
+  if (!rc && e->journal && *deleted + dead + ended < max_rows)
+    rc = choreo_journal_expire(e->journal, now - retain_ms, max_rows - *deleted - dead - ended,
+                               &journaled);
   if (!rc) rc = choreo_store_commit(e->store);
   if (rc) return engine_fail_batch(e, rc);
   if (dead)
@@ -756,7 +909,7 @@ int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_m
   if (ended)
     choreo_log(CHOREO_LOG_INFO, e->name, "retention deleted %d workflow instances that ended "
                "over %llds ago", ended, (long long)(retain_max_ms / 1000));
-  *deleted += dead + ended;
+  *deleted += dead + ended + journaled;
   return 0;
 }
 

@@ -16,11 +16,13 @@
 
 #include "choreo.h"
 #include "codec.h"
+#include "journal.h"
 #include "projections.h"
 #include "sagas.h"
 #include "workflows.h"
 #include "store.h"
 #include "streams.h"
+#include "timeouts.h"
 
 typedef struct choreo_engine choreo_engine;
 
@@ -48,6 +50,9 @@ typedef struct choreo_scripts_ops {
   /* Runs the handlers for m; on failure err gets the message and *traceback (malloc'd, may
    * stay NULL) the traceback. */
   int (*deliver)(void *scripts, const choreo_msg *m, char *err, size_t errlen, char **traceback);
+  /* Where the handlers the last deliver ran were registered ("orders.lua:12, workflow"), for
+   * the journal; valid until the next deliver. NULL: not known. */
+  const char *(*handled_by)(void *scripts);
   /* The retry policy the handlers of type declared, if any: true and *out filled. Asked only
    * once a message has failed. */
   bool (*policy)(void *scripts, choreo_str type, choreo_retry_policy *out);
@@ -91,6 +96,7 @@ typedef struct choreo_engine_config {
                                   at most CHOREO_MAX_MESSAGE_LIMIT */
   int workflow_cache;          /* suspended workflow instances kept in memory; 0 = 10,000 */
   int workflow_history_max;    /* steps of one workflow history; 0 = 10,000 */
+  bool no_journal;             /* keep no journal of the messages handled (choreo_journal) */
   int64_t (*now_ms)(void *ud); /* clock for retries and timeouts; NULL = wall clock */
   void *clock_ud;
 } choreo_engine_config;
@@ -215,6 +221,24 @@ int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq)
  * *rows gets the number of rows. */
 int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
                            msgpack_sbuffer *out, int *rows);
+
+/* ---- the journal (journal.h) ---- */
+
+/* Whether the engine keeps one (not with no_journal). */
+bool choreo_engine_journaling(choreo_engine *e);
+int choreo_engine_journal_each(choreo_engine *e, const char *correlation, int max,
+                               choreo_journal_fn fn, void *ud);
+/* The conversation (correlation id) of the message `id` if it is one of our log's rows
+ * ("<name>/<seq>") still retained; "" in out otherwise. A seek, not a scan of the journal. */
+int choreo_engine_conversation_of(choreo_engine *e, const char *id, char *out, size_t outlen);
+/* The pending timeouts (ctx:timeout) of a conversation, at most max, earliest first. */
+int choreo_engine_timeouts_of(choreo_engine *e, const char *correlation, int max,
+                              choreo_timeout_fn fn, void *ud);
+/* Calls fn for each retained row of our log with a seq from first to last, in order; a
+ * non-zero result of fn stops the walk and is returned. */
+typedef int (*choreo_log_msg_fn)(void *ud, const choreo_msg *m);
+int choreo_engine_log_each(choreo_engine *e, int64_t first, int64_t last, choreo_log_msg_fn fn,
+                           void *ud);
 
 /* ---- retention ---- */
 

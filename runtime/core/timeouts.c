@@ -6,7 +6,7 @@
 #include "sql.h"
 #include "timeouts.h"
 
-enum { T_ADD, T_CANCEL, T_NEXT, T_DUE, T_DELETE, T_COUNT_ROWS, T_COUNT };
+enum { T_ADD, T_CANCEL, T_NEXT, T_DUE, T_DELETE, T_COUNT_ROWS, T_OF, T_COUNT };
 
 static const char *const timeouts_sql[T_COUNT] = {
     [T_ADD] = "INSERT INTO choreo_timeouts(due_ms, type, data, correlationid, causationid, subject) "
@@ -17,6 +17,8 @@ static const char *const timeouts_sql[T_COUNT] = {
               "FROM choreo_timeouts WHERE due_ms <= ? ORDER BY due_ms, id LIMIT ?",
     [T_DELETE] = "DELETE FROM choreo_timeouts WHERE id = ?",
     [T_COUNT_ROWS] = "SELECT count(*) FROM choreo_timeouts",
+    [T_OF] = "SELECT due_ms, type, correlationid, causationid, subject FROM choreo_timeouts "
+             "WHERE correlationid = ? ORDER BY due_ms, id LIMIT ?",
 };
 
 static const char timeouts_schema[] =
@@ -24,7 +26,8 @@ static const char timeouts_schema[] =
     "  id INTEGER PRIMARY KEY, due_ms INTEGER NOT NULL, type TEXT NOT NULL, data BLOB,"
     "  correlationid TEXT, causationid TEXT, subject TEXT);"
     "CREATE INDEX IF NOT EXISTS choreo_timeouts_due ON choreo_timeouts(due_ms);"
-    "CREATE INDEX IF NOT EXISTS choreo_timeouts_subject ON choreo_timeouts(subject);";
+    "CREATE INDEX IF NOT EXISTS choreo_timeouts_subject ON choreo_timeouts(subject);"
+    "CREATE INDEX IF NOT EXISTS choreo_timeouts_correlation ON choreo_timeouts(correlationid);";
 
 struct choreo_timeouts {
   sqlite3_stmt *st[T_COUNT];
@@ -123,4 +126,28 @@ int choreo_timeouts_take_due(choreo_timeouts *t, int64_t now_ms, int max, choreo
     rc = timeouts_run(t->st[T_DELETE]);
   }
   return rc;
+}
+
+int choreo_timeouts_of(choreo_timeouts *t, const char *correlation, int max, choreo_timeout_fn fn,
+                       void *ud) {
+  sqlite3_stmt *st = t->st[T_OF];
+  int rc = sqlite3_bind_text(st, 1, correlation, -1, SQLITE_STATIC);
+  if (!rc) rc = sqlite3_bind_int(st, 2, max);
+  if (rc) return choreo_sql_finish(st, SQLITE_ERROR);
+  int step, stop = 0;
+  while (!stop && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    choreo_timeout to = {
+        .due_ms = sqlite3_column_int64(st, 0),
+        .type = (const char *)sqlite3_column_text(st, 1),
+        .correlationid = (const char *)sqlite3_column_text(st, 2),
+        .causationid = (const char *)sqlite3_column_text(st, 3),
+        .subject = (const char *)sqlite3_column_text(st, 4),
+    };
+    stop = fn(ud, &to);
+  }
+  if (stop) {
+    choreo_sql_finish(st, SQLITE_DONE);
+    return stop;
+  }
+  return choreo_sql_finish(st, step);
 }

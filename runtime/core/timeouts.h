@@ -34,6 +34,10 @@ int choreo_timeouts_next_due(choreo_timeouts *t, int64_t *due_ms);
 typedef int (*choreo_timeout_fn)(void *ud, const choreo_timeout *timeout);
 int choreo_timeouts_take_due(choreo_timeouts *t, int64_t now_ms, int max, choreo_timeout_fn fn,
                              void *ud);
+/* Hands the pending timeouts of one conversation (at most max, earliest first, without their
+ * data) to fn; a non-zero result of fn stops the walk and is returned. */
+int choreo_timeouts_of(choreo_timeouts *t, const char *correlation, int max, choreo_timeout_fn fn,
+                       void *ud);
 /* How many are pending. */
 int choreo_timeouts_count(choreo_timeouts *t, int64_t *count);
 

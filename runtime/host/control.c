@@ -175,6 +175,14 @@ static cJSON *control_status(choreo_host *h) {
   return o;
 }
 
+/* A new object at the end of array; NULL when out of memory. */
+static cJSON *control_new_item(cJSON *array) {
+  cJSON *item = cJSON_CreateObject();
+  if (item && cJSON_AddItemToArray(array, item)) return item;
+  cJSON_Delete(item);
+  return NULL;
+}
+
 /* The stored message in its CloudEvents JSON form; null if it no longer decodes, so one
  * damaged row cannot hide the others from `choreo dead list`. */
 static cJSON *control_message(const char *raw, size_t len) {
@@ -253,11 +261,8 @@ static cJSON *control_value(const char *blob, size_t len) {
 }
 
 static int control_add_saga(void *ud, const choreo_saga_row *row) {
-  cJSON *item = cJSON_CreateObject();
-  if (!item || !cJSON_AddItemToArray(ud, item)) {
-    cJSON_Delete(item);
-    return CHOREO_ENOMEM;
-  }
+  cJSON *item = control_new_item(ud);
+  if (!item) return CHOREO_ENOMEM;
   cJSON_AddStringToObject(item, "name", row->name);
   cJSON_AddStringToObject(item, "key", row->key);
   cJSON_AddNumberToObject(item, "version", (double)row->version);
@@ -291,11 +296,8 @@ static cJSON *control_sagas(choreo_host *h, const cJSON *req) {
 }
 
 static int control_add_workflow(void *ud, const choreo_workflow_row *row) {
-  cJSON *item = cJSON_CreateObject();
-  if (!item || !cJSON_AddItemToArray(ud, item)) {
-    cJSON_Delete(item);
-    return CHOREO_ENOMEM;
-  }
+  cJSON *item = control_new_item(ud);
+  if (!item) return CHOREO_ENOMEM;
   control_add_text(item, "name", row->name);
   control_add_text(item, "id", row->id);
   control_add_text(item, "status", row->status);
@@ -310,11 +312,8 @@ static int control_add_workflow(void *ud, const choreo_workflow_row *row) {
 }
 
 static int control_add_step(void *ud, const choreo_workflow_step *s) {
-  cJSON *item = cJSON_CreateObject();
-  if (!item || !cJSON_AddItemToArray(ud, item)) {
-    cJSON_Delete(item);
-    return CHOREO_ENOMEM;
-  }
+  cJSON *item = control_new_item(ud);
+  if (!item) return CHOREO_ENOMEM;
   cJSON_AddNumberToObject(item, "step", (double)s->step);
   control_add_text(item, "op", s->op);
   control_add_text(item, "what", s->what);
@@ -461,11 +460,8 @@ static cJSON *control_stream(choreo_host *h, const cJSON *req) {
 }
 
 static void control_add_projection(void *ud, const choreo_projection_status *p) {
-  cJSON *item = cJSON_CreateObject();
-  if (!item || !cJSON_AddItemToArray(ud, item)) {
-    cJSON_Delete(item);
-    return;
-  }
+  cJSON *item = control_new_item(ud);
+  if (!item) return;
   cJSON_AddStringToObject(item, "name", p->name);
   cJSON_AddNumberToObject(item, "version", (double)p->declared);
   cJSON_AddNumberToObject(item, "live", (double)p->live);
@@ -559,6 +555,110 @@ static cJSON *control_query(choreo_host *h, const cJSON *req) {
   return o;
 }
 
+#define CONTROL_JOURNAL_MAX 10000
+
+typedef struct control_journal {
+  choreo_engine *e;
+  cJSON *rows;
+} control_journal;
+
+/* A message's attribute: a string, left out where the message has none. */
+static void control_add_attr(cJSON *o, const char *key, choreo_str v) {
+  char *text = v.p ? strndup(v.p, v.n) : NULL;
+  if (text) cJSON_AddStringToObject(o, key, text);
+  free(text);
+}
+
+static int control_add_emitted(void *ud, const choreo_msg *m) {
+  cJSON *item = control_new_item(ud);
+  if (!item) return CHOREO_ENOMEM;
+  char id[CHOREO_NAME_MAX + 24];
+  if (!m->id.n) snprintf(id, sizeof id, "%.*s/%lld", (int)m->source.n, m->source.p, (long long)m->seq);
+  else snprintf(id, sizeof id, "%.*s", (int)m->id.n, m->id.p);
+  cJSON_AddStringToObject(item, "id", id);
+  control_add_attr(item, "type", m->type);
+  control_add_attr(item, "kind", m->kind);
+  control_add_attr(item, "to", m->to);
+  control_add_attr(item, "correlation", m->correlationid.p ? m->correlationid : m->id);
+  return 0;
+}
+
+static int control_add_journal_row(void *ud, const choreo_journal_row *row) {
+  control_journal *j = ud;
+  cJSON *item = control_new_item(j->rows);
+  if (!item) return CHOREO_ENOMEM;
+  cJSON_AddNumberToObject(item, "at_ms", (double)row->at_ms);
+  control_add_text(item, "id", row->id);
+  control_add_text(item, "source", row->source);
+  cJSON_AddNumberToObject(item, "seq", (double)row->seq);
+  control_add_text(item, "type", row->type);
+  control_add_text(item, "kind", row->kind);
+  control_add_text(item, "correlation", row->correlation);
+  control_add_text(item, "causation", row->causation);
+  control_add_text(item, "handler", row->handler);
+  control_add_text(item, "outcome", row->outcome);
+  cJSON_AddNumberToObject(item, "attempts", (double)row->attempts);
+  cJSON_AddNumberToObject(item, "duration_us", (double)row->duration_us);
+  control_add_text(item, "error", row->error);
+  cJSON *emitted = cJSON_AddArrayToObject(item, "emitted");
+  if (!emitted) return CHOREO_ENOMEM;
+  if (row->emitted_first > 0)
+    return choreo_engine_log_each(j->e, row->emitted_first, row->emitted_last,
+                                  control_add_emitted, emitted);
+  return 0;
+}
+
+static int control_add_timeout(void *ud, const choreo_timeout *t) {
+  cJSON *item = control_new_item(ud);
+  if (!item) return CHOREO_ENOMEM;
+  control_add_text(item, "type", t->type);
+  cJSON_AddNumberToObject(item, "due_ms", (double)t->due_ms);
+  control_add_text(item, "causation", t->causationid);
+  return 0;
+}
+
+/* journal: "correlation", or "id" (a message of this host's log: its conversation, "" when it
+ * is not one or no longer retained): the rows of this host's journal in that conversation, oldest first, at
+ * most 10,000 ("more" when there are further ones), each with the messages it emitted; and
+ * the conversation's pending timeouts. */
+static cJSON *control_journal_rows(choreo_host *h, const cJSON *req) {
+  choreo_engine *e = choreo_host_engine(h);
+  const char *correlation = control_string(req, "correlation");
+  const char *id = control_string(req, "id");
+  if (!correlation == !id) return control_error("%s", "journal needs a correlation or an id");
+  char found[1024];
+  if (id) {
+    int rc = choreo_engine_conversation_of(e, id, found, sizeof found);
+    if (rc) return control_error("cannot read the journal: %s", choreo_strerror(rc));
+    correlation = found;
+  }
+  cJSON *o = control_ok();
+  cJSON_AddStringToObject(o, "host", choreo_engine_name(e));
+  cJSON_AddBoolToObject(o, "journal", choreo_engine_journaling(e));
+  cJSON_AddStringToObject(o, "correlation", correlation);
+  control_journal j = {.e = e, .rows = cJSON_AddArrayToObject(o, "rows")};
+  int rc = correlation[0] ? choreo_engine_journal_each(e, correlation, CONTROL_JOURNAL_MAX + 1,
+                                                       control_add_journal_row, &j)
+                          : 0;
+  if (rc) {
+    cJSON_Delete(o);
+    return control_error("cannot read the journal: %s", choreo_strerror(rc));
+  }
+  cJSON *timeouts = cJSON_AddArrayToObject(o, "timeouts");
+  if (!rc && correlation[0])
+    rc = choreo_engine_timeouts_of(e, correlation, CONTROL_JOURNAL_MAX, control_add_timeout,
+                                   timeouts);
+  if (rc) {
+    cJSON_Delete(o);
+    return control_error("cannot read the timeouts: %s", choreo_strerror(rc));
+  }
+  cJSON_AddNumberToObject(o, "now_ms", (double)choreo_engine_now_ms(e));
+  bool more = cJSON_GetArraySize(j.rows) > CONTROL_JOURNAL_MAX;
+  if (more) cJSON_DeleteItemFromArray(j.rows, CONTROL_JOURNAL_MAX);
+  cJSON_AddBoolToObject(o, "more", more);
+  return o;
+}
+
 static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) {
   cJSON *req = cJSON_ParseWithLength(body, len);
   if (!cJSON_IsObject(req)) {
@@ -587,6 +687,8 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_projections(h, req);
   else if (strcmp(op, "workflows") == 0)
     answer = control_workflows(h, req);
+  else if (strcmp(op, "journal") == 0)
+    answer = control_journal_rows(h, req);
   else if (strcmp(op, "start") == 0 || strcmp(op, "cancel") == 0 || strcmp(op, "signal") == 0)
     answer = control_workflow_command(h, req, op);
   else

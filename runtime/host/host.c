@@ -462,7 +462,8 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
                                .memory_limit = cfg->memory_limit,
                                .max_message = cfg->max_message,
                                .workflow_cache = cfg->workflow_cache,
-                               .workflow_history_max = cfg->workflow_history_max};
+                               .workflow_history_max = cfg->workflow_history_max,
+                               .no_journal = cfg->no_journal};
   if (!rc) rc = choreo_engine_open(&h->engine, &ecfg, err, errlen);
   if (!rc && !cfg->loop) {
     h->owns_loop = uv_loop_init(&h->own_loop) == 0;

@@ -34,6 +34,8 @@ TABLE_OWNERS = {
     "choreo_workflow_history": "runtime/core/workflows.c",
     "choreo_workflow_inbox": "runtime/core/workflows.c",
     "choreo_workflow_signals": "runtime/core/workflows.c",
+    "choreo_journal": "runtime/core/journal.c",
+    "choreo_journal_conversations": "runtime/core/journal.c",
 }
 SQL_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE(?:\s+IF\s+NOT\s+EXISTS)?|INDEX\s+"
                        r"(?:IF\s+NOT\s+EXISTS\s+)?\w+\s+ON)\s+(choreo_\w+)", re.I)

@@ -1,0 +1,363 @@
+/* The journal (see journal.h). A batch's entries are packed with msgpack-c as they come,
+ * each an array:
+ *   [at_ms, id, source, seq, type, kind, correlation, causation, handler, outcome, attempts,
+ *    duration_us, emitted_first, emitted_last, error]
+ * and written at the end of the batch as one row, with one (correlation, batch) row per
+ * conversation it touched: a batch of one conversation's messages costs two inserts in all.
+ * Entries are small because neighbours are alike: at_ms is counted from the entry before (the
+ * first from 0), `true` stands for the previous entry's value of source, type, kind,
+ * correlation, causation and handler, and for an id that is "<source>/<seq>". */
+#include "journal.h"
+
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "choreo.h"
+#include "sql.h"
+
+enum { J_ADD, J_CONVERSATION, J_EACH, J_OLD, J_ENTRIES, J_FORGET, J_DELETE, J_COUNT };
+
+static const char *const journal_sql[J_COUNT] = {
+    [J_ADD] = "INSERT INTO choreo_journal(at, count, entries) VALUES (?1, ?2, ?3)",
+    [J_CONVERSATION] = "INSERT OR IGNORE INTO choreo_journal_conversations(correlation, batch) "
+                       "VALUES (?1, ?2)",
+    [J_EACH] = "SELECT j.count, j.entries FROM choreo_journal_conversations c "
+               "JOIN choreo_journal j ON j.rowid = c.batch WHERE c.correlation = ?1 "
+               "ORDER BY c.batch",
+    [J_OLD] = "SELECT rowid FROM choreo_journal WHERE at < ?1 ORDER BY rowid LIMIT ?2",
+    [J_ENTRIES] = "SELECT count, entries FROM choreo_journal WHERE rowid = ?1",
+    [J_FORGET] = "DELETE FROM choreo_journal_conversations WHERE correlation = ?1 AND batch = ?2",
+    [J_DELETE] = "DELETE FROM choreo_journal WHERE rowid = ?1",
+};
+
+static const char journal_schema[] =
+    "CREATE TABLE IF NOT EXISTS choreo_journal("
+    "  at INTEGER NOT NULL, count INTEGER NOT NULL, entries BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS choreo_journal_conversations("
+    "  correlation TEXT NOT NULL, batch INTEGER NOT NULL, PRIMARY KEY (correlation, batch))"
+    "  WITHOUT ROWID;";
+
+enum { E_AT, E_ID, E_SOURCE, E_SEQ, E_TYPE, E_KIND, E_CORRELATION, E_CAUSATION, E_HANDLER,
+       E_OUTCOME, E_ATTEMPTS, E_DURATION, E_FIRST, E_LAST, E_ERROR, E_FIELDS };
+
+/* The fields an entry may take from the one before. */
+enum { R_SOURCE, R_TYPE, R_KIND, R_CORRELATION, R_CAUSATION, R_HANDLER, R_FIELDS };
+#define JOURNAL_REPEAT_MAX 256 /* longer values are written out each time */
+
+struct choreo_journal {
+  sqlite3_stmt *st[J_COUNT];
+  msgpack_sbuffer entries;
+  msgpack_packer pk;
+  int count;
+  int64_t at_ms; /* of the last entry noted */
+  struct {
+    bool known; /* NULL is a value too */
+    size_t n;
+    char p[JOURNAL_REPEAT_MAX];
+  } previous[R_FIELDS];
+  /* The conversations of the batch under way, NUL-terminated one after the other: each once
+   * in a run of messages of one conversation, INSERT OR IGNORE takes care of the rest. */
+  msgpack_sbuffer conversations;
+  size_t last; /* offset of the last one added */
+};
+
+static const char *const journal_outcomes[] = {
+    [CHOREO_JOURNAL_OK] = "ok",
+    [CHOREO_JOURNAL_RETRYING] = "retrying",
+    [CHOREO_JOURNAL_DEAD] = "dead",
+    [CHOREO_JOURNAL_UNHANDLED] = "unhandled",
+};
+#define JOURNAL_OUTCOMES (int)(sizeof journal_outcomes / sizeof *journal_outcomes)
+
+const char *choreo_journal_outcome_name(choreo_journal_outcome o) { return journal_outcomes[o]; }
+
+int choreo_journal_open(choreo_journal **out, sqlite3 *db) {
+  choreo_journal *j = calloc(1, sizeof *j);
+  if (!j) return CHOREO_ENOMEM;
+  int rc = choreo_sql_prepare(db, journal_schema, journal_sql, J_COUNT, j->st);
+  if (rc) {
+    free(j);
+    return rc;
+  }
+  msgpack_sbuffer_init(&j->entries);
+  msgpack_sbuffer_init(&j->conversations);
+  msgpack_packer_init(&j->pk, &j->entries, msgpack_sbuffer_write);
+  *out = j;
+  return 0;
+}
+
+void choreo_journal_close(choreo_journal *j) {
+  if (!j) return;
+  choreo_sql_finalize(j->st, J_COUNT);
+  msgpack_sbuffer_destroy(&j->entries);
+  msgpack_sbuffer_destroy(&j->conversations);
+  free(j);
+}
+
+/* ---- writing ---- */
+
+static int journal_pack_str(msgpack_packer *pk, const char *p, size_t n) {
+  if (!p) return msgpack_pack_nil(pk);
+  return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, p, n);
+}
+
+static int journal_pack_text(msgpack_packer *pk, const char *s) {
+  return journal_pack_str(pk, s, s ? strlen(s) : 0);
+}
+
+/* Packs a string field, or `true` when the entry before had the same. */
+static int journal_pack_repeated(choreo_journal *j, int field, const char *p, size_t n) {
+  __typeof__(j->previous[0]) *prev = &j->previous[field];
+  if (prev->known && (p ? prev->n == n && memcmp(prev->p, p, n) == 0 : prev->n == SIZE_MAX))
+    return msgpack_pack_true(&j->pk);
+  prev->known = !p || n <= JOURNAL_REPEAT_MAX;
+  prev->n = p ? n : SIZE_MAX;
+  if (p && prev->known) memcpy(prev->p, p, n);
+  return journal_pack_str(&j->pk, p, n);
+}
+
+/* Whether id is "<source>/<seq>", what a message that names no id of its own has. */
+static bool journal_derived_id(const choreo_msg *m) {
+  char derived[CHOREO_NAME_MAX + 24];
+  int n = snprintf(derived, sizeof derived, "/%lld", (long long)m->seq);
+  return m->id.n == m->source.n + (size_t)n && memcmp(m->id.p, m->source.p, m->source.n) == 0 &&
+         memcmp(m->id.p + m->source.n, derived, (size_t)n) == 0;
+}
+
+static int journal_note_conversation(choreo_journal *j, choreo_str c) {
+  msgpack_sbuffer *b = &j->conversations;
+  if (b->size && strlen(b->data + j->last) == c.n && memcmp(b->data + j->last, c.p, c.n) == 0)
+    return 0;
+  size_t at = b->size;
+  if (msgpack_sbuffer_write(b, c.p, c.n) || msgpack_sbuffer_write(b, "", 1)) return CHOREO_ENOMEM;
+  j->last = at;
+  return 0;
+}
+
+int choreo_journal_note(choreo_journal *j, const choreo_journal_entry *en) {
+  const choreo_msg *m = en->msg;
+  /* A message with no correlation starts a conversation: its own id names it. */
+  choreo_str c = m->correlationid.p ? m->correlationid : m->id;
+  msgpack_packer *pk = &j->pk;
+  size_t mark = j->entries.size;
+  int failed = msgpack_pack_array(pk, E_FIELDS) ||
+               msgpack_pack_int64(pk, en->at_ms - j->at_ms) ||
+               (journal_derived_id(m) ? msgpack_pack_true(pk)
+                                      : journal_pack_str(pk, m->id.p, m->id.n)) ||
+               journal_pack_repeated(j, R_SOURCE, m->source.p, m->source.n) ||
+               msgpack_pack_int64(pk, m->seq) ||
+               journal_pack_repeated(j, R_TYPE, m->type.p, m->type.n) ||
+               journal_pack_repeated(j, R_KIND, m->kind.p, m->kind.n) ||
+               journal_pack_repeated(j, R_CORRELATION, c.p, c.n) ||
+               journal_pack_repeated(j, R_CAUSATION, m->causationid.p, m->causationid.n) ||
+               journal_pack_repeated(j, R_HANDLER, en->handler,
+                                     en->handler ? strlen(en->handler) : 0) ||
+               msgpack_pack_int(pk, (int)en->outcome) ||
+               msgpack_pack_int(pk, en->attempts) || msgpack_pack_int64(pk, en->duration_us) ||
+               msgpack_pack_int64(pk, en->emitted_first) ||
+               msgpack_pack_int64(pk, en->emitted_last) || journal_pack_text(pk, en->error);
+  if (failed || journal_note_conversation(j, c)) {
+    j->entries.size = mark;
+    return CHOREO_ENOMEM;
+  }
+  j->count++;
+  j->at_ms = en->at_ms;
+  return 0;
+}
+
+void choreo_journal_discard(choreo_journal *j) {
+  j->entries.size = j->conversations.size = 0;
+  j->count = 0;
+  j->at_ms = 0;
+  for (int i = 0; i < R_FIELDS; i++) j->previous[i].known = false;
+}
+
+int choreo_journal_flush(choreo_journal *j, int64_t now_ms) {
+  if (!j->count) return 0;
+  sqlite3_stmt *st = j->st[J_ADD];
+  int rc = sqlite3_bind_int64(st, 1, now_ms);
+  if (!rc) rc = sqlite3_bind_int(st, 2, j->count);
+  if (!rc) rc = sqlite3_bind_blob64(st, 3, j->entries.data, j->entries.size, SQLITE_STATIC);
+  rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+  int64_t batch = sqlite3_last_insert_rowid(sqlite3_db_handle(st));
+  st = j->st[J_CONVERSATION];
+  for (size_t at = 0; !rc && at < j->conversations.size;) {
+    const char *c = j->conversations.data + at;
+    size_t n = strlen(c);
+    rc = sqlite3_bind_text(st, 1, c, (int)n, SQLITE_STATIC);
+    if (!rc) rc = sqlite3_bind_int64(st, 2, batch);
+    rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+    at += n + 1;
+  }
+  choreo_journal_discard(j);
+  return rc;
+}
+
+/* ---- reading ---- */
+
+/* Reading a batch: the strings of the entry under way, NUL-terminated (cut where they would
+ * not fit), and what the entries before left for `true` to stand for. */
+typedef struct journal_reader {
+  char buf[8192];
+  size_t used;
+  int64_t at_ms;
+  struct {
+    bool null;
+    char p[JOURNAL_REPEAT_MAX + 1];
+  } previous[R_FIELDS];
+} journal_reader;
+
+static const char *journal_str(journal_reader *t, const msgpack_object *o) {
+  if (o->type != MSGPACK_OBJECT_STR || t->used >= sizeof t->buf) return NULL;
+  size_t room = sizeof t->buf - t->used - 1;
+  size_t n = o->via.str.size < room ? o->via.str.size : room;
+  char *out = t->buf + t->used;
+  memcpy(out, o->via.str.ptr, n);
+  out[n] = '\0';
+  t->used += n + 1;
+  return out;
+}
+
+static const char *journal_repeated(journal_reader *t, int field, const msgpack_object *o) {
+  __typeof__(t->previous[0]) *prev = &t->previous[field];
+  if (o->type == MSGPACK_OBJECT_BOOLEAN) return prev->null ? NULL : prev->p;
+  const char *s = journal_str(t, o);
+  prev->null = !s;
+  if (s) {
+    size_t n = strnlen(s, JOURNAL_REPEAT_MAX);
+    memcpy(prev->p, s, n);
+    prev->p[n] = '\0';
+  }
+  return s;
+}
+
+static int64_t journal_int(const msgpack_object *o) {
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return (int64_t)o->via.u64;
+  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) return o->via.i64;
+  return 0;
+}
+
+/* Decodes the next entry of a batch into row (strings in t); false if it is not one. */
+static bool journal_row(const msgpack_object *o, journal_reader *t, choreo_journal_row *row) {
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != E_FIELDS) return false;
+  const msgpack_object *f = o->via.array.ptr;
+  t->used = 0;
+  t->at_ms += journal_int(&f[E_AT]);
+  int64_t outcome = journal_int(&f[E_OUTCOME]);
+  *row = (choreo_journal_row){
+      .at_ms = t->at_ms, .seq = journal_int(&f[E_SEQ]),
+      .attempts = journal_int(&f[E_ATTEMPTS]), .duration_us = journal_int(&f[E_DURATION]),
+      .emitted_first = journal_int(&f[E_FIRST]), .emitted_last = journal_int(&f[E_LAST]),
+      .source = journal_repeated(t, R_SOURCE, &f[E_SOURCE]),
+      .type = journal_repeated(t, R_TYPE, &f[E_TYPE]),
+      .kind = journal_repeated(t, R_KIND, &f[E_KIND]),
+      .correlation = journal_repeated(t, R_CORRELATION, &f[E_CORRELATION]),
+      .causation = journal_repeated(t, R_CAUSATION, &f[E_CAUSATION]),
+      .handler = journal_repeated(t, R_HANDLER, &f[E_HANDLER]),
+      .outcome = outcome >= 0 && outcome < JOURNAL_OUTCOMES ? journal_outcomes[outcome] : "?",
+      .error = journal_str(t, &f[E_ERROR])};
+  if (f[E_ID].type == MSGPACK_OBJECT_BOOLEAN && row->source && t->used < sizeof t->buf) {
+    char *id = t->buf + t->used;
+    int n = snprintf(id, sizeof t->buf - t->used, "%s/%lld", row->source, (long long)row->seq);
+    t->used += (size_t)n + 1;
+    row->id = t->used <= sizeof t->buf ? id : NULL;
+  } else {
+    row->id = journal_str(t, &f[E_ID]);
+  }
+  return row->id && row->correlation;
+}
+
+/* Calls fn for each entry of the batch st's current row holds (count, entries) whose
+ * conversation is `correlation` (every entry when NULL), while *left lasts. */
+static int journal_walk_batch(sqlite3_stmt *st, const char *correlation, int *left,
+                              choreo_journal_fn fn, void *ud) {
+  const char *blob = sqlite3_column_blob(st, 1);
+  size_t len = (size_t)sqlite3_column_bytes(st, 1);
+  int64_t count = sqlite3_column_int64(st, 0);
+  /* Our own bytes, but a damaged file must not be read past its end. */
+  if (!blob || count < 1 || choreo_msgpack_check(blob, len, (size_t)count, 2)) return 0;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  journal_reader *text = calloc(1, sizeof *text);
+  size_t off = 0;
+  int rc = text ? 0 : CHOREO_ENOMEM;
+  while (!rc && *left > 0 && msgpack_unpack_next(&u, blob, len, &off) == MSGPACK_UNPACK_SUCCESS) {
+    choreo_journal_row row;
+    if (!journal_row(&u.data, text, &row)) continue;
+    if (correlation && strcmp(row.correlation, correlation) != 0) continue;
+    (*left)--;
+    rc = fn(ud, &row);
+  }
+  free(text);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+int choreo_journal_each(choreo_journal *j, const char *correlation, int max, choreo_journal_fn fn,
+                        void *ud) {
+  sqlite3_stmt *st = j->st[J_EACH];
+  if (sqlite3_bind_text(st, 1, correlation, -1, SQLITE_STATIC))
+    return choreo_sql_finish(st, SQLITE_ERROR);
+  int step, rc = 0, left = max;
+  while (!rc && left > 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+    rc = journal_walk_batch(st, correlation, &left, fn, ud);
+  if (rc || left <= 0) {
+    choreo_sql_finish(st, SQLITE_DONE);
+    return rc;
+  }
+  return choreo_sql_finish(st, step);
+}
+
+/* ---- retention ---- */
+
+typedef struct journal_forget {
+  choreo_journal *j;
+  int64_t batch;
+} journal_forget;
+
+static int journal_forget_conversation(void *ud, const choreo_journal_row *row) {
+  journal_forget *f = ud;
+  sqlite3_stmt *st = f->j->st[J_FORGET];
+  int rc = sqlite3_bind_text(st, 1, row->correlation, -1, SQLITE_STATIC);
+  if (!rc) rc = sqlite3_bind_int64(st, 2, f->batch);
+  return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+}
+
+/* Deletes one batch and its conversations' rows (an entry's conversation, once per entry:
+ * deleting one already gone is a no-op). */
+static int journal_delete_batch(choreo_journal *j, int64_t batch) {
+  sqlite3_stmt *st = j->st[J_ENTRIES];
+  int rc = sqlite3_bind_int64(st, 1, batch);
+  int step = rc ? SQLITE_ERROR : sqlite3_step(st);
+  journal_forget f = {j, batch};
+  int left = 1 << 30;
+  if (step == SQLITE_ROW) rc = journal_walk_batch(st, NULL, &left, journal_forget_conversation, &f);
+  if (rc) {
+    choreo_sql_finish(st, SQLITE_DONE);
+    return rc;
+  }
+  if ((rc = choreo_sql_finish(st, step))) return rc;
+  st = j->st[J_DELETE];
+  rc = sqlite3_bind_int64(st, 1, batch);
+  return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+}
+
+int choreo_journal_expire(choreo_journal *j, int64_t before_ms, int max, int *deleted) {
+  *deleted = 0;
+  if (max < 1) return 0;
+  int64_t *batches = malloc((size_t)max * sizeof *batches);
+  if (!batches) return CHOREO_ENOMEM;
+  sqlite3_stmt *st = j->st[J_OLD];
+  int n = 0, step = SQLITE_DONE;
+  int rc = sqlite3_bind_int64(st, 1, before_ms);
+  if (!rc) rc = sqlite3_bind_int(st, 2, max);
+  while (!rc && n < max && (step = sqlite3_step(st)) == SQLITE_ROW)
+    batches[n++] = sqlite3_column_int64(st, 0);
+  rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : step);
+  for (int i = 0; !rc && i < n; i++) rc = journal_delete_batch(j, batches[i]);
+  free(batches);
+  if (!rc) *deleted = n;
+  return rc;
+}
