@@ -86,19 +86,45 @@ static void handlers_push_policy(lua_State *L, int idx) {
   }
 }
 
+/* The value of the local `name` of a stack frame (the saga's, projection's or aggregate's
+ * name, for their modules' registering functions), or NULL. */
+static const char *handlers_frame_name(lua_State *L, lua_Debug *ar) {
+  const char *local;
+  for (int i = 1; (local = lua_getlocal(L, ar, i)) != NULL; i++) {
+    bool found = strcmp(local, "name") == 0 && lua_type(L, -1) == LUA_TSTRING;
+    const char *value = found ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the string stays alive: the frame's local still holds it */
+    if (found) return value;
+  }
+  return NULL;
+}
+
 /* Pushes where the service's code registers a handler: the innermost caller that is neither C
- * nor one of choreo's own modules (choreo.saga, choreo.projection and the like register theirs
- * for the line that declared them), as "file.lua:line". */
+ * nor one of choreo's own modules, as "file.lua:line"; when one of those modules registered
+ * it for a declaration (choreo.saga, choreo.projection, choreo.aggregate), "saga NAME
+ * (file.lua:line)" with the line that declared it. */
 static void handlers_push_site(lua_State *L) {
   const char *own = choreo_paths_scripts();
   size_t ownlen = strlen(own);
+  static const char *const kinds[] = {"saga", "projection", "aggregate"};
+  const char *kind = NULL, *name = NULL;
   lua_Debug ar;
   for (int level = 1; lua_getstack(L, level, &ar); level++) {
     if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || ar.source[0] != '@') continue;
     const char *path = ar.source + 1;
-    if (strncmp(path, own, ownlen) == 0 && path[ownlen] == '/') continue;
     const char *base = strrchr(path, '/');
-    lua_pushfstring(L, "%s:%d", base ? base + 1 : path, ar.currentline);
+    base = base ? base + 1 : path;
+    if (strncmp(path, own, ownlen) == 0 && path[ownlen] == '/') {
+      for (size_t i = 0; !kind && i < sizeof kinds / sizeof *kinds; i++) {
+        size_t n = strlen(kinds[i]);
+        if (strncmp(base, kinds[i], n) == 0 && strcmp(base + n, ".lua") == 0 &&
+            (name = handlers_frame_name(L, &ar)) != NULL)
+          kind = kinds[i];
+      }
+      continue;
+    }
+    if (kind) lua_pushfstring(L, "%s %s (%s:%d)", kind, name, base, ar.currentline);
+    else lua_pushfstring(L, "%s:%d", base, ar.currentline);
     return;
   }
   lua_pushliteral(L, "?");

@@ -387,6 +387,11 @@ static const char *scripts_handled_by(void *scripts) {
   return s->handled_by;
 }
 
+static size_t scripts_memory(void *scripts) {
+  choreo_scripts *s = scripts;
+  return s->mem_used;
+}
+
 static int scripts_deliver(void *scripts, const choreo_msg *m, char *err, size_t errlen,
                            char **traceback) {
   choreo_scripts *s = scripts;
@@ -578,6 +583,7 @@ const choreo_scripts_ops choreo_lua_scripts = {
     .handles = scripts_handles,
     .deliver = scripts_deliver,
     .handled_by = scripts_handled_by,
+    .memory = scripts_memory,
     .policy = scripts_policy,
     .query = scripts_query,
     .projections = scripts_projections,

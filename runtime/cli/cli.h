@@ -4,7 +4,9 @@
 #ifndef CHOREO_CLI_H
 #define CHOREO_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
@@ -19,6 +21,9 @@ typedef struct cli_args {
 
 int cli_usage(const char *fmt, const char *arg); /* prints "choreo: ..." and returns CLI_USAGE */
 int cli_fail(const char *fmt, const char *arg);  /* prints "choreo: ..." and returns CLI_FAIL */
+/* A duration: a number with a unit, ms, s, m, h or d (7d, 12h, 90s); else a usage error for
+ * flag. */
+int cli_duration(const char *flag, const char *text, int64_t *ms);
 
 /* cli_client.c: talking to a running host over its control socket. cli_request sends one
  * JSON request (consumed) to --host, or the only host on the bus; on success *answer is the
@@ -29,9 +34,12 @@ struct cJSON;
 int cli_request(const cli_args *a, struct cJSON *request, struct cJSON **answer);
 /* One request (JSON text) to host `name` on the bus directory `bus`, waiting wait_ms for the
  * answer; nothing printed. CLI_OK with *answer ("ok": true), or the reason in err and CLI_USAGE
- * (no such host), CLI_UNANSWERED (it did not answer in time) or CLI_FAIL (an error answer). */
+ * (no such host), CLI_UNANSWERED (it did not answer in time) or CLI_FAIL (an error answer).
+ * With wait_dial, a host that is not running is told at once; but NNG's dial then waits for a
+ * host that is stopped (SIGSTOP: its kernel accepts, it never greets) as long as NNG likes,
+ * so without it only wait_ms bounds the time, and a host not running does not answer either. */
 enum { CLI_UNANSWERED = 3 };
-int cli_ask(const char *bus, const char *name, const char *text, int wait_ms,
+int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, bool wait_dial,
             struct cJSON **answer, char *err, size_t errlen);
 char *cli_read_json(const char *arg, char *err, size_t errlen);
 void cli_new_key(char *out, size_t size);
@@ -52,5 +60,6 @@ int cli_signal(const cli_args *a);
 int cli_workflows(const cli_args *a);
 int cli_replay_check(const cli_args *a);
 int cli_trace(const cli_args *a);
+int cli_map(const cli_args *a);
 
 #endif

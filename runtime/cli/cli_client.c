@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bus.h"
 #include "cli.h"
 #include "json.h"
+#include "tracecontext.h"
 
 #define ANSWER_WAIT_MS 10000
 
@@ -53,11 +55,16 @@ static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *
   return CLI_USAGE;
 }
 
-int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, cJSON **answer,
-            char *err, size_t errlen) {
+int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, bool wait_dial,
+            cJSON **answer, char *err, size_t errlen) {
   char url[PATH_MAX + 64];
   choreo_bus_ipc_url(url, sizeof url, bus, name, "ctl");
   *answer = NULL;
+  struct stat st;
+  if (!wait_dial && stat(url + strlen("ipc://"), &st) != 0) { /* no socket: nothing to wait for */
+    snprintf(err, errlen, "no host named '%s' is running on this bus", name);
+    return CLI_USAGE;
+  }
   nng_socket s;
   char *reply = NULL;
   size_t len = 0;
@@ -69,7 +76,7 @@ int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, cJ
   nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, wait_ms);
   nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, wait_ms);
   nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
-  if (nng_dial(s, url, NULL, 0)) {
+  if (nng_dial(s, url, NULL, wait_dial ? 0 : NNG_FLAG_NONBLOCK)) {
     nng_close(s);
     snprintf(err, errlen, "no host named '%s' is running on this bus", name);
     return CLI_USAGE;
@@ -109,7 +116,7 @@ int cli_request(const cli_args *a, cJSON *request, cJSON **answer) {
   cJSON_Delete(request);
   if (rc) return rc;
   if (!text) return cli_fail("%s", "out of memory");
-  rc = cli_ask(bus, name, text, ANSWER_WAIT_MS, answer, err, sizeof err);
+  rc = cli_ask(bus, name, text, ANSWER_WAIT_MS, true, answer, err, sizeof err);
   free(text);
   if (rc == CLI_UNANSWERED && key[0]) {
     fprintf(stderr, "choreo: %s: the outcome is unknown; the same command with --id %s appends "
@@ -173,14 +180,15 @@ static int client_expect(const char *text, long long *out) {
 static int client_emit(const cli_args *a, const char *op, int positional) {
   const char *usage =
       positional == 1
-          ? "usage: choreo publish [--host NAME] [--id KEY] [--subject S] TYPE [JSON]"
-          : "usage: choreo send [--host NAME] [--id KEY] [--subject S] [--expect N] TO TYPE [JSON]";
-  const char *args[3], *id = NULL, *subject = NULL;
+          ? "usage: choreo publish [--host NAME] [--id KEY] [--subject S] [--traceparent TP] TYPE [JSON]"
+          : "usage: choreo send [--host NAME] [--id KEY] [--subject S] [--traceparent TP] [--expect N] TO TYPE [JSON]";
+  const char *args[3], *id = NULL, *subject = NULL, *traceparent = NULL;
   long long expect = -1;
   int nargs = 0;
   for (int i = 0; i < a->nrest; i++) {
     const char *arg = a->rest[i];
     bool valued = strcmp(arg, "--id") == 0 || strcmp(arg, "--subject") == 0 ||
+                  strcmp(arg, "--traceparent") == 0 ||
                   (positional == 2 && strcmp(arg, "--expect") == 0);
     if (valued && i + 1 >= a->nrest) return cli_usage("%s needs a value", arg);
     if (strcmp(arg, "--id") == 0) {
@@ -190,6 +198,11 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
     } else if (strcmp(arg, "--subject") == 0) {
       subject = a->rest[++i];
       if (!subject[0]) return cli_usage("%s", "--subject needs a non-empty value");
+    } else if (strcmp(arg, "--traceparent") == 0) {
+      traceparent = a->rest[++i];
+      choreo_trace_context trace;
+      if (!choreo_traceparent_parse((choreo_str){traceparent, strlen(traceparent)}, &trace))
+        return cli_usage("--%s", CHOREO_TRACEPARENT_EXPECTED);
     } else if (valued) { /* --expect */
       if (client_expect(a->rest[++i], &expect)) return CLI_USAGE;
     } else if (arg[0] == '-' && arg[1] == '-') {
@@ -223,6 +236,7 @@ static int client_emit(const cli_args *a, const char *op, int positional) {
   cJSON_AddStringToObject(req, "type", args[positional - 1]);
   if (json) cJSON_AddStringToObject(req, "data", json);
   if (subject) cJSON_AddStringToObject(req, "subject", subject);
+  if (traceparent) cJSON_AddStringToObject(req, "traceparent", traceparent);
   if (expect >= 0) cJSON_AddNumberToObject(req, "expect", (double)expect);
   cJSON_AddStringToObject(req, "key", key);
   free(json);

@@ -29,24 +29,6 @@ static int run_number(const char *flag, const char *text, unsigned long long *ou
   return CLI_OK;
 }
 
-/* A duration: a number with a unit, ms, s, m, h or d (7d, 12h, 90s). */
-static int run_duration(const char *flag, const char *text, int64_t *ms) {
-  static const struct {
-    const char *unit;
-    int64_t ms;
-  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-  char *end;
-  errno = 0;
-  long long n = strtoll(text, &end, 10);
-  for (size_t i = 0; end != text && !errno && n > 0 && i < sizeof units / sizeof *units; i++) {
-    if (strcmp(end, units[i].unit) == 0 && n <= INT64_MAX / units[i].ms) {
-      *ms = n * units[i].ms;
-      return CLI_OK;
-    }
-  }
-  return cli_usage("%s needs a duration such as 7d, 12h, 30m or 90s", flag);
-}
-
 /* --cpu N: keeps the host and every thread it starts (NNG's, the checkpointer) on one CPU. Its
  * messages pass between those threads several times; on a VM, waking a thread on another CPU
  * costs tens of microseconds, which measured as half the publish-to-commit latency. */
@@ -212,6 +194,8 @@ int cli_run(const cli_args *a) {
     else if (strcmp(arg, "--listen") == 0) listen[o.nlisten++] = value;
     else if (strcmp(arg, "--peer") == 0) peers[o.npeers++] = value;
     else if (strcmp(arg, "--cpu") == 0) cpu = value;
+    else if (strcmp(arg, "--otlp-json") == 0) o.otlp_json = value;
+    else if (strcmp(arg, "--metrics") == 0) o.metrics = value;
     else if (strcmp(arg, "--http") == 0) {
       if (strncmp(value, "http://", 7) != 0)
         return cli_usage("--http %s: expected http://HOST:PORT", value);
@@ -224,9 +208,9 @@ int cli_run(const cli_args *a) {
       if (run_number(arg, value, &n)) return CLI_USAGE;
       o.memory_limit = (size_t)n;
     } else if (strcmp(arg, "--retain") == 0) {
-      if (run_duration(arg, value, &o.retain_ms)) return CLI_USAGE;
+      if (cli_duration(arg, value, &o.retain_ms)) return CLI_USAGE;
     } else if (strcmp(arg, "--retain-max") == 0) {
-      if (run_duration(arg, value, &o.retain_max_ms)) return CLI_USAGE;
+      if (cli_duration(arg, value, &o.retain_max_ms)) return CLI_USAGE;
     } else if (strcmp(arg, "--max-message") == 0) {
       if (run_number(arg, value, &n)) return CLI_USAGE;
       if (n < 1024 || n > CHOREO_MAX_MESSAGE_LIMIT)

@@ -1,7 +1,10 @@
 /* choreo's entry point: picks the subcommand and the shared options (see cli.h). */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "choreo.h"
@@ -17,15 +20,20 @@ static const struct {
      "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
      "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
      "          [--retain DURATION] [--retain-max DURATION] [--http http://HOST:PORT]\n"
-     "          [--workflow-cache N] [--workflow-history-max N] [--no-journal]"},
+     "          [--workflow-cache N] [--workflow-history-max N] [--no-journal]\n"
+     "          [--otlp-json FILE|DIR] [--metrics http://HOST:PORT|PORT]"},
     {"test", cli_test, "test DIR [busted args]"},
-    {"publish", cli_publish, "publish [--host NAME] [--id KEY] [--subject S] TYPE [JSON | - | @FILE]"},
-    {"send", cli_send, "send    [--host NAME] [--id KEY] [--subject S] [--expect N] TO TYPE [JSON | - | @FILE]"},
+    {"publish", cli_publish,
+     "publish [--host NAME] [--id KEY] [--subject S] [--traceparent TP] TYPE [JSON | - | @FILE]"},
+    {"send", cli_send,
+     "send    [--host NAME] [--id KEY] [--subject S] [--traceparent TP] [--expect N] TO TYPE\n"
+     "          [JSON | - | @FILE]"},
     {"tail", cli_tail,
      "tail    [--host NAME] [--count N] [--format json|text] [--source NAME]\n"
      "          [--correlation ID] [PATTERN]"},
     {"status", cli_status, "status  [--host NAME] [--json]"},
     {"trace", cli_trace, "trace   [--host NAME] [--json | --format text|json|mermaid] ID|CORRELATION"},
+    {"map", cli_map, "map     [--since DURATION] [--format mermaid|dot|json]"},
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
     {"stream", cli_stream, "stream  [--host NAME] [--format json|text] STREAM"},
@@ -73,6 +81,24 @@ int cli_fail(const char *fmt, const char *arg) {
   fprintf(stderr, fmt, arg);
   fputc('\n', stderr);
   return CLI_FAIL;
+}
+
+/* A duration: a number with a unit, ms, s, m, h or d (7d, 12h, 90s). */
+int cli_duration(const char *flag, const char *text, int64_t *ms) {
+  static const struct {
+    const char *unit;
+    int64_t ms;
+  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+  char *end;
+  errno = 0;
+  long long n = strtoll(text, &end, 10);
+  for (size_t i = 0; end != text && !errno && n > 0 && i < sizeof units / sizeof *units; i++) {
+    if (strcmp(end, units[i].unit) == 0 && n <= INT64_MAX / units[i].ms) {
+      *ms = n * units[i].ms;
+      return CLI_OK;
+    }
+  }
+  return cli_usage("%s needs a duration such as 7d, 12h, 30m or 90s", flag);
 }
 
 /* Each SQLite connection of ours is used by one thread only (the loop's, or the

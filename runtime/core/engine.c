@@ -13,6 +13,9 @@
 #include "engine.h"
 #include "handlers.h"
 #include "journal.h"
+#include "spans.h"
+#include "stats.h"
+#include "tracecontext.h"
 #include "log.h"
 #include "timeouts.h"
 
@@ -32,6 +35,9 @@ struct choreo_engine {
   choreo_workflows *workflows;
   int workflow_cache, workflow_history_max;
   choreo_journal *journal; /* NULL: --no-journal */
+  choreo_spans *spans;     /* NULL: no --otlp-json */
+  struct engine_handling *handling; /* of the message whose handlers run, while they run */
+  choreo_stats stats;
   choreo_streams *streams;
   choreo_projections *projections;
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
@@ -132,6 +138,7 @@ static int engine_load_scripts(choreo_engine *e, void **out, char *err, size_t e
 }
 
 static void engine_resume_stuck(choreo_engine *e);
+static int engine_swap_scripts(choreo_engine *e, char *err, size_t errlen);
 
 int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, char *err,
                        size_t errlen) {
@@ -177,6 +184,7 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     snprintf(err, errlen, "%s: cannot prepare the workflows tables", cfg->data);
   if (!rc && !cfg->no_journal && (rc = choreo_journal_open(&e->journal, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the journal table", cfg->data);
+  if (!rc && cfg->otlp_json) rc = choreo_spans_open(&e->spans, cfg->otlp_json, cfg->name, err, errlen);
   if (!rc && (rc = choreo_streams_open(&e->streams, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the streams tables", cfg->data);
   if (!rc && (rc = choreo_projections_open(&e->projections, choreo_store_db(e->store), cfg->data,
@@ -203,6 +211,8 @@ void choreo_engine_close(choreo_engine *e) {
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
   choreo_journal_close(e->journal);
+  choreo_spans_close(e->spans);
+  choreo_stats_free(&e->stats);
   choreo_workflows_close(e->workflows);
   choreo_streams_close(e->streams);
   choreo_timeouts_close(e->timeouts);
@@ -325,6 +335,15 @@ static void engine_resume_stuck(choreo_engine *e) {
 }
 
 int choreo_engine_reload(choreo_engine *e, char *err, size_t errlen) {
+  int64_t started_us = choreo_clock_monotonic_us();
+  int rc = engine_swap_scripts(e, err, errlen);
+  e->stats.reloads++;
+  e->stats.reload_failures += rc != 0;
+  e->stats.last_reload_seconds = (double)(choreo_clock_monotonic_us() - started_us) / 1e6;
+  return rc;
+}
+
+static int engine_swap_scripts(choreo_engine *e, char *err, size_t errlen) {
   void *fresh;
   int rc = engine_load_scripts(e, &fresh, err, errlen);
   if (!rc && e->ops->check_workflows && (rc = e->ops->check_workflows(fresh, err, errlen)))
@@ -359,6 +378,26 @@ static bool engine_handles(choreo_engine *e, const choreo_msg *m) {
          (e->serving && e->ops->handles(e->serving, m->type));
 }
 
+/* The handling of one message: when it began and from which log head (the journal's duration
+ * and emitted rows are measured from there), and the span of a trace it is, if any (what it
+ * emits continues that trace). */
+typedef struct engine_handling {
+  int64_t at_ms, started_us, head;
+  int64_t start_unix_us;     /* for its span */
+  bool traced;
+  choreo_trace_context span; /* its trace, its own id, the trace's flags */
+  char parent[17];           /* the span whose message it handles; "" for a root */
+  char handled_by[320];      /* who took it, at its last attempt (engine_handled_by) */
+} engine_handling;
+
+/* Who took m: C handlers, then, if the scripts' handlers ran, where they were registered. */
+static void engine_handled_by(choreo_engine *e, const choreo_msg *m, bool scripts_ran, char *out,
+                              size_t outlen) {
+  const char *lua = scripts_ran && e->ops->handled_by ? e->ops->handled_by(e->scripts) : NULL;
+  bool c = choreo_handlers_match(e->handlers, m->type);
+  snprintf(out, outlen, "%s%s%s", c ? "C" : "", c && lua && lua[0] ? ", " : "", lua ? lua : "");
+}
+
 /* One attempt, inside its own savepoint unless the batch runs without (engine_apply): on
  * failure only this message's effects roll back. *limited says the failure was the
  * instruction budget or the memory limit cutting it off. */
@@ -382,11 +421,14 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, bool savepoint,
   choreo_store_guard(e->store, true);
   choreo_engine_meter_start(e);
   int scripts_rc = 0;
-  *ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0 &&
+  bool c_ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0;
+  *ok = c_ok &&
         (!e->scripts ||
          (scripts_rc = e->ops->deliver(e->scripts, &with_id, err, errlen, traceback)) == 0) &&
         (!e->serving ||
          (scripts_rc = e->ops->deliver_stale(e->serving, &with_id, err, errlen, traceback)) == 0);
+  if (e->handling) engine_handled_by(e, m, c_ok && e->scripts, e->handling->handled_by,
+                                     sizeof e->handling->handled_by);
   *limited = !*ok && (e->budget <= 0 || scripts_rc == CHOREO_ETOOBIG);
   choreo_engine_meter_stop(e);
   choreo_store_guard(e->store, false);
@@ -427,39 +469,63 @@ static int engine_defer(choreo_engine *e, const choreo_msg *m, const choreo_retr
                                dead_id);
 }
 
-/* When and from which log head the handling of one message began: the journal's duration and
- * the rows it emitted are measured from there. */
-typedef struct engine_handling {
-  int64_t at_ms, started_us, head;
-} engine_handling;
-
-static void engine_handling_begin(choreo_engine *e, engine_handling *h) {
+static void engine_handling_begin(choreo_engine *e, const choreo_msg *m, engine_handling *h) {
   h->at_ms = h->started_us = h->head = 0;
+  h->handled_by[0] = '\0';
+  choreo_trace_context incoming;
+  h->traced = choreo_traceparent_parse(m->traceparent, &incoming);
+  if (h->traced) {
+    h->span = incoming;
+    memcpy(h->parent, incoming.span_id, sizeof h->parent);
+  } else if (e->spans) { /* an exporting host starts a trace for what comes without one */
+    h->traced = true;
+    choreo_trace_id_new(h->span.trace_id);
+    memcpy(h->span.flags, "01", 3); /* sampled */
+    h->parent[0] = '\0';
+  }
+  if (h->traced) choreo_span_id_new(h->span.span_id);
+  e->handling = h;
+  h->started_us = choreo_clock_monotonic_us();
+  if (e->spans) h->start_unix_us = (int64_t)(choreo_clock_seconds() * 1e6);
   if (!e->journal) return;
   h->at_ms = choreo_engine_now_ms(e);
-  h->started_us = choreo_clock_monotonic_us();
   if (choreo_store_head(e->store, &h->head)) h->head = -1; /* emitted rows unknown */
 }
 
-/* Who took m: C handlers, then where the scripts registered theirs. */
-static void engine_handled_by(choreo_engine *e, const choreo_msg *m, char *out, size_t outlen) {
-  const char *lua = e->scripts && e->ops->handled_by ? e->ops->handled_by(e->scripts) : NULL;
-  bool c = choreo_handlers_match(e->handlers, m->type);
-  snprintf(out, outlen, "%s%s%s", c ? "C" : "", c && lua && lua[0] ? ", " : "", lua ? lua : "");
-}
-
-/* m's entry in the journal, written with the batch (engine_commit_batch). */
-static int engine_journal(choreo_engine *e, const choreo_msg *m, const engine_handling *h,
+/* The handling of m has ended: its counts, journal entry and span, which go with the batch
+ * (engine_commit_batch). */
+static int engine_record_handling(choreo_engine *e, const choreo_msg *m, engine_handling *h,
                           choreo_journal_outcome outcome, int attempts, const char *error) {
-  if (!e->journal) return 0;
+  e->handling = NULL;
+  int64_t duration_us = choreo_clock_monotonic_us() - h->started_us;
+  if (outcome != CHOREO_JOURNAL_UNHANDLED &&
+      choreo_stats_note(&e->stats, m->type,
+                        outcome == CHOREO_JOURNAL_OK     ? CHOREO_STATS_OK
+                        : outcome == CHOREO_JOURNAL_DEAD ? CHOREO_STATS_DEAD
+                                                         : CHOREO_STATS_FAILED,
+                        (double)duration_us / 1e6))
+    return CHOREO_ENOMEM;
+  if (!e->journal && !(e->spans && h->traced)) return 0;
   choreo_msg with_id = *m;
   char id[CHOREO_NAME_MAX + 24];
   if (!m->id.n) {
     int n = snprintf(id, sizeof id, "%.*s/%lld", (int)m->source.n, m->source.p, (long long)m->seq);
     with_id.id = (choreo_str){id, n < (int)sizeof id ? (size_t)n : sizeof id - 1};
   }
-  char handled_by[320] = "";
-  if (outcome != CHOREO_JOURNAL_UNHANDLED) engine_handled_by(e, m, handled_by, sizeof handled_by);
+  const char *handled_by = outcome != CHOREO_JOURNAL_UNHANDLED ? h->handled_by : "";
+  int rc = 0;
+  if (e->spans && h->traced) {
+    choreo_span span = {.context = &h->span,
+                        .parent_span_id = h->parent[0] ? h->parent : NULL,
+                        .msg = &with_id,
+                        .start_us = h->start_unix_us,
+                        .end_us = h->start_unix_us + duration_us,
+                        .handler = handled_by[0] ? handled_by : NULL,
+                        .outcome = choreo_journal_outcome_name(outcome),
+                        .error = error};
+    rc = choreo_spans_note(e->spans, &span);
+  }
+  if (rc || !e->journal) return rc;
   int64_t head = h->head;
   if (outcome == CHOREO_JOURNAL_OK && h->head >= 0 && choreo_store_head(e->store, &head))
     head = h->head;
@@ -469,7 +535,7 @@ static int engine_journal(choreo_engine *e, const choreo_msg *m, const engine_ha
       .outcome = outcome,
       .attempts = attempts,
       .at_ms = h->at_ms,
-      .duration_us = choreo_clock_monotonic_us() - h->started_us,
+      .duration_us = duration_us,
       .emitted_first = head > h->head && h->head >= 0 ? h->head + 1 : 0,
       .emitted_last = head > h->head && h->head >= 0 ? head : 0,
       .error = error,
@@ -483,6 +549,7 @@ typedef struct engine_first_try {
   int64_t seq;
   bool limited;
   int64_t duration_us; /* of the failed attempt */
+  char handled_by[320];  /* and who took it */
   char err[512];
   char *traceback;
 } engine_first_try;
@@ -496,8 +563,11 @@ typedef struct engine_first_try {
 static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64_t dead_id,
                       engine_first_try *first, choreo_apply_result *res) {
   engine_handling handling;
-  engine_handling_begin(e, &handling);
-  if (first) handling.started_us -= first->duration_us;
+  engine_handling_begin(e, m, &handling);
+  if (first) {
+    handling.started_us -= first->duration_us;
+    memcpy(handling.handled_by, first->handled_by, sizeof handling.handled_by);
+  }
   int attempted = attempts;
   char err[512];
   char *traceback = NULL;
@@ -529,10 +599,11 @@ static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64
     }
     if (attempts >= policy.attempts) break;
   }
+  e->handling = NULL;
   if (!rc && ok) {
     res->applied++;
     if (dead_id > 0) rc = choreo_store_dead_resolved(e->store, dead_id);
-    if (!rc) rc = engine_journal(e, m, &handling, CHOREO_JOURNAL_OK, attempts - attempted, NULL);
+    if (!rc) rc = engine_record_handling(e, m, &handling, CHOREO_JOURNAL_OK, attempts - attempted, NULL);
   }
   if (!rc && !ok) {
     res->failed++;
@@ -540,7 +611,7 @@ static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64
     bool dead = false;
     rc = engine_defer(e, m, &policy, attempts, dead_id, err, traceback, &dead);
     if (!rc)
-      rc = engine_journal(e, m, &handling, dead ? CHOREO_JOURNAL_DEAD : CHOREO_JOURNAL_RETRYING,
+      rc = engine_record_handling(e, m, &handling, dead ? CHOREO_JOURNAL_DEAD : CHOREO_JOURNAL_RETRYING,
                           attempts - attempted, err);
   }
   free(traceback);
@@ -583,22 +654,24 @@ static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
     res->skipped++;
     if (!careful || m->seq > first->seq) engine_unhandled(e, m); /* counted once */
     if (choreo_str_eq(m->kind, "event")) return 0; /* whoever wants one: not a loss */
-    engine_handling_begin(e, &handling);
-    return engine_journal(e, m, &handling, CHOREO_JOURNAL_UNHANDLED, 0, NULL);
+    engine_handling_begin(e, m, &handling);
+    return engine_record_handling(e, m, &handling, CHOREO_JOURNAL_UNHANDLED, 0, NULL);
   }
   if (careful) return engine_try(e, m, 0, 0, m->seq == first->seq ? first : NULL, res);
-  engine_handling_begin(e, &handling);
+  engine_handling_begin(e, m, &handling);
   bool ok = false;
   int rc = engine_attempt(e, m, false, first->err, sizeof first->err, &first->traceback, &ok,
                           &first->limited);
+  e->handling = NULL;
   if (!rc && ok) {
     res->applied++;
-    rc = engine_journal(e, m, &handling, CHOREO_JOURNAL_OK, 1, NULL);
+    rc = engine_record_handling(e, m, &handling, CHOREO_JOURNAL_OK, 1, NULL);
   }
   if (!rc && !ok) {
     first->failed = true;
     first->seq = m->seq;
-    first->duration_us = e->journal ? choreo_clock_monotonic_us() - handling.started_us : 0;
+    first->duration_us = choreo_clock_monotonic_us() - handling.started_us;
+    memcpy(first->handled_by, handling.handled_by, sizeof first->handled_by);
   }
   return rc;
 }
@@ -626,13 +699,20 @@ static int engine_run_frame(choreo_engine *e, choreo_frame_reader *r, int64_t ch
 
 /* A batch of messages to handle: its journal entries go with it, or with its rollback. */
 static int engine_begin_batch(choreo_engine *e) {
+  choreo_stats_discard(&e->stats);
   if (e->journal) choreo_journal_discard(e->journal);
+  if (e->spans) choreo_spans_discard(e->spans);
   return choreo_store_begin(e->store);
 }
 
 static int engine_commit_batch(choreo_engine *e) {
   int rc = e->journal ? choreo_journal_flush(e->journal, choreo_engine_now_ms(e)) : 0;
-  return rc ? rc : choreo_store_commit(e->store);
+  if (!rc) rc = choreo_store_commit(e->store);
+  if (!rc) choreo_stats_commit(&e->stats);
+  /* Spans only of what committed; one that cannot be written is not worth the batch. */
+  if (!rc && e->spans && choreo_spans_flush(e->spans))
+    choreo_log(CHOREO_LOG_WARN, e->name, "--otlp-json: cannot write spans");
+  return rc;
 }
 
 static int engine_fail_batch(choreo_engine *e, int rc) {
@@ -806,6 +886,13 @@ int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t
 
 bool choreo_engine_journaling(choreo_engine *e) { return e->journal != NULL; }
 
+const choreo_stats *choreo_engine_stats(choreo_engine *e) { return &e->stats; }
+
+size_t choreo_engine_lua_memory(choreo_engine *e) {
+  if (!e->ops || !e->ops->memory) return 0;
+  return (e->scripts ? e->ops->memory(e->scripts) : 0) + (e->serving ? e->ops->memory(e->serving) : 0);
+}
+
 int choreo_engine_journal_each(choreo_engine *e, const char *correlation, int max,
                                choreo_journal_fn fn, void *ud) {
   return e->journal ? choreo_journal_each(e->journal, correlation, max, fn, ud) : 0;
@@ -814,6 +901,13 @@ int choreo_engine_journal_each(choreo_engine *e, const char *correlation, int ma
 int choreo_engine_timeouts_of(choreo_engine *e, const char *correlation, int max,
                               choreo_timeout_fn fn, void *ud) {
   return choreo_timeouts_of(e->timeouts, correlation, max, fn, ud);
+}
+
+int choreo_engine_journal_recent(choreo_engine *e, int64_t window_ms, int max,
+                                 choreo_journal_fn fn, void *ud, bool *more) {
+  *more = false;
+  if (!e->journal) return 0;
+  return choreo_journal_recent(e->journal, choreo_engine_now_ms(e) - window_ms, max, fn, ud, more);
 }
 
 #define ENGINE_LOG_PAGE 256
@@ -826,7 +920,8 @@ int choreo_engine_log_each(choreo_engine *e, int64_t first, int64_t last, choreo
   for (int64_t after = first - 1; !rc && after < last;) {
     int rows = 0;
     page.size = 0;
-    rc = choreo_store_read_frame(e->store, e->name, after, ENGINE_LOG_PAGE, 1u << 20, &page, &rows);
+    int64_t wanted = last - after < ENGINE_LOG_PAGE ? last - after : ENGINE_LOG_PAGE;
+    rc = choreo_store_read_frame(e->store, e->name, after, (int)wanted, 1u << 20, &page, &rows);
     if (rc || rows == 0) break;
     choreo_frame_reader r;
     if ((rc = choreo_frame_open(&r, page.data, page.size))) break;
@@ -842,27 +937,20 @@ int choreo_engine_log_each(choreo_engine *e, int64_t first, int64_t last, choreo
   return rc;
 }
 
-typedef struct engine_found {
-  char *out;
-  size_t outlen;
-} engine_found;
-
 static int engine_found_correlation(void *ud, const choreo_msg *m) {
-  engine_found *f = ud;
   choreo_str c = m->correlationid.p ? m->correlationid : m->id;
-  snprintf(f->out, f->outlen, "%.*s", (int)c.n, c.p);
-  return 1;
+  *(char **)ud = strndup(c.p, c.n);
+  return *(char **)ud ? 1 : CHOREO_ENOMEM;
 }
 
-int choreo_engine_conversation_of(choreo_engine *e, const char *id, char *out, size_t outlen) {
-  out[0] = '\0';
+int choreo_engine_conversation_of(choreo_engine *e, const char *id, char **out) {
+  *out = NULL;
   size_t own = strlen(e->name);
   if (strncmp(id, e->name, own) != 0 || id[own] != '/') return 0;
   char *end;
   long long seq = strtoll(id + own + 1, &end, 10);
   if (*end || seq < 1) return 0;
-  engine_found found = {out, outlen};
-  int rc = choreo_engine_log_each(e, seq, seq, engine_found_correlation, &found);
+  int rc = choreo_engine_log_each(e, seq, seq, engine_found_correlation, out);
   return rc > 0 ? 0 : rc;
 }
 
@@ -995,6 +1083,7 @@ int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to,
   for (int i = 0; !rc && !found && i < n; i++) {
     choreo_msg_fields f = {.source = e->name, .type = type, .kind = kind, .to = to,
                            .subject = opts->subject, .correlationid = opts->correlationid,
+                           .traceparent = opts->traceparent,
                            .has_expectedversion = opts->has_expectedversion,
                            .expectedversion = opts->expectedversion,
                            .data = len[i] ? data[i] : NULL, .data_len = len[i]};
@@ -1011,20 +1100,21 @@ int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to,
 static char *engine_dup(choreo_str s) { return s.p ? strndup(s.p, s.n) : NULL; }
 
 /* Appends f as a message the handled one caused: it continues that one's conversation (its
- * correlation, unless f names one, and its trace) and names it as the cause. */
+ * correlation, unless f names one), names it as the cause, and is a child of its handling's
+ * span when that is part of a trace. */
 static int engine_append_caused(choreo_engine *e, choreo_msg_fields f, int64_t *seq) {
   const choreo_msg *m = e->current;
   char *id = engine_dup(m->id);
   char *correlation = f.correlationid ? strdup(f.correlationid)
                       : engine_dup(m->correlationid.p ? m->correlationid : m->id);
-  char *traceparent = engine_dup(m->traceparent);
+  char traceparent[CHOREO_TRACEPARENT_LEN + 1];
+  if (e->handling && e->handling->traced) choreo_traceparent_format(&e->handling->span, traceparent);
   f.correlationid = correlation;
   f.causationid = id;
-  f.traceparent = traceparent;
+  f.traceparent = e->handling && e->handling->traced ? traceparent : NULL;
   int rc = (id && correlation) ? engine_append(e, &f, seq) : CHOREO_ENOMEM;
   free(id);
   free(correlation);
-  free(traceparent);
   return rc;
 }
 

@@ -21,6 +21,7 @@
 #include "sagas.h"
 #include "workflows.h"
 #include "store.h"
+#include "stats.h"
 #include "streams.h"
 #include "timeouts.h"
 
@@ -53,6 +54,8 @@ typedef struct choreo_scripts_ops {
   /* Where the handlers the last deliver ran were registered ("orders.lua:12, workflow"), for
    * the journal; valid until the next deliver. NULL: not known. */
   const char *(*handled_by)(void *scripts);
+  /* Bytes the generation's Lua state holds. */
+  size_t (*memory)(void *scripts);
   /* The retry policy the handlers of type declared, if any: true and *out filled. Asked only
    * once a message has failed. */
   bool (*policy)(void *scripts, choreo_str type, choreo_retry_policy *out);
@@ -97,6 +100,7 @@ typedef struct choreo_engine_config {
   int workflow_cache;          /* suspended workflow instances kept in memory; 0 = 10,000 */
   int workflow_history_max;    /* steps of one workflow history; 0 = 10,000 */
   bool no_journal;             /* keep no journal of the messages handled (choreo_journal) */
+  const char *otlp_json;       /* write spans here (a file, or a directory); NULL: none */
   int64_t (*now_ms)(void *ud); /* clock for retries and timeouts; NULL = wall clock */
   void *clock_ud;
 } choreo_engine_config;
@@ -199,6 +203,7 @@ int choreo_engine_pending_timeouts(choreo_engine *e, int64_t *count);
 typedef struct choreo_emit_opts {
   const char *subject;
   const char *correlationid;
+  const char *traceparent; /* a valid W3C traceparent (choreo_traceparent_parse), or NULL */
   bool has_expectedversion;
   int64_t expectedversion;
 } choreo_emit_opts;
@@ -224,13 +229,21 @@ int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t
 
 /* ---- the journal (journal.h) ---- */
 
-/* Whether the engine keeps one (not with no_journal). */
+/* Bytes the scripts' Lua states hold (the current generation's, and one kept serving). */
+size_t choreo_engine_lua_memory(choreo_engine *e);
+/* The counters for metrics (stats.h), valid while the engine is open. */
+const choreo_stats *choreo_engine_stats(choreo_engine *e);
+/* Whether the engine keeps a journal (not with no_journal). */
 bool choreo_engine_journaling(choreo_engine *e);
 int choreo_engine_journal_each(choreo_engine *e, const char *correlation, int max,
                                choreo_journal_fn fn, void *ud);
+/* The journal's entries of the last window_ms, newest first, at most max (then *more). */
+int choreo_engine_journal_recent(choreo_engine *e, int64_t window_ms, int max,
+                                 choreo_journal_fn fn, void *ud, bool *more);
 /* The conversation (correlation id) of the message `id` if it is one of our log's rows
- * ("<name>/<seq>") still retained; "" in out otherwise. A seek, not a scan of the journal. */
-int choreo_engine_conversation_of(choreo_engine *e, const char *id, char *out, size_t outlen);
+ * ("<name>/<seq>") still retained, malloc'd into *out; NULL otherwise. A seek, not a scan of
+ * the journal. */
+int choreo_engine_conversation_of(choreo_engine *e, const char *id, char **out);
 /* The pending timeouts (ctx:timeout) of a conversation, at most max, earliest first. */
 int choreo_engine_timeouts_of(choreo_engine *e, const char *correlation, int max,
                               choreo_timeout_fn fn, void *ud);

@@ -17,24 +17,29 @@
 #include "choreo.h"
 #include "sql.h"
 
-enum { J_ADD, J_CONVERSATION, J_EACH, J_OLD, J_ENTRIES, J_FORGET, J_DELETE, J_COUNT };
+enum { J_ADD, J_CONVERSATION, J_EACH, J_RECENT, J_OLDEST, J_FORGET, J_DELETE, J_COUNT };
 
 static const char *const journal_sql[J_COUNT] = {
-    [J_ADD] = "INSERT INTO choreo_journal(at, count, entries) VALUES (?1, ?2, ?3)",
+    [J_ADD] = "INSERT INTO choreo_journal(at, count, entries, conversations) "
+              "VALUES (?1, ?2, ?3, ?4)",
     [J_CONVERSATION] = "INSERT OR IGNORE INTO choreo_journal_conversations(correlation, batch) "
                        "VALUES (?1, ?2)",
     [J_EACH] = "SELECT j.count, j.entries FROM choreo_journal_conversations c "
                "JOIN choreo_journal j ON j.rowid = c.batch WHERE c.correlation = ?1 "
                "ORDER BY c.batch",
-    [J_OLD] = "SELECT rowid FROM choreo_journal WHERE at < ?1 ORDER BY rowid LIMIT ?2",
-    [J_ENTRIES] = "SELECT count, entries FROM choreo_journal WHERE rowid = ?1",
+    [J_RECENT] = "SELECT count, entries, at FROM choreo_journal ORDER BY rowid DESC",
+    /* Oldest first, to stop at the first batch still kept: `at` grows with the rowid. */
+    [J_OLDEST] = "SELECT rowid, at, conversations FROM choreo_journal ORDER BY rowid LIMIT ?1",
     [J_FORGET] = "DELETE FROM choreo_journal_conversations WHERE correlation = ?1 AND batch = ?2",
     [J_DELETE] = "DELETE FROM choreo_journal WHERE rowid = ?1",
 };
 
+/* conversations: the batch's correlations, NUL-terminated one after the other, for retention
+ * to delete their rows without reading the entries. */
 static const char journal_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_journal("
-    "  at INTEGER NOT NULL, count INTEGER NOT NULL, entries BLOB NOT NULL);"
+    "  at INTEGER NOT NULL, count INTEGER NOT NULL, entries BLOB NOT NULL,"
+    "  conversations BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS choreo_journal_conversations("
     "  correlation TEXT NOT NULL, batch INTEGER NOT NULL, PRIMARY KEY (correlation, batch))"
     "  WITHOUT ROWID;";
@@ -73,9 +78,25 @@ static const char *const journal_outcomes[] = {
 
 const char *choreo_journal_outcome_name(choreo_journal_outcome o) { return journal_outcomes[o]; }
 
+/* A journal written before batches kept their conversations' list (an early build of this
+ * version) is dropped: it is a diagnostic record, and the tables are made afresh. */
+static void journal_drop_old(sqlite3 *db) {
+  sqlite3_stmt *probe = NULL;
+  bool exists = sqlite3_prepare_v2(db, "SELECT 1 FROM choreo_journal LIMIT 0", -1, &probe, NULL) ==
+                SQLITE_OK;
+  sqlite3_finalize(probe);
+  probe = NULL;
+  if (exists && sqlite3_prepare_v2(db, "SELECT conversations FROM choreo_journal LIMIT 0", -1,
+                                   &probe, NULL) != SQLITE_OK)
+    sqlite3_exec(db, "DROP TABLE choreo_journal; DROP TABLE IF EXISTS choreo_journal_conversations;",
+                 NULL, NULL, NULL);
+  sqlite3_finalize(probe);
+}
+
 int choreo_journal_open(choreo_journal **out, sqlite3 *db) {
   choreo_journal *j = calloc(1, sizeof *j);
   if (!j) return CHOREO_ENOMEM;
+  journal_drop_old(db);
   int rc = choreo_sql_prepare(db, journal_schema, journal_sql, J_COUNT, j->st);
   if (rc) {
     free(j);
@@ -180,6 +201,8 @@ int choreo_journal_flush(choreo_journal *j, int64_t now_ms) {
   int rc = sqlite3_bind_int64(st, 1, now_ms);
   if (!rc) rc = sqlite3_bind_int(st, 2, j->count);
   if (!rc) rc = sqlite3_bind_blob64(st, 3, j->entries.data, j->entries.size, SQLITE_STATIC);
+  if (!rc)
+    rc = sqlite3_bind_blob64(st, 4, j->conversations.data, j->conversations.size, SQLITE_STATIC);
   rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
   int64_t batch = sqlite3_last_insert_rowid(sqlite3_db_handle(st));
   st = j->st[J_CONVERSATION];
@@ -197,22 +220,28 @@ int choreo_journal_flush(choreo_journal *j, int64_t now_ms) {
 
 /* ---- reading ---- */
 
-/* Reading a batch: the strings of the entry under way, NUL-terminated (cut where they would
- * not fit), and what the entries before left for `true` to stand for. */
+/* Reading a batch: the strings of the entry under way, NUL-terminated, in a buffer grown to
+ * fit them, and what the entries before left for `true` to stand for (copies). */
 typedef struct journal_reader {
-  char buf[8192];
-  size_t used;
+  char *buf;
+  size_t used, cap;
   int64_t at_ms;
-  struct {
-    bool null;
-    char p[JOURNAL_REPEAT_MAX + 1];
-  } previous[R_FIELDS];
+  char *previous[R_FIELDS]; /* NULL: the value was absent (or nothing came before) */
+  bool failed;              /* out of memory */
 } journal_reader;
 
+static void journal_reader_free(journal_reader *t) {
+  free(t->buf);
+  for (int i = 0; i < R_FIELDS; i++) free(t->previous[i]);
+}
+
 static const char *journal_str(journal_reader *t, const msgpack_object *o) {
-  if (o->type != MSGPACK_OBJECT_STR || t->used >= sizeof t->buf) return NULL;
-  size_t room = sizeof t->buf - t->used - 1;
-  size_t n = o->via.str.size < room ? o->via.str.size : room;
+  if (o->type != MSGPACK_OBJECT_STR) return NULL;
+  size_t n = o->via.str.size;
+  if (t->used + n + 1 > t->cap) { /* entries read before stay valid: the caller is done */
+    t->failed = true;
+    return NULL;
+  }
   char *out = t->buf + t->used;
   memcpy(out, o->via.str.ptr, n);
   out[n] = '\0';
@@ -221,15 +250,11 @@ static const char *journal_str(journal_reader *t, const msgpack_object *o) {
 }
 
 static const char *journal_repeated(journal_reader *t, int field, const msgpack_object *o) {
-  __typeof__(t->previous[0]) *prev = &t->previous[field];
-  if (o->type == MSGPACK_OBJECT_BOOLEAN) return prev->null ? NULL : prev->p;
+  if (o->type == MSGPACK_OBJECT_BOOLEAN) return t->previous[field];
   const char *s = journal_str(t, o);
-  prev->null = !s;
-  if (s) {
-    size_t n = strnlen(s, JOURNAL_REPEAT_MAX);
-    memcpy(prev->p, s, n);
-    prev->p[n] = '\0';
-  }
+  free(t->previous[field]);
+  t->previous[field] = s ? strdup(s) : NULL;
+  if (s && !t->previous[field]) t->failed = true;
   return s;
 }
 
@@ -239,11 +264,28 @@ static int64_t journal_int(const msgpack_object *o) {
   return 0;
 }
 
+/* Room for every string of the entry o, and a derived id. */
+static bool journal_reserve(journal_reader *t, const msgpack_object *o) {
+  size_t need = CHOREO_NAME_MAX + 32;
+  for (uint32_t i = 0; i < o->via.array.size; i++)
+    if (o->via.array.ptr[i].type == MSGPACK_OBJECT_STR) need += o->via.array.ptr[i].via.str.size + 1;
+  t->used = 0;
+  if (need <= t->cap) return true;
+  char *grown = realloc(t->buf, need);
+  if (!grown) return false;
+  t->buf = grown;
+  t->cap = need;
+  return true;
+}
+
 /* Decodes the next entry of a batch into row (strings in t); false if it is not one. */
 static bool journal_row(const msgpack_object *o, journal_reader *t, choreo_journal_row *row) {
   if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != E_FIELDS) return false;
+  if (!journal_reserve(t, o)) {
+    t->failed = true;
+    return false;
+  }
   const msgpack_object *f = o->via.array.ptr;
-  t->used = 0;
   t->at_ms += journal_int(&f[E_AT]);
   int64_t outcome = journal_int(&f[E_OUTCOME]);
   *row = (choreo_journal_row){
@@ -258,15 +300,16 @@ static bool journal_row(const msgpack_object *o, journal_reader *t, choreo_journ
       .handler = journal_repeated(t, R_HANDLER, &f[E_HANDLER]),
       .outcome = outcome >= 0 && outcome < JOURNAL_OUTCOMES ? journal_outcomes[outcome] : "?",
       .error = journal_str(t, &f[E_ERROR])};
-  if (f[E_ID].type == MSGPACK_OBJECT_BOOLEAN && row->source && t->used < sizeof t->buf) {
+  if (f[E_ID].type == MSGPACK_OBJECT_BOOLEAN && row->source) {
     char *id = t->buf + t->used;
-    int n = snprintf(id, sizeof t->buf - t->used, "%s/%lld", row->source, (long long)row->seq);
+    int n = snprintf(id, t->cap - t->used, "%.*s/%lld", CHOREO_NAME_MAX, row->source,
+                     (long long)row->seq);
     t->used += (size_t)n + 1;
-    row->id = t->used <= sizeof t->buf ? id : NULL;
+    row->id = id;
   } else {
     row->id = journal_str(t, &f[E_ID]);
   }
-  return row->id && row->correlation;
+  return !t->failed && row->id && row->correlation;
 }
 
 /* Calls fn for each entry of the batch st's current row holds (count, entries) whose
@@ -280,17 +323,18 @@ static int journal_walk_batch(sqlite3_stmt *st, const char *correlation, int *le
   if (!blob || count < 1 || choreo_msgpack_check(blob, len, (size_t)count, 2)) return 0;
   msgpack_unpacked u;
   msgpack_unpacked_init(&u);
-  journal_reader *text = calloc(1, sizeof *text);
+  journal_reader text = {0};
   size_t off = 0;
-  int rc = text ? 0 : CHOREO_ENOMEM;
+  int rc = 0;
   while (!rc && *left > 0 && msgpack_unpack_next(&u, blob, len, &off) == MSGPACK_UNPACK_SUCCESS) {
     choreo_journal_row row;
-    if (!journal_row(&u.data, text, &row)) continue;
-    if (correlation && strcmp(row.correlation, correlation) != 0) continue;
+    bool read = journal_row(&u.data, &text, &row);
+    if (text.failed) rc = CHOREO_ENOMEM;
+    if (!read || (correlation && strcmp(row.correlation, correlation) != 0)) continue;
     (*left)--;
     rc = fn(ud, &row);
   }
-  free(text);
+  journal_reader_free(&text);
   msgpack_unpacked_destroy(&u);
   return rc;
 }
@@ -310,54 +354,81 @@ int choreo_journal_each(choreo_journal *j, const char *correlation, int max, cho
   return choreo_sql_finish(st, step);
 }
 
-/* ---- retention ---- */
-
-typedef struct journal_forget {
-  choreo_journal *j;
-  int64_t batch;
-} journal_forget;
-
-static int journal_forget_conversation(void *ud, const choreo_journal_row *row) {
-  journal_forget *f = ud;
-  sqlite3_stmt *st = f->j->st[J_FORGET];
-  int rc = sqlite3_bind_text(st, 1, row->correlation, -1, SQLITE_STATIC);
-  if (!rc) rc = sqlite3_bind_int64(st, 2, f->batch);
-  return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
-}
-
-/* Deletes one batch and its conversations' rows (an entry's conversation, once per entry:
- * deleting one already gone is a no-op). */
-static int journal_delete_batch(choreo_journal *j, int64_t batch) {
-  sqlite3_stmt *st = j->st[J_ENTRIES];
-  int rc = sqlite3_bind_int64(st, 1, batch);
-  int step = rc ? SQLITE_ERROR : sqlite3_step(st);
-  journal_forget f = {j, batch};
-  int left = 1 << 30;
-  if (step == SQLITE_ROW) rc = journal_walk_batch(st, NULL, &left, journal_forget_conversation, &f);
-  if (rc) {
+int choreo_journal_recent(choreo_journal *j, int64_t since_ms, int max, choreo_journal_fn fn,
+                          void *ud, bool *more) {
+  sqlite3_stmt *st = j->st[J_RECENT];
+  int step, rc = 0, left = max;
+  *more = false;
+  /* Newest first, so that only the window is read: batches are written in time order. */
+  while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int64(st, 2) >= since_ms) {
+    if (left <= 0) {
+      *more = true;
+      break;
+    }
+    rc = journal_walk_batch(st, NULL, &left, fn, ud);
+  }
+  if (rc || step == SQLITE_ROW) {
     choreo_sql_finish(st, SQLITE_DONE);
     return rc;
   }
-  if ((rc = choreo_sql_finish(st, step))) return rc;
-  st = j->st[J_DELETE];
-  rc = sqlite3_bind_int64(st, 1, batch);
-  return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+  return choreo_sql_finish(st, step);
+}
+
+/* ---- retention ---- */
+
+/* Deletes the rows of the conversations a batch touched, from the list it keeps of them;
+ * *statements counts the statements run. */
+static int journal_forget(choreo_journal *j, int64_t batch, const char *list, size_t len,
+                          int *statements) {
+  sqlite3_stmt *st = j->st[J_FORGET];
+  int rc = 0;
+  for (size_t at = 0; !rc && at < len;) {
+    const char *end = memchr(list + at, '\0', len - at);
+    size_t n = end ? (size_t)(end - list - at) : len - at;
+    rc = sqlite3_bind_text(st, 1, list + at, (int)n, SQLITE_STATIC);
+    if (!rc) rc = sqlite3_bind_int64(st, 2, batch);
+    rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
+    (*statements)++;
+    at += n + 1;
+  }
+  return rc;
 }
 
 int choreo_journal_expire(choreo_journal *j, int64_t before_ms, int max, int *deleted) {
   *deleted = 0;
   if (max < 1) return 0;
-  int64_t *batches = malloc((size_t)max * sizeof *batches);
-  if (!batches) return CHOREO_ENOMEM;
-  sqlite3_stmt *st = j->st[J_OLD];
-  int n = 0, step = SQLITE_DONE;
-  int rc = sqlite3_bind_int64(st, 1, before_ms);
-  if (!rc) rc = sqlite3_bind_int(st, 2, max);
-  while (!rc && n < max && (step = sqlite3_step(st)) == SQLITE_ROW)
-    batches[n++] = sqlite3_column_int64(st, 0);
-  rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : step);
-  for (int i = 0; !rc && i < n; i++) rc = journal_delete_batch(j, batches[i]);
-  free(batches);
-  if (!rc) *deleted = n;
+  /* The batches and their lists are read first: deleting under a running SELECT is not. */
+  typedef struct journal_old {
+    int64_t batch;
+    char *list;
+    size_t len;
+  } journal_old;
+  journal_old *old = calloc((size_t)max, sizeof *old);
+  if (!old) return CHOREO_ENOMEM;
+  sqlite3_stmt *st = j->st[J_OLDEST];
+  int n = 0, step = SQLITE_DONE, rc = sqlite3_bind_int(st, 1, max);
+  while (!rc && n < max && (step = sqlite3_step(st)) == SQLITE_ROW &&
+         sqlite3_column_int64(st, 1) < before_ms) {
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    const void *list = sqlite3_column_blob(st, 2);
+    old[n] = (journal_old){sqlite3_column_int64(st, 0), malloc(len + 1), len};
+    if (!old[n].list) rc = CHOREO_ENOMEM;
+    else if (len) memcpy(old[n].list, list, len);
+    n++;
+  }
+  if (rc || step == SQLITE_ROW) choreo_sql_finish(st, SQLITE_DONE);
+  else rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : step);
+  /* Each deletion counts against max, so that a round's work stays bounded. */
+  int statements = 0, i = 0;
+  for (; !rc && i < n && statements < max; i++) {
+    rc = journal_forget(j, old[i].batch, old[i].list, old[i].len, &statements);
+    sqlite3_stmt *del = j->st[J_DELETE];
+    if (!rc) rc = sqlite3_bind_int64(del, 1, old[i].batch);
+    if (!rc) rc = choreo_sql_finish(del, sqlite3_step(del));
+    statements++;
+  }
+  for (int k = 0; k < n; k++) free(old[k].list);
+  free(old);
+  if (!rc) *deleted = statements;
   return rc;
 }

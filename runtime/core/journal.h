@@ -15,6 +15,7 @@
 #define CHOREO_JOURNAL_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -45,7 +46,8 @@ typedef struct choreo_journal_entry {
   const char *error;       /* the last failure, NULL when ok */
 } choreo_journal_entry;
 
-/* Notes an entry for the batch under way (strings copied). */
+/* Notes an entry for the batch under way (strings copied). CHOREO_ENOMEM leaves the batch's
+ * entries unusable: the caller rolls the batch back (the next begin discards them). */
 int choreo_journal_note(choreo_journal *j, const choreo_journal_entry *entry);
 /* Writes the entries noted since the last flush or discard, if any, as one batch: call it in
  * the batch's transaction, before it commits. */
@@ -64,7 +66,12 @@ typedef int (*choreo_journal_fn)(void *ud, const choreo_journal_row *row);
  * non-zero result of fn stops the walk and is returned. */
 int choreo_journal_each(choreo_journal *j, const char *correlation, int max, choreo_journal_fn fn,
                         void *ud);
-/* Deletes batches written before before_ms, at most max, oldest first; *deleted counts them. */
+/* Calls fn for the entries of the batches written since since_ms, newest batch first, at most
+ * max (then *more); a non-zero result of fn stops the walk and is returned. */
+int choreo_journal_recent(choreo_journal *j, int64_t since_ms, int max, choreo_journal_fn fn,
+                          void *ud, bool *more);
+/* Deletes batches written before before_ms, oldest first, with their conversations' rows, in
+ * at most about max statements; *deleted counts the statements. */
 int choreo_journal_expire(choreo_journal *j, int64_t before_ms, int max, int *deleted);
 
 #endif

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flows.h"
 #include "host.h"
 #include "json.h"
+#include "tracecontext.h"
 
 static cJSON *control_error(const char *fmt, const char *arg) {
   char text[512];
@@ -52,15 +54,20 @@ static bool control_knows(choreo_host *h, const char *name) {
 }
 
 /* publish/send: "type", optional "to" (send), either "data" (one JSON text) or "batch" (an
- * array of JSON texts: one message each, committed together), optional "subject" and
- * "expect" (the stream version a command's sender saw), and optional "key": a request with a
+ * array of JSON texts: one message each, committed together), optional "subject",
+ * "traceparent" (W3C trace context) and "expect" (the stream version a command's sender saw), and optional "key": a request with a
  * key seen before appends nothing and answers the first one's id, with "repeated". */
 static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   const char *type = control_string(req, "type");
   const char *to = control_string(req, "to");
   const char *key = control_string(req, "key"); /* a resent request appends nothing again */
-  choreo_emit_opts opts = {.subject = control_string(req, "subject")};
+  choreo_emit_opts opts = {.subject = control_string(req, "subject"),
+                           .traceparent = control_string(req, "traceparent")};
   const cJSON *expect = cJSON_GetObjectItemCaseSensitive(req, "expect");
+  choreo_trace_context trace;
+  if (opts.traceparent &&
+      !choreo_traceparent_parse((choreo_str){opts.traceparent, strlen(opts.traceparent)}, &trace))
+    return control_error("%s", CHOREO_TRACEPARENT_EXPECTED);
   if (key && strlen(key) > CONTROL_KEY_MAX) return control_error("%s", "key over 200 bytes");
   if (expect && !(opts.has_expectedversion = control_version(expect, &opts.expectedversion)))
     return control_error("%s", "expect must be a stream version: an integer, 0 or more");
@@ -621,17 +628,7 @@ static int control_add_timeout(void *ud, const choreo_timeout *t) {
  * is not one or no longer retained): the rows of this host's journal in that conversation, oldest first, at
  * most 10,000 ("more" when there are further ones), each with the messages it emitted; and
  * the conversation's pending timeouts. */
-static cJSON *control_journal_rows(choreo_host *h, const cJSON *req) {
-  choreo_engine *e = choreo_host_engine(h);
-  const char *correlation = control_string(req, "correlation");
-  const char *id = control_string(req, "id");
-  if (!correlation == !id) return control_error("%s", "journal needs a correlation or an id");
-  char found[1024];
-  if (id) {
-    int rc = choreo_engine_conversation_of(e, id, found, sizeof found);
-    if (rc) return control_error("cannot read the journal: %s", choreo_strerror(rc));
-    correlation = found;
-  }
+static cJSON *control_conversation(choreo_engine *e, const char *correlation) {
   cJSON *o = control_ok();
   cJSON_AddStringToObject(o, "host", choreo_engine_name(e));
   cJSON_AddBoolToObject(o, "journal", choreo_engine_journaling(e));
@@ -656,6 +653,41 @@ static cJSON *control_journal_rows(choreo_host *h, const cJSON *req) {
   bool more = cJSON_GetArraySize(j.rows) > CONTROL_JOURNAL_MAX;
   if (more) cJSON_DeleteItemFromArray(j.rows, CONTROL_JOURNAL_MAX);
   cJSON_AddBoolToObject(o, "more", more);
+  return o;
+}
+
+static cJSON *control_journal_rows(choreo_host *h, const cJSON *req) {
+  choreo_engine *e = choreo_host_engine(h);
+  const char *correlation = control_string(req, "correlation");
+  const char *id = control_string(req, "id");
+  if (!correlation == !id) return control_error("%s", "journal needs a correlation or an id");
+  if (correlation) return control_conversation(e, correlation);
+  char *found = NULL;
+  int rc = choreo_engine_conversation_of(e, id, &found);
+  if (rc) return control_error("cannot read the journal: %s", choreo_strerror(rc));
+  cJSON *o = control_conversation(e, found ? found : "");
+  free(found);
+  return o;
+}
+
+#define CONTROL_WINDOW_MAX_MS (366LL * 86400 * 1000)
+
+/* flows: "window_ms": what this host handled in that window, counted by source, type, kind and
+ * handler (see flows.h). */
+static cJSON *control_flows(choreo_host *h, const cJSON *req) {
+  const cJSON *w = cJSON_GetObjectItemCaseSensitive(req, "window_ms");
+  double window = cJSON_IsNumber(w) ? w->valuedouble : -1;
+  if (!(window > 0 && window <= (double)CONTROL_WINDOW_MAX_MS))
+    return control_error("%s", "flows needs window_ms: milliseconds, more than 0, at most a year");
+  choreo_engine *e = choreo_host_engine(h);
+  cJSON *o = control_ok();
+  cJSON_AddStringToObject(o, "host", choreo_engine_name(e));
+  cJSON_AddBoolToObject(o, "journal", choreo_engine_journaling(e));
+  int rc = choreo_flows_add(e, (int64_t)window, o);
+  if (rc) {
+    cJSON_Delete(o);
+    return control_error("cannot read the journal: %s", choreo_strerror(rc));
+  }
   return o;
 }
 
@@ -689,6 +721,8 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_workflows(h, req);
   else if (strcmp(op, "journal") == 0)
     answer = control_journal_rows(h, req);
+  else if (strcmp(op, "flows") == 0)
+    answer = control_flows(h, req);
   else if (strcmp(op, "start") == 0 || strcmp(op, "cancel") == 0 || strcmp(op, "signal") == 0)
     answer = control_workflow_command(h, req, op);
   else

@@ -19,6 +19,7 @@
 #include "control.h"
 #include "host.h"
 #include "http.h"
+#include "metrics.h"
 #include "json.h"
 #include "log.h"
 #include "lua_scripts.h"
@@ -56,6 +57,7 @@ struct choreo_host {
   choreo_fetch_server serve;
   choreo_control control;
   choreo_http http;
+  choreo_metrics metrics;
   choreo_peers peers;
   uv_timer_t tick, retry_timer, timeout_timer, reload_timer, trim_timer;
   int64_t retain_ms, retain_max_ms;
@@ -282,6 +284,7 @@ static void host_stop_now(choreo_host *h) {
   choreo_serve_stop(&h->serve);
   choreo_control_stop(&h->control);
   choreo_http_stop(&h->http);
+  choreo_metrics_stop(&h->metrics);
   choreo_peers_stop(&h->peers);
   if (h->pub_open) nng_close(h->pub);
   h->pub_open = false;
@@ -305,6 +308,7 @@ bool choreo_host_done_committing(choreo_host *h) { return atomic_load(&h->done_c
 bool choreo_host_stopped(const choreo_host *h) {
   return h->stopping && h->handles_on_loop == 0 && h->watch.on_loop == 0 &&
          !h->serve.server.watch.on_loop && !h->control.server.watch.on_loop && !h->http.on_loop &&
+         !h->metrics.on_loop &&
          h->peers.on_loop == 0;
 }
 
@@ -379,6 +383,8 @@ static int host_start_sockets(choreo_host *h, const choreo_host_config *cfg, cha
   choreo_bus_ipc_url(url, sizeof url, h->bus, h->name, "ctl");
   if (!rc) rc = choreo_control_start(&h->control, h->loop, h, url, err, errlen);
   if (!rc && cfg->http) rc = choreo_http_start(&h->http, h->loop, h, cfg->http, err, errlen);
+  if (!rc && cfg->metrics)
+    rc = choreo_metrics_start(&h->metrics, h->loop, h, cfg->metrics, err, errlen);
   if (!rc)
     rc = choreo_peers_start(&h->peers, h->loop, h->engine, h->bus, cfg->peers, cfg->npeers,
                             host_committed_cb, h, err, errlen);
@@ -463,7 +469,8 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
                                .max_message = cfg->max_message,
                                .workflow_cache = cfg->workflow_cache,
                                .workflow_history_max = cfg->workflow_history_max,
-                               .no_journal = cfg->no_journal};
+                               .no_journal = cfg->no_journal,
+                               .otlp_json = cfg->otlp_json};
   if (!rc) rc = choreo_engine_open(&h->engine, &ecfg, err, errlen);
   if (!rc && !cfg->loop) {
     h->owns_loop = uv_loop_init(&h->own_loop) == 0;

@@ -78,12 +78,19 @@ typedef struct choreo_host_config {
   /* Keep no journal of the messages handled (what `choreo trace` reads): a little faster, and
    * nothing to trace. */
   bool no_journal;
+  /* Write each handled message's span (W3C trace context, continued from the message's
+   * traceparent or begun for one without) as OpenTelemetry JSON to this file, or to
+   * DIR/NAME.otlp.jsonl for a directory. NULL: none. */
+  const char *otlp_json;
   /* The loop to run on, owned by the caller, who runs it. NULL: the host makes its own, which
    * choreo_host_run() runs. */
   struct uv_loop_s *loop;
   /* Serve the scripts' queries (choreo.query) over HTTP on this URL (http://HOST:PORT):
    * GET /query/NAME?arg=value or POST /query/NAME with a JSON body. NULL: no HTTP. */
   const char *http;
+  /* Serve metrics in Prometheus' text format at GET /metrics on this URL (http://HOST:PORT,
+   * or a bare port for 127.0.0.1). NULL: none. */
+  const char *metrics;
 } choreo_host_config;
 
 /* Opens the database, loads the scripts and starts listening and dialing peers on the loop.

@@ -5,7 +5,9 @@ where they happened; a host that is down is named while the others' part is prin
 never leaves the journal listing a message that was not applied nor missing one that was;
 retention deletes old rows; --no-journal keeps none; bad input gets a clear error."""
 import json
+import os
 import re
+import signal
 
 import harness
 from harness import Suite, check, check_eq, wait_until
@@ -102,19 +104,20 @@ def trace_json(w, ident):
     return json.loads(out.out)
 
 
-def chain(messages):
-    """The tree as a list of (type, [(host, outcome)...]) along first children, and the
-    number of messages in the tree."""
-    path, count, todo = [], 0, list(messages)
-    while todo:
-        m = todo.pop()
-        count += 1
-        todo.extend(m["caused"])
-    node = messages[0] if messages else None
+def chain(t):
+    """The tree of a `trace --json` answer as a list of (type, [(host, outcome)...]) along first
+    children from the first root, and the number of messages in it."""
+    by_id = {m["id"]: m for m in t["messages"]}
+    path, node = [], by_id.get(t["roots"][0]) if t["roots"] else None
     while node:
         path.append((node.get("type"), [(h["host"], h["outcome"]) for h in node["handled"]]))
-        node = node["caused"][0] if node["caused"] else None
-    return path, count
+        node = by_id[node["caused"][0]] if node["caused"] else None
+    return path, len(t["messages"])
+
+
+def message(t, type_):
+    """The message of a type in a `trace --json` answer (the first)."""
+    return [m for m in t["messages"] if m.get("type") == type_][0]
 
 
 @suite.test
@@ -126,22 +129,23 @@ def an_order_across_three_hosts(w):
     check_eq(t["correlation"], first, "the conversation is named by its first message")
     check_eq(sorted((h["name"], h["answered"], h["journal"]) for h in t["hosts"]),
              [("billing", True, True), ("shop", True, True), ("stock", True, True)], "hosts")
-    path, count = chain(t["messages"])
+    path, count = chain(t)
     check_eq(count, 5, "messages in the conversation")
     check_eq(path, [("Checkout", [("shop", "ok")]), ("OrderPlaced", [("stock", "ok")]),
                     ("Charge", [("billing", "ok")]), ("Charged", [("stock", "ok")]),
                     ("OrderReady", [("shop", "ok")])], "who handled what, in causal order")
-    root = t["messages"][0]
+    root = message(t, "Checkout")
     check_eq(root["handled"][0]["handler"], "shop.lua:4", "where the handler was registered")
-    charge = root["caused"][0]["caused"][0]
+    charge = message(t, "Charge")
     check_eq((charge["kind"], charge["to"], charge["source"]), ("command", "billing", "stock"),
              "the command's kind, destination and sender")
-    check_eq(charge["caused"][0]["kind"], "reply", "the reply's kind")
+    check_eq(message(t, "Charged")["kind"], "reply", "the reply's kind")
+    check_eq(message(t, "Charged")["causation"], charge["id"], "the reply's cause")
 
     with w.step("any message of the conversation traces all of it"):
         again = trace_json(w, charge["id"])
         check_eq(again["correlation"], first, "correlation found from a middle message")
-        check_eq(chain(again["messages"]), (path, count), "the same tree")
+        check_eq(chain(again), (path, count), "the same tree")
 
     with w.step("text"):
         out = trace(w, first)
@@ -159,11 +163,17 @@ def an_order_across_three_hosts(w):
         check_eq(out.rc, 0, "mermaid exit code")
         lines = out.out.splitlines()
         check_eq(lines[0], "sequenceDiagram", "first line")
-        for want in ["shop->>shop: Checkout", "shop-)stock: OrderPlaced", "stock->>billing: Charge",
-                     "billing->>stock: Charged", "stock-)shop: OrderReady"]:
+        ids = {name: "p%d" % i for i, name in enumerate(
+            re.findall(r"^  participant p\d+ as (\S+)$", out.out, re.M))}
+        check_eq(sorted(ids), ["billing", "shop", "stock"], "participants")
+        arrows = ["%s->>%s: Checkout" % (ids["shop"], ids["shop"]),
+                  "%s-)%s: OrderPlaced" % (ids["shop"], ids["stock"]),
+                  "%s->>%s: Charge" % (ids["stock"], ids["billing"]),
+                  "%s->>%s: Charged" % (ids["billing"], ids["stock"]),
+                  "%s-)%s: OrderReady" % (ids["stock"], ids["shop"])]
+        for want in arrows:
             check("  " + want in lines, "%r in:\n%s" % (want, out.out))
-        check(lines.index("  stock->>billing: Charge") < lines.index("  billing->>stock: Charged"),
-              "the diagram follows time")
+        check(lines.index("  " + arrows[2]) < lines.index("  " + arrows[3]), "cause before effect")
 
 
 @suite.test
@@ -174,14 +184,14 @@ def a_retry_and_a_dead_letter_show_where_they_happened(w):
     wait_until(lambda: shop.scalar("select count(*) from ready") == 1, 20, "order 2 to be ready")
     wait_until(lambda: billing.scalar("select count(*) from choreo_dead_letters") == 1, 20,
                "order 3 to be dead")
-    path, _ = chain(trace_json(w, retried)["messages"])
+    path, _ = chain(trace_json(w, retried))
     check_eq(path[2], ("Charge", [("billing", "retrying"), ("billing", "ok")]),
              "a failed attempt, then its retry")
     t = trace_json(w, dead)
-    path, count = chain(t["messages"])
+    path, count = chain(t)
     check_eq(count, 3, "the conversation ends at the dead letter")
     check_eq(path[2], ("Charge", [("billing", "retrying"), ("billing", "dead")]), "dead")
-    handled = t["messages"][0]["caused"][0]["caused"][0]["handled"]
+    handled = message(t, "Charge")["handled"]
     check(all("card declined for order 3" in h["error"] for h in handled), handled)
     out = trace(w, dead)
     check(re.search(r"billing +\+\d+ ms +dead .*error: .*card declined for order 3", out.out),
@@ -194,7 +204,7 @@ def a_pending_timeout_shows_under_the_message_that_set_it(w):
     first = checkout(shop, 9)
     wait_until(lambda: shop.scalar("select count(*) from choreo_timeouts") == 1, 20, "the timer")
     t = trace_json(w, first)
-    pending = t["messages"][0]["timeouts"]
+    pending = message(t, "Checkout")["timeouts"]
     check_eq([(p["type"], p["host"]) for p in pending], [("Remind", "shop")], "pending timeouts")
     check(590_000 < pending[0]["in_ms"] <= 600_000, pending)
     out = trace(w, first)
@@ -210,7 +220,7 @@ def a_host_that_is_down_is_named_and_the_rest_printed(w):
     t = trace_json(w, first)
     check_eq({h["name"]: h["answered"] for h in t["hosts"]},
              {"shop": True, "stock": True, "billing": False}, "who answered")
-    path, count = chain(t["messages"])
+    path, count = chain(t)
     check_eq(count, 5, "messages known from the hosts that answered")
     check_eq([p[0] for p in path], ["Checkout", "OrderPlaced", "Charge", "Charged", "OrderReady"],
              "the chain, through the command the missing host handled")
@@ -219,6 +229,92 @@ def a_host_that_is_down_is_named_and_the_rest_printed(w):
     check_eq(out.rc, 0, "a trace with a host down still succeeds: %r" % out)
     check("billing did not answer" in out.out, out.out)
     check("(not seen: billing did not answer)" in out.out, out.out)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def spans(path):
+    """{message id: span} from an --otlp-json file, each span with its attributes flattened."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            for rs in json.loads(line)["resourceSpans"]:
+                service = rs["resource"]["attributes"][0]["value"]["stringValue"]
+                for ss in rs["scopeSpans"]:
+                    for span in ss["spans"]:
+                        span["attrs"] = {a["key"]: a["value"]["stringValue"]
+                                         for a in span["attributes"]}
+                        span["service"] = service
+                        out[span["attrs"]["messaging.message.id"]] = span
+    return out
+
+
+@suite.test
+def trace_context_crosses_hosts_and_spans_are_written(w):
+    otlp = w.scripts("spans", {})
+    shop, stock, billing = three_hosts(w, extra=["--otlp-json", otlp])
+    out = shop.cli("send", "--traceparent", TRACEPARENT, "shop", "Checkout", '{"order": 1}')
+    check_eq(out.rc, 0, "send with a traceparent: %r" % out)
+    first = re.search(r"sent (\S+)", out.out).group(1)
+    untraced = checkout(shop, 4)
+    wait_until(lambda: shop.scalar("select count(*) from ready") == 2, 20, "both orders")
+    for h in (shop, stock, billing):
+        h.stop()
+    found = {}
+    for name in ("shop", "stock", "billing"):
+        found.update(spans("%s/%s.otlp.jsonl" % (otlp, name)))
+    conversation = {m["id"]: m for m in journal(shop) + journal(stock) + journal(billing)}
+    mine = [i for i, m in conversation.items() if m["correlation"] == first]
+    check_eq(len(mine), 5, "messages of the traced order")
+    for i in mine:
+        span = found[i]
+        check_eq(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736", "trace id of %s" % i)
+        cause = conversation[i]["causation"]
+        parent = found[cause]["spanId"] if cause else "00f067aa0ba902b7"
+        check_eq(span.get("parentSpanId"), parent, "parent span of %s" % i)
+        check_eq(span["kind"], 5, "a consumer span")
+        check_eq(span["status"], {"code": 1}, "status of %s" % i)
+        check_eq(span["attrs"]["messaging.message.conversation_id"], first, "conversation")
+    check_eq(found[first]["service"], "shop", "the service that handled the first")
+    check(int(found[first]["endTimeUnixNano"]) >= int(found[first]["startTimeUnixNano"]),
+          found[first])
+    # What comes without a traceparent starts a trace of its own on an exporting host.
+    root = found[untraced]
+    check("parentSpanId" not in root and root["traceId"] != "4bf92f3577b34da6a3ce929d0e0e4736",
+          root)
+    others = [found[i] for i, m in conversation.items() if m["correlation"] == untraced]
+    check_eq({s["traceId"] for s in others}, {root["traceId"]}, "one trace for the other order")
+    # On the wire: what stock emitted while handling OrderPlaced names that handling's span.
+    charge = [m for m in conversation.values()
+              if m["type"] == "Charge" and m["correlation"] == first][0]
+    (raw,) = stock.query("select msg from choreo_log where seq = ?", charge["seq"])[0]
+    emitted = harness.mp_unpack(raw)[0]
+    check_eq(emitted["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-%s-01"
+             % found[charge["causation"]]["spanId"], "traceparent of the emitted command")
+
+
+@suite.test
+def trace_context_continues_through_a_host_that_exports_nothing(w):
+    shop = w.host("shop", w.scripts("shop", {"shop.lua": SHOP_LUA}))
+    stock = w.host("stock", w.scripts("stock", {"stock.lua": STOCK_LUA}))
+    billing = w.host("billing", w.scripts("billing", {"billing.lua": BILLING_LUA}))
+    out = shop.cli("send", "--traceparent", TRACEPARENT, "shop", "Checkout", '{"order": 1}')
+    check_eq(out.rc, 0, "send: %r" % out)
+    wait_until(lambda: shop.scalar("select count(*) from ready") == 1, 20, "the order")
+    for h in (shop, stock, billing):
+        for (raw,) in h.query("select msg from choreo_log"):
+            msg = harness.mp_unpack(raw)[0]
+            check(msg.get("traceparent", "").startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                  "%s's %s carries the trace: %r" % (h.name, msg["type"], msg.get("traceparent")))
+    untraced = checkout(shop, 5)
+    wait_until(lambda: shop.scalar("select count(*) from ready") == 2, 20, "the other order")
+    (raw,) = shop.query("select msg from choreo_log where type = 'OrderPlaced' order by seq desc")[0]
+    check("traceparent" not in harness.mp_unpack(raw)[0],
+          "no trace begins on hosts that export no spans (%s)" % untraced)
+    out = shop.cli("send", "--traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00", "shop", "X")
+    check_eq(out.rc, 2, "a malformed traceparent: %r" % out)
+    check("--traceparent must be a W3C traceparent" in out.err, out.err)
 
 
 @suite.test
@@ -247,6 +343,134 @@ def the_journal_commits_with_the_messages_it_lists(w):
     wait_until(lambda: consumer.scalar("select count(*) from ticks") == N, 60, "all ticks")
     consumer.stop()
     check_eq(compare("at the end"), N, "ticks applied and journaled")
+
+
+EDGES_LUA = """
+local choreo = require "choreo"
+-- A chain: each Ping causes the next, `left` times.
+choreo.on("Ping", function(msg, ctx)
+  if msg.data.left > 0 then ctx:publish("Ping", { left = msg.data.left - 1 }) end
+end)
+-- One batch: a type of 9,000 characters, then two small ones (entries that repeat fields).
+choreo.on("Spray", function(msg, ctx)
+  ctx:publish(string.rep("T", 9000), {})
+  ctx:publish("Small", {})
+  ctx:publish("Small", {})
+end)
+choreo.on("Small", function() end)
+choreo.on(string.rep("T", 9000), function() end)
+-- Two messages in one batch, the second failing at its only attempt.
+choreo.on("Pair", function(msg, ctx) ctx:publish("First", {}) ctx:publish("Second", {}) end)
+choreo.on("First", function() end)
+choreo.on("Second", function() error("second fails") end, { attempts = 1, backoff = {} })
+"""
+
+
+@suite.test
+def what_a_demanding_user_runs_into(w):
+    host = w.host("edges", w.scripts("edges", {"edges.lua": EDGES_LUA}))
+
+    with w.step("a conversation of 3,000 messages in a chain"):
+        first = re.search(r"published (\S+)", host.cli("publish", "Ping", '{"left": 2999}').out).group(1)
+        wait_until(lambda: host.scalar("select count(*) from choreo_log where type = 'Ping'") == 3000
+                   and host.checkpoint("edges") == host.head(), 60, "the chain to end")
+        out = trace(w, first)
+        check_eq(out.rc, 0, "text trace of a long chain: rc %r, stderr %r" % (out.rc, out.err[-300:]))
+        check(out.out.startswith("conversation %s: 3000 messages" % first), out.out[:200])
+        check(re.search(r"^ *└─ \[depth 2999\] edges/\d+ Ping", out.out, re.M), out.out[-400:])
+        t = trace_json(w, first)
+        check_eq(len(t["messages"]), 3000, "messages in JSON")
+        check_eq(chain(t)[1], 3000, "the chain walks through")
+        out = trace(w, "--format", "mermaid", first)
+        check_eq(out.rc, 0, "mermaid of a long chain")
+
+    with w.step("a 9,000-character type does not hide the entries after it"):
+        spray = re.search(r"published (\S+)", host.cli("publish", "Spray").out).group(1)
+        wait_until(lambda: host.checkpoint("edges") == host.head(), 20, "the spray")
+        t = trace_json(w, spray)
+        check_eq(len(t["messages"]), 4, "messages")
+        check(all(m["handled"] for m in t["messages"]), [m["handled"] for m in t["messages"]])
+
+    with w.step("the failed message names its own handler"):
+        pair = re.search(r"published (\S+)", host.cli("publish", "Pair").out).group(1)
+        wait_until(lambda: host.scalar("select count(*) from choreo_dead_letters") == 1, 20, "dead")
+        t = trace_json(w, pair)
+        check_eq(message(t, "Second")["handled"][0]["handler"], "edges.lua:18", "Second's handler")
+        check_eq(message(t, "First")["handled"][0]["handler"], "edges.lua:17", "First's handler")
+
+    with w.step("a conversation id of 1,500 characters"):
+        long_id = "c" * 1500
+        # Only a handler sets a correlation: one is added that does.
+        with open(os.path.join(host.scripts, "long.lua"), "w") as f:
+            f.write('local choreo = require "choreo"\n'
+                    'choreo.on("Long", function(msg, ctx) '
+                    'ctx:publish("Small", {}, { correlationid = string.rep("c", 1500) }) end)\n')
+        host.wait_log(r"reloaded")
+        host.cli("publish", "Long")
+        wait_until(lambda: host.scalar("select count(*) from choreo_log where type = 'Small'") == 3,
+                   20, "the long conversation's message")
+        seq = host.scalar("select max(seq) from choreo_log where type = 'Small'")
+        t = trace_json(w, "edges/%d" % seq)
+        check_eq(t["correlation"], long_id, "found from the message's id")
+        check_eq(len(t["messages"]), 1, "the message")
+
+
+@suite.test
+def a_stopped_host_costs_the_wait_once(w):
+    shop, stock, billing = three_hosts(w)
+    first = checkout(shop, 1)
+    wait_until(lambda: shop.scalar("select count(*) from ready") == 1, 20, "order 1 to be ready")
+    os.kill(billing.pid, signal.SIGSTOP)
+    try:
+        out = trace(w, first)
+    finally:
+        os.kill(billing.pid, signal.SIGCONT)
+    check_eq(out.rc, 0, "a trace with a host stopped: %r" % out)
+    check("billing did not answer (no answer within 3 s): its part is missing" in out.out, out.out)
+    check("conversation %s: 5 messages, 2 of 3 hosts answered" % first in out.out, out.out)
+
+
+@suite.test
+def the_map_shows_who_reacted_to_what(w):
+    shop, stock, billing = three_hosts(w)
+    for order in (1, 2, 3):
+        checkout(shop, order)
+    wait_until(lambda: shop.scalar("select count(*) from ready") == 2
+               and billing.scalar("select count(*) from choreo_dead_letters") == 1, 20,
+               "two orders ready and one dead")
+    out = w.cli("map", "--bus", w.bus, "--format", "json")
+    check_eq(out.rc, 0, "map: %r" % out)
+    m = json.loads(out.out)
+    edges = {(e["from"], e["to"], e["type"], e["kind"]): (e["count"], e["failed"], e["dead"])
+             for e in m["edges"]}
+    check_eq(edges, {
+        ("shop", "shop", "Checkout", "command"): (3, 0, 0),
+        ("shop", "stock", "OrderPlaced", "event"): (3, 0, 0),
+        ("stock", "billing", "Charge", "command"): (5, 3, 1),
+        ("billing", "stock", "Charged", "reply"): (2, 0, 0),
+        ("stock", "shop", "OrderReady", "event"): (2, 0, 0),
+    }, "edges: (count, failed, dead) per sender, host, type and kind")
+    check_eq(sorted((h["name"], h["answered"]) for h in m["hosts"]),
+             [("billing", True), ("shop", True), ("stock", True)], "hosts")
+    out = w.cli("map", "--bus", w.bus)
+    check_eq(out.rc, 0, "mermaid map")
+    lines = out.out.splitlines()
+    check_eq(lines[0], "flowchart LR", "a Mermaid flowchart")
+    nodes = dict(re.findall(r'^  (n\d+)\["(\w+)', out.out, re.M))
+    ids = {name: n for n, name in nodes.items()}
+    check('  %s -.->|"OrderPlaced ×3"| %s' % (ids["shop"], ids["stock"]) in lines, out.out)
+    check('  %s -->|"Charge ×5, 3 failed, 1 dead"| %s' % (ids["stock"], ids["billing"]) in lines,
+          out.out)
+    out = w.cli("map", "--bus", w.bus, "--format", "dot")
+    check(out.rc == 0 and out.out.startswith("digraph choreography {") and
+          out.out.rstrip().endswith("}"), out.out)
+    check('label="OrderPlaced ×3 (event)", style=dashed];' in out.out, out.out)
+    out = w.cli("map", "--bus", w.bus, "--since", "1s")
+    check_eq(out.rc, 0, "a short window")
+    out = w.cli("map", "--bus", w.bus, "--since", "soon")
+    check_eq(out.rc, 2, "a bad window: %r" % out)
+    out = w.cli("map", "--bus", w.bus, "--format", "svg")
+    check_eq(out.rc, 2, "a bad format: %r" % out)
 
 
 @suite.test

@@ -1,0 +1,250 @@
+/* choreo map: the choreography as a graph of what actually flowed. Every host on the bus counts
+ * its journal's entries of the window by source, type, kind and handler (control op "flows");
+ * here they become edges from the sender to the host that handled them, labelled with the type
+ * and the count, and nodes marked with the sagas, workflows, projections and aggregates that
+ * took part. Printed as a Mermaid flowchart, Graphviz DOT or JSON. */
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "cli.h"
+
+#define MAP_WAIT_MS 3000
+#define MAP_NODES_MAX 512
+
+typedef struct map {
+  const char *names[MAP_NODES_MAX]; /* the hosts on the bus first, then other senders */
+  int n;
+  cJSON *hosts;  /* [{name, answered, journal, more, error}] */
+  cJSON *edges;  /* [{from, to, type, kind, count, failed, dead}] */
+  cJSON *roles;  /* {host: [role...]} */
+} map;
+
+static void map_found(void *ud, const char *name) {
+  map *m = ud;
+  cJSON *h = cJSON_CreateObject();
+  cJSON_AddStringToObject(h, "name", name);
+  cJSON_AddItemToArray(m->hosts, h);
+}
+
+static int map_node(map *m, const char *name) {
+  for (int i = 0; i < m->n; i++)
+    if (strcmp(m->names[i], name) == 0) return i;
+  if (m->n == MAP_NODES_MAX) return -1;
+  m->names[m->n] = name;
+  return m->n++;
+}
+
+static const char *map_str(const cJSON *o, const char *field) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double map_num(const cJSON *o, const char *field) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+  return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* A handler label's role, if it names one: "saga Fulfilment (f.lua:3)" -> "saga Fulfilment",
+ * and each of a list ("a.lua:2, workflow Fulfilment"). */
+static void map_add_roles(map *m, const char *host, const char *handler) {
+  static const char *const kinds[] = {"saga ", "workflow ", "projection ", "aggregate "};
+  cJSON *list = cJSON_GetObjectItemCaseSensitive(m->roles, host);
+  if (!list) list = cJSON_AddArrayToObject(m->roles, host);
+  for (const char *p = handler; p && *p;) {
+    size_t n = strcspn(p, ",(");
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+      if (strncmp(p, kinds[k], strlen(kinds[k])) != 0) continue;
+      char role[256];
+      size_t len = n < sizeof role ? n : sizeof role - 1;
+      memcpy(role, p, len);
+      while (len && role[len - 1] == ' ') len--;
+      role[len] = '\0';
+      bool seen = false;
+      const cJSON *r;
+      cJSON_ArrayForEach(r, list) seen |= strcmp(r->valuestring, role) == 0;
+      if (!seen) cJSON_AddItemToArray(list, cJSON_CreateString(role));
+    }
+    p += n;
+    if (*p == '(') p += strcspn(p, ")"); /* a site in brackets */
+    p += strspn(p, "), ");
+  }
+}
+
+/* One host's flows into edges (summed over handlers) and roles. */
+static void map_add_flows(map *m, const char *host, const cJSON *flows) {
+  const cJSON *f;
+  cJSON_ArrayForEach(f, flows) {
+    map_add_roles(m, host, map_str(f, "handler"));
+    cJSON *edge = NULL, *e;
+    cJSON_ArrayForEach(e, m->edges) {
+      if (!strcmp(map_str(e, "from"), map_str(f, "source")) && !strcmp(map_str(e, "to"), host) &&
+          !strcmp(map_str(e, "type"), map_str(f, "type")) &&
+          !strcmp(map_str(e, "kind"), map_str(f, "kind")))
+        edge = e;
+    }
+    if (!edge) {
+      edge = cJSON_CreateObject();
+      cJSON_AddStringToObject(edge, "from", map_str(f, "source"));
+      cJSON_AddStringToObject(edge, "to", host);
+      cJSON_AddStringToObject(edge, "type", map_str(f, "type"));
+      cJSON_AddStringToObject(edge, "kind", map_str(f, "kind"));
+      cJSON_AddNumberToObject(edge, "count", 0);
+      cJSON_AddNumberToObject(edge, "failed", 0);
+      cJSON_AddNumberToObject(edge, "dead", 0);
+      cJSON_AddItemToArray(m->edges, edge);
+    }
+    static const char *const counts[] = {"count", "failed", "dead"};
+    for (size_t i = 0; i < 3; i++)
+      cJSON_SetNumberValue(cJSON_GetObjectItem(edge, counts[i]),
+                           map_num(edge, counts[i]) + map_num(f, counts[i]));
+  }
+}
+
+/* Asks every host; the names of those that did not answer are kept with why. */
+static void map_collect(map *m, const char *bus, int64_t window_ms) {
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "op", "flows");
+  cJSON_AddNumberToObject(req, "window_ms", (double)window_ms);
+  char *text = cJSON_PrintUnformatted(req);
+  cJSON_Delete(req);
+  cJSON *h;
+  cJSON_ArrayForEach(h, m->hosts) {
+    const char *name = map_str(h, "name");
+    map_node(m, name);
+    cJSON *answer = NULL;
+    char err[256] = "out of memory";
+    int rc = text ? cli_ask(bus, name, text, MAP_WAIT_MS, false, &answer, err, sizeof err) : CLI_FAIL;
+    cJSON_AddBoolToObject(h, "answered", rc == CLI_OK);
+    if (rc) {
+      cJSON_AddStringToObject(h, "error", rc == CLI_UNANSWERED ? "no answer within 3 s" : err);
+      continue;
+    }
+    cJSON_AddBoolToObject(h, "journal", cJSON_IsTrue(cJSON_GetObjectItem(answer, "journal")));
+    cJSON_AddBoolToObject(h, "more", cJSON_IsTrue(cJSON_GetObjectItem(answer, "more")));
+    map_add_flows(m, name, cJSON_GetObjectItem(answer, "flows"));
+    cJSON_Delete(answer);
+  }
+  free(text);
+  const cJSON *e;
+  cJSON_ArrayForEach(e, m->edges) map_node(m, map_str(e, "from"));
+}
+
+/* Text inside a quoted label: Mermaid reads '"' as the end and '#' as an entity. */
+static void map_mermaid_text(const char *s) {
+  for (; *s; s++) {
+    if (*s == '"') fputs("#quot;", stdout);
+    else if (*s == '#') fputs("#35;", stdout);
+    else if (*s != '\n') putchar(*s);
+  }
+}
+
+static void map_dot_text(const char *s) {
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') putchar('\\');
+    if (*s != '\n') putchar(*s);
+  }
+}
+
+static void map_edge_label(const cJSON *e, bool mermaid) {
+  void (*text)(const char *) = mermaid ? map_mermaid_text : map_dot_text;
+  text(map_str(e, "type"));
+  printf(" ×%.0f", map_num(e, "count"));
+  if (map_num(e, "failed") > 0) printf(", %.0f failed", map_num(e, "failed"));
+  if (map_num(e, "dead") > 0) printf(", %.0f dead", map_num(e, "dead"));
+}
+
+static void map_print(map *m, const char *format) {
+  bool mermaid = strcmp(format, "mermaid") == 0;
+  puts(mermaid ? "flowchart LR" : "digraph choreography {\n  rankdir=LR;\n  node [shape=box];");
+  for (int i = 0; i < m->n; i++) {
+    const cJSON *roles = cJSON_GetObjectItemCaseSensitive(m->roles, m->names[i]), *r;
+    printf(mermaid ? "  n%d[\"" : "  n%d [label=\"", i);
+    (mermaid ? map_mermaid_text : map_dot_text)(m->names[i]);
+    cJSON_ArrayForEach(r, roles) {
+      fputs(mermaid ? "<br/>" : "\\n", stdout);
+      (mermaid ? map_mermaid_text : map_dot_text)(r->valuestring);
+    }
+    const cJSON *h;
+    cJSON_ArrayForEach(h, m->hosts) {
+      if (strcmp(map_str(h, "name"), m->names[i]) == 0 && !cJSON_IsTrue(cJSON_GetObjectItem(h, "answered")))
+        fputs(mermaid ? "<br/>(did not answer)" : "\\n(did not answer)", stdout);
+    }
+    puts(mermaid ? "\"]" : "\"];");
+  }
+  const cJSON *e;
+  cJSON_ArrayForEach(e, m->edges) {
+    int from = map_node(m, map_str(e, "from")), to = map_node(m, map_str(e, "to"));
+    bool event = strcmp(map_str(e, "kind"), "event") == 0;
+    if (mermaid) {
+      printf("  n%d %s|\"", from, event ? "-.->" : "-->");
+      map_edge_label(e, true);
+      printf("\"| n%d\n", to);
+    } else {
+      printf("  n%d -> n%d [label=\"", from, to);
+      map_edge_label(e, false);
+      printf(" (%s)\"%s];\n", map_str(e, "kind"), event ? ", style=dashed" : "");
+    }
+  }
+  if (!mermaid) puts("}");
+}
+
+/* map [--since DURATION] [--format mermaid|dot|json] */
+int cli_map(const cli_args *a) {
+  const char *format = "mermaid";
+  int64_t window_ms = 3600000;
+  for (int i = 0; i < a->nrest; i++) {
+    const char *s = a->rest[i];
+    bool valued = strcmp(s, "--since") == 0 || strcmp(s, "--format") == 0;
+    if (valued && i + 1 >= a->nrest) return cli_usage("%s needs a value", s);
+    if (strcmp(s, "--since") == 0) {
+      if (cli_duration(s, a->rest[++i], &window_ms)) return CLI_USAGE;
+    } else if (strcmp(s, "--format") == 0) {
+      format = a->rest[++i];
+    } else {
+      return cli_usage("map takes --since DURATION and --format mermaid|dot|json, not '%s'", s);
+    }
+  }
+  if (strcmp(format, "mermaid") && strcmp(format, "dot") && strcmp(format, "json"))
+    return cli_usage("--format must be mermaid, dot or json, not '%s'", format);
+  char bus[PATH_MAX], err[PATH_MAX + 64];
+  if (choreo_bus_dir(a->bus, false, bus, sizeof bus, err, sizeof err)) return cli_fail("%s", err);
+  map *m = calloc(1, sizeof *m);
+  if (!m) return cli_fail("%s", "out of memory");
+  m->hosts = cJSON_CreateArray();
+  m->edges = cJSON_CreateArray();
+  m->roles = cJSON_CreateObject();
+  int rc = CLI_OK;
+  if (a->host) {
+    if (!choreo_name_valid(a->host)) rc = cli_usage("invalid host name '%s'", a->host);
+    else map_found(m, a->host);
+  } else if (choreo_bus_each_host(bus, "ctl", map_found, m)) {
+    rc = cli_fail("cannot read the bus directory %s", bus);
+  }
+  if (!rc && cJSON_GetArraySize(m->hosts) == 0) rc = cli_fail("no host is running on bus %s", bus);
+  if (!rc) {
+    map_collect(m, bus, window_ms);
+    if (strcmp(format, "json") == 0) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddNumberToObject(o, "window_ms", (double)window_ms);
+      cJSON_AddItemReferenceToObject(o, "hosts", m->hosts);
+      cJSON_AddItemReferenceToObject(o, "edges", m->edges);
+      cJSON_AddItemReferenceToObject(o, "roles", m->roles);
+      char *text = cJSON_Print(o);
+      cJSON_Delete(o);
+      if (text) puts(text);
+      else rc = cli_fail("%s", "out of memory");
+      free(text);
+    } else {
+      map_print(m, format);
+    }
+  }
+  cJSON_Delete(m->hosts);
+  cJSON_Delete(m->edges);
+  cJSON_Delete(m->roles);
+  free(m);
+  return rc;
+}

@@ -1,0 +1,56 @@
+/* choreo trace, shared between collecting and stitching (cli_trace.c) and printing
+ * (cli_trace_print.c). */
+#ifndef CHOREO_CLI_TRACE_H
+#define CHOREO_CLI_TRACE_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "codec.h"
+
+#define TRACE_HOSTS_MAX 256
+#define TRACE_CONVERSATIONS_MAX 32
+
+typedef struct trace_host {
+  char name[CHOREO_NAME_MAX + 1];
+  bool asked, failed, journal, more; /* more: an answer held only its first 10,000 rows */
+  char error[256];                   /* why it did not answer, once it failed */
+  cJSON *rows;                       /* its rows of every conversation asked about */
+  cJSON *timeouts;                   /* and their pending timeouts, each with "in_ms" */
+} trace_host;
+
+/* A message of the conversation: handled somewhere (rows), emitted by a handler, or both. */
+typedef struct trace_node {
+  const char *id, *type, *kind, *source, *to, *causation;
+  double at_ms; /* the earliest handling; an emitted-only message: its emitter's */
+  const cJSON **rows;
+  int nrows;
+  int *children; /* by time */
+  int nchildren;
+  bool visited; /* a walk's mark: a causation cycle in forged data is walked once */
+} trace_node;
+
+typedef struct trace {
+  trace_host hosts[TRACE_HOSTS_MAX];
+  int nhosts;
+  /* The conversation asked about first, then those its messages started (a workflow's). */
+  char *conversations[TRACE_CONVERSATIONS_MAX];
+  int nconversations;
+  trace_node *nodes; /* sorted by id */
+  int nnodes;
+  int *roots; /* by time */
+  int nroots;
+} trace;
+
+const char *trace_str(const cJSON *o, const char *field);
+double trace_num(const cJSON *o, const char *field);
+bool trace_answered(const trace *t, const char *host);
+/* The messages of the walk from the roots, each once, parents before children, siblings by
+ * time: n indexes into out (room for t->nnodes), with each one's depth in depth. */
+int trace_walk(trace *t, int *out, int *depth);
+
+void trace_print_text(trace *t);
+int trace_print_json(trace *t);
+void trace_print_mermaid(trace *t);
+
+#endif
