@@ -360,8 +360,11 @@ static int scripts_run_handlers(lua_State *L) {
   scripts_push_msg(L, m);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_getfield(L, 2, "where");
-  const char *where = lua_tostring(L, -1);
-  snprintf(s->handled_by, sizeof s->handled_by, "%s", where ? where : "");
+  size_t len = 0;
+  const char *where = lua_tolstring(L, -1, &len);
+  if (len >= sizeof s->handled_by) len = sizeof s->handled_by - 1;
+  memcpy(s->handled_by, where ? where : "", where ? len : 0);
+  s->handled_by[where ? len : 0] = '\0';
   lua_pop(L, 1);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {

@@ -61,5 +61,6 @@ int cli_workflows(const cli_args *a);
 int cli_replay_check(const cli_args *a);
 int cli_trace(const cli_args *a);
 int cli_map(const cli_args *a);
+int cli_ui(const cli_args *a);
 
 #endif

@@ -11,17 +11,20 @@
 
 #include "bus.h"
 #include "cli.h"
+#include "map.h"
 
 #define MAP_WAIT_MS 3000
 #define MAP_NODES_MAX 512
+#define MAP_WINDOW_MAX_MS (366LL * 86400 * 1000) /* what hosts accept */
 
-typedef struct map {
+struct map {
+  int64_t window_ms;
   const char *names[MAP_NODES_MAX]; /* the hosts on the bus first, then other senders */
   int n;
   cJSON *hosts;  /* [{name, answered, journal, more, error}] */
   cJSON *edges;  /* [{from, to, type, kind, count, failed, dead}] */
   cJSON *roles;  /* {host: [role...]} */
-} map;
+};
 
 static void map_found(void *ud, const char *name) {
   map *m = ud;
@@ -118,9 +121,12 @@ static void map_collect(map *m, const char *bus, int64_t window_ms) {
     cJSON *answer = NULL;
     char err[256] = "out of memory";
     int rc = text ? cli_ask(bus, name, text, MAP_WAIT_MS, false, &answer, err, sizeof err) : CLI_FAIL;
-    cJSON_AddBoolToObject(h, "answered", rc == CLI_OK);
+    /* An error answer (a host too old to know "flows") is an answer all the same. */
+    cJSON_AddBoolToObject(h, "answered", rc == CLI_OK || rc == CLI_FAIL);
     if (rc) {
-      cJSON_AddStringToObject(h, "error", rc == CLI_UNANSWERED ? "no answer within 3 s" : err);
+      cJSON_AddStringToObject(h, "error", rc == CLI_UNANSWERED ? "no answer within 3 s"
+                                          : rc == CLI_USAGE     ? "not running"
+                                                                : err);
       continue;
     }
     cJSON_AddBoolToObject(h, "journal", cJSON_IsTrue(cJSON_GetObjectItem(answer, "journal")));
@@ -170,14 +176,25 @@ static void map_print(map *m, const char *format) {
     }
     const cJSON *h;
     cJSON_ArrayForEach(h, m->hosts) {
-      if (strcmp(map_str(h, "name"), m->names[i]) == 0 && !cJSON_IsTrue(cJSON_GetObjectItem(h, "answered")))
-        fputs(mermaid ? "<br/>(did not answer)" : "\\n(did not answer)", stdout);
+      if (strcmp(map_str(h, "name"), m->names[i]) != 0 || !cJSON_GetObjectItem(h, "error")) continue;
+      fputs(mermaid ? "<br/>(" : "\\n(", stdout);
+      (mermaid ? map_mermaid_text : map_dot_text)(
+          cJSON_IsTrue(cJSON_GetObjectItem(h, "answered")) ? map_str(h, "error") : "did not answer");
+      fputs(")", stdout);
     }
     puts(mermaid ? "\"]" : "\"];");
+  }
+  const cJSON *h;
+  cJSON_ArrayForEach(h, m->hosts) {
+    if (!cJSON_IsTrue(cJSON_GetObjectItem(h, "more"))) continue;
+    printf(mermaid ? "  %%%% %s: only its newest 200000 entries of the window were read\n"
+                   : "  // %s: only its newest 200000 entries of the window were read\n",
+           map_str(h, "name"));
   }
   const cJSON *e;
   cJSON_ArrayForEach(e, m->edges) {
     int from = map_node(m, map_str(e, "from")), to = map_node(m, map_str(e, "to"));
+    if (from < 0 || to < 0) continue; /* past MAP_NODES_MAX services */
     bool event = strcmp(map_str(e, "kind"), "event") == 0;
     if (mermaid) {
       printf("  n%d %s|\"", from, event ? "-.->" : "-->");
@@ -186,10 +203,59 @@ static void map_print(map *m, const char *format) {
     } else {
       printf("  n%d -> n%d [label=\"", from, to);
       map_edge_label(e, false);
-      printf(" (%s)\"%s];\n", map_str(e, "kind"), event ? ", style=dashed" : "");
+      fputs(" (", stdout);
+      map_dot_text(map_str(e, "kind"));
+      printf(")\"%s];\n", event ? ", style=dashed" : "");
     }
   }
   if (!mermaid) puts("}");
+}
+
+int map_build(const char *bus, const char *host, int64_t window_ms, map **out, char *err,
+              size_t errlen) {
+  *out = NULL;
+  map *m = calloc(1, sizeof *m);
+  if (!m) {
+    snprintf(err, errlen, "out of memory");
+    return CLI_FAIL;
+  }
+  m->window_ms = window_ms;
+  m->hosts = cJSON_CreateArray();
+  m->edges = cJSON_CreateArray();
+  m->roles = cJSON_CreateObject();
+  int rc = CLI_OK;
+  if (host) {
+    if (choreo_name_valid(host)) map_found(m, host);
+    else rc = CLI_USAGE, snprintf(err, errlen, "invalid host name '%s'", host);
+  } else if (choreo_bus_each_host(bus, "ctl", map_found, m)) {
+    rc = CLI_FAIL, snprintf(err, errlen, "cannot read the bus directory %s", bus);
+  }
+  if (!rc && cJSON_GetArraySize(m->hosts) == 0)
+    rc = CLI_FAIL, snprintf(err, errlen, "no host is running on bus %s", bus);
+  if (rc) {
+    map_destroy(m);
+    return rc;
+  }
+  map_collect(m, bus, window_ms);
+  *out = m;
+  return CLI_OK;
+}
+
+cJSON *map_json(const map *m) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "window_ms", (double)m->window_ms);
+  cJSON_AddItemToObject(o, "hosts", cJSON_Duplicate(m->hosts, 1));
+  cJSON_AddItemToObject(o, "edges", cJSON_Duplicate(m->edges, 1));
+  cJSON_AddItemToObject(o, "roles", cJSON_Duplicate(m->roles, 1));
+  return o;
+}
+
+void map_destroy(map *m) {
+  if (!m) return;
+  cJSON_Delete(m->hosts);
+  cJSON_Delete(m->edges);
+  cJSON_Delete(m->roles);
+  free(m);
 }
 
 /* map [--since DURATION] [--format mermaid|dot|json] */
@@ -202,6 +268,7 @@ int cli_map(const cli_args *a) {
     if (valued && i + 1 >= a->nrest) return cli_usage("%s needs a value", s);
     if (strcmp(s, "--since") == 0) {
       if (cli_duration(s, a->rest[++i], &window_ms)) return CLI_USAGE;
+      if (window_ms > MAP_WINDOW_MAX_MS) return cli_usage("%s", "--since is at most 366d");
     } else if (strcmp(s, "--format") == 0) {
       format = a->rest[++i];
     } else {
@@ -212,39 +279,20 @@ int cli_map(const cli_args *a) {
     return cli_usage("--format must be mermaid, dot or json, not '%s'", format);
   char bus[PATH_MAX], err[PATH_MAX + 64];
   if (choreo_bus_dir(a->bus, false, bus, sizeof bus, err, sizeof err)) return cli_fail("%s", err);
-  map *m = calloc(1, sizeof *m);
-  if (!m) return cli_fail("%s", "out of memory");
-  m->hosts = cJSON_CreateArray();
-  m->edges = cJSON_CreateArray();
-  m->roles = cJSON_CreateObject();
-  int rc = CLI_OK;
-  if (a->host) {
-    if (!choreo_name_valid(a->host)) rc = cli_usage("invalid host name '%s'", a->host);
-    else map_found(m, a->host);
-  } else if (choreo_bus_each_host(bus, "ctl", map_found, m)) {
-    rc = cli_fail("cannot read the bus directory %s", bus);
+  map *m;
+  int rc = map_build(bus, a->host, window_ms, &m, err, sizeof err);
+  if (rc == CLI_USAGE) return cli_usage("%s", err);
+  if (rc) return cli_fail("%s", err);
+  if (strcmp(format, "json") == 0) {
+    cJSON *o = map_json(m);
+    char *text = o ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    if (text) puts(text);
+    else rc = cli_fail("%s", "out of memory");
+    free(text);
+  } else {
+    map_print(m, format);
   }
-  if (!rc && cJSON_GetArraySize(m->hosts) == 0) rc = cli_fail("no host is running on bus %s", bus);
-  if (!rc) {
-    map_collect(m, bus, window_ms);
-    if (strcmp(format, "json") == 0) {
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddNumberToObject(o, "window_ms", (double)window_ms);
-      cJSON_AddItemReferenceToObject(o, "hosts", m->hosts);
-      cJSON_AddItemReferenceToObject(o, "edges", m->edges);
-      cJSON_AddItemReferenceToObject(o, "roles", m->roles);
-      char *text = cJSON_Print(o);
-      cJSON_Delete(o);
-      if (text) puts(text);
-      else rc = cli_fail("%s", "out of memory");
-      free(text);
-    } else {
-      map_print(m, format);
-    }
-  }
-  cJSON_Delete(m->hosts);
-  cJSON_Delete(m->edges);
-  cJSON_Delete(m->roles);
-  free(m);
+  map_destroy(m);
   return rc;
 }

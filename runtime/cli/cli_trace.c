@@ -293,6 +293,52 @@ static void trace_free(trace *t) {
   for (int i = 0; i < t->nconversations; i++) free(t->conversations[i]);
 }
 
+int trace_build(const char *bus, const char *host, const char *arg, trace **out, char *err,
+                size_t errlen) {
+  *out = NULL;
+  trace *t = calloc(1, sizeof *t);
+  if (!t) {
+    snprintf(err, errlen, "out of memory");
+    return CLI_FAIL;
+  }
+  int rc = CLI_OK;
+  if (host) {
+    if (choreo_name_valid(host)) trace_found(t, host);
+    else rc = CLI_USAGE, snprintf(err, errlen, "invalid host name '%s'", host);
+  } else if (choreo_bus_each_host(bus, "ctl", trace_found, t)) {
+    rc = CLI_FAIL, snprintf(err, errlen, "cannot read the bus directory %s", bus);
+  }
+  if (!rc && t->nhosts == 0) rc = CLI_FAIL, snprintf(err, errlen, "no host is running on bus %s", bus);
+  if (!rc) {
+    trace_collect(t, bus, arg);
+    if (trace_build_nodes(t)) rc = CLI_FAIL, snprintf(err, errlen, "out of memory");
+  }
+  if (!rc && t->nnodes == 0) {
+    size_t used = (size_t)snprintf(err, errlen, "no host that answered knows %s", arg);
+    for (int i = 0; i < t->nhosts && used < errlen; i++) {
+      const trace_host *h = &t->hosts[i];
+      if (h->failed)
+        used += (size_t)snprintf(err + used, errlen - used, "; %s did not answer (%s)", h->name, h->error);
+      else if (!h->journal)
+        used += (size_t)snprintf(err + used, errlen - used, "; %s keeps no journal", h->name);
+    }
+    rc = CLI_FAIL;
+  }
+  if (rc) {
+    trace_destroy(t);
+    return rc;
+  }
+  trace_link(t);
+  *out = t;
+  return CLI_OK;
+}
+
+void trace_destroy(trace *t) {
+  if (!t) return;
+  trace_free(t);
+  free(t);
+}
+
 /* trace [--format text|json|mermaid] [--json] ID|CORRELATION */
 int cli_trace(const cli_args *a) {
   const char *format = "text", *arg = NULL;
@@ -309,44 +355,15 @@ int cli_trace(const cli_args *a) {
   if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "mermaid"))
     return cli_usage("--format must be text, json or mermaid, not '%s'", format);
   if (!arg) return cli_usage("%s", "trace needs a message id or a correlation id: choreo trace ID");
-  char bus[PATH_MAX], err[PATH_MAX + 64];
+  char bus[PATH_MAX], err[4096];
   if (choreo_bus_dir(a->bus, false, bus, sizeof bus, err, sizeof err)) return cli_fail("%s", err);
-  trace *t = calloc(1, sizeof *t);
-  if (!t) return cli_fail("%s", "out of memory");
-  if (a->host) {
-    if (!choreo_name_valid(a->host)) {
-      free(t);
-      return cli_usage("invalid host name '%s'", a->host);
-    }
-    trace_found(t, a->host);
-  } else if (choreo_bus_each_host(bus, "ctl", trace_found, t)) {
-    free(t);
-    return cli_fail("cannot read the bus directory %s", bus);
-  }
-  if (t->nhosts == 0) {
-    free(t);
-    return cli_fail("no host is running on bus %s", bus);
-  }
-  trace_collect(t, bus, arg);
-  int rc = trace_build_nodes(t);
-  if (!rc && t->nnodes == 0) {
-    fprintf(stderr, "choreo: no host that answered knows %s", arg);
-    for (int i = 0; i < t->nhosts; i++) {
-      const trace_host *h = &t->hosts[i];
-      if (h->failed) fprintf(stderr, "; %s did not answer (%s)", h->name, h->error);
-      else if (!h->journal)
-        fprintf(stderr, "; %s keeps no journal", h->name);
-    }
-    fputc('\n', stderr);
-    rc = CLI_FAIL;
-  }
-  if (!rc) {
-    trace_link(t);
-    if (strcmp(format, "json") == 0) rc = trace_print_json(t);
-    else if (strcmp(format, "mermaid") == 0) trace_print_mermaid(t);
-    else trace_print_text(t);
-  }
-  trace_free(t);
-  free(t);
+  trace *t;
+  int rc = trace_build(bus, a->host, arg, &t, err, sizeof err);
+  if (rc == CLI_USAGE) return cli_usage("%s", err);
+  if (rc) return cli_fail("%s", err);
+  if (strcmp(format, "json") == 0) rc = trace_print_json(t);
+  else if (strcmp(format, "mermaid") == 0) trace_print_mermaid(t);
+  else trace_print_text(t);
+  trace_destroy(t);
   return rc;
 }

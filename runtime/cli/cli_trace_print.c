@@ -93,7 +93,7 @@ void trace_print_text(trace *t) {
 
 /* ---- JSON: flat, each message naming its cause and what it caused ---- */
 
-int trace_print_json(trace *t) {
+cJSON *trace_json(trace *t) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "correlation", t->conversations[0]);
   cJSON *started = cJSON_AddArrayToObject(o, "started");
@@ -150,7 +150,12 @@ int trace_print_json(trace *t) {
   }
   free(order);
   free(depth);
-  char *text = cJSON_PrintUnformatted(o);
+  return o;
+}
+
+int trace_print_json(trace *t) {
+  cJSON *o = trace_json(t);
+  char *text = o ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   if (!text) return cli_fail("%s", "out of memory printing the trace");
   puts(text);

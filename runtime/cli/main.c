@@ -34,6 +34,7 @@ static const struct {
     {"status", cli_status, "status  [--host NAME] [--json]"},
     {"trace", cli_trace, "trace   [--host NAME] [--json | --format text|json|mermaid] ID|CORRELATION"},
     {"map", cli_map, "map     [--since DURATION] [--format mermaid|dot|json]"},
+    {"ui", cli_ui, "ui      [--listen http://HOST:PORT|PORT]"},
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
     {"stream", cli_stream, "stream  [--host NAME] [--format json|text] STREAM"},

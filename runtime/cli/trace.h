@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "codec.h"
 
@@ -42,6 +43,13 @@ typedef struct trace {
   int nroots;
 } trace;
 
+/* Asks the hosts of the bus (or only `host`, if not NULL) and stitches the trace of arg (a
+ * conversation's id or a message's); *out for trace_destroy. On failure one line in err, and
+ * CLI_USAGE or CLI_FAIL. */
+int trace_build(const char *bus, const char *host, const char *arg, trace **out, char *err,
+                size_t errlen);
+void trace_destroy(trace *t);
+
 const char *trace_str(const cJSON *o, const char *field);
 double trace_num(const cJSON *o, const char *field);
 bool trace_answered(const trace *t, const char *host);
@@ -50,6 +58,8 @@ bool trace_answered(const trace *t, const char *host);
 int trace_walk(trace *t, int *out, int *depth);
 
 void trace_print_text(trace *t);
+/* The trace as `choreo trace --json` prints it; NULL when out of memory. */
+cJSON *trace_json(trace *t);
 int trace_print_json(trace *t);
 void trace_print_mermaid(trace *t);
 

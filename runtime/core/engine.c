@@ -393,9 +393,16 @@ typedef struct engine_handling {
 /* Who took m: C handlers, then, if the scripts' handlers ran, where they were registered. */
 static void engine_handled_by(choreo_engine *e, const choreo_msg *m, bool scripts_ran, char *out,
                               size_t outlen) {
-  const char *lua = scripts_ran && e->ops->handled_by ? e->ops->handled_by(e->scripts) : NULL;
-  bool c = choreo_handlers_match(e->handlers, m->type);
-  snprintf(out, outlen, "%s%s%s", c ? "C" : "", c && lua && lua[0] ? ", " : "", lua ? lua : "");
+  const char *lua = scripts_ran && e->ops->handled_by ? e->ops->handled_by(e->scripts) : "";
+  size_t used = 0;
+  if (choreo_handlers_match(e->handlers, m->type)) {
+    memcpy(out, lua[0] ? "C, " : "C", lua[0] ? 4 : 2);
+    used = lua[0] ? 3 : 1;
+  }
+  size_t n = strlen(lua); /* copied by hand: this runs per message */
+  if (n >= outlen - used) n = outlen - used - 1;
+  memcpy(out + used, lua, n);
+  out[used + n] = '\0';
 }
 
 /* One attempt, inside its own savepoint unless the batch runs without (engine_apply): on
@@ -427,8 +434,9 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, bool savepoint,
          (scripts_rc = e->ops->deliver(e->scripts, &with_id, err, errlen, traceback)) == 0) &&
         (!e->serving ||
          (scripts_rc = e->ops->deliver_stale(e->serving, &with_id, err, errlen, traceback)) == 0);
-  if (e->handling) engine_handled_by(e, m, c_ok && e->scripts, e->handling->handled_by,
-                                     sizeof e->handling->handled_by);
+  if (e->handling && (e->journal || e->spans)) /* only they name the handlers */
+    engine_handled_by(e, m, c_ok && e->scripts, e->handling->handled_by,
+                      sizeof e->handling->handled_by);
   *limited = !*ok && (e->budget <= 0 || scripts_rc == CHOREO_ETOOBIG);
   choreo_engine_meter_stop(e);
   choreo_store_guard(e->store, false);
@@ -483,7 +491,9 @@ static void engine_handling_begin(choreo_engine *e, const choreo_msg *m, engine_
     memcpy(h->span.flags, "01", 3); /* sampled */
     h->parent[0] = '\0';
   }
-  if (h->traced) choreo_span_id_new(h->span.span_id);
+  /* A span of its own only where it is written: elsewhere what it emits names the same parent,
+   * so that exported spans never point at one nobody wrote. */
+  if (h->traced && e->spans) choreo_span_id_new(h->span.span_id);
   e->handling = h;
   h->started_us = choreo_clock_monotonic_us();
   if (e->spans) h->start_unix_us = (int64_t)(choreo_clock_seconds() * 1e6);
@@ -514,7 +524,9 @@ static int engine_record_handling(choreo_engine *e, const choreo_msg *m, engine_
   }
   const char *handled_by = outcome != CHOREO_JOURNAL_UNHANDLED ? h->handled_by : "";
   int rc = 0;
-  if (e->spans && h->traced) {
+  /* Spans of sampled traces only (flags bit 0), as W3C trace context asks. */
+  bool sampled = h->traced && (choreo_traceparent_flags(&h->span) & 1);
+  if (e->spans && sampled) {
     choreo_span span = {.context = &h->span,
                         .parent_span_id = h->parent[0] ? h->parent : NULL,
                         .msg = &with_id,
@@ -566,6 +578,7 @@ static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64
   engine_handling_begin(e, m, &handling);
   if (first) {
     handling.started_us -= first->duration_us;
+    handling.start_unix_us -= first->duration_us;
     memcpy(handling.handled_by, first->handled_by, sizeof handling.handled_by);
   }
   int attempted = attempts;

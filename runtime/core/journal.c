@@ -10,6 +10,7 @@
 #include "journal.h"
 
 #include <msgpack.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,12 +140,19 @@ static int journal_pack_repeated(choreo_journal *j, int field, const char *p, si
   return journal_pack_str(&j->pk, p, n);
 }
 
-/* Whether id is "<source>/<seq>", what a message that names no id of its own has. */
+/* Whether id is "<source>/<seq>", what a message that names no id of its own has (read by
+ * hand: snprintf per message showed in profiles). */
 static bool journal_derived_id(const choreo_msg *m) {
-  char derived[CHOREO_NAME_MAX + 24];
-  int n = snprintf(derived, sizeof derived, "/%lld", (long long)m->seq);
-  return m->id.n == m->source.n + (size_t)n && memcmp(m->id.p, m->source.p, m->source.n) == 0 &&
-         memcmp(m->id.p + m->source.n, derived, (size_t)n) == 0;
+  const char *p = m->id.p, *end = m->id.p + m->id.n;
+  if (m->seq < 1 || m->id.n <= m->source.n + 1 || memcmp(p, m->source.p, m->source.n) != 0 ||
+      p[m->source.n] != '/')
+    return false;
+  int64_t v = 0;
+  for (p += m->source.n + 1; p < end; p++) {
+    if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return false;
+    v = v * 10 + (*p - '0');
+  }
+  return v == m->seq && m->id.p[m->source.n + 1] != '0';
 }
 
 static int journal_note_conversation(choreo_journal *j, choreo_str c) {
@@ -406,21 +414,27 @@ int choreo_journal_expire(choreo_journal *j, int64_t before_ms, int max, int *de
   journal_old *old = calloc((size_t)max, sizeof *old);
   if (!old) return CHOREO_ENOMEM;
   sqlite3_stmt *st = j->st[J_OLDEST];
-  int n = 0, step = SQLITE_DONE, rc = sqlite3_bind_int(st, 1, max);
+  int n = 0, step = SQLITE_DONE, rc = sqlite3_bind_int(st, 1, max), planned = 0;
+  /* As many batches as the budget takes (each one's conversations and itself), and at least
+   * one, however many conversations it touched: retention must move on. */
   while (!rc && n < max && (step = sqlite3_step(st)) == SQLITE_ROW &&
          sqlite3_column_int64(st, 1) < before_ms) {
     size_t len = (size_t)sqlite3_column_bytes(st, 2);
-    const void *list = sqlite3_column_blob(st, 2);
+    const char *list = sqlite3_column_blob(st, 2);
+    int cost = 1;
+    for (size_t i = 0; i < len; i++) cost += list[i] == '\0';
+    if (n && planned + cost > max) break;
+    planned += cost;
     old[n] = (journal_old){sqlite3_column_int64(st, 0), malloc(len + 1), len};
     if (!old[n].list) rc = CHOREO_ENOMEM;
     else if (len) memcpy(old[n].list, list, len);
     n++;
   }
   if (rc || step == SQLITE_ROW) choreo_sql_finish(st, SQLITE_DONE);
-  else rc = choreo_sql_finish(st, rc ? SQLITE_ERROR : step);
+  else rc = choreo_sql_finish(st, step);
   /* Each deletion counts against max, so that a round's work stays bounded. */
-  int statements = 0, i = 0;
-  for (; !rc && i < n && statements < max; i++) {
+  int statements = 0;
+  for (int i = 0; !rc && i < n; i++) {
     rc = journal_forget(j, old[i].batch, old[i].list, old[i].len, &statements);
     sqlite3_stmt *del = j->st[J_DELETE];
     if (!rc) rc = sqlite3_bind_int64(del, 1, old[i].batch);

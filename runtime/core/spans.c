@@ -4,15 +4,17 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "choreo.h"
 
 struct choreo_spans {
-  FILE *file;
+  int fd; /* O_APPEND: each line goes out in one write, whole, even with several writers */
   char *service;
   cJSON *spans; /* of the batch under way */
 };
@@ -28,11 +30,12 @@ int choreo_spans_open(choreo_spans **out, const char *path, const char *service,
     snprintf(file, sizeof file, "%s", path);
   choreo_spans *s = calloc(1, sizeof *s);
   if (!s) return CHOREO_ENOMEM;
-  s->file = fopen(file, "a");
+  s->fd = -1;
+  s->fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   s->service = strdup(service);
   s->spans = cJSON_CreateArray();
-  if (!s->file || !s->service || !s->spans) {
-    snprintf(err, errlen, "--otlp-json %s: %s", file, s->file ? "out of memory" : strerror(errno));
+  if (s->fd < 0 || !s->service || !s->spans) {
+    snprintf(err, errlen, "--otlp-json %s: %s", file, s->fd >= 0 ? "out of memory" : strerror(errno));
     choreo_spans_close(s);
     return CHOREO_EIO;
   }
@@ -42,7 +45,7 @@ int choreo_spans_open(choreo_spans **out, const char *path, const char *service,
 
 void choreo_spans_close(choreo_spans *s) {
   if (!s) return;
-  if (s->file) fclose(s->file);
+  if (s->fd >= 0) close(s->fd);
   free(s->service);
   cJSON_Delete(s->spans);
   free(s);
@@ -107,11 +110,13 @@ int choreo_spans_note(choreo_spans *s, const choreo_span *sp) {
 }
 
 void choreo_spans_discard(choreo_spans *s) {
-  while (cJSON_GetArraySize(s->spans) > 0) cJSON_DeleteItemFromArray(s->spans, 0);
+  if (!s->spans || !s->spans->child) return;
+  cJSON_Delete(s->spans);
+  s->spans = cJSON_CreateArray();
 }
 
 int choreo_spans_flush(choreo_spans *s) {
-  if (cJSON_GetArraySize(s->spans) == 0) return 0;
+  if (!s->spans || !s->spans->child) return 0;
   cJSON *root = cJSON_CreateObject();
   cJSON *rs = cJSON_CreateObject();
   cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "resourceSpans"), rs);
@@ -127,9 +132,13 @@ int choreo_spans_flush(choreo_spans *s) {
   s->spans = cJSON_CreateArray();
   char *text = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
-  int rc = text && s->spans && fprintf(s->file, "%s\n", text) > 0 && fflush(s->file) == 0
-               ? 0
-               : CHOREO_EIO;
+  if (!text || !s->spans) {
+    free(text);
+    return CHOREO_ENOMEM;
+  }
+  size_t len = strlen(text);
+  text[len] = '\n'; /* over the NUL: the line and its end in one write */
+  ssize_t n = write(s->fd, text, len + 1);
   free(text);
-  return rc;
+  return n == (ssize_t)(len + 1) ? 0 : CHOREO_EIO;
 }

@@ -2,7 +2,8 @@
  * span, written as OTLP/JSON, one line per committed batch (an ExportTraceServiceRequest:
  * resourceSpans → scopeSpans → spans), which OpenTelemetry's file receiver and other tools
  * import. Spans of a batch that rolled back are never written; a crash may lose the spans of
- * the last batches (they are written after the commit, without a sync). */
+ * the last batches (they are written after the commit, without a sync). Each line is one
+ * write() to a file opened O_APPEND, so hosts may share a file. */
 #ifndef CHOREO_SPANS_H
 #define CHOREO_SPANS_H
 

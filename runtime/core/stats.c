@@ -3,6 +3,7 @@
  * cardinality problem for Prometheus first. */
 #include "stats.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,20 @@ static bool stats_is(const choreo_type_stats *t, choreo_str type) {
   return strlen(t->type) == type.n && memcmp(t->type, type.p, type.n) == 0;
 }
 
+/* Whether a type can be a label: UTF-8 without control characters (a peer may send anything,
+ * and one bad label makes Prometheus refuse the whole page). */
+bool choreo_stats_printable(choreo_str t) {
+  const unsigned char *p = (const unsigned char *)t.p, *end = p + t.n;
+  while (p < end) {
+    int more = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
+    if (more < 0 || *p < 0x20 || *p == 0x7F || end - p <= more) return false;
+    for (int i = 1; i <= more; i++)
+      if ((p[i] & 0xC0) != 0x80) return false;
+    p += more + 1;
+  }
+  return true;
+}
+
 static choreo_type_stats *stats_find(choreo_stats *s, choreo_str type) {
   if (s->ntypes && stats_is(&s->types[s->last], type)) return &s->types[s->last];
   for (int i = 0; i < s->ntypes; i++) {
@@ -24,7 +39,8 @@ static choreo_type_stats *stats_find(choreo_stats *s, choreo_str type) {
       return &s->types[i];
     }
   }
-  if (s->ntypes == CHOREO_STATS_TYPES || type.n == 0 || type.n >= sizeof s->types[0].type)
+  if (s->ntypes == CHOREO_STATS_TYPES || type.n == 0 || type.n >= sizeof s->types[0].type ||
+      !choreo_stats_printable(type))
     return &s->other;
   choreo_type_stats *t = &s->types[s->ntypes];
   memcpy(t->type, type.p, type.n);

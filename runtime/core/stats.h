@@ -6,6 +6,7 @@
 #ifndef CHOREO_STATS_H
 #define CHOREO_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -59,5 +60,7 @@ void choreo_stats_commit(choreo_stats *s);
 /* It rolled back: forget it. */
 void choreo_stats_discard(choreo_stats *s);
 void choreo_stats_free(choreo_stats *s);
+/* Whether a message type can be a Prometheus label as it is (UTF-8, no control characters). */
+bool choreo_stats_printable(choreo_str type);
 
 #endif

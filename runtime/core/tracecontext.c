@@ -5,9 +5,11 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 static bool tracecontext_is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
@@ -44,7 +46,12 @@ bool choreo_traceparent_parse(choreo_str tp, choreo_trace_context *out) {
 static uint64_t tracecontext_next(void) {
   static _Thread_local uint64_t state;
   if (!state) {
-    if (getrandom(&state, sizeof state, 0) != sizeof state) state = (uint64_t)time(NULL);
+    if (getrandom(&state, sizeof state, 0) != sizeof state) { /* no entropy: time and place */
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      state = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16) ^
+              (uint64_t)(uintptr_t)&state;
+    }
     state |= 1;
   }
   state ^= state << 13;
@@ -60,6 +67,10 @@ void choreo_trace_id_new(char out[33]) {
 
 void choreo_span_id_new(char out[17]) {
   snprintf(out, 17, "%016llx", (unsigned long long)tracecontext_next());
+}
+
+unsigned choreo_traceparent_flags(const choreo_trace_context *c) {
+  return (unsigned)strtoul(c->flags, NULL, 16);
 }
 
 void choreo_traceparent_format(const choreo_trace_context *c, char *out) {

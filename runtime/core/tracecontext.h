@@ -26,6 +26,8 @@ bool choreo_traceparent_parse(choreo_str tp, choreo_trace_context *out);
 /* A new random trace id or span id, lowercase hex, NUL-terminated (never all zeros). */
 void choreo_trace_id_new(char out[33]);
 void choreo_span_id_new(char out[17]);
+/* The flags as a number (bit 0: sampled). */
+unsigned choreo_traceparent_flags(const choreo_trace_context *c);
 /* "00-TRACE-SPAN-FLAGS" into out (at least CHOREO_TRACEPARENT_LEN + 1 bytes). */
 void choreo_traceparent_format(const choreo_trace_context *c, char *out);
 

@@ -691,6 +691,19 @@ static cJSON *control_flows(choreo_host *h, const cJSON *req) {
   return o;
 }
 
+/* conversations: the newest this host took part in (see flows.h). */
+static cJSON *control_conversations(choreo_host *h) {
+  choreo_engine *e = choreo_host_engine(h);
+  cJSON *o = control_ok();
+  cJSON_AddStringToObject(o, "host", choreo_engine_name(e));
+  int rc = choreo_flows_conversations(e, o);
+  if (rc) {
+    cJSON_Delete(o);
+    return control_error("cannot read the journal: %s", choreo_strerror(rc));
+  }
+  return o;
+}
+
 static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) {
   cJSON *req = cJSON_ParseWithLength(body, len);
   if (!cJSON_IsObject(req)) {
@@ -723,6 +736,8 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
     answer = control_journal_rows(h, req);
   else if (strcmp(op, "flows") == 0)
     answer = control_flows(h, req);
+  else if (strcmp(op, "conversations") == 0)
+    answer = control_conversations(h);
   else if (strcmp(op, "start") == 0 || strcmp(op, "cancel") == 0 || strcmp(op, "signal") == 0)
     answer = control_workflow_command(h, req, op);
   else

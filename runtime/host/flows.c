@@ -4,6 +4,7 @@
 #include "flows.h"
 
 #include <search.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,5 +93,61 @@ int choreo_flows_add(choreo_engine *e, int64_t window_ms, cJSON *answer) {
   flows_list = NULL;
   tdestroy(c.root, flows_free_edge);
   cJSON_AddBoolToObject(answer, "more", more);
+  return rc;
+}
+
+/* ---- recent conversations ---- */
+
+typedef struct flows_conversation {
+  char *correlation;
+  int64_t last_ms, first_ms, messages, failed;
+} flows_conversation;
+
+typedef struct flows_recent {
+  flows_conversation list[CHOREO_FLOWS_CONVERSATIONS];
+  int n;
+  int rc;
+} flows_recent;
+
+static int flows_on_recent(void *ud, const choreo_journal_row *row) {
+  flows_recent *r = ud;
+  flows_conversation *c = NULL;
+  for (int i = 0; !c && i < r->n; i++)
+    if (strcmp(r->list[i].correlation, row->correlation) == 0) c = &r->list[i];
+  if (!c) {
+    if (r->n == CHOREO_FLOWS_CONVERSATIONS) return 0; /* the newest ones are known */
+    c = &r->list[r->n];
+    *c = (flows_conversation){.correlation = strdup(row->correlation), .last_ms = row->at_ms};
+    if (!c->correlation) return r->rc = CHOREO_ENOMEM;
+    r->n++;
+  }
+  c->first_ms = row->at_ms; /* entries come newest batch first */
+  c->messages++;
+  c->failed += strcmp(row->outcome, "ok") != 0 && strcmp(row->outcome, "unhandled") != 0;
+  return 0;
+}
+
+int choreo_flows_conversations(choreo_engine *e, cJSON *answer) {
+  flows_recent *r = calloc(1, sizeof *r);
+  if (!r) return CHOREO_ENOMEM;
+  bool more = false;
+  int rc = choreo_engine_journal_recent(e, INT64_MAX / 2, CHOREO_FLOWS_RECENT_ENTRIES,
+                                        flows_on_recent, r, &more);
+  if (!rc) rc = r->rc;
+  cJSON *list = cJSON_AddArrayToObject(answer, "conversations");
+  for (int i = 0; i < r->n; i++) {
+    cJSON *item = cJSON_CreateObject();
+    if (!rc && item && cJSON_AddItemToArray(list, item)) {
+      cJSON_AddStringToObject(item, "correlation", r->list[i].correlation);
+      cJSON_AddNumberToObject(item, "first_ms", (double)r->list[i].first_ms);
+      cJSON_AddNumberToObject(item, "last_ms", (double)r->list[i].last_ms);
+      cJSON_AddNumberToObject(item, "messages", (double)r->list[i].messages);
+      cJSON_AddNumberToObject(item, "failed", (double)r->list[i].failed);
+    } else {
+      cJSON_Delete(item);
+    }
+    free(r->list[i].correlation);
+  }
+  free(r);
   return rc;
 }

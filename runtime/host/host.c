@@ -218,7 +218,7 @@ static void host_on_trim(uv_timer_t *t) {
   int rc = choreo_engine_trim(h->engine, h->retain_ms, h->retain_max_ms, TRIM_ROWS, &deleted);
   if (rc) choreo_log(CHOREO_LOG_ERROR, h->name, "retention failed: %s", choreo_strerror(rc));
   if (deleted) choreo_log(CHOREO_LOG_DEBUG, h->name, "retention deleted %d log rows", deleted);
-  uv_timer_start(t, host_on_trim, deleted == TRIM_ROWS ? 0 : host_trim_every(h), 0);
+  uv_timer_start(t, host_on_trim, deleted >= TRIM_ROWS ? 0 : host_trim_every(h), 0);
 }
 
 int choreo_host_reload(choreo_host *h, char *err, size_t errlen) {

@@ -27,21 +27,27 @@ static void http_request_free(choreo_http_request *r) {
   free(r);
 }
 
-/* Completes the request with a JSON body. */
-static void http_respond(nng_aio *aio, uint16_t status, const char *json) {
+void choreo_http_reply(nng_aio *aio, uint16_t status, const char *type, const char *body,
+                       size_t len) {
   nng_http_res *res;
   if (nng_http_res_alloc(&res) != 0) {
     nng_aio_finish(aio, NNG_ENOMEM); /* NNG answers 500 and hangs up */
     return;
   }
-  if (nng_http_res_set_status(res, status) || nng_http_res_set_header(res, "Content-Type", "application/json") ||
-      nng_http_res_copy_data(res, json, strlen(json))) {
+  if (nng_http_res_set_status(res, status) || nng_http_res_set_header(res, "Content-Type", type) ||
+      nng_http_res_set_header(res, "Cache-Control", "no-store") ||
+      nng_http_res_copy_data(res, body, len)) {
     nng_http_res_free(res);
     nng_aio_finish(aio, NNG_ENOMEM);
     return;
   }
   nng_aio_set_output(aio, 0, res);
   nng_aio_finish(aio, 0);
+}
+
+/* Completes the request with a JSON body. */
+static void http_respond(nng_aio *aio, uint16_t status, const char *json) {
+  choreo_http_reply(aio, status, "application/json", json, strlen(json));
 }
 
 static void http_respond_error(nng_aio *aio, uint16_t status, const char *message) {

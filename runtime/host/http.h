@@ -36,4 +36,9 @@ int choreo_http_start(choreo_http *s, uv_loop_t *loop, choreo_host *host, const 
 /* Answers what is waiting (503), stops the server. Safe on a zeroed struct, and twice. */
 void choreo_http_stop(choreo_http *s);
 
+/* Completes an NNG HTTP request with a body (copied) of the given Content-Type, never cached;
+ * out of memory, NNG answers 500. For every HTTP server of choreo's. */
+void choreo_http_reply(nng_aio *aio, uint16_t status, const char *type, const char *body,
+                       size_t len);
+
 #endif

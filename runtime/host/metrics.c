@@ -8,13 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus.h"
 #include "host.h"
+#include "http.h"
 #include "log.h"
 #include "stats.h"
 
-#define METRICS_EVERY_MS 1000
+#define METRICS_WAIT_S 1 /* a scrape waits this long for a fresh page */
 
 static void metrics_family(FILE *f, const char *name, const char *type, const char *help) {
   fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -123,9 +125,13 @@ static void metrics_unhandled(FILE *f, choreo_engine *e) {
   choreo_engine_unhandled(e, &list, &n, &other);
   metrics_family(f, "choreo_messages_unhandled_total", "counter",
                  "Messages for this host that no handler took.");
-  for (int i = 0; i < n; i++)
-    metrics_sample(f, "choreo_messages_unhandled_total", "type", list[i].type,
-                   (double)list[i].count);
+  for (int i = 0; i < n; i++) {
+    if (choreo_stats_printable((choreo_str){list[i].type, strlen(list[i].type)}))
+      metrics_sample(f, "choreo_messages_unhandled_total", "type", list[i].type,
+                     (double)list[i].count);
+    else
+      other += list[i].count;
+  }
   if (other)
     metrics_sample(f, "choreo_messages_unhandled_total", "type", "(other types)", (double)other);
 }
@@ -180,8 +186,8 @@ static void metrics_write(FILE *f, choreo_host *h) {
   metrics_gauge(f, "choreo_uptime_seconds", "Seconds since the host opened.", st.uptime_s);
 }
 
-static void metrics_render(uv_timer_t *timer) {
-  choreo_metrics *m = timer->data;
+static void metrics_render(uv_async_t *async) {
+  choreo_metrics *m = async->data;
   char *page = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&page, &len);
@@ -195,29 +201,34 @@ static void metrics_render(uv_timer_t *timer) {
   char *old = m->page;
   m->page = page;
   m->len = len;
+  m->generation++;
+  pthread_cond_broadcast(&m->rendered);
   pthread_mutex_unlock(&m->lock);
   free(old);
 }
 
-/* NNG's thread: the latest page, copied under the lock. */
+/* NNG's thread: asks the loop for a fresh page, waits a second at most, answers the latest. */
 static void metrics_on_request(nng_aio *aio) {
   choreo_metrics *m = nng_http_handler_get_data(nng_aio_get_input(aio, 1));
-  nng_http_res *res;
-  if (nng_http_res_alloc(&res) != 0) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += METRICS_WAIT_S;
+  pthread_mutex_lock(&m->lock);
+  uint64_t before = m->generation;
+  if (!m->stopping) uv_async_send(&m->render); /* under the lock: not closed before stopping */
+  while (!m->stopping && m->generation == before &&
+         pthread_cond_timedwait(&m->rendered, &m->lock, &until) == 0) {
+  }
+  size_t len = m->page ? m->len : 0;
+  char *page = malloc(len + 1); /* answered outside the lock: the loop may render meanwhile */
+  if (page && len) memcpy(page, m->page, len);
+  pthread_mutex_unlock(&m->lock);
+  if (!page) {
     nng_aio_finish(aio, NNG_ENOMEM);
     return;
   }
-  pthread_mutex_lock(&m->lock);
-  int rv = nng_http_res_copy_data(res, m->page ? m->page : "", m->page ? m->len : 0);
-  pthread_mutex_unlock(&m->lock);
-  if (!rv) rv = nng_http_res_set_header(res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-  if (rv) {
-    nng_http_res_free(res);
-    nng_aio_finish(aio, rv);
-    return;
-  }
-  nng_aio_set_output(aio, 0, res);
-  nng_aio_finish(aio, 0);
+  choreo_http_reply(aio, 200, "text/plain; version=0.0.4; charset=utf-8", page, len);
+  free(page);
 }
 
 /* http://HOST:PORT as given, or a bare port on the loopback interface. */
@@ -238,16 +249,17 @@ int choreo_metrics_start(choreo_metrics *m, uv_loop_t *loop, choreo_host *host, 
     snprintf(err, errlen, "--metrics %s: expected http://HOST:PORT or a port", given);
     return CHOREO_EINVAL;
   }
-  if (pthread_mutex_init(&m->lock, NULL) || uv_timer_init(loop, &m->render)) {
+  pthread_condattr_t attr;
+  if (pthread_mutex_init(&m->lock, NULL) || pthread_condattr_init(&attr) ||
+      pthread_cond_init(&m->rendered, &attr) || uv_async_init(loop, &m->render, metrics_render)) {
     nng_url_free(u);
     snprintf(err, errlen, "--metrics %s: cannot set up the server", given);
     return CHOREO_ENOMEM;
   }
+  pthread_condattr_destroy(&attr);
   m->render.data = m;
   m->on_loop = m->started = true;
-  metrics_render(&m->render); /* a scrape before the first tick gets a page */
-  uv_timer_start(&m->render, metrics_render, METRICS_EVERY_MS, METRICS_EVERY_MS);
-  uv_unref((uv_handle_t *)&m->render); /* the loop runs for the host's sockets, not for this */
+  metrics_render(&m->render); /* a page from the start */
   choreo_bus_lsan_pause(); /* see http.c: NNG frees a released server in the background */
   rv = nng_http_server_hold(&m->server, u);
   nng_url_free(u);
@@ -255,8 +267,10 @@ int choreo_metrics_start(choreo_metrics *m, uv_loop_t *loop, choreo_host *host, 
   if (!rv) rv = nng_http_handler_set_method(m->handler, "GET");
   if (!rv) rv = nng_http_handler_set_data(m->handler, m, NULL);
   if (!rv) rv = nng_http_server_add_handler(m->server, m->handler);
+  if (!rv) m->handler_added = true;
   else if (m->handler) nng_http_handler_free(m->handler);
   if (!rv) rv = nng_http_server_start(m->server);
+  if (!rv) m->server_started = true;
   choreo_bus_lsan_resume();
   if (rv) {
     snprintf(err, errlen, "--metrics %s: %s", given, nng_strerror(rv));
@@ -267,6 +281,7 @@ int choreo_metrics_start(choreo_metrics *m, uv_loop_t *loop, choreo_host *host, 
 
 static void metrics_on_closed(uv_handle_t *handle) {
   choreo_metrics *m = handle->data;
+  pthread_cond_destroy(&m->rendered);
   pthread_mutex_destroy(&m->lock);
   free(m->page);
   m->page = NULL;
@@ -276,9 +291,15 @@ static void metrics_on_closed(uv_handle_t *handle) {
 void choreo_metrics_stop(choreo_metrics *m) {
   if (!m->started) return;
   m->started = false;
-  if (m->server) { /* its threads may be answering: they are done once it has stopped */
-    nng_http_server_stop(m->server);
-    nng_http_server_release(m->server);
-  }
+  pthread_mutex_lock(&m->lock);
+  m->stopping = true; /* a scrape waiting for the loop answers now: the loop is here */
+  pthread_cond_broadcast(&m->rendered);
+  pthread_mutex_unlock(&m->lock);
+  /* Only what this host did to the server is undone: another may hold the same one. Stopping
+   * waits for the handlers under way; the handler is taken out so none runs after. */
+  if (m->handler_added) nng_http_server_del_handler(m->server, m->handler);
+  if (m->server_started) nng_http_server_stop(m->server);
+  if (m->handler_added) nng_http_handler_free(m->handler);
+  if (m->server) nng_http_server_release(m->server);
   uv_close((uv_handle_t *)&m->render, metrics_on_closed);
 }

@@ -1,7 +1,8 @@
 /* The host's metrics (--metrics): Prometheus' text exposition format at GET /metrics, on NNG's
- * HTTP server. A timer on the loop renders the page every second between batches; NNG's
- * threads answer each scrape with the latest page, so a scrape never waits for the loop (a
- * long handler, a busy host) and never holds it. */
+ * HTTP server. A scrape asks the loop for a fresh page (uv_async_t) and waits at most a second
+ * for it; a loop busy longer (a long handler) gets the scrape the page it rendered last. So a
+ * scrape never holds the loop, and the loop renders only when scraped: the page's counts read
+ * whole tables. */
 #ifndef CHOREO_METRICS_H
 #define CHOREO_METRICS_H
 
@@ -9,6 +10,7 @@
 #include <nng/supplemental/http/http.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "choreo.h"
@@ -19,12 +21,17 @@ typedef struct choreo_metrics {
   choreo_host *host;
   nng_http_server *server;
   nng_http_handler *handler;
-  bool started;
-  uv_timer_t render; /* the loop: the page, every second */
-  bool on_loop;      /* render is on the loop */
+  bool started;          /* start ran: stop has work to do */
+  bool server_started;   /* nng_http_server_start succeeded */
+  bool handler_added;    /* the server holds our handler */
+  uv_async_t render;     /* NNG's threads: a scrape wants a fresh page */
+  bool on_loop;          /* render is on the loop */
   pthread_mutex_t lock;
-  char *page; /* under lock: the latest page */
+  pthread_cond_t rendered;
+  char *page;            /* under lock: the latest page */
   size_t len;
+  uint64_t generation;   /* under lock: pages rendered */
+  bool stopping;         /* under lock: answer at once */
 } choreo_metrics;
 
 /* Serves the metrics on url: http://HOST:PORT, or a bare PORT for 127.0.0.1. On failure err
