@@ -41,6 +41,11 @@ int cli_request(const cli_args *a, struct cJSON *request, struct cJSON **answer)
 enum { CLI_UNANSWERED = 3 };
 int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, bool wait_dial,
             struct cJSON **answer, char *err, size_t errlen);
+/* The same request to a host on another machine, through the FETCH endpoint that goes with
+ * the PUB endpoint pub_url (tcp://HOST:PORT, as the host's --listen): the journal's reads and
+ * the status only. */
+int cli_ask_peer(const char *pub_url, const char *text, int wait_ms, struct cJSON **answer,
+                 char *err, size_t errlen);
 char *cli_read_json(const char *arg, char *err, size_t errlen);
 void cli_new_key(char *out, size_t size);
 

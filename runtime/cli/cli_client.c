@@ -55,19 +55,14 @@ static int client_pick_host(const cli_args *a, char *bus, size_t bussize, char *
   return CLI_USAGE;
 }
 
-int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, bool wait_dial,
-            cJSON **answer, char *err, size_t errlen) {
-  char url[PATH_MAX + 64];
-  choreo_bus_ipc_url(url, sizeof url, bus, name, "ctl");
-  *answer = NULL;
-  struct stat st;
-  if (!wait_dial && stat(url + strlen("ipc://"), &st) != 0) { /* no socket: nothing to wait for */
-    snprintf(err, errlen, "no host named '%s' is running on this bus", name);
-    return CLI_USAGE;
-  }
+/* One REQ/REP exchange of `len` bytes with url; the reply's JSON, which must say "ok": true.
+ * Codes as cli_ask's. */
+static int client_exchange(const char *url, const void *request, size_t len, int wait_ms,
+                           bool wait_dial, const char *who, cJSON **answer, char *err,
+                           size_t errlen) {
   nng_socket s;
   char *reply = NULL;
-  size_t len = 0;
+  size_t got = 0;
   int rv = nng_req0_open(&s);
   if (rv) {
     snprintf(err, errlen, "%s", nng_strerror(rv));
@@ -78,18 +73,18 @@ int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, bo
   nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
   if (nng_dial(s, url, NULL, wait_dial ? 0 : NNG_FLAG_NONBLOCK)) {
     nng_close(s);
-    snprintf(err, errlen, "no host named '%s' is running on this bus", name);
+    snprintf(err, errlen, "%s is not running", who);
     return CLI_USAGE;
   }
-  rv = nng_send(s, (void *)text, strlen(text) + 1, 0);
-  if (!rv) rv = nng_recv(s, &reply, &len, NNG_FLAG_ALLOC);
+  rv = nng_send(s, (void *)request, len, 0);
+  if (!rv) rv = nng_recv(s, &reply, &got, NNG_FLAG_ALLOC);
   nng_close(s);
   if (rv) {
     snprintf(err, errlen, "host did not answer: %s", nng_strerror(rv));
     return CLI_UNANSWERED;
   }
-  *answer = cJSON_ParseWithLength(reply, len);
-  nng_free(reply, len);
+  *answer = cJSON_ParseWithLength(reply, got);
+  nng_free(reply, got);
   if (!*answer) {
     snprintf(err, errlen, "host sent an unreadable answer");
     return CLI_FAIL;
@@ -102,6 +97,38 @@ int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, bo
     return CLI_FAIL;
   }
   return CLI_OK;
+}
+
+int cli_ask(const char *bus, const char *name, const char *text, int wait_ms, bool wait_dial,
+            cJSON **answer, char *err, size_t errlen) {
+  char url[PATH_MAX + 64], who[CHOREO_NAME_MAX + 64];
+  choreo_bus_ipc_url(url, sizeof url, bus, name, "ctl");
+  *answer = NULL;
+  snprintf(who, sizeof who, "no host named '%s'", name);
+  struct stat st;
+  if (!wait_dial && stat(url + strlen("ipc://"), &st) != 0) { /* no socket: nothing to wait for */
+    snprintf(err, errlen, "no host named '%s' is running on this bus", name);
+    return CLI_USAGE;
+  }
+  int rc = client_exchange(url, text, strlen(text) + 1, wait_ms, wait_dial, who, answer, err, errlen);
+  if (rc == CLI_USAGE) snprintf(err, errlen, "no host named '%s' is running on this bus", name);
+  return rc;
+}
+
+int cli_ask_peer(const char *pub_url, const char *text, int wait_ms, cJSON **answer, char *err,
+                 size_t errlen) {
+  char rep[PATH_MAX + 64];
+  *answer = NULL;
+  if (choreo_bus_rep_url(pub_url, rep, sizeof rep)) {
+    snprintf(err, errlen, "--peer %s: expected tcp://HOST:PORT (as the host's --listen)", pub_url);
+    return CLI_USAGE;
+  }
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  int rc = choreo_ask_encode(&sb, text) ? CLI_FAIL
+           : client_exchange(rep, sb.data, sb.size, wait_ms, false, pub_url, answer, err, errlen);
+  msgpack_sbuffer_destroy(&sb);
+  return rc;
 }
 
 /* Sends one request; on success *answer is the parsed answer with "ok": true. A request with a

@@ -117,11 +117,21 @@ static void map_collect(map *m, const char *bus, int64_t window_ms) {
   cJSON *h;
   cJSON_ArrayForEach(h, m->hosts) {
     const char *name = map_str(h, "name");
-    map_node(m, name);
     cJSON *answer = NULL;
     char err[256] = "out of memory";
-    int rc = text ? cli_ask(bus, name, text, MAP_WAIT_MS, false, &answer, err, sizeof err) : CLI_FAIL;
+    const char *peer = cJSON_IsString(cJSON_GetObjectItem(h, "peer"))
+                           ? cJSON_GetObjectItem(h, "peer")->valuestring
+                           : NULL;
+    int rc = !text  ? CLI_FAIL
+             : peer ? cli_ask_peer(peer, text, MAP_WAIT_MS, &answer, err, sizeof err)
+                    : cli_ask(bus, name, text, MAP_WAIT_MS, false, &answer, err, sizeof err);
+    const char *answered_name = rc == CLI_OK ? map_str(answer, "host") : "";
+    if (peer && choreo_name_valid(answered_name)) { /* a peer is known by its URL until then */
+      cJSON_ReplaceItemInObject(h, "name", cJSON_CreateString(answered_name));
+      name = map_str(h, "name");
+    }
     /* An error answer (a host too old to know "flows") is an answer all the same. */
+    map_node(m, name);
     cJSON_AddBoolToObject(h, "answered", rc == CLI_OK || rc == CLI_FAIL);
     if (rc) {
       cJSON_AddStringToObject(h, "error", rc == CLI_UNANSWERED ? "no answer within 3 s"
@@ -211,8 +221,8 @@ static void map_print(map *m, const char *format) {
   if (!mermaid) puts("}");
 }
 
-int map_build(const char *bus, const char *host, int64_t window_ms, map **out, char *err,
-              size_t errlen) {
+int map_build(const char *bus, const char *host, const char *const *peers, int npeers,
+              int64_t window_ms, map **out, char *err, size_t errlen) {
   *out = NULL;
   map *m = calloc(1, sizeof *m);
   if (!m) {
@@ -227,8 +237,13 @@ int map_build(const char *bus, const char *host, int64_t window_ms, map **out, c
   if (host) {
     if (choreo_name_valid(host)) map_found(m, host);
     else rc = CLI_USAGE, snprintf(err, errlen, "invalid host name '%s'", host);
-  } else if (choreo_bus_each_host(bus, "ctl", map_found, m)) {
+  } else if (bus[0] && choreo_bus_each_host(bus, "ctl", map_found, m)) {
     rc = CLI_FAIL, snprintf(err, errlen, "cannot read the bus directory %s", bus);
+  }
+  for (int i = 0; !rc && i < npeers; i++) {
+    map_found(m, peers[i]);
+    cJSON *added = cJSON_GetArrayItem(m->hosts, cJSON_GetArraySize(m->hosts) - 1);
+    cJSON_AddStringToObject(added, "peer", peers[i]);
   }
   if (!rc && cJSON_GetArraySize(m->hosts) == 0)
     rc = CLI_FAIL, snprintf(err, errlen, "no host is running on bus %s", bus);
@@ -258,29 +273,36 @@ void map_destroy(map *m) {
   free(m);
 }
 
-/* map [--since DURATION] [--format mermaid|dot|json] */
+/* map [--since DURATION] [--format mermaid|dot|json] [--peer URL]... */
 int cli_map(const cli_args *a) {
-  const char *format = "mermaid";
+  const char *format = "mermaid", *peers[a->nrest + 1];
   int64_t window_ms = 3600000;
+  int npeers = 0;
   for (int i = 0; i < a->nrest; i++) {
     const char *s = a->rest[i];
-    bool valued = strcmp(s, "--since") == 0 || strcmp(s, "--format") == 0;
+    bool valued = strcmp(s, "--since") == 0 || strcmp(s, "--format") == 0 ||
+                  strcmp(s, "--peer") == 0;
     if (valued && i + 1 >= a->nrest) return cli_usage("%s needs a value", s);
     if (strcmp(s, "--since") == 0) {
       if (cli_duration(s, a->rest[++i], &window_ms)) return CLI_USAGE;
       if (window_ms > MAP_WINDOW_MAX_MS) return cli_usage("%s", "--since is at most 366d");
     } else if (strcmp(s, "--format") == 0) {
       format = a->rest[++i];
+    } else if (strcmp(s, "--peer") == 0) {
+      peers[npeers++] = a->rest[++i];
     } else {
-      return cli_usage("map takes --since DURATION and --format mermaid|dot|json, not '%s'", s);
+      return cli_usage("map takes --since DURATION, --format mermaid|dot|json and --peer URL, not '%s'", s);
     }
   }
   if (strcmp(format, "mermaid") && strcmp(format, "dot") && strcmp(format, "json"))
     return cli_usage("--format must be mermaid, dot or json, not '%s'", format);
   char bus[PATH_MAX], err[PATH_MAX + 64];
-  if (choreo_bus_dir(a->bus, false, bus, sizeof bus, err, sizeof err)) return cli_fail("%s", err);
+  if (choreo_bus_dir(a->bus, false, bus, sizeof bus, err, sizeof err)) {
+    if (!npeers || a->host) return cli_fail("%s", err);
+    bus[0] = '\0'; /* --peer only: this machine may have no bus */
+  }
   map *m;
-  int rc = map_build(bus, a->host, window_ms, &m, err, sizeof err);
+  int rc = map_build(bus, a->host, peers, npeers, window_ms, &m, err, sizeof err);
   if (rc == CLI_USAGE) return cli_usage("%s", err);
   if (rc) return cli_fail("%s", err);
   if (strcmp(format, "json") == 0) {

@@ -57,16 +57,19 @@ static char *trace_ask(const char *bus, trace_host *h, const char *field, const 
   if (!text) return NULL;
   h->asked = true;
   char error[sizeof h->error];
-  int rc = cli_ask(bus, h->name, text, TRACE_WAIT_MS, false, &answer, error, sizeof error);
+  int rc = h->peer ? cli_ask_peer(h->peer, text, TRACE_WAIT_MS, &answer, error, sizeof error)
+                   : cli_ask(bus, h->name, text, TRACE_WAIT_MS, false, &answer, error, sizeof error);
   free(text);
   if (rc) {
     h->failed = true;
     snprintf(h->error, sizeof h->error, "%s",
              rc == CLI_UNANSWERED ? "no answer within 3 s"
-             : rc == CLI_USAGE    ? "not running"
+             : rc == CLI_USAGE && !h->peer ? "not running"
                                   : error);
     return NULL;
   }
+  const char *name = trace_str(answer, "host");
+  if (h->peer && name && choreo_name_valid(name)) snprintf(h->name, sizeof h->name, "%s", name);
   h->journal = cJSON_IsTrue(cJSON_GetObjectItem(answer, "journal"));
   h->more |= cJSON_IsTrue(cJSON_GetObjectItem(answer, "more"));
   trace_move(cJSON_GetObjectItem(answer, "rows"), h->rows);
@@ -293,8 +296,8 @@ static void trace_free(trace *t) {
   for (int i = 0; i < t->nconversations; i++) free(t->conversations[i]);
 }
 
-int trace_build(const char *bus, const char *host, const char *arg, trace **out, char *err,
-                size_t errlen) {
+int trace_build(const char *bus, const char *host, const char *const *peers, int npeers,
+                const char *arg, trace **out, char *err, size_t errlen) {
   *out = NULL;
   trace *t = calloc(1, sizeof *t);
   if (!t) {
@@ -305,8 +308,12 @@ int trace_build(const char *bus, const char *host, const char *arg, trace **out,
   if (host) {
     if (choreo_name_valid(host)) trace_found(t, host);
     else rc = CLI_USAGE, snprintf(err, errlen, "invalid host name '%s'", host);
-  } else if (choreo_bus_each_host(bus, "ctl", trace_found, t)) {
+  } else if (bus[0] && choreo_bus_each_host(bus, "ctl", trace_found, t)) {
     rc = CLI_FAIL, snprintf(err, errlen, "cannot read the bus directory %s", bus);
+  }
+  for (int i = 0; !rc && i < npeers && t->nhosts < TRACE_HOSTS_MAX; i++) {
+    trace_found(t, peers[i]); /* its URL, until it answers with its name */
+    t->hosts[t->nhosts - 1].peer = peers[i];
   }
   if (!rc && t->nhosts == 0) rc = CLI_FAIL, snprintf(err, errlen, "no host is running on bus %s", bus);
   if (!rc) {
@@ -339,15 +346,19 @@ void trace_destroy(trace *t) {
   free(t);
 }
 
-/* trace [--format text|json|mermaid] [--json] ID|CORRELATION */
+/* trace [--format text|json|mermaid] [--json] [--peer URL]... ID|CORRELATION */
 int cli_trace(const cli_args *a) {
-  const char *format = "text", *arg = NULL;
+  const char *format = "text", *arg = NULL, *peers[a->nrest + 1];
+  int npeers = 0;
   for (int i = 0; i < a->nrest; i++) {
     const char *s = a->rest[i];
     if (strcmp(s, "--json") == 0) format = "json";
     else if (strcmp(s, "--format") == 0) {
       if (i + 1 >= a->nrest) return cli_usage("%s", "--format needs text, json or mermaid");
       format = a->rest[++i];
+    } else if (strcmp(s, "--peer") == 0) {
+      if (i + 1 >= a->nrest) return cli_usage("%s", "--peer needs a URL: tcp://HOST:PORT");
+      peers[npeers++] = a->rest[++i];
     } else if (s[0] == '-') return cli_usage("trace: unknown option '%s'", s);
     else if (arg) return cli_usage("trace takes one message id or correlation id, got also '%s'", s);
     else arg = s;
@@ -356,9 +367,13 @@ int cli_trace(const cli_args *a) {
     return cli_usage("--format must be text, json or mermaid, not '%s'", format);
   if (!arg) return cli_usage("%s", "trace needs a message id or a correlation id: choreo trace ID");
   char bus[PATH_MAX], err[4096];
-  if (choreo_bus_dir(a->bus, false, bus, sizeof bus, err, sizeof err)) return cli_fail("%s", err);
+  /* With --peer only, this machine may have no bus at all. */
+  if (choreo_bus_dir(a->bus, false, bus, sizeof bus, err, sizeof err)) {
+    if (!npeers || a->host) return cli_fail("%s", err);
+    bus[0] = '\0';
+  }
   trace *t;
-  int rc = trace_build(bus, a->host, arg, &t, err, sizeof err);
+  int rc = trace_build(bus, a->host, peers, npeers, arg, &t, err, sizeof err);
   if (rc == CLI_USAGE) return cli_usage("%s", err);
   if (rc) return cli_fail("%s", err);
   if (strcmp(format, "json") == 0) rc = trace_print_json(t);

@@ -5,13 +5,15 @@
  *   GET /api/map?since=DURATION   `choreo map --format json`
  *   GET /api/conversations        the newest conversations of every host, merged
  *   GET /api/trace?id=ID          `choreo trace --json ID`
- * Only GET; it listens on 127.0.0.1 unless told otherwise, and runs until SIGINT or SIGTERM. */
+ * and with --peer URL the same of hosts on other machines. Only GET; it listens on 127.0.0.1 unless told otherwise, and runs until SIGINT or SIGTERM. */
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +28,13 @@
 
 #define UI_WAIT_MS 3000
 #define UI_PARAM_MAX 1024
+#define UI_INFLIGHT_MAX 32
 
-static char ui_bus[PATH_MAX]; /* the handlers' only state: set before the server starts */
+/* The handlers' only state, set before the server starts: the bus ("" for none) and the
+ * hosts of other machines (--peer). */
+static char ui_bus[PATH_MAX];
+static const char *const *ui_peers;
+static int ui_npeers;
 
 static void ui_respond(nng_aio *aio, uint16_t status, cJSON *body) {
   char *text = body ? cJSON_PrintUnformatted(body) : NULL;
@@ -88,20 +95,32 @@ static void ui_found(void *ud, const char *name) {
 /* Every host on the bus, each asked `op`; answers under "answer", failures under "error". */
 static cJSON *ui_ask_all(const char *op) {
   ui_hosts hs = {cJSON_CreateArray()};
-  if (choreo_bus_each_host(ui_bus, "ctl", ui_found, &hs)) {
+  if (ui_bus[0] && choreo_bus_each_host(ui_bus, "ctl", ui_found, &hs)) {
     cJSON_Delete(hs.list);
     return NULL;
   }
   char request[64];
   snprintf(request, sizeof request, "{\"op\":\"%s\"}", op);
+  for (int i = 0; i < ui_npeers; i++) {
+    ui_found(&hs, ui_peers[i]); /* known by its URL until it answers */
+    cJSON_AddStringToObject(cJSON_GetArrayItem(hs.list, cJSON_GetArraySize(hs.list) - 1), "peer",
+                            ui_peers[i]);
+  }
   cJSON *h;
   cJSON_ArrayForEach(h, hs.list) {
     cJSON *answer = NULL;
     char err[256];
     const char *name = cJSON_GetObjectItem(h, "name")->valuestring;
-    int rc = cli_ask(ui_bus, name, request, UI_WAIT_MS, false, &answer, err, sizeof err);
-    if (rc) cJSON_AddStringToObject(h, "error", rc == CLI_UNANSWERED ? "no answer within 3 s" : err);
-    else cJSON_AddItemToObject(h, "answer", answer);
+    const cJSON *peer = cJSON_GetObjectItem(h, "peer");
+    int rc = peer ? cli_ask_peer(peer->valuestring, request, UI_WAIT_MS, &answer, err, sizeof err)
+                  : cli_ask(ui_bus, name, request, UI_WAIT_MS, false, &answer, err, sizeof err);
+    if (rc) {
+      cJSON_AddStringToObject(h, "error", rc == CLI_UNANSWERED ? "no answer within 3 s" : err);
+      continue;
+    }
+    const cJSON *named = cJSON_GetObjectItem(answer, cJSON_GetObjectItem(answer, "host") ? "host" : "name");
+    if (peer && cJSON_IsString(named)) cJSON_ReplaceItemInObject(h, "name", cJSON_CreateString(named->valuestring));
+    cJSON_AddItemToObject(h, "answer", answer);
   }
   return hs.list;
 }
@@ -170,7 +189,8 @@ static void ui_map_answer(nng_aio *aio) {
     window_ms = n * unit;
   }
   map *m;
-  if (map_build(ui_bus, NULL, window_ms, &m, err, sizeof err)) return ui_error(aio, 502, err);
+  if (map_build(ui_bus, NULL, ui_peers, ui_npeers, window_ms, &m, err, sizeof err))
+    return ui_error(aio, 502, err);
   cJSON *o = map_json(m);
   map_destroy(m);
   ui_respond(aio, o ? 200 : 500, o);
@@ -181,15 +201,14 @@ static void ui_trace_answer(nng_aio *aio) {
   if (!ui_param(aio, "id", id, sizeof id) || !id[0])
     return ui_error(aio, 400, "trace needs ?id=ID: a message id or a conversation id");
   trace *t;
-  int rc = trace_build(ui_bus, NULL, id, &t, err, sizeof err);
+  int rc = trace_build(ui_bus, NULL, ui_peers, ui_npeers, id, &t, err, sizeof err);
   if (rc) return ui_error(aio, 404, err);
   cJSON *o = trace_json(t);
   trace_destroy(t);
   ui_respond(aio, o ? 200 : 500, o);
 }
 
-/* NNG's thread: the API. Each request asks the hosts itself (a few seconds at worst). */
-static void ui_on_api(nng_aio *aio) {
+static void ui_route(nng_aio *aio) {
   const char *uri = nng_http_req_get_uri(nng_aio_get_input(aio, 0));
   size_t n = strcspn(uri, "?");
   if (n == 10 && strncmp(uri, "/api/hosts", n) == 0) ui_hosts_answer(aio);
@@ -197,6 +216,36 @@ static void ui_on_api(nng_aio *aio) {
   else if (n == 10 && strncmp(uri, "/api/trace", n) == 0) ui_trace_answer(aio);
   else if (n == 18 && strncmp(uri, "/api/conversations", n) == 0) ui_conversations_answer(aio);
   else ui_error(aio, 404, "no such path: the API is /api/hosts, /api/map, /api/conversations, /api/trace");
+}
+
+/* Requests under way on their own threads; the server stops once none is. */
+static atomic_int ui_inflight;
+
+static void *ui_worker(void *arg) {
+  ui_route(arg);
+  atomic_fetch_sub(&ui_inflight, 1);
+  return NULL;
+}
+
+/* NNG's thread: hands the request to a thread of its own. Answering asks the hosts over NNG
+ * sockets and waits (seconds, for a host that does not answer): done on NNG's own threads, it
+ * would hold the very threads those sockets need, and the page's few requests at once were
+ * enough to stall it for good. */
+static void ui_on_api(nng_aio *aio) {
+  if (atomic_fetch_add(&ui_inflight, 1) >= UI_INFLIGHT_MAX) {
+    atomic_fetch_sub(&ui_inflight, 1);
+    return ui_error(aio, 503, "too many requests under way");
+  }
+  pthread_attr_t attr;
+  pthread_t thread;
+  bool started = pthread_attr_init(&attr) == 0 &&
+                 pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+                 pthread_create(&thread, &attr, ui_worker, aio) == 0;
+  pthread_attr_destroy(&attr);
+  if (!started) {
+    atomic_fetch_sub(&ui_inflight, 1);
+    ui_error(aio, 500, "cannot start a thread for the request");
+  }
 }
 
 /* The ui folder beside choreo's scripts (the build tree, PREFIX/share/choreo, the sources). */
@@ -208,13 +257,18 @@ static bool ui_dir(char *out, size_t size) {
   return stat(probe, &st) == 0;
 }
 
-/* ui [--listen http://HOST:PORT|PORT] */
+/* ui [--listen http://HOST:PORT|PORT] [--peer URL]... */
 int cli_ui(const cli_args *a) {
-  const char *listen = "7480";
+  const char *listen = "7480", *peers[a->nrest + 1];
+  int npeers = 0;
   for (int i = 0; i < a->nrest; i++) {
     if (strcmp(a->rest[i], "--listen") == 0 && i + 1 < a->nrest) listen = a->rest[++i];
-    else return cli_usage("ui takes --listen http://HOST:PORT or a port, not '%s'", a->rest[i]);
+    else if (strcmp(a->rest[i], "--peer") == 0 && i + 1 < a->nrest) peers[npeers++] = a->rest[++i];
+    else return cli_usage("ui takes --listen http://HOST:PORT or a port, and --peer URL, not '%s'",
+                          a->rest[i]);
   }
+  ui_peers = peers;
+  ui_npeers = npeers;
   char url[512], dir[PATH_MAX], err[PATH_MAX + 64];
   bool port = listen[0] && strspn(listen, "0123456789") == strlen(listen);
   snprintf(url, sizeof url, port ? "http://127.0.0.1:%s" : "%s", listen);
@@ -224,8 +278,11 @@ int cli_ui(const cli_args *a) {
     return cli_usage("--listen %s: expected http://HOST:PORT or a port", listen);
   }
   if (choreo_bus_dir(a->bus, false, ui_bus, sizeof ui_bus, err, sizeof err)) {
-    nng_url_free(u);
-    return cli_fail("%s", err);
+    if (!npeers) {
+      nng_url_free(u);
+      return cli_fail("%s", err);
+    }
+    ui_bus[0] = '\0'; /* --peer only: this machine may have no bus */
   }
   if (!ui_dir(dir, sizeof dir)) {
     nng_url_free(u);
@@ -263,6 +320,8 @@ int cli_ui(const cli_args *a) {
   fflush(stdout);
   int sig;
   sigwait(&stop, &sig);
+  /* The requests under way end within their waits: their answers need the server. */
+  while (atomic_load(&ui_inflight) > 0) nng_msleep(10);
   nng_http_server_stop(server);
   nng_http_server_release(server);
   return CLI_OK;

@@ -32,9 +32,10 @@ static const struct {
      "tail    [--host NAME] [--count N] [--format json|text] [--source NAME]\n"
      "          [--correlation ID] [PATTERN]"},
     {"status", cli_status, "status  [--host NAME] [--json]"},
-    {"trace", cli_trace, "trace   [--host NAME] [--json | --format text|json|mermaid] ID|CORRELATION"},
-    {"map", cli_map, "map     [--since DURATION] [--format mermaid|dot|json]"},
-    {"ui", cli_ui, "ui      [--listen http://HOST:PORT|PORT]"},
+    {"trace", cli_trace,
+     "trace   [--host NAME] [--peer URL]... [--json | --format text|json|mermaid] ID|CORRELATION"},
+    {"map", cli_map, "map     [--peer URL]... [--since DURATION] [--format mermaid|dot|json]"},
+    {"ui", cli_ui, "ui      [--listen http://HOST:PORT|PORT] [--peer URL]..."},
     {"dead", cli_dead, "dead    [--host NAME] list|show ID|retry ID|drop ID"},
     {"sagas", cli_sagas, "sagas   [--host NAME] list [SAGA] | show SAGA KEY"},
     {"stream", cli_stream, "stream  [--host NAME] [--format json|text] STREAM"},

@@ -13,7 +13,8 @@
 #define TRACE_CONVERSATIONS_MAX 32
 
 typedef struct trace_host {
-  char name[CHOREO_NAME_MAX + 1];
+  char name[CHOREO_NAME_MAX + 1]; /* a peer's URL until it answers with its name */
+  const char *peer;                  /* its PUB endpoint, for a host given with --peer */
   bool asked, failed, journal, more; /* more: an answer held only its first 10,000 rows */
   char error[256];                   /* why it did not answer, once it failed */
   cJSON *rows;                       /* its rows of every conversation asked about */
@@ -43,11 +44,12 @@ typedef struct trace {
   int nroots;
 } trace;
 
-/* Asks the hosts of the bus (or only `host`, if not NULL) and stitches the trace of arg (a
- * conversation's id or a message's); *out for trace_destroy. On failure one line in err, and
+/* Asks the hosts of the bus (or only `host`, if not NULL) and the peers (other machines'
+ * hosts, by their --listen endpoint) and stitches the trace of arg (a conversation's id or a
+ * message's); *out for trace_destroy. On failure one line in err, and
  * CLI_USAGE or CLI_FAIL. */
-int trace_build(const char *bus, const char *host, const char *arg, trace **out, char *err,
-                size_t errlen);
+int trace_build(const char *bus, const char *host, const char *const *peers, int npeers,
+                const char *arg, trace **out, char *err, size_t errlen);
 void trace_destroy(trace *t);
 
 const char *trace_str(const cJSON *o, const char *field);

@@ -595,3 +595,34 @@ int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str 
   msgpack_unpacked_destroy(&u);
   return rc;
 }
+
+int choreo_ask_encode(msgpack_sbuffer *out, const char *json) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+  size_t mark = out->size;
+  int rc = msgpack_pack_array(&pk, 2);
+  rc |= codec_pack_cstr(&pk, "ask");
+  rc |= codec_pack_cstr(&pk, json);
+  if (rc != 0) {
+    out->size = mark;
+    return CHOREO_ENOMEM;
+  }
+  return 0;
+}
+
+int choreo_ask_decode(const char *buf, size_t len, choreo_str *json) {
+  if (choreo_msgpack_check(buf, len, 1, 1) != 0) return CHOREO_EINVAL;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  int rc = msgpack_unpack_next(&u, buf, len, NULL) == MSGPACK_UNPACK_SUCCESS ? 0 : CHOREO_ENOMEM;
+  const msgpack_object *o = &u.data;
+  if (!rc && (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+              o->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+              !codec_key_is(&o->via.array.ptr[0].via.str, "ask") ||
+              o->via.array.ptr[1].type != MSGPACK_OBJECT_STR))
+    rc = CHOREO_EINVAL;
+  if (!rc) /* points into buf, as msgpack-c's strings do */
+    *json = (choreo_str){o->via.array.ptr[1].via.str.ptr, o->via.array.ptr[1].via.str.size};
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}

@@ -98,6 +98,12 @@ void choreo_frame_close(choreo_frame_reader *r);
 int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after, const char *name);
 int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str *name);
 
+/* The same socket answers reads of the journal from other machines (choreo trace/map --peer):
+ * msgpack ["ask", JSON text of a control request]; the answer is the control answer's JSON
+ * text. decode returns CHOREO_EINVAL for anything else; *json points into buf. */
+int choreo_ask_encode(msgpack_sbuffer *out, const char *json);
+int choreo_ask_decode(const char *buf, size_t len, choreo_str *json);
+
 /* Service names (a message's source and to): 1..CHOREO_NAME_MAX of [A-Za-z0-9_.-], not
  * starting with '.', since they also name files in the bus directory. */
 #define CHOREO_NAME_MAX 100

@@ -746,6 +746,21 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
   return answer;
 }
 
+char *choreo_control_answer_remote(choreo_host *h, const char *body, size_t len) {
+  static const char *const reads[] = {"journal", "flows", "conversations", "status"};
+  cJSON *req = cJSON_ParseWithLength(body, len);
+  const char *op = cJSON_IsObject(req) ? control_string(req, "op") : NULL;
+  bool allowed = false;
+  for (size_t i = 0; op && i < sizeof reads / sizeof *reads; i++) allowed |= strcmp(op, reads[i]) == 0;
+  cJSON_Delete(req);
+  if (allowed) return choreo_control_answer(h, body, len);
+  cJSON *error = control_error("%s", "over the network only journal, flows, conversations and "
+                                     "status are answered");
+  char *text = cJSON_PrintUnformatted(error);
+  cJSON_Delete(error);
+  return text;
+}
+
 char *choreo_control_answer(choreo_host *h, const char *body, size_t len) {
   cJSON *answer = control_answer_tree(h, body, len);
   char *text = answer ? cJSON_PrintUnformatted(answer) : NULL;

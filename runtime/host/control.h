@@ -27,6 +27,9 @@ void choreo_control_drain(choreo_control *c);
  * sends it: malloc'd JSON text (free() it), NULL when memory runs out. Also the entry point of
  * the control requests' fuzz harness (tests/fuzz). */
 char *choreo_control_answer(choreo_host *h, const char *body, size_t len);
+/* The same for a request from another machine (the FETCH socket's "ask"): only the reads of
+ * the journal and the status; anything else is answered with an error. */
+char *choreo_control_answer_remote(choreo_host *h, const char *body, size_t len);
 /* Runs the query `name` (choreo.query) on args (JSON text, NULL for none): 0 with *result, or
  * CHOREO_ENOENT (no such query), CHOREO_EINVAL (args not JSON), CHOREO_ESTOPPED (the host is
  * stopping) or another code (the query failed) with one line in err. What the control socket and the HTTP server answer. */

@@ -361,7 +361,7 @@ static int host_serve(choreo_host *h, const choreo_host_config *cfg, char *err, 
   for (size_t i = 0; i < cfg->nlisten; i++)
     choreo_bus_rep_url(cfg->listen[i], urls[i + 1], sizeof urls[i + 1]);
   for (size_t i = 0; i < n; i++) list[i] = urls[i];
-  int rc = choreo_serve_start(&h->serve, h->loop, h->engine, list, n, err, errlen);
+  int rc = choreo_serve_start(&h->serve, h->loop, h, h->engine, list, n, err, errlen);
   free(list);
   free(urls);
   return rc;

@@ -236,8 +236,10 @@ int choreo_http_start(choreo_http *s, uv_loop_t *loop, choreo_host *host, const 
   if (!rv) rv = nng_http_handler_collect_body(s->handler, true, HTTP_BODY_MAX);
   if (!rv) rv = nng_http_handler_set_data(s->handler, s, NULL);
   if (!rv) rv = nng_http_server_add_handler(s->server, s->handler);
+  if (!rv) s->handler_added = true;
   else if (s->handler) nng_http_handler_free(s->handler);
   if (!rv) rv = nng_http_server_start(s->server);
+  if (!rv) s->server_started = true;
   choreo_bus_lsan_resume();
   if (rv) {
     snprintf(err, errlen, "--http %s: %s", url, nng_strerror(rv));
@@ -263,9 +265,11 @@ void choreo_http_stop(choreo_http *s) {
     http_respond_error(r->aio, 503, "the host is stopping");
     http_request_free(r);
   }
-  if (s->server) {
-    nng_http_server_stop(s->server);
-    nng_http_server_release(s->server);
-  }
+  /* Only what this host did to the server is undone: another may hold the same one (see
+   * metrics.c). */
+  if (s->handler_added) nng_http_server_del_handler(s->server, s->handler);
+  if (s->server_started) nng_http_server_stop(s->server);
+  if (s->handler_added) nng_http_handler_free(s->handler);
+  if (s->server) nng_http_server_release(s->server);
   uv_close((uv_handle_t *)&s->wake, http_on_closed);
 }

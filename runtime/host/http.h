@@ -21,7 +21,9 @@ typedef struct choreo_http {
   choreo_host *host;
   nng_http_server *server;
   nng_http_handler *handler;
-  bool started;
+  bool started;        /* start ran: stop has work to do */
+  bool server_started; /* nng_http_server_start succeeded */
+  bool handler_added;  /* the server holds our handler */
   uv_async_t wake; /* NNG's threads: requests are waiting */
   bool on_loop;    /* wake is on the loop */
   pthread_mutex_t lock;

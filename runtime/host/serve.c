@@ -2,8 +2,10 @@
 #include "serve.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "log.h"
 
 /* The answer to a request for our log after `after`, into s->frame. */
@@ -36,7 +38,16 @@ static void serve_on_request(void *ud, nng_msg *request) {
   choreo_fetch_server *s = ud;
   int64_t after;
   choreo_str name;
-  if (choreo_fetch_decode(nng_msg_body(request), nng_msg_len(request), &after, &name)) {
+  choreo_str json;
+  int bad = choreo_fetch_decode(nng_msg_body(request), nng_msg_len(request), &after, &name);
+  if (bad && choreo_ask_decode(nng_msg_body(request), nng_msg_len(request), &json) == 0) {
+    char *text = choreo_control_answer_remote(s->host, json.p, json.n);
+    if (text) choreo_bus_server_reply(&s->server, request, text, strlen(text));
+    else nng_msg_free(request);
+    free(text);
+    return;
+  }
+  if (bad) {
     nng_msg_free(request);
     choreo_log(CHOREO_LOG_WARN, choreo_engine_name(s->engine), "dropped a malformed FETCH request");
     return;
@@ -53,9 +64,10 @@ static void serve_on_request(void *ud, nng_msg *request) {
   choreo_bus_server_reply(&s->server, request, s->frame.data, s->frame.size);
 }
 
-int choreo_serve_start(choreo_fetch_server *s, uv_loop_t *loop, choreo_engine *engine,
-                       const char *const *urls, size_t nurls, char *err, size_t errlen) {
-  *s = (choreo_fetch_server){.engine = engine};
+int choreo_serve_start(choreo_fetch_server *s, uv_loop_t *loop, choreo_host *host,
+                       choreo_engine *engine, const char *const *urls, size_t nurls, char *err,
+                       size_t errlen) {
+  *s = (choreo_fetch_server){.engine = engine, .host = host};
   msgpack_sbuffer_init(&s->frame);
   return choreo_bus_server_start(&s->server, loop, choreo_engine_name(engine), urls, nurls,
                                  serve_on_request, s, "FETCH", err, errlen);

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 
 import harness
 from harness import Suite, check, check_eq, wait_until
@@ -471,6 +472,53 @@ def the_map_shows_who_reacted_to_what(w):
     check_eq(out.rc, 2, "a bad window: %r" % out)
     out = w.cli("map", "--bus", w.bus, "--format", "svg")
     check_eq(out.rc, 2, "a bad format: %r" % out)
+
+
+@suite.test
+def hosts_on_other_machines_are_asked_through_their_fetch_endpoint(w):
+    """Each host on a bus of its own, as on three machines, joined over tcp://."""
+    p_shop, p_stock, p_billing = (harness.free_port_pair() for _ in range(3))
+    url = lambda port: "tcp://127.0.0.1:%d" % port
+    buses = [os.path.join(w.dir, "bus-" + n) for n in ("shop", "stock", "billing")]
+    for b in buses:
+        os.makedirs(b)
+    shop = w.host("shop", w.scripts("shop", {"shop.lua": SHOP_LUA}), bus=buses[0],
+                  extra=["--listen", url(p_shop), "--peer", url(p_stock)])
+    w.host("stock", w.scripts("stock", {"stock.lua": STOCK_LUA}), bus=buses[1],
+           extra=["--listen", url(p_stock), "--peer", url(p_shop), "--peer", url(p_billing)])
+    w.host("billing", w.scripts("billing", {"billing.lua": BILLING_LUA}), bus=buses[2],
+           extra=["--listen", url(p_billing), "--peer", url(p_stock)])
+    first = checkout(shop, 1)
+    wait_until(lambda: shop.scalar("select count(*) from ready") == 1, 30, "the order across tcp")
+    out = w.cli("trace", "--bus", buses[0], "--json", "--peer", url(p_stock), "--peer",
+                url(p_billing), first)
+    check_eq(out.rc, 0, "trace with peers: %r" % out)
+    t = json.loads(out.out)
+    check_eq(sorted((h["name"], h["answered"]) for h in t["hosts"]),
+             [("billing", True), ("shop", True), ("stock", True)], "the peers answer by name")
+    path, count = chain(t)
+    check_eq(count, 5, "the whole order")
+    check_eq([hop for _, hops in path for hop in hops],
+             [("shop", "ok"), ("stock", "ok"), ("billing", "ok"), ("stock", "ok"), ("shop", "ok")],
+             "every hop, on its machine")
+    out = w.cli("map", "--bus", buses[0], "--format", "json", "--peer", url(p_stock), "--peer",
+                url(p_billing))
+    check_eq(out.rc, 0, "map with peers: %r" % out)
+    edges = {(e["from"], e["to"], e["type"]) for e in json.loads(out.out)["edges"]}
+    check(("stock", "billing", "Charge") in edges, edges)
+    # Only reads go over the network: an append asked that way is refused.
+    poke = os.path.join(w.dir, "ask")
+    with open(poke, "wb") as f:
+        f.write(harness.mp_pack(["ask", json.dumps({"op": "publish", "type": "Evil"})]))
+    rep = "tcp://127.0.0.1:%d" % (p_shop + 1)
+    check(harness.POKE, "choreo_poke is not built (set CHOREO_POKE)")
+    out = subprocess.run([harness.POKE, "req", rep, poke, "3000"], capture_output=True,
+                         text=True, timeout=30).stdout
+    check("only journal, flows, conversations and status are answered" in out, out)
+    check_eq(shop.scalar("select count(*) from choreo_log where type = 'Evil'"), 0, "no append")
+    out = w.cli("trace", "--bus", buses[0], "--peer", "udp://x", first)
+    check_eq(out.rc, 0, "a bad peer is a host that did not answer: %r" % out)
+    check("did not answer (--peer udp://x: expected tcp://HOST:PORT" in out.out, out.out)
 
 
 @suite.test

@@ -59,27 +59,45 @@ class Elements(html.parser.HTMLParser):
         return [a for t, a in self.found if t == tag and (cls is None or cls in a.get("class", "").split())]
 
 
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--password-store=basic",
+    "--use-mock-keychain", "--enable-logging=stderr", "--v=0",
+]
+
+
 def browse(w, url):
     """The page's DOM once its scripts ran, as headless Chromium renders it. Chromium's helper
     processes outlive it holding its output: the DOM goes to a file, and its process group is
-    killed after."""
+    killed after. Its own log goes with a failure."""
     chromium = shutil.which("chromium")
     check(chromium is not None, "chromium is needed (.ci/run installs Debian's)")
-    path = os.path.join(w.dir, "dom.html")
-    with open(path, "w") as dom:
-        p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+    path, log = os.path.join(w.dir, "dom.html"), os.path.join(w.dir, "chromium.log")
+    with open(path, "w") as dom, open(log, "w") as err:
+        p = subprocess.Popen([chromium, *CHROMIUM_FLAGS,
                               "--user-data-dir=" + os.path.join(w.dir, "chromium"),
                               "--virtual-time-budget=15000", "--dump-dom", url],
-                             stdout=dom, stderr=subprocess.DEVNULL, start_new_session=True)
+                             stdout=dom, stderr=err, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
         try:
-            rc = p.wait(timeout=120 * harness.SLOW)
+            rc = p.wait(timeout=60 * harness.SLOW)
+        except subprocess.TimeoutExpired:
+            rc = None
         finally:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             p.wait()
-    check_eq(rc, 0, "chromium's exit status")
+    if rc != 0:
+        with open(log) as f:
+            chromium_log = f.read()[-3000:]
+        with open(os.path.join(w.dir, "ui.log")) as f:
+            ui_log = f.read()[-1000:]
+        check(False, "chromium %s for %s\n--- chromium's log:\n%s\n--- choreo ui's log:\n%s"
+              % ("did not finish within 60 s" if rc is None else "exited with %s" % rc, url,
+                 chromium_log, ui_log))
     with open(path) as f:
         text = f.read()
     page = Elements()
@@ -154,6 +172,29 @@ def the_page_shows_the_bus_and_one_orders_trace(w):
         page, dom = browse(w, "http://127.0.0.1:%d/" % port)
         down = [a["data-host"] for a in page.all("tr", "down")]
         check_eq(down, ["billing"], "the killed host's row")
+
+
+@suite.test
+def hosts_of_other_machines_with_peer(w):
+    """A host on a bus of its own, as on another machine; the page's process has no bus."""
+    p_shop = harness.free_port_pair()
+    bus = os.path.join(w.dir, "elsewhere")
+    os.makedirs(bus)
+    shop = w.host("shop", w.scripts("shop", {"shop.lua": SHOP_LUA}), bus=bus,
+                  extra=["--listen", "tcp://127.0.0.1:%d" % p_shop])
+    first = checkout(shop, 9)  # sets a timer, emits nothing
+    port = harness.free_port_pair()
+    w.spawn([harness.CHOREO, "ui", "--bus", os.path.join(w.dir, "no-bus"), "--listen", str(port),
+             "--peer", "tcp://127.0.0.1:%d" % p_shop], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+    wait_until(lambda: _listening(port), 20, "the ui")
+    status, body = get(port, "/api/hosts")
+    check_eq(status, 200, "hosts")
+    check_eq([(h["name"], "answer" in h) for h in json.loads(body)["hosts"]], [("shop", True)],
+             "the peer, by its name")
+    status, body = get(port, "/api/trace?id=" + first)
+    check_eq(status, 200, "a trace of the peer's conversation: %s" % body)
+    check_eq([m["type"] for m in json.loads(body)["messages"]], ["Checkout"], "its message")
 
 
 @suite.test
