@@ -17,6 +17,7 @@ import atexit
 import ctypes
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -81,19 +82,25 @@ def wait_until(predicate, timeout, what, interval=0.05):
 
 def free_port_pair():
     """A loopback TCP port P such that P and P+1 are both free (choreo serves PUB on P and
-    FETCH on P+1). There is a window before the host binds; good enough on a test machine."""
+    FETCH on P+1), picked below the kernel's ephemeral range: a host dialing a peer that is not
+    listening yet takes a new ephemeral port at every attempt, and one of those could be the
+    port the next host is about to listen on. There is still a window before the host binds;
+    good enough on a test machine."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low = max(1024, min(20000, ephemeral - 10000))
     for _ in range(200):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65534:
-                continue
-            try:
-                with socket.socket() as b:
-                    b.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
+        port = random.randrange(low, ephemeral - 2)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
     raise TestFailure("no free pair of loopback ports")
 
 
