@@ -27,6 +27,14 @@ static void http_request_free(choreo_http_request *r) {
   free(r);
 }
 
+void choreo_http_let_go(nng_http_server *server, nng_http_handler *handler, bool handler_added,
+                        bool server_started) {
+  if (handler_added) nng_http_server_del_handler(server, handler);
+  if (server_started) nng_http_server_stop(server); /* waits for the handlers under way */
+  if (handler_added) nng_http_handler_free(handler);
+  if (server) nng_http_server_release(server);
+}
+
 void choreo_http_reply(nng_aio *aio, uint16_t status, const char *type, const char *body,
                        size_t len) {
   nng_http_res *res;
@@ -265,11 +273,6 @@ void choreo_http_stop(choreo_http *s) {
     http_respond_error(r->aio, 503, "the host is stopping");
     http_request_free(r);
   }
-  /* Only what this host did to the server is undone: another may hold the same one (see
-   * metrics.c). */
-  if (s->handler_added) nng_http_server_del_handler(s->server, s->handler);
-  if (s->server_started) nng_http_server_stop(s->server);
-  if (s->handler_added) nng_http_handler_free(s->handler);
-  if (s->server) nng_http_server_release(s->server);
+  choreo_http_let_go(s->server, s->handler, s->handler_added, s->server_started);
   uv_close((uv_handle_t *)&s->wake, http_on_closed);
 }

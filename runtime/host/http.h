@@ -38,6 +38,12 @@ int choreo_http_start(choreo_http *s, uv_loop_t *loop, choreo_host *host, const 
 /* Answers what is waiting (503), stops the server. Safe on a zeroed struct, and twice. */
 void choreo_http_stop(choreo_http *s);
 
+/* Undoes what one owner did to an NNG HTTP server it holds, and only that: another owner may
+ * hold the same server (two hosts of one process on one address). Its handler is taken out
+ * first, so none runs after; the server is stopped only if this owner started it. */
+void choreo_http_let_go(nng_http_server *server, nng_http_handler *handler, bool handler_added,
+                        bool server_started);
+
 /* Completes an NNG HTTP request with a body (copied) of the given Content-Type, never cached;
  * out of memory, NNG answers 500. For every HTTP server of choreo's. */
 void choreo_http_reply(nng_aio *aio, uint16_t status, const char *type, const char *body,

@@ -295,11 +295,6 @@ void choreo_metrics_stop(choreo_metrics *m) {
   m->stopping = true; /* a scrape waiting for the loop answers now: the loop is here */
   pthread_cond_broadcast(&m->rendered);
   pthread_mutex_unlock(&m->lock);
-  /* Only what this host did to the server is undone: another may hold the same one. Stopping
-   * waits for the handlers under way; the handler is taken out so none runs after. */
-  if (m->handler_added) nng_http_server_del_handler(m->server, m->handler);
-  if (m->server_started) nng_http_server_stop(m->server);
-  if (m->handler_added) nng_http_handler_free(m->handler);
-  if (m->server) nng_http_server_release(m->server);
+  choreo_http_let_go(m->server, m->handler, m->handler_added, m->server_started);
   uv_close((uv_handle_t *)&m->render, metrics_on_closed);
 }
