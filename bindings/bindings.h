@@ -65,6 +65,17 @@ void choreo_lua_push_packed(lua_State *L, const char *data);
 /* Pushes the msg table handed to handlers (README: msg fields). */
 void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
 
+/* llazymsg.c: the msg table handlers get, filled as its fields are first read, or built whole
+ * (for handlers that read most fields); either way with the same protected metatable. fill
+ * fills every field of the msg table at idx (true), or returns false for any other value or a
+ * table built whole; hidden_key tells the key holding the fields not read yet, which only
+ * next() sees; fields_read counts the fields other than data read (or assigned) so far, -1 for
+ * a table built whole. */
+void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole);
+bool choreo_lua_msg_fill(lua_State *L, int idx);
+bool choreo_lua_msg_hidden_key(lua_State *L, int idx);
+int choreo_lua_msg_fields_read(lua_State *L, int idx);
+
 /* choreo.pack(value) -> string and choreo.unpack(string) -> value: the wire encoding, for
  * state kept in the database (sagas). unpack raises on bytes that are not one valid value. */
 int choreo_lua_msgpack_encode(lua_State *L);

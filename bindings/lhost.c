@@ -76,7 +76,14 @@ static int host_emit(lua_State *L, const char *kind, const char *to, const char 
   int64_t seq;
   int rc = choreo_engine_emit_from_handler(e, kind, to, type, data, len, &opts, &seq);
   if (rc) return host_fail(L, e, what, rc);
-  lua_pushfstring(L, "%s/%I", choreo_engine_name(e), (lua_Integer)seq);
+  /* the id, "<name>/<seq>": lua_pushfstring and snprintf each cost a twentieth of an event */
+  const char *name = choreo_engine_name(e);
+  size_t name_len = strlen(name);
+  luaL_Buffer id;
+  char *p = luaL_buffinitsize(L, &id, name_len + 21);
+  memcpy(p, name, name_len);
+  p[name_len] = '/';
+  luaL_pushresultsize(&id, name_len + 1 + (size_t)choreo_seq_digits(p + name_len + 1, seq));
   return 1;
 }
 

@@ -39,8 +39,9 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
     snprintf(err, errlen, "cannot send: Lua stack exhausted");
     return CHOREO_ENOMEM;
   }
+  bool msg = choreo_lua_msg_fill(L, idx); /* a msg table: its fields not read yet too */
   lua_Integer n = 0;
-  if (msg_array_length(L, idx, &n)) {
+  if (!msg && msg_array_length(L, idx, &n)) {
     msgpack_pack_array(pk, (size_t)n);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
@@ -54,6 +55,7 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
+    if (msg && choreo_lua_msg_hidden_key(L, -1)) continue;
     int kt = lua_type(L, -1);
     if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
       lua_pop(L, 1);
@@ -66,6 +68,10 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int key = lua_gettop(L) - 1;
+    if (msg && choreo_lua_msg_hidden_key(L, key)) {
+      lua_pop(L, 1);
+      continue;
+    }
     int rc = msg_pack_value(L, key, pk, depth + 1, err, errlen);
     if (!rc) rc = msg_pack_value(L, key + 1, pk, depth + 1, err, errlen);
     lua_pop(L, 1);
@@ -123,8 +129,10 @@ static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t 
       continue;
     }
     msg_push_packed(L, pp);
-    /* nil and NaN cannot be Lua keys: the entry is dropped */
-    if (lua_isnil(L, -2) || (lua_isnumber(L, -2) && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+    /* nil and NaN cannot be Lua keys: the entry is dropped (lua_isnumber would also try to
+     * read every string key as a number) */
+    if (lua_isnil(L, -2) ||
+        (lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
       lua_pop(L, 2);
     else
       lua_rawset(L, -3);

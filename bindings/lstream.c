@@ -104,7 +104,7 @@ static int stream_one(void *ud, int64_t version, const char *msg, size_t len) {
     return 1;
   }
   lua_pushvalue(w->L, w->fn);
-  choreo_lua_push_msg(w->L, &m);
+  choreo_lua_push_msg_lazy(w->L, &m, false);
   if (lua_pcall(w->L, 1, 0, 0) != LUA_OK) {
     w->failed = true;
     return 1;

@@ -30,6 +30,15 @@ typedef struct choreo_scripts {
   choreo_lua_handlers *handlers; /* the registry's counters */
   /* Where the handlers of the last delivered message were registered, for the journal. */
   char handled_by[256];
+  /* How the last delivered type's handlers read msg. A table filled as it is read costs far
+   * less when they read a field or two (msg.data), more when they read most; messages come in
+   * runs of one type, so the last one's reads say how to build the next (llazymsg.c). */
+  struct {
+    size_t len; /* 0: nothing known */
+    char type[KNOWN_TYPE_MAX];
+    bool whole;      /* build the next one of this type whole */
+    unsigned wholes; /* built whole since the reads were last seen */
+  } reads;
   /* The last type asked about with scripts_handles, and the answer, valid while the
    * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
   struct {
@@ -264,8 +273,8 @@ static bool scripts_handles(void *scripts, choreo_str type) {
  * cannot fail outside protection. */
 /* Pushes the msg table of m; an event of a stream comes in the current shape of its data, all
  * handlers only ever see. */
-static void scripts_push_msg(lua_State *L, const choreo_msg *m) {
-  choreo_lua_push_msg(L, m);
+static void scripts_push_msg(lua_State *L, const choreo_msg *m, bool whole) {
+  choreo_lua_push_msg_lazy(L, m, whole);
   if (m->dataschema.p && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST) == LUA_TFUNCTION) {
     lua_pushvalue(L, -2);
     lua_call(L, 1, 0);
@@ -353,11 +362,34 @@ static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
   return any;
 }
 
+/* Build whole from this many fields read (besides data): each first read of a field costs
+ * about a fifth of what building the whole table costs over filling it as it is read. */
+#define READS_FOR_WHOLE 4
+/* One message in this many of a type built whole is filled as it is read again, to see
+ * whether its handlers still read most fields. */
+#define WHOLE_RECHECK 64
+
+static bool scripts_build_whole(choreo_scripts *s, choreo_str type) {
+  if (!s->reads.whole || s->reads.len != type.n || memcmp(s->reads.type, type.p, type.n) != 0)
+    return false;
+  return ++s->reads.wholes % WHOLE_RECHECK != 0;
+}
+
+static void scripts_note_reads(choreo_scripts *s, choreo_str type, int read) {
+  if (read < 0) return; /* built whole: nothing seen */
+  s->reads.len = 0;
+  if (type.n == 0 || type.n > KNOWN_TYPE_MAX) return;
+  memcpy(s->reads.type, type.p, type.n);
+  s->reads.len = type.n;
+  s->reads.whole = read >= READS_FOR_WHOLE;
+  s->reads.wholes = 0;
+}
+
 static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   choreo_scripts *s = scripts_of(L);
   choreo_lua_handlers_push(L, m->type);
-  scripts_push_msg(L, m);
+  scripts_push_msg(L, m, scripts_build_whole(s, m->type));
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_getfield(L, 2, "where");
   size_t len = 0;
@@ -373,6 +405,7 @@ static int scripts_run_handlers(lua_State *L) {
     lua_pushvalue(L, 4);
     lua_call(L, 2, 0);
   }
+  scripts_note_reads(s, m->type, choreo_lua_msg_fields_read(L, 3));
   choreo_str key;
   if (scripts_workflow_key(m, &key) && scripts_push_workflow_hook(L, "dispatch")) {
     size_t used = strlen(s->handled_by);
@@ -547,7 +580,7 @@ static int scripts_run_projection(lua_State *L) {
   scripts_project_call *call = lua_touserdata(L, 1);
   if (!scripts_projection_hook(L, "project")) return 0;
   lua_pushstring(L, call->name);
-  scripts_push_msg(L, call->m);
+  scripts_push_msg(L, call->m, false);
   scripts_push_build_db(L, call->build);
   lua_call(L, 3, 0);
   return 0;
@@ -565,7 +598,7 @@ static int scripts_project(void *scripts, const char *name, const choreo_msg *m,
 static int scripts_run_stale(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   if (!scripts_projection_hook(L, "deliver_stale")) return 0;
-  scripts_push_msg(L, m);
+  scripts_push_msg(L, m, false);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_call(L, 2, 0);
   return 0;

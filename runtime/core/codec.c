@@ -194,9 +194,7 @@ static char *codec_put_attr(char *p, const char *key, size_t key_len, const char
 
 #define CODEC_KEY(k) k, sizeof k - 1
 
-/* Writes v (at least 1) in decimal without a NUL; returns the digits written. By hand: printf
- * showed in profiles of the publishing path. */
-static int codec_format_seq(char out[20], int64_t v) {
+int choreo_seq_digits(char out[20], int64_t v) {
   char digits[20];
   int n = 0;
   for (uint64_t u = (uint64_t)v; u; u /= 10) digits[n++] = (char)('0' + u % 10);
@@ -219,7 +217,7 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     choreo_time_now(now, sizeof now);
     time = now;
   }
-  int seq_len = codec_format_seq(seq, f->seq);
+  int seq_len = choreo_seq_digits(seq, f->seq);
   if (f->streamversion < 0 || (f->has_expectedversion && f->expectedversion < 0))
     return CHOREO_EINVAL;
   const char *values[] = {f->source, f->type, time, f->subject, f->kind, f->to,

@@ -1,0 +1,248 @@
+/* The msg table handlers receive, filled as it is read. Building every field of every message
+ * was a quarter of a dispatched event's instructions, while most handlers read one or two
+ * fields (msg.data, mostly). The table starts empty but for a hidden key holding a copy of
+ * the message's fields; the first read of a field decodes it and stores it in the table, so
+ * later reads are plain table reads. pairs() and choreo's packing fill every field first;
+ * only next() and rawget() see a table whose fields are not all there yet (README: msg). */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "bindings.h"
+
+enum {
+  F_TYPE,
+  F_ID,
+  F_SOURCE,
+  F_TIME,
+  F_SUBJECT,
+  F_KIND,
+  F_TO,
+  F_CAUSATIONID,
+  F_TRACEPARENT,
+  F_CORRELATIONID,
+  F_DATASCHEMA,
+  F_STRINGS, /* the fields above are strings */
+  F_SEQ = F_STRINGS,
+  F_STREAMVERSION,
+  F_EXPECTEDVERSION,
+  F_DATA,
+  F_COUNT
+};
+
+static const char *const lazy_names[F_COUNT] = {
+    "type",        "id",          "source",     "time",  "subject",
+    "kind",        "to",          "causationid", "traceparent", "correlationid",
+    "dataschema",  "seq",         "streamversion", "expectedversion", "data"};
+
+/* The message's fields, their bytes copied after the struct: the message may be kept by a
+ * handler long after the frame it came in is gone. */
+typedef struct lazy_msg {
+  choreo_str str[F_STRINGS];
+  int64_t seq, streamversion, expectedversion;
+  const char *data; /* msgpack, NULL for none */
+  uint32_t settled; /* fields already in the table, or assigned by a handler: never filled */
+  char bytes[];
+} lazy_msg;
+
+/* The key of the copy in each table: a short string is found faster than a light userdata
+ * (Lua compares those through a call per slot), and no handler writes this one. */
+#define LAZY_HIDDEN "\x01" "choreo.msg"
+static const char lazy_meta = 0; /* its address: the metatable's key in the registry */
+
+/* Pushes field f, or nothing (returning false) when the message has none. */
+static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
+  if (f < F_STRINGS) {
+    if (!z->str[f].p) return false;
+    lua_pushlstring(L, z->str[f].p, z->str[f].n);
+    return true;
+  }
+  switch (f) {
+  case F_SEQ:
+    lua_pushinteger(L, z->seq);
+    return true;
+  case F_STREAMVERSION: /* only a stream's events carry one */
+    if (z->streamversion <= 0) return false;
+    lua_pushinteger(L, z->streamversion);
+    return true;
+  case F_EXPECTEDVERSION:
+    if (z->expectedversion < 0) return false;
+    lua_pushinteger(L, z->expectedversion);
+    return true;
+  default:
+    if (!z->data) return false;
+    choreo_lua_push_packed(L, z->data);
+    return true;
+  }
+}
+
+static lazy_msg *lazy_of(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushliteral(L, LAZY_HIDDEN);
+  lua_rawget(L, idx); /* raw: not there in a table built whole */
+  lazy_msg *z = lua_touserdata(L, -1);
+  lua_pop(L, 1); /* the table keeps it */
+  return z;
+}
+
+/* The field number of the key at idx, or -1: by length, then bytes (a Lua table would cost a
+ * second look-up for every first read). */
+static int lazy_field(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return -1;
+  size_t n;
+  const char *k = lua_tolstring(L, idx, &n);
+  int f;
+  switch (n) {
+  case 2: f = k[0] == 'i' ? F_ID : F_TO; break;
+  case 3: f = F_SEQ; break;
+  case 4: f = k[0] == 't' ? (k[1] == 'y' ? F_TYPE : F_TIME) : k[0] == 'k' ? F_KIND : F_DATA; break;
+  case 6: f = F_SOURCE; break;
+  case 7: f = F_SUBJECT; break;
+  case 10: f = F_DATASCHEMA; break;
+  case 11: f = k[0] == 'c' ? F_CAUSATIONID : F_TRACEPARENT; break;
+  case 13: f = k[0] == 'c' ? F_CORRELATIONID : F_STREAMVERSION; break;
+  case 15: f = F_EXPECTEDVERSION; break;
+  default: return -1;
+  }
+  return memcmp(k, lazy_names[f], n) == 0 ? f : -1;
+}
+
+/* __index(msg, key): a field read for the first time. */
+static int lazy_index(lua_State *L) {
+  int f = lazy_field(L, 2);
+  lazy_msg *z = f < 0 ? NULL : lazy_of(L, 1);
+  if (!z || z->settled & 1u << f) return 0;
+  bool present = lazy_push_field(L, z, f); /* may raise (memory): the field stays unread */
+  z->settled |= 1u << f;
+  if (!present) return 0;
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+/* __newindex(msg, key, value): a handler's own value for a field is never overwritten, and a
+ * field it set to nil stays nil. */
+static int lazy_newindex(lua_State *L) {
+  int f = lazy_field(L, 2);
+  lazy_msg *z = f < 0 ? NULL : lazy_of(L, 1);
+  if (z) z->settled |= 1u << f;
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+bool choreo_lua_msg_fill(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (!lua_getmetatable(L, idx)) return false;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta);
+  bool lazy = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  lazy_msg *z = lazy ? lazy_of(L, idx) : NULL;
+  if (!z) return false;
+  for (int f = 0; f < F_COUNT; f++) {
+    if (z->settled & 1u << f) continue;
+    lua_pushstring(L, lazy_names[f]);
+    /* a value a handler rawset keeps */
+    if (lua_rawget(L, idx) == LUA_TNIL && lazy_push_field(L, z, f)) {
+      lua_pushstring(L, lazy_names[f]);
+      lua_insert(L, -2);
+      lua_rawset(L, idx);
+    }
+    lua_pop(L, 1);
+    z->settled |= 1u << f;
+  }
+  return true;
+}
+
+bool choreo_lua_msg_hidden_key(lua_State *L, int idx) {
+  size_t n;
+  const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &n) : NULL;
+  return k && n == sizeof LAZY_HIDDEN - 1 && memcmp(k, LAZY_HIDDEN, n) == 0;
+}
+
+/* The iterator pairs() returns: next() without the hidden key. */
+static int lazy_next(lua_State *L) {
+  lua_settop(L, 2);
+  while (lua_next(L, 1)) {
+    if (!choreo_lua_msg_hidden_key(L, -2)) return 2;
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* __pairs(msg): every field, filled first. */
+static int lazy_pairs(lua_State *L) {
+  choreo_lua_msg_fill(L, 1);
+  lua_pushcfunction(L, lazy_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+static void lazy_push_meta(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 4);
+  lua_pushcfunction(L, lazy_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, lazy_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, lazy_pairs);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushboolean(L, 0); /* setmetatable(msg, ...) would lose the fields not read yet */
+  lua_setfield(L, -2, "__metatable");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_meta);
+}
+
+int choreo_lua_msg_fields_read(lua_State *L, int idx) {
+  lazy_msg *z = lua_type(L, idx) == LUA_TTABLE ? lazy_of(L, idx) : NULL;
+  if (!z) return -1;
+  int n = 0;
+  for (uint32_t bits = z->settled & ~(1u << F_DATA); bits; bits &= bits - 1) n++;
+  return n;
+}
+
+void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
+  if (whole) {
+    choreo_lua_push_msg(L, m);
+    lazy_push_meta(L); /* the same metatable either way: a handler cannot tell the two apart */
+    lua_setmetatable(L, -2);
+    return;
+  }
+  const choreo_str *strings[F_STRINGS] = {
+      [F_TYPE] = &m->type,
+      [F_ID] = &m->id,
+      [F_SOURCE] = &m->source,
+      [F_TIME] = &m->time,
+      [F_SUBJECT] = &m->subject,
+      [F_KIND] = &m->kind,
+      [F_TO] = &m->to,
+      [F_CAUSATIONID] = &m->causationid,
+      [F_TRACEPARENT] = &m->traceparent,
+      /* a message that starts a conversation correlates with itself */
+      [F_CORRELATIONID] = m->correlationid.p ? &m->correlationid : &m->id,
+      [F_DATASCHEMA] = &m->dataschema,
+  };
+  size_t need = m->data ? m->data_len : 0;
+  for (int f = 0; f < F_STRINGS; f++) need += strings[f]->n;
+  lua_createtable(L, 0, 8);
+  lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 0);
+  char *p = z->bytes;
+  for (int f = 0; f < F_STRINGS; f++) {
+    const choreo_str *s = strings[f];
+    z->str[f] = (choreo_str){s->p ? p : NULL, s->n};
+    if (s->n) memcpy(p, s->p, s->n);
+    p += s->n;
+  }
+  z->seq = m->seq;
+  z->streamversion = m->streamversion;
+  z->expectedversion = m->expectedversion;
+  z->data = m->data ? p : NULL;
+  if (m->data) memcpy(p, m->data, m->data_len);
+  z->settled = 0;
+  lua_setfield(L, -2, LAZY_HIDDEN); /* no metatable yet: a raw set */
+  lazy_push_meta(L);
+  lua_setmetatable(L, -2);
+}

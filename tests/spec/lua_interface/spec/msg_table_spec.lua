@@ -1,0 +1,74 @@
+-- The msg table handlers receive is filled as it is read (bindings/llazymsg.c); what a handler
+-- can observe must not differ from a table built whole.
+local testing = require "choreo.testing"
+local h = require "spec.helpers"
+
+describe("the msg table", function()
+  local host
+  before_each(function() host = testing.host(nil, { name = "svc" }) end)
+
+  it("gives every field of the message to pairs(), and nothing else", function()
+    assert.is_true(host:deliver("ListFields", { n = 1 }, { source = "peer", subject = "s-1" }))
+    local d = h.data_of(host.published, "Fields")[1]
+    assert.same({ "correlationid", "data", "id", "kind", "seq", "source", "subject", "time", "type" },
+      d.keys)
+    assert.equal("false", d.metatable)
+  end)
+
+  it("keeps what a handler assigns, clears, adds or rawsets, for the handlers after it too", function()
+    assert.is_true(host:deliver("Assign", { n = 1 }, { subject = "s-1" }))
+    assert.same({ type = "Changed", subject_cleared = true, mine = 42, same_data = true,
+      source = "set raw" },
+      h.data_of(host.published, "Assigned")[1])
+    assert.same({ type = "Changed", subject_cleared = true, mine = 42 },
+      h.data_of(host.published, "SecondSaw")[1])
+  end)
+
+  it("reads whole after its handler, its batch and its frame are gone", function()
+    assert.is_true(host:deliver("Keep", { list = { 1, 2, 3 }, text = string.rep("x", 300) },
+      { source = "peer", subject = "kept" }))
+    for i = 1, 3 do assert.is_true(host:deliver("Other", { i = i })) end
+    assert.is_true(host:deliver("ReadKept", {}))
+    assert.same({ id = "peer/1", type = "Keep", seq = 1, source = "peer", subject = "kept",
+      data = { list = { 1, 2, 3 }, text = string.rep("x", 300) } },
+      h.data_of(host.published, "Kept")[1])
+  end)
+
+  it("goes whole into a publish or choreo.pack, fields not read yet included", function()
+    assert.is_true(host:deliver("Forward", { n = 7 }, { source = "peer", subject = "fw" }))
+    for _, t in ipairs({ "Forwarded", "Packed" }) do
+      local d = h.data_of(host.published, t)[1]
+      assert.equal("Forward", d.type)
+      assert.equal("peer/1", d.id)
+      assert.equal("peer/1", d.correlationid)
+      assert.equal("fw", d.subject)
+      assert.equal("event", d.kind)
+      assert.same({ n = 7 }, d.data)
+      local keys = 0
+      for k in pairs(d) do
+        keys = keys + 1
+        assert.matches("^%l+$", k)
+      end
+      assert.equal(9, keys)
+    end
+  end)
+
+  it("looks the same to handlers that read most fields, whichever way it is built", function()
+    for i = 1, 5 do assert.is_true(host:deliver("ReadMany", { i = i }, { source = "p", subject = "s" })) end
+    local seen = h.data_of(host.published, "ReadMost")
+    assert.equal(5, #seen)
+    for i, d in ipairs(seen) do
+      assert.same({ type = "ReadMany", id = "p/" .. i, source = "p", kind = "event", seq = i,
+        subject = "s", protected = true, metatable = "false", data = { i = i },
+        keys = { "correlationid", "data", "id", "kind", "seq", "source", "subject", "time", "type" } }, d)
+    end
+  end)
+
+  it("refuses a new metatable, which would lose the fields not read yet", function()
+    assert.is_true(host:deliver("Remeta", {}))
+    local d = h.data_of(host.published, "RemetaTried")[1]
+    assert.is_false(d.ok)
+    assert.matches("protected metatable", d.err)
+    assert.equal("Remeta", d.type)
+  end)
+end)
