@@ -313,6 +313,21 @@ static int projections_check(choreo_projections *p, const choreo_projection_decl
     projections_errf(err, errlen, d->name, "tables", "the SQL creates no table");
     rc = CHOREO_ESCRIPT;
   }
+  /* A contentless full-text table keeps no text to copy: a swap would bring its index over
+   * empty. (An external-content one reads its table, which comes along.) */
+  char *contentless = rc ? NULL : projections_list(scratch,
+      "main.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts%' "
+      "AND replace(replace(replace(lower(sql), ' ', ''), char(10), ''), '\"', '''') "
+      "LIKE '%content=''''%'");
+  if (!rc && !contentless) rc = CHOREO_ENOMEM;
+  if (!rc && contentless[0]) {
+    snprintf(err, errlen, "projection %s: tables: %.*s is a contentless full-text table "
+             "(content=''), whose rows a rebuild cannot copy: keep its content, or point it at a "
+             "table of the projection (content='TABLE')", d->name,
+             (int)strcspn(contentless, "\n"), contentless);
+    rc = CHOREO_ESCRIPT;
+  }
+  free(contentless);
   projection *x = projections_find(p, d->name);
   /* a virtual table's shadow tables go and come with it */
   char *shadows = rc ? NULL : projections_list(scratch, "pragma_table_list WHERE schema = 'main' "

@@ -293,6 +293,59 @@ describe("projections", function()
     assert.same({ n = 3 }, host.db:one("select n from counts")) -- the trigger came along
   end)
 
+  it("swaps in an external-content full-text table with the table it indexes", function()
+    local dir = scripts({ ["notes.lua"] = [[
+      local choreo = require "choreo"
+      choreo.aggregate("Note", {
+        decide = { Write = function(_, cmd) return { { type = "Written", data = cmd.data } } end },
+        evolve = { Written = function() end },
+      })
+      choreo.projection("notes", {
+        version = VERSION,
+        tables = {
+          "create table notes(n integer primary key, id text, body text)",
+          "create virtual table notes_text using fts5(body, content='notes', content_rowid='n')",
+        },
+        on = { Written = function(msg, db)
+          db:exec("insert into notes(id, body) values (?, ?)", msg.subject, msg.data.body)
+          db:exec("insert into notes_text(rowid, body) select n, body from notes where id = ?", msg.subject)
+        end },
+      })
+    ]] })
+    local text = read(dir .. "/notes.lua")
+    write(dir, "notes.lua", (text:gsub("VERSION", "1")))
+    local host = testing.host(dir, { name = "notes" })
+    assert.is_true(host:send("Write", { body = "hello world" }, { subject = "Note/1" }))
+    assert.is_true(host:send("Write", { body = "goodbye" }, { subject = "Note/2" }))
+    write(dir, "notes.lua", (text:gsub("VERSION", "2")))
+    assert.is_true(host:reload())
+    assert.same({ 2, 0, "" }, { projection(host, "notes").live, projection(host, "notes").building,
+      projection(host, "notes").error })
+    local function found(word)
+      return host.db:one("select notes.id from notes_text join notes on notes.n = notes_text.rowid " ..
+        "where notes_text match ?", word)
+    end
+    assert.same({ id = "Note/2" }, found("goodbye"))
+    assert.same({ id = "Note/1" }, found("hello"))
+    assert.is_true(host:send("Write", { body = "again" }, { subject = "Note/3" }))
+    assert.same({ id = "Note/3" }, found("again"))
+  end)
+
+  it("refuses a contentless full-text table, which a rebuild could not copy", function()
+    local dir = scripts({ ["notes.lua"] = [[
+      local choreo = require "choreo"
+      choreo.projection("notes", {
+        version = 1,
+        tables = { "create virtual table notes_text using fts5(body, content='')" },
+        on = { Written = function() end },
+      })
+    ]] })
+    local ok, err = pcall(testing.host, dir, { name = "notes" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("notes_text", 1, true), err)
+    assert.truthy(tostring(err):find("content=''", 1, true), err)
+  end)
+
   it("keeps the generation that matches the old tables through later reloads", function()
     local dir = scripts({ ["ledger.lua"] = ledger })
     local host = testing.host(dir, { name = "ledger", manual_builds = true })
