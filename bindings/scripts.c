@@ -503,11 +503,13 @@ static int scripts_list_projections(lua_State *L) {
     lua_getfield(L, -1, "name");
     lua_getfield(L, -2, "version");
     lua_getfield(L, -3, "tables");
-    choreo_projection_decl d = {.name = lua_tostring(L, -3),
-                                .version = (int64_t)lua_tointeger(L, -2),
-                                .tables = lua_tostring(L, -1)};
+    lua_getfield(L, -4, "types");
+    choreo_projection_decl d = {.name = lua_tostring(L, -4),
+                                .version = (int64_t)lua_tointeger(L, -3),
+                                .tables = lua_tostring(L, -2),
+                                .types = lua_tostring(L, -1)};
     call->fn(call->ud, &d);
-    lua_pop(L, 4);
+    lua_pop(L, 5);
   }
   return 0;
 }

@@ -127,7 +127,9 @@ static int engine_sync_projections(choreo_engine *e, void *scripts, char *err, s
   }
   bool history = false;
   rc = choreo_streams_any(e->streams, &history);
-  return rc ? rc : choreo_projections_sync(e->projections, decls.list, decls.n, history, err, errlen);
+  return rc ? rc
+            : choreo_projections_sync(e->projections, decls.list, decls.n, history,
+                                      choreo_engine_now_ms(e), err, errlen);
 }
 
 /* Loads a generation of scripts, or none for an engine without a scripting language. */
@@ -1002,6 +1004,11 @@ int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_m
   if (!rc && e->journal && *deleted + dead + ended < max_rows)
     rc = choreo_journal_expire(e->journal, now - retain_ms, max_rows - *deleted - dead - ended,
                                &journaled);
+  /* And the inputs kept for projections' builds of types no projection has named that long. */
+  int inputs = 0;
+  if (!rc && *deleted + dead + ended + journaled < max_rows)
+    rc = choreo_projections_expire(e->projections, now - retain_max_ms,
+                                   max_rows - *deleted - dead - ended - journaled, &inputs);
   if (!rc) rc = choreo_store_commit(e->store);
   if (rc) return engine_fail_batch(e, rc);
   if (dead)
@@ -1010,7 +1017,10 @@ int choreo_engine_trim(choreo_engine *e, int64_t retain_ms, int64_t retain_max_m
   if (ended)
     choreo_log(CHOREO_LOG_INFO, e->name, "retention deleted %d workflow instances that ended "
                "over %llds ago", ended, (long long)(retain_max_ms / 1000));
-  *deleted += dead + ended + journaled;
+  if (inputs)
+    choreo_log(CHOREO_LOG_INFO, e->name, "retention deleted %d inputs kept for projections, of "
+               "types no projection has named for %llds", inputs, (long long)(retain_max_ms / 1000));
+  *deleted += dead + ended + journaled + inputs;
   return 0;
 }
 
@@ -1397,8 +1407,8 @@ int choreo_engine_projection_keep(choreo_engine *e) {
   const choreo_msg *m = e->current;
   if (!m || !m->raw) return 0;
   if (m->streamversion > 0 && choreo_str_eq(m->source, e->name)) return 0; /* in the streams */
-  return choreo_projections_keep(e->projections, m->source.p, m->source.n, m->seq, m->raw,
-                                 m->raw_len);
+  return choreo_projections_keep(e->projections, m->source.p, m->source.n, m->seq, m->type.p,
+                                 m->type.n, m->raw, m->raw_len);
 }
 
 bool choreo_engine_projections_building(choreo_engine *e) {

@@ -18,15 +18,25 @@
 
 /* choreo_projection_inputs: a copy of every message a projection's handler took that a build
  * could not find again in this host's streams (other hosts' events, this host's plain events),
- * kept with the transaction that handled it; a build replays them after the streams. */
+ * kept with the transaction that handled it; a build replays them after the streams.
+ * choreo_projection_types: the event types projections name (declared = 1), and those no
+ * projection names any more since since_ms, whose kept inputs retention deletes after
+ * --retain-max. (Inputs kept before types were recorded have none, and stay.) */
 static const char projections_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_projections("
     "  name TEXT PRIMARY KEY, version INTEGER NOT NULL, objects TEXT NOT NULL,"
     "  build_version INTEGER NOT NULL DEFAULT 0, built_through INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS choreo_projection_inputs("
-    "  id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER NOT NULL, msg BLOB NOT NULL);"
+    "  id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER NOT NULL, msg BLOB NOT NULL,"
+    "  type TEXT);"
     "CREATE UNIQUE INDEX IF NOT EXISTS choreo_projection_inputs_once "
-    "  ON choreo_projection_inputs(source, seq);";
+    "  ON choreo_projection_inputs(source, seq);"
+    "CREATE TABLE IF NOT EXISTS choreo_projection_types("
+    "  type TEXT PRIMARY KEY, declared INTEGER NOT NULL, since_ms INTEGER NOT NULL) WITHOUT ROWID;";
+/* After the type column is there in a database from before. */
+static const char projections_schema_after[] =
+    "CREATE INDEX IF NOT EXISTS choreo_projection_inputs_by_type "
+    "  ON choreo_projection_inputs(type) WHERE type IS NOT NULL;";
 
 /* The build file's own table: which version it builds and how far it is. */
 static const char build_schema[] =
@@ -51,13 +61,34 @@ typedef struct projection {
   char error[512];
 } projection;
 
-enum { P_KEEP, P_INPUTS_SINCE, P_INPUTS_ANY, P_INPUTS_AFTER, P_COUNT };
+enum {
+  P_KEEP,
+  P_INPUTS_SINCE,
+  P_INPUTS_ANY,
+  P_INPUTS_AFTER,
+  P_TYPES_UNDECLARE,
+  P_TYPES_DECLARE,
+  P_INPUTS_EXPIRE,
+  P_TYPES_EXPIRE,
+  P_COUNT
+};
 
 static const char *const projections_sql[P_COUNT] = {
-    [P_KEEP] = "INSERT OR IGNORE INTO choreo_projection_inputs(source, seq, msg) VALUES (?1, ?2, ?3)",
+    [P_KEEP] = "INSERT OR IGNORE INTO choreo_projection_inputs(source, seq, msg, type) "
+               "VALUES (?1, ?2, ?3, ?4)",
     [P_INPUTS_SINCE] = "SELECT id, msg FROM choreo_projection_inputs WHERE id > ?1 ORDER BY id LIMIT ?2",
     [P_INPUTS_ANY] = "SELECT 1 FROM choreo_projection_inputs LIMIT 1",
     [P_INPUTS_AFTER] = "SELECT count(*) FROM choreo_projection_inputs WHERE id > ?1",
+    [P_TYPES_UNDECLARE] = "UPDATE choreo_projection_types SET declared = 0, since_ms = ?1 "
+                          "WHERE declared = 1",
+    [P_TYPES_DECLARE] = "INSERT INTO choreo_projection_types VALUES (?1, 1, ?2) ON CONFLICT(type) "
+                        "DO UPDATE SET declared = 1, since_ms = excluded.since_ms",
+    [P_INPUTS_EXPIRE] = "DELETE FROM choreo_projection_inputs WHERE id IN (SELECT i.id FROM "
+                        "choreo_projection_types t JOIN choreo_projection_inputs i ON i.type = "
+                        "t.type WHERE t.declared = 0 AND t.since_ms < ?1 LIMIT ?2)",
+    [P_TYPES_EXPIRE] = "DELETE FROM choreo_projection_types WHERE declared = 0 AND since_ms < ?1 "
+                       "AND NOT EXISTS (SELECT 1 FROM choreo_projection_inputs i "
+                       "WHERE i.type = choreo_projection_types.type)",
 };
 
 struct choreo_projections {
@@ -194,7 +225,11 @@ int choreo_projections_open(choreo_projections **out, sqlite3 *db, const char *d
   p->release = release;
   p->hooks_ud = ud;
   int rc = p->data ? 0 : CHOREO_ENOMEM;
-  if (!rc) rc = choreo_sql_prepare(db, projections_schema, projections_sql, P_COUNT, p->st);
+  if (!rc && (sqlite3_exec(db, projections_schema, NULL, NULL, NULL) != SQLITE_OK ||
+              choreo_sql_add_column(db, "choreo_projection_inputs", "type", "TEXT", NULL) !=
+                  SQLITE_OK))
+    rc = CHOREO_EIO;
+  if (!rc) rc = choreo_sql_prepare(db, projections_schema_after, projections_sql, P_COUNT, p->st);
   if (!rc) rc = projections_load(p);
   if (rc) {
     choreo_projections_close(p);
@@ -430,8 +465,47 @@ static int projections_take_up(choreo_projections *p, projection *x) {
   return 0;
 }
 
+/* The types the declarations name are declared from now on; those only the ones before named
+ * stop being declared now (their kept inputs go --retain-max later, see expire). */
+static int projections_record_types(choreo_projections *p, const choreo_projection_decl *decl,
+                                    int n, int64_t now_ms) {
+  if (sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return CHOREO_EIO;
+  sqlite3_stmt *st = p->st[P_TYPES_UNDECLARE];
+  int rc = sqlite3_bind_int64(st, 1, now_ms) ? CHOREO_EIO : choreo_sql_finish(st, sqlite3_step(st));
+  for (int i = 0; i < n && !rc; i++) {
+    for (const char *at = decl[i].types; at && *at && !rc;) {
+      const char *end = strchr(at, '\n');
+      if (!end) break;
+      st = p->st[P_TYPES_DECLARE];
+      rc = sqlite3_bind_text(st, 1, at, (int)(end - at), SQLITE_STATIC) ||
+                   sqlite3_bind_int64(st, 2, now_ms)
+               ? choreo_sql_finish(st, SQLITE_ERROR)
+               : choreo_sql_finish(st, sqlite3_step(st));
+      at = end + 1;
+    }
+  }
+  if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
+  if (rc) sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}
+
+int choreo_projections_expire(choreo_projections *p, int64_t before_ms, int max_rows,
+                              int *deleted) {
+  *deleted = 0;
+  sqlite3_stmt *st = p->st[P_INPUTS_EXPIRE];
+  if (sqlite3_bind_int64(st, 1, before_ms) || sqlite3_bind_int(st, 2, max_rows))
+    return choreo_sql_finish(st, SQLITE_ERROR);
+  int rc = choreo_sql_finish(st, sqlite3_step(st));
+  if (rc) return rc;
+  *deleted = sqlite3_changes(p->db);
+  if (*deleted == max_rows) return 0; /* more to come: the types stay until their last input */
+  st = p->st[P_TYPES_EXPIRE];
+  if (sqlite3_bind_int64(st, 1, before_ms)) return choreo_sql_finish(st, SQLITE_ERROR);
+  return choreo_sql_finish(st, sqlite3_step(st));
+}
+
 int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl *decl, int n,
-                            bool has_history, char *err, size_t errlen) {
+                            bool has_history, int64_t now_ms, char *err, size_t errlen) {
   int any = sqlite3_step(p->st[P_INPUTS_ANY]);
   has_history = has_history || any == SQLITE_ROW;
   if (choreo_sql_finish(p->st[P_INPUTS_ANY], any)) {
@@ -483,6 +557,10 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
       p->n -= added;
       return rc;
     }
+  }
+  if (projections_record_types(p, decl, n, now_ms)) {
+    snprintf(err, errlen, "cannot record the projections' event types: %s", sqlite3_errmsg(p->db));
+    return CHOREO_EIO;
   }
   for (int i = 0; i < p->n; i++) p->list[i].declared = 0;
   for (int i = 0; i < n; i++) {
@@ -539,11 +617,13 @@ bool choreo_projections_applies(choreo_projections *p, const char *name, int64_t
 }
 
 int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
-                            int64_t seq, const char *msg, size_t len) {
+                            int64_t seq, const char *type, size_t type_len, const char *msg,
+                            size_t len) {
   sqlite3_stmt *st = p->st[P_KEEP];
   int rc = sqlite3_bind_text(st, 1, source, (int)source_len, SQLITE_STATIC);
   if (!rc) rc = sqlite3_bind_int64(st, 2, seq);
   if (!rc) rc = sqlite3_bind_blob64(st, 3, msg, len, SQLITE_STATIC);
+  if (!rc) rc = sqlite3_bind_text(st, 4, type, (int)type_len, SQLITE_STATIC);
   return choreo_sql_finish(st, rc ? SQLITE_ERROR : sqlite3_step(st));
 }
 

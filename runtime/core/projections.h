@@ -58,9 +58,15 @@ typedef struct choreo_projection_decl {
   const char *name;
   int64_t version;
   const char *tables; /* SQL creating its tables */
+  const char *types;  /* the event types its handlers take, '\n' after each */
 } choreo_projection_decl;
 int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl *decl, int n,
-                            bool has_history, char *err, size_t errlen);
+                            bool has_history, int64_t now_ms, char *err, size_t errlen);
+/* Retention of the kept inputs: deletes up to max_rows of those whose type no declared
+ * projection has named since before before_ms (in the caller's transaction); *deleted says how
+ * many. Inputs of a type some projection names stay: they are the history a build replays. */
+int choreo_projections_expire(choreo_projections *p, int64_t before_ms, int max_rows,
+                              int *deleted);
 
 /* Starts the build of a declared projection afresh (`choreo projections rebuild`).
  * CHOREO_ENOENT when the scripts declare none of that name. */
@@ -92,7 +98,8 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
  * events (those a build finds in the streams), once per (source, seq), in the transaction that
  * handles it: a build replays them, in the order they were kept. */
 int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
-                            int64_t seq, const char *msg, size_t len);
+                            int64_t seq, const char *type, size_t type_len, const char *msg,
+                            size_t len);
 /* How many kept inputs there are after id `after`. */
 int choreo_projections_inputs_after(choreo_projections *p, int64_t after, int64_t *n);
 /* Calls fn with up to max kept inputs after id `after`, in order; *n gets how many. */

@@ -1,6 +1,8 @@
 /* Shared SQLite chores of the table owners (see sql.h). */
 #include "sql.h"
 
+#include <stdbool.h>
+
 #include "choreo.h"
 
 int choreo_sql_prepare(sqlite3 *db, const char *schema, const char *const *sql, int n,
@@ -41,4 +43,23 @@ int choreo_sql_walk(sqlite3_stmt *st, int (*fn)(void *ud, int64_t key, const cha
     if (n) (*n)++;
   }
   return choreo_sql_finish(st, step);
+}
+
+int choreo_sql_add_column(sqlite3 *db, const char *table, const char *column, const char *decl,
+                          const char *fill) {
+  sqlite3_stmt *st;
+  char *sql = sqlite3_mprintf("SELECT 1 FROM pragma_table_info('%q') WHERE name = '%q'", table,
+                              column);
+  if (!sql) return SQLITE_NOMEM;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  sqlite3_free(sql);
+  if (rc != SQLITE_OK) return rc;
+  bool has = sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  if (has) return SQLITE_OK;
+  sql = sqlite3_mprintf("ALTER TABLE %s ADD COLUMN %s %s", table, column, decl);
+  if (!sql) return SQLITE_NOMEM;
+  rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  sqlite3_free(sql);
+  return rc == SQLITE_OK && fill ? sqlite3_exec(db, fill, NULL, NULL, NULL) : rc;
 }

@@ -22,4 +22,9 @@ int choreo_sql_finish(sqlite3_stmt *st, int step);
 int choreo_sql_walk(sqlite3_stmt *st, int (*fn)(void *ud, int64_t key, const char *bytes, size_t len),
                     void *ud, int *n);
 
+/* Adds a column that came after its table to a database from before, then runs `fill` (may be
+ * NULL) to give the old rows a value; nothing when the column is there. An SQLite code. */
+int choreo_sql_add_column(sqlite3 *db, const char *table, const char *column, const char *decl,
+                          const char *fill);
+
 #endif

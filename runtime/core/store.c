@@ -273,38 +273,17 @@ void choreo_store_guard_connection(choreo_store *s, sqlite3 *other) {
 
 void choreo_store_guard_reads(choreo_store *s, bool on) { s->reads_only += on ? 1 : -1; }
 
-/* Adds a column that came after its table to a database from before, then runs `fill` (may be
- * NULL) to give the old rows a value. */
-static int store_add_column(sqlite3 *db, const char *table, const char *column, const char *decl,
-                            const char *fill) {
-  sqlite3_stmt *st;
-  char *sql = sqlite3_mprintf("SELECT 1 FROM pragma_table_info('%q') WHERE name = '%q'", table,
-                              column);
-  if (!sql) return SQLITE_NOMEM;
-  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-  sqlite3_free(sql);
-  if (rc != SQLITE_OK) return rc;
-  bool has = sqlite3_step(st) == SQLITE_ROW;
-  sqlite3_finalize(st);
-  if (has) return SQLITE_OK;
-  sql = sqlite3_mprintf("ALTER TABLE %s ADD COLUMN %s %s", table, column, decl);
-  if (!sql) return SQLITE_NOMEM;
-  rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-  sqlite3_free(sql);
-  return rc == SQLITE_OK && fill ? sqlite3_exec(db, fill, NULL, NULL, NULL) : rc;
-}
-
 /* Columns later releases added. choreo_log.at_ms (for retention): old rows get none and count
  * as old. Dead letters' at_ms: old ones count from the upgrade, so none vanishes at once. */
 static int store_migrate(sqlite3 *db) {
-  int rc = store_add_column(db, "choreo_log", "at_ms", "INTEGER", NULL);
-  if (rc == SQLITE_OK) rc = store_add_column(db, "choreo_retries", "dead_id", "INTEGER", NULL);
+  int rc = choreo_sql_add_column(db, "choreo_log", "at_ms", "INTEGER", NULL);
+  if (rc == SQLITE_OK) rc = choreo_sql_add_column(db, "choreo_retries", "dead_id", "INTEGER", NULL);
   if (rc == SQLITE_OK)
-    rc = store_add_column(db, "choreo_dead_letters", "retrying", "INTEGER NOT NULL DEFAULT 0", NULL);
+    rc = choreo_sql_add_column(db, "choreo_dead_letters", "retrying", "INTEGER NOT NULL DEFAULT 0", NULL);
   if (rc == SQLITE_OK)
-    rc = store_add_column(db, "choreo_dead_letters", "revived", "INTEGER NOT NULL DEFAULT 0", NULL);
+    rc = choreo_sql_add_column(db, "choreo_dead_letters", "revived", "INTEGER NOT NULL DEFAULT 0", NULL);
   if (rc == SQLITE_OK)
-    rc = store_add_column(db, "choreo_dead_letters", "at_ms", "INTEGER",
+    rc = choreo_sql_add_column(db, "choreo_dead_letters", "at_ms", "INTEGER",
                           "UPDATE choreo_dead_letters SET at_ms = "
                           "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)");
   return rc;

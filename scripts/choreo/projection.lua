@@ -16,7 +16,7 @@
 local store = require "choreo.projectionstore"
 
 return function(choreo)
-  local projections = {} -- name -> { name =, version =, tables =, on = }, kept for the host
+  local projections = {} -- name -> { name =, version =, tables =, on =, types = }, for the host
   local order = {}
 
   local function check(name, def)
@@ -56,7 +56,12 @@ return function(choreo)
   -- choreo.projection(name, { version = N, tables = "create table ...", on = { Type = fn(msg, db) } })
   function choreo.projection(name, def)
     local tables = check(name, def)
-    local entry = { name = name, version = def.version, tables = tables, on = def.on }
+    local types = {}
+    for event_type in pairs(def.on) do types[#types + 1] = event_type .. "\n" end
+    table.sort(types)
+    -- types: what retention keeps the inputs of (runtime/core/projections.c)
+    local entry = { name = name, version = def.version, tables = tables, on = def.on,
+                    types = table.concat(types) }
     projections[name] = entry
     order[#order + 1] = entry
     for event_type, fn in pairs(def.on) do

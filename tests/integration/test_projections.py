@@ -1,10 +1,12 @@
 """Projections on a real host: the read model agrees with a fold of the streams after kill -9
 during appends and during a rebuild (which resumes where it was), a new version is built while
 the old tables, kept up by the old code, answer queries, `choreo projections` shows and starts
-builds, and a projection whose SQL is wrong is refused at reload."""
+builds, a projection whose SQL is wrong is refused at reload, and the inputs kept for builds go
+only once no projection has named their type for --retain-max."""
 import json
 import os
 import random
+import sqlite3
 import time
 
 import harness
@@ -266,6 +268,99 @@ def other_hosts_events_are_kept_once_and_rebuilt_across_kill_9(w):
         tills.start()
         wait_until(lambda: projection_named(tills, "tills")["live"] == 2, 60, "version 2 live")
         check_eq(tally(), expected, "the rebuilt tills")
+
+
+# The tills again, and a projection of refunds beside it, each optional.
+REFUNDS = """
+choreo.projection("refunds", {
+  version = 1,
+  tables = "create table refunds(till integer primary key, events integer not null)",
+  on = { Refunded = function(msg, db)
+    db:exec("insert into refunds values (?, 1) on conflict(till) do update set events = events + 1",
+            msg.data.till)
+  end },
+})
+"""
+
+BRANCH_REFUNDS = """
+local choreo = require "choreo"
+choreo.on("Start", function(msg, ctx)
+  for n = msg.data.from, msg.data.to do
+    ctx:publish(n %% 3 == 0 and "Refunded" or "Paid", { amount = n, till = n %% 3 })
+  end
+end)
+""".replace("%%", "%")
+
+
+@suite.test
+def kept_inputs_go_once_no_projection_has_named_their_type_for_retain_max(w):
+    branch = w.host("branch", w.scripts("branch", {"branch.lua": BRANCH_REFUNDS}))
+    scripts = w.scripts("tills", {"tills.lua": TILLS % {"version": 1} + REFUNDS})
+    tills = w.host("tills", scripts, extra=["--retain", "1s", "--retain-max", "15s"])
+
+    def kept(type_):
+        return tills.scalar("select count(*) from choreo_projection_inputs where type = ?", type_)
+
+    def reload_with(text):
+        gen = tills.log_mark()
+        with open(os.path.join(scripts, "tills.lua"), "w") as f:
+            f.write(text)
+        tills.wait_log(r"scripts reloaded", 20, since=gen)
+    with w.step("another host's 300 events: 200 Paid, 100 Refunded, kept for builds"):
+        branch.publish("Start", {"from": 1, "to": 300})
+        wait_until(lambda: kept("Paid") == 200 and kept("Refunded") == 100, 30,
+                   "the inputs kept by type")
+    with w.step("refunds dropped and declared again within --retain-max: rebuilt from what was kept"):
+        reload_with(TILLS % {"version": 1})
+        reload_with(TILLS % {"version": 1} + REFUNDS)
+        wait_until(lambda: tills.scalar("select coalesce(sum(events), 0) from refunds") == 100, 30,
+                   "the refunds rebuilt from the kept inputs")
+        check_eq(kept("Refunded"), 100, "refunds kept")
+    with w.step("refunds dropped for good: their inputs go after --retain-max, the tills' stay"):
+        dropped = time.monotonic()
+        reload_with(TILLS % {"version": 1})
+        check_eq(kept("Refunded"), 100, "refunds kept right after the projection went")
+        tills.wait_log(r"retention deleted 100 inputs kept for projections, of types no "
+                       r"projection has named for 15s", 60)
+        check(time.monotonic() - dropped >= 14, "the inputs went only after --retain-max")
+        check_eq(kept("Refunded"), 0, "refunds kept")
+        check_eq(tills.scalar("select count(*) from choreo_projection_types where type = 'Refunded'"),
+                 0, "the type forgotten once its inputs went")
+        check_eq(kept("Paid"), 200, "the tills' inputs, still named")
+    with w.step("after kill -9, the tills' inputs still rebuild the tills"):
+        tills.kill9()
+        with open(os.path.join(scripts, "tills.lua"), "w") as f:
+            f.write(TILLS % {"version": 2})
+        tills.start()
+        wait_until(lambda: projection_named(tills, "tills")["live"] == 2, 60, "version 2 live")
+        check_eq(tills.scalar("select sum(events) from tills"), 200, "the rebuilt tills' events")
+        check_eq(kept("Paid"), 200, "the tills' inputs")
+
+
+@suite.test
+def a_database_from_before_inputs_had_types_is_taken_up_and_its_inputs_stay(w):
+    scripts = w.scripts("tills", {"tills.lua": TILLS % {"version": 1}})
+    data = os.path.join(w.dir, "old.db")
+    old = sqlite3.connect(data)
+    old.execute("CREATE TABLE choreo_projection_inputs(id INTEGER PRIMARY KEY, source TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, msg BLOB NOT NULL)")
+    old.execute("INSERT INTO choreo_projection_inputs(source, seq, msg) VALUES ('branch', 1, ?)",
+                (harness.encode_message("branch", 1, "Paid", data={"amount": 5, "till": 1}),))
+    old.commit()
+    old.close()
+    tills = w.host("tills", scripts, data=data, extra=["--retain", "1s", "--retain-max", "1s"])
+    with w.step("the type column added, the old input built and kept through retention"):
+        wait_until(lambda: tills.query("select till, events, total from tills") == [(1, 1, 5)], 20,
+                   "the old input in the tills")
+        check_eq([r[1] for r in tills.query("select * from pragma_table_info('choreo_projection_inputs')")],
+                 ["id", "source", "seq", "msg", "type"], "the inputs' columns")
+        with open(os.path.join(scripts, "tills.lua"), "w") as f:
+            f.write("local choreo = require 'choreo'\n")  # no projection names anything now
+        tills.wait_log(r"scripts reloaded", 20)
+        time.sleep(3)  # several retention rounds past --retain-max
+        check(tills.alive(), "the host runs")
+        check_eq(tills.scalar("select count(*) from choreo_projection_inputs"), 1,
+                 "the input kept before types were recorded")
 
 
 def projection_named(host, name):
