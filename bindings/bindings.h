@@ -66,14 +66,19 @@ void choreo_lua_push_packed(lua_State *L, const char *data);
 void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
 
 /* llazymsg.c: the msg table handlers get, filled as its fields are first read, or built whole
- * (for handlers that read most fields); either way with the same protected metatable. fill
- * fills every field of the msg table at idx (true), or returns false for any other value or a
- * table built whole; hidden_key tells the key holding the fields not read yet, which only
- * next() sees; fields_read counts the fields other than data read (or assigned) so far, -1 for
- * a table built whole. */
+ * (for handlers that read most fields); either way with the same protected metatable.
+ * For the packer, which must not allocate (a finalizer run by a GC step could pack too):
+ * is_lazy tells a msg table with fields not read yet; field gives the field number of the key
+ * at idx (-1 for none); hidden_key tells the key holding the fields not read yet (which only
+ * next() sees); pack_unread packs (with pk) or counts (pk NULL) the fields not read yet, but
+ * for those in `skip` (bits by field number: values the table holds already), as map entries.
+ * fields_read counts the fields other than data read (or assigned) so far, -1 for a table
+ * built whole. */
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole);
-bool choreo_lua_msg_fill(lua_State *L, int idx);
+bool choreo_lua_msg_is_lazy(lua_State *L, int idx);
+int choreo_lua_msg_field(lua_State *L, int idx);
 bool choreo_lua_msg_hidden_key(lua_State *L, int idx);
+int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32_t skip);
 int choreo_lua_msg_fields_read(lua_State *L, int idx);
 
 /* choreo.pack(value) -> string and choreo.unpack(string) -> value: the wire encoding, for

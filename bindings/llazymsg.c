@@ -40,6 +40,7 @@ typedef struct lazy_msg {
   choreo_str str[F_STRINGS];
   int64_t seq, streamversion, expectedversion;
   const char *data; /* msgpack, NULL for none */
+  size_t data_len;
   uint32_t settled; /* fields already in the table, or assigned by a handler: never filled */
   char bytes[];
 } lazy_msg;
@@ -75,18 +76,25 @@ static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
   }
 }
 
+/* The copy in the msg table at idx, or NULL (a table built whole, or whatever a handler put
+ * under the hidden key: only a copy made here carries the tag). Allocates nothing: the key
+ * string is kept alive by the metatable, so pushing it only finds it. */
 static lazy_msg *lazy_of(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   lua_pushliteral(L, LAZY_HIDDEN);
-  lua_rawget(L, idx); /* raw: not there in a table built whole */
-  lazy_msg *z = lua_touserdata(L, -1);
+  lazy_msg *z = NULL;
+  if (lua_rawget(L, idx) == LUA_TUSERDATA && lua_rawlen(L, -1) >= sizeof *z) {
+    if (lua_getiuservalue(L, -1, 1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == &lazy_meta)
+      z = lua_touserdata(L, -2);
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1); /* the table keeps it */
   return z;
 }
 
 /* The field number of the key at idx, or -1: by length, then bytes (a Lua table would cost a
  * second look-up for every first read). */
-static int lazy_field(lua_State *L, int idx) {
+int choreo_lua_msg_field(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TSTRING) return -1;
   size_t n;
   const char *k = lua_tolstring(L, idx, &n);
@@ -108,7 +116,8 @@ static int lazy_field(lua_State *L, int idx) {
 
 /* __index(msg, key): a field read for the first time. */
 static int lazy_index(lua_State *L) {
-  int f = lazy_field(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int f = choreo_lua_msg_field(L, 2);
   lazy_msg *z = f < 0 ? NULL : lazy_of(L, 1);
   if (!z || z->settled & 1u << f) return 0;
   bool present = lazy_push_field(L, z, f); /* may raise (memory): the field stays unread */
@@ -123,7 +132,8 @@ static int lazy_index(lua_State *L) {
 /* __newindex(msg, key, value): a handler's own value for a field is never overwritten, and a
  * field it set to nil stays nil. */
 static int lazy_newindex(lua_State *L) {
-  int f = lazy_field(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int f = choreo_lua_msg_field(L, 2);
   lazy_msg *z = f < 0 ? NULL : lazy_of(L, 1);
   if (z) z->settled |= 1u << f;
   lua_settop(L, 3);
@@ -131,14 +141,8 @@ static int lazy_newindex(lua_State *L) {
   return 0;
 }
 
-bool choreo_lua_msg_fill(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  if (!lua_getmetatable(L, idx)) return false;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta);
-  bool lazy = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  lazy_msg *z = lazy ? lazy_of(L, idx) : NULL;
-  if (!z) return false;
+/* Every field not read yet, into the table at idx (pairs() runs it: it may allocate). */
+static void lazy_fill(lua_State *L, int idx, lazy_msg *z) {
   for (int f = 0; f < F_COUNT; f++) {
     if (z->settled & 1u << f) continue;
     lua_pushstring(L, lazy_names[f]);
@@ -151,7 +155,43 @@ bool choreo_lua_msg_fill(lua_State *L, int idx) {
     lua_pop(L, 1);
     z->settled |= 1u << f;
   }
-  return true;
+}
+
+bool choreo_lua_msg_is_lazy(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return false;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta);
+  bool ours = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ours && lazy_of(L, idx) != NULL;
+}
+
+int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32_t skip) {
+  lazy_msg *z = lazy_of(L, idx);
+  int n = 0;
+  for (int f = 0; z && f < F_COUNT; f++) {
+    if ((z->settled | skip) & 1u << f) continue;
+    if (f < F_STRINGS ? !z->str[f].p
+        : f == F_STREAMVERSION ? z->streamversion <= 0
+        : f == F_EXPECTEDVERSION ? z->expectedversion < 0
+        : f == F_DATA ? !z->data
+        : false)
+      continue; /* the message has none */
+    n++;
+    if (!pk) continue;
+    size_t klen = strlen(lazy_names[f]);
+    msgpack_pack_str(pk, klen);
+    msgpack_pack_str_body(pk, lazy_names[f], klen);
+    if (f < F_STRINGS) {
+      msgpack_pack_str(pk, z->str[f].n);
+      msgpack_pack_str_body(pk, z->str[f].p, z->str[f].n);
+    } else if (f == F_DATA) {
+      pk->callback(pk->data, z->data, z->data_len); /* already msgpack */
+    } else {
+      msgpack_pack_int64(pk, f == F_SEQ ? z->seq : f == F_STREAMVERSION ? z->streamversion
+                                                                         : z->expectedversion);
+    }
+  }
+  return n;
 }
 
 bool choreo_lua_msg_hidden_key(lua_State *L, int idx) {
@@ -162,6 +202,7 @@ bool choreo_lua_msg_hidden_key(lua_State *L, int idx) {
 
 /* The iterator pairs() returns: next() without the hidden key. */
 static int lazy_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);
   while (lua_next(L, 1)) {
     if (!choreo_lua_msg_hidden_key(L, -2)) return 2;
@@ -173,7 +214,9 @@ static int lazy_next(lua_State *L) {
 
 /* __pairs(msg): every field, filled first. */
 static int lazy_pairs(lua_State *L) {
-  choreo_lua_msg_fill(L, 1);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lazy_msg *z = lazy_of(L, 1);
+  if (z) lazy_fill(L, 1, z);
   lua_pushcfunction(L, lazy_next);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
@@ -190,8 +233,12 @@ static void lazy_push_meta(lua_State *L) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, lazy_pairs);
   lua_setfield(L, -2, "__pairs");
-  lua_pushboolean(L, 0); /* setmetatable(msg, ...) would lose the fields not read yet */
+  /* setmetatable(msg, ...) would lose the fields not read yet; what getmetatable returns is
+   * an empty table (code that copies metatables gets one it can use) */
+  lua_newtable(L);
   lua_setfield(L, -2, "__metatable");
+  lua_pushboolean(L, 1); /* keeps the hidden key's string alive: lazy_of never allocates it */
+  lua_setfield(L, -2, LAZY_HIDDEN);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_meta);
 }
@@ -228,7 +275,11 @@ void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
   size_t need = m->data ? m->data_len : 0;
   for (int f = 0; f < F_STRINGS; f++) need += strings[f]->n;
   lua_createtable(L, 0, 8);
-  lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 0);
+  lazy_push_meta(L); /* first: it makes the hidden key's string */
+  lua_pushliteral(L, LAZY_HIDDEN);
+  lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 1);
+  lua_pushlightuserdata(L, (void *)&lazy_meta); /* the tag lazy_of looks for */
+  lua_setiuservalue(L, -2, 1);
   char *p = z->bytes;
   for (int f = 0; f < F_STRINGS; f++) {
     const choreo_str *s = strings[f];
@@ -240,9 +291,9 @@ void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
   z->streamversion = m->streamversion;
   z->expectedversion = m->expectedversion;
   z->data = m->data ? p : NULL;
+  z->data_len = m->data ? m->data_len : 0;
   if (m->data) memcpy(p, m->data, m->data_len);
   z->settled = 0;
-  lua_setfield(L, -2, LAZY_HIDDEN); /* no metatable yet: a raw set */
-  lazy_push_meta(L);
+  lua_rawset(L, -4); /* the table: key and copy, under the metatable */
   lua_setmetatable(L, -2);
 }

@@ -39,7 +39,9 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
     snprintf(err, errlen, "cannot send: Lua stack exhausted");
     return CHOREO_ENOMEM;
   }
-  bool msg = choreo_lua_msg_fill(L, idx); /* a msg table: its fields not read yet too */
+  /* A msg table: the fields not read yet come from its copy, packed as they are. */
+  bool msg = choreo_lua_msg_is_lazy(L, idx);
+  uint32_t held = 0; /* the msg fields the table holds */
   lua_Integer n = 0;
   if (!msg && msg_array_length(L, idx, &n)) {
     msgpack_pack_array(pk, (size_t)n);
@@ -56,6 +58,8 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
     if (msg && choreo_lua_msg_hidden_key(L, -1)) continue;
+    int f = msg ? choreo_lua_msg_field(L, -1) : -1;
+    if (f >= 0) held |= 1u << f;
     int kt = lua_type(L, -1);
     if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
       lua_pop(L, 1);
@@ -64,6 +68,7 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
     }
     count++;
   }
+  if (msg) count += (size_t)choreo_lua_msg_pack_unread(L, idx, NULL, held);
   msgpack_pack_map(pk, count);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -80,6 +85,7 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
       return rc;
     }
   }
+  if (msg) choreo_lua_msg_pack_unread(L, idx, pk, held);
   return 0;
 }
 

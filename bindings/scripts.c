@@ -390,6 +390,7 @@ static int scripts_run_handlers(lua_State *L) {
   choreo_scripts *s = scripts_of(L);
   choreo_lua_handlers_push(L, m->type);
   scripts_push_msg(L, m, scripts_build_whole(s, m->type));
+  int upcast_read = choreo_lua_msg_fields_read(L, 3); /* what the handlers read counts */
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_getfield(L, 2, "where");
   size_t len = 0;
@@ -405,7 +406,8 @@ static int scripts_run_handlers(lua_State *L) {
     lua_pushvalue(L, 4);
     lua_call(L, 2, 0);
   }
-  scripts_note_reads(s, m->type, choreo_lua_msg_fields_read(L, 3));
+  int read = choreo_lua_msg_fields_read(L, 3);
+  scripts_note_reads(s, m->type, read < 0 ? read : read - upcast_read);
   choreo_str key;
   if (scripts_workflow_key(m, &key) && scripts_push_workflow_hook(L, "dispatch")) {
     size_t used = strlen(s->handled_by);

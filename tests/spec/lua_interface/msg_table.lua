@@ -6,7 +6,8 @@ choreo.on("ListFields", function(msg, ctx)
   local keys = {}
   for k in pairs(msg) do keys[#keys + 1] = k end
   table.sort(keys)
-  ctx:publish("Fields", { keys = keys, metatable = tostring(getmetatable(msg)) })
+  local mt = getmetatable(msg)
+  ctx:publish("Fields", { keys = keys, metatable = type(mt), empty = next(mt) == nil })
 end)
 
 -- A handler's own values stay: a field changed, a field cleared, a field of its own; the next
@@ -56,5 +57,38 @@ choreo.on("ReadMany", function(msg, ctx)
   local protected = not pcall(setmetatable, msg, {})
   ctx:publish("ReadMost", { type = msg.type, id = msg.id, source = msg.source, kind = msg.kind,
     seq = msg.seq, subject = msg.subject, keys = keys, protected = protected,
-    metatable = tostring(getmetatable(msg)), data = msg.data })
+    metatable = type(getmetatable(msg)), data = msg.data })
+end)
+
+-- Misuse gets errors, not crashes: the metamethods and the iterator called on other values, and
+-- the hidden key overwritten (the fields not read yet are then gone).
+choreo.on("Misuse", function(msg, ctx)
+  local mt = debug.getmetatable(msg)
+  local results = {
+    index = pcall(mt.__index, 5, "type"),
+    newindex = pcall(mt.__newindex, 5, "type", 1),
+    pairs = pcall(mt.__pairs, 5),
+  }
+  local id = msg.id
+  msg["\1choreo.msg"] = io.stdout
+  results.type_after = tostring(msg.type) -- never read before: gone with the copy
+  results.id_after = msg.id == id
+  results.iterate = pcall(pairs(msg), 5)
+  local ok, err = pcall(choreo.pack, msg) -- the userdata under the key cannot be sent
+  results.packs, results.pack_error = ok, tostring(err):match("cannot send a value of type userdata")
+  ctx:publish("Misused", results)
+end)
+
+-- Finalizers that pack while a msg is being packed (a GC step can run them whenever Lua
+-- allocates): the msg still goes out whole.
+choreo.on("PackUnderGc", function(msg, ctx)
+  collectgarbage("incremental", 1, 1000, 0)
+  local function arm()
+    setmetatable({}, { __gc = function() choreo.pack({ string.rep("z", 10) }); arm() end })
+  end
+  for _ = 1, 200 do arm() end
+  for _ = 1, 1000 do local _ = {} end
+  local ok, err = pcall(ctx.publish, ctx, "PackedUnderGc", { before = string.rep("a", 40), m = msg, after = "b" })
+  collectgarbage("generational")
+  if not ok then error(err) end
 end)

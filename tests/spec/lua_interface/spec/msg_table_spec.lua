@@ -12,7 +12,8 @@ describe("the msg table", function()
     local d = h.data_of(host.published, "Fields")[1]
     assert.same({ "correlationid", "data", "id", "kind", "seq", "source", "subject", "time", "type" },
       d.keys)
-    assert.equal("false", d.metatable)
+    assert.equal("table", d.metatable)
+    assert.is_true(d.empty)
   end)
 
   it("keeps what a handler assigns, clears, adds or rawsets, for the handlers after it too", function()
@@ -59,8 +60,30 @@ describe("the msg table", function()
     assert.equal(5, #seen)
     for i, d in ipairs(seen) do
       assert.same({ type = "ReadMany", id = "p/" .. i, source = "p", kind = "event", seq = i,
-        subject = "s", protected = true, metatable = "false", data = { i = i },
+        subject = "s", protected = true, metatable = "table", data = { i = i },
         keys = { "correlationid", "data", "id", "kind", "seq", "source", "subject", "time", "type" } }, d)
+    end
+  end)
+
+  it("answers misuse with errors, never a crash", function()
+    assert.is_true(host:deliver("Misuse", { n = 1 }))
+    assert.same({ iterate = false, index = false, newindex = false, pairs = false,
+      type_after = "nil", id_after = true, packs = false,
+      pack_error = "cannot send a value of type userdata" }, h.data_of(host.published, "Misused")[1])
+  end)
+
+  it("goes out whole while finalizers pack in the middle of its packing", function()
+    local big = {}
+    for j = 1, 100 do big[j] = { x = "y" .. j } end
+    for i = 1, 4 do
+      assert.is_true(host:deliver("PackUnderGc", { n = i, list = big }, { source = "peer", subject = "s" }))
+    end
+    local out = h.data_of(host.published, "PackedUnderGc")
+    assert.equal(4, #out)
+    for i, d in ipairs(out) do
+      assert.same({ "a", "b", "PackUnderGc", "peer/" .. i, i, 100 },
+        { d.before:sub(1, 1), d.after, d.m.type, d.m.id, d.m.data.n, #d.m.data.list })
+      assert.same(big, d.m.data.list)
     end
   end)
 
