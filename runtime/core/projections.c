@@ -83,9 +83,10 @@ static const char *const projections_sql[P_COUNT] = {
                           "WHERE declared = 1",
     [P_TYPES_DECLARE] = "INSERT INTO choreo_projection_types VALUES (?1, 1, ?2) ON CONFLICT(type) "
                         "DO UPDATE SET declared = 1, since_ms = excluded.since_ms",
-    [P_INPUTS_EXPIRE] = "DELETE FROM choreo_projection_inputs WHERE id IN (SELECT i.id FROM "
-                        "choreo_projection_types t JOIN choreo_projection_inputs i ON i.type = "
-                        "t.type WHERE t.declared = 0 AND t.since_ms < ?1 LIMIT ?2)",
+    /* by type, through the partial index: never a scan of every kept input */
+    [P_INPUTS_EXPIRE] = "DELETE FROM choreo_projection_inputs WHERE id IN (SELECT id FROM "
+                        "choreo_projection_inputs WHERE type IN (SELECT type FROM "
+                        "choreo_projection_types WHERE declared = 0 AND since_ms < ?1) LIMIT ?2)",
     [P_TYPES_EXPIRE] = "DELETE FROM choreo_projection_types WHERE declared = 0 AND since_ms < ?1 "
                        "AND NOT EXISTS (SELECT 1 FROM choreo_projection_inputs i "
                        "WHERE i.type = choreo_projection_types.type)",
@@ -331,6 +332,29 @@ static bool projections_taken(sqlite3 *db, const char *name, size_t len) {
   return taken;
 }
 
+/* A contentless full-text table keeps no text to copy: a swap would bring its index over
+ * empty. (An external-content one reads its table, which comes along.) scratch holds the
+ * projection's tables; the SQL is compared without blanks, in lower case. */
+static int projections_refuse_contentless(sqlite3 *scratch, const char *name, char *err,
+                                          size_t errlen) {
+  char *contentless = projections_list(scratch,
+      "(SELECT name, replace(replace(replace(replace(replace(lower(sql), ' ', ''), char(9), ''), "
+      "char(10), ''), char(13), ''), '\"', '''') AS bare FROM main.sqlite_master "
+      "WHERE type = 'table') WHERE bare LIKE 'createvirtualtable%usingfts%' "
+      "AND bare LIKE '%content=''''%'");
+  if (!contentless) return CHOREO_ENOMEM;
+  int rc = 0;
+  if (contentless[0]) {
+    snprintf(err, errlen, "projection %s: tables: %.*s is a contentless full-text table "
+             "(content=''), whose rows a rebuild cannot copy: keep its content, or point it at a "
+             "table of the projection (content='TABLE')", name,
+             (int)strcspn(contentless, "\n"), contentless);
+    rc = CHOREO_ESCRIPT;
+  }
+  free(contentless);
+  return rc;
+}
+
 /* The declared SQL must be SQL, create something, and take no name of the host's database but
  * the projection's own (live): tried on a scratch database, so that a mistake rejects the
  * scripts before anything is touched. */
@@ -348,22 +372,11 @@ static int projections_check(choreo_projections *p, const choreo_projection_decl
     projections_errf(err, errlen, d->name, "tables", "the SQL creates no table");
     rc = CHOREO_ESCRIPT;
   }
-  /* A contentless full-text table keeps no text to copy: a swap would bring its index over
-   * empty. (An external-content one reads its table, which comes along.) */
-  char *contentless = rc ? NULL : projections_list(scratch,
-      "main.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts%' "
-      "AND replace(replace(replace(lower(sql), ' ', ''), char(10), ''), '\"', '''') "
-      "LIKE '%content=''''%'");
-  if (!rc && !contentless) rc = CHOREO_ENOMEM;
-  if (!rc && contentless[0]) {
-    snprintf(err, errlen, "projection %s: tables: %.*s is a contentless full-text table "
-             "(content=''), whose rows a rebuild cannot copy: keep its content, or point it at a "
-             "table of the projection (content='TABLE')", d->name,
-             (int)strcspn(contentless, "\n"), contentless);
-    rc = CHOREO_ESCRIPT;
-  }
-  free(contentless);
   projection *x = projections_find(p, d->name);
+  /* Refused for what is to be built: tables live at this version, which a release before
+   * took, keep serving. */
+  if (!rc && !(x && x->live == d->version))
+    rc = projections_refuse_contentless(scratch, d->name, err, errlen);
   /* a virtual table's shadow tables go and come with it */
   char *shadows = rc ? NULL : projections_list(scratch, "pragma_table_list WHERE schema = 'main' "
                                                         "AND type = 'shadow'");
@@ -466,10 +479,10 @@ static int projections_take_up(choreo_projections *p, projection *x) {
 }
 
 /* The types the declarations name are declared from now on; those only the ones before named
- * stop being declared now (their kept inputs go --retain-max later, see expire). */
+ * stop being declared now (their kept inputs go --retain-max later, see expire). In the
+ * caller's transaction. */
 static int projections_record_types(choreo_projections *p, const choreo_projection_decl *decl,
                                     int n, int64_t now_ms) {
-  if (sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return CHOREO_EIO;
   sqlite3_stmt *st = p->st[P_TYPES_UNDECLARE];
   int rc = sqlite3_bind_int64(st, 1, now_ms) ? CHOREO_EIO : choreo_sql_finish(st, sqlite3_step(st));
   for (int i = 0; i < n && !rc; i++) {
@@ -484,8 +497,6 @@ static int projections_record_types(choreo_projections *p, const choreo_projecti
       at = end + 1;
     }
   }
-  if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
-  if (rc) sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
 }
 
@@ -516,16 +527,14 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
     int rc = projections_check(p, &decl[i], err, errlen);
     if (rc) return rc;
   }
-  /* The live tables of projections new here, all or none. */
+  /* The live tables of projections new here and the types they all name, all or none. */
   int rc = 0;
-  bool any_new = false;
-  for (int i = 0; i < n && !any_new; i++) any_new = !projections_find(p, decl[i].name);
-  if (any_new && sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+  if (sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
     snprintf(err, errlen, "cannot create projections' tables: %s", sqlite3_errmsg(p->db));
     return CHOREO_EIO;
   }
   int added = 0;
-  for (int i = 0; i < n && !rc && any_new; i++) {
+  for (int i = 0; i < n && !rc; i++) {
     if (projections_find(p, decl[i].name)) continue;
     char *objects = NULL, *why = NULL;
     projection *x = projections_add(p, decl[i].name);
@@ -543,24 +552,24 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
     }
     free(why);
   }
-  if (any_new) {
-    if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
-    if (rc) {
-      sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
-      if (rc != CHOREO_ESCRIPT) snprintf(err, errlen, "cannot create projections' tables");
-      /* forget the ones just added: nothing of them was kept */
-      for (int k = p->n - added; k < p->n; k++) {
-        free(p->list[k].name);
-        free(p->list[k].tables);
-        free(p->list[k].objects);
-      }
-      p->n -= added;
-      return rc;
-    }
-  }
-  if (projections_record_types(p, decl, n, now_ms)) {
+  bool said = rc == CHOREO_ESCRIPT;
+  if (!rc && projections_record_types(p, decl, n, now_ms)) {
     snprintf(err, errlen, "cannot record the projections' event types: %s", sqlite3_errmsg(p->db));
-    return CHOREO_EIO;
+    rc = CHOREO_EIO;
+    said = true;
+  }
+  if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = CHOREO_EIO;
+  if (rc) {
+    sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!said) snprintf(err, errlen, "cannot create projections' tables");
+    /* forget the ones just added: nothing of them was kept */
+    for (int k = p->n - added; k < p->n; k++) {
+      free(p->list[k].name);
+      free(p->list[k].tables);
+      free(p->list[k].objects);
+    }
+    p->n -= added;
+    return rc;
   }
   for (int i = 0; i < p->n; i++) p->list[i].declared = 0;
   for (int i = 0; i < n; i++) {
@@ -600,7 +609,20 @@ int choreo_projections_rebuild(choreo_projections *p, const char *name, char *er
     snprintf(err, errlen, "no projection named '%s'", name);
     return CHOREO_ENOENT;
   }
-  int rc = projections_start_build(p, x);
+  sqlite3 *scratch;
+  if (sqlite3_open(":memory:", &scratch) != SQLITE_OK) {
+    sqlite3_close(scratch);
+    return CHOREO_ENOMEM;
+  }
+  char *objects = NULL, *why = NULL;
+  int rc = projections_create(scratch, x->tables, &objects, &why);
+  if (!rc) rc = projections_refuse_contentless(scratch, name, err, errlen);
+  else snprintf(err, errlen, "%s", why ? why : "cannot read the projection's tables");
+  free(objects);
+  free(why);
+  sqlite3_close(scratch);
+  if (rc) return rc;
+  rc = projections_start_build(p, x);
   if (rc) snprintf(err, errlen, "%s", x->error[0] ? x->error : "cannot start the build");
   return rc;
 }

@@ -30,6 +30,7 @@ TABLE_OWNERS = {
     "choreo_projections": "runtime/core/projections.c",
     "choreo_build": "runtime/core/projections.c",
     "choreo_projection_inputs": "runtime/core/projections.c",
+    "choreo_projection_types": "runtime/core/projections.c",
     "choreo_workflows": "runtime/core/workflows.c",
     "choreo_workflow_history": "runtime/core/workflows.c",
     "choreo_workflow_inbox": "runtime/core/workflows.c",
