@@ -355,18 +355,21 @@ static int projections_refuse_contentless(sqlite3 *scratch, const char *name, ch
   return rc;
 }
 
+/* A projection's tables created in a database in memory, to look at before anything real is
+ * touched; the caller closes *scratch whatever the result. */
+static int projections_scratch(const char *tables, sqlite3 **scratch, char **objects, char **why) {
+  if (sqlite3_open(":memory:", scratch) != SQLITE_OK) return CHOREO_ENOMEM;
+  return projections_create(*scratch, tables, objects, why);
+}
+
 /* The declared SQL must be SQL, create something, and take no name of the host's database but
  * the projection's own (live): tried on a scratch database, so that a mistake rejects the
  * scripts before anything is touched. */
 static int projections_check(choreo_projections *p, const choreo_projection_decl *d, char *err,
                              size_t errlen) {
-  sqlite3 *scratch;
-  if (sqlite3_open(":memory:", &scratch) != SQLITE_OK) {
-    sqlite3_close(scratch);
-    return CHOREO_ENOMEM;
-  }
+  sqlite3 *scratch = NULL;
   char *objects = NULL, *why = NULL;
-  int rc = projections_create(scratch, d->tables, &objects, &why);
+  int rc = projections_scratch(d->tables, &scratch, &objects, &why);
   if (rc == CHOREO_ESCRIPT) projections_errf(err, errlen, d->name, "tables", why);
   if (!rc && !objects[0]) {
     projections_errf(err, errlen, d->name, "tables", "the SQL creates no table");
@@ -609,13 +612,9 @@ int choreo_projections_rebuild(choreo_projections *p, const char *name, char *er
     snprintf(err, errlen, "no projection named '%s'", name);
     return CHOREO_ENOENT;
   }
-  sqlite3 *scratch;
-  if (sqlite3_open(":memory:", &scratch) != SQLITE_OK) {
-    sqlite3_close(scratch);
-    return CHOREO_ENOMEM;
-  }
+  sqlite3 *scratch = NULL;
   char *objects = NULL, *why = NULL;
-  int rc = projections_create(scratch, x->tables, &objects, &why);
+  int rc = projections_scratch(x->tables, &scratch, &objects, &why);
   if (!rc) rc = projections_refuse_contentless(scratch, name, err, errlen);
   else snprintf(err, errlen, "%s", why ? why : "cannot read the projection's tables");
   free(objects);

@@ -254,13 +254,30 @@ describe("projections", function()
     assert.truthy(err:find("'on' names event types, not patterns ('Withdr*')", 1, true), err)
   end)
 
-  it("swaps in generated columns, full-text search tables and triggers", function()
+  -- Notes written as stream events, projected by `projection` (Lua declaring choreo.projection
+  -- "notes" at version VERSION); two notes at version 1, then a reload to version 2, swapped.
+  local function notes_swapped(projection_lua)
     local dir = scripts({ ["notes.lua"] = [[
       local choreo = require "choreo"
       choreo.aggregate("Note", {
         decide = { Write = function(_, cmd) return { { type = "Written", data = cmd.data } } end },
         evolve = { Written = function() end },
       })
+    ]] .. projection_lua })
+    local text = read(dir .. "/notes.lua")
+    write(dir, "notes.lua", (text:gsub("VERSION", "1")))
+    local host = testing.host(dir, { name = "notes" })
+    assert.is_true(host:send("Write", { body = "hello world" }, { subject = "Note/1" }))
+    assert.is_true(host:send("Write", { body = "goodbye" }, { subject = "Note/2" }))
+    write(dir, "notes.lua", (text:gsub("VERSION", "2")))
+    assert.is_true(host:reload())
+    local p = projection(host, "notes")
+    assert.same({ 2, 0, "" }, { p.live, p.building, p.error })
+    return host
+  end
+
+  it("swaps in generated columns, full-text search tables and triggers", function()
+    local host = notes_swapped([[
       choreo.projection("notes", {
         version = VERSION,
         tables = {
@@ -275,17 +292,7 @@ describe("projections", function()
           db:exec("insert into notes_text values (?, ?)", msg.subject, msg.data.body)
         end },
       })
-    ]] })
-    local path = dir .. "/notes.lua"
-    local text = read(path)
-    write(dir, "notes.lua", (text:gsub("VERSION", "1")))
-    local host = testing.host(dir, { name = "notes" })
-    assert.is_true(host:send("Write", { body = "hello world" }, { subject = "Note/1" }))
-    assert.is_true(host:send("Write", { body = "goodbye" }, { subject = "Note/2" }))
-    write(dir, "notes.lua", (text:gsub("VERSION", "2")))
-    assert.is_true(host:reload())
-    local p = projection(host, "notes")
-    assert.same({ 2, 0, "" }, { p.live, p.building, p.error })
+    ]])
     assert.same({ size = 11 }, host.db:one("select size from notes where id = 'Note/1'"))
     assert.same({ id = "Note/2" }, host.db:one("select id from notes_text where notes_text match 'goodbye'"))
     assert.same({ n = 2 }, host.db:one("select n from counts"))
@@ -294,12 +301,7 @@ describe("projections", function()
   end)
 
   it("swaps in an external-content full-text table with the table it indexes", function()
-    local dir = scripts({ ["notes.lua"] = [[
-      local choreo = require "choreo"
-      choreo.aggregate("Note", {
-        decide = { Write = function(_, cmd) return { { type = "Written", data = cmd.data } } end },
-        evolve = { Written = function() end },
-      })
+    local host = notes_swapped([[
       choreo.projection("notes", {
         version = VERSION,
         tables = {
@@ -311,16 +313,7 @@ describe("projections", function()
           db:exec("insert into notes_text(rowid, body) select n, body from notes where id = ?", msg.subject)
         end },
       })
-    ]] })
-    local text = read(dir .. "/notes.lua")
-    write(dir, "notes.lua", (text:gsub("VERSION", "1")))
-    local host = testing.host(dir, { name = "notes" })
-    assert.is_true(host:send("Write", { body = "hello world" }, { subject = "Note/1" }))
-    assert.is_true(host:send("Write", { body = "goodbye" }, { subject = "Note/2" }))
-    write(dir, "notes.lua", (text:gsub("VERSION", "2")))
-    assert.is_true(host:reload())
-    assert.same({ 2, 0, "" }, { projection(host, "notes").live, projection(host, "notes").building,
-      projection(host, "notes").error })
+    ]])
     local function found(word)
       return host.db:one("select notes.id from notes_text join notes on notes.n = notes_text.rowid " ..
         "where notes_text match ?", word)
