@@ -1,9 +1,11 @@
 /* The msg table handlers receive, filled as it is read. Building every field of every message
- * was a quarter of a dispatched event's instructions, while most handlers read one or two
- * fields (msg.data, mostly). The table starts empty but for a hidden key holding a copy of
- * the message's fields; the first read of a field decodes it and stores it in the table, so
- * later reads are plain table reads. pairs() and choreo's packing fill every field first;
- * only next() and rawget() see a table whose fields are not all there yet (README: msg). */
+ * was nearly a quarter of a dispatched event's instructions, while most handlers read one or
+ * two fields (msg.data, mostly). The table starts empty but for a hidden key holding a tagged
+ * copy of the message's fields; the first read of a field decodes it and stores it in the
+ * table, so later reads are plain table reads. pairs() fills every field first; packing takes
+ * the fields not read yet from the copy; only next() and rawget() see a table whose fields are
+ * not all there yet (README: msg). For handlers that read most fields the table is built whole
+ * instead (bindings/scripts.c decides), under the same metatable. */
 #include <lauxlib.h>
 #include <string.h>
 
@@ -50,30 +52,30 @@ typedef struct lazy_msg {
 #define LAZY_HIDDEN "\x01" "choreo.msg"
 static const char lazy_meta = 0; /* its address: the metatable's key in the registry */
 
+/* Whether the message has field f: strings and data may be absent; only a stream's events
+ * carry a streamversion, and only commands that name one an expectedversion. */
+static bool lazy_has(const lazy_msg *z, int f) {
+  return f < F_STRINGS            ? z->str[f].p != NULL
+         : f == F_STREAMVERSION   ? z->streamversion > 0
+         : f == F_EXPECTEDVERSION ? z->expectedversion >= 0
+         : f == F_DATA            ? z->data != NULL
+                                  : true;
+}
+
+static int64_t lazy_integer(const lazy_msg *z, int f) {
+  return f == F_SEQ ? z->seq : f == F_STREAMVERSION ? z->streamversion : z->expectedversion;
+}
+
 /* Pushes field f, or nothing (returning false) when the message has none. */
 static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
-  if (f < F_STRINGS) {
-    if (!z->str[f].p) return false;
+  if (!lazy_has(z, f)) return false;
+  if (f < F_STRINGS)
     lua_pushlstring(L, z->str[f].p, z->str[f].n);
-    return true;
-  }
-  switch (f) {
-  case F_SEQ:
-    lua_pushinteger(L, z->seq);
-    return true;
-  case F_STREAMVERSION: /* only a stream's events carry one */
-    if (z->streamversion <= 0) return false;
-    lua_pushinteger(L, z->streamversion);
-    return true;
-  case F_EXPECTEDVERSION:
-    if (z->expectedversion < 0) return false;
-    lua_pushinteger(L, z->expectedversion);
-    return true;
-  default:
-    if (!z->data) return false;
+  else if (f == F_DATA)
     choreo_lua_push_packed(L, z->data);
-    return true;
-  }
+  else
+    lua_pushinteger(L, lazy_integer(z, f));
+  return true;
 }
 
 /* The copy in the msg table at idx, or NULL (a table built whole, or whatever a handler put
@@ -169,13 +171,7 @@ int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32
   lazy_msg *z = lazy_of(L, idx);
   int n = 0;
   for (int f = 0; z && f < F_COUNT; f++) {
-    if ((z->settled | skip) & 1u << f) continue;
-    if (f < F_STRINGS ? !z->str[f].p
-        : f == F_STREAMVERSION ? z->streamversion <= 0
-        : f == F_EXPECTEDVERSION ? z->expectedversion < 0
-        : f == F_DATA ? !z->data
-        : false)
-      continue; /* the message has none */
+    if (((z->settled | skip) & 1u << f) || !lazy_has(z, f)) continue;
     n++;
     if (!pk) continue;
     size_t klen = strlen(lazy_names[f]);
@@ -187,8 +183,7 @@ int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32
     } else if (f == F_DATA) {
       pk->callback(pk->data, z->data, z->data_len); /* already msgpack */
     } else {
-      msgpack_pack_int64(pk, f == F_SEQ ? z->seq : f == F_STREAMVERSION ? z->streamversion
-                                                                         : z->expectedversion);
+      msgpack_pack_int64(pk, lazy_integer(z, f));
     }
   }
   return n;
