@@ -566,6 +566,7 @@ static void client_print_projection(const cJSON *p, bool detail) {
     printf(", building v%.0f: %.0f events done, %.0f to go (%.0f/s)",
            client_num(build, "version"), client_num(build, "applied"),
            client_num(build, "remaining"), client_num(build, "rate"));
+  if (build && client_str(build, "history")[0]) printf(" (%s)", client_str(build, "history"));
   putchar('\n');
   if (!detail) return;
   printf("  tables:");

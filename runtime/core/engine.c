@@ -11,6 +11,7 @@
 #include "choreo.h"
 #include "clock.h"
 #include "engine.h"
+#include "buildhistory.h"
 #include "handlers.h"
 #include "journal.h"
 #include "spans.h"
@@ -40,6 +41,7 @@ struct choreo_engine {
   choreo_stats stats;
   choreo_streams *streams;
   choreo_projections *projections;
+  bool fetch_history; /* see choreo_engine_config */
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
   choreo_handlers *handlers;
   const choreo_scripts_ops *ops; /* NULL: no scripts */
@@ -112,7 +114,15 @@ static void engine_collect_projection(void *ud, const choreo_projection_decl *d)
   else decls->list[decls->n++] = *d;
 }
 
-/* Hands a generation's projections to the projections' table: their tables, their builds. */
+/* Stops at a source other than this host (returning 1). */
+static int engine_other_source(void *ud, const char *source, int64_t seq) {
+  (void)seq;
+  return strcmp(source, ((choreo_engine *)ud)->name) != 0;
+}
+
+/* Hands a generation's projections to the projections' table: their tables, their builds (a
+ * new projection gets one when this host has streams, or has applied other hosts' messages
+ * that fetching their history will bring). */
 static int engine_sync_projections(choreo_engine *e, void *scripts, char *err, size_t errlen) {
   engine_decls decls = {.n = 0};
   if (!scripts || !e->ops->projections) return 0;
@@ -127,6 +137,11 @@ static int engine_sync_projections(choreo_engine *e, void *scripts, char *err, s
   }
   bool history = false;
   rc = choreo_streams_any(e->streams, &history);
+  if (!rc && !history && e->fetch_history) {
+    rc = choreo_store_checkpoints_each(e->store, engine_other_source, e);
+    history = rc == 1;
+    rc = rc == 1 ? 0 : rc;
+  }
   return rc ? rc
             : choreo_projections_sync(e->projections, decls.list, decls.n, history,
                                       choreo_engine_now_ms(e), err, errlen);
@@ -171,6 +186,7 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
       cfg->workflow_history_max > 0 ? cfg->workflow_history_max : ENGINE_WORKFLOW_DEFAULT;
   e->now_ms = cfg->now_ms ? cfg->now_ms : engine_wall_clock;
   e->clock_ud = cfg->clock_ud;
+  e->fetch_history = cfg->fetch_history;
   msgpack_sbuffer_init(&e->own_frame);
   rc = e->name && e->dir && e->handlers ? choreo_store_open(&e->store, cfg->data, err, errlen)
                                           : CHOREO_ENOMEM;
@@ -1319,22 +1335,32 @@ typedef struct engine_build_call {
   choreo_engine *e;
   const char *name;
   sqlite3 *build;
-  bool inputs;        /* going through the kept inputs, not the streams */
+  enum { BUILD_HISTORY, BUILD_STREAMS, BUILD_INPUTS } from;
+  const choreo_build_history *history;
   int64_t last;       /* the last stream event applied */
   int64_t last_input; /* the last kept input applied */
+  char last_source[CHOREO_NAME_MAX + 1]; /* the last message of the history applied */
+  int64_t last_seq;
+  int skipped; /* kept inputs the history covered */
   char err[512];
 } engine_build_call;
 
-/* One stream event (seq) or kept input (id) into the build. */
+/* One message of the history, stream event (seq) or kept input (id) into the build. */
 static int engine_build_one(void *ud, int64_t at, const char *buf, size_t len) {
   engine_build_call *call = ud;
   choreo_engine *e = call->e;
   choreo_msg m;
   char why[400];
+  static const char *const what[] = {"history message", "stream event at seq", "kept input"};
   if (choreo_msg_decode(buf, len, &m)) {
-    snprintf(call->err, sizeof call->err, "%s %lld is not a message",
-             call->inputs ? "kept input" : "stream event at seq", (long long)at);
+    snprintf(call->err, sizeof call->err, "%s %lld is not a message", what[call->from],
+             (long long)at);
     return CHOREO_EINVAL;
+  }
+  if (call->from == BUILD_INPUTS && choreo_build_history_covers(call->history, m.source, m.seq)) {
+    call->last_input = at; /* applied with the history already */
+    call->skipped++;
+    return 0;
   }
   int rc = e->ops->project(e->scripts, call->name, &m, call->build, why, sizeof why);
   if (choreo_engine_interrupted(e)) return CHOREO_ESTOPPED;
@@ -1345,7 +1371,7 @@ static int engine_build_one(void *ud, int64_t at, const char *buf, size_t len) {
              "conflict clause, or an I/O error); the build starts afresh next time");
     rc = CHOREO_EIO;
   }
-  if (rc && call->inputs) {
+  if (rc && call->from != BUILD_STREAMS) {
     snprintf(call->err, sizeof call->err, "%.*s/%lld (%.*s): %s", (int)m.source.n, m.source.p,
              (long long)m.seq, (int)m.type.n, m.type.p, why);
     return rc;
@@ -1355,52 +1381,231 @@ static int engine_build_one(void *ud, int64_t at, const char *buf, size_t len) {
              m.subject.p, (long long)m.streamversion, (int)m.type.n, m.type.p, why);
     return rc;
   }
-  if (call->inputs) call->last_input = at;
-  else call->last = at;
+  if (call->from == BUILD_HISTORY) {
+    snprintf(call->last_source, sizeof call->last_source, "%.*s", (int)m.source.n, m.source.p);
+    call->last_seq = m.seq;
+  } else if (call->from == BUILD_INPUTS) {
+    call->last_input = at;
+  } else {
+    call->last = at;
+  }
   return 0;
+}
+
+typedef struct engine_plan {
+  choreo_engine *e;
+  choreo_history_source *list;
+  int n;
+} engine_plan;
+
+static int engine_plan_source(void *ud, const char *source, int64_t seq) {
+  engine_plan *plan = ud;
+  if (strcmp(source, plan->e->name) == 0 || strlen(source) > CHOREO_NAME_MAX) return 0;
+  choreo_history_source *grown = realloc(plan->list, (size_t)(plan->n + 1) * sizeof *grown);
+  if (!grown) return CHOREO_ENOMEM;
+  plan->list = grown;
+  grown[plan->n++] = (choreo_history_source){.upto = seq};
+  snprintf(grown[plan->n - 1].name, sizeof grown->name, "%s", source);
+  return 0;
+}
+
+/* Reads the history of a build, planning it first if it has none yet: a build that has not
+ * started fetches, from each other host it applied messages from, that host's log up to its
+ * checkpoint now. (A build file from before history, under way already, goes on without.) */
+static int engine_build_history(choreo_engine *e, sqlite3 *build, int64_t position,
+                                int64_t inputs, choreo_build_history *h) {
+  int rc = choreo_build_history_read(build, h);
+  if (rc || h->planned) return rc;
+  engine_plan plan = {.e = e};
+  if (e->fetch_history && position == 0 && inputs == 0)
+    rc = choreo_store_checkpoints_each(e->store, engine_plan_source, &plan);
+  if (!rc) rc = choreo_build_history_plan(build, plan.list, plan.n);
+  free(plan.list);
+  choreo_build_history_free(h);
+  return rc ? rc : choreo_build_history_read(build, h);
+}
+
+/* The build to step, with its history; false when there is none (or it cannot be read: then
+ * the build has stopped, saying why). */
+static bool engine_next_build(choreo_engine *e, const char **name, sqlite3 **build,
+                              int64_t *position, int64_t *inputs, choreo_build_history *h) {
+  while (choreo_projections_next_build(e->projections, name, build, position, inputs)) {
+    if (!engine_build_history(e, *build, *position, *inputs, h)) return true;
+    choreo_projections_fail(e->projections, *name, "cannot read or plan the history it fetches");
+  }
+  return false;
 }
 
 int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
   const char *name;
   sqlite3 *build;
   int64_t position, inputs, target;
+  choreo_build_history h;
   *pending = false;
   if (e->current) return CHOREO_EINVAL;
   if (!e->scripts || !e->ops->project ||
-      !choreo_projections_next_build(e->projections, &name, &build, &position, &inputs))
+      !engine_next_build(e, &name, &build, &position, &inputs, &h))
     return 0;
+  if (choreo_build_history_wanted(&h)) { /* the host fetches it; each page it takes wakes us */
+    choreo_build_history_free(&h);
+    return 0;
+  }
   int rc = choreo_store_checkpoint(e->store, e->name, &target);
-  if (rc) return rc;
-  if (sqlite3_get_autocommit(build) && sqlite3_exec(build, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+  if (!rc && sqlite3_get_autocommit(build) &&
+      sqlite3_exec(build, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
     choreo_projections_fail(e->projections, name, sqlite3_errmsg(build));
+    choreo_build_history_free(&h);
     *pending = choreo_projections_next_build(e->projections, &name, &build, &position, &inputs);
     return 0;
   }
-  /* This host's stream events it has seen itself, then what was kept of the rest. */
-  engine_build_call call = {.e = e, .name = name, .build = build, .last = position,
-                            .last_input = inputs};
-  int n = 0, kept = 0;
-  rc = choreo_streams_since(e->streams, position, target, max, engine_build_one, &call, &n);
-  if (!rc && n < max) {
-    call.inputs = true;
-    rc = choreo_projections_inputs_since(e->projections, inputs, max - n, engine_build_one, &call,
-                                         &kept);
+  /* The history fetched from other hosts, then this host's stream events it has seen itself,
+   * then what was kept of the rest. */
+  engine_build_call call = {.e = e, .name = name, .build = build, .history = &h,
+                            .last = position, .last_input = inputs, .last_seq = h.replay_seq};
+  snprintf(call.last_source, sizeof call.last_source, "%s", h.replay_source);
+  int replayed = 0, n = 0, kept = 0;
+  if (!rc && h.planned && !h.replayed) {
+    call.from = BUILD_HISTORY;
+    rc = choreo_build_history_replay(build, h.replay_source, h.replay_seq, max, engine_build_one,
+                                     &call, &replayed);
+    if (!rc)
+      rc = choreo_build_history_advance(build, call.last_source, call.last_seq, replayed < max);
   }
+  if (!rc && replayed < max) {
+    call.from = BUILD_STREAMS;
+    rc = choreo_streams_since(e->streams, position, target, max - replayed, engine_build_one,
+                              &call, &n);
+  }
+  if (!rc && replayed + n < max) {
+    call.from = BUILD_INPUTS;
+    rc = choreo_projections_inputs_since(e->projections, inputs, max - replayed - n,
+                                         engine_build_one, &call, &kept);
+  }
+  choreo_build_history_free(&h);
   if (rc == CHOREO_ESTOPPED) { /* what the build had not committed goes; it resumes from its file */
     choreo_projections_put_down(e->projections, name);
     return rc;
   }
-  bool caught_up = n + kept < max;
+  int done = replayed + n + kept;
+  bool caught_up = done < max;
   if (rc) {
     choreo_projections_fail(e->projections, name, call.err[0] ? call.err : "cannot read the streams");
   } else if (!choreo_projections_advance(e->projections, name, call.last, call.last_input,
-                                         n + kept, caught_up) &&
+                                         done - call.skipped, caught_up) &&
              caught_up) {
     choreo_projections_swap(e->projections, name);
     engine_keep_serving(e, NULL);
   }
   *pending = choreo_projections_next_build(e->projections, &name, &build, &position, &inputs);
   return 0;
+}
+
+bool choreo_engine_history_wanted(choreo_engine *e, char *source, size_t len, int64_t *after) {
+  const char *name;
+  sqlite3 *build;
+  int64_t position, inputs;
+  choreo_build_history h;
+  if (e->current || !engine_next_build(e, &name, &build, &position, &inputs, &h)) return false;
+  const choreo_history_source *s = choreo_build_history_wanted(&h);
+  if (s) {
+    snprintf(source, len, "%s", s->name);
+    *after = s->fetched;
+  }
+  choreo_build_history_free(&h);
+  return s != NULL;
+}
+
+typedef struct engine_history_page {
+  choreo_history_page page;
+  const char *source;
+} engine_history_page;
+
+static int engine_history_store_kept(void *ud, int64_t seq, const char *msg, size_t len) {
+  engine_history_page *p = ud;
+  return choreo_build_history_store(&p->page, (choreo_str){p->source, strlen(p->source)}, seq,
+                                    msg, len);
+}
+
+/* Stores what the build takes of one page of s's log (r); *done once s is fetched to upto. */
+static int engine_history_store_page(choreo_engine *e, const char *name, choreo_history_page *page,
+                                     choreo_history_source *s, choreo_frame_reader *r) {
+  if (r->count > 0 && r->first > s->fetched + 1) /* its retention was quicker than our build */
+    s->gone += (r->first - 1 < s->upto ? r->first - 1 : s->upto) - s->fetched;
+  choreo_msg m;
+  int got = 0, rc = 0;
+  while (!rc && (got = choreo_frame_next(r, &m)) == 1 && m.seq <= s->upto) {
+    if (m.seq > s->fetched && engine_is_for_us(e, &m) &&
+        choreo_projections_takes(e->projections, name, m.type.p, m.type.n))
+      rc = choreo_build_history_store(page, m.source, m.seq, m.raw, m.raw_len);
+  }
+  if (!rc && got < 0) rc = got;
+  int64_t last = r->count ? r->first + (int64_t)r->count - 1 : s->fetched;
+  if (last > s->fetched) s->fetched = last < s->upto ? last : s->upto;
+  /* Fetched to upto, or the host has nothing after what we asked (its log was replaced). */
+  if (s->fetched >= s->upto || r->count == 0) s->state = CHOREO_HISTORY_FETCHED;
+  return rc;
+}
+
+int choreo_engine_history_take(choreo_engine *e, const char *frame, size_t len) {
+  const char *name;
+  sqlite3 *build;
+  int64_t position, inputs;
+  choreo_build_history h;
+  if (e->current) return CHOREO_EINVAL;
+  if (!engine_next_build(e, &name, &build, &position, &inputs, &h)) return 0;
+  choreo_frame_reader r;
+  const choreo_history_source *wanted = choreo_build_history_wanted(&h);
+  int rc = choreo_frame_open(&r, frame, len);
+  if (rc || !wanted || !choreo_str_eq(r.source, wanted->name)) { /* an answer to an older ask */
+    if (!rc) choreo_frame_close(&r);
+    choreo_build_history_free(&h);
+    return rc;
+  }
+  choreo_history_source *s = choreo_build_history_find(&h, r.source.p, r.source.n);
+  engine_history_page p = {.source = s->name};
+  rc = choreo_build_history_begin(build, &p.page);
+  if (!rc) {
+    rc = engine_history_store_page(e, name, &p.page, s, &r);
+    /* What this host kept of it joins, in seq order, once per (source, seq). */
+    if (!rc && s->state == CHOREO_HISTORY_FETCHED)
+      rc = choreo_projections_inputs_of(e->projections, s->name, s->upto,
+                                        engine_history_store_kept, &p);
+    if (!rc) rc = choreo_build_history_progress(&p.page, s);
+    rc = choreo_build_history_end(&p.page, rc);
+  }
+  choreo_frame_close(&r);
+  if (!rc && s->state == CHOREO_HISTORY_FETCHED && s->gone)
+    choreo_log(CHOREO_LOG_WARN, "projections", "%s: fetched %s's history through seq %lld; %lld "
+               "of its messages were gone from its log (what this host kept of them is applied)",
+               name, s->name, (long long)s->upto, (long long)s->gone);
+  else if (!rc && s->state == CHOREO_HISTORY_FETCHED)
+    choreo_log(CHOREO_LOG_INFO, "projections", "%s: fetched %s's history through seq %lld", name,
+               s->name, (long long)s->upto);
+  choreo_build_history_free(&h);
+  return rc;
+}
+
+int choreo_engine_history_give_up(choreo_engine *e, const char *source, const char *why) {
+  const char *name;
+  sqlite3 *build;
+  int64_t position, inputs;
+  choreo_build_history h;
+  if (e->current) return CHOREO_EINVAL;
+  if (!engine_next_build(e, &name, &build, &position, &inputs, &h)) return 0;
+  choreo_history_source *s = choreo_build_history_find(&h, source, strlen(source));
+  int rc = 0;
+  if (s && s->state == CHOREO_HISTORY_FETCHING) {
+    s->state = CHOREO_HISTORY_GIVEN_UP;
+    snprintf(s->why, sizeof s->why, "%s", why);
+    choreo_history_page page;
+    rc = choreo_build_history_begin(build, &page);
+    if (!rc) rc = choreo_build_history_end(&page, choreo_build_history_progress(&page, s));
+    if (!rc)
+      choreo_log(CHOREO_LOG_WARN, "projections", "%s: building without %s's history: %s (what "
+                 "this host kept of it is applied)", name, source, why);
+  }
+  choreo_build_history_free(&h);
+  return rc;
 }
 
 int choreo_engine_projection_keep(choreo_engine *e) {
@@ -1433,16 +1638,47 @@ typedef struct engine_each_projection {
   void *ud;
 } engine_each_projection;
 
-/* Adds what a build has still to go through: the stream events up to what the host has seen,
- * and the kept inputs. */
+/* Says how a build's history goes: the source it fetches, those it went on without, those whose
+ * retention deleted some of it first. */
+static void engine_describe_history(const choreo_build_history *h, char *out, size_t len) {
+  size_t at = 0;
+  const choreo_history_source *fetching = choreo_build_history_wanted(h);
+  out[0] = '\0';
+  for (int i = 0; i < h->n && at < len; i++) {
+    const choreo_history_source *s = &h->sources[i];
+    const char *sep = at ? "; " : "";
+    int wrote = 0;
+    if (s == fetching) /* (those after it wait their turn) */
+      wrote = snprintf(out + at, len - at, "%sfetching %s's history: through seq %lld of %lld",
+                       sep, s->name, (long long)s->fetched, (long long)s->upto);
+    else if (s->state == CHOREO_HISTORY_GIVEN_UP)
+      wrote = snprintf(out + at, len - at, "%swithout %s's history: %s", sep, s->name, s->why);
+    else if (s->gone)
+      wrote = snprintf(out + at, len - at, "%s%lld of %s's messages were gone from its log", sep,
+                       (long long)s->gone, s->name);
+    if (wrote > 0) at += (size_t)wrote;
+  }
+}
+
+/* Adds what a build has still to go through (its history, the stream events up to what the
+ * host has seen, the kept inputs) and how its history goes. */
 static void engine_count_remaining(void *ud, const choreo_projection_status *s) {
   engine_each_projection *each = ud;
   choreo_projection_status with = *s;
-  int64_t seen, kept = 0;
+  int64_t seen, kept = 0, replay = 0;
+  char history[600] = "";
+  sqlite3 *build = s->building ? choreo_projections_build_of(each->e->projections, s->name) : NULL;
+  choreo_build_history h;
+  if (build && !choreo_build_history_read(build, &h)) {
+    engine_describe_history(&h, history, sizeof history);
+    if (choreo_build_history_remaining(build, &h, &replay)) replay = 0;
+    choreo_build_history_free(&h);
+  }
+  with.history = history;
   if (s->building && !choreo_store_checkpoint(each->e->store, each->e->name, &seen) &&
       !choreo_streams_count_since(each->e->streams, s->position, seen, &with.remaining) &&
       !choreo_projections_inputs_after(each->e->projections, s->inputs, &kept))
-    with.remaining += kept;
+    with.remaining += kept + replay;
   each->fn(each->ud, &with);
 }
 

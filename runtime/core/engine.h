@@ -100,6 +100,9 @@ typedef struct choreo_engine_config {
   int workflow_cache;          /* suspended workflow instances kept in memory; 0 = 10,000 */
   int workflow_history_max;    /* steps of one workflow history; 0 = 10,000 */
   bool no_journal;             /* keep no journal of the messages handled (choreo_journal) */
+  /* The caller fetches other hosts' logs for projections' builds (choreo_engine_history_*):
+   * a build first gets what this host applied from each of them. */
+  bool fetch_history;
   const char *otlp_json;       /* write spans here (a file, or a directory); NULL: none */
   int64_t (*now_ms)(void *ud); /* clock for retries and timeouts; NULL = wall clock */
   void *clock_ud;
@@ -372,6 +375,14 @@ void choreo_engine_guard_reads(choreo_engine *e, bool on);
  * one transaction of the build's file; a build that has caught up replaces the live tables.
  * *pending says whether a build still has work. */
 int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending);
+/* Fetching other hosts' history for the build under way (choreo_engine_config.fetch_history,
+ * core/buildhistory.h), between batches: the source whose log it wants next and after which
+ * seq (false: none); a FETCH answer from it, stored (an answer from another source, or to an
+ * older request, is ignored; a malformed one is CHOREO_EINVAL); a source that cannot be asked,
+ * given up with why: the build goes on with what this host kept of it. */
+bool choreo_engine_history_wanted(choreo_engine *e, char *source, size_t len, int64_t *after);
+int choreo_engine_history_take(choreo_engine *e, const char *frame, size_t len);
+int choreo_engine_history_give_up(choreo_engine *e, const char *source, const char *why);
 /* Whether a build has work (one that stopped on a failure has none). */
 bool choreo_engine_projections_building(choreo_engine *e);
 /* Starts the build of a declared projection afresh (CHOREO_ENOENT: none of that name). */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "choreo.h"
+#include "buildhistory.h"
 #include "clock.h"
 #include "log.h"
 #include "sql.h"
@@ -47,6 +48,7 @@ typedef struct projection {
   char *name;
   int64_t declared; /* 0: not declared by the current scripts */
   char *tables;     /* the declared SQL */
+  char *types;      /* the event types its handlers take, '\n' after each */
   int64_t live;     /* 0: no live tables */
   char *objects;    /* the live objects' names, '\n' after each */
   int64_t building; /* 0: no build */
@@ -70,6 +72,7 @@ enum {
   P_TYPES_DECLARE,
   P_INPUTS_EXPIRE,
   P_TYPES_EXPIRE,
+  P_INPUTS_OF,
   P_COUNT
 };
 
@@ -90,6 +93,8 @@ static const char *const projections_sql[P_COUNT] = {
     [P_TYPES_EXPIRE] = "DELETE FROM choreo_projection_types WHERE declared = 0 AND since_ms < ?1 "
                        "AND NOT EXISTS (SELECT 1 FROM choreo_projection_inputs i "
                        "WHERE i.type = choreo_projection_types.type)",
+    [P_INPUTS_OF] = "SELECT seq, msg FROM choreo_projection_inputs WHERE source = ?1 AND seq <= ?2 "
+                    "ORDER BY seq",
 };
 
 struct choreo_projections {
@@ -248,6 +253,7 @@ void choreo_projections_close(choreo_projections *p) {
     if (p->in_memory && x->building) projections_unlink_build(p, x->name);
     free(x->name);
     free(x->tables);
+    free(x->types);
     free(x->objects);
   }
   choreo_sql_finalize(p->st, P_COUNT);
@@ -569,6 +575,7 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
     for (int k = p->n - added; k < p->n; k++) {
       free(p->list[k].name);
       free(p->list[k].tables);
+      free(p->list[k].types);
       free(p->list[k].objects);
     }
     p->n -= added;
@@ -578,9 +585,16 @@ int choreo_projections_sync(choreo_projections *p, const choreo_projection_decl 
   for (int i = 0; i < n; i++) {
     projection *x = projections_find(p, decl[i].name);
     char *tables = strdup(decl[i].tables);
-    if (!tables) return CHOREO_ENOMEM;
+    char *types = strdup(decl[i].types ? decl[i].types : "");
+    if (!tables || !types) {
+      free(tables);
+      free(types);
+      return CHOREO_ENOMEM;
+    }
     free(x->tables);
     x->tables = tables;
+    free(x->types);
+    x->types = types;
     x->declared = decl[i].version;
   }
   /* Builds: one per projection whose live tables are not of the declared version, or that is
@@ -656,6 +670,32 @@ int choreo_projections_inputs_since(choreo_projections *p, int64_t after, int ma
   if (sqlite3_bind_int64(st, 1, after) || sqlite3_bind_int(st, 2, max))
     return choreo_sql_finish(st, SQLITE_ERROR);
   return choreo_sql_walk(st, fn, ud, n);
+}
+
+int choreo_projections_inputs_of(choreo_projections *p, const char *source, int64_t upto,
+                                 int (*fn)(void *ud, int64_t seq, const char *msg, size_t len),
+                                 void *ud) {
+  sqlite3_stmt *st = p->st[P_INPUTS_OF];
+  if (sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, upto))
+    return choreo_sql_finish(st, SQLITE_ERROR);
+  return choreo_sql_walk(st, fn, ud, NULL);
+}
+
+bool choreo_projections_takes(choreo_projections *p, const char *name, const char *type,
+                              size_t len) {
+  projection *x = projections_find(p, name);
+  for (const char *at = x && x->types ? x->types : ""; *at;) {
+    const char *end = strchr(at, '\n');
+    if (!end) break;
+    if ((size_t)(end - at) == len && memcmp(at, type, len) == 0) return true;
+    at = end + 1;
+  }
+  return false;
+}
+
+sqlite3 *choreo_projections_build_of(choreo_projections *p, const char *name) {
+  projection *x = projections_find(p, name);
+  return x ? x->build : NULL;
 }
 
 int choreo_projections_inputs_after(choreo_projections *p, int64_t after, int64_t *n) {
@@ -783,7 +823,8 @@ static int projections_swap_tables(choreo_projections *p, projection *x, const c
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(db,
                          "SELECT s.name, s.type = 'table', s.sql FROM choreo_build.sqlite_master s "
-                         "WHERE s.sql IS NOT NULL AND s.name <> 'choreo_build' "
+                         "WHERE s.sql IS NOT NULL "
+                         "AND s.name NOT IN ('choreo_build', " CHOREO_BUILD_HISTORY_OBJECTS ") "
                          "AND s.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
                          "ORDER BY s.type = 'table' DESC, s.rowid",
                          -1, &st, NULL) != SQLITE_OK)
@@ -934,7 +975,7 @@ void choreo_projections_each(choreo_projections *p, choreo_projection_fn fn, voi
     choreo_projection_status s = {
         .name = x->name, .declared = x->declared, .live = x->live, .objects = x->objects,
         .building = x->building, .position = x->position, .inputs = x->inputs,
-        .applied = x->applied, .error = x->error,
+        .applied = x->applied, .error = x->error, .history = "",
         .rate = x->building && seconds > 0 ? (double)(x->applied - x->applied_at_take_up) / seconds : 0};
     fn(ud, &s);
   }

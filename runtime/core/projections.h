@@ -37,6 +37,7 @@ typedef struct choreo_projection_status {
   int64_t remaining;      /* events it has still to go through (filled by the engine) */
   double rate;            /* of them per second, since this process took the build up */
   const char *error;      /* why the build stopped, or "" */
+  const char *history;    /* how fetching other hosts' history goes, or "" (filled by the engine) */
 } choreo_projection_status;
 
 /* Creates the table if needed. data is the host's database path (":memory:" puts build files
@@ -100,6 +101,16 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
 int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
                             int64_t seq, const char *type, size_t type_len, const char *msg,
                             size_t len);
+/* Calls fn with each kept input of source up to seq upto, in seq order, until fn returns
+ * non-zero, which is returned. */
+int choreo_projections_inputs_of(choreo_projections *p, const char *source, int64_t upto,
+                                 int (*fn)(void *ud, int64_t seq, const char *msg, size_t len),
+                                 void *ud);
+/* Whether the declared handlers of `name` take events of this type. */
+bool choreo_projections_takes(choreo_projections *p, const char *name, const char *type,
+                              size_t len);
+/* The connection to the build file of `name` if this process has it open, else NULL. */
+sqlite3 *choreo_projections_build_of(choreo_projections *p, const char *name);
 /* How many kept inputs there are after id `after`. */
 int choreo_projections_inputs_after(choreo_projections *p, int64_t after, int64_t *n);
 /* Calls fn with up to max kept inputs after id `after`, in order; *n gets how many. */

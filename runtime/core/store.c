@@ -56,6 +56,7 @@ enum {
   ST_OLDEST_ROWS,
   ST_TRIM,
   ST_OLDEST,
+  ST_CHECKPOINTS,
   ST_SIZE,
   ST_COUNT
 };
@@ -113,6 +114,7 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_OLDEST_ROWS] = "SELECT seq, at_ms FROM choreo_log ORDER BY seq LIMIT ?",
     [ST_TRIM] = "DELETE FROM choreo_log WHERE seq <= ?",
     [ST_OLDEST] = "SELECT coalesce(min(seq), 0) FROM choreo_log",
+    [ST_CHECKPOINTS] = "SELECT source, seq FROM choreo_checkpoints WHERE seq > 0 ORDER BY source",
     [ST_SIZE] = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
 };
 
@@ -849,4 +851,17 @@ int choreo_store_retry_count(choreo_store *s, int64_t *count) {
 int choreo_store_dead_count(choreo_store *s, int64_t *count) {
   *count = 0;
   return store_int(s, ST_DEAD_COUNT, count);
+}
+
+int choreo_store_checkpoints_each(choreo_store *s, int (*fn)(void *ud, const char *source,
+                                                             int64_t seq), void *ud) {
+  sqlite3_stmt *st = s->st[ST_CHECKPOINTS];
+  int rc = 0, step;
+  while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+    rc = fn(ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+  if (rc) {
+    store_done(s, ST_CHECKPOINTS);
+    return rc;
+  }
+  return step == SQLITE_DONE ? (store_done(s, ST_CHECKPOINTS), 0) : store_fail(s, ST_CHECKPOINTS);
 }

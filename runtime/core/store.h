@@ -48,6 +48,10 @@ bool choreo_store_foreign_savepoints(const choreo_store *s);
 /* The last seq applied from source (0 if none), and its update. */
 int choreo_store_checkpoint(choreo_store *s, const char *source, int64_t *seq);
 int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq);
+/* Calls fn with each source applied from (seq > 0), by name, until fn returns non-zero, which
+ * is returned. */
+int choreo_store_checkpoints_each(choreo_store *s, int (*fn)(void *ud, const char *source,
+                                                             int64_t seq), void *ud);
 
 /* Appends a message to the log: seq = head + 1, source = the store's owner name given in f.
  * On success *seq_out holds the new seq; CHOREO_ETOOBIG, with nothing written, when the encoded

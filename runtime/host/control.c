@@ -495,6 +495,7 @@ static void control_add_projection(void *ud, const choreo_projection_status *p) 
   cJSON_AddNumberToObject(build, "remaining", (double)p->remaining);
   cJSON_AddNumberToObject(build, "rate", p->rate);
   if (p->error[0]) cJSON_AddStringToObject(build, "error", p->error);
+  if (p->history[0]) cJSON_AddStringToObject(build, "history", p->history);
 }
 
 /* projections: "action" list (the default) or rebuild ("name"); both answer the list. */

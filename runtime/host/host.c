@@ -127,6 +127,7 @@ static void host_on_build(uv_idle_t *idle) {
   if (rc && rc != CHOREO_ESTOPPED)
     choreo_log(CHOREO_LOG_ERROR, h->name, "projection build step failed: %s", choreo_strerror(rc));
   if (rc || !pending) uv_idle_stop(idle);
+  if (!rc && !pending) choreo_peers_history(&h->peers); /* a build may wait for other hosts */
 }
 
 void choreo_host_committed(choreo_host *h) {
@@ -470,7 +471,8 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
                                .workflow_cache = cfg->workflow_cache,
                                .workflow_history_max = cfg->workflow_history_max,
                                .no_journal = cfg->no_journal,
-                               .otlp_json = cfg->otlp_json};
+                               .otlp_json = cfg->otlp_json,
+                               .fetch_history = true};
   if (!rc) rc = choreo_engine_open(&h->engine, &ecfg, err, errlen);
   if (!rc && !cfg->loop) {
     h->owns_loop = uv_loop_init(&h->own_loop) == 0;

@@ -43,8 +43,66 @@ static void peers_ask(choreo_peers *ps, choreo_peer *p) {
   /* A new request on a REQ socket abandons the old one, so a lost answer cannot wedge us. */
   if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
     p->in_flight = true;
+    p->asking_history = false;
     p->asked_at = uv_now(ps->loop);
   }
+}
+
+/* A page of the peer's log after `after` for a build: asked without our name, so that its
+ * retention does not take it for how far we have applied. */
+static void peers_ask_history(choreo_peers *ps, choreo_peer *p, int64_t after) {
+  ps->request.size = 0;
+  if (choreo_fetch_encode(&ps->request, after, NULL)) return; /* asked again at the next tick */
+  if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
+    p->in_flight = true;
+    p->asking_history = true;
+    p->asked_at = uv_now(ps->loop);
+  }
+}
+
+void choreo_peers_history(choreo_peers *ps) {
+  char source[CHOREO_NAME_MAX + 1];
+  int64_t after;
+  if (!choreo_engine_history_wanted(ps->engine, source, sizeof source, &after)) {
+    ps->history_source[0] = '\0';
+    return;
+  }
+  uint64_t now = uv_now(ps->loop);
+  if (strcmp(source, ps->history_source) != 0) {
+    snprintf(ps->history_source, sizeof ps->history_source, "%s", source);
+    ps->history_waiting_since = now;
+  }
+  choreo_peer *p = peers_find_name(ps, source);
+  if (now - ps->history_waiting_since >= CHOREO_HISTORY_PATIENCE_MS) {
+    char why[160];
+    snprintf(why, sizeof why, p ? "it did not answer for %d s" : "no host of that name was found "
+             "for %d s", CHOREO_HISTORY_PATIENCE_MS / 1000);
+    int rc = choreo_engine_history_give_up(ps->engine, source, why);
+    if (rc)
+      choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot go on without %s's history: %s",
+                 source, choreo_strerror(rc));
+    ps->history_source[0] = '\0';
+    ps->committed(ps->ud); /* the build goes on */
+    return;
+  }
+  if (p && !p->in_flight) peers_ask_history(ps, p, after);
+}
+
+/* A page of history came: stored for the build, which goes on once it has it all. Then
+ * whichever is due: catching up, or the next page. */
+static void peers_history_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
+  int rc = choreo_engine_history_take(ps->engine, nng_msg_body(msg), nng_msg_len(msg));
+  if (rc == CHOREO_EINVAL)
+    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed FETCH answer from %s",
+               p->pub_url);
+  else if (rc)
+    choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot store %s's history: %s", p->name,
+               choreo_strerror(rc));
+  else
+    ps->history_waiting_since = uv_now(ps->loop);
+  ps->committed(ps->ud);
+  if (uv_now(ps->loop) - p->answered_at >= FETCH_EVERY_MS) peers_ask(ps, p);
+  else choreo_peers_history(ps);
 }
 
 /* The first answer of a --peer endpoint names it. */
@@ -63,6 +121,13 @@ static void peers_named(choreo_peers *ps, choreo_peer *p, const choreo_apply_res
 
 static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   p->in_flight = false;
+  if (p->asking_history) {
+    p->asking_history = false;
+    p->heard_at = uv_now(ps->loop);
+    peers_history_answered(ps, p, msg);
+    nng_msg_free(msg);
+    return;
+  }
   p->answered_at = p->heard_at = uv_now(ps->loop);
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
@@ -89,6 +154,7 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     if (!rc && r.count && r.first - 1 + (int64_t)r.count < r.head) peers_ask(ps, p);
   }
   nng_msg_free(msg);
+  if (!p->in_flight) choreo_peers_history(ps); /* caught up: a build's next page, if it wants one */
 }
 
 /* NNG's thread: a connection to the peer's FETCH endpoint came up or went down. A request sent
@@ -317,6 +383,7 @@ void choreo_peers_tick(choreo_peers *ps) {
                      : now - p->answered_at >= FETCH_EVERY_MS)
       peers_ask(ps, p);
   }
+  choreo_peers_history(ps);
 }
 
 void choreo_peers_stop(choreo_peers *ps) {

@@ -18,6 +18,7 @@
 
 #define CHOREO_URL_MAX (PATH_MAX + 32)
 #define CHOREO_MAX_PEERS 256
+#define CHOREO_HISTORY_PATIENCE_MS 30000
 
 struct choreo_peers;
 
@@ -32,6 +33,7 @@ typedef struct choreo_peer {
   atomic_int sub_pipes;      /* connections of sub_dialer, counted by NNG's thread */
   choreo_bus_watch watch;
   bool in_flight;
+  bool asking_history; /* the request in flight is for a build's history, not catching up */
   atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
   atomic_int pipes;      /* connections open to its FETCH endpoint, counted by NNG's thread */
   uint64_t heard_at;     /* loop time (ms) of its last answer or live frame; 0: never */
@@ -61,6 +63,9 @@ typedef struct choreo_peers {
   atomic_int listed; /* n, for NNG's thread: the peers its SUB notifications may look at */
   int on_loop; /* handles of ours the loop still holds */
   msgpack_sbuffer request;
+  /* The source a build wants history from, and since when (loop ms) no page of it came. */
+  char history_source[CHOREO_NAME_MAX + 1];
+  uint64_t history_waiting_since;
 } choreo_peers;
 
 /* Subscribes to the hosts found in the bus directory and to the PUB endpoints in urls, and
@@ -71,6 +76,10 @@ int choreo_peers_start(choreo_peers *p, uv_loop_t *loop, choreo_engine *engine, 
                        void *ud, char *err, size_t errlen);
 void choreo_peers_tick(choreo_peers *p);  /* discovery and the periodic FETCH */
 void choreo_peers_drain(choreo_peers *p); /* the safety drain of every peer socket */
+/* Asks for the history a projection's build wants, if any (engine.h, choreo_engine_history_*):
+ * a page at a time from the peer of that name, between its catch-ups; a source no peer of
+ * that name answers for CHOREO_HISTORY_PATIENCE_MS is given up. */
+void choreo_peers_history(choreo_peers *p);
 /* Closes every socket and handle; each peer is freed once the loop lets go of it. Safe on a
  * zeroed struct and twice. */
 void choreo_peers_stop(choreo_peers *p);

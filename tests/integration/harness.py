@@ -11,7 +11,8 @@ is killed when the case ends (SIGTERM, then SIGKILL), and again at exit, and the
 the test process if that is killed (PR_SET_PDEATHSIG). Waiting is always polling with a bound:
 wait_until(predicate, timeout). Timeouts are multiplied by SLOW for sanitizer builds.
 
-Standard library only. Set CHOREO_IT_KEEP=1 to keep the temporary directories of failed cases.
+Standard library only. Set CHOREO_IT_KEEP=1 to keep the temporary directories of failed cases
+(CHOREO_IT_KEEP=all: of every case).
 """
 import atexit
 import ctypes
@@ -575,7 +576,7 @@ class World:
         return problems
 
     def remove(self, failed):
-        if failed and os.environ.get("CHOREO_IT_KEEP"):
+        if (failed or os.environ.get("CHOREO_IT_KEEP") == "all") and os.environ.get("CHOREO_IT_KEEP"):
             print("    kept %s" % self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -270,6 +270,63 @@ def other_hosts_events_are_kept_once_and_rebuilt_across_kill_9(w):
         check_eq(tally(), expected, "the rebuilt tills")
 
 
+def checkpoint(host, source):
+    return host.scalar("select coalesce(max(seq), 0) from choreo_checkpoints where source = ?", source)
+
+
+@suite.test
+def a_projection_declared_later_fetches_what_came_before_from_the_other_hosts_log(w):
+    branch = w.host("branch", w.scripts("branch", {"branch.lua": BRANCH}))
+    scripts = w.scripts("tills", {"tills.lua": "local choreo = require 'choreo'\n"})
+    tills = w.host("tills", scripts)
+    expected = {}
+
+    def pay(first, last):
+        branch.publish("Start", {"from": first, "to": last})
+        for n in range(first, last + 1):
+            events, sums = expected.get(n % 3, [0, 0])
+            expected[n % 3] = [events + 1, sums + n]
+
+    def tally():
+        return {t: [n, s] for t, n, s in tills.query("select till, events, total from tills")}
+    with w.step("30000 events the tills host hears before it has a projection of them"):
+        for k in range(3):
+            pay(k * 10000 + 1, (k + 1) * 10000)
+        head = 30003  # three Start events and what their handler published
+        wait_until(lambda: checkpoint(tills, "branch") == head, 60, "the tills host to hear them all")
+        check_eq(tills.scalar("select count(*) from choreo_projection_inputs"), 0, "inputs kept")
+    with w.step("declared now, it is built from the other host's log, killed -9 on the way"):
+        mark = tills.log_mark()
+        with open(os.path.join(scripts, "tills.lua"), "w") as f:
+            f.write(TILLS % {"version": 1})
+        tills.wait_log(r"tills: building version 1 from the first event", 20, since=mark)
+        pay(30001, 31000)  # live while it builds
+        time.sleep(random.Random(7).uniform(0.05, 0.3))
+        tills.kill9()
+        tills.start()
+        pay(31001, 32000)
+        wait_until(lambda: projection_named(tills, "tills").get("build") is None, 90, "the build")
+        tills.wait_log(r"tills: fetched branch's history through seq %d" % head, 5, since=mark)
+        wait_until(lambda: tally() == expected, 30, "the projection to count every event once")
+        check_eq(projection_named(tills, "tills")["tables"], ["tills"], "the projection's tables")
+        check_eq(tills.scalar("select count(*) from sqlite_master where name like 'choreo_build%'"),
+                 0, "tables of the build's history in the host's database")
+    with w.step("a host that does not answer: the build waits, says so, then goes on without"):
+        branch.stop()
+        r = tills.cli("projections", "rebuild", "tills")
+        check_eq(r.rc, 0, "rebuild (%s)" % r.err)
+        wait_until(lambda: "fetching branch's history: through seq 0 of" in
+                   projection_named(tills, "tills").get("build", {}).get("history", ""), 10,
+                   "the status to say what it waits for")
+        check_eq(tally(), expected, "the live tables while it waits")
+        wait_until(lambda: projection_named(tills, "tills").get("build") is None, 60,
+                   "the build to go on without branch's history")
+        tills.wait_log(r"tills: building without branch's history: it did not answer for 30 s", 5,
+                       since=mark)
+        kept = tills.scalar("select count(*) from choreo_projection_inputs")
+        check_eq(sum(n for n, _ in tally().values()), kept, "the tills built from the kept inputs")
+
+
 # The tills again, and a projection of refunds beside it, each optional.
 REFUNDS = """
 choreo.projection("refunds", {

@@ -4,6 +4,7 @@
 #define CHOREO_TEST_CHECK_H
 
 #include <stdio.h>
+#include <string.h>
 
 static int check_failures;
 
@@ -11,6 +12,16 @@ static int check_failures;
   do {                                                                            \
     if (!(cond)) {                                                                \
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);    \
+      check_failures++;                                                           \
+    }                                                                             \
+  } while (0)
+
+#define CHECK_STR(got, want)                                                      \
+  do {                                                                            \
+    const char *got_ = (got), *want_ = (want);                                    \
+    if (strcmp(got_, want_) != 0) {                                               \
+      fprintf(stderr, "%s:%d: CHECK_STR failed: got \"%s\", want \"%s\"\n", __FILE__,   \
+              __LINE__, got_, want_);                                             \
       check_failures++;                                                           \
     }                                                                             \
   } while (0)

@@ -32,9 +32,11 @@ static void remove_file(const char *name) {
   unlink(path);
 }
 
-static choreo_engine *open_engine(void) {
+/* fetch_history: as a host does (choreo_engine_config). */
+static inline choreo_engine *open_engine_fetching(bool fetch_history) {
   choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
-                              .scripts = &choreo_lua_scripts, .now_ms = fake_clock};
+                              .scripts = &choreo_lua_scripts, .now_ms = fake_clock,
+                              .fetch_history = fetch_history};
   char err[512] = "";
   choreo_engine *e = NULL;
   int rc = choreo_engine_open(&e, &cfg, err, sizeof err);
@@ -42,6 +44,8 @@ static choreo_engine *open_engine(void) {
   CHECK(rc == 0 && e != NULL);
   return e;
 }
+
+static inline choreo_engine *open_engine(void) { return open_engine_fetching(false); }
 
 /* The single integer a query returns (-1 on error). */
 static int64_t query_int(choreo_engine *e, const char *sql) {

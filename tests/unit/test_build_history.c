@@ -1,0 +1,169 @@
+/* Unit tests of a projection build's history fetched from other hosts (runtime/core/
+ * buildhistory.c through the engine's choreo_engine_history_*): which source it wants and
+ * after what, answers from the wrong source or malformed, a page with a gap (retention's),
+ * messages not for this host or of types the projection does not take left out, what this host
+ * kept merged in seq order and applied once, a source given up, and what the status says. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine_fixture.h"
+#include "choreo.h"
+#include "engine.h"
+#include "lua_scripts.h"
+
+static const char projection_lua[] =
+    "local choreo = require 'choreo'\n"
+    "choreo.projection('tot', { version = %d,\n"
+    "  tables = 'create table tot(id integer primary key, source text, n integer, v integer)',\n"
+    "  on = { Paid = function(msg, db)\n"
+    "    db:exec('insert into tot(source, n, v) values (?, ?, %d)', msg.source, msg.data.n)\n"
+    "  end } })\n";
+
+static void write_projection(int version) {
+  char text[sizeof projection_lua + 32];
+  snprintf(text, sizeof text, projection_lua, version, version);
+  write_file("tot.lua", text);
+}
+
+static void add_msg(msgpack_sbuffer *frame, const char *source, int64_t seq, const char *type,
+                    const char *kind, const char *to) {
+  msgpack_sbuffer data;
+  msgpack_sbuffer_init(&data);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 1);
+  msgpack_pack_str_with_body(&pk, "n", 1);
+  msgpack_pack_int64(&pk, seq);
+  choreo_msg_fields f = {.source = source, .type = type, .kind = kind, .to = to, .seq = seq,
+                         .data = data.data, .data_len = data.size};
+  CHECK(choreo_msg_encode(&f, frame) == 0);
+  msgpack_sbuffer_destroy(&data);
+}
+
+/* A frame of source's seqs first.. with these types; "Cmd" is a command to another host. */
+static void frame_of(msgpack_sbuffer *frame, const char *source, int64_t first, int count,
+                     const char *const *types) {
+  msgpack_sbuffer_clear(frame);
+  CHECK(choreo_frame_header(frame, source, first, (uint32_t)count, first + count - 1) == 0);
+  for (int i = 0; i < count; i++) {
+    bool command = strcmp(types[i], "Cmd") == 0;
+    add_msg(frame, source, first + i, command ? "Paid" : types[i], command ? "command" : "event",
+            command ? "other" : NULL);
+  }
+}
+
+static void apply(choreo_engine *e, const msgpack_sbuffer *frame) {
+  choreo_apply_result r;
+  CHECK(choreo_engine_apply_frame(e, frame->data, frame->size, &r) == 0);
+  CHECK(r.failed == 0 && !r.gap);
+}
+
+static void query_text(choreo_engine *e, const char *sql, char *out, size_t len) {
+  sqlite3_stmt *st = NULL;
+  out[0] = '\0';
+  if (sqlite3_prepare_v2(choreo_engine_db(e), sql, -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+}
+
+static void history_of(void *ud, const choreo_projection_status *s) {
+  if (strcmp(s->name, "tot") == 0) snprintf(ud, 600, "%s", s->history ? s->history : "(null)");
+}
+
+static void check_wanted(choreo_engine *e, const char *source, int64_t after) {
+  char got[CHOREO_NAME_MAX + 1] = "";
+  int64_t at = -1;
+  bool wanted = choreo_engine_history_wanted(e, got, sizeof got, &at);
+  if (!source) {
+    CHECK(!wanted);
+    return;
+  }
+  CHECK(wanted);
+  CHECK_STR(got, source);
+  CHECK(at == after);
+}
+
+static void test_history_is_fetched_merged_and_applied_once(void) {
+  write_projection(1);
+  char err[512] = "";
+  choreo_engine *e = open_engine_fetching(true);
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  /* Version 1 live: a's Paid events and b's kept as they are handled. */
+  static const char *const a1[] = {"Paid", "Paid", "Cmd", "Other", "Paid", "Paid"};
+  frame_of(&frame, "a", 1, 6, a1);
+  apply(e, &frame);
+  static const char *const b1[] = {"Paid", "Paid"};
+  frame_of(&frame, "b", 1, 2, b1);
+  apply(e, &frame);
+  CHECK(query_int(e, "select count(*) from tot") == 6);
+
+  /* Version 2: a build that wants a's log through 6, then b's through 2. */
+  write_projection(2);
+  CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+  check_wanted(e, "a", 0);
+  char status[600] = "";
+  choreo_engine_projections_each(e, history_of, status);
+  CHECK_STR(status, "fetching a's history: through seq 0 of 6");
+  bool pending = true;
+  CHECK(choreo_engine_projections_step(e, 100, &pending) == 0);
+  CHECK(!pending); /* it waits for the history */
+
+  /* An answer from another source, and a malformed one, change nothing. */
+  frame_of(&frame, "b", 1, 2, b1);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size) == 0);
+  CHECK(choreo_engine_history_take(e, "\x93junk", 5) == CHOREO_EINVAL);
+  check_wanted(e, "a", 0);
+
+  /* a's retention deleted 1..2; 3 is a command to another host, 4 a type tot does not take. */
+  static const char *const a2[] = {"Cmd", "Other"};
+  frame_of(&frame, "a", 3, 2, a2);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size) == 0);
+  check_wanted(e, "a", 4);
+
+  /* Live meanwhile: a's 7, into the live tables and kept. */
+  static const char *const a3[] = {"Paid"};
+  frame_of(&frame, "a", 7, 1, a3);
+  apply(e, &frame);
+
+  /* The last page goes past what the build wants (7 is after the plan's 6). */
+  static const char *const a4[] = {"Paid", "Paid", "Paid"};
+  frame_of(&frame, "a", 5, 3, a4);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size) == 0);
+  check_wanted(e, "b", 0);
+  CHECK(choreo_engine_history_give_up(e, "b", "no answer") == 0);
+  check_wanted(e, NULL, 0);
+  choreo_engine_projections_each(e, history_of, status);
+  CHECK_STR(status, "2 of a's messages were gone from its log; without b's history: no answer");
+
+  pending = true; /* as the host does after each answer */
+  int steps = 0;
+  while (pending && steps++ < 10) CHECK(choreo_engine_projections_step(e, 3, &pending) == 0);
+  CHECK(!pending && steps > 1);
+  /* a's history (what was kept of 1..2 filling retention's gap, 5 and 6 once) in seq order, then
+   * b's kept inputs (its history given up), then what came after the plan. */
+  char got[256];
+  query_text(e, "select group_concat(source || n || 'v' || v, ',') from "
+                "(select source, n, v from tot order by id)", got, sizeof got);
+  CHECK_STR(got, "a1v2,a2v2,a5v2,a6v2,b1v2,b2v2,a7v2");
+  /* the history's tables stayed in the build's file, which went */
+  CHECK(query_int(e, "select count(*) from sqlite_master where name like 'choreo_build%'") == 0);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+  remove_file("tot.lua");
+}
+
+int main(void) {
+  setenv("CHOREO_LOG", "error", 0);
+  snprintf(dir, sizeof dir, "/tmp/choreo-test-history-XXXXXX");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  RUN(test_history_is_fetched_merged_and_applied_once);
+  CHECK(rmdir(dir) == 0);
+  return CHECK_DONE();
+}
