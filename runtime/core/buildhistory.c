@@ -11,6 +11,7 @@ static const char history_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_build_sources("
     "  source TEXT PRIMARY KEY, upto INTEGER NOT NULL, fetched INTEGER NOT NULL DEFAULT 0,"
     "  gone INTEGER NOT NULL DEFAULT 0, state INTEGER NOT NULL DEFAULT 0,"
+    "  merged INTEGER NOT NULL DEFAULT 0,"
     "  why TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS choreo_build_history("
     "  id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER NOT NULL, msg BLOB NOT NULL);"
@@ -35,7 +36,7 @@ static int history_prepare(sqlite3 *build, const char *sql, sqlite3_stmt **st) {
 
 static int history_read_sources(sqlite3 *build, choreo_build_history *h) {
   sqlite3_stmt *st;
-  if (history_prepare(build, "SELECT source, upto, fetched, gone, state, why "
+  if (history_prepare(build, "SELECT source, upto, fetched, gone, state, why, merged "
                              "FROM choreo_build_sources ORDER BY source", &st))
     return CHOREO_EIO;
   int step, rc = 0;
@@ -53,6 +54,7 @@ static int history_read_sources(sqlite3 *build, choreo_build_history *h) {
     s->gone = sqlite3_column_int64(st, 3);
     s->state = sqlite3_column_int(st, 4);
     snprintf(s->why, sizeof s->why, "%s", (const char *)sqlite3_column_text(st, 5));
+    s->merged = sqlite3_column_int64(st, 6);
   }
   if (!rc && step != SQLITE_DONE) rc = CHOREO_EIO;
   sqlite3_finalize(st);
@@ -91,16 +93,21 @@ int choreo_build_history_begin(sqlite3 *build, choreo_history_page *page) {
   *page = (choreo_history_page){.build = build};
   if (sqlite3_exec(build, "SAVEPOINT choreo_history", NULL, NULL, NULL) != SQLITE_OK)
     return CHOREO_EIO;
+  /* What this host kept replaces what a peer's log says under the same (source, seq): it is
+   * what this host applied (a peer whose database was replaced reuses seqs). */
   if (!history_prepare(build, "INSERT OR IGNORE INTO choreo_build_history(source, seq, msg) "
-                              "VALUES (?1, ?2, ?3)", &page->store))
+                              "VALUES (?1, ?2, ?3)", &page->store) &&
+      !history_prepare(build, "INSERT OR REPLACE INTO choreo_build_history(source, seq, msg) "
+                              "VALUES (?1, ?2, ?3)", &page->keep))
     return 0;
-  sqlite3_exec(build, "ROLLBACK TO choreo_history; RELEASE choreo_history", NULL, NULL, NULL);
+  choreo_build_history_end(page, CHOREO_EIO);
   return CHOREO_EIO;
 }
 
 int choreo_build_history_end(choreo_history_page *page, int rc) {
   sqlite3_finalize(page->store);
-  page->store = NULL;
+  sqlite3_finalize(page->keep);
+  page->store = page->keep = NULL;
   if (rc) {
     sqlite3_exec(page->build, "ROLLBACK TO choreo_history; RELEASE choreo_history", NULL, NULL,
                  NULL);
@@ -143,31 +150,62 @@ choreo_history_source *choreo_build_history_find(choreo_build_history *h, const 
   return NULL;
 }
 
-bool choreo_build_history_covers(const choreo_build_history *h, choreo_str source, int64_t seq) {
-  const choreo_history_source *s =
-      choreo_build_history_find((choreo_build_history *)h, source.p, source.n);
-  return s && s->state == CHOREO_HISTORY_FETCHED && seq <= s->upto;
+const choreo_history_source *choreo_build_history_merging(const choreo_build_history *h) {
+  for (int i = 0; i < h->n; i++)
+    if (h->sources[i].state != CHOREO_HISTORY_FETCHING && h->sources[i].merged < h->sources[i].upto)
+      return &h->sources[i];
+  return NULL;
 }
 
-int choreo_build_history_store(choreo_history_page *page, choreo_str source, int64_t seq,
-                               const char *msg, size_t len) {
-  sqlite3_stmt *st = page->store;
+int choreo_build_history_holds_prepare(sqlite3 *build, sqlite3_stmt **st) {
+  return history_prepare(build, "SELECT 1 FROM choreo_build_history WHERE source = ?1 AND seq = ?2",
+                         st);
+}
+
+bool choreo_build_history_holds(const choreo_build_history *h, sqlite3_stmt *st, choreo_str source,
+                                int64_t seq) {
+  const choreo_history_source *s =
+      choreo_build_history_find((choreo_build_history *)h, source.p, source.n);
+  if (!s || seq > s->upto) return false; /* (kept after the plan: not in the history) */
+  int step = sqlite3_bind_text(st, 1, source.p, (int)source.n, SQLITE_STATIC) ||
+                     sqlite3_bind_int64(st, 2, seq)
+                 ? SQLITE_ERROR
+                 : sqlite3_step(st);
+  bool held = step == SQLITE_ROW;
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return held;
+}
+
+static int history_put(sqlite3_stmt *st, choreo_str source, int64_t seq, const char *msg,
+                       size_t len) {
   return sqlite3_bind_text(st, 1, source.p, (int)source.n, SQLITE_STATIC) ||
                  sqlite3_bind_int64(st, 2, seq) || sqlite3_bind_blob64(st, 3, msg, len, SQLITE_STATIC)
              ? choreo_sql_finish(st, SQLITE_ERROR)
              : choreo_sql_finish(st, sqlite3_step(st));
 }
 
+int choreo_build_history_store(choreo_history_page *page, choreo_str source, int64_t seq,
+                               const char *msg, size_t len) {
+  return history_put(page->store, source, seq, msg, len);
+}
+
+int choreo_build_history_store_kept(choreo_history_page *page, choreo_str source, int64_t seq,
+                                    const char *msg, size_t len) {
+  return history_put(page->keep, source, seq, msg, len);
+}
+
 int choreo_build_history_progress(choreo_history_page *page, const choreo_history_source *s) {
   sqlite3_stmt *st;
   if (history_prepare(page->build, "UPDATE choreo_build_sources SET fetched = ?2, gone = ?3, "
-                             "state = ?4, why = ?5 WHERE source = ?1", &st))
+                                   "state = ?4, why = ?5, merged = ?6 WHERE source = ?1", &st))
     return CHOREO_EIO;
   return history_finish(st, sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC) ||
                                 sqlite3_bind_int64(st, 2, s->fetched) ||
                                 sqlite3_bind_int64(st, 3, s->gone) ||
                                 sqlite3_bind_int(st, 4, s->state) ||
-                                sqlite3_bind_text(st, 5, s->why, -1, SQLITE_STATIC));
+                                sqlite3_bind_text(st, 5, s->why, -1, SQLITE_STATIC) ||
+                                sqlite3_bind_int64(st, 6, s->merged));
 }
 
 int choreo_build_history_replay(sqlite3 *build, const char *source, int64_t seq, int max,

@@ -4,12 +4,14 @@
  *
  * A build planned with history first lists the sources this host has applied messages from,
  * each with `upto`, its checkpoint then: everything of a source up to there the live tables
- * have seen, and a build must see too. The host fetches each source's log after `fetched`
- * (FETCH, page by page) and the engine stores the messages projections take here; a source
- * fetched to `upto` also gets the inputs this host kept of it (they may predate what the peer's
- * retention left), so its history is one list in seq order, once per (source, seq). A source
- * that cannot be fetched (no such host, no answer) is given up with why: the build goes on
- * with what this host kept of it. Once every source is fetched or given up, the build replays
+ * have seen, and a build must see too. The host fetches each source's history after
+ * `fetched` (history requests, page by page) and the engine stores the messages the projection
+ * takes here, leaving out those this host has not applied (waiting for a retry, dead letters:
+ * if they succeed later they are kept, and come in with the kept inputs). A source that cannot
+ * be fetched (no such host, no answer) is given up with why. Either way the inputs this host
+ * kept of it up to `upto` are then merged in (`merged`, a batch per step; they may predate
+ * what the peer's retention left), so its history is one list in seq order, once per (source,
+ * seq). Once every source is fetched or given up and merged, the build replays
  * the history, per source in seq order (events of one source keep their order; between
  * sources there is none to keep), then goes on with the streams and the kept inputs, skipping
  * those its history covered. Everything is in the build's file, so a `kill -9` resumes. */
@@ -37,6 +39,7 @@ typedef struct choreo_history_source {
   int64_t fetched; /* its log is fetched through this seq */
   int64_t gone;    /* of its messages up to upto, those its retention deleted before we asked */
   int state;       /* CHOREO_HISTORY_* */
+  int64_t merged;  /* the inputs this host kept of it are in the history through this seq */
   char why[200];   /* why it was given up */
 } choreo_history_source;
 
@@ -59,19 +62,27 @@ int choreo_build_history_plan(sqlite3 *build, const choreo_history_source *sourc
 const choreo_history_source *choreo_build_history_wanted(const choreo_build_history *h);
 choreo_history_source *choreo_build_history_find(choreo_build_history *h, const char *source,
                                                  size_t len);
-/* Whether the history holds (source, seq): a kept input to skip after it. */
-bool choreo_build_history_covers(const choreo_build_history *h, choreo_str source, int64_t seq);
+/* The first source fetched or given up whose kept inputs are not all merged in, or NULL. */
+const choreo_history_source *choreo_build_history_merging(const choreo_build_history *h);
+/* Whether the history holds (source, seq): a kept input to skip after it. st comes from
+ * holds_prepare (the caller finalizes it). */
+int choreo_build_history_holds_prepare(sqlite3 *build, sqlite3_stmt **st);
+bool choreo_build_history_holds(const choreo_build_history *h, sqlite3_stmt *st, choreo_str source,
+                                int64_t seq);
 
 /* Storing a page of a source's log: begin, store each message, then say how far the source is
  * fetched (and, once it is fetched or given up, its state); end commits what the page stored,
  * or rolls it back when rc is not 0, and returns rc or its own failure. */
 typedef struct choreo_history_page {
   sqlite3 *build;
-  sqlite3_stmt *store;
+  sqlite3_stmt *store, *keep;
 } choreo_history_page;
 int choreo_build_history_begin(sqlite3 *build, choreo_history_page *page);
 int choreo_build_history_store(choreo_history_page *page, choreo_str source, int64_t seq,
                                const char *msg, size_t len);
+/* What this host kept of a source: replaces a fetched message of the same (source, seq). */
+int choreo_build_history_store_kept(choreo_history_page *page, choreo_str source, int64_t seq,
+                                    const char *msg, size_t len);
 int choreo_build_history_progress(choreo_history_page *page, const choreo_history_source *s);
 int choreo_build_history_end(choreo_history_page *page, int rc);
 

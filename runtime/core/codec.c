@@ -449,25 +449,37 @@ int choreo_msg_decode(const char *buf, size_t len, choreo_msg *out) {
 
 /* ---- frames ---- */
 
-int choreo_frame_header(msgpack_sbuffer *out, const char *source, int64_t first, uint32_t count,
-                        int64_t head) {
+static int codec_frame_header(msgpack_sbuffer *out, const char *source, int64_t first,
+                              uint32_t count, int64_t head, const int64_t *through) {
   /* first - 1 + count is the last seq in the frame; it must be representable. */
-  if (!codec_present(source) || first < 1 || head < 0 || first - 1 > INT64_MAX - (int64_t)count)
+  if (!codec_present(source) || first < 1 || head < 0 || first - 1 > INT64_MAX - (int64_t)count ||
+      (through && (*through < first - 1 + (int64_t)count)))
     return CHOREO_EINVAL;
   msgpack_packer pk;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
   size_t mark = out->size;
-  int rc = msgpack_pack_array(&pk, 5);
+  int rc = msgpack_pack_array(&pk, through ? 6 : 5);
   rc |= msgpack_pack_int(&pk, CHOREO_FRAME_VERSION);
   rc |= codec_pack_cstr(&pk, source);
   rc |= msgpack_pack_int64(&pk, first);
   rc |= msgpack_pack_uint32(&pk, count);
   rc |= msgpack_pack_int64(&pk, head);
+  if (through) rc |= msgpack_pack_int64(&pk, *through);
   if (rc != 0) {
     out->size = mark;
     return CHOREO_ENOMEM;
   }
   return 0;
+}
+
+int choreo_frame_header(msgpack_sbuffer *out, const char *source, int64_t first, uint32_t count,
+                        int64_t head) {
+  return codec_frame_header(out, source, first, count, head, NULL);
+}
+
+int choreo_frame_header_sparse(msgpack_sbuffer *out, const char *source, int64_t first,
+                               uint32_t count, int64_t head, int64_t through) {
+  return codec_frame_header(out, source, first, count, head, &through);
 }
 
 static bool codec_uint(const msgpack_object *o, uint64_t max, uint64_t *v) {
@@ -476,11 +488,15 @@ static bool codec_uint(const msgpack_object *o, uint64_t max, uint64_t *v) {
   return true;
 }
 
-/* Validates the header fields [version, source, first, count, head]. */
+/* Validates the header fields [version, source, first, count, head], and through after them
+ * when sparse frames are allowed (r->sparse on entry; left true only for a sparse one). */
 static int codec_frame_read_header(choreo_frame_reader *r) {
   const msgpack_object *h = &r->header.data;
-  uint64_t version, first, count, head;
-  if (h->type != MSGPACK_OBJECT_ARRAY || h->via.array.size != 5) return CHOREO_EINVAL;
+  uint64_t version, first, count, head, through = 0;
+  if (h->type != MSGPACK_OBJECT_ARRAY ||
+      (h->via.array.size != 5 && (!r->sparse || h->via.array.size != 6)))
+    return CHOREO_EINVAL;
+  r->sparse = h->via.array.size == 6;
   const msgpack_object *f = h->via.array.ptr;
   if (!codec_uint(&f[0], UINT64_MAX, &version) || version != CHOREO_FRAME_VERSION)
     return CHOREO_EINVAL;
@@ -491,10 +507,15 @@ static int codec_frame_read_header(choreo_frame_reader *r) {
       !codec_uint(&f[3], UINT32_MAX, &count) || !codec_uint(&f[4], INT64_MAX, &head) ||
       first - 1 > (uint64_t)INT64_MAX - count)
     return CHOREO_EINVAL;
+  /* A sparse frame's messages lie between first and through, ascending, not all of them. */
+  if (r->sparse && (!codec_uint(&f[5], INT64_MAX, &through) || through < first - 1 + count))
+    return CHOREO_EINVAL;
   r->source = (choreo_str){f[1].via.str.ptr, f[1].via.str.size};
   r->first = (int64_t)first;
   r->count = (uint32_t)count;
   r->head = (int64_t)head;
+  r->through = r->sparse ? (int64_t)through : r->first - 1 + (int64_t)r->count;
+  r->last = r->first - 1;
   return 0;
 }
 
@@ -518,12 +539,13 @@ static int codec_frame_validate(choreo_frame_reader *r) {
   return 0;
 }
 
-int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len) {
+static int codec_frame_open(choreo_frame_reader *r, const char *buf, size_t len, bool sparse) {
   memset(r, 0, sizeof *r);
   msgpack_unpacked_init(&r->header);
   if (buf == NULL) return CHOREO_EINVAL;
   r->buf = buf;
   r->len = len;
+  r->sparse = sparse;
   int rc = codec_frame_validate(r);
   if (rc != 0) {
     /* Leave the reader closed and empty: closing it again is harmless, next() finds no
@@ -534,31 +556,44 @@ int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len) {
   return rc;
 }
 
+int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len) {
+  return codec_frame_open(r, buf, len, false);
+}
+
+int choreo_frame_open_sparse(choreo_frame_reader *r, const char *buf, size_t len) {
+  return codec_frame_open(r, buf, len, true);
+}
+
 int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
   if (r->index == r->count) return 0;
   /* The structure was proven at open: each message is read in place. */
   const unsigned char *p = (const unsigned char *)r->buf + r->off;
   const unsigned char *end = (const unsigned char *)r->buf + r->len;
-  int64_t expected = r->first + r->index++;
+  r->index++;
   int rc = codec_msg_scan(&p, end, out);
   if (rc != 0) return rc;
   r->off = (size_t)((const char *)p - r->buf);
   /* A frame is a run of one source's log: a message claiming another source is forged. */
   bool same_source = out->source.n == r->source.n &&
                      memcmp(out->source.p, r->source.p, r->source.n) == 0;
-  return out->seq == expected && same_source ? 1 : CHOREO_EINVAL;
+  bool in_place = r->sparse ? out->seq > r->last && out->seq <= r->through
+                            : out->seq == r->first + (int64_t)r->index - 1;
+  if (!same_source || !in_place) return CHOREO_EINVAL;
+  r->last = out->seq;
+  return 1;
 }
 
 void choreo_frame_close(choreo_frame_reader *r) { msgpack_unpacked_destroy(&r->header); }
 
 /* ---- FETCH requests ---- */
 
-int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after, const char *name) {
+static int codec_request_encode(msgpack_sbuffer *out, const char *word, int64_t after,
+                                const char *name) {
   msgpack_packer pk;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
   size_t mark = out->size;
   int rc = msgpack_pack_array(&pk, name ? 3 : 2);
-  rc |= codec_pack_cstr(&pk, "fetch");
+  rc |= codec_pack_cstr(&pk, word);
   rc |= msgpack_pack_int64(&pk, after < 0 ? -1 : after);
   if (name) rc |= codec_pack_cstr(&pk, name);
   if (rc != 0) {
@@ -568,7 +603,8 @@ int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after, const char *name) {
   return 0;
 }
 
-int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str *name) {
+static int codec_request_decode(const char *buf, size_t len, const char *word, int64_t *after,
+                                choreo_str *name) {
   *name = (choreo_str){NULL, 0};
   if (choreo_msgpack_check(buf, len, 1, 1) != 0) return CHOREO_EINVAL;
   msgpack_unpacked u;
@@ -577,7 +613,7 @@ int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str 
   const msgpack_object *o = &u.data;
   size_t items = !rc && o->type == MSGPACK_OBJECT_ARRAY ? o->via.array.size : 0;
   if (!rc && ((items != 2 && items != 3) || o->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
-              !codec_key_is(&o->via.array.ptr[0].via.str, "fetch") ||
+              !codec_key_is(&o->via.array.ptr[0].via.str, word) ||
               (items == 3 && o->via.array.ptr[2].type != MSGPACK_OBJECT_STR)))
     rc = CHOREO_EINVAL;
   /* The name points into buf (msgpack-c's strings do), so it outlives the unpacked object. */
@@ -592,6 +628,24 @@ int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str 
     rc = CHOREO_EINVAL;
   msgpack_unpacked_destroy(&u);
   return rc;
+}
+
+int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after, const char *name) {
+  return codec_request_encode(out, "fetch", after, name);
+}
+
+int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str *name) {
+  return codec_request_decode(buf, len, "fetch", after, name);
+}
+
+int choreo_history_encode(msgpack_sbuffer *out, int64_t after) {
+  return codec_request_encode(out, "history", after, NULL);
+}
+
+int choreo_history_decode(const char *buf, size_t len, int64_t *after) {
+  choreo_str name;
+  int rc = codec_request_decode(buf, len, "history", after, &name);
+  return rc ? rc : name.n ? CHOREO_EINVAL : 0;
 }
 
 int choreo_ask_encode(msgpack_sbuffer *out, const char *json) {

@@ -85,11 +85,20 @@ typedef struct choreo_frame_reader {
   size_t len, off;
   choreo_str source;
   int64_t first, head;
+  int64_t through; /* the last seq the frame covers (first - 1 + count unless sparse) */
+  int64_t last;    /* the seq of the last message read that was in its place */
+  bool sparse;
   uint32_t count, index;
   msgpack_unpacked header;
 } choreo_frame_reader;
 
 int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len);
+/* Also takes a sparse frame, [version, source, first, count, head, through]: messages of the
+ * source with seqs ascending from first to through, not every one (an answer to a history
+ * request from a log retention trimmed: the stream events it keeps, see choreo_history_*). */
+int choreo_frame_open_sparse(choreo_frame_reader *r, const char *buf, size_t len);
+int choreo_frame_header_sparse(msgpack_sbuffer *out, const char *source, int64_t first,
+                               uint32_t count, int64_t head, int64_t through);
 /* Returns 1 with *out filled (valid until the next call), 0 at the end, CHOREO_EINVAL if a
  * message is malformed, its seq is not first + index or its source not the frame's. */
 int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out);
@@ -101,6 +110,12 @@ void choreo_frame_close(choreo_frame_reader *r);
  * anything else (a negative number reads as -1, one beyond INT64_MAX as INT64_MAX). */
 int choreo_fetch_encode(msgpack_sbuffer *out, int64_t after, const char *name);
 int choreo_fetch_decode(const char *buf, size_t len, int64_t *after, choreo_str *name);
+
+/* History requests, msgpack ["history", after]: a projection's build on another host asks for
+ * our messages after `after`; the answer is our log from there where it has them, else a
+ * sparse frame of the stream events we keep from before it (retention does not note the ask). */
+int choreo_history_encode(msgpack_sbuffer *out, int64_t after);
+int choreo_history_decode(const char *buf, size_t len, int64_t *after);
 
 /* The same socket answers reads of the journal from other machines (choreo trace/map --peer):
  * msgpack ["ask", JSON text of a control request]; the answer is the control answer's JSON

@@ -915,6 +915,48 @@ int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t
   return choreo_store_read_frame(e->store, e->name, after, max_rows, max_bytes, out, rows);
 }
 
+typedef struct engine_sparse {
+  msgpack_sbuffer body;
+  size_t max_bytes;
+  uint32_t count;
+  int64_t last;
+} engine_sparse;
+
+static int engine_sparse_add(void *ud, int64_t seq, const char *msg, size_t len) {
+  engine_sparse *sp = ud;
+  /* within max_bytes unless one message alone is larger, as a log frame */
+  if (sp->count > 0 && sp->body.size + len > sp->max_bytes) return 1;
+  if (msgpack_sbuffer_write(&sp->body, msg, len)) return CHOREO_ENOMEM;
+  sp->count++;
+  sp->last = seq;
+  return 0;
+}
+
+int choreo_engine_read_history(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
+                               msgpack_sbuffer *out, int *rows) {
+  int64_t oldest, head;
+  int rc = choreo_store_oldest(e->store, &oldest);
+  if (!rc) rc = choreo_store_head(e->store, &head);
+  if (rc) return rc;
+  if (after < 0) return CHOREO_EINVAL;
+  if (oldest == 0 || after + 1 >= oldest)
+    return choreo_store_read_frame(e->store, e->name, after, max_rows, max_bytes, out, rows);
+  /* Retention deleted the log before oldest: the stream events stay (choreo_streams). */
+  engine_sparse sp = {.max_bytes = max_bytes, .last = after};
+  msgpack_sbuffer_init(&sp.body);
+  int n = 0;
+  rc = choreo_streams_since(e->streams, after, oldest - 1, max_rows, engine_sparse_add, &sp, &n);
+  bool cut = rc == 1 || (int)sp.count == max_rows;
+  if (rc == 1) rc = 0;
+  out->size = 0;
+  if (!rc) rc = choreo_frame_header_sparse(out, e->name, after + 1, sp.count, head,
+                                           cut ? sp.last : oldest - 1);
+  if (!rc && msgpack_sbuffer_write(out, sp.body.data, sp.body.size)) rc = CHOREO_ENOMEM;
+  msgpack_sbuffer_destroy(&sp.body);
+  *rows = rc ? 0 : (int)sp.count;
+  return rc;
+}
+
 bool choreo_engine_journaling(choreo_engine *e) { return e->journal != NULL; }
 
 const choreo_stats *choreo_engine_stats(choreo_engine *e) { return &e->stats; }
@@ -1337,6 +1379,7 @@ typedef struct engine_build_call {
   sqlite3 *build;
   enum { BUILD_HISTORY, BUILD_STREAMS, BUILD_INPUTS } from;
   const choreo_build_history *history;
+  sqlite3_stmt *holds; /* whether the history holds a kept input (choreo_build_history_holds) */
   int64_t last;       /* the last stream event applied */
   int64_t last_input; /* the last kept input applied */
   char last_source[CHOREO_NAME_MAX + 1]; /* the last message of the history applied */
@@ -1357,7 +1400,8 @@ static int engine_build_one(void *ud, int64_t at, const char *buf, size_t len) {
              (long long)at);
     return CHOREO_EINVAL;
   }
-  if (call->from == BUILD_INPUTS && choreo_build_history_covers(call->history, m.source, m.seq)) {
+  if (call->from == BUILD_INPUTS && call->holds &&
+      choreo_build_history_holds(call->history, call->holds, m.source, m.seq)) {
     call->last_input = at; /* applied with the history already */
     call->skipped++;
     return 0;
@@ -1425,29 +1469,81 @@ static int engine_build_history(choreo_engine *e, sqlite3 *build, int64_t positi
   return rc ? rc : choreo_build_history_read(build, h);
 }
 
+/* The build to step: which, its file, its positions, its history (freed by the caller). */
+typedef struct engine_build {
+  const char *name;
+  sqlite3 *file;
+  int64_t position, inputs;
+  choreo_build_history h;
+} engine_build;
+
 /* The build to step, with its history; false when there is none (or it cannot be read: then
- * the build has stopped, saying why). */
-static bool engine_next_build(choreo_engine *e, const char **name, sqlite3 **build,
-                              int64_t *position, int64_t *inputs, choreo_build_history *h) {
-  while (choreo_projections_next_build(e->projections, name, build, position, inputs)) {
-    if (!engine_build_history(e, *build, *position, *inputs, h)) return true;
-    choreo_projections_fail(e->projections, *name, "cannot read or plan the history it fetches");
+ * the build has stopped, saying why), or a handler runs. */
+static bool engine_next_build(choreo_engine *e, engine_build *b) {
+  if (e->current) return false;
+  while (choreo_projections_next_build(e->projections, &b->name, &b->file, &b->position,
+                                       &b->inputs)) {
+    if (!engine_build_history(e, b->file, b->position, b->inputs, &b->h)) return true;
+    choreo_projections_fail(e->projections, b->name, "cannot read or plan the history it fetches");
   }
   return false;
 }
 
+static void engine_said_given_up(const char *name, const choreo_history_source *s) {
+  choreo_log(CHOREO_LOG_WARN, "projections", "%s: building without %s's history: %s (what this "
+             "host kept of it is applied)", name, s->name, s->why);
+}
+
+typedef struct engine_history_page {
+  choreo_history_page page;
+  const char *source;
+  int64_t last; /* the last kept input merged */
+  int64_t *pending; /* seqs of the source this host has not applied (retries, dead letters) */
+  size_t npending, cap;
+} engine_history_page;
+
+static int engine_history_keep_one(void *ud, int64_t seq, const char *msg, size_t len) {
+  engine_history_page *p = ud;
+  p->last = seq;
+  return choreo_build_history_store_kept(&p->page, (choreo_str){p->source, strlen(p->source)}, seq,
+                                         msg, len);
+}
+
+/* Merges a batch of what this host kept of s (up to its plan) into the history. */
+static int engine_history_merge(choreo_engine *e, sqlite3 *build, const choreo_history_source *s,
+                                int max) {
+  choreo_history_source next = *s;
+  engine_history_page p = {.source = s->name, .last = s->merged};
+  int n = 0, rc = choreo_build_history_begin(build, &p.page);
+  if (rc) return rc;
+  rc = choreo_projections_inputs_of(e->projections, s->name, s->merged, s->upto, max,
+                                    engine_history_keep_one, &p, &n);
+  next.merged = n < max ? s->upto : p.last;
+  if (!rc) rc = choreo_build_history_progress(&p.page, &next);
+  return choreo_build_history_end(&p.page, rc);
+}
+
 int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
-  const char *name;
-  sqlite3 *build;
-  int64_t position, inputs, target;
-  choreo_build_history h;
+  engine_build b;
+  int64_t target;
   *pending = false;
   if (e->current) return CHOREO_EINVAL;
-  if (!e->scripts || !e->ops->project ||
-      !engine_next_build(e, &name, &build, &position, &inputs, &h))
-    return 0;
+  if (!e->scripts || !e->ops->project || !engine_next_build(e, &b)) return 0;
+  const char *name = b.name;
+  sqlite3 *build = b.file;
+  int64_t position = b.position, inputs = b.inputs;
+  choreo_build_history h = b.h;
   if (choreo_build_history_wanted(&h)) { /* the host fetches it; each page it takes wakes us */
     choreo_build_history_free(&h);
+    return 0;
+  }
+  const choreo_history_source *merging = choreo_build_history_merging(&h);
+  if (merging) {
+    int rc = engine_history_merge(e, build, merging, max * 10);
+    choreo_build_history_free(&h);
+    if (rc) choreo_projections_fail(e->projections, name, "cannot merge what this host kept into "
+                                                          "the history it fetched");
+    *pending = choreo_projections_next_build(e->projections, &name, &build, &position, &inputs);
     return 0;
   }
   int rc = choreo_store_checkpoint(e->store, e->name, &target);
@@ -1478,8 +1574,11 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
   }
   if (!rc && replayed + n < max) {
     call.from = BUILD_INPUTS;
-    rc = choreo_projections_inputs_since(e->projections, inputs, max - replayed - n,
-                                         engine_build_one, &call, &kept);
+    if (h.n > 0) rc = choreo_build_history_holds_prepare(build, &call.holds);
+    if (!rc)
+      rc = choreo_projections_inputs_since(e->projections, inputs, max - replayed - n,
+                                           engine_build_one, &call, &kept);
+    sqlite3_finalize(call.holds);
   }
   choreo_build_history_free(&h);
   if (rc == CHOREO_ESTOPPED) { /* what the build had not committed goes; it resumes from its file */
@@ -1501,80 +1600,95 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
 }
 
 bool choreo_engine_history_wanted(choreo_engine *e, char *source, size_t len, int64_t *after) {
-  const char *name;
-  sqlite3 *build;
-  int64_t position, inputs;
-  choreo_build_history h;
-  if (e->current || !engine_next_build(e, &name, &build, &position, &inputs, &h)) return false;
-  const choreo_history_source *s = choreo_build_history_wanted(&h);
+  engine_build b;
+  if (!engine_next_build(e, &b)) return false;
+  const choreo_history_source *s = choreo_build_history_wanted(&b.h);
   if (s) {
     snprintf(source, len, "%s", s->name);
     *after = s->fetched;
   }
-  choreo_build_history_free(&h);
+  choreo_build_history_free(&b.h);
   return s != NULL;
 }
 
-typedef struct engine_history_page {
-  choreo_history_page page;
-  const char *source;
-} engine_history_page;
-
-static int engine_history_store_kept(void *ud, int64_t seq, const char *msg, size_t len) {
+static int engine_history_note_pending(void *ud, int64_t seq) {
   engine_history_page *p = ud;
-  return choreo_build_history_store(&p->page, (choreo_str){p->source, strlen(p->source)}, seq,
-                                    msg, len);
+  if (p->npending == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    int64_t *grown = realloc(p->pending, cap * sizeof *grown);
+    if (!grown) return CHOREO_ENOMEM;
+    p->pending = grown;
+    p->cap = cap;
+  }
+  p->pending[p->npending++] = seq;
+  return 0;
 }
 
-/* Stores what the build takes of one page of s's log (r); *done once s is fetched to upto. */
-static int engine_history_store_page(choreo_engine *e, const char *name, choreo_history_page *page,
+/* Stores what the build takes of one page of s's history (r), and how far s is fetched. */
+static int engine_history_store_page(choreo_engine *e, const char *name, engine_history_page *p,
                                      choreo_history_source *s, choreo_frame_reader *r) {
-  if (r->count > 0 && r->first > s->fetched + 1) /* its retention was quicker than our build */
-    s->gone += (r->first - 1 < s->upto ? r->first - 1 : s->upto) - s->fetched;
+  /* What the page covers: of a log page, its rows (starting later than asked when retention
+   * was quicker than our build); of a sparse one, everything up to through, of which only the
+   * stream events are left. Seqs in it that are not in it are gone. */
+  int64_t from = s->fetched, to = r->sparse ? r->through : r->first - 1 + (int64_t)r->count;
+  if (to > s->upto) to = s->upto;
+  int rc = to > from ? choreo_store_pending_seqs(e->store, s->name, strlen(s->name), from + 1, to,
+                                                 engine_history_note_pending, p)
+                     : 0;
+  int64_t seen = 0;
+  size_t next_pending = 0;
   choreo_msg m;
-  int got = 0, rc = 0;
-  while (!rc && (got = choreo_frame_next(r, &m)) == 1 && m.seq <= s->upto) {
-    if (m.seq > s->fetched && engine_is_for_us(e, &m) &&
-        choreo_projections_takes(e->projections, name, m.type.p, m.type.n))
-      rc = choreo_build_history_store(page, m.source, m.seq, m.raw, m.raw_len);
+  int got = 0;
+  while (!rc && (got = choreo_frame_next(r, &m)) == 1 && m.seq <= to) {
+    if (m.seq <= from) continue;
+    seen++;
+    while (next_pending < p->npending && p->pending[next_pending] < m.seq) next_pending++;
+    if (next_pending < p->npending && p->pending[next_pending] == m.seq) continue; /* not applied */
+    if (engine_is_for_us(e, &m) && choreo_projections_takes(e->projections, name, m.type.p, m.type.n))
+      rc = choreo_build_history_store(&p->page, m.source, m.seq, m.raw, m.raw_len);
   }
   if (!rc && got < 0) rc = got;
-  int64_t last = r->count ? r->first + (int64_t)r->count - 1 : s->fetched;
-  if (last > s->fetched) s->fetched = last < s->upto ? last : s->upto;
-  /* Fetched to upto, or the host has nothing after what we asked (its log was replaced). */
-  if (s->fetched >= s->upto || r->count == 0) s->state = CHOREO_HISTORY_FETCHED;
+  if (to > from) {
+    s->gone += to - from - seen;
+    s->fetched = to;
+  }
+  if (s->fetched >= s->upto) s->state = CHOREO_HISTORY_FETCHED;
   return rc;
 }
 
-int choreo_engine_history_take(choreo_engine *e, const char *frame, size_t len) {
-  const char *name;
-  sqlite3 *build;
-  int64_t position, inputs;
-  choreo_build_history h;
+int choreo_engine_history_take(choreo_engine *e, const char *frame, size_t len, int64_t after) {
+  engine_build b;
   if (e->current) return CHOREO_EINVAL;
-  if (!engine_next_build(e, &name, &build, &position, &inputs, &h)) return 0;
+  if (!engine_next_build(e, &b)) return 0;
+  const char *name = b.name;
+  choreo_build_history h = b.h;
   choreo_frame_reader r;
   const choreo_history_source *wanted = choreo_build_history_wanted(&h);
-  int rc = choreo_frame_open(&r, frame, len);
-  if (rc || !wanted || !choreo_str_eq(r.source, wanted->name)) { /* an answer to an older ask */
+  int rc = choreo_frame_open_sparse(&r, frame, len);
+  /* An answer to an older ask (another build's, one before a restart of this one) is left. */
+  if (rc || !wanted || !choreo_str_eq(r.source, wanted->name) || after != wanted->fetched) {
     if (!rc) choreo_frame_close(&r);
     choreo_build_history_free(&h);
     return rc;
   }
   choreo_history_source *s = choreo_build_history_find(&h, r.source.p, r.source.n);
   engine_history_page p = {.source = s->name};
-  rc = choreo_build_history_begin(build, &p.page);
-  if (!rc) {
-    rc = engine_history_store_page(e, name, &p.page, s, &r);
-    /* What this host kept of it joins, in seq order, once per (source, seq). */
-    if (!rc && s->state == CHOREO_HISTORY_FETCHED)
-      rc = choreo_projections_inputs_of(e->projections, s->name, s->upto,
-                                        engine_history_store_kept, &p);
-    if (!rc) rc = choreo_build_history_progress(&p.page, s);
-    rc = choreo_build_history_end(&p.page, rc);
+  rc = choreo_build_history_begin(b.file, &p.page);
+  bool begun = !rc;
+  if (!rc && r.head < s->upto) { /* not the log this host applied: the host was replaced */
+    s->state = CHOREO_HISTORY_GIVEN_UP;
+    snprintf(s->why, sizeof s->why, "its log ends at seq %lld, before the %lld this host applied "
+             "(was its database replaced?)", (long long)r.head, (long long)s->upto);
+  } else if (!rc) {
+    rc = engine_history_store_page(e, name, &p, s, &r);
   }
+  if (!rc) rc = choreo_build_history_progress(&p.page, s);
+  if (begun) rc = choreo_build_history_end(&p.page, rc);
+  free(p.pending);
   choreo_frame_close(&r);
-  if (!rc && s->state == CHOREO_HISTORY_FETCHED && s->gone)
+  if (!rc && s->state == CHOREO_HISTORY_GIVEN_UP)
+    engine_said_given_up(name, s);
+  else if (!rc && s->state == CHOREO_HISTORY_FETCHED && s->gone)
     choreo_log(CHOREO_LOG_WARN, "projections", "%s: fetched %s's history through seq %lld; %lld "
                "of its messages were gone from its log (what this host kept of them is applied)",
                name, s->name, (long long)s->upto, (long long)s->gone);
@@ -1586,25 +1700,20 @@ int choreo_engine_history_take(choreo_engine *e, const char *frame, size_t len) 
 }
 
 int choreo_engine_history_give_up(choreo_engine *e, const char *source, const char *why) {
-  const char *name;
-  sqlite3 *build;
-  int64_t position, inputs;
-  choreo_build_history h;
+  engine_build b;
   if (e->current) return CHOREO_EINVAL;
-  if (!engine_next_build(e, &name, &build, &position, &inputs, &h)) return 0;
-  choreo_history_source *s = choreo_build_history_find(&h, source, strlen(source));
+  if (!engine_next_build(e, &b)) return 0;
+  choreo_history_source *s = choreo_build_history_find(&b.h, source, strlen(source));
   int rc = 0;
   if (s && s->state == CHOREO_HISTORY_FETCHING) {
     s->state = CHOREO_HISTORY_GIVEN_UP;
     snprintf(s->why, sizeof s->why, "%s", why);
     choreo_history_page page;
-    rc = choreo_build_history_begin(build, &page);
+    rc = choreo_build_history_begin(b.file, &page);
     if (!rc) rc = choreo_build_history_end(&page, choreo_build_history_progress(&page, s));
-    if (!rc)
-      choreo_log(CHOREO_LOG_WARN, "projections", "%s: building without %s's history: %s (what "
-                 "this host kept of it is applied)", name, source, why);
+    if (!rc) engine_said_given_up(b.name, s);
   }
-  choreo_build_history_free(&h);
+  choreo_build_history_free(&b.h);
   return rc;
 }
 

@@ -229,6 +229,11 @@ int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq)
  * *rows gets the number of rows. */
 int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
                            msgpack_sbuffer *out, int *rows);
+/* The answer to another host's history request (choreo_history_decode): our log after `after`
+ * as read_log gives it, or, when retention deleted the log past `after`, a sparse frame of the
+ * stream events from there up to the log's oldest row (choreo_frame_open_sparse). */
+int choreo_engine_read_history(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
+                               msgpack_sbuffer *out, int *rows);
 
 /* ---- the journal (journal.h) ---- */
 
@@ -376,12 +381,13 @@ void choreo_engine_guard_reads(choreo_engine *e, bool on);
  * *pending says whether a build still has work. */
 int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending);
 /* Fetching other hosts' history for the build under way (choreo_engine_config.fetch_history,
- * core/buildhistory.h), between batches: the source whose log it wants next and after which
- * seq (false: none); a FETCH answer from it, stored (an answer from another source, or to an
- * older request, is ignored; a malformed one is CHOREO_EINVAL); a source that cannot be asked,
- * given up with why: the build goes on with what this host kept of it. */
+ * core/buildhistory.h), between batches: the source whose history it wants next and after
+ * which seq (false: none); the answer to a history request for it after `after`, stored (one
+ * from another source, or to another `after`, is ignored; a malformed one is CHOREO_EINVAL);
+ * a source that cannot be asked, given up with why: the build goes on with what this host
+ * kept of it. */
 bool choreo_engine_history_wanted(choreo_engine *e, char *source, size_t len, int64_t *after);
-int choreo_engine_history_take(choreo_engine *e, const char *frame, size_t len);
+int choreo_engine_history_take(choreo_engine *e, const char *frame, size_t len, int64_t after);
 int choreo_engine_history_give_up(choreo_engine *e, const char *source, const char *why);
 /* Whether a build has work (one that stopped on a failure has none). */
 bool choreo_engine_projections_building(choreo_engine *e);

@@ -93,8 +93,8 @@ static const char *const projections_sql[P_COUNT] = {
     [P_TYPES_EXPIRE] = "DELETE FROM choreo_projection_types WHERE declared = 0 AND since_ms < ?1 "
                        "AND NOT EXISTS (SELECT 1 FROM choreo_projection_inputs i "
                        "WHERE i.type = choreo_projection_types.type)",
-    [P_INPUTS_OF] = "SELECT seq, msg FROM choreo_projection_inputs WHERE source = ?1 AND seq <= ?2 "
-                    "ORDER BY seq",
+    [P_INPUTS_OF] = "SELECT seq, msg FROM choreo_projection_inputs WHERE source = ?1 AND seq > ?2 "
+                    "AND seq <= ?3 ORDER BY seq LIMIT ?4",
 };
 
 struct choreo_projections {
@@ -672,13 +672,15 @@ int choreo_projections_inputs_since(choreo_projections *p, int64_t after, int ma
   return choreo_sql_walk(st, fn, ud, n);
 }
 
-int choreo_projections_inputs_of(choreo_projections *p, const char *source, int64_t upto,
+int choreo_projections_inputs_of(choreo_projections *p, const char *source, int64_t after,
+                                 int64_t upto, int max,
                                  int (*fn)(void *ud, int64_t seq, const char *msg, size_t len),
-                                 void *ud) {
+                                 void *ud, int *n) {
   sqlite3_stmt *st = p->st[P_INPUTS_OF];
-  if (sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, upto))
+  if (sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, after) ||
+      sqlite3_bind_int64(st, 3, upto) || sqlite3_bind_int(st, 4, max))
     return choreo_sql_finish(st, SQLITE_ERROR);
-  return choreo_sql_walk(st, fn, ud, NULL);
+  return choreo_sql_walk(st, fn, ud, n);
 }
 
 bool choreo_projections_takes(choreo_projections *p, const char *name, const char *type,

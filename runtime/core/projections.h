@@ -101,11 +101,12 @@ int choreo_projections_advance(choreo_projections *p, const char *name, int64_t 
 int choreo_projections_keep(choreo_projections *p, const char *source, size_t source_len,
                             int64_t seq, const char *type, size_t type_len, const char *msg,
                             size_t len);
-/* Calls fn with each kept input of source up to seq upto, in seq order, until fn returns
- * non-zero, which is returned. */
-int choreo_projections_inputs_of(choreo_projections *p, const char *source, int64_t upto,
+/* Calls fn with up to max kept inputs of source with seqs in (after, upto], in seq order,
+ * until fn returns non-zero, which is returned; *n counts the calls that returned 0. */
+int choreo_projections_inputs_of(choreo_projections *p, const char *source, int64_t after,
+                                 int64_t upto, int max,
                                  int (*fn)(void *ud, int64_t seq, const char *msg, size_t len),
-                                 void *ud);
+                                 void *ud, int *n);
 /* Whether the declared handlers of `name` take events of this type. */
 bool choreo_projections_takes(choreo_projections *p, const char *name, const char *type,
                               size_t len);

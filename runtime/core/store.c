@@ -57,6 +57,7 @@ enum {
   ST_TRIM,
   ST_OLDEST,
   ST_CHECKPOINTS,
+  ST_PENDING_SEQS,
   ST_SIZE,
   ST_COUNT
 };
@@ -115,6 +116,9 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_TRIM] = "DELETE FROM choreo_log WHERE seq <= ?",
     [ST_OLDEST] = "SELECT coalesce(min(seq), 0) FROM choreo_log",
     [ST_CHECKPOINTS] = "SELECT source, seq FROM choreo_checkpoints WHERE seq > 0 ORDER BY source",
+    [ST_PENDING_SEQS] = "SELECT seq FROM choreo_retries WHERE source = ?1 AND seq BETWEEN ?2 AND ?3 "
+                        "UNION SELECT seq FROM choreo_dead_letters WHERE source = ?1 AND seq "
+                        "BETWEEN ?2 AND ?3 ORDER BY 1",
     [ST_SIZE] = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
 };
 
@@ -864,4 +868,19 @@ int choreo_store_checkpoints_each(choreo_store *s, int (*fn)(void *ud, const cha
     return rc;
   }
   return step == SQLITE_DONE ? (store_done(s, ST_CHECKPOINTS), 0) : store_fail(s, ST_CHECKPOINTS);
+}
+
+int choreo_store_pending_seqs(choreo_store *s, const char *source, size_t len, int64_t from,
+                              int64_t to, int (*fn)(void *ud, int64_t seq), void *ud) {
+  sqlite3_stmt *st = s->st[ST_PENDING_SEQS];
+  if (sqlite3_bind_text(st, 1, source, (int)len, SQLITE_STATIC) || sqlite3_bind_int64(st, 2, from) ||
+      sqlite3_bind_int64(st, 3, to))
+    return store_fail(s, ST_PENDING_SEQS);
+  int rc = 0, step;
+  while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) rc = fn(ud, sqlite3_column_int64(st, 0));
+  if (rc) {
+    store_done(s, ST_PENDING_SEQS);
+    return rc;
+  }
+  return step == SQLITE_DONE ? (store_done(s, ST_PENDING_SEQS), 0) : store_fail(s, ST_PENDING_SEQS);
 }

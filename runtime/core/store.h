@@ -48,6 +48,10 @@ bool choreo_store_foreign_savepoints(const choreo_store *s);
 /* The last seq applied from source (0 if none), and its update. */
 int choreo_store_checkpoint(choreo_store *s, const char *source, int64_t *seq);
 int choreo_store_set_checkpoint(choreo_store *s, const char *source, int64_t seq);
+/* Calls fn with each seq of source in from..to, ascending, that waits for a retry or is a dead
+ * letter: past the checkpoint, yet not applied. Stops as checkpoints_each does. */
+int choreo_store_pending_seqs(choreo_store *s, const char *source, size_t len, int64_t from,
+                              int64_t to, int (*fn)(void *ud, int64_t seq), void *ud);
 /* Calls fn with each source applied from (seq > 0), by name, until fn returns non-zero, which
  * is returned. */
 int choreo_store_checkpoints_each(choreo_store *s, int (*fn)(void *ud, const char *source,

@@ -44,20 +44,38 @@ static void peers_ask(choreo_peers *ps, choreo_peer *p) {
   if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
     p->in_flight = true;
     p->asking_history = false;
+    p->catch_up_owed = false;
     p->asked_at = uv_now(ps->loop);
   }
 }
 
-/* A page of the peer's log after `after` for a build: asked without our name, so that its
- * retention does not take it for how far we have applied. */
+/* A page of the peer's history after `after` for a build (a history request: its retention
+ * does not take it for how far we have applied). */
 static void peers_ask_history(choreo_peers *ps, choreo_peer *p, int64_t after) {
   ps->request.size = 0;
-  if (choreo_fetch_encode(&ps->request, after, NULL)) return; /* asked again at the next tick */
+  if (choreo_history_encode(&ps->request, after)) return; /* asked again at the next tick */
   if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
     p->in_flight = true;
     p->asking_history = true;
+    p->history_after = after;
     p->asked_at = uv_now(ps->loop);
   }
+}
+
+/* Whether some --peer endpoint has not said its name yet: it may be the host looked for. */
+static bool peers_any_unnamed(choreo_peers *ps) {
+  for (int i = 0; i < ps->n; i++)
+    if (!ps->list[i]->name[0]) return true;
+  return false;
+}
+
+static void peers_give_up_history(choreo_peers *ps, const char *source, const char *why) {
+  int rc = choreo_engine_history_give_up(ps->engine, source, why);
+  if (rc)
+    choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot go on without %s's history: %s", source,
+               choreo_strerror(rc));
+  ps->history_source[0] = '\0';
+  ps->committed(ps->ud); /* the build goes on */
 }
 
 void choreo_peers_history(choreo_peers *ps) {
@@ -68,40 +86,49 @@ void choreo_peers_history(choreo_peers *ps) {
     return;
   }
   uint64_t now = uv_now(ps->loop);
-  if (strcmp(source, ps->history_source) != 0) {
+  /* Patience counts from the last progress: a new source, or a new place in it (a new build
+   * of the same source starts again from 0). */
+  if (strcmp(source, ps->history_source) != 0 || after != ps->history_after) {
     snprintf(ps->history_source, sizeof ps->history_source, "%s", source);
+    ps->history_after = after;
     ps->history_waiting_since = now;
   }
   choreo_peer *p = peers_find_name(ps, source);
+  /* Hosts that started with us have had the patience to show up: a source none of them is
+   * named after is given up at once, not one patience after another. */
+  if (!p && !peers_any_unnamed(ps) && now - ps->started_at >= CHOREO_HISTORY_PATIENCE_MS) {
+    peers_give_up_history(ps, source, "no host of that name is known");
+    return;
+  }
   if (now - ps->history_waiting_since >= CHOREO_HISTORY_PATIENCE_MS) {
     char why[160];
     snprintf(why, sizeof why, p ? "it did not answer for %d s" : "no host of that name was found "
              "for %d s", CHOREO_HISTORY_PATIENCE_MS / 1000);
-    int rc = choreo_engine_history_give_up(ps->engine, source, why);
-    if (rc)
-      choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot go on without %s's history: %s",
-                 source, choreo_strerror(rc));
-    ps->history_source[0] = '\0';
-    ps->committed(ps->ud); /* the build goes on */
+    peers_give_up_history(ps, source, why);
     return;
   }
   if (p && !p->in_flight) peers_ask_history(ps, p, after);
 }
 
+/* Whether a build wants history from p. */
+static bool peers_history_from(choreo_peers *ps, choreo_peer *p) {
+  return p->name[0] && strcmp(ps->history_source, p->name) == 0;
+}
+
 /* A page of history came: stored for the build, which goes on once it has it all. Then
- * whichever is due: catching up, or the next page. */
+ * whichever is due: catching up (owed by a catch-up that had more, or a second after the last
+ * one), or the next page. */
 static void peers_history_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
-  int rc = choreo_engine_history_take(ps->engine, nng_msg_body(msg), nng_msg_len(msg));
+  int rc = choreo_engine_history_take(ps->engine, nng_msg_body(msg), nng_msg_len(msg),
+                                      p->history_after);
   if (rc == CHOREO_EINVAL)
-    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed FETCH answer from %s",
+    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed history answer from %s",
                p->pub_url);
   else if (rc)
     choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot store %s's history: %s", p->name,
                choreo_strerror(rc));
-  else
-    ps->history_waiting_since = uv_now(ps->loop);
   ps->committed(ps->ud);
-  if (uv_now(ps->loop) - p->answered_at >= FETCH_EVERY_MS) peers_ask(ps, p);
+  if (p->catch_up_owed || uv_now(ps->loop) - p->answered_at >= FETCH_EVERY_MS) peers_ask(ps, p);
   else choreo_peers_history(ps);
 }
 
@@ -150,11 +177,14 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     }
     choreo_engine_report(ps->engine, p->name, rc, &r);
     if (r.applied || r.failed) ps->committed(ps->ud);
-    /* More to catch up: ask again at once rather than at the next tick. */
-    if (!rc && r.count && r.first - 1 + (int64_t)r.count < r.head) peers_ask(ps, p);
+    /* More to catch up: ask again at once rather than at the next tick, taking turns with a
+     * build's history from this peer, if it wants some (neither starves the other). */
+    p->catch_up_owed = !rc && r.count && r.first - 1 + (int64_t)r.count < r.head;
+    if (p->catch_up_owed && !peers_history_from(ps, p)) peers_ask(ps, p);
   }
   nng_msg_free(msg);
-  if (!p->in_flight) choreo_peers_history(ps); /* caught up: a build's next page, if it wants one */
+  if (!p->in_flight) choreo_peers_history(ps); /* a build's next page, if it wants one */
+  if (!p->in_flight && p->catch_up_owed) peers_ask(ps, p);
 }
 
 /* NNG's thread: a connection to the peer's FETCH endpoint came up or went down. A request sent
@@ -291,7 +321,8 @@ static void peers_on_sub_closed(void *ud) { ((choreo_peers *)ud)->on_loop--; }
 int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine, const char *bus,
                        const char *const *urls, size_t nurls, void (*committed)(void *ud),
                        void *ud, char *err, size_t errlen) {
-  *ps = (choreo_peers){.loop = loop, .engine = engine, .committed = committed, .ud = ud};
+  *ps = (choreo_peers){.loop = loop, .engine = engine, .committed = committed, .ud = ud,
+                       .started_at = uv_now(loop)};
   atomic_init(&ps->listed, 0);
   snprintf(ps->bus, sizeof ps->bus, "%s", bus);
   msgpack_sbuffer_init(&ps->request);

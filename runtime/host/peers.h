@@ -34,6 +34,8 @@ typedef struct choreo_peer {
   choreo_bus_watch watch;
   bool in_flight;
   bool asking_history; /* the request in flight is for a build's history, not catching up */
+  int64_t history_after; /* what that request asked for */
+  bool catch_up_owed;    /* its last catch-up had more to come, and a history page went first */
   atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
   atomic_int pipes;      /* connections open to its FETCH endpoint, counted by NNG's thread */
   uint64_t heard_at;     /* loop time (ms) of its last answer or live frame; 0: never */
@@ -65,7 +67,9 @@ typedef struct choreo_peers {
   msgpack_sbuffer request;
   /* The source a build wants history from, and since when (loop ms) no page of it came. */
   char history_source[CHOREO_NAME_MAX + 1];
+  int64_t history_after;
   uint64_t history_waiting_since;
+  uint64_t started_at; /* loop ms */
 } choreo_peers;
 
 /* Subscribes to the hosts found in the bus directory and to the PUB endpoints in urls, and
@@ -77,8 +81,10 @@ int choreo_peers_start(choreo_peers *p, uv_loop_t *loop, choreo_engine *engine, 
 void choreo_peers_tick(choreo_peers *p);  /* discovery and the periodic FETCH */
 void choreo_peers_drain(choreo_peers *p); /* the safety drain of every peer socket */
 /* Asks for the history a projection's build wants, if any (engine.h, choreo_engine_history_*):
- * a page at a time from the peer of that name, between its catch-ups; a source no peer of
- * that name answers for CHOREO_HISTORY_PATIENCE_MS is given up. */
+ * a page at a time from the peer of that name, taking turns with its catch-ups. A source whose
+ * host does not answer for CHOREO_HISTORY_PATIENCE_MS is given up; so is, at once, one no
+ * known host is named after once we have run that long (and every --peer endpoint has said
+ * its name). */
 void choreo_peers_history(choreo_peers *p);
 /* Closes every socket and handle; each peer is freed once the loop lets go of it. Safe on a
  * zeroed struct and twice. */

@@ -34,12 +34,31 @@ static void serve_note_subscriber(choreo_fetch_server *s, choreo_str name, int64
                host, choreo_strerror(rc));
 }
 
+/* A page of our history for another host's projection build: not noted as its progress. */
+static void serve_history(choreo_fetch_server *s, nng_msg *request, int64_t after) {
+  int rows;
+  s->frame.size = 0;
+  int rc = choreo_engine_read_history(s->engine, after < 0 ? 0 : after, CHOREO_FETCH_ROWS,
+                                      CHOREO_FETCH_BYTES, &s->frame, &rows);
+  if (rc) { /* unanswered, the build asks again */
+    choreo_log(CHOREO_LOG_ERROR, choreo_engine_name(s->engine), "cannot answer a history "
+               "request: %s", choreo_strerror(rc));
+    nng_msg_free(request);
+    return;
+  }
+  choreo_bus_server_reply(&s->server, request, s->frame.data, s->frame.size);
+}
+
 static void serve_on_request(void *ud, nng_msg *request) {
   choreo_fetch_server *s = ud;
   int64_t after;
   choreo_str name;
   choreo_str json;
   int bad = choreo_fetch_decode(nng_msg_body(request), nng_msg_len(request), &after, &name);
+  if (bad && choreo_history_decode(nng_msg_body(request), nng_msg_len(request), &after) == 0) {
+    serve_history(s, request, after);
+    return;
+  }
   if (bad && choreo_ask_decode(nng_msg_body(request), nng_msg_len(request), &json) == 0) {
     char *text = choreo_control_answer_remote(s->host, json.p, json.n);
     if (text) choreo_bus_server_reply(&s->server, request, text, strlen(text));

@@ -1,16 +1,32 @@
 /* Fuzz harness: a FETCH request as a host's REP socket receives it (choreo_fetch_decode,
  * runtime/core/codec.c, called by runtime/host/serve.c). A request that decodes must encode
- * again (choreo_fetch_encode) to one that decodes to the same `after` and name. */
+ * again (choreo_fetch_encode) to one that decodes to the same `after` and name. So must a
+ * history request (choreo_history_decode), which is never also a FETCH one. */
 #include <string.h>
 
 #include "choreo.h"
 #include "codec.h"
 #include "fuzz.h"
 
+static void fuzz_history(const uint8_t *data, size_t size, bool fetch) {
+  int64_t after;
+  int rc = choreo_history_decode((const char *)data, size, &after);
+  FUZZ_CHECK(rc == 0 || rc == CHOREO_EINVAL);
+  if (rc != 0) return;
+  FUZZ_CHECK(!fetch && after >= -1);
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  FUZZ_CHECK(choreo_history_encode(&sb, after) == 0);
+  int64_t after2;
+  FUZZ_CHECK(choreo_history_decode(sb.data, sb.size, &after2) == 0 && after2 == after);
+  msgpack_sbuffer_destroy(&sb);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int64_t after;
   choreo_str name;
   int rc = choreo_fetch_decode((const char *)data, size, &after, &name);
+  fuzz_history(data, size, rc == 0);
   FUZZ_CHECK(rc == 0 || rc == CHOREO_EINVAL);
   if (rc != 0) return 0;
   FUZZ_CHECK(after >= -1);

@@ -1,7 +1,8 @@
 /* Writes the seed corpora of the fuzz harnesses, one file per seed, into OUT/frame, OUT/json,
  * OUT/fetch, OUT/control and OUT/dispatch (usage: make_seeds OUT). Every seed is a valid
  * encoding made by the code that makes it for real: messages and frames by the codec
- * (choreo_msg_encode, choreo_frame_header), FETCH requests by choreo_fetch_encode, data by
+ * (choreo_msg_encode, choreo_frame_header, _sparse), FETCH and history requests by
+ * choreo_fetch_encode and choreo_history_encode, data by
  * choreo_json_to_msgpack from the JSON texts below and by msgpack-c for what JSON cannot say
  * (binary, ext, float32, non-string keys), and control requests as the command line builds
  * them, with cJSON. Starting from these, the fuzzer begins past the outer checks of each
@@ -210,6 +211,12 @@ static void frames(const msgpack_sbuffer *values, int n) {
   msgpack_sbuffer_clear(&sb);
   add_msg(&sb, "peer", 9, &three[0], true);
   seed("frame", "message", sb.data, sb.size);
+  /* A history answer from a trimmed log: stream events 4 and 9 of what lies from 3 to 20. */
+  msgpack_sbuffer_clear(&sb);
+  if (choreo_frame_header_sparse(&sb, "peer", 3, 2, 40, 20) != 0) fail("cannot encode a header");
+  add_msg(&sb, "peer", 4, &three[0], true);
+  add_msg(&sb, "peer", 9, &three[2], false);
+  seed("frame", "sparse", sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
 }
 
@@ -274,6 +281,10 @@ static void fetch_requests(void) {
     char name[32];
     snprintf(name, sizeof name, "fetch-%02zu", i);
     if (choreo_fetch_encode(&sb, reqs[i].after, reqs[i].name) != 0) fail("cannot encode FETCH");
+    seed("fetch", name, sb.data, sb.size);
+    msgpack_sbuffer_clear(&sb);
+    snprintf(name, sizeof name, "history-%02zu", i);
+    if (choreo_history_encode(&sb, reqs[i].after) != 0) fail("cannot encode a history request");
     seed("fetch", name, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
   }

@@ -313,6 +313,12 @@ def a_projection_declared_later_fetches_what_came_before_from_the_other_hosts_lo
                  0, "tables of the build's history in the host's database")
     with w.step("a host that does not answer: the build waits, says so, then goes on without"):
         branch.stop()
+        tills.stop()
+        db = sqlite3.connect(tills.data)  # a host this one applied from once, gone for good
+        db.execute("INSERT INTO choreo_checkpoints(source, seq) VALUES ('ghost', 5)")
+        db.commit()
+        db.close()
+        tills.start()
         r = tills.cli("projections", "rebuild", "tills")
         check_eq(r.rc, 0, "rebuild (%s)" % r.err)
         wait_until(lambda: "fetching branch's history: through seq 0 of" in
@@ -321,10 +327,52 @@ def a_projection_declared_later_fetches_what_came_before_from_the_other_hosts_lo
         check_eq(tally(), expected, "the live tables while it waits")
         wait_until(lambda: projection_named(tills, "tills").get("build") is None, 60,
                    "the build to go on without branch's history")
-        tills.wait_log(r"tills: building without branch's history: it did not answer for 30 s", 5,
-                       since=mark)
+        # (branch's bus endpoints went with it: it is as unknown as ghost, 30 s after the start)
+        tills.wait_log(r"tills: building without branch's history: (it did not answer for 30 s|"
+                       r"no host of that name is known)", 5, since=mark)
+        tills.wait_log(r"tills: building without ghost's history: no host of that name is known",
+                       5, since=mark)
         kept = tills.scalar("select count(*) from choreo_projection_inputs")
         check_eq(sum(n for n, _ in tally().values()), kept, "the tills built from the kept inputs")
+
+
+DEPOSITS = """
+local choreo = require "choreo"
+choreo.projection("deposits", {
+  version = 1,
+  tables = "create table deposits(stream text primary key, events integer not null, total integer not null)",
+  on = { Deposited = function(msg, db)
+    db:exec([[insert into deposits values (?, 1, ?) on conflict(stream)
+              do update set events = events + 1, total = total + excluded.total]],
+            msg.subject, msg.data.amount)
+  end },
+})
+"""
+
+
+@suite.test
+def a_build_gets_another_hosts_stream_events_its_log_retention_deleted(w):
+    bank = w.host("bank", w.scripts("bank", {"bank.lua": bank_lua()}), extra=["--retain", "1s"])
+    teller = w.host("teller", w.scripts("teller", {"teller.lua": TELLER}))
+    scripts = w.scripts("report", {"report.lua": "local choreo = require 'choreo'\n"})
+    report = w.host("report", scripts)
+    with w.step("3000 deposits on the bank, heard by the report host, then gone from the bank's log"):
+        teller.publish("Start", {"from": 1, "to": 3000})
+        wait_until(lambda: bank.scalar("select count(*) from choreo_streams") == 3000, 60,
+                   "every deposit in a stream")
+        head = bank.scalar("select max(seq) from choreo_log")
+        wait_until(lambda: checkpoint(report, "bank") == head, 30, "the report host to hear them")
+        wait_until(lambda: bank.scalar("select min(seq) from choreo_log") == head, 30,
+                   "the bank's retention to delete all but its last row")
+    with w.step("a projection declared now is built from the bank's streams"):
+        mark = report.log_mark()
+        with open(os.path.join(scripts, "report.lua"), "w") as f:
+            f.write(DEPOSITS)
+        wait_until(lambda: projection_named(report, "deposits").get("build") is None and
+                   projection_named(report, "deposits")["live"] == 1, 60, "the build")
+        report.wait_log(r"(?m)deposits: fetched bank's history through seq %d$" % head, 5, since=mark)
+        got = {s: [n, t] for s, n, t in report.query("select stream, events, total from deposits")}
+        check_eq(got, folded(bank, 1), "the deposits against the bank's streams")
 
 
 # The tills again, and a projection of refunds beside it, each optional.

@@ -1,6 +1,7 @@
 /* What the engine unit tests share: a scripts directory of their own under /tmp (dir, made by
  * the test's main with mkdtemp), files written into it, and an engine named "svc" over those
- * scripts with a fresh in-memory database and a clock the test moves (fake_now). Included by
+ * scripts with a fresh in-memory database and a clock the test moves (fake_now), and messages
+ * for frames (add_msg). Included by
  * one test file per program, so its static definitions are that program's. */
 #ifndef CHOREO_TEST_ENGINE_FIXTURE_H
 #define CHOREO_TEST_ENGINE_FIXTURE_H
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "codec.h"
 #include "engine.h"
 #include "lua_scripts.h"
 
@@ -46,6 +48,22 @@ static inline choreo_engine *open_engine_fetching(bool fetch_history) {
 }
 
 static inline choreo_engine *open_engine(void) { return open_engine_fetching(false); }
+
+/* One message: data is the map {n = n}. */
+static inline void add_msg(msgpack_sbuffer *frame, const char *source, int64_t seq,
+                           const char *type, const char *kind, const char *to, int64_t n) {
+  msgpack_sbuffer data;
+  msgpack_sbuffer_init(&data);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 1);
+  msgpack_pack_str_with_body(&pk, "n", 1);
+  msgpack_pack_int64(&pk, n);
+  choreo_msg_fields f = {.source = source, .type = type, .kind = kind, .to = to, .seq = seq,
+                         .data = data.data, .data_len = data.size};
+  CHECK(choreo_msg_encode(&f, frame) == 0);
+  msgpack_sbuffer_destroy(&data);
+}
 
 /* The single integer a query returns (-1 on error). */
 static int64_t query_int(choreo_engine *e, const char *sql) {

@@ -27,30 +27,16 @@ static void write_projection(int version) {
   write_file("tot.lua", text);
 }
 
-static void add_msg(msgpack_sbuffer *frame, const char *source, int64_t seq, const char *type,
-                    const char *kind, const char *to) {
-  msgpack_sbuffer data;
-  msgpack_sbuffer_init(&data);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
-  msgpack_pack_map(&pk, 1);
-  msgpack_pack_str_with_body(&pk, "n", 1);
-  msgpack_pack_int64(&pk, seq);
-  choreo_msg_fields f = {.source = source, .type = type, .kind = kind, .to = to, .seq = seq,
-                         .data = data.data, .data_len = data.size};
-  CHECK(choreo_msg_encode(&f, frame) == 0);
-  msgpack_sbuffer_destroy(&data);
-}
-
-/* A frame of source's seqs first.. with these types; "Cmd" is a command to another host. */
+/* A frame of source's seqs first.. with these types; "Cmd" is a command to another host. Its
+ * head is 100: a page of a longer log. */
 static void frame_of(msgpack_sbuffer *frame, const char *source, int64_t first, int count,
                      const char *const *types) {
   msgpack_sbuffer_clear(frame);
-  CHECK(choreo_frame_header(frame, source, first, (uint32_t)count, first + count - 1) == 0);
+  CHECK(choreo_frame_header(frame, source, first, (uint32_t)count, 100) == 0);
   for (int i = 0; i < count; i++) {
     bool command = strcmp(types[i], "Cmd") == 0;
     add_msg(frame, source, first + i, command ? "Paid" : types[i], command ? "command" : "event",
-            command ? "other" : NULL);
+            command ? "other" : NULL, first + i);
   }
 }
 
@@ -86,6 +72,20 @@ static void check_wanted(choreo_engine *e, const char *source, int64_t after) {
   CHECK(at == after);
 }
 
+/* Steps the build to its end, as the host does after each answer; returns the steps taken. */
+static int build_to_end(choreo_engine *e) {
+  bool pending = true;
+  int steps = 0;
+  while (pending && steps++ < 50) CHECK(choreo_engine_projections_step(e, 3, &pending) == 0);
+  CHECK(!pending);
+  return steps;
+}
+
+static void rows_of(choreo_engine *e, char *out, size_t len) {
+  query_text(e, "select group_concat(source || n || 'v' || v, ',') from "
+                "(select source, n, v from tot order by id)", out, len);
+}
+
 static void test_history_is_fetched_merged_and_applied_once(void) {
   write_projection(1);
   char err[512] = "";
@@ -114,14 +114,14 @@ static void test_history_is_fetched_merged_and_applied_once(void) {
 
   /* An answer from another source, and a malformed one, change nothing. */
   frame_of(&frame, "b", 1, 2, b1);
-  CHECK(choreo_engine_history_take(e, frame.data, frame.size) == 0);
-  CHECK(choreo_engine_history_take(e, "\x93junk", 5) == CHOREO_EINVAL);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
+  CHECK(choreo_engine_history_take(e, "\x93junk", 5, 0) == CHOREO_EINVAL);
   check_wanted(e, "a", 0);
 
   /* a's retention deleted 1..2; 3 is a command to another host, 4 a type tot does not take. */
   static const char *const a2[] = {"Cmd", "Other"};
   frame_of(&frame, "a", 3, 2, a2);
-  CHECK(choreo_engine_history_take(e, frame.data, frame.size) == 0);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
   check_wanted(e, "a", 4);
 
   /* Live meanwhile: a's 7, into the live tables and kept. */
@@ -132,25 +132,143 @@ static void test_history_is_fetched_merged_and_applied_once(void) {
   /* The last page goes past what the build wants (7 is after the plan's 6). */
   static const char *const a4[] = {"Paid", "Paid", "Paid"};
   frame_of(&frame, "a", 5, 3, a4);
-  CHECK(choreo_engine_history_take(e, frame.data, frame.size) == 0);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 5) == 0); /* an older ask's */
+  check_wanted(e, "a", 4);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 4) == 0);
   check_wanted(e, "b", 0);
   CHECK(choreo_engine_history_give_up(e, "b", "no answer") == 0);
   check_wanted(e, NULL, 0);
   choreo_engine_projections_each(e, history_of, status);
   CHECK_STR(status, "2 of a's messages were gone from its log; without b's history: no answer");
 
-  pending = true; /* as the host does after each answer */
-  int steps = 0;
-  while (pending && steps++ < 10) CHECK(choreo_engine_projections_step(e, 3, &pending) == 0);
-  CHECK(!pending && steps > 1);
+  CHECK(build_to_end(e) > 1);
   /* a's history (what was kept of 1..2 filling retention's gap, 5 and 6 once) in seq order, then
    * b's kept inputs (its history given up), then what came after the plan. */
   char got[256];
-  query_text(e, "select group_concat(source || n || 'v' || v, ',') from "
-                "(select source, n, v from tot order by id)", got, sizeof got);
+  rows_of(e, got, sizeof got);
   CHECK_STR(got, "a1v2,a2v2,a5v2,a6v2,b1v2,b2v2,a7v2");
   /* the history's tables stayed in the build's file, which went */
   CHECK(query_int(e, "select count(*) from sqlite_master where name like 'choreo_build%'") == 0);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+  remove_file("tot.lua");
+}
+
+
+/* A projection whose v1 handler fails on n = 2 while the table `block` exists. */
+static const char blocking_lua[] =
+    "local choreo = require 'choreo'\n"
+    "choreo.projection('tot', { version = %d,\n"
+    "  tables = 'create table tot(id integer primary key, source text, n integer, v integer)',\n"
+    "  on = { Paid = function(msg, db)\n"
+    "    local blocked = db:one(\"select count(*) as c from sqlite_master where name = 'block'\").c\n"
+    "    if msg.data.n == 2 and blocked > 0 then error('blocked') end\n"
+    "    db:exec('insert into tot(source, n, v) values (?, ?, %d)', msg.source, msg.data.n)\n"
+    "  end } })\n";
+
+static void write_blocking(int version) {
+  char text[sizeof blocking_lua + 32];
+  snprintf(text, sizeof text, blocking_lua, version, version);
+  write_file("tot.lua", text);
+}
+
+static void exec(choreo_engine *e, const char *sql) {
+  CHECK(sqlite3_exec(choreo_engine_db(e), sql, NULL, NULL, NULL) == SQLITE_OK);
+}
+
+/* A message this host has not applied (waiting for a retry) is left out of the history: the
+ * retry that succeeds applies it once, whether before the kept inputs are merged in (then in
+ * seq order), after (then among the kept inputs), or after the swap (live). */
+static void test_messages_not_applied_are_left_out(void) {
+  static const char *const paid[] = {"Paid", "Paid", "Paid"};
+  static const char *const want[] = {"a1v2,a2v2,a3v2", "a1v2,a3v2,a2v2", "a1v2,a3v2,a2v2"};
+  for (int when = 0; when < 3; when++) {
+    write_blocking(1);
+    char err[512] = "", got[256];
+    choreo_engine *e = open_engine_fetching(true);
+    exec(e, "create table block(x)");
+    msgpack_sbuffer frame;
+    msgpack_sbuffer_init(&frame);
+    frame_of(&frame, "a", 1, 3, paid);
+    choreo_apply_result r;
+    CHECK(choreo_engine_apply_frame(e, frame.data, frame.size, &r) == 0 && r.failed == 1);
+    write_blocking(2);
+    CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+    check_wanted(e, "a", 0);
+    CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
+    check_wanted(e, NULL, 0);
+    exec(e, "drop table block");
+    bool pending;
+    if (when == 1) CHECK(choreo_engine_projections_step(e, 100, &pending) == 0); /* the merge */
+    if (when == 2) build_to_end(e);
+    fake_now += 60000;
+    CHECK(choreo_engine_run_retries(e, &r) == 0 && r.applied == 1);
+    if (when < 2) build_to_end(e);
+    rows_of(e, got, sizeof got);
+    CHECK_STR(got, want[when]);
+    msgpack_sbuffer_destroy(&frame);
+    choreo_engine_close(e);
+  }
+  remove_file("tot.lua");
+}
+
+/* Fetched in part, then given up: what was fetched and what was kept, each message once. */
+static void test_a_source_given_up_midway_applies_each_once(void) {
+  static const char *const paid[] = {"Paid", "Paid", "Paid", "Paid"};
+  write_projection(1);
+  char err[512] = "", got[256];
+  choreo_engine *e = open_engine_fetching(true);
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  frame_of(&frame, "a", 1, 4, paid);
+  apply(e, &frame);
+  write_projection(2);
+  CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+  frame_of(&frame, "a", 1, 2, paid);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
+  check_wanted(e, "a", 2);
+  CHECK(choreo_engine_history_give_up(e, "a", "no answer") == 0);
+  build_to_end(e);
+  rows_of(e, got, sizeof got);
+  CHECK_STR(got, "a1v2,a2v2,a3v2,a4v2");
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+  remove_file("tot.lua");
+}
+
+/* An answer to what the build before a rebuild asked is not the new build's history; a host
+ * whose log ends before what this host applied is not the one it applied from. */
+static void test_stale_answers_and_replaced_hosts_are_not_taken(void) {
+  static const char *const paid[] = {"Paid", "Paid", "Paid", "Paid"};
+  write_file("tot.lua", "");
+  char err[512] = "", got[256];
+  choreo_engine *e = open_engine_fetching(true);
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  frame_of(&frame, "a", 1, 4, paid);
+  apply(e, &frame); /* nothing takes Paid yet: nothing kept */
+  write_projection(1);
+  CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+  frame_of(&frame, "a", 1, 2, paid);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
+  check_wanted(e, "a", 2);
+  CHECK(choreo_engine_projection_rebuild(e, "tot", err, sizeof err) == 0);
+  check_wanted(e, "a", 0);
+  frame_of(&frame, "a", 3, 2, paid); /* the answer to "after 2", for the build before */
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 2) == 0);
+  check_wanted(e, "a", 0);
+  /* a log that ends at 3 is not the one this host applied 4 of */
+  msgpack_sbuffer_clear(&frame);
+  CHECK(choreo_frame_header(&frame, "a", 1, 0, 3) == 0);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
+  check_wanted(e, NULL, 0);
+  char status[600] = "";
+  choreo_engine_projections_each(e, history_of, status);
+  CHECK(strstr(status, "without a's history: its log ends at seq 3, before the 4 this host "
+                       "applied") != NULL);
+  build_to_end(e);
+  rows_of(e, got, sizeof got);
+  CHECK_STR(got, ""); /* nothing was kept, nothing fetched */
   msgpack_sbuffer_destroy(&frame);
   choreo_engine_close(e);
   remove_file("tot.lua");
@@ -164,6 +282,9 @@ int main(void) {
     return 1;
   }
   RUN(test_history_is_fetched_merged_and_applied_once);
+  RUN(test_messages_not_applied_are_left_out);
+  RUN(test_a_source_given_up_midway_applies_each_once);
+  RUN(test_stale_answers_and_replaced_hosts_are_not_taken);
   CHECK(rmdir(dir) == 0);
   return CHECK_DONE();
 }

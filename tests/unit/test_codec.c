@@ -557,6 +557,68 @@ static void test_frame_round_trip(void) {
   msgpack_sbuffer_destroy(&sb);
 }
 
+/* A sparse frame (a history answer from a trimmed log): ascending seqs up to through, taken
+ * only by choreo_frame_open_sparse; a plain frame is taken by it too. */
+static void test_sparse_frames(void) {
+  msgpack_sbuffer sb;
+  choreo_frame_reader r;
+  choreo_msg m;
+  msgpack_sbuffer_init(&sb);
+  char data[] = {(char)0xa1, 'x'};
+  CHECK(choreo_frame_header_sparse(&sb, "orders", 3, 3, 40, 20) == 0);
+  static const int64_t seqs[] = {4, 9, 20};
+  for (int i = 0; i < 3; i++) CHECK(encode(&sb, "orders", seqs[i], data, sizeof data) == 0);
+  CHECK(choreo_frame_open(&r, sb.data, sb.size) == CHOREO_EINVAL);
+  choreo_frame_close(&r);
+  CHECK(choreo_frame_open_sparse(&r, sb.data, sb.size) == 0);
+  CHECK(r.sparse && r.first == 3 && r.through == 20 && r.count == 3 && r.head == 40);
+  for (int i = 0; i < 3; i++) CHECK(choreo_frame_next(&r, &m) == 1 && m.seq == seqs[i]);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  /* Out of place: not ascending, past through, before first. */
+  static const int64_t bad[][3] = {{4, 4, 9}, {4, 9, 21}, {2, 4, 9}};
+  static const int want[][3] = {{1, CHOREO_EINVAL, 1}, {1, 1, CHOREO_EINVAL}, {CHOREO_EINVAL, 1, 1}};
+  for (int k = 0; k < 3; k++) {
+    msgpack_sbuffer_clear(&sb);
+    CHECK(choreo_frame_header_sparse(&sb, "orders", 3, 3, 40, 20) == 0);
+    for (int i = 0; i < 3; i++) CHECK(encode(&sb, "orders", bad[k][i], data, sizeof data) == 0);
+    CHECK(choreo_frame_open_sparse(&r, sb.data, sb.size) == 0);
+    for (int i = 0; i < 3; i++) CHECK(choreo_frame_next(&r, &m) == want[k][i]);
+    choreo_frame_close(&r);
+  }
+  /* through before the messages could end, or absent where six fields are */
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_frame_header_sparse(&sb, "orders", 3, 3, 40, 4) == CHOREO_EINVAL);
+  CHECK(choreo_frame_header_sparse(&sb, "orders", 3, 0, 40, 2) == 0);
+  CHECK(choreo_frame_open_sparse(&r, sb.data, sb.size) == 0 && r.through == 2);
+  CHECK(choreo_frame_next(&r, &m) == 0);
+  choreo_frame_close(&r);
+
+  /* A plain frame, through the sparse door: contiguous as ever. */
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_frame_header(&sb, "orders", 5, 2, 9) == 0);
+  CHECK(encode(&sb, "orders", 5, data, sizeof data) == 0);
+  CHECK(encode(&sb, "orders", 7, data, sizeof data) == 0);
+  CHECK(choreo_frame_open_sparse(&r, sb.data, sb.size) == 0);
+  CHECK(!r.sparse && r.through == 6);
+  CHECK(choreo_frame_next(&r, &m) == 1);
+  CHECK(choreo_frame_next(&r, &m) == CHOREO_EINVAL);
+  choreo_frame_close(&r);
+
+  /* History requests: not FETCH ones, and the other way round; no name. */
+  int64_t after = -5;
+  choreo_str name;
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_history_encode(&sb, 42) == 0);
+  CHECK(choreo_history_decode(sb.data, sb.size, &after) == 0 && after == 42);
+  CHECK(choreo_fetch_decode(sb.data, sb.size, &after, &name) == CHOREO_EINVAL);
+  msgpack_sbuffer_clear(&sb);
+  CHECK(choreo_fetch_encode(&sb, 42, "tills") == 0);
+  CHECK(choreo_history_decode(sb.data, sb.size, &after) == CHOREO_EINVAL);
+  msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_frame_rejects(void) {
   static const int64_t good[] = {5, 6, 7}, bad[] = {5, 7, 6};
   msgpack_sbuffer sb;
@@ -1000,6 +1062,7 @@ int main(void) {
   RUN(test_msg_decode_rejects);
   RUN(test_frame_round_trip);
   RUN(test_frame_rejects);
+  RUN(test_sparse_frames);
   RUN(test_truncated);
   RUN(test_every_format);
   RUN(test_huge_claims);

@@ -34,22 +34,6 @@ static const char handlers_lua[] =
     "  error('boom ' .. msg.data.n)\n"
     "end)\n";
 
-/* One message: data is the map {n = n}. */
-static void add_msg(msgpack_sbuffer *frame, const char *source, int64_t seq, const char *type,
-                    const char *kind, const char *to, int64_t n) {
-  msgpack_sbuffer data;
-  msgpack_sbuffer_init(&data);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
-  msgpack_pack_map(&pk, 1);
-  msgpack_pack_str_with_body(&pk, "n", 1);
-  msgpack_pack_int64(&pk, n);
-  choreo_msg_fields f = {.source = source, .type = type, .kind = kind, .to = to, .seq = seq,
-                         .data = data.data, .data_len = data.size};
-  CHECK(choreo_msg_encode(&f, frame) == 0);
-  msgpack_sbuffer_destroy(&data);
-}
-
 /* A frame of `count` messages from source starting at first; types[i] (or "Ping" past the
  * end of types / when types is NULL), all events with n = seq. */
 static void build_frame(msgpack_sbuffer *frame, const char *source, int64_t first,
