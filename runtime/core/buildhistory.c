@@ -63,7 +63,10 @@ static int history_read_sources(sqlite3 *build, choreo_build_history *h) {
 
 int choreo_build_history_read(sqlite3 *build, choreo_build_history *h) {
   *h = (choreo_build_history){.planned = false};
-  if (sqlite3_exec(build, history_schema, NULL, NULL, NULL) != SQLITE_OK) return CHOREO_EIO;
+  if (sqlite3_exec(build, history_schema, NULL, NULL, NULL) != SQLITE_OK ||
+      choreo_sql_add_column(build, "choreo_build_sources", "merged", "INTEGER NOT NULL DEFAULT 0",
+                            NULL) != SQLITE_OK) /* (a build file begun before it had merged) */
+    return CHOREO_EIO;
   sqlite3_stmt *st;
   if (history_prepare(build, "SELECT source, seq, done FROM choreo_build_replay", &st))
     return CHOREO_EIO;
@@ -162,19 +165,18 @@ int choreo_build_history_holds_prepare(sqlite3 *build, sqlite3_stmt **st) {
                          st);
 }
 
-bool choreo_build_history_holds(const choreo_build_history *h, sqlite3_stmt *st, choreo_str source,
-                                int64_t seq) {
+int choreo_build_history_holds(const choreo_build_history *h, sqlite3_stmt *st, choreo_str source,
+                               int64_t seq) {
   const choreo_history_source *s =
       choreo_build_history_find((choreo_build_history *)h, source.p, source.n);
-  if (!s || seq > s->upto) return false; /* (kept after the plan: not in the history) */
+  if (!s || seq > s->upto) return 0; /* (kept after the plan: not in the history) */
   int step = sqlite3_bind_text(st, 1, source.p, (int)source.n, SQLITE_STATIC) ||
                      sqlite3_bind_int64(st, 2, seq)
                  ? SQLITE_ERROR
                  : sqlite3_step(st);
-  bool held = step == SQLITE_ROW;
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
-  return held;
+  return step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : CHOREO_EIO;
 }
 
 static int history_put(sqlite3_stmt *st, choreo_str source, int64_t seq, const char *msg,

@@ -64,11 +64,11 @@ choreo_history_source *choreo_build_history_find(choreo_build_history *h, const 
                                                  size_t len);
 /* The first source fetched or given up whose kept inputs are not all merged in, or NULL. */
 const choreo_history_source *choreo_build_history_merging(const choreo_build_history *h);
-/* Whether the history holds (source, seq): a kept input to skip after it. st comes from
- * holds_prepare (the caller finalizes it). */
+/* Whether the history holds (source, seq): 1, a kept input to skip after it; 0; or
+ * CHOREO_EIO. st comes from holds_prepare (the caller finalizes it). */
 int choreo_build_history_holds_prepare(sqlite3 *build, sqlite3_stmt **st);
-bool choreo_build_history_holds(const choreo_build_history *h, sqlite3_stmt *st, choreo_str source,
-                                int64_t seq);
+int choreo_build_history_holds(const choreo_build_history *h, sqlite3_stmt *st, choreo_str source,
+                               int64_t seq);
 
 /* Storing a page of a source's log: begin, store each message, then say how far the source is
  * fetched (and, once it is fetched or given up, its state); end commits what the page stored,

@@ -14,6 +14,7 @@
 #include "buildhistory.h"
 #include "handlers.h"
 #include "journal.h"
+#include "sourcetypes.h"
 #include "spans.h"
 #include "stats.h"
 #include "tracecontext.h"
@@ -42,6 +43,7 @@ struct choreo_engine {
   choreo_streams *streams;
   choreo_projections *projections;
   bool fetch_history; /* see choreo_engine_config */
+  choreo_source_types *source_types; /* what each other host sent: whose history a build needs */
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
   choreo_handlers *handlers;
   const choreo_scripts_ops *ops; /* NULL: no scripts */
@@ -194,6 +196,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
     choreo_store_set_max_message(e->store, e->max_message);
     sqlite3_progress_handler(choreo_store_db(e->store), PROGRESS_EVERY, engine_progress, e);
   }
+  if (!rc && (rc = choreo_source_types_open(&e->source_types, choreo_store_db(e->store))))
+    snprintf(err, errlen, "%s: cannot prepare the table of what other hosts sent", cfg->data);
   if (!rc && (rc = choreo_timeouts_open(&e->timeouts, choreo_store_db(e->store))))
     snprintf(err, errlen, "%s: cannot prepare the timeouts table", cfg->data);
   if (!rc && (rc = choreo_sagas_open(&e->sagas, choreo_store_db(e->store))))
@@ -229,6 +233,7 @@ void choreo_engine_close(choreo_engine *e) {
   choreo_handlers_free(e->handlers);
   choreo_sagas_close(e->sagas);
   choreo_journal_close(e->journal);
+  choreo_source_types_close(e->source_types);
   choreo_spans_close(e->spans);
   choreo_stats_free(&e->stats);
   choreo_workflows_close(e->workflows);
@@ -676,6 +681,11 @@ static void engine_unhandled(choreo_engine *e, const choreo_msg *m) {
  * counts that failure as the message's first attempt. */
 static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
                           engine_first_try *first, choreo_apply_result *res) {
+  if (!choreo_str_eq(m->source, e->name)) {
+    int rc = choreo_source_types_note(e->source_types, m->source, m->type, m->seq,
+                                      choreo_store_epoch(e->store));
+    if (rc) return rc;
+  }
   if (!engine_is_for_us(e, m)) {
     res->skipped++;
     return 0;
@@ -939,6 +949,7 @@ int choreo_engine_read_history(choreo_engine *e, int64_t after, int max_rows, si
   if (!rc) rc = choreo_store_head(e->store, &head);
   if (rc) return rc;
   if (after < 0) return CHOREO_EINVAL;
+  if (after > head) after = head; /* beyond our log: answered with our head, and no overflow */
   if (oldest == 0 || after + 1 >= oldest)
     return choreo_store_read_frame(e->store, e->name, after, max_rows, max_bytes, out, rows);
   /* Retention deleted the log before oldest: the stream events stay (choreo_streams). */
@@ -1400,8 +1411,14 @@ static int engine_build_one(void *ud, int64_t at, const char *buf, size_t len) {
              (long long)at);
     return CHOREO_EINVAL;
   }
-  if (call->from == BUILD_INPUTS && call->holds &&
-      choreo_build_history_holds(call->history, call->holds, m.source, m.seq)) {
+  int held = call->from == BUILD_INPUTS && call->holds
+                 ? choreo_build_history_holds(call->history, call->holds, m.source, m.seq)
+                 : 0;
+  if (held < 0) {
+    snprintf(call->err, sizeof call->err, "cannot read the history it fetched");
+    return held;
+  }
+  if (held) {
     call->last_input = at; /* applied with the history already */
     call->skipped++;
     return 0;
@@ -1438,13 +1455,24 @@ static int engine_build_one(void *ud, int64_t at, const char *buf, size_t len) {
 
 typedef struct engine_plan {
   choreo_engine *e;
+  const char *projection;
   choreo_history_source *list;
   int n;
 } engine_plan;
 
+static bool engine_plan_takes(void *ud, const char *type, size_t len) {
+  engine_plan *plan = ud;
+  return choreo_projections_takes(plan->e->projections, plan->projection, type, len);
+}
+
+/* A source is planned unless it is this host, or it never sent a type the projection takes. */
 static int engine_plan_source(void *ud, const char *source, int64_t seq) {
   engine_plan *plan = ud;
   if (strcmp(source, plan->e->name) == 0 || strlen(source) > CHOREO_NAME_MAX) return 0;
+  bool may = true;
+  int rc = choreo_source_types_may_have_sent(plan->e->source_types, source, engine_plan_takes,
+                                             plan, &may);
+  if (rc || !may) return rc;
   choreo_history_source *grown = realloc(plan->list, (size_t)(plan->n + 1) * sizeof *grown);
   if (!grown) return CHOREO_ENOMEM;
   plan->list = grown;
@@ -1454,13 +1482,14 @@ static int engine_plan_source(void *ud, const char *source, int64_t seq) {
 }
 
 /* Reads the history of a build, planning it first if it has none yet: a build that has not
- * started fetches, from each other host it applied messages from, that host's log up to its
- * checkpoint now. (A build file from before history, under way already, goes on without.) */
-static int engine_build_history(choreo_engine *e, sqlite3 *build, int64_t position,
-                                int64_t inputs, choreo_build_history *h) {
+ * started fetches, from each other host it applied messages from that may have sent a type the
+ * projection takes, that host's history up to its checkpoint now. (A build file from before
+ * history, under way already, goes on without.) */
+static int engine_build_history(choreo_engine *e, const char *name, sqlite3 *build,
+                                int64_t position, int64_t inputs, choreo_build_history *h) {
   int rc = choreo_build_history_read(build, h);
   if (rc || h->planned) return rc;
-  engine_plan plan = {.e = e};
+  engine_plan plan = {.e = e, .projection = name};
   if (e->fetch_history && position == 0 && inputs == 0)
     rc = choreo_store_checkpoints_each(e->store, engine_plan_source, &plan);
   if (!rc) rc = choreo_build_history_plan(build, plan.list, plan.n);
@@ -1483,7 +1512,7 @@ static bool engine_next_build(choreo_engine *e, engine_build *b) {
   if (e->current) return false;
   while (choreo_projections_next_build(e->projections, &b->name, &b->file, &b->position,
                                        &b->inputs)) {
-    if (!engine_build_history(e, b->file, b->position, b->inputs, &b->h)) return true;
+    if (!engine_build_history(e, b->name, b->file, b->position, b->inputs, &b->h)) return true;
     choreo_projections_fail(e->projections, b->name, "cannot read or plan the history it fetches");
   }
   return false;

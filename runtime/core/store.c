@@ -133,9 +133,12 @@ static const char store_schema[] =
     "  id INTEGER PRIMARY KEY, source TEXT, seq INTEGER, msg BLOB NOT NULL, attempts INTEGER,"
     "  due_ms INTEGER, error TEXT);"
     "CREATE INDEX IF NOT EXISTS choreo_retries_due ON choreo_retries(due_ms);"
+    /* what a build's history leaves out (choreo_store_pending_seqs), without a scan per page */
+    "CREATE INDEX IF NOT EXISTS choreo_retries_by_source ON choreo_retries(source, seq);"
     "CREATE TABLE IF NOT EXISTS choreo_dead_letters("
     "  id INTEGER PRIMARY KEY, source TEXT, seq INTEGER, type TEXT, msg BLOB NOT NULL,"
     "  attempts INTEGER, error TEXT, traceback TEXT, time TEXT);"
+    "CREATE INDEX IF NOT EXISTS choreo_dead_letters_by_source ON choreo_dead_letters(source, seq);"
     /* Appends asked for from outside (the control socket) under a key: a resent request finds
      * its first outcome here instead of appending again. */
     "CREATE TABLE IF NOT EXISTS choreo_requests("

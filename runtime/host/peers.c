@@ -53,7 +53,9 @@ static void peers_ask(choreo_peers *ps, choreo_peer *p) {
  * does not take it for how far we have applied). */
 static void peers_ask_history(choreo_peers *ps, choreo_peer *p, int64_t after) {
   ps->request.size = 0;
-  if (choreo_history_encode(&ps->request, after)) return; /* asked again at the next tick */
+  int rc = p->history_by_fetch ? choreo_fetch_encode(&ps->request, after, NULL)
+                               : choreo_history_encode(&ps->request, after);
+  if (rc) return; /* asked again at the next tick */
   if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
     p->in_flight = true;
     p->asking_history = true;
@@ -119,6 +121,7 @@ static bool peers_history_from(choreo_peers *ps, choreo_peer *p) {
  * whichever is due: catching up (owed by a catch-up that had more, or a second after the last
  * one), or the next page. */
 static void peers_history_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
+  p->history_unanswered = 0;
   int rc = choreo_engine_history_take(ps->engine, nng_msg_body(msg), nng_msg_len(msg),
                                       p->history_after);
   if (rc == CHOREO_EINVAL)
@@ -401,6 +404,15 @@ void choreo_peers_drain(choreo_peers *ps) {
   for (int i = 0; i < ps->n; i++) choreo_bus_watch_drain(&ps->list[i]->watch);
 }
 
+/* A host of an earlier release drops history requests it does not know: after two in a row,
+ * its history is asked with FETCH (without the stream events its retention deleted). */
+static void peers_history_unanswered(choreo_peers *ps, choreo_peer *p) {
+  if (p->history_by_fetch || ++p->history_unanswered < 2) return;
+  p->history_by_fetch = true;
+  choreo_log(CHOREO_LOG_INFO, peers_self(ps), "%s does not answer history requests (an earlier "
+             "release?): its history is asked with FETCH", p->name);
+}
+
 void choreo_peers_tick(choreo_peers *ps) {
   peers_discover(ps); /* a readdir of a small directory: cheap at this pace */
   uint64_t now = uv_now(ps->loop);
@@ -410,6 +422,8 @@ void choreo_peers_tick(choreo_peers *ps) {
     /* A FETCH whose send failed (no connection yet) is not in flight: asked again here. A
      * peer that never answers although we are connected has a deaf listener (NNG 1.5 again,
      * see choreo_bus_listeners in bus.h), which it repairs itself. */
+    if (p->in_flight && p->asking_history && now - p->asked_at >= FETCH_PATIENCE_MS)
+      peers_history_unanswered(ps, p);
     if (p->in_flight ? now - p->asked_at >= FETCH_PATIENCE_MS
                      : now - p->answered_at >= FETCH_EVERY_MS)
       peers_ask(ps, p);

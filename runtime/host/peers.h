@@ -35,6 +35,8 @@ typedef struct choreo_peer {
   bool in_flight;
   bool asking_history; /* the request in flight is for a build's history, not catching up */
   int64_t history_after; /* what that request asked for */
+  int history_unanswered; /* history requests in a row it let time out */
+  bool history_by_fetch;  /* it does not answer them (an earlier release): asked with FETCH */
   bool catch_up_owed;    /* its last catch-up had more to come, and a history page went first */
   atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
   atomic_int pipes;      /* connections open to its FETCH endpoint, counted by NNG's thread */

@@ -34,6 +34,7 @@ TABLE_OWNERS = {
     "choreo_build_sources": "runtime/core/buildhistory.c",
     "choreo_build_history": "runtime/core/buildhistory.c",
     "choreo_build_replay": "runtime/core/buildhistory.c",
+    "choreo_source_types": "runtime/core/sourcetypes.c",
     "choreo_workflows": "runtime/core/workflows.c",
     "choreo_workflow_history": "runtime/core/workflows.c",
     "choreo_workflow_inbox": "runtime/core/workflows.c",
