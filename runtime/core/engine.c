@@ -681,8 +681,12 @@ static void engine_unhandled(choreo_engine *e, const choreo_msg *m) {
  * counts that failure as the message's first attempt. */
 static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
                           engine_first_try *first, choreo_apply_result *res) {
-  if (!choreo_str_eq(m->source, e->name)) {
-    int rc = choreo_source_types_note(e->source_types, m->source, m->type, m->seq,
+  {
+    /* This host's own stream events are noted under no type: a build reads them from the
+     * streams, not from the log, yet the record starts at seq 1 all the same. */
+    bool own_stream = m->streamversion > 0 && choreo_str_eq(m->source, e->name);
+    int rc = choreo_source_types_note(e->source_types, m->source,
+                                      own_stream ? (choreo_str){"", 0} : m->type, m->seq,
                                       choreo_store_epoch(e->store));
     if (rc) return rc;
   }
@@ -1465,10 +1469,11 @@ static bool engine_plan_takes(void *ud, const char *type, size_t len) {
   return choreo_projections_takes(plan->e->projections, plan->projection, type, len);
 }
 
-/* A source is planned unless it is this host, or it never sent a type the projection takes. */
+/* A source is planned unless it never sent a type the projection takes. (This host is one:
+ * its plain events older than what was kept are in its own log.) */
 static int engine_plan_source(void *ud, const char *source, int64_t seq) {
   engine_plan *plan = ud;
-  if (strcmp(source, plan->e->name) == 0 || strlen(source) > CHOREO_NAME_MAX) return 0;
+  if (strlen(source) > CHOREO_NAME_MAX) return 0;
   bool may = true;
   int rc = choreo_source_types_may_have_sent(plan->e->source_types, source, engine_plan_takes,
                                              plan, &may);
@@ -1552,6 +1557,18 @@ static int engine_history_merge(choreo_engine *e, sqlite3 *build, const choreo_h
   return choreo_build_history_end(&p.page, rc);
 }
 
+/* A page of this host's own history after `after`, taken as a peer's answer would be. */
+static int engine_history_own_page(choreo_engine *e, int64_t after) {
+  msgpack_sbuffer page;
+  msgpack_sbuffer_init(&page);
+  int rows;
+  int rc = choreo_engine_read_history(e, after, CHOREO_FETCH_ROWS, CHOREO_FETCH_BYTES, &page,
+                                      &rows);
+  if (!rc) rc = choreo_engine_history_take(e, page.data, page.size, after);
+  msgpack_sbuffer_destroy(&page);
+  return rc;
+}
+
 int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
   engine_build b;
   int64_t target;
@@ -1562,7 +1579,15 @@ int choreo_engine_projections_step(choreo_engine *e, int max, bool *pending) {
   sqlite3 *build = b.file;
   int64_t position = b.position, inputs = b.inputs;
   choreo_build_history h = b.h;
-  if (choreo_build_history_wanted(&h)) { /* the host fetches it; each page it takes wakes us */
+  const choreo_history_source *wanted = choreo_build_history_wanted(&h);
+  if (wanted && strcmp(wanted->name, e->name) == 0) { /* our own log: read here, a page a step */
+    int rc = engine_history_own_page(e, wanted->fetched);
+    choreo_build_history_free(&h);
+    if (rc) choreo_projections_fail(e->projections, name, "cannot read this host's own history");
+    *pending = choreo_projections_next_build(e->projections, &name, &build, &position, &inputs);
+    return 0;
+  }
+  if (wanted) { /* the host fetches it; each page it takes wakes us */
     choreo_build_history_free(&h);
     return 0;
   }
@@ -1673,6 +1698,7 @@ static int engine_history_store_page(choreo_engine *e, const char *name, engine_
     seen++;
     while (next_pending < p->npending && p->pending[next_pending] < m.seq) next_pending++;
     if (next_pending < p->npending && p->pending[next_pending] == m.seq) continue; /* not applied */
+    if (m.streamversion > 0 && choreo_str_eq(m.source, e->name)) continue; /* in the streams */
     if (engine_is_for_us(e, &m) && choreo_projections_takes(e->projections, name, m.type.p, m.type.n))
       rc = choreo_build_history_store(&p->page, m.source, m.seq, m.raw, m.raw_len);
   }
@@ -1681,7 +1707,9 @@ static int engine_history_store_page(choreo_engine *e, const char *name, engine_
     s->gone += to - from - seen;
     s->fetched = to;
   }
-  if (s->fetched >= s->upto) s->state = CHOREO_HISTORY_FETCHED;
+  /* Fetched to upto; or a page that brings nothing new, which a log that holds upto cannot
+   * give: ending here keeps a build from asking for ever. */
+  if (s->fetched >= s->upto || to <= from) s->state = CHOREO_HISTORY_FETCHED;
   return rc;
 }
 

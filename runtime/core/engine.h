@@ -229,6 +229,10 @@ int choreo_engine_checkpoint(choreo_engine *e, const char *source, int64_t *seq)
  * *rows gets the number of rows. */
 int choreo_engine_read_log(choreo_engine *e, int64_t after, int max_rows, size_t max_bytes,
                            msgpack_sbuffer *out, int *rows);
+/* A page of our log for another host (FETCH, history requests), and of our own history for a
+ * build here: at most so many rows, and about so many bytes. */
+#define CHOREO_FETCH_ROWS 2000
+#define CHOREO_FETCH_BYTES (4u << 20)
 /* The answer to another host's history request (choreo_history_decode): our log after `after`
  * as read_log gives it, or, when retention deleted the log past `after`, a sparse frame of the
  * stream events from there up to the log's oldest row (choreo_frame_open_sparse). */

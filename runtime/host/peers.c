@@ -83,7 +83,9 @@ static void peers_give_up_history(choreo_peers *ps, const char *source, const ch
 void choreo_peers_history(choreo_peers *ps) {
   char source[CHOREO_NAME_MAX + 1];
   int64_t after;
-  if (!choreo_engine_history_wanted(ps->engine, source, sizeof source, &after)) {
+  /* (This host's own history the engine reads itself, in its build steps.) */
+  if (!choreo_engine_history_wanted(ps->engine, source, sizeof source, &after) ||
+      strcmp(source, peers_self(ps)) == 0) {
     ps->history_source[0] = '\0';
     return;
   }

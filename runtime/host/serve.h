@@ -1,9 +1,11 @@
 /* Answering FETCH: the REP socket peers catch up from (ipc://BUS/NAME.rep, and port + 1 of
  * each tcp:// PUB endpoint). A request (codec.h: choreo_fetch_decode) asks for our log after
- * the seq the peer last applied and gets one frame of at most CHOREO_FETCH_ROWS rows; a
- * negative `after` gets only our name and head. An "ask" (codec.h: choreo_ask_decode), from
- * `choreo trace --peer` and the like, gets a read of the journal or the status, as the control
- * socket answers it. Anything else is logged and dropped. */
+ * the seq the peer last applied and gets one frame of at most CHOREO_FETCH_ROWS rows
+ * (engine.h); a negative `after` gets only our name and head. A history request
+ * (choreo_history_decode), from another host's projection build, gets
+ * choreo_engine_read_history's page. An "ask" (codec.h: choreo_ask_decode), from `choreo trace
+ * --peer` and the like, gets a read of the journal or the status, as the control socket
+ * answers it. Anything else is logged and dropped. */
 #ifndef CHOREO_SERVE_H
 #define CHOREO_SERVE_H
 
@@ -13,9 +15,6 @@
 
 #include "bus.h"
 #include "engine.h"
-
-#define CHOREO_FETCH_ROWS 2000
-#define CHOREO_FETCH_BYTES (4u << 20)
 
 /* Embedded in its owner, as libuv's handles are: start, stop, then wait for
  * server.watch.on_loop to turn false. */
