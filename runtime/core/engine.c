@@ -116,15 +116,15 @@ static void engine_collect_projection(void *ud, const choreo_projection_decl *d)
   else decls->list[decls->n++] = *d;
 }
 
-/* Stops at a source other than this host (returning 1). */
-static int engine_other_source(void *ud, const char *source, int64_t seq) {
-  (void)seq;
-  return strcmp(source, ((choreo_engine *)ud)->name) != 0;
+/* Stops at the first source applied from (returning 1). */
+static int engine_any_source(void *ud, const char *source, int64_t seq) {
+  (void)ud, (void)source, (void)seq;
+  return 1;
 }
 
 /* Hands a generation's projections to the projections' table: their tables, their builds (a
- * new projection gets one when this host has streams, or has applied other hosts' messages
- * that fetching their history will bring). */
+ * new projection gets one when this host has streams, or has applied messages, its own or
+ * other hosts', whose history its build may fetch). */
 static int engine_sync_projections(choreo_engine *e, void *scripts, char *err, size_t errlen) {
   engine_decls decls = {.n = 0};
   if (!scripts || !e->ops->projections) return 0;
@@ -140,7 +140,7 @@ static int engine_sync_projections(choreo_engine *e, void *scripts, char *err, s
   bool history = false;
   rc = choreo_streams_any(e->streams, &history);
   if (!rc && !history && e->fetch_history) {
-    rc = choreo_store_checkpoints_each(e->store, engine_other_source, e);
+    rc = choreo_store_checkpoints_each(e->store, engine_any_source, e);
     history = rc == 1;
     rc = rc == 1 ? 0 : rc;
   }

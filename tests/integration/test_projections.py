@@ -375,6 +375,43 @@ def a_build_gets_another_hosts_stream_events_its_log_retention_deleted(w):
         check_eq(got, folded(bank, 1), "the deposits against the bank's streams")
 
 
+SHOP = """
+local choreo = require "choreo"
+choreo.on("Sell", function(msg, ctx)
+  for n = 1, msg.data.count do ctx:publish("Sold", { amount = n }) end
+end)
+"""
+
+SALES = """
+choreo.projection("sales", {
+  version = 1,
+  tables = "create table sales(id integer primary key, events integer not null, total integer not null)",
+  on = { Sold = function(msg, db)
+    db:exec([[insert into sales values (1, 1, ?) on conflict(id)
+              do update set events = events + 1, total = total + excluded.total]], msg.data.amount)
+  end },
+})
+"""
+
+
+@suite.test
+def a_projection_declared_later_gets_the_hosts_own_earlier_events(w):
+    scripts = w.scripts("shop", {"shop.lua": SHOP})
+    shop = w.host("shop", scripts)
+    with w.step("500 events of its own, published before any projection took them"):
+        shop.send("shop", "Sell", {"count": 500})
+        wait_until(lambda: shop.scalar("select count(*) from choreo_log where type = 'Sold'") == 500,
+                   20, "the events in the log")
+    with w.step("a projection declared now is built from its own log, at once"):
+        mark = shop.log_mark()
+        with open(os.path.join(scripts, "shop.lua"), "w") as f:
+            f.write(SHOP + SALES)
+        wait_until(lambda: shop.query("select events, total from sales") == [(500, 125250)], 20,
+                   "the sales of every event once")
+        shop.wait_log(r"sales: fetched shop's history through seq \d+", 5, since=mark)
+        check("without shop's history" not in shop.log()[mark:], "the host's own history given up")
+
+
 # The tills again, and a projection of refunds beside it, each optional.
 REFUNDS = """
 choreo.projection("refunds", {
