@@ -1707,9 +1707,14 @@ static int engine_history_store_page(choreo_engine *e, const char *name, engine_
     s->gone += to - from - seen;
     s->fetched = to;
   }
-  /* Fetched to upto; or a page that brings nothing new, which a log that holds upto cannot
-   * give: ending here keeps a build from asking for ever. */
-  if (s->fetched >= s->upto || to <= from) s->state = CHOREO_HISTORY_FETCHED;
+  if (s->fetched >= s->upto) {
+    s->state = CHOREO_HISTORY_FETCHED;
+  } else if (to <= from) { /* nothing new, which a log that holds upto cannot give: said, and
+                            * ended, so a build does not ask for ever */
+    s->state = CHOREO_HISTORY_GIVEN_UP;
+    snprintf(s->why, sizeof s->why, "its answer after seq %lld held nothing (its log reaches "
+             "seq %lld)", (long long)from, (long long)r->head);
+  }
   return rc;
 }
 

@@ -259,6 +259,16 @@ static void test_stale_answers_and_replaced_hosts_are_not_taken(void) {
   frame_of(&frame, "a", 3, 2, paid); /* the answer to "after 2", for the build before */
   CHECK(choreo_engine_history_take(e, frame.data, frame.size, 2) == 0);
   check_wanted(e, "a", 0);
+  /* an answer that holds nothing, from a log that says it reaches past 4: given up, said */
+  msgpack_sbuffer_clear(&frame);
+  CHECK(choreo_frame_header(&frame, "a", 1, 0, 100) == 0);
+  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
+  check_wanted(e, NULL, 0);
+  char said[600] = "";
+  choreo_engine_projections_each(e, history_of, said);
+  CHECK(strstr(said, "without a's history: its answer after seq 0 held nothing") != NULL);
+  CHECK(choreo_engine_projection_rebuild(e, "tot", err, sizeof err) == 0);
+  check_wanted(e, "a", 0);
   /* a log that ends at 3 is not the one this host applied 4 of */
   msgpack_sbuffer_clear(&frame);
   CHECK(choreo_frame_header(&frame, "a", 1, 0, 3) == 0);
