@@ -23,8 +23,49 @@
  * nested deeper can be unpacked, so checking deeper would only approve undecodable input. */
 #define CODEC_MAX_LEVELS 32
 
-/* What one msgpack type byte announces. */
-enum { CODEC_SCALAR, CODEC_BLOB, CODEC_ARRAY, CODEC_MAP };
+/* What one msgpack type byte announces: its kind, how many bytes its big-endian length field
+ * takes (0: none, the byte itself gives `n`), header bytes after that field (an ext's type),
+ * and `n`, the payload bytes or container elements the byte gives. One lookup per object
+ * instead of a chain of comparisons: the walk below runs over every byte that comes in. */
+enum { CODEC_INVALID, CODEC_SCALAR, CODEC_ARRAY, CODEC_MAP };
+
+typedef struct codec_type {
+  unsigned char kind, width, after, n;
+} codec_type;
+
+#define CODEC_IN(b, lo, hi) ((b) >= (lo) && (b) <= (hi))
+/* 2^(b - lo) for b in lo..lo+4, without a shift: compilers warn of the negative shifts that
+ * the other bytes would bring into the branches not taken. */
+#define CODEC_POW2(b, lo)                                                                     \
+  ((b) == (lo) ? 1 : (b) == (lo) + 1 ? 2 : (b) == (lo) + 2 ? 4 : (b) == (lo) + 3 ? 8 : 16)
+#define CODEC_KIND(b)                                                                         \
+  ((b) == 0xc1 ? CODEC_INVALID /* never used */                                               \
+   : CODEC_IN(b, 0x80, 0x8f) || (b) == 0xde || (b) == 0xdf ? CODEC_MAP                        \
+   : CODEC_IN(b, 0x90, 0x9f) || (b) == 0xdc || (b) == 0xdd ? CODEC_ARRAY                      \
+                                                           : CODEC_SCALAR)
+#define CODEC_WIDTH(b)                                                                        \
+  (CODEC_IN(b, 0xc4, 0xc6)   ? CODEC_POW2(b, 0xc4) /* bin */                                  \
+   : CODEC_IN(b, 0xc7, 0xc9) ? CODEC_POW2(b, 0xc7) /* ext */                                  \
+   : CODEC_IN(b, 0xd9, 0xdb) ? CODEC_POW2(b, 0xd9) /* str */                                  \
+   : CODEC_IN(b, 0xdc, 0xdd) ? 2 * CODEC_POW2(b, 0xdc) /* array */                            \
+   : CODEC_IN(b, 0xde, 0xdf) ? 2 * CODEC_POW2(b, 0xde) /* map */                              \
+                             : 0)
+#define CODEC_N(b)                                                                            \
+  (CODEC_IN(b, 0x80, 0x9f)   ? (b) & 0x0f /* fixmap, fixarray */                              \
+   : CODEC_IN(b, 0xa0, 0xbf) ? (b) & 0x1f /* fixstr */                                        \
+   : (b) == 0xca             ? 4                                                              \
+   : (b) == 0xcb             ? 8                                                              \
+   : CODEC_IN(b, 0xcc, 0xcf) ? CODEC_POW2(b, 0xcc)                                            \
+   : CODEC_IN(b, 0xd0, 0xd3) ? CODEC_POW2(b, 0xd0)                                            \
+   : CODEC_IN(b, 0xd4, 0xd8) ? 1 + CODEC_POW2(b, 0xd4) /* fixext */                           \
+                             : 0)
+#define CODEC_T(b) {CODEC_KIND(b), CODEC_WIDTH(b), CODEC_IN(b, 0xc7, 0xc9), CODEC_N(b)}
+#define CODEC_T4(b) CODEC_T(b), CODEC_T((b) + 1), CODEC_T((b) + 2), CODEC_T((b) + 3)
+#define CODEC_T16(b) CODEC_T4(b), CODEC_T4((b) + 4), CODEC_T4((b) + 8), CODEC_T4((b) + 12)
+#define CODEC_T64(b) CODEC_T16(b), CODEC_T16((b) + 16), CODEC_T16((b) + 32), CODEC_T16((b) + 48)
+
+static const codec_type codec_types[256] = {CODEC_T64(0), CODEC_T64(64), CODEC_T64(128),
+                                            CODEC_T64(192)};
 
 static uint64_t codec_be(const unsigned char *p, int width) {
   uint64_t v = 0;
@@ -44,44 +85,21 @@ static int codec_check_one(const unsigned char **pp, const unsigned char *end, i
 
   do {
     if (p == end) return CHOREO_EINVAL;
-    unsigned b = *p++;
-    int kind = CODEC_SCALAR, width = 0; /* width: bytes of the big-endian length field */
-    size_t after = 0;                   /* header bytes after the length field (ext type) */
-    uint64_t n = 0;                     /* payload bytes, or elements of a container */
-
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-      /* fixint, nil, bool: the type byte is everything */
-    } else if (b <= 0x8f) {
-      kind = CODEC_MAP, n = b & 0x0f;
-    } else if (b <= 0x9f) {
-      kind = CODEC_ARRAY, n = b & 0x0f;
-    } else if (b <= 0xbf) {
-      n = b & 0x1f; /* fixstr */
-    } else {
-      switch (b) {
-      case 0xc4: case 0xc5: case 0xc6: kind = CODEC_BLOB, width = 1 << (b - 0xc4); break;
-      case 0xc7: case 0xc8: case 0xc9: kind = CODEC_BLOB, width = 1 << (b - 0xc7), after = 1; break;
-      case 0xca: n = 4; break;
-      case 0xcb: n = 8; break;
-      case 0xcc: case 0xcd: case 0xce: case 0xcf: n = 1u << (b - 0xcc); break;
-      case 0xd0: case 0xd1: case 0xd2: case 0xd3: n = 1u << (b - 0xd0); break;
-      case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: n = 1 + (1u << (b - 0xd4)); break;
-      case 0xd9: case 0xda: case 0xdb: kind = CODEC_BLOB, width = 1 << (b - 0xd9); break;
-      case 0xdc: case 0xdd: kind = CODEC_ARRAY, width = 2 << (b - 0xdc); break;
-      case 0xde: case 0xdf: kind = CODEC_MAP, width = 2 << (b - 0xde); break;
-      default: return CHOREO_EINVAL; /* 0xc1 is never used */
-      }
+    codec_type t = codec_types[*p++];
+    uint64_t n = t.n; /* payload bytes, or elements of a container */
+    if (t.width) {
+      if ((size_t)(end - p) < (size_t)t.width + t.after) return CHOREO_EINVAL;
+      n = codec_be(p, t.width);
+      p += t.width + t.after;
     }
-    if ((size_t)(end - p) < (size_t)width + after) return CHOREO_EINVAL;
-    if (width) n = codec_be(p, width);
-    p += width + after;
-
-    if (kind == CODEC_SCALAR || kind == CODEC_BLOB) {
+    if (t.kind == CODEC_SCALAR) {
       if (n > (uint64_t)(end - p)) return CHOREO_EINVAL;
       p += n;
+    } else if (t.kind == CODEC_INVALID) {
+      return CHOREO_EINVAL;
     } else {
       if (top >= max_depth) return CHOREO_EINVAL;
-      if (kind == CODEC_MAP) n *= 2; /* at most 2 * (2^32 - 1): no overflow */
+      if (t.kind == CODEC_MAP) n *= 2; /* at most 2 * (2^32 - 1): no overflow */
       /* Every element takes at least one byte, so a claim beyond the bytes left is refused
        * here, at once, instead of after walking to the end of the input. */
       if (n > (uint64_t)(end - p)) return CHOREO_EINVAL;
