@@ -220,7 +220,8 @@ static int engine_given(lua_State *L) {
   choreo_stream_event *events = choreo_lua_stream_events(L, 3, "given", &n);
   int64_t version;
   bool conflict;
-  int rc = choreo_engine_stream_append(h->e, stream, -1, events, n, &version, &conflict);
+  int rc = choreo_engine_stream_append(h->e, stream, -1, events, n, &version, &conflict,
+                                       NULL, NULL);
   if (rc) return luaL_error(L, "given: %s", choreo_strerror(rc));
   choreo_apply_result sum = {0};
   engine_cascade(L, h->e, &sum);

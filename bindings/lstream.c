@@ -65,17 +65,34 @@ choreo_stream_event *choreo_lua_stream_events(lua_State *L, int idx, const char 
   return events;
 }
 
-/* append(stream, expect, events): events as choreo_lua_stream_events takes them. Returns the
- * stream's new version, or nil, "conflict", its version. */
+/* append(stream, expect, events[, stored]): events as choreo_lua_stream_events takes them.
+ * Returns the stream's new version, or nil, "conflict", its version. With `stored`, the new
+ * version is followed by a list of the events appended as msg tables, as a read would give
+ * them (a fold takes them in without reading them back). */
+static int stream_push_appended(void *ud, int64_t version, const char *msg, size_t len) {
+  (void)version; /* the msg has it */
+  lua_State *L = ud;
+  choreo_msg m;
+  /* The bytes were encoded a moment ago; a failure here would be a bug of ours. */
+  if (choreo_msg_decode(msg, len, &m)) return CHOREO_EINVAL;
+  choreo_lua_push_msg_lazy(L, &m, false);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
 static int stream_append(lua_State *L) {
   choreo_engine *e = stream_engine(L);
   const char *stream = stream_name(L, 1);
   lua_Integer expect = luaL_optinteger(L, 2, -1);
+  bool stored = lua_toboolean(L, 4);
   int n;
   choreo_stream_event *events = choreo_lua_stream_events(L, 3, "append", &n);
+  if (stored) lua_createtable(L, n, 0);
   int64_t version = 0;
   bool conflict = false;
-  stream_check(L, choreo_engine_stream_append(e, stream, expect, events, n, &version, &conflict),
+  stream_check(L,
+               choreo_engine_stream_append(e, stream, expect, events, n, &version, &conflict,
+                                           stored ? stream_push_appended : NULL, L),
                "append");
   if (conflict) {
     lua_pushnil(L);
@@ -84,7 +101,9 @@ static int stream_append(lua_State *L) {
     return 3;
   }
   lua_pushinteger(L, (lua_Integer)version);
-  return 1;
+  if (!stored) return 1;
+  lua_insert(L, -2);
+  return 2;
 }
 
 /* each(stream, after, fn): fn(msg) for each event after `after`, in order. An error in fn

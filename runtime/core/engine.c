@@ -45,6 +45,7 @@ struct choreo_engine {
   bool fetch_history; /* see choreo_engine_config */
   choreo_source_types *source_types; /* what each other host sent: whose history a build needs */
   uint64_t unseen_epoch; /* see choreo_engine_epoch */
+  uint64_t appends_outside; /* streams appended to outside a handler: see choreo_engine_epoch */
   choreo_handlers *handlers;
   const choreo_scripts_ops *ops; /* NULL: no scripts */
   void *scripts;
@@ -1307,7 +1308,7 @@ int choreo_engine_fire_timeouts(choreo_engine *e) {
 
 int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t expect,
                                 const choreo_stream_event *events, int n, int64_t *version,
-                                bool *conflict) {
+                                bool *conflict, choreo_stream_fn appended, void *ud) {
   bool own = !e->current; /* outside a handler: a transaction of its own */
   int64_t v = 0;
   *conflict = false;
@@ -1324,9 +1325,13 @@ int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t ex
     rc = own ? engine_append(e, &f, &seq) : engine_append_caused(e, f, &seq);
     const msgpack_sbuffer *encoded = choreo_store_appended(e->store);
     if (!rc) rc = choreo_streams_add(e->streams, stream, v + 1, seq, encoded->data, encoded->size);
+    if (!rc && appended) rc = appended(ud, v + 1, encoded->data, encoded->size);
     if (!rc) v++;
   }
-  if (own && !rc && !*conflict) rc = choreo_store_commit(e->store);
+  if (own && !rc && !*conflict) {
+    rc = choreo_store_commit(e->store);
+    e->appends_outside++;
+  }
   else if (own && !rc) choreo_store_rollback(e->store);
   if (own && rc) return engine_fail_batch(e, rc);
   *version = v;
@@ -1335,7 +1340,8 @@ int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t ex
 
 uint64_t choreo_engine_epoch(choreo_engine *e) {
   if (choreo_store_foreign_savepoints(e->store)) return ++e->unseen_epoch | (1ull << 63);
-  return choreo_store_epoch(e->store);
+  /* Both only grow, so their sum changes whenever either does. */
+  return choreo_store_epoch(e->store) + e->appends_outside;
 }
 
 int choreo_engine_stream_version(choreo_engine *e, const char *stream, int64_t *version) {

@@ -349,14 +349,16 @@ typedef struct choreo_stream_event {
 /* Appends n events to the stream if it is at version `expect` (any version when expect < 0):
  * each a log row as well, an event with subject = stream and streamversion set, published
  * like any. Otherwise *conflict is set and nothing is appended. *version gets the stream's
- * version after. */
+ * version after. `appended` (may be NULL) sees each event as stored, right after it is: what a
+ * later read of the stream gives, so a folded state can take it in without that read. */
 int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t expect,
                                 const choreo_stream_event *events, int n, int64_t *version,
-                                bool *conflict);
+                                bool *conflict, choreo_stream_fn appended, void *ud);
 int choreo_engine_stream_version(choreo_engine *e, const char *stream, int64_t *version);
-/* Changes whenever a rollback may have undone writes (choreo_store_epoch): what was read or
- * folded under another epoch may be gone. Once the scripts used savepoints of their own, whose
- * rollbacks go unseen, it changes at every call. */
+/* Changes whenever a rollback may have undone writes (choreo_store_epoch), and whenever a
+ * stream was appended to outside a handler (choreo.testing's given): what was read or folded
+ * under another epoch may be gone or behind. Once the scripts used savepoints of their own,
+ * whose rollbacks go unseen, it changes at every call. */
 uint64_t choreo_engine_epoch(choreo_engine *e);
 /* See choreo_streams_each. */
 int choreo_engine_stream_each(choreo_engine *e, const char *stream, int64_t after,

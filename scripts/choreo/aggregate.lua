@@ -151,9 +151,27 @@ return function(choreo, ctx)
     young[stream], young_count = c, young_count + 1
   end
 
+  -- One stored event folded into state: the state evolve returned, or state itself.
+  local function evolved(name, def, stream, state, e)
+    upcast(e)
+    local fn = def.evolve[e.type]
+    if fn == nil then
+      error(("%s: event %d is a %s, which %s's evolve does not know"):format(stream, e.streamversion, e.type, name), 0)
+    end
+    local ok, new = pcall(fn, state, e)
+    if not ok then
+      error(("%s: evolve of %s (event %d) failed: %s"):format(stream, e.type, e.streamversion, tostring(new)), 0)
+    end
+    if new ~= nil then return new end
+    return state
+  end
+
   -- The state of a stream and its version: the cached state, or the snapshot, then every
-  -- later event folded in. A snapshot is taken once snapshot_every events were folded past
-  -- the last one. The state returned is the cached one: callers must not change it.
+  -- later event folded in. A cached state is the stream's last: this host appends to a stream
+  -- only through this file, which folds what a command appended at once (fold_appended) and
+  -- forgets what ctx:append did; an append outside a handler (choreo.testing's given) changes
+  -- the epoch. A snapshot is taken once snapshot_every events were folded past the last one.
+  -- The state returned is the cached one: callers must not change it.
   local function fold(name, def, stream)
     local epoch = store.epoch()
     local c = cache_take(stream) -- taken out while folding: an evolve that raises leaves it out
@@ -167,20 +185,11 @@ return function(choreo, ctx)
         state, version = def.initial and def.initial() or {}, 0
       end
       snapped = version
+      store.each(stream, version, function(e)
+        state = evolved(name, def, stream, state, e)
+        version = e.streamversion
+      end)
     end
-    store.each(stream, version, function(e)
-      upcast(e)
-      local fn = def.evolve[e.type]
-      if fn == nil then
-        error(("%s: event %d is a %s, which %s's evolve does not know"):format(stream, e.streamversion, e.type, name), 0)
-      end
-      local ok, new = pcall(fn, state, e)
-      if not ok then
-        error(("%s: evolve of %s (event %d) failed: %s"):format(stream, e.type, e.streamversion, tostring(new)), 0)
-      end
-      if new ~= nil then state = new end
-      version = e.streamversion
-    end)
     if def.snapshot_every and version - snapped >= def.snapshot_every then
       store.snapshot_save(stream, version, def.fingerprint, state)
       snapped = version
@@ -193,6 +202,18 @@ return function(choreo, ctx)
     end
     cache_put(stream, c)
     return state, version
+  end
+
+  -- Folds the events a command appended (as stored) into the state it was decided on, folded
+  -- up to `version` just before, and caches the result. An evolve that raises fails the
+  -- command, so its events are not appended: a stream never holds one its aggregate cannot fold.
+  local function fold_appended(name, def, stream, state, version, events)
+    local c = cache_take(stream) -- out while folding, as in fold
+    for _, e in ipairs(events) do state = evolved(name, def, stream, state, e) end
+    if c and c.epoch == store.epoch() and c.version == version then
+      c.state, c.version = state, events[#events].streamversion
+      cache_put(stream, c)
+    end
   end
 
   -- A copy of a state for a handler to keep or change (plain values and tables only: a state
@@ -279,7 +300,12 @@ return function(choreo, ctx)
       return reject(c, msg, stream, reason, version)
     end
     local list = checked_events(name, def, msg.type, events)
-    if #list > 0 then store.append(stream, version, list) end
+    if #list == 0 then return end
+    local appended, as_stored, at = store.append(stream, version, list, true)
+    if appended == nil then -- a state folded from less than the stream: the retry folds anew
+      error(("%s: %s is at version %d, not %d as folded"):format(name, stream, at, version), 0)
+    end
+    fold_appended(name, def, stream, state, version, as_stored)
   end
 
   -- choreo.aggregate(name, { initial, decide = {...}, evolve = {...}[, snapshot_every, version,
@@ -321,6 +347,7 @@ return function(choreo, ctx)
     end)
     local version, conflict = store.append(stream, expect, list)
     if version == nil then return nil, conflict end
+    cache_take(stream) -- the state folded so far is behind: the next fold reads the stream
     return version
   end
 
