@@ -61,12 +61,16 @@ static int history_read_sources(sqlite3 *build, choreo_build_history *h) {
   return rc;
 }
 
-int choreo_build_history_read(sqlite3 *build, choreo_build_history *h) {
-  *h = (choreo_build_history){.planned = false};
+int choreo_build_history_setup(sqlite3 *build) {
   if (sqlite3_exec(build, history_schema, NULL, NULL, NULL) != SQLITE_OK ||
       choreo_sql_add_column(build, "choreo_build_sources", "merged", "INTEGER NOT NULL DEFAULT 0",
                             NULL) != SQLITE_OK) /* (a build file begun before it had merged) */
     return CHOREO_EIO;
+  return 0;
+}
+
+int choreo_build_history_read(sqlite3 *build, choreo_build_history *h) {
+  *h = (choreo_build_history){.planned = false};
   sqlite3_stmt *st;
   if (history_prepare(build, "SELECT source, seq, done FROM choreo_build_replay", &st))
     return CHOREO_EIO;

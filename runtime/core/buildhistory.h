@@ -53,7 +53,9 @@ typedef struct choreo_build_history {
 } choreo_build_history;
 
 /* Creates the tables in a build's file if they are not there (a build file from before history
- * gets them empty) and reads them into h. */
+ * gets them empty): once, when the file is opened. */
+int choreo_build_history_setup(sqlite3 *build);
+/* Reads the tables into h. */
 int choreo_build_history_read(sqlite3 *build, choreo_build_history *h);
 void choreo_build_history_free(choreo_build_history *h);
 /* Records the plan: these sources (none for a build without history) and the replay's start. */

@@ -88,10 +88,14 @@ static int64_t engine_wall_clock(void *ud) {
   return choreo_clock_ms();
 }
 
-/* A build's connection gets what a handler's statements get on ours: the budget, and the
- * guard against ending the transaction. */
+/* A build's connection gets the tables of its history, and what a handler's statements get
+ * on ours: the budget, and the guard against ending the transaction. Tables that cannot be
+ * made fail the build's first step, which says so. */
 static void engine_prepare_build(void *ud, sqlite3 *build) {
   choreo_engine *e = ud;
+  if (choreo_build_history_setup(build))
+    choreo_log(CHOREO_LOG_ERROR, e->name, "cannot add the history tables to a build: %s",
+               sqlite3_errmsg(build));
   sqlite3_progress_handler(build, PROGRESS_EVERY, engine_progress, e);
   choreo_store_guard_connection(e->store, build);
 }

@@ -7,8 +7,8 @@
 #include "choreo.h"
 #include "sql.h"
 
-#define REMEMBERED 8        /* (source, type) pairs noted last */
-#define REMEMBERED_TYPE 128 /* longer types are noted each time (a no-op statement) */
+#define REMEMBERED_MAX 1024  /* (source, type) pairs remembered; past it, noted each time */
+#define REMEMBERED_TYPE 128  /* longer types are noted each time (a no-op statement) */
 
 static const char source_types_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_source_types("
@@ -26,13 +26,16 @@ static const char *const source_types_sql[T_COUNT] = {
 typedef struct remembered {
   char source[CHOREO_NAME_MAX + 1], type[REMEMBERED_TYPE + 1];
   size_t source_len, type_len;
-  uint64_t epoch;
 } remembered;
 
+/* The pairs noted under one epoch, sorted (remembered_cmp) for bsearch: a host hears a
+ * handful of types from each other host, so after the first of each, a message costs a few
+ * comparisons, not a statement. */
 struct choreo_source_types {
   sqlite3_stmt *st[T_COUNT];
-  remembered pairs[REMEMBERED];
-  int next; /* the slot the next pair takes */
+  remembered *pairs;
+  int n, cap;
+  uint64_t epoch; /* the store's, when the pairs were noted: a rollback may have undone them */
 };
 
 int choreo_source_types_open(choreo_source_types **out, sqlite3 *db) {
@@ -50,38 +53,61 @@ int choreo_source_types_open(choreo_source_types **out, sqlite3 *db) {
 void choreo_source_types_close(choreo_source_types *t) {
   if (!t) return;
   choreo_sql_finalize(t->st, T_COUNT);
+  free(t->pairs);
   free(t);
 }
 
-static bool source_types_remembered(const choreo_source_types *t, choreo_str source,
-                                    choreo_str type, uint64_t epoch) {
-  for (int i = 0; i < REMEMBERED; i++) {
-    const remembered *r = &t->pairs[i];
-    if (r->epoch == epoch && r->type_len == type.n && r->source_len == source.n &&
-        memcmp(r->type, type.p, type.n) == 0 && memcmp(r->source, source.p, source.n) == 0)
-      return true;
+static int remembered_cmp_str(const char *a, size_t an, const char *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  return c ? c : (an > bn) - (an < bn);
+}
+
+static int remembered_cmp(const void *pa, const void *pb) {
+  const remembered *a = pa, *b = pb;
+  int c = remembered_cmp_str(a->source, a->source_len, b->source, b->source_len);
+  return c ? c : remembered_cmp_str(a->type, a->type_len, b->type, b->type_len);
+}
+
+/* Remembers a pair just noted, in its sorted place; a pair too long or one too many is not. */
+static void source_types_remember(choreo_source_types *t, const remembered *key) {
+  if (t->n == t->cap) {
+    int cap = t->cap ? t->cap * 2 : 16;
+    if (cap > REMEMBERED_MAX) return;
+    remembered *grown = realloc(t->pairs, (size_t)cap * sizeof *grown);
+    if (!grown) return; /* noted each time instead */
+    t->pairs = grown;
+    t->cap = cap;
   }
-  return false;
+  int at = 0;
+  while (at < t->n && remembered_cmp(&t->pairs[at], key) < 0) at++;
+  memmove(&t->pairs[at + 1], &t->pairs[at], (size_t)(t->n - at) * sizeof *t->pairs);
+  t->pairs[at] = *key;
+  t->n++;
 }
 
 int choreo_source_types_note(choreo_source_types *t, choreo_str source, choreo_str type,
                              int64_t seq, uint64_t epoch) {
-  if (source_types_remembered(t, source, type, epoch)) return 0;
+  if (t->epoch != epoch) {
+    t->n = 0;
+    t->epoch = epoch;
+  }
+  bool fits = source.n <= CHOREO_NAME_MAX && type.n <= REMEMBERED_TYPE;
+  remembered key;
+  if (fits) {
+    memcpy(key.source, source.p, source.n);
+    memcpy(key.type, type.p, type.n);
+    key.source_len = source.n;
+    key.type_len = type.n;
+    if (t->n && bsearch(&key, t->pairs, (size_t)t->n, sizeof key, remembered_cmp)) return 0;
+  }
   sqlite3_stmt *st = t->st[T_NOTE];
   int rc = sqlite3_bind_text(st, 1, source.p, (int)source.n, SQLITE_STATIC) ||
                    sqlite3_bind_text(st, 2, type.p, (int)type.n, SQLITE_STATIC) ||
                    sqlite3_bind_int64(st, 3, seq)
                ? choreo_sql_finish(st, SQLITE_ERROR)
                : choreo_sql_finish(st, sqlite3_step(st));
-  if (rc || source.n > CHOREO_NAME_MAX || type.n > REMEMBERED_TYPE) return rc;
-  remembered *r = &t->pairs[t->next];
-  t->next = (t->next + 1) % REMEMBERED;
-  memcpy(r->source, source.p, source.n);
-  memcpy(r->type, type.p, type.n);
-  r->source_len = source.n;
-  r->type_len = type.n;
-  r->epoch = epoch;
-  return 0;
+  if (!rc && fits) source_types_remember(t, &key);
+  return rc;
 }
 
 int choreo_source_types_may_have_sent(choreo_source_types *t, const char *source,

@@ -4,9 +4,9 @@
  * owns choreo_source_types and every statement on it.
  *
  * Noted in the transaction of the batch that applies the message, for every message of the
- * source (addressed here or not), so the record commits with the checkpoint. A few (source,
- * type) pairs noted last are remembered: most batches cost a comparison per message, not a
- * statement. */
+ * source (addressed here or not), so the record commits with the checkpoint. The (source,
+ * type) pairs noted are remembered until a rollback: after a host's first message of a type,
+ * the next cost a few comparisons, not a statement. */
 #ifndef CHOREO_SOURCETYPES_H
 #define CHOREO_SOURCETYPES_H
 

@@ -2,7 +2,8 @@
  * buildhistory.c through the engine's choreo_engine_history_*): which source it wants and
  * after what, answers from the wrong source or malformed, a page with a gap (retention's),
  * messages not for this host or of types the projection does not take left out, what this host
- * kept merged in seq order and applied once, a source given up, and what the status says. */
+ * kept merged in seq order and applied once, a source given up, and what the status says;
+ * which types each host sent (runtime/core/sourcetypes.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "choreo.h"
 #include "engine.h"
 #include "lua_scripts.h"
+#include "sourcetypes.h"
 
 static const char projection_lua[] =
     "local choreo = require 'choreo'\n"
@@ -361,6 +363,45 @@ static void test_own_plain_events_come_from_its_own_log(void) {
   remove_file("till.lua");
 }
 
+static int count_rows(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int n = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+/* Each (source, type) pair is noted once per epoch, however many types interleave (a host
+ * hearing forty types from two others); under a new epoch (a rollback) it is noted again. */
+static void test_source_types_are_noted_once_until_a_rollback(void) {
+  sqlite3 *db;
+  CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
+  choreo_source_types *t;
+  CHECK(choreo_source_types_open(&t, db) == 0);
+  char type[16];
+  const choreo_str sources[] = {{"alpha", 5}, {"beta", 4}};
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < 40; i++) {
+      snprintf(type, sizeof type, "Type%d", i);
+      CHECK(choreo_source_types_note(t, sources[i % 2], (choreo_str){type, strlen(type)},
+                                     round * 40 + i + 1, 7) == 0);
+    }
+  CHECK(count_rows(db, "select count(*) from choreo_source_types") == 40);
+  CHECK(count_rows(db, "select min(first_seq) from choreo_source_types") == 1);
+  /* Rows gone under the same epoch stay gone: the pairs are remembered, not asked again. */
+  CHECK(sqlite3_exec(db, "delete from choreo_source_types", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK(choreo_source_types_note(t, sources[0], (choreo_str){"Type0", 5}, 200, 7) == 0);
+  CHECK(count_rows(db, "select count(*) from choreo_source_types") == 0);
+  /* Under another epoch they are noted again, as a rollback of them requires. */
+  CHECK(choreo_source_types_note(t, sources[0], (choreo_str){"Type0", 5}, 201, 8) == 0);
+  CHECK(choreo_source_types_note(t, sources[1], (choreo_str){"Type1", 5}, 202, 8) == 0);
+  CHECK(count_rows(db, "select count(*) from choreo_source_types") == 2);
+  CHECK(count_rows(db, "select first_seq from choreo_source_types where type = 'Type1'") == 202);
+  choreo_source_types_close(t);
+  sqlite3_close(db);
+}
+
 int main(void) {
   setenv("CHOREO_LOG", "error", 0);
   snprintf(dir, sizeof dir, "/tmp/choreo-test-history-XXXXXX");
@@ -374,6 +415,7 @@ int main(void) {
   RUN(test_stale_answers_and_replaced_hosts_are_not_taken);
   RUN(test_only_hosts_that_sent_its_types_are_asked);
   RUN(test_own_plain_events_come_from_its_own_log);
+  RUN(test_source_types_are_noted_once_until_a_rollback);
   CHECK(rmdir(dir) == 0);
   return CHECK_DONE();
 }
