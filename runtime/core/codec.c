@@ -471,7 +471,7 @@ static int codec_frame_header(msgpack_sbuffer *out, const char *source, int64_t 
                               uint32_t count, int64_t head, const int64_t *through) {
   /* first - 1 + count is the last seq in the frame; it must be representable. */
   if (!codec_present(source) || first < 1 || head < 0 || first - 1 > INT64_MAX - (int64_t)count ||
-      (through && (*through < first - 1 + (int64_t)count)))
+      (through && (*through < first - 1 + (int64_t)count || *through > head)))
     return CHOREO_EINVAL;
   msgpack_packer pk;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
@@ -525,8 +525,10 @@ static int codec_frame_read_header(choreo_frame_reader *r) {
       !codec_uint(&f[3], UINT32_MAX, &count) || !codec_uint(&f[4], INT64_MAX, &head) ||
       first - 1 > (uint64_t)INT64_MAX - count)
     return CHOREO_EINVAL;
-  /* A sparse frame's messages lie between first and through, ascending, not all of them. */
-  if (r->sparse && (!codec_uint(&f[5], INT64_MAX, &through) || through < first - 1 + count))
+  /* A sparse frame's messages lie between first and through, ascending, not all of them; it
+   * covers no seq past the log's head. */
+  if (r->sparse && (!codec_uint(&f[5], INT64_MAX, &through) || through < first - 1 + count ||
+                    through > head))
     return CHOREO_EINVAL;
   r->source = (choreo_str){f[1].via.str.ptr, f[1].via.str.size};
   r->first = (int64_t)first;

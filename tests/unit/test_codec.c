@@ -590,6 +590,12 @@ static void test_sparse_frames(void) {
   /* through before the messages could end, or absent where six fields are */
   msgpack_sbuffer_clear(&sb);
   CHECK(choreo_frame_header_sparse(&sb, "orders", 3, 3, 40, 4) == CHOREO_EINVAL);
+  /* nor past the head of the log it comes from */
+  CHECK(choreo_frame_header_sparse(&sb, "orders", 3, 0, 40, 41) == CHOREO_EINVAL);
+  CHECK(choreo_frame_open_sparse(&r, "\x96\x01\xa1s\x01\x00\x02\x05", 8) == CHOREO_EINVAL);
+  choreo_frame_close(&r);
+  CHECK(choreo_frame_open_sparse(&r, "\x96\x01\xa1s\x01\x00\x05\x05", 8) == 0 && r.through == 5);
+  choreo_frame_close(&r);
   CHECK(choreo_frame_header_sparse(&sb, "orders", 3, 0, 40, 2) == 0);
   CHECK(choreo_frame_open_sparse(&r, sb.data, sb.size) == 0 && r.through == 2);
   CHECK(choreo_frame_next(&r, &m) == 0);
