@@ -46,6 +46,8 @@ enum {
   ST_DEAD_AGAIN,
   ST_DEAD_DROP,
   ST_DEAD_EXPIRE,
+  ST_DROPPED_ONE,
+  ST_DROPPED_EXPIRING,
   ST_DEAD_COUNT,
   ST_RETRY_COUNT,
   ST_REQUEST_GET,
@@ -101,7 +103,14 @@ static const char *const store_sql[ST_COUNT] = {
                       "time = ?, at_ms = ?, retrying = 0 WHERE id = ?",
     [ST_DEAD_DROP] = "DELETE FROM choreo_dead_letters WHERE id = ?",
     [ST_DEAD_EXPIRE] = "DELETE FROM choreo_dead_letters WHERE id IN (SELECT id FROM "
-                       "choreo_dead_letters WHERE retrying = 0 AND at_ms < ? LIMIT ?)",
+                       "choreo_dead_letters WHERE retrying = 0 AND at_ms < ? ORDER BY id LIMIT ?)",
+    /* The same rows as ST_DEAD_DROP and ST_DEAD_EXPIRE, noted before they go: a letter being
+     * retried is in choreo_retries, and is applied or comes back. */
+    [ST_DROPPED_ONE] = "INSERT OR IGNORE INTO choreo_dropped(source, seq) SELECT source, seq FROM "
+                       "choreo_dead_letters WHERE id = ? AND retrying = 0 AND source IS NOT NULL",
+    [ST_DROPPED_EXPIRING] = "INSERT OR IGNORE INTO choreo_dropped(source, seq) SELECT source, seq "
+                            "FROM choreo_dead_letters WHERE retrying = 0 AND at_ms < ? AND source "
+                            "IS NOT NULL ORDER BY id LIMIT ?",
     [ST_DEAD_COUNT] = "SELECT count(*) FROM choreo_dead_letters WHERE retrying = 0",
     [ST_RETRY_COUNT] = "SELECT count(*) FROM choreo_retries",
     [ST_REQUEST_GET] = "SELECT seq FROM choreo_requests WHERE key = ?",
@@ -118,7 +127,8 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_CHECKPOINTS] = "SELECT source, seq FROM choreo_checkpoints WHERE seq > 0 ORDER BY source",
     [ST_PENDING_SEQS] = "SELECT seq FROM choreo_retries WHERE source = ?1 AND seq BETWEEN ?2 AND ?3 "
                         "UNION SELECT seq FROM choreo_dead_letters WHERE source = ?1 AND seq "
-                        "BETWEEN ?2 AND ?3 ORDER BY 1",
+                        "BETWEEN ?2 AND ?3 UNION SELECT seq FROM choreo_dropped WHERE source = ?1 "
+                        "AND seq BETWEEN ?2 AND ?3 ORDER BY 1",
     [ST_SIZE] = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
 };
 
@@ -139,6 +149,10 @@ static const char store_schema[] =
     "  id INTEGER PRIMARY KEY, source TEXT, seq INTEGER, type TEXT, msg BLOB NOT NULL,"
     "  attempts INTEGER, error TEXT, traceback TEXT, time TEXT);"
     "CREATE INDEX IF NOT EXISTS choreo_dead_letters_by_source ON choreo_dead_letters(source, seq);"
+    /* Messages whose dead letter was dropped, by hand or by retention, never applied: a build's
+     * history leaves them out as it leaves the dead letters out. Dead letters are few. */
+    "CREATE TABLE IF NOT EXISTS choreo_dropped("
+    "  source TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (source, seq)) WITHOUT ROWID;"
     /* Appends asked for from outside (the control socket) under a key: a resent request finds
      * its first outcome here instead of appending again. */
     "CREATE TABLE IF NOT EXISTS choreo_requests("
@@ -685,11 +699,16 @@ int choreo_store_dead_resolved(choreo_store *s, int64_t dead_id) {
 }
 
 int choreo_store_dead_expire(choreo_store *s, int64_t before_ms, int max_rows, int *deleted) {
-  sqlite3_stmt *st = s->st[ST_DEAD_EXPIRE];
   *deleted = 0;
+  sqlite3_stmt *st = s->st[ST_DROPPED_EXPIRING];
+  if (sqlite3_bind_int64(st, 1, before_ms) || sqlite3_bind_int(st, 2, max_rows))
+    return store_fail(s, ST_DROPPED_EXPIRING);
+  int rc = store_run(s, ST_DROPPED_EXPIRING);
+  if (rc) return rc;
+  st = s->st[ST_DEAD_EXPIRE];
   if (sqlite3_bind_int64(st, 1, before_ms) || sqlite3_bind_int(st, 2, max_rows))
     return store_fail(s, ST_DEAD_EXPIRE);
-  int rc = store_run(s, ST_DEAD_EXPIRE);
+  rc = store_run(s, ST_DEAD_EXPIRE);
   if (!rc) *deleted = sqlite3_changes(s->db);
   return rc;
 }
@@ -711,6 +730,20 @@ int choreo_store_dead_each(choreo_store *s, choreo_dead_fn fn, void *ud) {
   if (rc >= 0 && step != SQLITE_DONE) rc = CHOREO_EIO;
   store_done(s, ST_DEAD_LIST);
   return rc < 0 ? rc : 0;
+}
+
+/* Undoes what was done since ST_DEAD_SAVEPOINT, after rc. Unwinding succeeds and so resets
+ * sqlite3_errmsg; the reason for the failure is kept for choreo_store_errmsg. If unwinding
+ * fails too, there is nothing better left to do. */
+static void store_dead_unwind(choreo_store *s, int rc) {
+  char why[sizeof s->kept];
+  snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->db));
+  store_forget(s);
+  sqlite3_step(s->st[ST_DEAD_ROLLBACK_TO]);
+  store_done(s, ST_DEAD_ROLLBACK_TO);
+  sqlite3_step(s->st[ST_DEAD_RELEASE]);
+  store_done(s, ST_DEAD_RELEASE);
+  if (rc == CHOREO_EIO) memcpy(s->kept, why, sizeof why);
 }
 
 int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms) {
@@ -738,23 +771,23 @@ int choreo_store_dead_retry(choreo_store *s, int64_t id, int64_t now_ms) {
                                        : store_run(s, ST_DEAD_MARK_RETRYING);
   }
   if (rc == 0) return store_run(s, ST_DEAD_RELEASE);
-  /* Unwinding succeeds and so resets sqlite3_errmsg; the reason for the failure is kept for
-   * choreo_store_errmsg. If unwinding fails too, there is nothing better left to do. */
-  char why[sizeof s->kept];
-  snprintf(why, sizeof why, "%s", sqlite3_errmsg(s->db));
-  store_forget(s);
-  sqlite3_step(s->st[ST_DEAD_ROLLBACK_TO]);
-  store_done(s, ST_DEAD_ROLLBACK_TO);
-  sqlite3_step(s->st[ST_DEAD_RELEASE]);
-  store_done(s, ST_DEAD_RELEASE);
-  if (rc == CHOREO_EIO) memcpy(s->kept, why, sizeof why);
+  store_dead_unwind(s, rc);
   return rc;
 }
 
 int choreo_store_dead_drop(choreo_store *s, int64_t id) {
-  if (sqlite3_bind_int64(s->st[ST_DEAD_DROP], 1, id)) return store_fail(s, ST_DEAD_DROP);
-  int rc = store_run(s, ST_DEAD_DROP);
-  if (rc == 0 && sqlite3_changes(s->db) == 0) rc = CHOREO_ENOENT;
+  /* A savepoint, as in dead_retry: noted and deleted together, in a transaction or not. */
+  int rc = store_run(s, ST_DEAD_SAVEPOINT);
+  if (rc) return rc;
+  rc = sqlite3_bind_int64(s->st[ST_DROPPED_ONE], 1, id) ? store_fail(s, ST_DROPPED_ONE)
+                                                         : store_run(s, ST_DROPPED_ONE);
+  if (!rc) {
+    rc = sqlite3_bind_int64(s->st[ST_DEAD_DROP], 1, id) ? store_fail(s, ST_DEAD_DROP)
+                                                         : store_run(s, ST_DEAD_DROP);
+    if (rc == 0 && sqlite3_changes(s->db) == 0) rc = CHOREO_ENOENT;
+  }
+  if (rc == 0) return store_run(s, ST_DEAD_RELEASE);
+  store_dead_unwind(s, rc);
   return rc;
 }
 

@@ -20,6 +20,7 @@ TABLE_OWNERS = {
     "choreo_checkpoints": "runtime/core/store.c",
     "choreo_retries": "runtime/core/store.c",
     "choreo_dead_letters": "runtime/core/store.c",
+    "choreo_dropped": "runtime/core/store.c",
     "choreo_requests": "runtime/core/store.c",
     "choreo_subscribers": "runtime/core/store.c",
     "choreo_timeouts": "runtime/core/timeouts.c",

@@ -216,6 +216,50 @@ static void test_messages_not_applied_are_left_out(void) {
   remove_file("tot.lua");
 }
 
+/* A message whose dead letter is gone without its being applied (dropped by hand, or by
+ * retention) is left out of the history all the same. */
+static void test_dropped_dead_letters_stay_left_out(void) {
+  static const char *const paid[] = {"Paid", "Paid", "Paid"};
+  for (int expired = 0; expired < 2; expired++) {
+    write_blocking(1);
+    char err[512] = "", got[256];
+    choreo_engine *e = open_engine_fetching(true);
+    exec(e, "create table block(x)");
+    msgpack_sbuffer frame;
+    msgpack_sbuffer_init(&frame);
+    frame_of(&frame, "a", 1, 3, paid);
+    choreo_apply_result r;
+    CHECK(choreo_engine_apply_frame(e, frame.data, frame.size, &r) == 0 && r.failed == 1);
+    for (int i = 0; i < 10 && query_int(e, "select count(*) from choreo_dead_letters") == 0; i++) {
+      fake_now += 3600 * 1000;
+      CHECK(choreo_engine_run_retries(e, &r) == 0);
+    }
+    CHECK(query_int(e, "select count(*) from choreo_dead_letters") == 1);
+    int deleted = 0;
+    if (expired) {
+      fake_now += 3600 * 1000;
+      CHECK(choreo_engine_trim(e, 1000, 60 * 1000, 100, &deleted) == 0);
+    } else {
+      CHECK(choreo_engine_dead_drop(e, query_int(e, "select id from choreo_dead_letters")) == 0);
+      CHECK(choreo_engine_dead_drop(e, 999) == CHOREO_ENOENT); /* no such letter: nothing noted */
+    }
+    CHECK(query_int(e, "select count(*) from choreo_dead_letters") == 0);
+    CHECK(query_int(e, "select count(*) from choreo_dropped where source = 'a' and seq = 2") == 1);
+    CHECK(query_int(e, "select count(*) from choreo_dropped") == 1);
+    exec(e, "drop table block");
+    write_blocking(2);
+    CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+    check_wanted(e, "a", 0);
+    CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
+    build_to_end(e);
+    rows_of(e, got, sizeof got);
+    CHECK_STR(got, "a1v2,a3v2");
+    msgpack_sbuffer_destroy(&frame);
+    choreo_engine_close(e);
+  }
+  remove_file("tot.lua");
+}
+
 /* Fetched in part, then given up: what was fetched and what was kept, each message once. */
 static void test_a_source_given_up_midway_applies_each_once(void) {
   static const char *const paid[] = {"Paid", "Paid", "Paid", "Paid"};
@@ -411,6 +455,7 @@ int main(void) {
   }
   RUN(test_history_is_fetched_merged_and_applied_once);
   RUN(test_messages_not_applied_are_left_out);
+  RUN(test_dropped_dead_letters_stay_left_out);
   RUN(test_a_source_given_up_midway_applies_each_once);
   RUN(test_stale_answers_and_replaced_hosts_are_not_taken);
   RUN(test_only_hosts_that_sent_its_types_are_asked);
