@@ -104,13 +104,14 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_DEAD_DROP] = "DELETE FROM choreo_dead_letters WHERE id = ?",
     [ST_DEAD_EXPIRE] = "DELETE FROM choreo_dead_letters WHERE id IN (SELECT id FROM "
                        "choreo_dead_letters WHERE retrying = 0 AND at_ms < ? ORDER BY id LIMIT ?)",
-    /* The same rows as ST_DEAD_DROP and ST_DEAD_EXPIRE, noted before they go: a letter being
-     * retried is in choreo_retries, and is applied or comes back. */
+    /* The same rows as ST_DEAD_DROP and ST_DEAD_EXPIRE, noted before they go (one without a
+     * source is skipped by OR IGNORE); a letter being retried is not noted: it is in
+     * choreo_retries, and is applied or comes back as a new letter. */
     [ST_DROPPED_ONE] = "INSERT OR IGNORE INTO choreo_dropped(source, seq) SELECT source, seq FROM "
-                       "choreo_dead_letters WHERE id = ? AND retrying = 0 AND source IS NOT NULL",
+                       "choreo_dead_letters WHERE id = ? AND retrying = 0",
     [ST_DROPPED_EXPIRING] = "INSERT OR IGNORE INTO choreo_dropped(source, seq) SELECT source, seq "
-                            "FROM choreo_dead_letters WHERE retrying = 0 AND at_ms < ? AND source "
-                            "IS NOT NULL ORDER BY id LIMIT ?",
+                            "FROM choreo_dead_letters WHERE retrying = 0 AND at_ms < ? "
+                            "ORDER BY id LIMIT ?",
     [ST_DEAD_COUNT] = "SELECT count(*) FROM choreo_dead_letters WHERE retrying = 0",
     [ST_RETRY_COUNT] = "SELECT count(*) FROM choreo_retries",
     [ST_REQUEST_GET] = "SELECT seq FROM choreo_requests WHERE key = ?",

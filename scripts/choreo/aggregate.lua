@@ -345,9 +345,12 @@ return function(choreo, ctx)
     local list = stored(events, function(i) -- level 4: the caller of ctx:append
       error(("ctx:append: event %d has no type (events are { type = ..., data = ... })"):format(i), 4)
     end)
+    -- The state folded so far is behind once anything is appended, even in part (an append
+    -- that fails midway keeps the events before, should the handler catch the error): the
+    -- next fold reads the stream.
+    cache_take(stream)
     local version, conflict = store.append(stream, expect, list)
     if version == nil then return nil, conflict end
-    cache_take(stream) -- the state folded so far is behind: the next fold reads the stream
     return version
   end
 

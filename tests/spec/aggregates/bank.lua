@@ -44,10 +44,12 @@ choreo.aggregate("Faulty", {
     NoReason = function() return nil end,
     UnknownEvent = function() return { { type = "Mystery" } } end,
     Explode = function() return { { type = "Exploded" } } end,
+    Charge = function() return { { type = "Charged" } } end,
     ReadLegacy = function() return {} end,
   },
   evolve = {
     Exploded = function() error("kaboom") end,
+    Charged = function(state) state.charges = (state.charges or 0) + 1 end,
     Legacy = function() end,
   },
 })
@@ -86,4 +88,17 @@ end)
 choreo.on("Meddle", function(msg, ctx)
   local state = ctx:load("Account", msg.data.account)
   state.balance = 0
+end)
+
+-- A second handler of Charge, which fails after the aggregate appended and folded its event.
+choreo.on("Charge", function(msg)
+  if msg.data and msg.data.fail then error("after the aggregate") end
+end)
+
+-- Appends two events, the second larger than the host's largest message: the first stays in
+-- the handler's transaction, which goes on, since the handler catches the error.
+choreo.on("ImportPartly", function(msg, ctx)
+  pcall(ctx.append, ctx, "Account/" .. msg.data.account, {
+    { type = "Deposited", data = { amount = msg.data.amount } },
+    { type = "Deposited", data = { amount = 0, pad = string.rep("x", 5000) } } })
 end)

@@ -120,6 +120,28 @@ describe("aggregates", function()
       host.replies[1].data)
   end)
 
+  it("folds what a ctx:append appended before it failed, when the handler caught the error", function()
+    local host = testing.host(nil, { max_message = 2000 })
+    assert.is_true(host:send("Deposit", { account = 11, amount = 5 })) -- its state now kept in memory
+    assert.is_true(host:deliver("ImportPartly", { account = 11, amount = 10 }))
+    assert.equal(2, #host:stream("Account/11"))
+    assert.is_true(host:send("Withdraw", { account = 11, amount = 12 }, { expect = 2 }))
+    assert.equal(0, #host.replies)
+    assert.equal(3, #host:stream("Account/11"))
+  end)
+
+  it("forgets what a command folded when another handler of it fails afterwards", function()
+    local host = testing.host()
+    local s = { subject = "Faulty/9" }
+    local ok, err = host:send("Charge", { fail = true }, s)
+    assert.is_false(ok)
+    assert.matches("after the aggregate", err, 1, true)
+    assert.equal(0, #host:stream("Faulty/9"))
+    assert.is_true(host:send("Charge", {}, { subject = "Faulty/9", expect = 0 }))
+    assert.equal(0, #host.replies)
+    assert.equal(1, #host:stream("Faulty/9"))
+  end)
+
   it("hands ctx:load a copy: changing it changes nothing for the next command", function()
     local host = testing.host()
     host:send("Deposit", { account = 6, amount = 5 })
