@@ -170,7 +170,8 @@ return function(choreo, ctx)
   -- later event folded in. A cached state is the stream's last: this host appends to a stream
   -- only through this file, which folds what a command appended at once (fold_appended) and
   -- forgets what ctx:append did; an append outside a handler (choreo.testing's given) changes
-  -- the epoch. A snapshot is taken once snapshot_every events were folded past the last one.
+  -- the epoch. A snapshot is taken once snapshot_every events were folded past the last one,
+  -- here or as a command appended them.
   -- The state returned is the cached one: callers must not change it.
   local function fold(name, def, stream)
     local epoch = store.epoch()
@@ -205,13 +206,18 @@ return function(choreo, ctx)
   end
 
   -- Folds the events a command appended (as stored) into the state it was decided on, folded
-  -- up to `version` just before, and caches the result. An evolve that raises fails the
-  -- command, so its events are not appended: a stream never holds one its aggregate cannot fold.
+  -- up to `version` just before, and caches the result, snapshotting it as fold does. An
+  -- evolve that raises fails the command, so its events are not appended: a command never
+  -- leaves its stream with one its aggregate cannot fold.
   local function fold_appended(name, def, stream, state, version, events)
     local c = cache_take(stream) -- out while folding, as in fold
     for _, e in ipairs(events) do state = evolved(name, def, stream, state, e) end
     if c and c.epoch == store.epoch() and c.version == version then
       c.state, c.version = state, events[#events].streamversion
+      if def.snapshot_every and c.version - c.snapped >= def.snapshot_every then
+        store.snapshot_save(stream, c.version, def.fingerprint, state)
+        c.snapped = c.version
+      end
       cache_put(stream, c)
     end
   end
