@@ -181,19 +181,26 @@ static void exec(choreo_engine *e, const char *sql) {
 /* A message this host has not applied (waiting for a retry) is left out of the history: the
  * retry that succeeds applies it once, whether before the kept inputs are merged in (then in
  * seq order), after (then among the kept inputs), or after the swap (live). */
-static void test_messages_not_applied_are_left_out(void) {
+/* A host applying a1..a3 (in *frame) with a2 failing, left waiting for a retry. */
+static choreo_engine *open_engine_failing_a2(msgpack_sbuffer *frame) {
   static const char *const paid[] = {"Paid", "Paid", "Paid"};
+  write_blocking(1);
+  choreo_engine *e = open_engine_fetching(true);
+  exec(e, "create table block(x)");
+  msgpack_sbuffer_init(frame);
+  frame_of(frame, "a", 1, 3, paid);
+  choreo_apply_result r;
+  CHECK(choreo_engine_apply_frame(e, frame->data, frame->size, &r) == 0 && r.failed == 1);
+  return e;
+}
+
+static void test_messages_not_applied_are_left_out(void) {
   static const char *const want[] = {"a1v2,a2v2,a3v2", "a1v2,a3v2,a2v2", "a1v2,a3v2,a2v2"};
   for (int when = 0; when < 3; when++) {
-    write_blocking(1);
     char err[512] = "", got[256];
-    choreo_engine *e = open_engine_fetching(true);
-    exec(e, "create table block(x)");
     msgpack_sbuffer frame;
-    msgpack_sbuffer_init(&frame);
-    frame_of(&frame, "a", 1, 3, paid);
+    choreo_engine *e = open_engine_failing_a2(&frame);
     choreo_apply_result r;
-    CHECK(choreo_engine_apply_frame(e, frame.data, frame.size, &r) == 0 && r.failed == 1);
     /* noted again by the batch's careful run, after its first rolled back */
     CHECK(query_int(e, "select count(*) from choreo_source_types where source = 'a'") == 1);
     write_blocking(2);
@@ -219,17 +226,11 @@ static void test_messages_not_applied_are_left_out(void) {
 /* A message whose dead letter is gone without its being applied (dropped by hand, or by
  * retention) is left out of the history all the same. */
 static void test_dropped_dead_letters_stay_left_out(void) {
-  static const char *const paid[] = {"Paid", "Paid", "Paid"};
   for (int expired = 0; expired < 2; expired++) {
-    write_blocking(1);
     char err[512] = "", got[256];
-    choreo_engine *e = open_engine_fetching(true);
-    exec(e, "create table block(x)");
     msgpack_sbuffer frame;
-    msgpack_sbuffer_init(&frame);
-    frame_of(&frame, "a", 1, 3, paid);
+    choreo_engine *e = open_engine_failing_a2(&frame);
     choreo_apply_result r;
-    CHECK(choreo_engine_apply_frame(e, frame.data, frame.size, &r) == 0 && r.failed == 1);
     for (int i = 0; i < 10 && query_int(e, "select count(*) from choreo_dead_letters") == 0; i++) {
       fake_now += 3600 * 1000;
       CHECK(choreo_engine_run_retries(e, &r) == 0);
