@@ -1335,8 +1335,9 @@ int choreo_engine_stream_append(choreo_engine *e, const char *stream, int64_t ex
   if (own && !rc && !*conflict) {
     rc = choreo_store_commit(e->store);
     e->appends_outside++;
+  } else if (own && !rc) {
+    choreo_store_rollback(e->store);
   }
-  else if (own && !rc) choreo_store_rollback(e->store);
   if (own && rc) return engine_fail_batch(e, rc);
   *version = v;
   return rc;

@@ -7,8 +7,8 @@
 #include "choreo.h"
 #include "sql.h"
 
-#define REMEMBERED_MAX 1024  /* (source, type) pairs remembered; past it, noted each time */
-#define REMEMBERED_TYPE 128  /* longer types are noted each time (a no-op statement) */
+#define REMEMBERED_MAX 1024 /* (source, type) pairs remembered; past it, noted each time */
+#define REMEMBERED_TYPE 128 /* longer types are noted each time (a no-op statement) */
 
 static const char source_types_schema[] =
     "CREATE TABLE IF NOT EXISTS choreo_source_types("
