@@ -74,6 +74,19 @@ static void check_wanted(choreo_engine *e, const char *source, int64_t after) {
   CHECK(at == after);
 }
 
+/* Answers a's history request (after 0) with no message from a log whose head is `head`: the
+ * source is given up, and the status says why. */
+static void check_given_up_on_empty_answer(choreo_engine *e, msgpack_sbuffer *frame, int64_t head,
+                                           const char *why) {
+  msgpack_sbuffer_clear(frame);
+  CHECK(choreo_frame_header(frame, "a", 1, 0, head) == 0);
+  CHECK(choreo_engine_history_take(e, frame->data, frame->size, 0) == 0);
+  check_wanted(e, NULL, 0);
+  char status[600] = "";
+  choreo_engine_projections_each(e, history_of, status);
+  CHECK(strstr(status, why) != NULL);
+}
+
 /* Steps the build to its end, as the host does after each answer; returns the steps taken. */
 static int build_to_end(choreo_engine *e) {
   bool pending = true;
@@ -307,24 +320,13 @@ static void test_stale_answers_and_replaced_hosts_are_not_taken(void) {
   CHECK(choreo_engine_history_take(e, frame.data, frame.size, 2) == 0);
   check_wanted(e, "a", 0);
   /* an answer that holds nothing, from a log that says it reaches past 4: given up, said */
-  msgpack_sbuffer_clear(&frame);
-  CHECK(choreo_frame_header(&frame, "a", 1, 0, 100) == 0);
-  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
-  check_wanted(e, NULL, 0);
-  char said[600] = "";
-  choreo_engine_projections_each(e, history_of, said);
-  CHECK(strstr(said, "without a's history: its answer after seq 0 held nothing") != NULL);
+  check_given_up_on_empty_answer(e, &frame, 100,
+                                 "without a's history: its answer after seq 0 held nothing");
   CHECK(choreo_engine_projection_rebuild(e, "tot", err, sizeof err) == 0);
   check_wanted(e, "a", 0);
   /* a log that ends at 3 is not the one this host applied 4 of */
-  msgpack_sbuffer_clear(&frame);
-  CHECK(choreo_frame_header(&frame, "a", 1, 0, 3) == 0);
-  CHECK(choreo_engine_history_take(e, frame.data, frame.size, 0) == 0);
-  check_wanted(e, NULL, 0);
-  char status[600] = "";
-  choreo_engine_projections_each(e, history_of, status);
-  CHECK(strstr(status, "without a's history: its log ends at seq 3, before the 4 this host "
-                       "applied") != NULL);
+  check_given_up_on_empty_answer(e, &frame, 3, "without a's history: its log ends at seq 3, "
+                                                "before the 4 this host applied");
   build_to_end(e);
   rows_of(e, got, sizeof got);
   CHECK_STR(got, ""); /* nothing was kept, nothing fetched */
