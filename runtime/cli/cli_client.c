@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "bus_close.h"
 #include "cli.h"
 #include "json.h"
 #include "tracecontext.h"
@@ -72,13 +73,13 @@ static int client_exchange(const char *url, const void *request, size_t len, int
   nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, wait_ms);
   nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
   if (nng_dial(s, url, NULL, wait_dial ? 0 : NNG_FLAG_NONBLOCK)) {
-    nng_close(s);
+    choreo_bus_close(s);
     snprintf(err, errlen, "%s is not running", who);
     return CLI_USAGE;
   }
   rv = nng_send(s, (void *)request, len, 0);
   if (!rv) rv = nng_recv(s, &reply, &got, NNG_FLAG_ALLOC);
-  nng_close(s);
+  choreo_bus_close(s);
   if (rv) {
     snprintf(err, errlen, "host did not answer: %s", nng_strerror(rv));
     return CLI_UNANSWERED;

@@ -48,13 +48,10 @@ static int run_pin(const char *text) {
   return CLI_OK;
 }
 
-/* How long the loop may take to reach its stop once a signal asked for it (a handler is cut
- * short at once, so this is only a bound), and how long NNG may then take to let go of the
- * sockets. NNG 1.5 can wait forever to close a socket (docs/ARCHITECTURE.md, on NNG 1.5); by
- * then nothing is left to commit, so the process exits without it. */
+/* How long the host may take to stop once a signal asked for it: a handler under way is cut
+ * short at once, and NNG is waited for at most CHOREO_BUS_CLOSE_WAIT_MS (bus_close.h), so this
+ * is only a bound. */
 #define RUN_STOP_WAIT_S 10
-#define RUN_NNG_WAIT_S 2
-#define RUN_WATCH_EVERY_NS 50000000L
 
 /* SIGINT and SIGTERM are taken by a thread of their own (sigwait), not by a uv_signal_t: a
  * handler stuck in a Lua loop or a long query holds the loop, where uv_signal_t callbacks run,
@@ -70,23 +67,14 @@ typedef struct run_signals {
   bool loop_done;
 } run_signals;
 
-static double run_clock(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Waits a moment for the loop to end; true once it has. */
-static bool run_loop_done(run_signals *s) {
+/* Waits at most RUN_STOP_WAIT_S for the loop to end; true once it has. */
+static bool run_loop_ended(run_signals *s) {
   struct timespec until;
   clock_gettime(CLOCK_MONOTONIC, &until);
-  until.tv_nsec += RUN_WATCH_EVERY_NS;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  until.tv_sec += RUN_STOP_WAIT_S;
   pthread_mutex_lock(&s->lock);
-  if (!s->loop_done) pthread_cond_timedwait(&s->stopped, &s->lock, &until);
+  while (!s->loop_done)
+    if (pthread_cond_timedwait(&s->stopped, &s->lock, &until) != 0) break;
   bool done = s->loop_done;
   pthread_mutex_unlock(&s->lock);
   return done;
@@ -99,24 +87,12 @@ static void *run_wait_signals(void *arg) {
   choreo_host *host = atomic_load(&s->host);
   if (!host) return NULL;
   choreo_host_stop(host);
-  double asked = run_clock(), committed_at = 0;
-  while (!run_loop_done(s)) {
-    double now = run_clock();
-    if (!committed_at && choreo_host_done_committing(host)) committed_at = now;
-    if (committed_at && now - committed_at >= RUN_NNG_WAIT_S) {
-      choreo_log(CHOREO_LOG_WARN, s->who,
-                 "stopped, but NNG 1.5 still holds a connection closed in the middle of a "
-                 "message after %d s (a known NNG bug); exiting without it: nothing was left "
-                 "to commit", RUN_NNG_WAIT_S);
-      _exit(EXIT_SUCCESS);
-    }
-    if (!committed_at && now - asked >= RUN_STOP_WAIT_S) {
-      /* Stuck outside any transaction, or inside one that the store rolls back: what
-       * committed is kept, as after kill -9. */
-      choreo_log(CHOREO_LOG_ERROR, s->who, "still not stopped %d s after the signal; exiting",
-                 RUN_STOP_WAIT_S);
-      _exit(EXIT_FAILURE);
-    }
+  if (!run_loop_ended(s)) {
+    /* Stuck outside any transaction, or inside one that the store rolls back: what committed
+     * is kept, as after kill -9. */
+    choreo_log(CHOREO_LOG_ERROR, s->who, "still not stopped %d s after the signal; exiting",
+               RUN_STOP_WAIT_S);
+    _exit(EXIT_FAILURE);
   }
   return NULL;
 }

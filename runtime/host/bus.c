@@ -22,6 +22,7 @@
 #endif
 
 #include <nng/protocol/reqrep0/rep.h>
+#include "bus_close.h"
 #include "choreo.h"
 #include "codec.h"
 #include "log.h"
@@ -268,9 +269,12 @@ void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms) {
 }
 
 void choreo_bus_listeners_stop(choreo_bus_listeners *ls) {
+  if (ls->list) nng_pipe_notify(ls->sock, NNG_PIPE_EV_ADD_PRE, NULL, NULL);
   for (size_t i = 0; i < ls->n; i++) {
-    if (ls->list[i].probing) bus_probe_end(&ls->list[i]);
-    nng_stream_dialer_free(ls->list[i].probe_dialer);
+    choreo_bus_listener *l = &ls->list[i];
+    if (l->probing) bus_probe_end(l);
+    nng_stream_dialer_free(l->probe_dialer);
+    if (l->listening) nng_listener_close(l->listener);
   }
   ls->n = ls->cap = 0;
   free(ls->list);
@@ -310,10 +314,10 @@ void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void 
 }
 
 void choreo_bus_server_stop(choreo_bus_server *s) {
-  choreo_bus_watch_stop(&s->watch, NULL);
-  if (s->open) nng_close(s->sock);
-  s->open = false;
+  choreo_bus_watch_stop(&s->watch, NULL); /* before its socket, which owns the descriptor */
   choreo_bus_listeners_stop(&s->listeners);
+  if (s->open) choreo_bus_close(s->sock);
+  s->open = false;
 }
 
 /* The copy NNG makes of what we send is NNG's: the same NNG 1.5 bug that can hold a stop

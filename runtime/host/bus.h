@@ -96,8 +96,9 @@ int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const cha
 /* Probes each listener every few seconds and opens one again when it has gone deaf. Call it
  * often (the host's tick) with the loop's time; it does nothing most of the time. */
 void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms);
-/* Ends the probes and frees the list. Call it after closing the socket, which closes the
- * listeners and ends the notifications. Safe on a zeroed struct and twice. */
+/* Closes the listeners (their addresses are free again at once, whatever becomes of the
+ * socket: bus_close.h), ends the probes and the notification, and frees the list. Call it
+ * before closing the socket. Safe on a zeroed struct and twice. */
 void choreo_bus_listeners_stop(choreo_bus_listeners *ls);
 
 /* A REP socket that answers requests on the loop (FETCH, the control socket). Embedded in its
@@ -122,7 +123,8 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
 void choreo_bus_server_drain(choreo_bus_server *s);
 /* Sends body as the answer to request, reusing its message (which it then owns or frees). */
 void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void *body, size_t len);
-/* Safe on a zeroed struct that never started, and twice. */
+/* Closes it without waiting for NNG for ever (bus_close.h). Safe on a zeroed struct that never
+ * started, and twice. */
 void choreo_bus_server_stop(choreo_bus_server *s);
 
 /* Sends a frame on a PUB socket without blocking: a slow subscriber loses it and fetches it

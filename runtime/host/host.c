@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "bus.h"
+#include "bus_close.h"
 #include "control.h"
 #include "host.h"
 #include "http.h"
@@ -70,7 +71,6 @@ struct choreo_host {
   uint64_t rate_samples[RATE_SAMPLES]; /* handled counts, one a second */
   uint64_t rate_next;                  /* samples taken */
   atomic_bool stop_requested;
-  atomic_bool done_committing; /* see choreo_host_done_committing */
   int handles_on_loop; /* of the HOST_HANDLES, those the loop still holds */
   bool stopping;
   int64_t published; /* the last seq published on PUB */
@@ -273,8 +273,6 @@ static void host_stop_now(choreo_host *h) {
   if (h->stopping) return;
   h->stopping = true;
   atomic_store(&h->stop_requested, true);
-  /* A loop callback, so between batches: no transaction is open, and none opens from here. */
-  atomic_store(&h->done_committing, true);
   if (h->handles_on_loop) {
     choreo_log(CHOREO_LOG_INFO, h->name, "stopping");
     uv_handle_t *handles[HOST_HANDLES];
@@ -287,9 +285,15 @@ static void host_stop_now(choreo_host *h) {
   choreo_http_stop(&h->http);
   choreo_metrics_stop(&h->metrics);
   choreo_peers_stop(&h->peers);
-  if (h->pub_open) nng_close(h->pub);
+  choreo_bus_listeners_stop(&h->pub_listeners); /* before its socket */
+  if (h->pub_open) choreo_bus_close(h->pub);
   h->pub_open = false;
-  choreo_bus_listeners_stop(&h->pub_listeners); /* after its socket */
+  /* We began between two batches: what is committed is all there is, as after kill -9. */
+  if (choreo_bus_nng_stuck())
+    choreo_log(CHOREO_LOG_WARN, h->name,
+               "stopped, but NNG 1.5 still holds a connection closed in the middle of a "
+               "message (a known NNG bug): its sockets are left to it; nothing was left to "
+               "commit");
 }
 
 static void host_on_stop(uv_async_t *async) { host_stop_now(async->data); }
@@ -303,8 +307,6 @@ void choreo_host_stop(choreo_host *h) {
   if (!pthread_equal(pthread_self(), h->loop_thread)) choreo_engine_interrupt(h->engine);
   uv_async_send(&h->stop_async);
 }
-
-bool choreo_host_done_committing(choreo_host *h) { return atomic_load(&h->done_committing); }
 
 bool choreo_host_stopped(const choreo_host *h) {
   return h->stopping && h->handles_on_loop == 0 && h->watch.on_loop == 0 &&
@@ -453,7 +455,6 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   msgpack_sbuffer_init(&h->frame);
   msgpack_sbuffer_init(&h->own_frame);
   atomic_init(&h->stop_requested, false);
-  atomic_init(&h->done_committing, false);
   h->loop_thread = pthread_self();
   h->opened_ns = uv_hrtime();
   h->rate_next = 1; /* a first sample of 0 handled, at the start */

@@ -18,9 +18,4 @@ void choreo_host_committed(choreo_host *h);
 int choreo_host_append(choreo_host *h, const char *kind, const char *to, const char *type,
                        const choreo_emit_opts *opts, const char *const *data, const size_t *len,
                        int n, const char *key, int64_t *first_seq, bool *repeated);
-/* From any thread: true once the host has begun to stop, from between two batches. No
- * transaction is open and none will be: what is left (letting go of NNG's sockets, the loop,
- * the database) loses nothing if the process ends before it is done. */
-bool choreo_host_done_committing(choreo_host *h);
-
 #endif

@@ -8,6 +8,7 @@
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "bus_close.h"
 #include "log.h"
 
 #define FETCH_EVERY_MS 1000
@@ -268,7 +269,7 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
     /* The watch first: its descriptor belongs to the socket. A watch that got onto the loop
      * frees the peer when it comes off. */
     int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
-    nng_close(p->req);
+    choreo_bus_close(p->req);
     if (on_loop) ps->on_loop++;
     else free(p);
     return NULL;
@@ -436,13 +437,13 @@ void choreo_peers_tick(choreo_peers *ps) {
 void choreo_peers_stop(choreo_peers *ps) {
   choreo_bus_watch_stop(&ps->sub_watch, peers_on_sub_closed); /* before its socket */
   /* Before the peers go: closing it ends the notifications that look at them. */
-  if (ps->sub_open) nng_close(ps->sub);
+  if (ps->sub_open) choreo_bus_close(ps->sub);
   ps->sub_open = false;
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
     /* The watch first: its descriptor belongs to the socket. */
     int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
-    nng_close(p->req);
+    choreo_bus_close(p->req);
     if (!on_loop) free(p);
   }
   ps->n = 0;
