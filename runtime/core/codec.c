@@ -5,9 +5,11 @@
  * msgpack-c's C unpacker trusts the lengths it reads: an array header claiming 4 billion
  * elements makes it allocate 4 billion objects before it notices the input is short, and
  * nesting deeper than its fixed 32-level stack is a parse error only after work is done.
- * So every decoding entry point first runs codec_check_one() over the raw bytes, which proves
- * that each claimed length fits in what is actually there; msgpack-c then only ever sees
- * well-formed input and allocates at most a small multiple of the input size. */
+ * So every entry point that hands bytes to msgpack-c first runs codec_check_one() over them,
+ * which proves that each claimed length fits in what is actually there; msgpack-c then only
+ * ever sees well-formed input and allocates at most a small multiple of the input size.
+ * Messages never reach msgpack-c: codec_msg_scan reads them in place, checking each length
+ * itself, and hands what it does not read (the data) to codec_check_one. */
 #include "codec.h"
 
 #include <ctype.h>
@@ -353,20 +355,27 @@ static int codec_attr_find(choreo_str key, size_t from) {
   return -1;
 }
 
-/* The readers below take bytes that codec_check_one has already walked: every length fits. */
+/* The readers below check each length against end themselves: a message's attributes are
+ * walked once, by codec_msg_scan, and only what it does not read itself (the data, unknown
+ * attributes) by codec_check_one. On failure they leave *pp where it was. */
 
 /* A string at *pp (what msgpack-c calls STR: not BIN), moving *pp past it. */
-static bool codec_take_str(const unsigned char **pp, choreo_str *out) {
+static bool codec_take_str(const unsigned char **pp, const unsigned char *end, choreo_str *out) {
   const unsigned char *p = *pp;
+  if (p == end) return false;
   size_t n;
   int width = 0;
-  if (*p >= 0xa0 && *p <= 0xbf)
+  if (*p >= 0xa0 && *p <= 0xbf) {
     n = *p & 0x1f;
-  else if (*p >= 0xd9 && *p <= 0xdb)
-    width = 1 << (*p - 0xd9), n = (size_t)codec_be(p + 1, width);
-  else
+  } else if (*p >= 0xd9 && *p <= 0xdb) {
+    width = 1 << (*p - 0xd9);
+    if (end - p < 1 + width) return false;
+    n = (size_t)codec_be(p + 1, width);
+  } else {
     return false;
+  }
   p += 1 + width;
+  if (n > (size_t)(end - p)) return false;
   *out = (choreo_str){(const char *)p, n};
   *pp = p + n;
   return true;
@@ -374,73 +383,76 @@ static bool codec_take_str(const unsigned char **pp, choreo_str *out) {
 
 /* A non-negative integer at *pp (msgpack-c's POSITIVE_INTEGER: the signed encodings of such
  * values too), moving *pp past it. */
-static bool codec_take_uint(const unsigned char **pp, uint64_t *v) {
+static bool codec_take_uint(const unsigned char **pp, const unsigned char *end, uint64_t *v) {
   const unsigned char *p = *pp;
+  if (p == end) return false;
   unsigned b = *p;
-  if (b <= 0x7f) {
-    *v = b;
-  } else if (b >= 0xcc && b <= 0xcf) {
-    *v = codec_be(p + 1, 1 << (b - 0xcc));
-  } else if (b >= 0xd0 && b <= 0xd3) {
-    int width = 1 << (b - 0xd0);
-    uint64_t u = codec_be(p + 1, width);
-    if (u >> (width * 8 - 1)) return false; /* negative */
-    *v = u;
-  } else {
-    return false;
-  }
-  *pp = p + 1 + (b <= 0x7f ? 0 : b <= 0xcf ? 1 << (b - 0xcc) : 1 << (b - 0xd0));
+  int width = b <= 0x7f ? 0 : b >= 0xcc && b <= 0xcf ? 1 << (b - 0xcc)
+                            : b >= 0xd0 && b <= 0xd3 ? 1 << (b - 0xd0) : -1;
+  if (width < 0 || end - p < 1 + width) return false;
+  uint64_t u = width ? codec_be(p + 1, width) : b;
+  if (b >= 0xd0 && u >> (width * 8 - 1)) return false; /* negative */
+  *v = u;
+  *pp = p + 1 + width;
   return true;
 }
 
-static void codec_skip(const unsigned char **pp, const unsigned char *end) {
-  codec_check_one(pp, end, CODEC_MAX_LEVELS);
-}
+/* A whole message map is one level more than its data, which is limited to CHOREO_MAX_DEPTH. */
+#define CODEC_MSG_DEPTH (CHOREO_MAX_DEPTH + 1)
 
-/* Fills *m from the message map at *pp, straight from its bytes, and moves *pp past it. The
- * data is left encoded (m->data): a handler that never looks at it costs nothing, and Lua reads
- * it without msgpack-c's object tree. Unknown and non-string keys are skipped so that newer
- * writers can add attributes without breaking older readers. */
+/* Fills *m from the message map at *pp, straight from its bytes (any bytes: every length is
+ * checked against end), and moves *pp past it. The data is left encoded (m->data), proven
+ * well-formed: a handler that never looks at it costs nothing, and Lua reads it without
+ * msgpack-c's object tree. Unknown and non-string keys are skipped so that newer writers can
+ * add attributes without breaking older readers. */
 static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, choreo_msg *m) {
   const unsigned char *p = *pp, *start = p;
   bool have_seq = false;
   memset(m, 0, sizeof *m);
   m->expectedversion = -1;
+  if (p == end) return CHOREO_EINVAL;
   uint64_t n;
-  if (*p >= 0x80 && *p <= 0x8f)
+  if (*p >= 0x80 && *p <= 0x8f) {
     n = *p++ & 0x0f;
-  else if (*p == 0xde || *p == 0xdf)
-    n = codec_be(p + 1, *p == 0xde ? 2 : 4), p += *p == 0xde ? 3 : 5;
-  else
+  } else if (*p == 0xde || *p == 0xdf) {
+    int width = *p == 0xde ? 2 : 4;
+    if (end - p < 1 + width) return CHOREO_EINVAL;
+    n = codec_be(p + 1, width);
+    p += 1 + width;
+  } else {
     return CHOREO_EINVAL;
+  }
+  /* Every key and value takes a byte at least: a larger claim is refused before any walk. */
+  if (n > (uint64_t)(end - p) / 2) return CHOREO_EINVAL;
   size_t next = 0;
   for (uint64_t i = 0; i < n; i++) {
     choreo_str key = {NULL, 0};
-    int a = codec_take_str(&p, &key) ? codec_attr_find(key, next) : -1;
+    int a = codec_take_str(&p, end, &key) ? codec_attr_find(key, next) : -1;
     if (a < 0) { /* a key we do not know, or not a string: skipped with its value */
-      if (key.p == NULL) codec_skip(&p, end);
-      codec_skip(&p, end);
+      if (key.p == NULL && codec_check_one(&p, end, CODEC_MSG_DEPTH - 1) != 0) return CHOREO_EINVAL;
+      if (codec_check_one(&p, end, CODEC_MSG_DEPTH - 1) != 0) return CHOREO_EINVAL;
       continue;
     }
     next = (size_t)a + 1;
     size_t offset = codec_attrs[a].offset;
     if (offset == CODEC_DATA) {
       m->data = (const char *)p;
-      codec_skip(&p, end);
+      if (codec_check_one(&p, end, CODEC_MSG_DEPTH - 1) != 0) return CHOREO_EINVAL;
       m->data_len = (size_t)(p - (const unsigned char *)m->data);
     } else if (offset == CODEC_SEQ) {
       uint64_t seq;
-      if (!codec_take_uint(&p, &seq) || seq < 1 || seq > INT64_MAX) return CHOREO_EINVAL;
+      if (!codec_take_uint(&p, end, &seq) || seq < 1 || seq > INT64_MAX) return CHOREO_EINVAL;
       m->seq = (int64_t)seq;
       have_seq = true;
     } else if (offset == CODEC_STREAMVERSION || offset == CODEC_EXPECTEDVERSION) {
       uint64_t v;
       bool stream = offset == CODEC_STREAMVERSION;
-      if (!codec_take_uint(&p, &v) || v > INT64_MAX || (stream && v < 1)) return CHOREO_EINVAL;
+      if (!codec_take_uint(&p, end, &v) || v > INT64_MAX || (stream && v < 1))
+        return CHOREO_EINVAL;
       *(stream ? &m->streamversion : &m->expectedversion) = (int64_t)v;
     } else {
       choreo_str value;
-      if (!codec_take_str(&p, &value)) return CHOREO_EINVAL;
+      if (!codec_take_str(&p, end, &value)) return CHOREO_EINVAL;
       if (offset != CODEC_NOWHERE && value.n > 0) *(choreo_str *)((char *)m + offset) = value;
     }
   }
@@ -455,14 +467,14 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
   return 0;
 }
 
-/* A whole message map is one level more than its data, which is limited to CHOREO_MAX_DEPTH. */
-#define CODEC_MSG_DEPTH (CHOREO_MAX_DEPTH + 1)
-
 int choreo_msg_decode(const char *buf, size_t len, choreo_msg *out) {
   memset(out, 0, sizeof *out);
-  if (choreo_msgpack_check(buf, len, 1, CODEC_MSG_DEPTH) != 0) return CHOREO_EINVAL;
+  if (buf == NULL) return CHOREO_EINVAL;
   const unsigned char *p = (const unsigned char *)buf;
-  return codec_msg_scan(&p, p + len, out);
+  int rc = codec_msg_scan(&p, p + len, out);
+  if (rc == 0 && p != (const unsigned char *)buf + len) rc = CHOREO_EINVAL; /* trailing bytes */
+  if (rc != 0) memset(out, 0, sizeof *out);
+  return rc;
 }
 
 /* ---- frames ---- */
@@ -539,9 +551,9 @@ static int codec_frame_read_header(choreo_frame_reader *r) {
   return 0;
 }
 
-/* Open proves the frame's structure: one header, exactly `count` well-formed objects after it,
- * nothing more. Whether each object is a valid message with the expected seq is left to
- * choreo_frame_next, so a frame costs one walk plus one decode per message. */
+/* Open proves the header, and that `count` messages could fit in what follows it; each message
+ * is proven as choreo_frame_next reads it (with the frame's end after the last one), so every
+ * byte of a frame is walked once. */
 static int codec_frame_validate(choreo_frame_reader *r) {
   const unsigned char *p = (const unsigned char *)r->buf, *end = p + r->len;
   size_t off = 0;
@@ -552,9 +564,8 @@ static int codec_frame_validate(choreo_frame_reader *r) {
     return CHOREO_ENOMEM;
   int rc = codec_frame_read_header(r);
   if (rc != 0) return rc;
-  for (uint32_t i = 0; i < r->count; i++)
-    if (codec_check_one(&p, end, CODEC_MSG_DEPTH) != 0) return CHOREO_EINVAL;
-  if (p != end) return CHOREO_EINVAL;
+  /* A message takes a byte at least; an empty frame is the header alone. */
+  if (r->count > (size_t)(end - p) || (r->count == 0 && p != end)) return CHOREO_EINVAL;
   r->off = header_len;
   return 0;
 }
@@ -586,11 +597,12 @@ int choreo_frame_open_sparse(choreo_frame_reader *r, const char *buf, size_t len
 
 int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
   if (r->index == r->count) return 0;
-  /* The structure was proven at open: each message is read in place. */
+  /* Each message is proven as it is read, in place. */
   const unsigned char *p = (const unsigned char *)r->buf + r->off;
   const unsigned char *end = (const unsigned char *)r->buf + r->len;
   r->index++;
   int rc = codec_msg_scan(&p, end, out);
+  if (rc == 0 && r->index == r->count && p != end) rc = CHOREO_EINVAL; /* trailing bytes */
   if (rc != 0) return rc;
   r->off = (size_t)((const char *)p - r->buf);
   /* A frame is a run of one source's log: a message claiming another source is forged. */

@@ -505,12 +505,18 @@ static void build_frame(msgpack_sbuffer *out, int64_t first, uint32_t count, con
   if (offsets) offsets[n] = out->size;
 }
 
-static int open_copy(const char *buf, size_t len) {
-  /* An exactly sized copy, so the sanitizer sees any read past the end. */
+/* Reads a frame to its end, as a host applying it does: 0 if the header and every message are
+ * good, else the first error. Each message is proven as it is read, so a frame is only known
+ * good once read whole. On an exactly sized copy, so the sanitizer sees any read past the end. */
+static int read_copy(const char *buf, size_t len) {
   char *copy = malloc(len ? len : 1);
   choreo_frame_reader r;
+  choreo_msg m;
   memcpy(copy, buf, len);
-  int rc = choreo_frame_open(&r, copy, len);
+  int rc = choreo_frame_open(&r, copy, len), next = 0;
+  while (rc == 0 && (next = choreo_frame_next(&r, &m)) == 1) {
+  }
+  if (rc == 0 && next < 0) rc = next;
   choreo_frame_close(&r);
   free(copy);
   return rc;
@@ -651,17 +657,17 @@ static void test_frame_rejects(void) {
   /* Count disagrees with what is there, or there is trailing garbage. */
   msgpack_sbuffer_clear(&sb);
   build_frame(&sb, 5, 4, good, 3, NULL);
-  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  CHECK(read_copy(sb.data, sb.size) == CHOREO_EINVAL);
   msgpack_sbuffer_clear(&sb);
   build_frame(&sb, 5, 2, good, 3, NULL);
-  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  CHECK(read_copy(sb.data, sb.size) == CHOREO_EINVAL);
   msgpack_sbuffer_clear(&sb);
   build_frame(&sb, 5, 3, good, 3, NULL);
-  CHECK(open_copy(sb.data, sb.size) == 0);
+  CHECK(read_copy(sb.data, sb.size) == 0);
   msgpack_sbuffer_write(&sb, "\xc0", 1);
-  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  CHECK(read_copy(sb.data, sb.size) == CHOREO_EINVAL);
   msgpack_sbuffer_write(&sb, "\x01\x02", 2);
-  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  CHECK(read_copy(sb.data, sb.size) == CHOREO_EINVAL);
 
   /* Bad headers: wrong version, wrong shape, bad fields. */
   static const struct {
@@ -684,8 +690,8 @@ static void test_frame_rejects(void) {
       {"\x01", 1},                                                          /* a scalar */
   };
   for (size_t i = 0; i < sizeof headers / sizeof *headers; i++)
-    CHECK(open_copy(headers[i].bytes, headers[i].len) == CHOREO_EINVAL);
-  CHECK(open_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* the same, well-formed */
+    CHECK(read_copy(headers[i].bytes, headers[i].len) == CHOREO_EINVAL);
+  CHECK(read_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* the same, well-formed */
 
   /* A message that is well-formed msgpack but no message. */
   msgpack_sbuffer_clear(&sb);
@@ -710,8 +716,8 @@ static void test_truncated(void) {
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   build_frame(&sb, 5, 3, seqs, 3, offsets);
-  for (size_t len = 0; len < sb.size; len++) CHECK(open_copy(sb.data, len) == CHOREO_EINVAL);
-  CHECK(open_copy(sb.data, sb.size) == 0);
+  for (size_t len = 0; len < sb.size; len++) CHECK(read_copy(sb.data, len) == CHOREO_EINVAL);
+  CHECK(read_copy(sb.data, sb.size) == 0);
 
   /* Every prefix of a single message, too. */
   const char *msg = sb.data + offsets[1];
@@ -826,14 +832,14 @@ static void test_huge_claims(void) {
     CHECK(choreo_msgpack_check(claims[i].bytes, claims[i].len, 0, CHOREO_MAX_DEPTH) ==
           CHOREO_EINVAL);
     CHECK(choreo_msg_decode(claims[i].bytes, claims[i].len, &m) == CHOREO_EINVAL);
-    CHECK(open_copy(claims[i].bytes, claims[i].len) == CHOREO_EINVAL);
+    CHECK(read_copy(claims[i].bytes, claims[i].len) == CHOREO_EINVAL);
   }
   /* A frame header claiming 4294967295 messages while three follow. */
   static const int64_t seqs[] = {1, 2, 3};
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   build_frame(&sb, 1, UINT32_MAX, seqs, 3, NULL);
-  CHECK(open_copy(sb.data, sb.size) == CHOREO_EINVAL);
+  CHECK(read_copy(sb.data, sb.size) == CHOREO_EINVAL);
   msgpack_sbuffer_destroy(&sb);
 }
 
@@ -930,18 +936,20 @@ static bool fuzz_one(const char *buf, size_t len) {
   choreo_frame_reader r;
   rc = choreo_frame_open(&r, buf, len);
   CHECK(rc == 0 || rc == CHOREO_EINVAL);
+  int whole = rc; /* the first error reading it to its end */
   if (rc == 0) {
     uint32_t seen = 0;
     int next;
     while ((next = choreo_frame_next(&r, &m)) != 0) {
       CHECK(next == 1 || next == CHOREO_EINVAL);
-      if (next == 1) CHECK(m.seq == r.first + seen);
+      if (next == 1) CHECK(m.seq == r.first + seen && m.raw >= buf && m.raw + m.raw_len <= buf + len);
+      if (next < 0 && whole == 0) whole = next;
       seen++;
     }
     CHECK(seen == r.count);
   }
   choreo_frame_close(&r);
-  CHECK(rc == open_copy(buf, len));
+  CHECK(whole == read_copy(buf, len));
   msgpack_unpacked_destroy(&u);
   return rc == 0;
 }

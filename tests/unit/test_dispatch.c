@@ -202,6 +202,12 @@ static void test_malformed_frames(void) {
   msgpack_pack_int(&pk, 2);
   CHECK(apply(e, &frame, &res) == CHOREO_EINVAL);
   CHECK(choreo_engine_bad_frames(e) == ++bad);
+  /* Good messages, then bytes the header does not count: found only after the last message
+   * was read (and handled), and the whole frame is refused all the same. */
+  build_frame(&frame, "peer", 1, 2, NULL);
+  msgpack_sbuffer_write(&frame, "\xc0", 1);
+  CHECK(apply(e, &frame, &res) == CHOREO_EINVAL);
+  CHECK(choreo_engine_bad_frames(e) == ++bad);
 
   /* None of it left a trace, and a good frame still applies. */
   CHECK(checkpoint(e, "peer") == 0);
