@@ -35,9 +35,10 @@ int bench_pipeline_report(bench_producer *p, bench_sink *s, long events, double 
           "producer: %lld confirmed in %.2f s (%.0f/s, %.2f us CPU each); end to end %.2f s\n",
           r.sent, r.t_done - r.t_first, (double)r.sent / (r.t_done - r.t_first),
           r.cpu_s * 1e6 / (double)r.sent, elapsed);
-  printf("{\"events_per_s\": %.0f, \"cpu_us_per_event\": %.2f, \"lost\": %ld,"
-         " \"duplicates\": %ld}\n",
-         (double)events / elapsed, cpu_s * 1e6 / (double)events, lost, duplicates);
+  printf("{\"events_per_s\": %.0f, \"cpu_us_per_event\": %.2f,"
+         " \"producer_cpu_us_per_event\": %.2f, \"lost\": %ld, \"duplicates\": %ld}\n",
+         (double)events / elapsed, cpu_s * 1e6 / (double)events,
+         r.cpu_s * 1e6 / (double)events, lost, duplicates);
   fflush(stdout);
   return 0;
 }
