@@ -16,7 +16,6 @@
  * stops the hosts, breaks the loop and fails the test when it fires, and alarm() bounds the
  * process. Beside choreo.h and uv.h only nng_fini() is used, at the very end (see main), and
  * whether NNG let go of every socket (bus_close.h). */
-#include <dirent.h>
 #include <limits.h>
 #include <nng/nng.h>
 #include <pthread.h>
@@ -31,6 +30,7 @@
 
 #include "bus_close.h"
 #include "check.h"
+#include "temp_files.h"
 #include "choreo.h"
 
 #define SAFETY_MS 10000 /* far above what any test needs; only a broken host gets there */
@@ -54,40 +54,6 @@ static bool is_file(const char *path) {
 static bool exists(const char *path) {
   struct stat st;
   return lstat(path, &st) == 0;
-}
-
-/* The entries of a bus directory: each open host has its NAME.pub, NAME.rep and NAME.ctl
- * sockets there, which NNG removes when the host closes its listeners. */
-static int bus_entries(const char *bus) {
-  int n = 0;
-  DIR *d = opendir(bus);
-  CHECK(d != NULL);
-  if (!d) return -1;
-  for (struct dirent *ent; (ent = readdir(d));)
-    if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
-}
-
-/* rm -r: SQLite leaves -wal/-shm files beside the databases, the defaults a .choreo folder. */
-static void remove_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      for (struct dirent *ent; (ent = readdir(d));) {
-        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
-        char child[PATH_MAX];
-        snprintf(child, sizeof child, "%s/%s", path, ent->d_name);
-        remove_tree(child);
-      }
-      closedir(d);
-    }
-    CHECK(rmdir(path) == 0);
-  } else {
-    CHECK(unlink(path) == 0);
-  }
 }
 
 /* One test's corner of the temp directory: ROOT/TAG/scripts (the host's dir, with

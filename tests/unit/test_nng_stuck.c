@@ -11,20 +11,18 @@
  * handler, in the same batch, makes NNG hang and stops both. Nothing can wait for ever: a
  * safety timer fails the test if the loop does not end, and alarm() bounds the process (a
  * loop held in nng_close cannot run the timer). */
-#include <dirent.h>
-#include <limits.h>
 #include <nng/nng.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "bus_close.h"
 #include "check.h"
+#include "temp_files.h"
 #include "choreo.h"
 
 #define SAFETY_MS 10000 /* a stop waits for NNG CHOREO_BUS_CLOSE_WAIT_MS at most */
@@ -70,18 +68,6 @@ static choreo_host *open_host(const place *p, const char *name, uv_loop_t *loop)
   if (rc) fprintf(stderr, "open %s: %s\n", name, err);
   CHECK(rc == 0 && h != NULL);
   return h;
-}
-
-/* The entries of the bus directory: each open host has its NAME.pub, .rep and .ctl there. */
-static int bus_entries(void) {
-  int n = 0;
-  DIR *d = opendir(bus);
-  CHECK(d != NULL);
-  if (!d) return -1;
-  for (struct dirent *ent; (ent = readdir(d));)
-    if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
 }
 
 /* How many Hello rows B's database holds, read without a host. */
@@ -160,7 +146,7 @@ static void test_stop_when_nng_never_closes(void) {
   }
   choreo_host_close(pr.b);
   choreo_host_close(pr.a);
-  CHECK(bus_entries() == 0); /* the listeners were closed though the sockets were not */
+  CHECK(bus_entries(bus) == 0); /* the listeners were closed though the sockets were not */
   CHECK(seen_rows(&pb) == 1);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
@@ -169,31 +155,11 @@ static void test_stop_when_nng_never_closes(void) {
    * stop no longer waits for NNG at all. */
   pr.a = open_host(&pa, "a", NULL);
   pr.b = pr.a ? open_host(&pb, "b", NULL) : NULL;
-  CHECK(bus_entries() == (pr.a && pr.b ? 6 : -1));
+  CHECK(bus_entries(bus) == (pr.a && pr.b ? 6 : -1));
   choreo_host_close(pr.b);
   choreo_host_close(pr.a);
-  CHECK(bus_entries() == 0);
+  CHECK(bus_entries(bus) == 0);
   CHECK(seen_rows(&pb) == 1);
-}
-
-static void remove_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      for (struct dirent *ent; (ent = readdir(d));) {
-        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
-        char child[PATH_MAX];
-        snprintf(child, sizeof child, "%s/%s", path, ent->d_name);
-        remove_tree(child);
-      }
-      closedir(d);
-    }
-    CHECK(rmdir(path) == 0);
-  } else {
-    CHECK(unlink(path) == 0);
-  }
 }
 
 int main(void) {

@@ -1,0 +1,49 @@
+/* The C unit tests' helpers for the files a host leaves: counting a bus directory's sockets and
+ * removing a test's corner of the temp directory. */
+#ifndef CHOREO_TEST_TEMP_FILES_H
+#define CHOREO_TEST_TEMP_FILES_H
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+
+/* The entries of a bus directory: each open host has its NAME.pub, NAME.rep and NAME.ctl
+ * sockets there, which NNG removes when the host closes its listeners. */
+static inline int bus_entries(const char *bus) {
+  int n = 0;
+  DIR *d = opendir(bus);
+  CHECK(d != NULL);
+  if (!d) return -1;
+  for (struct dirent *ent; (ent = readdir(d));)
+    if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) n++;
+  closedir(d);
+  return n;
+}
+
+/* rm -r: SQLite leaves -wal/-shm files beside the databases, the defaults a .choreo folder. */
+static inline void remove_tree(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    if (d) {
+      for (struct dirent *ent; (ent = readdir(d));) {
+        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
+        char child[PATH_MAX];
+        snprintf(child, sizeof child, "%s/%s", path, ent->d_name);
+        remove_tree(child);
+      }
+      closedir(d);
+    }
+    CHECK(rmdir(path) == 0);
+  } else {
+    CHECK(unlink(path) == 0);
+  }
+}
+
+#endif
