@@ -35,8 +35,9 @@ static inline void remove_tree(const char *path) {
       for (struct dirent *ent; (ent = readdir(d));) {
         if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
         char child[PATH_MAX];
-        snprintf(child, sizeof child, "%s/%s", path, ent->d_name);
-        remove_tree(child);
+        /* a path that does not fit is left behind, and rmdir below says so */
+        if (snprintf(child, sizeof child, "%s/%s", path, ent->d_name) < (int)sizeof child)
+          remove_tree(child);
       }
       closedir(d);
     }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -227,6 +229,63 @@ static void test_checkpoints_survive_reopen(void) {
   CHECK(head_of(s) == 1);
   choreo_store_close(s);
 
+  unlink(wal);
+  unlink(shm);
+  CHECK(unlink(path) == 0);
+  CHECK(rmdir(dir) == 0);
+}
+
+static int64_t file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+/* About 6 MB of pages (1,500 rows of 4 KB) in one transaction: past the checkpointer's nudge. */
+static void write_pages(choreo_store *s) {
+  CHECK(sqlite3_exec(choreo_store_db(s),
+                     "BEGIN; CREATE TABLE IF NOT EXISTS bulk(b BLOB);"
+                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)"
+                     " INSERT INTO bulk SELECT randomblob(4000) FROM n; COMMIT;",
+                     NULL, NULL, NULL) == SQLITE_OK);
+}
+
+/* Until the WAL index says every frame of the WAL has been copied into the database file, for
+ * at most 10 s. Read from the -shm file as https://www.sqlite.org/walformat.html lays it out:
+ * mxFrame at byte 16 of the index header, nBackfill at byte 96 (native-endian). */
+static bool wait_for_checkpoint(const char *shm) {
+  for (int i = 0; i < 1000; i++) {
+    uint32_t words[25] = {0};
+    FILE *f = fopen(shm, "rb");
+    bool read = f && fread(words, sizeof words, 1, f) == 1;
+    if (f) fclose(f);
+    if (read && words[4] > 0 && words[24] == words[4]) return true;
+    nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+  }
+  return false;
+}
+
+/* While a store is open, its committed pages move from the WAL into the database file, and
+ * the WAL starts over instead of growing for as long as the host runs. */
+static void test_wal_is_checkpointed_while_open(void) {
+  char dir[] = "/tmp/choreo-store-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[64], wal[72], shm[72];
+  snprintf(path, sizeof path, "%s/host.db", dir);
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  snprintf(shm, sizeof shm, "%s-shm", path);
+  char err[256];
+  choreo_store *s = NULL;
+  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  write_pages(s);
+  int64_t first_wal = file_size(wal);
+  CHECK(first_wal > 6000000);
+  CHECK(wait_for_checkpoint(shm));
+  CHECK(file_size(path) > 6000000);
+  write_pages(s); /* into a WAL started over from its beginning */
+  CHECK(file_size(wal) <= first_wal);
+  CHECK(wait_for_checkpoint(shm));
+  CHECK(file_size(path) > 12000000);
+  choreo_store_close(s);
   unlink(wal);
   unlink(shm);
   CHECK(unlink(path) == 0);
@@ -639,6 +698,7 @@ int main(void) {
   RUN(test_savepoint_rolls_back_one_message);
   RUN(test_foreign_savepoint_rollback_keeps_seqs_contiguous);
   RUN(test_checkpoints_survive_reopen);
+  RUN(test_wal_is_checkpointed_while_open);
   RUN(test_read_frame);
   RUN(test_retries);
   RUN(test_remembered_values_follow_rollbacks);
