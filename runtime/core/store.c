@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "appended.h"
 #include "checkpointer.h"
 #include "choreo.h"
 #include "clock.h"
@@ -193,6 +194,9 @@ struct choreo_store {
   sqlite3_stmt *st[ST_COUNT];
   /* Reused by append and read_frame, which never call out while holding it. */
   msgpack_sbuffer scratch;
+  /* The latest appends as encoded, for read_frame to publish them without reading them back;
+   * keyed by epoch, so that every rollback (they all forget the memo) voids them. */
+  choreo_appended appended;
   /* An error that unwinding a savepoint would otherwise erase from sqlite3_errmsg; it holds
    * until the next statement this file runs. */
   char kept[256];
@@ -370,6 +374,7 @@ int choreo_store_open(choreo_store **out, const char *path, char *err, size_t er
     return CHOREO_ENOMEM;
   }
   msgpack_sbuffer_init(&s->scratch);
+  choreo_appended_init(&s->appended);
   s->max_message = CHOREO_DEFAULT_MAX_MESSAGE;
   /* NOMUTEX: one loop thread owns the connection (docs/ARCHITECTURE.md), so SQLite's own locking
    * would only cost time. */
@@ -398,6 +403,7 @@ void choreo_store_close(choreo_store *s) {
    * prepared through ctx.db are unfinalized: close_v2 frees the connection once they are. */
   sqlite3_close_v2(s->db);
   msgpack_sbuffer_destroy(&s->scratch);
+  choreo_appended_free(&s->appended);
   free(s);
 }
 
@@ -518,6 +524,7 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_
   rc = store_run(s, ST_APPEND);
   if (rc) return rc;
   s->memo.head = seq; /* a rollback forgets it (store_forget) */
+  choreo_appended_add(&s->appended, s->epoch, seq, s->scratch.data, s->scratch.size);
   if (seq_out) *seq_out = seq;
   return 0;
 }
@@ -534,6 +541,19 @@ int choreo_store_read_frame(choreo_store *s, const char *source, int64_t after, 
   if (rc) return rc;
   if (after < 0) return CHOREO_EINVAL;
   if (after > head) after = head; /* a peer asking beyond our log gets our head, and no overflow */
+  /* Committed rows this connection appended, unless a script's ROLLBACK TO may have taken
+   * some of them away unseen (the memo's epoch misses those). */
+  const char *kept;
+  size_t kept_len;
+  uint32_t kept_count;
+  if (!s->foreign_savepoints && !choreo_store_in_transaction(s) &&
+      choreo_appended_slice(&s->appended, s->epoch, after + 1, max_count, max_bytes, &kept,
+                            &kept_len, &kept_count)) {
+    rc = choreo_frame_header(out, source, after + 1, kept_count, head);
+    if (!rc && msgpack_sbuffer_write(out, kept, kept_len)) rc = CHOREO_ENOMEM;
+    if (!rc) *rows = (int)kept_count;
+    return rc;
+  }
   sqlite3_stmt *st = s->st[ST_READ];
   if (sqlite3_bind_int64(st, 1, after) || sqlite3_bind_int(st, 2, max_count))
     return store_fail(s, ST_READ);
@@ -859,6 +879,7 @@ int choreo_store_trim(choreo_store *s, const choreo_trim *t, int max_rows, int *
   if (n == 0) return 0;
   if (sqlite3_bind_int64(s->st[ST_TRIM], 1, last)) return store_fail(s, ST_TRIM);
   int rc = store_run(s, ST_TRIM);
+  if (!rc) choreo_appended_trimmed(&s->appended, last);
   if (!rc && sqlite3_bind_int64(s->st[ST_REQUEST_EXPIRE], 1, last))
     rc = store_fail(s, ST_REQUEST_EXPIRE);
   else if (!rc)

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "appended.h"
 #include "check.h"
 #include "choreo.h"
 #include "store.h"
@@ -342,6 +343,118 @@ static void test_read_frame(void) {
   choreo_store_close(s);
 }
 
+/* Whether read_frame's frame after `after` holds exactly the log's rows, read with SQL on the
+ * store's own connection (so inside a transaction its uncommitted rows too). */
+static bool frame_matches_log(choreo_store *s, int64_t after) {
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  int rows = read_frame(s, "orders", after, 100, 1 << 20, &buf);
+  sqlite3_stmt *st = NULL;
+  CHECK(sqlite3_prepare_v2(choreo_store_db(s),
+                           "SELECT seq, msg FROM choreo_log WHERE seq > ? ORDER BY seq LIMIT 100",
+                           -1, &st, NULL) == SQLITE_OK);
+  sqlite3_bind_int64(st, 1, after);
+  choreo_frame_reader r;
+  bool same = rows >= 0 && choreo_frame_open(&r, buf.data, buf.size) == 0;
+  int n = 0;
+  choreo_msg m;
+  while (same && sqlite3_step(st) == SQLITE_ROW) {
+    same = choreo_frame_next(&r, &m) == 1 && m.seq == sqlite3_column_int64(st, 0) &&
+           m.raw_len == (size_t)sqlite3_column_bytes(st, 1) &&
+           memcmp(m.raw, sqlite3_column_blob(st, 1), m.raw_len) == 0;
+    n++;
+  }
+  same = same && n == rows && choreo_frame_next(&r, &m) == 0;
+  if (rows >= 0) choreo_frame_close(&r);
+  sqlite3_finalize(st);
+  msgpack_sbuffer_destroy(&buf);
+  return same;
+}
+
+/* The frame published after a commit is served from the rows as appended: never a message a
+ * rollback took back, whichever rollback it was. */
+static void test_read_frame_after_rollbacks(void) {
+  choreo_store *s = open_memory();
+  char types[64];
+  /* a message's savepoint rolled back */
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "A") == 1);
+  CHECK(choreo_store_savepoint(s) == 0);
+  CHECK(append(s, "B") == 2);
+  CHECK(choreo_store_rollback_savepoint(s) == 0);
+  CHECK(append(s, "C") == 2);
+  CHECK(choreo_store_commit(s) == 0);
+  CHECK(frame_matches_log(s, 0) && frame_matches_log(s, 1));
+  /* the last message of a batch rolled back by its savepoint */
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(choreo_store_savepoint(s) == 0);
+  CHECK(append(s, "X") == 3);
+  CHECK(choreo_store_rollback_savepoint(s) == 0);
+  CHECK(choreo_store_commit(s) == 0);
+  CHECK(frame_matches_log(s, 2));
+  /* a whole batch rolled back, its seqs taken again */
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "D") == 3);
+  CHECK(append(s, "E") == 4);
+  CHECK(choreo_store_rollback(s) == 0);
+  CHECK(frame_matches_log(s, 2));
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "F") == 3);
+  CHECK(choreo_store_commit(s) == 0);
+  CHECK(frame_matches_log(s, 0) && frame_matches_log(s, 2));
+  /* inside a transaction the log is read, uncommitted rows and all */
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "G") == 4);
+  CHECK(frame_matches_log(s, 3));
+  CHECK(choreo_store_commit(s) == 0);
+  CHECK(frame_matches_log(s, 3));
+  /* a script's savepoint rolled back, taking an appended row with it unseen */
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "H") == 5);
+  CHECK(sqlite3_exec(choreo_store_db(s), "SAVEPOINT mine", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK(append(s, "I") == 6);
+  CHECK(sqlite3_exec(choreo_store_db(s), "ROLLBACK TO mine; RELEASE mine", NULL, NULL, NULL) ==
+        SQLITE_OK);
+  CHECK(choreo_store_commit(s) == 0);
+  CHECK(frame_matches_log(s, 0) && frame_matches_log(s, 4));
+  log_types(s, 0, types, sizeof types);
+  CHECK(strcmp(types, "A C F G H") == 0);
+  choreo_store_close(s);
+}
+
+/* The kept run of appends: contiguous seqs under one epoch, sliced by count and bytes. */
+static void test_appended_run(void) {
+  choreo_appended a;
+  choreo_appended_init(&a);
+  const char *p;
+  size_t len;
+  uint32_t count;
+  CHECK(!choreo_appended_slice(&a, 0, 1, 10, 100, &p, &len, &count)); /* nothing kept */
+  choreo_appended_add(&a, 7, 1, "aa", 2);
+  choreo_appended_add(&a, 7, 2, "bbb", 3);
+  choreo_appended_add(&a, 7, 3, "c", 1);
+  CHECK(choreo_appended_slice(&a, 7, 1, 10, 100, &p, &len, &count));
+  CHECK(count == 3 && len == 6 && memcmp(p, "aabbbc", 6) == 0);
+  CHECK(choreo_appended_slice(&a, 7, 2, 1, 100, &p, &len, &count));
+  CHECK(count == 1 && len == 3 && memcmp(p, "bbb", 3) == 0);
+  CHECK(choreo_appended_slice(&a, 7, 1, 10, 5, &p, &len, &count) && count == 2 && len == 5);
+  CHECK(choreo_appended_slice(&a, 7, 1, 10, 1, &p, &len, &count) && count == 1 && len == 2);
+  CHECK(!choreo_appended_slice(&a, 8, 1, 10, 100, &p, &len, &count)); /* another epoch */
+  CHECK(!choreo_appended_slice(&a, 7, 4, 10, 100, &p, &len, &count)); /* not appended yet */
+  CHECK(!choreo_appended_slice(&a, 7, 0, 10, 100, &p, &len, &count));
+  choreo_appended_add(&a, 7, 5, "e", 1); /* a gap: it starts over */
+  CHECK(!choreo_appended_slice(&a, 7, 1, 10, 100, &p, &len, &count));
+  CHECK(choreo_appended_slice(&a, 7, 5, 10, 100, &p, &len, &count) && count == 1);
+  choreo_appended_add(&a, 8, 6, "f", 1); /* a new epoch: it starts over */
+  CHECK(!choreo_appended_slice(&a, 8, 5, 10, 100, &p, &len, &count));
+  CHECK(choreo_appended_slice(&a, 8, 6, 10, 100, &p, &len, &count) && count == 1);
+  choreo_appended_trimmed(&a, 5); /* rows before the run: it stays */
+  CHECK(choreo_appended_slice(&a, 8, 6, 10, 100, &p, &len, &count) && count == 1);
+  choreo_appended_trimmed(&a, 6); /* rows of the run: it goes */
+  CHECK(!choreo_appended_slice(&a, 8, 6, 10, 100, &p, &len, &count));
+  choreo_appended_free(&a);
+}
+
 /* A decoded message to hand to retry_add and dead_add; it borrows from buf. */
 static void make_msg(msgpack_sbuffer *buf, const char *type, int64_t seq,
                      choreo_msg *m) {
@@ -573,6 +686,7 @@ static void test_trim(void) {
              100) == 4);
   int64_t oldest = -1;
   CHECK(choreo_store_oldest(s, &oldest) == 0 && oldest == 5);
+  CHECK(frame_matches_log(s, 0)); /* the deleted rows are not served from memory */
   /* Old enough, but a subscriber has not applied 5 yet: nothing. */
   CHECK(trim(s, (choreo_trim){.served_upto = 4, .retain_before_ms = 10000, .hard_upto = 9},
              100) == 0);
@@ -700,6 +814,8 @@ int main(void) {
   RUN(test_checkpoints_survive_reopen);
   RUN(test_wal_is_checkpointed_while_open);
   RUN(test_read_frame);
+  RUN(test_read_frame_after_rollbacks);
+  RUN(test_appended_run);
   RUN(test_retries);
   RUN(test_remembered_values_follow_rollbacks);
   RUN(test_dead_letters);
