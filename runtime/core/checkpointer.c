@@ -5,11 +5,14 @@
  * has copied the whole WAL, the writer starts it over from its beginning, and SQLite syncs the
  * new WAL header on the writer's thread: the fewer the checkpoints, the fewer those syncs, and
  * the fewer times a page rewritten by many transactions is copied. */
+#define _GNU_SOURCE /* gettid */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checkpointer.h"
 #include "choreo.h"
@@ -29,8 +32,14 @@ struct choreo_checkpointer {
   int nudged_at; /* WAL frames at the last nudge; the writer's thread alone uses it */
 };
 
+/* Below the loop thread in the scheduler's eyes: copying pages can wait for a spare moment,
+ * a message cannot. On Linux a nice value is the thread's own; failing to set it changes
+ * nothing else. */
+#define CHECKPOINTER_NICE 10
+
 static void *checkpointer_run(void *arg) {
   choreo_checkpointer *c = arg;
+  (void)setpriority(PRIO_PROCESS, (id_t)gettid(), CHECKPOINTER_NICE);
   pthread_mutex_lock(&c->lock);
   while (!c->stopping) {
     struct timespec until;
