@@ -390,7 +390,8 @@ static int scripts_run_handlers(lua_State *L) {
   choreo_scripts *s = scripts_of(L);
   choreo_lua_handlers_push(L, m->type);
   scripts_push_msg(L, m, scripts_build_whole(s, m->type));
-  int upcast_read = choreo_lua_msg_fields_read(L, 3); /* what the handlers read counts */
+  /* what the handlers read counts, not what an upcast read */
+  int upcast_read = m->dataschema.p ? choreo_lua_msg_fields_read(L, 3) : 0;
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_getfield(L, 2, "where");
   size_t len = 0;
