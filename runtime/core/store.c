@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "appended.h"
 #include "checkpointer.h"
@@ -263,6 +264,17 @@ static int store_wal_cb(void *ud, int n, char **values, char **names) {
   return 0;
 }
 
+/* Waiting for a lock (the checkpointer's RESTART holds the write lock while it copies and
+ * syncs): SQLite's own busy_timeout sleeps 1, 2, 5, 10, 15 ms and up, which added as much again
+ * to the loop's stall as the lock itself took; this one looks every millisecond, for 5 s. */
+#define STORE_BUSY_TRIES 5000
+static int store_busy_wait(void *ud, int tries) {
+  (void)ud;
+  if (tries >= STORE_BUSY_TRIES) return 0;
+  nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+  return 1;
+}
+
 static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
   (void)db;
   if (strcmp(name, "main") != 0) return SQLITE_OK; /* a database a script attached */
@@ -320,7 +332,7 @@ static int store_migrate(sqlite3 *db) {
 static int store_setup(choreo_store *s, const char *path, char *err, size_t errlen) {
   sqlite3 *db = s->db;
   /* First of all, so that switching to WAL waits for a reader instead of failing at once. */
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3_busy_handler(db, store_busy_wait, NULL);
   if (strcmp(path, ":memory:") != 0) {
     int wal = 0;
     if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", store_wal_cb, &wal, NULL) != SQLITE_OK) {
@@ -342,7 +354,7 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
    * file to this, so one burst of writes does not leave a huge WAL on disk for good. */
   const char *pragmas = "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
                         "PRAGMA journal_size_limit=67108864;"; /* 64 MiB */
-  if (sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+  if (sqlite3_busy_handler(db, store_busy_wait, NULL) != SQLITE_OK ||
       sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
       sqlite3_exec(db, store_schema, NULL, NULL, NULL) != SQLITE_OK ||
       store_migrate(db) != SQLITE_OK) {

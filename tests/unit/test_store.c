@@ -1,6 +1,7 @@
 /* Unit tests of runtime/store.c: the log's seq under commits, rollbacks and savepoints,
  * checkpoints across a reopen, frames read back through the codec, delayed retries and dead
  * letters. Most tests use ":memory:"; the durable ones use a file in a fresh /tmp directory. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,47 @@ static void test_wal_is_checkpointed_while_open(void) {
   choreo_store_close(s);
   unlink(wal);
   unlink(shm);
+  CHECK(unlink(path) == 0);
+  CHECK(rmdir(dir) == 0);
+}
+
+/* Another connection holding the write lock for a while, as the checkpointer's RESTART does. */
+typedef struct lock_holder {
+  sqlite3 *db;
+  int hold_ms;
+} lock_holder;
+
+static void *hold_then_release(void *arg) {
+  lock_holder *h = arg;
+  nanosleep(&(struct timespec){.tv_nsec = h->hold_ms * 1000L * 1000}, NULL);
+  CHECK(sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+  return NULL;
+}
+
+/* A batch that finds the write lock taken waits for it instead of failing. */
+static void test_begin_waits_for_the_write_lock(void) {
+  char dir[] = "/tmp/choreo-store-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[64], side[72];
+  snprintf(path, sizeof path, "%s/host.db", dir);
+  char err[256];
+  choreo_store *s = NULL;
+  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  lock_holder h = {NULL, 50};
+  CHECK(sqlite3_open(path, &h.db) == SQLITE_OK);
+  CHECK(sqlite3_exec(h.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, hold_then_release, &h) == 0);
+  CHECK(choreo_store_begin(s) == 0);
+  CHECK(append(s, "A") == 1);
+  CHECK(choreo_store_commit(s) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  sqlite3_close(h.db);
+  choreo_store_close(s);
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
   CHECK(unlink(path) == 0);
   CHECK(rmdir(dir) == 0);
 }
@@ -813,6 +855,7 @@ int main(void) {
   RUN(test_foreign_savepoint_rollback_keeps_seqs_contiguous);
   RUN(test_checkpoints_survive_reopen);
   RUN(test_wal_is_checkpointed_while_open);
+  RUN(test_begin_waits_for_the_write_lock);
   RUN(test_read_frame);
   RUN(test_read_frame_after_rollbacks);
   RUN(test_appended_run);
