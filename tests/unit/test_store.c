@@ -13,6 +13,7 @@
 #include "check.h"
 #include "choreo.h"
 #include "store.h"
+#include "temp_files.h"
 
 /* The store's "value or error" readers, checked, as values. */
 static int64_t head_of(choreo_store *s) {
@@ -199,16 +200,26 @@ static void test_foreign_savepoint_rollback_keeps_seqs_contiguous(void) {
   choreo_store_close(s);
 }
 
+/* A database in a directory of its own, and the names of the WAL and shared-memory files SQLite
+ * puts beside it. */
+typedef struct temp_db {
+  char dir[32], path[64], wal[72], shm[72];
+} temp_db;
+
+static void temp_db_make(temp_db *t) {
+  snprintf(t->dir, sizeof t->dir, "/tmp/choreo-store-XXXXXX");
+  CHECK(mkdtemp(t->dir) != NULL);
+  snprintf(t->path, sizeof t->path, "%s/host.db", t->dir);
+  snprintf(t->wal, sizeof t->wal, "%s-wal", t->path);
+  snprintf(t->shm, sizeof t->shm, "%s-shm", t->path);
+}
+
 static void test_checkpoints_survive_reopen(void) {
-  char dir[] = "/tmp/choreo-store-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
-  char path[64], wal[72], shm[72];
-  snprintf(path, sizeof path, "%s/host.db", dir);
-  snprintf(wal, sizeof wal, "%s-wal", path);
-  snprintf(shm, sizeof shm, "%s-shm", path);
+  temp_db t;
+  temp_db_make(&t);
   char err[256];
   choreo_store *s = NULL;
-  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
   CHECK(checkpoint_of(s, "payments") == 0);
   CHECK(choreo_store_set_checkpoint(s, "payments", 5) == 0);
   CHECK(choreo_store_set_checkpoint(s, "shipping", 7) == 0);
@@ -224,17 +235,14 @@ static void test_checkpoints_survive_reopen(void) {
   sqlite3_finalize(st);
   choreo_store_close(s);
 
-  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
   CHECK(checkpoint_of(s, "payments") == 6);
   CHECK(checkpoint_of(s, "shipping") == 7);
   CHECK(checkpoint_of(s, "billing") == 0);
   CHECK(head_of(s) == 1);
   choreo_store_close(s);
 
-  unlink(wal);
-  unlink(shm);
-  CHECK(unlink(path) == 0);
-  CHECK(rmdir(dir) == 0);
+  remove_tree(t.dir);
 }
 
 static int64_t file_size(const char *path) {
@@ -269,29 +277,22 @@ static bool wait_for_checkpoint(const char *shm) {
 /* While a store is open, its committed pages move from the WAL into the database file, and
  * the WAL starts over instead of growing for as long as the host runs. */
 static void test_wal_is_checkpointed_while_open(void) {
-  char dir[] = "/tmp/choreo-store-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
-  char path[64], wal[72], shm[72];
-  snprintf(path, sizeof path, "%s/host.db", dir);
-  snprintf(wal, sizeof wal, "%s-wal", path);
-  snprintf(shm, sizeof shm, "%s-shm", path);
+  temp_db t;
+  temp_db_make(&t);
   char err[256];
   choreo_store *s = NULL;
-  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
   write_pages(s);
-  int64_t first_wal = file_size(wal);
+  int64_t first_wal = file_size(t.wal);
   CHECK(first_wal > 6000000);
-  CHECK(wait_for_checkpoint(shm));
-  CHECK(file_size(path) > 6000000);
+  CHECK(wait_for_checkpoint(t.shm));
+  CHECK(file_size(t.path) > 6000000);
   write_pages(s); /* into a WAL started over from its beginning */
-  CHECK(file_size(wal) <= first_wal);
-  CHECK(wait_for_checkpoint(shm));
-  CHECK(file_size(path) > 12000000);
+  CHECK(file_size(t.wal) <= first_wal);
+  CHECK(wait_for_checkpoint(t.shm));
+  CHECK(file_size(t.path) > 12000000);
   choreo_store_close(s);
-  unlink(wal);
-  unlink(shm);
-  CHECK(unlink(path) == 0);
-  CHECK(rmdir(dir) == 0);
+  remove_tree(t.dir);
 }
 
 /* Another connection holding the write lock for a while, as the checkpointer's RESTART does. */
@@ -309,30 +310,23 @@ static void *hold_then_release(void *arg) {
 
 /* A batch that finds the write lock taken waits for it instead of failing. */
 static void test_begin_waits_for_the_write_lock(void) {
-  char dir[] = "/tmp/choreo-store-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
-  char path[64], side[72];
-  snprintf(path, sizeof path, "%s/host.db", dir);
+  temp_db t;
+  temp_db_make(&t);
   char err[256];
   choreo_store *s = NULL;
-  CHECK(choreo_store_open(&s, path, err, sizeof err) == 0);
+  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
   lock_holder h = {NULL, 50};
-  CHECK(sqlite3_open(path, &h.db) == SQLITE_OK);
+  CHECK(sqlite3_open(t.path, &h.db) == SQLITE_OK);
   CHECK(sqlite3_exec(h.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, hold_then_release, &h) == 0);
+  pthread_t holder;
+  CHECK(pthread_create(&holder, NULL, hold_then_release, &h) == 0);
   CHECK(choreo_store_begin(s) == 0);
   CHECK(append(s, "A") == 1);
   CHECK(choreo_store_commit(s) == 0);
-  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(pthread_join(holder, NULL) == 0);
   sqlite3_close(h.db);
   choreo_store_close(s);
-  snprintf(side, sizeof side, "%s-wal", path);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-shm", path);
-  unlink(side);
-  CHECK(unlink(path) == 0);
-  CHECK(rmdir(dir) == 0);
+  remove_tree(t.dir);
 }
 
 static void test_read_frame(void) {
@@ -795,10 +789,9 @@ static void test_trim_takes_keys_and_old_dead_letters(void) {
 /* A database made before the columns that retention and dead-letter history need: opening it
  * adds them, and its dead letters count their age from then, so none goes at once. */
 static void test_old_database_is_migrated(void) {
-  char path[] = "/tmp/choreo-store-XXXXXX";
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  close(fd);
+  temp_db t;
+  temp_db_make(&t);
+  const char *path = t.path;
   sqlite3 *db = NULL;
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db,
@@ -830,12 +823,7 @@ static void test_old_database_is_migrated(void) {
   choreo_store_close(s);
   CHECK(choreo_store_open(&s, path, err, sizeof err) == 0); /* a second open adds nothing */
   choreo_store_close(s);
-  char side[64];
-  unlink(path);
-  snprintf(side, sizeof side, "%s-wal", path);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-shm", path);
-  unlink(side);
+  remove_tree(t.dir);
 }
 
 static void test_open_failure(void) {
