@@ -354,8 +354,7 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
    * file to this, so one burst of writes does not leave a huge WAL on disk for good. */
   const char *pragmas = "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
                         "PRAGMA journal_size_limit=67108864;"; /* 64 MiB */
-  if (sqlite3_busy_handler(db, store_busy_wait, NULL) != SQLITE_OK ||
-      sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+  if (sqlite3_exec(db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
       sqlite3_exec(db, store_schema, NULL, NULL, NULL) != SQLITE_OK ||
       store_migrate(db) != SQLITE_OK) {
     store_errf(err, errlen, path, sqlite3_errmsg(db));

@@ -214,12 +214,20 @@ static void temp_db_make(temp_db *t) {
   snprintf(t->shm, sizeof t->shm, "%s-shm", t->path);
 }
 
+/* A store opened on a temp_db's file. */
+static choreo_store *open_file(const temp_db *t) {
+  char err[256] = "";
+  choreo_store *s = NULL;
+  int rc = choreo_store_open(&s, t->path, err, sizeof err);
+  if (rc) fprintf(stderr, "open: %s\n", err);
+  CHECK(rc == 0 && s != NULL);
+  return s;
+}
+
 static void test_checkpoints_survive_reopen(void) {
   temp_db t;
   temp_db_make(&t);
-  char err[256];
-  choreo_store *s = NULL;
-  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
+  choreo_store *s = open_file(&t);
   CHECK(checkpoint_of(s, "payments") == 0);
   CHECK(choreo_store_set_checkpoint(s, "payments", 5) == 0);
   CHECK(choreo_store_set_checkpoint(s, "shipping", 7) == 0);
@@ -235,7 +243,7 @@ static void test_checkpoints_survive_reopen(void) {
   sqlite3_finalize(st);
   choreo_store_close(s);
 
-  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
+  s = open_file(&t);
   CHECK(checkpoint_of(s, "payments") == 6);
   CHECK(checkpoint_of(s, "shipping") == 7);
   CHECK(checkpoint_of(s, "billing") == 0);
@@ -279,9 +287,7 @@ static bool wait_for_checkpoint(const char *shm) {
 static void test_wal_is_checkpointed_while_open(void) {
   temp_db t;
   temp_db_make(&t);
-  char err[256];
-  choreo_store *s = NULL;
-  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
+  choreo_store *s = open_file(&t);
   write_pages(s);
   int64_t first_wal = file_size(t.wal);
   CHECK(first_wal > 6000000);
@@ -312,9 +318,7 @@ static void *hold_then_release(void *arg) {
 static void test_begin_waits_for_the_write_lock(void) {
   temp_db t;
   temp_db_make(&t);
-  char err[256];
-  choreo_store *s = NULL;
-  CHECK(choreo_store_open(&s, t.path, err, sizeof err) == 0);
+  choreo_store *s = open_file(&t);
   lock_holder h = {NULL, 50};
   CHECK(sqlite3_open(t.path, &h.db) == SQLITE_OK);
   CHECK(sqlite3_exec(h.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
