@@ -6,15 +6,18 @@
 #ifndef CHOREO_CHECKPOINTER_H
 #define CHOREO_CHECKPOINTER_H
 
+#include <sqlite3.h>
+
 typedef struct choreo_checkpointer choreo_checkpointer;
 
 /* Starts the thread for the WAL database at path: it checkpoints when nudged and otherwise once
  * a second. Returns 0 or CHOREO_EIO / CHOREO_ENOMEM (the caller can then leave checkpoints to
  * SQLite). */
 int choreo_checkpointer_start(choreo_checkpointer **out, const char *path);
-/* Tells the thread the WAL now holds `frames` pages (called by the writer after each commit,
- * from its wal_hook); it wakes only once enough have piled up since its last checkpoint. */
-void choreo_checkpointer_nudge(choreo_checkpointer *c, int frames);
+/* Called by the writer after each commit (from its wal_hook, with its connection) when the WAL
+ * holds `frames` pages: wakes the thread once enough have piled up since its last checkpoint,
+ * and lets the writer copy the last few pages itself when that lets the WAL start over. */
+void choreo_checkpointer_committed(choreo_checkpointer *c, sqlite3 *writer, int frames);
 /* Stops the thread and closes its connection; NULL is allowed. */
 void choreo_checkpointer_stop(choreo_checkpointer *c);
 

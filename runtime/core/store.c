@@ -264,9 +264,9 @@ static int store_wal_cb(void *ud, int n, char **values, char **names) {
   return 0;
 }
 
-/* Waiting for a lock (the checkpointer's RESTART holds the write lock while it copies and
- * syncs): SQLite's own busy_timeout sleeps 1, 2, 5, 10, 15 ms and up, which added as much again
- * to the loop's stall as the lock itself took; this one looks every millisecond, for 5 s. */
+/* Waiting for a lock another connection holds (a script's attached database, a CLI): SQLite's
+ * own busy_timeout sleeps 1, 2, 5, 10, 15 ms and up, which once added as much again to the
+ * loop's stall as the lock itself took; this one looks every millisecond, for 5 s. */
 #define STORE_BUSY_TRIES 5000
 static int store_busy_wait(void *ud, int tries) {
   (void)ud;
@@ -276,9 +276,8 @@ static int store_busy_wait(void *ud, int tries) {
 }
 
 static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
-  (void)db;
   if (strcmp(name, "main") != 0) return SQLITE_OK; /* a database a script attached */
-  choreo_checkpointer_nudge(((choreo_store *)ud)->checkpointer, frames);
+  choreo_checkpointer_committed(((choreo_store *)ud)->checkpointer, db, frames);
   return SQLITE_OK;
 }
 

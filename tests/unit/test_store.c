@@ -267,16 +267,24 @@ static void write_pages(choreo_store *s) {
                      NULL, NULL, NULL) == SQLITE_OK);
 }
 
-/* Until the WAL index says every frame of the WAL has been copied into the database file, for
- * at most 10 s. Read from the -shm file as https://www.sqlite.org/walformat.html lays it out:
- * mxFrame at byte 16 of the index header, nBackfill at byte 96 (native-endian). */
+/* The WAL's frames (mxFrame) and how many of them are copied into the database file
+ * (nBackfill), from the WAL index in the -shm file as https://www.sqlite.org/walformat.html lays
+ * it out: mxFrame at byte 16 of the index header, nBackfill at byte 96 (native-endian). */
+static bool wal_index(const char *shm, uint32_t *frames, uint32_t *backfilled) {
+  uint32_t words[25] = {0};
+  FILE *f = fopen(shm, "rb");
+  bool read = f && fread(words, sizeof words, 1, f) == 1;
+  if (f) fclose(f);
+  *frames = words[4];
+  *backfilled = words[24];
+  return read;
+}
+
+/* Until the WAL index says every frame of the WAL has been copied, for at most 10 s. */
 static bool wait_for_checkpoint(const char *shm) {
   for (int i = 0; i < 1000; i++) {
-    uint32_t words[25] = {0};
-    FILE *f = fopen(shm, "rb");
-    bool read = f && fread(words, sizeof words, 1, f) == 1;
-    if (f) fclose(f);
-    if (read && words[4] > 0 && words[24] == words[4]) return true;
+    uint32_t frames, backfilled;
+    if (wal_index(shm, &frames, &backfilled) && frames > 0 && backfilled == frames) return true;
     nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
   }
   return false;
@@ -301,7 +309,47 @@ static void test_wal_is_checkpointed_while_open(void) {
   remove_tree(t.dir);
 }
 
-/* Another connection holding the write lock for a while, as the checkpointer's RESTART does. */
+/* Replaces the store's busy handler to count how often its writer waited for a lock. */
+static int count_waits(void *waits, int tries) {
+  (void)tries;
+  ++*(int *)waits;
+  nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+  return 1;
+}
+
+/* Transactions one after another, as a busy host commits batches: the WAL still starts over
+ * (the writer copies the last pages itself between two transactions), and the writer never
+ * waits for a lock on the way. */
+static void test_wal_starts_over_under_unbroken_writes(void) {
+  temp_db t;
+  temp_db_make(&t);
+  choreo_store *s = open_file(&t);
+  sqlite3 *db = choreo_store_db(s);
+  int waits = 0;
+  sqlite3_busy_handler(db, count_waits, &waits);
+  CHECK(sqlite3_exec(db, "CREATE TABLE rows(b BLOB)", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_stmt *insert;
+  CHECK(sqlite3_prepare_v2(db, "INSERT INTO rows VALUES (randomblob(3000))", -1, &insert,
+                           NULL) == SQLITE_OK);
+  /* Well past the 15,000 pages at which a restart is due, and a few chances more. */
+  uint32_t highest = 0, frames = 0, backfilled;
+  bool started_over = false;
+  for (int i = 0; i < 40000 && !started_over; i++) {
+    CHECK(sqlite3_step(insert) == SQLITE_DONE);
+    sqlite3_reset(insert);
+    CHECK(wal_index(t.shm, &frames, &backfilled));
+    started_over = frames < highest;
+    if (frames > highest) highest = frames;
+  }
+  sqlite3_finalize(insert);
+  CHECK(started_over);
+  CHECK(highest > 15000);
+  CHECK(waits == 0);
+  choreo_store_close(s);
+  remove_tree(t.dir);
+}
+
+/* Another connection holding the write lock for a while, as a CLI's write might. */
 typedef struct lock_holder {
   sqlite3 *db;
   int hold_ms;
@@ -847,6 +895,7 @@ int main(void) {
   RUN(test_foreign_savepoint_rollback_keeps_seqs_contiguous);
   RUN(test_checkpoints_survive_reopen);
   RUN(test_wal_is_checkpointed_while_open);
+  RUN(test_wal_starts_over_under_unbroken_writes);
   RUN(test_begin_waits_for_the_write_lock);
   RUN(test_read_frame);
   RUN(test_read_frame_after_rollbacks);
