@@ -173,7 +173,7 @@ typedef struct choreo_host_status {
   uint64_t unhandled;  /* messages for this host no handler took, since it started */
   int64_t oldest;      /* the oldest seq its log still holds (retention deletes older ones) */
   int64_t db_bytes;    /* the size of its database file */
-  int64_t wal_bytes;   /* and of its write-ahead log (started over past ~64 MB) */
+  int64_t wal_bytes;   /* and of its write-ahead log (started over past ~60 MB) */
   size_t npeers;
 } choreo_host_status;
 
