@@ -13,7 +13,8 @@
  * rest itself, between two of its transactions: nothing is appended meanwhile, so its
  * checkpoint completes and its next transaction starts the WAL over. The writer never waits
  * for a lock; it pays a short copy and the two syncs. */
-#define _GNU_SOURCE /* gettid */
+#define _GNU_SOURCE /* gettid, sync_file_range */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
@@ -37,14 +38,20 @@
  * appends meanwhile. */
 #define WRITER_SHARE_FRAMES 256
 #define CONVERGE_PASSES 4
+/* Every ~2 MB appended, the thread starts writing the WAL's new pages to disk without waiting
+ * for them: left to the checkpoint's sync, they all went at once (16 MB and more), and every
+ * other sync on the disk (the writer's at a restart, the other hosts') queued behind them. */
+#define WRITEOUT_FRAMES 512
 
 struct choreo_checkpointer {
   sqlite3 *db;
   pthread_t thread;
   pthread_mutex_t lock;
   pthread_cond_t wake;
-  bool stopping, nudged;
-  int nudged_at; /* WAL frames at the last nudge; the writer's thread alone uses it */
+  bool stopping, nudged, write_out;
+  int nudged_at;  /* WAL frames at the last nudge; the writer's thread alone uses it */
+  int written_at; /* and at the last write-out asked for */
+  int wal_fd;     /* the WAL file, for write-outs; -1 when it could not be opened */
   atomic_bool finish_due; /* the thread has copied all it could: the writer's turn */
 };
 
@@ -57,16 +64,23 @@ static void *checkpointer_run(void *arg) {
   choreo_checkpointer *c = arg;
   (void)setpriority(PRIO_PROCESS, (id_t)gettid(), CHECKPOINTER_NICE);
   pthread_mutex_lock(&c->lock);
+  struct timespec until; /* of the next checkpoint, unless nudged first; write-outs keep it */
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += CHECKPOINT_IDLE_MS / 1000;
   while (!c->stopping) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += CHECKPOINT_IDLE_MS / 1000;
-    while (!c->nudged && !c->stopping &&
+    while (!c->nudged && !c->write_out && !c->stopping &&
            pthread_cond_timedwait(&c->wake, &c->lock, &until) == 0) {
       /* woken without a nudge: wait on until the deadline */
     }
     if (c->stopping) break;
-    c->nudged = false;
+    if (c->write_out && !c->nudged) {
+      c->write_out = false;
+      pthread_mutex_unlock(&c->lock);
+      if (c->wal_fd >= 0) (void)sync_file_range(c->wal_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+      pthread_mutex_lock(&c->lock);
+      continue;
+    }
+    c->nudged = c->write_out = false;
     pthread_mutex_unlock(&c->lock);
     int in_wal = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied);
@@ -77,6 +91,8 @@ static void *checkpointer_run(void *arg) {
         rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied);
       atomic_store(&c->finish_due, true);
     }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += CHECKPOINT_IDLE_MS / 1000;
     pthread_mutex_lock(&c->lock);
   }
   pthread_mutex_unlock(&c->lock);
@@ -104,11 +120,17 @@ int choreo_checkpointer_start(choreo_checkpointer **out, const char *path) {
     free(c);
     return CHOREO_EIO;
   }
+  /* Reading the database above opened its WAL, so the file is there; without it, write-outs
+   * are left to the checkpoint's sync as before. */
+  char *wal = sqlite3_mprintf("%s-wal", path);
+  c->wal_fd = wal ? open(wal, O_RDONLY | O_CLOEXEC) : -1;
+  sqlite3_free(wal);
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
   if (pthread_create(&c->thread, NULL, checkpointer_run, c) != 0) {
     pthread_cond_destroy(&c->wake);
     pthread_mutex_destroy(&c->lock);
+    if (c->wal_fd >= 0) close(c->wal_fd);
     sqlite3_close(c->db);
     free(c);
     return CHOREO_ENOMEM;
@@ -124,10 +146,15 @@ void choreo_checkpointer_committed(choreo_checkpointer *c, sqlite3 *writer, int 
   if (atomic_exchange(&c->finish_due, false))
     sqlite3_wal_checkpoint_v2(writer, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
   if (frames < c->nudged_at) c->nudged_at = 0; /* the WAL was started over from its beginning */
-  if (frames - c->nudged_at < CHECKPOINT_FRAMES) return;
-  c->nudged_at = frames;
+  if (frames < c->written_at) c->written_at = 0;
+  bool nudge = frames - c->nudged_at >= CHECKPOINT_FRAMES;
+  bool write_out = frames - c->written_at >= WRITEOUT_FRAMES;
+  if (!nudge && !write_out) return;
+  if (nudge) c->nudged_at = frames;
+  c->written_at = frames;
   pthread_mutex_lock(&c->lock);
-  c->nudged = true;
+  c->nudged |= nudge;
+  c->write_out = true;
   pthread_cond_signal(&c->wake);
   pthread_mutex_unlock(&c->lock);
 }
@@ -139,6 +166,7 @@ void choreo_checkpointer_stop(choreo_checkpointer *c) {
   pthread_cond_signal(&c->wake);
   pthread_mutex_unlock(&c->lock);
   pthread_join(c->thread, NULL);
+  if (c->wal_fd >= 0) close(c->wal_fd);
   pthread_cond_destroy(&c->wake);
   pthread_mutex_destroy(&c->lock);
   sqlite3_close(c->db);

@@ -15,8 +15,9 @@ typedef struct choreo_checkpointer choreo_checkpointer;
  * SQLite). */
 int choreo_checkpointer_start(choreo_checkpointer **out, const char *path);
 /* Called by the writer after each commit (from its wal_hook, with its connection) when the WAL
- * holds `frames` pages: wakes the thread once enough have piled up since its last checkpoint,
- * and lets the writer copy the last few pages itself when that lets the WAL start over. */
+ * holds `frames` pages: wakes the thread to start writing new pages out, or to checkpoint once
+ * enough have piled up since its last checkpoint, and lets the writer copy the last few pages
+ * itself when that lets the WAL start over. */
 void choreo_checkpointer_committed(choreo_checkpointer *c, sqlite3 *writer, int frames);
 /* Stops the thread and closes its connection; NULL is allowed. */
 void choreo_checkpointer_stop(choreo_checkpointer *c);
