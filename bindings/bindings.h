@@ -72,9 +72,12 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * at idx (-1 for none); hidden_key tells the key holding the fields not read yet (which only
  * next() sees); pack_unread packs (with pk) or counts (pk NULL) the fields not read yet, but
  * for those in `skip` (bits by field number: values the table holds already), as map entries.
- * fields_read counts the fields other than data read (or assigned) so far, -1 for a table
- * built whole. */
+ * push_msg_counted pushes the table and then its copy of the fields (nil for a table built
+ * whole); fields_read, given the copy's index, counts the fields other than data read (or
+ * assigned) so far, -1 for nil. Kept on the stack, the copy lives as long as the count is
+ * wanted, whatever a handler does to the table (and counting makes no look-up in it). */
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole);
+void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole);
 bool choreo_lua_msg_is_lazy(lua_State *L, int idx);
 int choreo_lua_msg_field(lua_State *L, int idx);
 bool choreo_lua_msg_hidden_key(lua_State *L, int idx);

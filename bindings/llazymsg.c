@@ -239,18 +239,19 @@ static void lazy_push_meta(lua_State *L) {
 }
 
 int choreo_lua_msg_fields_read(lua_State *L, int idx) {
-  lazy_msg *z = lua_type(L, idx) == LUA_TTABLE ? lazy_of(L, idx) : NULL;
+  lazy_msg *z = lua_touserdata(L, idx);
   if (!z) return -1;
   int n = 0;
   for (uint32_t bits = z->settled & ~(1u << F_DATA); bits; bits &= bits - 1) n++;
   return n;
 }
 
-void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
+void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) {
   if (whole) {
     choreo_lua_push_msg(L, m);
     lazy_push_meta(L); /* the same metatable either way: a handler cannot tell the two apart */
     lua_setmetatable(L, -2);
+    lua_pushnil(L);
     return;
   }
   const choreo_str *strings[F_STRINGS] = {
@@ -289,6 +290,13 @@ void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
   z->data_len = m->data ? m->data_len : 0;
   if (m->data) memcpy(p, m->data, m->data_len);
   z->settled = 0;
-  lua_rawset(L, -4); /* the table: key and copy, under the metatable */
-  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_insert(L, -4); /* the table, the copy, the metatable, key, copy */
+  lua_rawset(L, -5);
+  lua_setmetatable(L, -3);
+}
+
+void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
+  choreo_lua_push_msg_counted(L, m, whole);
+  lua_pop(L, 1);
 }

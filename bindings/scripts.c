@@ -12,6 +12,7 @@
 #include "bindings.h"
 #include "choreo.h"
 #include "log.h"
+#include "lua_blocks.h"
 #include "lua_scripts.h"
 
 #define HOOK_EVERY 1000
@@ -21,6 +22,7 @@ typedef struct choreo_scripts {
   lua_State *L;
   choreo_engine *engine;
   size_t mem_used, mem_limit;
+  choreo_lua_blocks blocks; /* where the state's memory comes from */
   uint64_t instruction_limit;
   /* Where the running call was when memory ran short ("file:line: "): the error Lua raises
    * then carries no message of its own. Noted by the count hook once use passes three
@@ -77,7 +79,7 @@ static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   choreo_scripts *s = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    choreo_lua_blocks_resize(&s->blocks, ptr, old, 0);
     s->mem_used -= old;
     return NULL;
   }
@@ -85,7 +87,7 @@ static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (!ptr) scripts_note_where(s);
     return NULL;
   }
-  void *p = realloc(ptr, nsize);
+  void *p = choreo_lua_blocks_resize(&s->blocks, ptr, old, nsize);
   if (p) s->mem_used = s->mem_used - old + nsize;
   return p;
 }
@@ -210,6 +212,7 @@ static void scripts_free(void *scripts) {
   choreo_scripts *s = scripts;
   if (!s) return;
   lua_close(s->L);
+  choreo_lua_blocks_release(&s->blocks);
   free(s);
 }
 
@@ -222,6 +225,7 @@ static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t 
   s->instruction_limit = instruction_limit;
   s->L = choreo_lua_state_new(scripts_alloc, s, dir, scripts_os_exit);
   if (!s->L) {
+    choreo_lua_blocks_release(&s->blocks);
     free(s);
     snprintf(err, errlen, "cannot create a Lua state");
     return CHOREO_ENOMEM;
@@ -268,15 +272,17 @@ static bool scripts_handles(void *scripts, choreo_str type) {
   return any;
 }
 
-/* Runs the handlers one after another in one protected call, so the budget covers them all, the
- * first error stops the rest (their effects roll back together), and building the msg table
- * cannot fail outside protection. */
-/* Pushes the msg table of m; an event of a stream comes in the current shape of its data, all
- * handlers only ever see. */
-static void scripts_push_msg(lua_State *L, const choreo_msg *m, bool whole) {
-  choreo_lua_push_msg_lazy(L, m, whole);
+/* Pushes the msg table of m, and when counted its copy of the fields after it
+ * (choreo_lua_push_msg_counted); an event of a stream comes in the current shape of its data,
+ * all handlers only ever see. */
+static void scripts_push_msg(lua_State *L, const choreo_msg *m, bool whole, bool counted) {
+  int msg = lua_gettop(L) + 1;
+  if (counted)
+    choreo_lua_push_msg_counted(L, m, whole);
+  else
+    choreo_lua_push_msg_lazy(L, m, whole);
   if (m->dataschema.p && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST) == LUA_TFUNCTION) {
-    lua_pushvalue(L, -2);
+    lua_pushvalue(L, msg);
     lua_call(L, 1, 0);
   } else if (m->dataschema.p) {
     lua_pop(L, 1);
@@ -385,13 +391,16 @@ static void scripts_note_reads(choreo_scripts *s, choreo_str type, int read) {
   s->reads.wholes = 0;
 }
 
+/* Runs the handlers one after another in one protected call, so the budget covers them all, the
+ * first error stops the rest (their effects roll back together), and building the msg table
+ * cannot fail outside protection. */
 static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   choreo_scripts *s = scripts_of(L);
   choreo_lua_handlers_push(L, m->type);
-  scripts_push_msg(L, m, scripts_build_whole(s, m->type));
+  scripts_push_msg(L, m, scripts_build_whole(s, m->type), true);
   /* what the handlers read counts, not what an upcast read */
-  int upcast_read = m->dataschema.p ? choreo_lua_msg_fields_read(L, 3) : 0;
+  int upcast_read = m->dataschema.p ? choreo_lua_msg_fields_read(L, 4) : 0;
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_getfield(L, 2, "where");
   size_t len = 0;
@@ -404,10 +413,10 @@ static int scripts_run_handlers(lua_State *L) {
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
     lua_pushvalue(L, 3);
-    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
     lua_call(L, 2, 0);
   }
-  int read = choreo_lua_msg_fields_read(L, 3);
+  int read = choreo_lua_msg_fields_read(L, 4);
   scripts_note_reads(s, m->type, read < 0 ? read : read - upcast_read);
   choreo_str key;
   if (scripts_workflow_key(m, &key) && scripts_push_workflow_hook(L, "dispatch")) {
@@ -585,7 +594,7 @@ static int scripts_run_projection(lua_State *L) {
   scripts_project_call *call = lua_touserdata(L, 1);
   if (!scripts_projection_hook(L, "project")) return 0;
   lua_pushstring(L, call->name);
-  scripts_push_msg(L, call->m, false);
+  scripts_push_msg(L, call->m, false, false);
   scripts_push_build_db(L, call->build);
   lua_call(L, 3, 0);
   return 0;
@@ -603,7 +612,7 @@ static int scripts_project(void *scripts, const char *name, const choreo_msg *m,
 static int scripts_run_stale(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   if (!scripts_projection_hook(L, "deliver_stale")) return 0;
-  scripts_push_msg(L, m, false);
+  scripts_push_msg(L, m, false, false);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_call(L, 2, 0);
   return 0;
