@@ -17,6 +17,7 @@
 
 #define HOOK_EVERY 1000
 #define KNOWN_TYPE_MAX 128
+#define HANDLED_BY_MAX 256
 
 typedef struct choreo_scripts {
   lua_State *L;
@@ -31,7 +32,7 @@ typedef struct choreo_scripts {
   char where[160];
   choreo_lua_handlers *handlers; /* the registry's counters */
   /* Where the handlers of the last delivered message were registered, for the journal. */
-  char handled_by[256];
+  char handled_by[HANDLED_BY_MAX];
   /* How the last delivered type's handlers read msg. A table filled as it is read costs far
    * less when they read a field or two (msg.data), more when they read most; messages come in
    * runs of one type, so the last one's reads say how to build the next (llazymsg.c). */
@@ -49,6 +50,16 @@ typedef struct choreo_scripts {
     char type[KNOWN_TYPE_MAX];
     bool any;
   } known;
+  /* The handler list of the last delivered type (a registry reference) and where its handlers
+   * were registered, valid while the handlers' version stays: finding a type's list takes
+   * three look-ups by string, and messages come in runs of one type. */
+  struct {
+    uint64_t version;
+    size_t len; /* 0: nothing kept */
+    char type[KNOWN_TYPE_MAX];
+    int ref;
+    char where[HANDLED_BY_MAX];
+  } last;
 } choreo_scripts;
 
 static choreo_scripts *scripts_of(lua_State *L) {
@@ -394,21 +405,43 @@ static void scripts_note_reads(choreo_scripts *s, choreo_str type, int read) {
 /* Runs the handlers one after another in one protected call, so the budget covers them all, the
  * first error stops the rest (their effects roll back together), and building the msg table
  * cannot fail outside protection. */
-static int scripts_run_handlers(lua_State *L) {
-  const choreo_msg *m = lua_touserdata(L, 1);
-  choreo_scripts *s = scripts_of(L);
-  choreo_lua_handlers_push(L, m->type);
-  scripts_push_msg(L, m, scripts_build_whole(s, m->type), true);
-  /* what the handlers read counts, not what an upcast read */
-  int upcast_read = m->dataschema.p ? choreo_lua_msg_fields_read(L, 4) : 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
-  lua_getfield(L, 2, "where");
+/* Pushes the handlers of type and notes where they were registered in s->handled_by. */
+static void scripts_push_handlers(lua_State *L, choreo_scripts *s, choreo_str type) {
+  uint64_t version = s->handlers->version;
+  if (s->last.len && s->last.version == version && s->last.len == type.n &&
+      memcmp(s->last.type, type.p, type.n) == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->last.ref);
+    memcpy(s->handled_by, s->last.where, sizeof s->handled_by);
+    return;
+  }
+  choreo_lua_handlers_push(L, type);
+  lua_getfield(L, -1, "where");
   size_t len = 0;
   const char *where = lua_tolstring(L, -1, &len);
   if (len >= sizeof s->handled_by) len = sizeof s->handled_by - 1;
   memcpy(s->handled_by, where ? where : "", where ? len : 0);
   s->handled_by[where ? len : 0] = '\0';
   lua_pop(L, 1);
+  if (s->last.len) luaL_unref(L, LUA_REGISTRYINDEX, s->last.ref);
+  s->last.len = 0;
+  if (type.n > 0 && type.n <= KNOWN_TYPE_MAX) {
+    lua_pushvalue(L, -1);
+    s->last.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    memcpy(s->last.type, type.p, type.n);
+    s->last.len = type.n;
+    s->last.version = version;
+    memcpy(s->last.where, s->handled_by, sizeof s->last.where);
+  }
+}
+
+static int scripts_run_handlers(lua_State *L) {
+  const choreo_msg *m = lua_touserdata(L, 1);
+  choreo_scripts *s = scripts_of(L);
+  scripts_push_handlers(L, s, m->type);
+  scripts_push_msg(L, m, scripts_build_whole(s, m->type), true);
+  /* what the handlers read counts, not what an upcast read */
+  int upcast_read = m->dataschema.p ? choreo_lua_msg_fields_read(L, 4) : 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);

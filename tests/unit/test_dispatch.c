@@ -2,8 +2,8 @@
  * engine whose scripts live in a fresh /tmp directory. They check what the host relies on:
  * applied/skipped counts, the per-source checkpoint (duplicates skipped, gaps reported),
  * malformed frames counted and refused, commands for other hosts ignored, failures deferred to
- * choreo_retries, emitted messages in our log and applied to our own handlers, and a reload
- * that fails keeping the running generation. */
+ * choreo_retries, emitted messages in our log and applied to our own handlers, a handler
+ * registered while messages flow, and a reload that fails keeping the running generation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +32,15 @@ static const char handlers_lua[] =
     "  record(msg, ctx)\n"
     "  ctx:publish('Pinged', { n = -1 })\n"
     "  error('boom ' .. msg.data.n)\n"
+    "end)\n"
+    "local grown = false\n"
+    "choreo.on('Grow', function(msg, ctx)\n"
+    "  record(msg, ctx)\n"
+    "  if grown then return end\n"
+    "  grown = true\n"
+    "  choreo.on('Grow', function(m, c)\n"
+    "    c.db:exec(\"insert into got values ('Grown', ?, ?)\", m.data.n, m.source)\n"
+    "  end)\n"
     "end)\n";
 
 /* A frame of `count` messages from source starting at first; types[i] (or "Ping" past the
@@ -421,6 +430,26 @@ static void test_own_events(void) {
   choreo_engine_close(e);
 }
 
+/* A handler registered while messages flow takes the next message of its type: the list of
+ * the last type's handlers, kept from one message to the next, is dropped when choreo.on
+ * changes the handlers. */
+static void test_handler_added_while_running(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  const char *types[] = {"Grow", "Grow", "Ping", "Grow"};
+  build_frame(&frame, "peer", 1, 4, types);
+  choreo_apply_result res;
+  CHECK(apply(e, &frame, &res) == 0);
+  CHECK(res.applied == 4 && res.failed == 0);
+  CHECK(query_int(e, "select count(*) from got where type = 'Grow'") == 3);
+  /* the second and the fourth message, not the first (which registered it) */
+  CHECK(query_int(e, "select group_concat(n, '') from got where type = 'Grown'") == 24);
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
 static void test_reload(void) {
   choreo_engine *e = open_engine();
   if (!e) return;
@@ -496,6 +525,7 @@ int main(void) {
   RUN(test_failing_handler_is_deferred);
   RUN(test_batch_run_again_counts_once);
   RUN(test_own_events);
+  RUN(test_handler_added_while_running);
   RUN(test_reload);
   RUN(test_open_with_broken_script);
   remove_file("handlers.lua");
