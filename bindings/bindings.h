@@ -56,9 +56,10 @@ void choreo_lua_handlers_push(lua_State *L, choreo_str type);
  * declared one. Pushes strings: call it protected. */
 bool choreo_lua_handlers_policy(lua_State *L, choreo_str type, choreo_retry_policy *out);
 
-/* lmsg.c: values crossing the wire. Packs the value at idx; on failure returns CHOREO_EINVAL
- * with a reason in err ("cannot send a function", "table nested deeper than ..."). */
-int choreo_lua_pack(lua_State *L, int idx, msgpack_packer *pk, char *err, size_t errlen);
+/* lmsg.c: values crossing the wire. Packs the value at idx at the end of out; on failure
+ * returns CHOREO_EINVAL with a reason in err ("cannot send a function", "table nested deeper
+ * than ...") and out holds part of it. */
+int choreo_lua_pack(lua_State *L, int idx, msgpack_sbuffer *out, char *err, size_t errlen);
 /* Pushes the msgpack value at data as a plain Lua value, reading it in place. data must have
  * passed choreo_msgpack_check (as a message's data has): lengths are not checked again. */
 void choreo_lua_push_packed(lua_State *L, const char *data);

@@ -142,10 +142,8 @@ static int engine_deliver(lua_State *L) {
   msgpack_sbuffer data, frame;
   msgpack_sbuffer_init(&data);
   msgpack_sbuffer_init(&frame);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
   char err[256] = "";
-  rc = lua_isnoneornil(L, 3) ? 0 : choreo_lua_pack(L, 3, &pk, err, sizeof err);
+  rc = lua_isnoneornil(L, 3) ? 0 : choreo_lua_pack(L, 3, &data, err, sizeof err);
   if (!rc) {
     f.data = data.size ? data.data : NULL;
     f.data_len = data.size;

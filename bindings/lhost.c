@@ -63,13 +63,11 @@ static int host_emit(lua_State *L, const char *kind, const char *to, const char 
     lua_pop(L, 1);
   }
   msgpack_sbuffer *b = choreo_lua_pack_buffer(L);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
   char err[256];
   const char *data = NULL;
   size_t len = 0;
   if (!lua_isnoneornil(L, data_idx)) {
-    if (choreo_lua_pack(L, data_idx, &pk, err, sizeof err)) return luaL_error(L, "ctx:%s: %s", what, err);
+    if (choreo_lua_pack(L, data_idx, b, err, sizeof err)) return luaL_error(L, "ctx:%s: %s", what, err);
     data = b->data;
     len = b->size;
   }
@@ -120,10 +118,8 @@ static int ctx_timeout(lua_State *L) {
     subject = host_opt_string(L, 5, "subject");
   }
   msgpack_sbuffer *b = choreo_lua_pack_buffer(L);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
   char err[256];
-  if (!lua_isnil(L, 4) && choreo_lua_pack(L, 4, &pk, err, sizeof err))
+  if (!lua_isnil(L, 4) && choreo_lua_pack(L, 4, b, err, sizeof err))
     return luaL_error(L, "ctx:timeout: %s", err);
   int rc = choreo_engine_timeout_from_handler(e, seconds, type, b->size ? b->data : NULL, b->size,
                                               subject);

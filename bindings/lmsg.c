@@ -11,6 +11,7 @@
 /* A table is sent as an array when its keys are exactly 1..n; otherwise as a map. */
 static int msg_array_length(lua_State *L, int idx, lua_Integer *n) {
   lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+  if (len == 0) return 0; /* a map, or empty: no walk needed to tell */
   lua_Integer count = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -22,21 +23,55 @@ static int msg_array_length(lua_State *L, int idx, lua_Integer *n) {
     count++;
   }
   *n = len;
-  return count == len && len > 0;
+  return count == len;
 }
 
-static int msg_pack_value(lua_State *L, int idx, msgpack_packer *pk, int depth, char *err,
-                          size_t errlen);
+/* A value being packed into out, and where a refusal's reason goes. */
+typedef struct msg_packing {
+  msgpack_packer pk;
+  msgpack_sbuffer *out;
+  char *err;
+  size_t errlen;
+} msg_packing;
 
-static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, char *err,
-                          size_t errlen) {
+/* msgpack-c's packer writing a map header into bytes[]. */
+typedef struct msg_header {
+  char bytes[8];
+  size_t n;
+} msg_header;
+
+static int msg_header_write(void *data, const char *buf, size_t len) {
+  msg_header *h = data;
+  if (len > sizeof h->bytes - h->n) return -1;
+  memcpy(h->bytes + h->n, buf, len);
+  h->n += len;
+  return 0;
+}
+
+/* Puts the header of a map of count entries at `at`, in front of its entries: they are packed
+ * in one walk of the table, which does not know its number of keys (counting them first was a
+ * second walk of every map). */
+static int msg_put_map_header(msgpack_sbuffer *out, size_t at, size_t count) {
+  msg_header h = {.n = 0};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &h, msg_header_write);
+  msgpack_pack_map(&pk, count);
+  if (msgpack_sbuffer_write(out, h.bytes, h.n)) return CHOREO_ENOMEM;
+  memmove(out->data + at + h.n, out->data + at, out->size - h.n - at);
+  memcpy(out->data + at, h.bytes, h.n);
+  return 0;
+}
+
+static int msg_pack_value(lua_State *L, int idx, msg_packing *p, int depth);
+
+static int msg_pack_table(lua_State *L, int idx, msg_packing *p, int depth) {
   if (depth >= CHOREO_MAX_DEPTH) {
-    snprintf(err, errlen, "cannot send a table nested deeper than %d levels (or a cycle)",
+    snprintf(p->err, p->errlen, "cannot send a table nested deeper than %d levels (or a cycle)",
              CHOREO_MAX_DEPTH);
     return CHOREO_EINVAL;
   }
   if (!lua_checkstack(L, 4)) {
-    snprintf(err, errlen, "cannot send: Lua stack exhausted");
+    snprintf(p->err, p->errlen, "cannot send: Lua stack exhausted");
     return CHOREO_ENOMEM;
   }
   /* A msg table: the fields not read yet come from its copy, packed as they are. */
@@ -44,32 +79,16 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
   uint32_t held = 0; /* the msg fields the table holds */
   lua_Integer n = 0;
   if (!msg && msg_array_length(L, idx, &n)) {
-    msgpack_pack_array(pk, (size_t)n);
+    msgpack_pack_array(&p->pk, (size_t)n);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
-      int rc = msg_pack_value(L, lua_gettop(L), pk, depth + 1, err, errlen);
+      int rc = msg_pack_value(L, lua_gettop(L), p, depth + 1);
       lua_pop(L, 1);
       if (rc) return rc;
     }
     return 0;
   }
-  size_t count = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (msg && choreo_lua_msg_hidden_key(L, -1)) continue;
-    int f = msg ? choreo_lua_msg_field(L, -1) : -1;
-    if (f >= 0) held |= 1u << f;
-    int kt = lua_type(L, -1);
-    if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
-      lua_pop(L, 1);
-      snprintf(err, errlen, "cannot send a table key of type %s", lua_typename(L, kt));
-      return CHOREO_EINVAL;
-    }
-    count++;
-  }
-  if (msg) count += (size_t)choreo_lua_msg_pack_unread(L, idx, NULL, held);
-  msgpack_pack_map(pk, count);
+  size_t at = p->out->size, count = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int key = lua_gettop(L) - 1;
@@ -77,20 +96,28 @@ static int msg_pack_table(lua_State *L, int idx, msgpack_packer *pk, int depth, 
       lua_pop(L, 1);
       continue;
     }
-    int rc = msg_pack_value(L, key, pk, depth + 1, err, errlen);
-    if (!rc) rc = msg_pack_value(L, key + 1, pk, depth + 1, err, errlen);
+    int f = msg ? choreo_lua_msg_field(L, key) : -1;
+    if (f >= 0) held |= 1u << f;
+    int kt = lua_type(L, key), rc = 0;
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+      snprintf(p->err, p->errlen, "cannot send a table key of type %s", lua_typename(L, kt));
+      rc = CHOREO_EINVAL;
+    }
+    if (!rc) rc = msg_pack_value(L, key, p, depth + 1);
+    if (!rc) rc = msg_pack_value(L, key + 1, p, depth + 1);
     lua_pop(L, 1);
     if (rc) {
       lua_pop(L, 1);
       return rc;
     }
+    count++;
   }
-  if (msg) choreo_lua_msg_pack_unread(L, idx, pk, held);
-  return 0;
+  if (msg) count += (size_t)choreo_lua_msg_pack_unread(L, idx, &p->pk, held);
+  return msg_put_map_header(p->out, at, count);
 }
 
-static int msg_pack_value(lua_State *L, int idx, msgpack_packer *pk, int depth, char *err,
-                          size_t errlen) {
+static int msg_pack_value(lua_State *L, int idx, msg_packing *p, int depth) {
+  msgpack_packer *pk = &p->pk;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
     return msgpack_pack_nil(pk), 0;
@@ -106,15 +133,17 @@ static int msg_pack_value(lua_State *L, int idx, msgpack_packer *pk, int depth, 
     return msgpack_pack_str_body(pk, s, len), 0;
   }
   case LUA_TTABLE:
-    return msg_pack_table(L, idx, pk, depth, err, errlen);
+    return msg_pack_table(L, idx, p, depth);
   default:
-    snprintf(err, errlen, "cannot send a value of type %s", luaL_typename(L, idx));
+    snprintf(p->err, p->errlen, "cannot send a value of type %s", luaL_typename(L, idx));
     return CHOREO_EINVAL;
   }
 }
 
-int choreo_lua_pack(lua_State *L, int idx, msgpack_packer *pk, char *err, size_t errlen) {
-  return msg_pack_value(L, lua_absindex(L, idx), pk, 0, err, errlen);
+int choreo_lua_pack(lua_State *L, int idx, msgpack_sbuffer *out, char *err, size_t errlen) {
+  msg_packing p = {.out = out, .err = err, .errlen = errlen};
+  msgpack_packer_init(&p.pk, out, msgpack_sbuffer_write);
+  return msg_pack_value(L, lua_absindex(L, idx), &p, 0);
 }
 
 static uint64_t msg_be(const unsigned char *p, int width) {
@@ -314,10 +343,8 @@ msgpack_sbuffer *choreo_lua_pack_buffer(lua_State *L) {
 int choreo_lua_msgpack_encode(lua_State *L) {
   luaL_checkany(L, 1);
   msgpack_sbuffer *b = choreo_lua_pack_buffer(L);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
   char err[256];
-  if (choreo_lua_pack(L, 1, &pk, err, sizeof err)) return luaL_error(L, "choreo.pack: %s", err);
+  if (choreo_lua_pack(L, 1, b, err, sizeof err)) return luaL_error(L, "choreo.pack: %s", err);
   lua_pushlstring(L, b->data ? b->data : "", b->size);
   return 1;
 }

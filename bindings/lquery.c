@@ -62,10 +62,8 @@ int choreo_lua_query_run(lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, REG_QUERY_DB);
   }
   lua_call(L, 2, 1);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, call->out, msgpack_sbuffer_write);
   char err[256];
-  if (choreo_lua_pack(L, -1, &pk, err, sizeof err))
+  if (choreo_lua_pack(L, -1, call->out, err, sizeof err))
     return luaL_error(L, "query %s returned what cannot be answered: %s", call->name, err);
   return 0;
 }

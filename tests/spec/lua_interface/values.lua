@@ -71,3 +71,21 @@ end)
 choreo.on("Unpack", function(msg, ctx)
   ctx:publish("Unpacked", { value = choreo.unpack(msg.data.bytes) })
 end)
+
+-- A map of msg.data.n entries, each a map itself, packed and read back: what the first byte
+-- (the header) and the length say, and whether it came back the same.
+choreo.on("PackMap", function(msg, ctx)
+  local value = {}
+  for i = 1, msg.data.n do value["k" .. i] = { v = i } end
+  local packed = choreo.pack(value)
+  local back = choreo.unpack(packed)
+  local same = true
+  for k, v in pairs(value) do
+    if back[k] == nil or back[k].v ~= v.v then same = false end
+  end
+  for k in pairs(back) do
+    if value[k] == nil then same = false end
+  end
+  ctx:publish("PackedMap", { first = packed:byte(1), len = #packed, same = same,
+                             small = choreo.pack({ a = { b = 1 } }) })
+end)

@@ -81,6 +81,19 @@ describe("values crossing the wire", function()
     assert.is_true(v.leaf)
   end)
 
+  -- A map is packed in one walk and its header put in front afterwards: the shortest header
+  -- for its size, at every size where that changes, with the maps inside it intact.
+  it("pack maps with the shortest header at every size, maps inside intact", function()
+    for _, n in ipairs({ 1, 15, 16, 65535, 65536 }) do
+      assert.is_true(host:deliver("PackMap", { n = n }))
+      local got = h.data_of(host.published, "PackedMap")
+      local r = got[#got]
+      assert.is_true(r.same, "map of " .. n)
+      assert.equal(n < 16 and 0x80 + n or n < 65536 and 0xde or 0xdf, r.first)
+      assert.equal("\x81\xa1a\x81\xa1b\x01", r.small)
+    end
+  end)
+
   local refused = {
     ["function"] = "cannot send a value of type function",
     ["function at top"] = "cannot send a value of type function",
