@@ -19,6 +19,7 @@
 #include "stats.h"
 #include "tracecontext.h"
 #include "log.h"
+#include "ownruns.h"
 #include "timeouts.h"
 
 /* README: three attempts at once, then after 1 s, 5 s and 30 s; past the last, a dead letter. */
@@ -70,6 +71,7 @@ struct choreo_engine {
   uint64_t bad_frames;
   uint64_t handled; /* messages whose handlers ran and committed, since the engine opened */
   msgpack_sbuffer own_frame;
+  choreo_own_runs own_runs; /* what was appended, for our own dispatch to pass over */
   /* The earliest timeout, remembered under the store's epoch: asked after every commit. */
   bool next_timeout_known;
   int64_t next_timeout;
@@ -661,24 +663,33 @@ static int engine_try(choreo_engine *e, const choreo_msg *m, int attempts, int64
 
 /* A message for us that no handler takes: counted per type, never silently. Commands, replies
  * and timeouts were meant for us alone, so the first of each type is logged as well. */
-static void engine_unhandled(choreo_engine *e, const choreo_msg *m) {
+static void engine_unhandled(choreo_engine *e, const choreo_msg *m, uint64_t n) {
   for (int i = 0; i < e->nunhandled; i++) {
     if (choreo_str_eq(m->type, e->unhandled[i].type)) {
-      e->unhandled[i].count++;
+      e->unhandled[i].count += n;
       return;
     }
   }
   if (e->nunhandled == ENGINE_UNHANDLED_TYPES || m->type.n >= sizeof e->unhandled[0].type) {
-    e->unhandled_other++;
+    e->unhandled_other += n;
     return;
   }
   choreo_unhandled *u = &e->unhandled[e->nunhandled++];
   memcpy(u->type, m->type.p, m->type.n);
   u->type[m->type.n] = '\0';
-  u->count = 1;
+  u->count = n;
   if (!choreo_str_eq(m->kind, "event"))
     choreo_log(CHOREO_LOG_WARN, e->name, "no handler takes %.*s %s (first: %.*s): dropped",
                (int)m->kind.n, m->kind.p, u->type, (int)m->id.n, m->id.p);
+}
+
+/* This host's own stream events are noted under no type: a build reads them from the streams,
+ * not from the log, yet the record starts at seq 1 all the same. */
+static int engine_note_source_type(choreo_engine *e, const choreo_msg *m) {
+  bool own_stream = m->streamversion > 0 && choreo_str_eq(m->source, e->name);
+  return choreo_source_types_note(e->source_types, m->source,
+                                  own_stream ? (choreo_str){"", 0} : m->type, m->seq,
+                                  choreo_store_epoch(e->store));
 }
 
 /* A frame's message. An optimistic batch (careful false) runs its handlers without a savepoint
@@ -687,12 +698,7 @@ static void engine_unhandled(choreo_engine *e, const choreo_msg *m) {
 static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
                           engine_first_try *first, choreo_apply_result *res) {
   {
-    /* This host's own stream events are noted under no type: a build reads them from the
-     * streams, not from the log, yet the record starts at seq 1 all the same. */
-    bool own_stream = m->streamversion > 0 && choreo_str_eq(m->source, e->name);
-    int rc = choreo_source_types_note(e->source_types, m->source,
-                                      own_stream ? (choreo_str){"", 0} : m->type, m->seq,
-                                      choreo_store_epoch(e->store));
+    int rc = engine_note_source_type(e, m);
     if (rc) return rc;
   }
   if (!engine_is_for_us(e, m)) {
@@ -702,7 +708,7 @@ static int engine_deliver(choreo_engine *e, const choreo_msg *m, bool careful,
   engine_handling handling;
   if (!engine_handles(e, m)) {
     res->skipped++;
-    if (!careful || m->seq > first->seq) engine_unhandled(e, m); /* counted once */
+    if (!careful || m->seq > first->seq) engine_unhandled(e, m, 1); /* counted once */
     if (choreo_str_eq(m->kind, "event")) return 0; /* whoever wants one: not a loss */
     engine_handling_begin(e, m, &handling);
     return engine_record_handling(e, m, &handling, CHOREO_JOURNAL_UNHANDLED, 0, NULL);
@@ -774,6 +780,44 @@ static int engine_fail_batch(choreo_engine *e, int rc) {
   return rc;
 }
 
+/* Whether every message of ours from..to is one a frame's delivery would pass over (not for
+ * us, or an event no handler here takes), as the runs of what we appended tell without
+ * reading them back; *first and *n get the runs. The handlers are asked now: a reload since
+ * the append counts. A script's own savepoints could take appended rows away unseen. */
+static bool engine_own_passable(choreo_engine *e, int64_t from, int64_t to, int *first, int *n) {
+  if (choreo_store_foreign_savepoints(e->store)) return false;
+  *n = choreo_own_runs_cover(&e->own_runs, choreo_store_epoch(e->store), from, to, first);
+  for (int i = *first; i < *first + *n; i++) {
+    choreo_msg m;
+    choreo_own_run_msg(&e->own_runs.run[i], e->name, &m);
+    if (engine_is_for_us(e, &m) && (!choreo_str_eq(m.kind, "event") || engine_handles(e, &m)))
+      return false;
+  }
+  return *n > 0;
+}
+
+/* Passes over our own messages from..to (engine_own_passable) as delivery would, run by run:
+ * noted by type, counted as unhandled when they were for us, and the checkpoint moved. */
+static int engine_pass_over_own(choreo_engine *e, int64_t from, int64_t to, int first, int n,
+                                choreo_apply_result *res) {
+  int rc = engine_begin_batch(e);
+  for (int i = first; !rc && i < first + n; i++) {
+    const choreo_own_run *run = &e->own_runs.run[i];
+    choreo_msg m;
+    choreo_own_run_msg(run, e->name, &m);
+    m.seq = run->first > from ? run->first : from;
+    int64_t last = run->last < to ? run->last : to;
+    rc = engine_note_source_type(e, &m);
+    res->skipped += (int)(last - m.seq + 1);
+    if (!rc && engine_is_for_us(e, &m)) engine_unhandled(e, &m, (uint64_t)(last - m.seq + 1));
+  }
+  if (!rc) rc = choreo_store_set_checkpoint(e->store, e->name, to);
+  if (!rc) rc = engine_commit_batch(e);
+  if (rc) return engine_fail_batch(e, rc);
+  choreo_own_runs_drop_through(&e->own_runs, to);
+  return 0;
+}
+
 /* own: the frame was read from our own log. Anyone else using our name is forging it, and
  * applying that would move our own checkpoint past messages our handlers never saw. */
 static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
@@ -817,6 +861,13 @@ static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
     choreo_frame_close(&r);
     return 0;
   }
+  int first_run, runs;
+  if (own && engine_own_passable(e, checkpoint + 1, r.first - 1 + (int64_t)r.count, &first_run,
+                                 &runs)) {
+    choreo_frame_close(&r);
+    return engine_pass_over_own(e, checkpoint + 1, r.first - 1 + (int64_t)r.count, first_run,
+                                runs, res);
+  }
   /* A savepoint per message costs two statements. A batch runs without them until a handler
    * fails; then it rolls back and runs again with them, so that only the failed message's
    * effects are undone (its handlers see the same messages before it, in the same order). */
@@ -843,6 +894,7 @@ static int engine_apply(choreo_engine *e, const char *buf, size_t len, bool own,
   if (!rc) rc = choreo_store_set_checkpoint(e->store, source, last);
   if (!rc) rc = engine_commit_batch(e);
   if (rc) return engine_fail_batch(e, rc);
+  if (own) choreo_own_runs_drop_through(&e->own_runs, last);
   e->handled += (uint64_t)res->applied;
   return 0;
 }
@@ -917,6 +969,7 @@ int choreo_engine_run_retries(choreo_engine *e, choreo_apply_result *res) {
 static int engine_append(choreo_engine *e, const choreo_msg_fields *f, int64_t *seq_out) {
   int64_t seq;
   int rc = choreo_store_append(e->store, f, choreo_engine_now_ms(e), &seq);
+  if (!rc) choreo_own_runs_add(&e->own_runs, choreo_store_epoch(e->store), seq, f);
   if (!rc && seq_out) *seq_out = seq;
   return rc;
 }

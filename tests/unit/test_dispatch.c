@@ -2,7 +2,8 @@
  * engine whose scripts live in a fresh /tmp directory. They check what the host relies on:
  * applied/skipped counts, the per-source checkpoint (duplicates skipped, gaps reported),
  * malformed frames counted and refused, commands for other hosts ignored, failures deferred to
- * choreo_retries, emitted messages in our log and applied to our own handlers, a handler
+ * choreo_retries, emitted messages in our log and applied to our own handlers (or passed over
+ * when none takes them), a handler
  * registered while messages flow, and a reload that fails keeping the running generation. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "engine_fixture.h"
 #include "choreo.h"
 #include "engine.h"
+#include "json.h"
 #include "lua_scripts.h"
 
 
@@ -32,6 +34,11 @@ static const char handlers_lua[] =
     "  record(msg, ctx)\n"
     "  ctx:publish('Pinged', { n = -1 })\n"
     "  error('boom ' .. msg.data.n)\n"
+    "end)\n"
+    "choreo.on('Emit', function(msg, ctx)\n"
+    "  for _, what in ipairs(msg.data.what) do\n"
+    "    if what == 'Bill' then ctx:send('other', 'Bill', {}) else ctx:publish(what, { n = 0 }) end\n"
+    "  end\n"
     "end)\n"
     "local grown = false\n"
     "choreo.on('Grow', function(msg, ctx)\n"
@@ -430,6 +437,88 @@ static void test_own_events(void) {
   choreo_engine_close(e);
 }
 
+/* A frame from peer of one Emit message: its handler publishes the types in `what` (comma
+ * separated) in order, and sends a Bill command to another host for "Bill". */
+static void apply_emit(choreo_engine *e, int64_t seq, const char *what) {
+  char json[256] = "{\"what\":[", *p = json + strlen(json);
+  for (const char *w = what; *w;) {
+    size_t n = strcspn(w, ",");
+    p += snprintf(p, sizeof json - (size_t)(p - json), "%s\"%.*s\"", w == what ? "" : ",",
+                  (int)n, w);
+    w += n + (w[n] == ',');
+  }
+  snprintf(p, sizeof json - (size_t)(p - json), "]}");
+  msgpack_sbuffer frame, data;
+  msgpack_sbuffer_init(&frame);
+  msgpack_sbuffer_init(&data);
+  char err[128];
+  CHECK(choreo_json_to_msgpack(json, &data, err, sizeof err) == 0);
+  CHECK(choreo_frame_header(&frame, "peer", seq, 1, seq) == 0);
+  choreo_msg_fields f = {.source = "peer", .seq = seq, .type = "Emit", .kind = "event",
+                         .data = data.data, .data_len = data.size};
+  CHECK(choreo_msg_encode(&f, &frame) == 0);
+  choreo_apply_result res;
+  CHECK(apply(e, &frame, &res) == 0 && res.applied == 1);
+  msgpack_sbuffer_destroy(&data);
+  msgpack_sbuffer_destroy(&frame);
+}
+
+static uint64_t unhandled_count(choreo_engine *e, const char *type) {
+  const choreo_unhandled *list;
+  int n;
+  uint64_t other;
+  choreo_engine_unhandled(e, &list, &n, &other);
+  for (int i = 0; i < n; i++)
+    if (strcmp(list[i].type, type) == 0) return list[i].count;
+  return 0;
+}
+
+/* Our own messages that no handler here takes (events nobody subscribed to, commands to other
+ * hosts) are passed over by what was noted as they were appended, without being read back:
+ * counted, noted by type and checkpointed exactly as a delivery that reads them. A handler
+ * added by a reload in between takes them all the same. */
+static void test_own_messages_no_handler_takes(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  choreo_apply_result res;
+  bool pending;
+  /* Runs of which one (Pinged) is taken here: every message is read. */
+  apply_emit(e, 1, "Nobody,Nobody,Nobody,Bill,Pinged,Nobody,Nobody");
+  CHECK(head(e) == 7);
+  CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(res.applied == 1 && res.skipped == 6 && !pending);
+  CHECK(checkpoint(e, "svc") == 7);
+  CHECK(unhandled_count(e, "Nobody") == 5);
+  CHECK(unhandled_count(e, "Bill") == 0); /* not for us: not ours to handle */
+  /* None taken here, in a bounded batch and then the rest. */
+  apply_emit(e, 2, "Nobody,Bill,Bill,Nobody,Quiet");
+  CHECK(head(e) == 12);
+  CHECK(choreo_engine_apply_own(e, 3, &pending, &res) == 0);
+  CHECK(res.applied == 0 && res.skipped == 3 && pending);
+  CHECK(checkpoint(e, "svc") == 10);
+  CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(res.applied == 0 && res.skipped == 2 && !pending);
+  CHECK(checkpoint(e, "svc") == 12);
+  CHECK(unhandled_count(e, "Nobody") == 7 && unhandled_count(e, "Quiet") == 1);
+  CHECK(query_int(e, "select count(*) from choreo_source_types where source = 'svc' and "
+                     "type in ('Nobody', 'Bill', 'Quiet', 'Pinged')") == 4);
+  CHECK(query_int(e, "select first_seq from choreo_source_types where source = 'svc' and "
+                     "type = 'Quiet'") == 12);
+  /* Appended with no handler for Nobody, applied after a reload that added one. */
+  apply_emit(e, 3, "Nobody,Nobody");
+  write_file("zz_nobody.lua", "local choreo = require 'choreo'\n"
+                              "choreo.on('Nobody', function(msg, ctx)\n"
+                              "  ctx.db:exec(\"insert into got values ('Nobody', 0, 'svc')\")\n"
+                              "end)\n");
+  char err[256];
+  CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+  CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(res.applied == 2 && !pending);
+  CHECK(query_int(e, "select count(*) from got where type = 'Nobody'") == 2);
+  remove_file("zz_nobody.lua");
+  choreo_engine_close(e);
+}
+
 /* A handler registered while messages flow takes the next message of its type: the list of
  * the last type's handlers, kept from one message to the next, is dropped when choreo.on
  * changes the handlers. */
@@ -525,6 +614,7 @@ int main(void) {
   RUN(test_failing_handler_is_deferred);
   RUN(test_batch_run_again_counts_once);
   RUN(test_own_events);
+  RUN(test_own_messages_no_handler_takes);
   RUN(test_handler_added_while_running);
   RUN(test_reload);
   RUN(test_open_with_broken_script);
