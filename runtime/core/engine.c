@@ -787,13 +787,14 @@ static int engine_fail_batch(choreo_engine *e, int rc) {
 static bool engine_own_passable(choreo_engine *e, int64_t from, int64_t to, int *first, int *n) {
   if (choreo_store_foreign_savepoints(e->store)) return false;
   *n = choreo_own_runs_cover(&e->own_runs, choreo_store_epoch(e->store), from, to, first);
+  if (*n == 0) return false;
   for (int i = *first; i < *first + *n; i++) {
     choreo_msg m;
     choreo_own_run_msg(&e->own_runs.run[i], e->name, &m);
     if (engine_is_for_us(e, &m) && (!choreo_str_eq(m.kind, "event") || engine_handles(e, &m)))
       return false;
   }
-  return *n > 0;
+  return true;
 }
 
 /* Passes over our own messages from..to (engine_own_passable) as delivery would, run by run:
