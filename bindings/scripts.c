@@ -42,22 +42,16 @@ typedef struct choreo_scripts {
     bool whole;      /* build the next one of this type whole */
     unsigned wholes; /* built whole since the reads were last seen */
   } reads;
-  /* The last type asked about with scripts_handles, and the answer, valid while the
-   * handlers' version stays: messages come in runs of one type, and asking Lua costs a pcall. */
+  /* The handlers of the last type asked about or delivered: their list (a registry
+   * reference), where they were registered, and whether there are any, valid while the
+   * handlers' version stays. Messages come in runs of one type, and finding a type's list
+   * takes three look-ups by string (and asking from outside Lua, a pcall). */
   struct {
     uint64_t version;
-    size_t len; /* 0: nothing known */
-    char type[KNOWN_TYPE_MAX];
-    bool any;
-  } known;
-  /* The handler list of the last delivered type (a registry reference) and where its handlers
-   * were registered, valid while the handlers' version stays: finding a type's list takes
-   * three look-ups by string, and messages come in runs of one type. */
-  struct {
-    uint64_t version;
-    size_t len; /* 0: nothing kept */
+    size_t len; /* 0: no list kept (where and any still tell of the last type pushed) */
     char type[KNOWN_TYPE_MAX];
     int ref;
+    bool any;
     char where[HANDLED_BY_MAX];
   } last;
 } choreo_scripts;
@@ -252,35 +246,52 @@ static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t 
   return 0;
 }
 
-static int scripts_count_handlers(lua_State *L) {
-  const choreo_str *type = lua_touserdata(L, 1);
-  choreo_lua_handlers_push(L, *type);
-  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
-  return 1;
+static bool scripts_last_is(const choreo_scripts *s, choreo_str type) {
+  return s->last.len && s->last.version == s->handlers->version && s->last.len == type.n &&
+         memcmp(s->last.type, type.p, type.n) == 0;
+}
+
+/* Pushes the handlers of type into s->last (see there) and onto the stack. */
+static void scripts_push_handlers(lua_State *L, choreo_scripts *s, choreo_str type) {
+  if (scripts_last_is(s, type)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->last.ref);
+    return;
+  }
+  choreo_lua_handlers_push(L, type);
+  s->last.any = lua_rawlen(L, -1) > 0;
+  lua_getfield(L, -1, "where");
+  size_t len = 0;
+  const char *where = lua_tolstring(L, -1, &len);
+  if (len >= sizeof s->last.where) len = sizeof s->last.where - 1;
+  memcpy(s->last.where, where ? where : "", where ? len : 0);
+  s->last.where[where ? len : 0] = '\0';
+  lua_pop(L, 1);
+  if (s->last.len) luaL_unref(L, LUA_REGISTRYINDEX, s->last.ref);
+  s->last.len = 0;
+  if (type.n > 0 && type.n <= KNOWN_TYPE_MAX) {
+    lua_pushvalue(L, -1);
+    s->last.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    memcpy(s->last.type, type.p, type.n);
+    s->last.len = type.n;
+    s->last.version = s->handlers->version;
+  }
+}
+
+static int scripts_find_handlers(lua_State *L) {
+  scripts_push_handlers(L, scripts_of(L), *(const choreo_str *)lua_touserdata(L, 1));
+  return 0;
 }
 
 static bool scripts_handles(void *scripts, choreo_str type) {
   choreo_scripts *s = scripts;
-  uint64_t version = s->handlers->version;
-  if (s->known.len && s->known.version == version && s->known.len == type.n &&
-      memcmp(s->known.type, type.p, type.n) == 0)
-    return s->known.any;
-  lua_pushcfunction(s->L, scripts_count_handlers);
+  if (scripts_last_is(s, type)) return s->last.any;
+  lua_pushcfunction(s->L, scripts_find_handlers);
   lua_pushlightuserdata(s->L, &type);
-  if (lua_pcall(s->L, 1, 1, 0) != LUA_OK) {
+  if (lua_pcall(s->L, 1, 0, 0) != LUA_OK) {
     lua_pop(s->L, 1);
     return true; /* cannot tell (out of memory): let delivery try and fail visibly */
   }
-  bool any = lua_tointeger(s->L, -1) > 0;
-  lua_pop(s->L, 1);
-  s->known.len = 0;
-  if (type.n > 0 && type.n <= KNOWN_TYPE_MAX) {
-    memcpy(s->known.type, type.p, type.n);
-    s->known.len = type.n;
-    s->known.version = version;
-    s->known.any = any;
-  }
-  return any;
+  return s->last.any;
 }
 
 /* Pushes the msg table of m, and when counted its copy of the fields after it
@@ -405,39 +416,11 @@ static void scripts_note_reads(choreo_scripts *s, choreo_str type, int read) {
 /* Runs the handlers one after another in one protected call, so the budget covers them all, the
  * first error stops the rest (their effects roll back together), and building the msg table
  * cannot fail outside protection. */
-/* Pushes the handlers of type and notes where they were registered in s->handled_by. */
-static void scripts_push_handlers(lua_State *L, choreo_scripts *s, choreo_str type) {
-  uint64_t version = s->handlers->version;
-  if (s->last.len && s->last.version == version && s->last.len == type.n &&
-      memcmp(s->last.type, type.p, type.n) == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->last.ref);
-    memcpy(s->handled_by, s->last.where, sizeof s->handled_by);
-    return;
-  }
-  choreo_lua_handlers_push(L, type);
-  lua_getfield(L, -1, "where");
-  size_t len = 0;
-  const char *where = lua_tolstring(L, -1, &len);
-  if (len >= sizeof s->handled_by) len = sizeof s->handled_by - 1;
-  memcpy(s->handled_by, where ? where : "", where ? len : 0);
-  s->handled_by[where ? len : 0] = '\0';
-  lua_pop(L, 1);
-  if (s->last.len) luaL_unref(L, LUA_REGISTRYINDEX, s->last.ref);
-  s->last.len = 0;
-  if (type.n > 0 && type.n <= KNOWN_TYPE_MAX) {
-    lua_pushvalue(L, -1);
-    s->last.ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    memcpy(s->last.type, type.p, type.n);
-    s->last.len = type.n;
-    s->last.version = version;
-    memcpy(s->last.where, s->handled_by, sizeof s->last.where);
-  }
-}
-
 static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   choreo_scripts *s = scripts_of(L);
   scripts_push_handlers(L, s, m->type);
+  memcpy(s->handled_by, s->last.where, sizeof s->handled_by);
   scripts_push_msg(L, m, scripts_build_whole(s, m->type), true);
   /* what the handlers read counts, not what an upcast read */
   int upcast_read = m->dataschema.p ? choreo_lua_msg_fields_read(L, 4) : 0;
