@@ -192,6 +192,12 @@ int cli_run(const cli_args *a) {
       if (n < 1024 || n > CHOREO_MAX_MESSAGE_LIMIT)
         return cli_usage("--max-message must be between 1024 and 8388608 bytes, got %s", value);
       o.max_message = (size_t)n;
+    } else if (strcmp(arg, "--page-size") == 0) {
+      if (run_number(arg, value, &n)) return CLI_USAGE;
+      if (n < 512 || n > 65536 || (n & (n - 1)) != 0)
+        return cli_usage("--page-size must be a power of two from 512 to 65536 bytes, got %s",
+                         value);
+      o.page_size = (int)n;
     } else if (strcmp(arg, "--workflow-cache") == 0) {
       if (run_count(arg, value, &o.workflow_cache)) return CLI_USAGE;
     } else if (strcmp(arg, "--workflow-history-max") == 0) {

@@ -19,6 +19,7 @@ static const struct {
     {"run", cli_run,
      "run DIR [--name NAME] [--data FILE] [--listen URL]... [--peer URL]...\n"
      "          [--instructions N] [--memory BYTES] [--max-message BYTES] [--cpu N]\n"
+     "          [--page-size BYTES]\n"
      "          [--retain DURATION] [--retain-max DURATION] [--http http://HOST:PORT]\n"
      "          [--workflow-cache N] [--workflow-history-max N] [--no-journal]\n"
      "          [--otlp-json FILE|DIR] [--metrics http://HOST:PORT|PORT]"},

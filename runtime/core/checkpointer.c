@@ -9,7 +9,7 @@
  * Under unbroken writes no checkpoint of the thread's finds the whole WAL copied (the writer
  * has appended more meanwhile), and the WAL would grow for ever. A RESTART checkpoint would
  * hold the writer back while it copies and syncs (10-40 ms stalls on our disk). Instead, past
- * WAL_RESTART_FRAMES, the thread copies again until little is left, and the writer copies that
+ * WAL_RESTART_BYTES, the thread copies again until little is left, and the writer copies that
  * rest itself, between two of its transactions: nothing is appended meanwhile, so its
  * checkpoint completes and its next transaction starts the WAL over. The writer never waits
  * for a lock; it pays a short copy and the two syncs. */
@@ -27,21 +27,22 @@
 #include "checkpointer.h"
 #include "choreo.h"
 
-#define CHECKPOINT_FRAMES 4000 /* ~16 MB of 4 KiB pages written since the last nudge */
-#define CHECKPOINT_IDLE_MS 1000 /* and whatever is left, once a second */
-/* ~60 MB of 4 KiB pages: under the store's journal_size_limit (64 MiB, 16,288 pages with their
- * frame headers) with room for what the writer appends until the WAL starts over, so that it is
- * not then truncated (and grown again) each time. */
-#define WAL_RESTART_FRAMES 15000
+/* In bytes of WAL, so that they mean the same whatever the database's page size. */
+#define CHECKPOINT_BYTES (16 << 20) /* written since the last nudge */
+#define CHECKPOINT_IDLE_MS 1000     /* and whatever is left, once a second */
+/* Under the store's journal_size_limit (64 MiB, frame headers included) with room for what the
+ * writer appends until the WAL starts over, so that it is not then truncated (and grown again)
+ * each time. */
+#define WAL_RESTART_BYTES (60 << 20)
 /* Before a restart, the thread copies again while more than this is left for the writer, at
  * most CONVERGE_PASSES times: each pass is shorter than the last, and so is what the writer
  * appends meanwhile. */
-#define WRITER_SHARE_FRAMES 256
+#define WRITER_SHARE_BYTES (1 << 20)
 #define CONVERGE_PASSES 4
-/* Every ~2 MB appended, the thread starts writing the WAL's new pages to disk without waiting
+/* Every 2 MiB appended, the thread starts writing the WAL's new pages to disk without waiting
  * for them: left to the checkpoint's sync, they all went at once (16 MB and more), and every
  * other sync on the disk (the writer's at a restart, the other hosts') queued behind them. */
-#define WRITEOUT_FRAMES 512
+#define WRITEOUT_BYTES (2 << 20)
 
 struct choreo_checkpointer {
   sqlite3 *db;
@@ -53,6 +54,8 @@ struct choreo_checkpointer {
   int written_at; /* and at the last write-out asked for */
   int wal_fd;     /* the WAL file, for write-outs; -1 when it could not be opened */
   atomic_bool finish_due; /* the thread has copied all it could: the writer's turn */
+  /* The byte bounds above in frames of this database's pages: SQLite counts frames. */
+  int checkpoint_frames, restart_frames, share_frames, writeout_frames;
 };
 
 /* Below the loop thread in the scheduler's eyes: copying pages can wait for a spare moment,
@@ -84,8 +87,8 @@ static void *checkpointer_run(void *arg) {
     pthread_mutex_unlock(&c->lock);
     int in_wal = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied);
-    if (rc == SQLITE_OK && in_wal > WAL_RESTART_FRAMES) {
-      for (int pass = 0; rc == SQLITE_OK && in_wal - copied > WRITER_SHARE_FRAMES &&
+    if (rc == SQLITE_OK && in_wal > c->restart_frames) {
+      for (int pass = 0; rc == SQLITE_OK && in_wal - copied > c->share_frames &&
                          pass < CONVERGE_PASSES;
            pass++)
         rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied);
@@ -111,6 +114,24 @@ static bool checkpointer_sees_wal(sqlite3 *db) {
   return wal;
 }
 
+static int checkpointer_page_size(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  int size = 0;
+  if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    size = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return size > 0 ? size : 4096;
+}
+
+static void checkpointer_size(choreo_checkpointer *c, int page_size) {
+  int frame = page_size + 24; /* each page in the WAL has a frame header */
+  c->checkpoint_frames = CHECKPOINT_BYTES / frame;
+  c->restart_frames = WAL_RESTART_BYTES / frame;
+  c->share_frames = WRITER_SHARE_BYTES / frame;
+  c->writeout_frames = WRITEOUT_BYTES / frame;
+}
+
 int choreo_checkpointer_start(choreo_checkpointer **out, const char *path) {
   choreo_checkpointer *c = calloc(1, sizeof *c);
   if (!c) return CHOREO_ENOMEM;
@@ -120,6 +141,7 @@ int choreo_checkpointer_start(choreo_checkpointer **out, const char *path) {
     free(c);
     return CHOREO_EIO;
   }
+  checkpointer_size(c, checkpointer_page_size(c->db));
   /* Reading the database above opened its WAL, so the file is there; without it, write-outs
    * are left to the checkpoint's sync as before. */
   char *wal = sqlite3_mprintf("%s-wal", path);
@@ -147,8 +169,8 @@ void choreo_checkpointer_committed(choreo_checkpointer *c, sqlite3 *writer, int 
     sqlite3_wal_checkpoint_v2(writer, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
   if (frames < c->nudged_at) c->nudged_at = 0; /* the WAL was started over from its beginning */
   if (frames < c->written_at) c->written_at = 0;
-  bool nudge = frames - c->nudged_at >= CHECKPOINT_FRAMES;
-  bool write_out = frames - c->written_at >= WRITEOUT_FRAMES;
+  bool nudge = frames - c->nudged_at >= c->checkpoint_frames;
+  bool write_out = frames - c->written_at >= c->writeout_frames;
   if (!nudge && !write_out) return;
   if (nudge) c->nudged_at = frames;
   c->written_at = frames;

@@ -197,9 +197,16 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
   e->clock_ud = cfg->clock_ud;
   e->fetch_history = cfg->fetch_history;
   msgpack_sbuffer_init(&e->own_frame);
-  rc = e->name && e->dir && e->handlers ? choreo_store_open(&e->store, cfg->data, err, errlen)
-                                          : CHOREO_ENOMEM;
+  rc = e->name && e->dir && e->handlers
+           ? choreo_store_open(&e->store, cfg->data, cfg->page_size, err, errlen)
+           : CHOREO_ENOMEM;
   if (!rc) {
+    int page_size = choreo_store_page_size(e->store);
+    if (cfg->page_size && page_size != cfg->page_size && strcmp(cfg->data, ":memory:") != 0)
+      choreo_log(CHOREO_LOG_WARN, e->name,
+                 "%s was created with %d-byte pages and keeps them: a page size applies to a new "
+                 "database only",
+                 cfg->data, page_size);
     choreo_store_set_max_message(e->store, e->max_message);
     sqlite3_progress_handler(choreo_store_db(e->store), PROGRESS_EVERY, engine_progress, e);
   }

@@ -97,6 +97,7 @@ typedef struct choreo_engine_config {
   size_t memory_limit;         /* per Lua state; 0 = CHOREO_DEFAULT_MEMORY */
   size_t max_message;          /* largest encoded message appended; 0 = CHOREO_DEFAULT_MAX_MESSAGE,
                                   at most CHOREO_MAX_MESSAGE_LIMIT */
+  int page_size;               /* of a database created now; 0 = CHOREO_DEFAULT_PAGE_SIZE */
   int workflow_cache;          /* suspended workflow instances kept in memory; 0 = 10,000 */
   int workflow_history_max;    /* steps of one workflow history; 0 = 10,000 */
   bool no_journal;             /* keep no journal of the messages handled (choreo_journal) */

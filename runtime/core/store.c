@@ -63,6 +63,7 @@ enum {
   ST_CHECKPOINTS,
   ST_PENDING_SEQS,
   ST_SIZE,
+  ST_PAGE_SIZE,
   ST_COUNT
 };
 
@@ -133,6 +134,7 @@ static const char *const store_sql[ST_COUNT] = {
                         "BETWEEN ?2 AND ?3 UNION SELECT seq FROM choreo_dropped WHERE source = ?1 "
                         "AND seq BETWEEN ?2 AND ?3 ORDER BY 1",
     [ST_SIZE] = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+    [ST_PAGE_SIZE] = "SELECT page_size FROM pragma_page_size()",
 };
 
 /* The choreo_ prefix keeps these tables clear of whatever the scripts create through ctx.db. */
@@ -328,12 +330,20 @@ static int store_migrate(sqlite3 *db) {
   return rc;
 }
 
-static int store_setup(choreo_store *s, const char *path, char *err, size_t errlen) {
+static int store_setup(choreo_store *s, const char *path, int page_size, char *err,
+                       size_t errlen) {
   sqlite3 *db = s->db;
   /* First of all, so that switching to WAL waits for a reader instead of failing at once. */
   sqlite3_busy_handler(db, store_busy_wait, NULL);
   if (strcmp(path, ":memory:") != 0) {
     int wal = 0;
+    /* Before anything is written: a database's page size is set as it is created. */
+    char sql[48];
+    snprintf(sql, sizeof sql, "PRAGMA page_size=%d", page_size);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+      store_errf(err, errlen, path, sqlite3_errmsg(db));
+      return CHOREO_EIO;
+    }
     if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", store_wal_cb, &wal, NULL) != SQLITE_OK) {
       store_errf(err, errlen, path, sqlite3_errmsg(db));
       return CHOREO_EIO;
@@ -375,9 +385,21 @@ static int store_setup(choreo_store *s, const char *path, char *err, size_t errl
   return 0;
 }
 
-int choreo_store_open(choreo_store **out, const char *path, char *err, size_t errlen) {
+static bool store_page_size_valid(int size) {
+  return size >= 512 && size <= 65536 && (size & (size - 1)) == 0;
+}
+
+int choreo_store_open(choreo_store **out, const char *path, int page_size, char *err,
+                      size_t errlen) {
   assert(out && path);
   *out = NULL;
+  if (!page_size) page_size = CHOREO_DEFAULT_PAGE_SIZE;
+  if (!store_page_size_valid(page_size)) {
+    char why[96];
+    snprintf(why, sizeof why, "page size %d is not a power of two from 512 to 65536", page_size);
+    store_errf(err, errlen, path, why);
+    return CHOREO_EINVAL;
+  }
   choreo_store *s = calloc(1, sizeof *s);
   if (!s) {
     store_errf(err, errlen, path, "out of memory");
@@ -395,7 +417,7 @@ int choreo_store_open(choreo_store **out, const char *path, char *err, size_t er
     store_errf(err, errlen, path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
     rc = CHOREO_EIO;
   } else {
-    rc = store_setup(s, path, err, errlen);
+    rc = store_setup(s, path, page_size, err, errlen);
   }
   if (rc) {
     choreo_store_close(s);
@@ -906,6 +928,11 @@ int choreo_store_oldest(choreo_store *s, int64_t *seq) {
 int choreo_store_size(choreo_store *s, int64_t *bytes) {
   *bytes = 0;
   return store_int(s, ST_SIZE, bytes);
+}
+
+int choreo_store_page_size(choreo_store *s) {
+  int64_t bytes = 0;
+  return store_int(s, ST_PAGE_SIZE, &bytes) ? 0 : (int)bytes;
 }
 
 int64_t choreo_store_wal_size(choreo_store *s) {

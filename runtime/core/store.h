@@ -13,9 +13,20 @@
 
 typedef struct choreo_store choreo_store;
 
+/* 16 KiB rather than SQLite's 4 KiB: each page a transaction changes is one WAL frame written
+ * with two write() calls, and batches of messages fill many pages; four times fewer frames
+ * took a third of the hosts' system time (README, Storage). A transaction of one small row
+ * writes a whole page all the same, so a host seeing few messages writes more bytes. */
+#define CHOREO_DEFAULT_PAGE_SIZE 16384
+
 /* Opens (creating if needed) the database at path (":memory:" allowed) and its schema.
- * Returns 0 or CHOREO_EIO with the reason in err. */
-int choreo_store_open(choreo_store **out, const char *path, char *err, size_t errlen);
+ * page_size: the page size of a database created now, a power of two from 512 to 65,536; 0:
+ * CHOREO_DEFAULT_PAGE_SIZE. An existing database keeps the one it was created with. Returns 0,
+ * CHOREO_EINVAL for a page size out of range, or CHOREO_EIO, with the reason in err. */
+int choreo_store_open(choreo_store **out, const char *path, int page_size, char *err,
+                      size_t errlen);
+/* The database's page size in bytes. */
+int choreo_store_page_size(choreo_store *s);
 void choreo_store_close(choreo_store *s);
 sqlite3 *choreo_store_db(choreo_store *s);
 

@@ -469,6 +469,7 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
                                .instruction_limit = cfg->instruction_limit,
                                .memory_limit = cfg->memory_limit,
                                .max_message = cfg->max_message,
+                               .page_size = cfg->page_size,
                                .workflow_cache = cfg->workflow_cache,
                                .workflow_history_max = cfg->workflow_history_max,
                                .no_journal = cfg->no_journal,

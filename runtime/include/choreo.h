@@ -66,6 +66,8 @@ typedef struct choreo_host_config {
   size_t memory_limit;        /* bytes for the scripts' Lua state; 0: 256 MiB */
   size_t max_message;         /* largest encoded message the host appends; 0: 1 MiB; at most
                                  8 MiB. A larger one fails its handler (CHOREO_ETOOBIG). */
+  int page_size; /* SQLite page size of a database created now, a power of two from 512 to
+                    65,536; 0: 16 KiB. An existing database keeps its own. */
   /* Retention of the log: rows older than retain_ms that every host fetching from it has
    * applied are deleted; rows older than retain_max_ms go whoever still wants them (that host
    * is told which range is gone). 0: 7 days and 30 days. */

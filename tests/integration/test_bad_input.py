@@ -73,6 +73,10 @@ def command_line_errors(w):
         (["run", good, "--name", "x1", "--listen", "foo://bar:7"] + b, 2, r"--listen foo://bar:7"),
         (["run", good, "--name", "x2", "--peer", "nonsense"] + b, 2, r"--peer nonsense"),
         (["run", good, "--max-message", "100"] + b, 2, r"--max-message must be between"),
+        (["run", good, "--page-size", "1000"] + b, 2, r"--page-size must be a power of two"),
+        (["run", good, "--page-size", "131072"] + b, 2, r"--page-size must be a power of two"),
+        (["run", good, "--page-size", "256"] + b, 2, r"--page-size must be a power of two"),
+        (["run", good, "--page-size", "big"] + b, 2, r"--page-size needs a positive integer"),
         (["status", "--bus", os.path.join(w.dir, "nope")], 1, r"no host is running on bus .*no such"),
         (["tail", "--bus", os.path.join(w.dir, "nope")], 1, r"no host is running on bus .*no such"),
         (["tail"] + bh[:2] + ["--host", "nosuch"], 1, r"no host named 'nosuch'"),
@@ -143,6 +147,27 @@ def command_line_errors(w):
         check_eq(sorted(os.listdir(w.bus)), ["svc.ctl", "svc.pub", "svc.rep", "svc2.ctl",
                                              "svc2.pub", "svc2.rep"],
                  "sockets on the bus (failed starts leave none behind)")
+
+
+@suite.test
+def a_page_size_applies_to_a_new_database(w):
+    """--page-size sets the pages of the database a host creates (16 KiB without it); a
+    database already there keeps its own, and the host says so instead of ignoring the flag."""
+    scripts = w.scripts("svc", {"svc.lua": RECORDER})
+    plain = w.host("plain", scripts)
+    check_eq(plain.scalar("pragma page_size"), 16384, "page size by default")
+    svc = w.host("svc", scripts, extra=["--page-size", "4096"])
+    check_eq(svc.scalar("pragma page_size"), 4096, "page size asked for")
+    svc.send("svc", "Ok", {"x": 1})
+    wait_until(lambda: svc.scalar("select count(*) from got") == 1, 10, "the first message")
+    svc.stop()
+    svc.extra = ["--page-size", "8192"]
+    svc.start()
+    svc.send("svc", "Ok", {"x": 2})
+    wait_until(lambda: svc.scalar("select count(*) from got") == 2, 10, "the second message")
+    check_eq(svc.scalar("pragma page_size"), 4096, "page size kept")
+    check(re.search(r"svc\.db was created with 4096-byte pages and keeps them", svc.log(False)),
+          "the flag's effect is told: %s" % svc.log_tail())
 
 
 @suite.test
