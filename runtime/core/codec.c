@@ -242,12 +242,11 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     return CHOREO_EINVAL;
   const char *values[] = {f->source, f->type, time, f->subject, f->kind, f->to,
                           f->correlationid, f->causationid, f->traceparent, f->dataschema};
-  size_t entries = 7 + (has_data ? 2 : 0) + (f->streamversion > 0) + f->has_expectedversion;
-  /* At most: the map header, 20 keys of under 16 bytes with their 5-byte headers, the constant
-   * values ("1.0", "application/msgpack"), the id, three 9-byte integers and the data, then
-   * each string value with its header. */
-  size_t need = 3 + 20 * (5 + 16) + (5 + 3) + (5 + 19) + 5 + strlen(f->source) + 1 +
-                (size_t)seq_len + 3 * 9 + (has_data ? f->data_len : 0);
+  size_t entries = 6 + has_data + (f->streamversion > 0) + f->has_expectedversion;
+  /* At most: the map's byte, 20 keys of under 16 bytes with their 5-byte headers, the id, three
+   * 9-byte integers and the data, then each string value with its header. */
+  size_t need = 1 + 20 * (5 + 16) + 5 + strlen(f->source) + 1 + (size_t)seq_len + 3 * 9 +
+                (has_data ? f->data_len : 0);
   for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
     if (i >= 3 && i != 4) entries += codec_present(values[i]);
     if (values[i]) need += 5 + strlen(values[i]);
@@ -260,14 +259,7 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     out->alloc = alloc;
   }
   char *p = out->data + out->size;
-  if (entries < 16) {
-    *p++ = (char)(0x80 | entries);
-  } else { /* only with event sourcing's extensions */
-    *p++ = (char)0xde;
-    *p++ = 0;
-    *p++ = (char)entries;
-  }
-  p = codec_put_attr(p, CODEC_KEY("specversion"), "1.0");
+  *p++ = (char)(0x80 | entries); /* at most 15 attributes: a fixmap */
   p = codec_put_str(p, CODEC_KEY("id"));
   size_t source_len = strlen(f->source);
   size_t id_len = source_len + 1 + (size_t)seq_len;
@@ -282,7 +274,6 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   p = codec_put_attr(p, CODEC_KEY("time"), time);
   p = codec_put_attr(p, CODEC_KEY("subject"), f->subject);
   if (has_data) {
-    p = codec_put_attr(p, CODEC_KEY("datacontenttype"), "application/msgpack");
     p = codec_put_str(p, CODEC_KEY("data"));
     memcpy(p, f->data, f->data_len);
     p += f->data_len;
@@ -308,8 +299,8 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
 }
 
 /* The attributes, in the order choreo_msg_encode writes them, and where the string ones land
- * in choreo_msg. specversion and datacontenttype are constants of this format: they are only
- * type-checked. */
+ * in choreo_msg. specversion and datacontenttype are constants of this format ("1.0", data in
+ * msgpack): messages written before 2026-12-03 carry them, and they are only type-checked. */
 #define CODEC_NOWHERE SIZE_MAX
 #define CODEC_DATA (SIZE_MAX - 1)
 #define CODEC_SEQ (SIZE_MAX - 2)

@@ -240,6 +240,8 @@ def mp_unpack(buf):
 
 
 def encode_message(source, seq, type_, kind="event", data=None, to=None):
+    """As hosts wrote messages before 2026-12-03, with specversion and datacontenttype (since
+    left out as constants): what peers send must still be read."""
     m = {"specversion": "1.0", "id": "%s/%d" % (source, seq), "source": source, "type": type_,
          "time": "2024-01-01T00:00:00.000000Z", "seq": seq, "kind": kind}
     if to is not None:
