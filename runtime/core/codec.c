@@ -20,6 +20,7 @@
 
 #include "choreo.h"
 #include "clock.h"
+#include "mpput.h"
 
 /* msgpack-c's MSGPACK_EMBED_STACK_SIZE (unpack_define.h, not exported by <msgpack.h>): nothing
  * nested deeper can be unpacked, so checking deeper would only approve undecodable input. */
@@ -170,46 +171,11 @@ static int codec_pack_cstr(msgpack_packer *pk, const char *s) {
 }
 
 /* Writing a message is on every publish's path, so it is done with one reservation and plain
- * copies rather than a packer call, and a buffer check, per key and per value. The bytes are
- * those msgpack_pack_* would write (tests/unit/test_codec.c compares them). */
-static char *codec_put_str_header(char *p, size_t n) {
-  unsigned char *u = (unsigned char *)p;
-  if (n < 32) {
-    *u++ = (unsigned char)(0xa0 | n);
-  } else if (n < 256) {
-    *u++ = 0xd9;
-    *u++ = (unsigned char)n;
-  } else if (n < 65536) {
-    *u++ = 0xda;
-    *u++ = (unsigned char)(n >> 8);
-    *u++ = (unsigned char)n;
-  } else {
-    *u++ = 0xdb;
-    for (int shift = 24; shift >= 0; shift -= 8) *u++ = (unsigned char)(n >> shift);
-  }
-  return (char *)u;
-}
-
-static char *codec_put_str(char *p, const char *s, size_t n) {
-  p = codec_put_str_header(p, n);
-  memcpy(p, s, n);
-  return p + n;
-}
-
-/* A positive integer in its shortest form, as msgpack_pack_int64 writes it. */
-static char *codec_put_uint(char *p, uint64_t v) {
-  unsigned char *u = (unsigned char *)p;
-  int bytes = v < 128 ? 0 : v < 256 ? 1 : v < 65536 ? 2 : v <= UINT32_MAX ? 4 : 8;
-  static const unsigned char tag[9] = {0, 0xcc, 0xcd, 0, 0xce, 0, 0, 0, 0xcf};
-  if (bytes) *u++ = tag[bytes];
-  for (int i = bytes ? bytes - 1 : 0; i >= 0; i--) *u++ = (unsigned char)(v >> (8 * i));
-  return (char *)u;
-}
-
+ * copies (mpput.h) rather than a packer call, and a buffer check, per key and per value. */
 static char *codec_put_attr(char *p, const char *key, size_t key_len, const char *value) {
   if (!codec_present(value)) return p;
-  p = codec_put_str(p, key, key_len);
-  return codec_put_str(p, value, strlen(value));
+  p = mp_put_str(p, key, key_len);
+  return mp_put_str(p, value, strlen(value));
 }
 
 #define CODEC_KEY(k) k, sizeof k - 1
@@ -251,19 +217,13 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     if (i >= 3 && i != 4) entries += codec_present(values[i]);
     if (values[i]) need += 5 + strlen(values[i]);
   }
-  if (out->alloc - out->size < need) {
-    size_t alloc = out->alloc * 2 > out->size + need ? out->alloc * 2 : out->size + need;
-    char *data = realloc(out->data, alloc);
-    if (!data) return CHOREO_ENOMEM;
-    out->data = data;
-    out->alloc = alloc;
-  }
+  if (!mp_reserve(out, need)) return CHOREO_ENOMEM;
   char *p = out->data + out->size;
   *p++ = (char)(0x80 | entries); /* at most 15 attributes: a fixmap */
-  p = codec_put_str(p, CODEC_KEY("id"));
+  p = mp_put_str(p, CODEC_KEY("id"));
   size_t source_len = strlen(f->source);
   size_t id_len = source_len + 1 + (size_t)seq_len;
-  p = codec_put_str_header(p, id_len); /* the id is "source/seq", written in three parts */
+  p = mp_put_str_header(p, id_len); /* the id is "source/seq", written in three parts */
   memcpy(p, f->source, source_len);
   p += source_len;
   *p++ = '/';
@@ -274,12 +234,12 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   p = codec_put_attr(p, CODEC_KEY("time"), time);
   p = codec_put_attr(p, CODEC_KEY("subject"), f->subject);
   if (has_data) {
-    p = codec_put_str(p, CODEC_KEY("data"));
+    p = mp_put_str(p, CODEC_KEY("data"));
     memcpy(p, f->data, f->data_len);
     p += f->data_len;
   }
-  p = codec_put_str(p, CODEC_KEY("seq"));
-  p = codec_put_uint(p, (uint64_t)f->seq);
+  p = mp_put_str(p, CODEC_KEY("seq"));
+  p = mp_put_uint(p, (uint64_t)f->seq);
   p = codec_put_attr(p, CODEC_KEY("kind"), f->kind);
   p = codec_put_attr(p, CODEC_KEY("to"), f->to);
   p = codec_put_attr(p, CODEC_KEY("correlationid"), f->correlationid);
@@ -287,12 +247,12 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   p = codec_put_attr(p, CODEC_KEY("traceparent"), f->traceparent);
   p = codec_put_attr(p, CODEC_KEY("dataschema"), f->dataschema);
   if (f->streamversion > 0) {
-    p = codec_put_str(p, CODEC_KEY("streamversion"));
-    p = codec_put_uint(p, (uint64_t)f->streamversion);
+    p = mp_put_str(p, CODEC_KEY("streamversion"));
+    p = mp_put_uint(p, (uint64_t)f->streamversion);
   }
   if (f->has_expectedversion) {
-    p = codec_put_str(p, CODEC_KEY("expectedversion"));
-    p = codec_put_uint(p, (uint64_t)f->expectedversion);
+    p = mp_put_str(p, CODEC_KEY("expectedversion"));
+    p = mp_put_uint(p, (uint64_t)f->expectedversion);
   }
   out->size = (size_t)(p - out->data);
   return 0;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "choreo.h"
+#include "mpput.h"
 #include "sql.h"
 
 enum { J_ADD, J_CONVERSATION, J_EACH, J_RECENT, J_OLDEST, J_FORGET, J_DELETE, J_COUNT };
@@ -55,7 +56,6 @@ enum { R_SOURCE, R_TYPE, R_KIND, R_CORRELATION, R_CAUSATION, R_HANDLER, R_FIELDS
 struct choreo_journal {
   sqlite3_stmt *st[J_COUNT];
   msgpack_sbuffer entries;
-  msgpack_packer pk;
   int count;
   int64_t at_ms; /* of the last entry noted */
   struct {
@@ -105,7 +105,6 @@ int choreo_journal_open(choreo_journal **out, sqlite3 *db) {
   }
   msgpack_sbuffer_init(&j->entries);
   msgpack_sbuffer_init(&j->conversations);
-  msgpack_packer_init(&j->pk, &j->entries, msgpack_sbuffer_write);
   *out = j;
   return 0;
 }
@@ -120,24 +119,21 @@ void choreo_journal_close(choreo_journal *j) {
 
 /* ---- writing ---- */
 
-static int journal_pack_str(msgpack_packer *pk, const char *p, size_t n) {
-  if (!p) return msgpack_pack_nil(pk);
-  return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, p, n);
+/* A string, or nil for NULL. */
+static char *journal_put_str(char *p, const char *s, size_t n) {
+  return s ? mp_put_str(p, s, n) : mp_put_byte(p, MP_NIL);
 }
 
-static int journal_pack_text(msgpack_packer *pk, const char *s) {
-  return journal_pack_str(pk, s, s ? strlen(s) : 0);
-}
-
-/* Packs a string field, or `true` when the entry before had the same. */
-static int journal_pack_repeated(choreo_journal *j, int field, const char *p, size_t n) {
+/* A string field, or `true` when the entry before had the same. */
+static char *journal_put_repeated(choreo_journal *j, int field, char *out, const char *p,
+                                  size_t n) {
   __typeof__(j->previous[0]) *prev = &j->previous[field];
   if (prev->known && (p ? prev->n == n && memcmp(prev->p, p, n) == 0 : prev->n == SIZE_MAX))
-    return msgpack_pack_true(&j->pk);
+    return mp_put_byte(out, MP_TRUE);
   prev->known = !p || n <= JOURNAL_REPEAT_MAX;
   prev->n = p ? n : SIZE_MAX;
   if (p && prev->known) memcpy(prev->p, p, n);
-  return journal_pack_str(&j->pk, p, n);
+  return journal_put_str(out, p, n);
 }
 
 /* Whether id is "<source>/<seq>", what a message that names no id of its own has (read by
@@ -169,28 +165,31 @@ int choreo_journal_note(choreo_journal *j, const choreo_journal_entry *en) {
   const choreo_msg *m = en->msg;
   /* A message with no correlation starts a conversation: its own id names it. */
   choreo_str c = m->correlationid.p ? m->correlationid : m->id;
-  msgpack_packer *pk = &j->pk;
-  size_t mark = j->entries.size;
-  int failed = msgpack_pack_array(pk, E_FIELDS) ||
-               msgpack_pack_int64(pk, en->at_ms - j->at_ms) ||
-               (journal_derived_id(m) ? msgpack_pack_true(pk)
-                                      : journal_pack_str(pk, m->id.p, m->id.n)) ||
-               journal_pack_repeated(j, R_SOURCE, m->source.p, m->source.n) ||
-               msgpack_pack_int64(pk, m->seq) ||
-               journal_pack_repeated(j, R_TYPE, m->type.p, m->type.n) ||
-               journal_pack_repeated(j, R_KIND, m->kind.p, m->kind.n) ||
-               journal_pack_repeated(j, R_CORRELATION, c.p, c.n) ||
-               journal_pack_repeated(j, R_CAUSATION, m->causationid.p, m->causationid.n) ||
-               journal_pack_repeated(j, R_HANDLER, en->handler,
-                                     en->handler ? strlen(en->handler) : 0) ||
-               msgpack_pack_int(pk, (int)en->outcome) ||
-               msgpack_pack_int(pk, en->attempts) || msgpack_pack_int64(pk, en->duration_us) ||
-               msgpack_pack_int64(pk, en->emitted_first) ||
-               msgpack_pack_int64(pk, en->emitted_last) || journal_pack_text(pk, en->error);
-  if (failed || journal_note_conversation(j, c)) {
-    j->entries.size = mark;
-    return CHOREO_ENOMEM;
-  }
+  size_t handler_len = en->handler ? strlen(en->handler) : 0;
+  size_t error_len = en->error ? strlen(en->error) : 0;
+  /* The array header, seven integers and eight strings (each may be nil or `true`). */
+  size_t need = 1 + 7 * MP_PUT_INT + 8 * MP_PUT_STR_HEADER + m->id.n + m->source.n +
+                m->type.n + m->kind.n + c.n + m->causationid.n + handler_len + error_len;
+  if (!mp_reserve(&j->entries, need)) return CHOREO_ENOMEM;
+  char *p = j->entries.data + j->entries.size;
+  p = mp_put_byte(p, MP_FIXARRAY(E_FIELDS));
+  p = mp_put_int(p, en->at_ms - j->at_ms);
+  p = journal_derived_id(m) ? mp_put_byte(p, MP_TRUE) : journal_put_str(p, m->id.p, m->id.n);
+  p = journal_put_repeated(j, R_SOURCE, p, m->source.p, m->source.n);
+  p = mp_put_int(p, m->seq);
+  p = journal_put_repeated(j, R_TYPE, p, m->type.p, m->type.n);
+  p = journal_put_repeated(j, R_KIND, p, m->kind.p, m->kind.n);
+  p = journal_put_repeated(j, R_CORRELATION, p, c.p, c.n);
+  p = journal_put_repeated(j, R_CAUSATION, p, m->causationid.p, m->causationid.n);
+  p = journal_put_repeated(j, R_HANDLER, p, en->handler, handler_len);
+  p = mp_put_int(p, (int64_t)en->outcome);
+  p = mp_put_int(p, en->attempts);
+  p = mp_put_int(p, en->duration_us);
+  p = mp_put_int(p, en->emitted_first);
+  p = mp_put_int(p, en->emitted_last);
+  p = journal_put_str(p, en->error, error_len);
+  if (journal_note_conversation(j, c)) return CHOREO_ENOMEM;
+  j->entries.size = (size_t)(p - j->entries.data);
   j->count++;
   j->at_ms = en->at_ms;
   return 0;
