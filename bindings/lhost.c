@@ -74,14 +74,14 @@ static int host_emit(lua_State *L, const char *kind, const char *to, const char 
   int64_t seq;
   int rc = choreo_engine_emit_from_handler(e, kind, to, type, data, len, &opts, &seq);
   if (rc) return host_fail(L, e, what, rc);
-  /* the id, "<name>/<seq>", by hand: lua_pushfstring took 1,700 instructions, snprintf 1,000 */
+  /* the id, "<name>/<seq>", by hand: lua_pushfstring took 1,700 instructions, snprintf 1,000,
+   * a luaL_Buffer 100 more than this */
   const char *name = choreo_engine_name(e);
   size_t name_len = strlen(name);
-  luaL_Buffer id;
-  char *p = luaL_buffinitsize(L, &id, name_len + 21);
-  memcpy(p, name, name_len);
-  p[name_len] = '/';
-  luaL_pushresultsize(&id, name_len + 1 + (size_t)choreo_seq_digits(p + name_len + 1, seq));
+  char id[CHOREO_NAME_MAX + 1 + 20];
+  memcpy(id, name, name_len); /* a service name is at most CHOREO_NAME_MAX */
+  id[name_len] = '/';
+  lua_pushlstring(L, id, name_len + 1 + (size_t)choreo_seq_digits(id + name_len + 1, seq));
   return 1;
 }
 
