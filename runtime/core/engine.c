@@ -202,7 +202,8 @@ int choreo_engine_open(choreo_engine **out, const choreo_engine_config *cfg, cha
            : CHOREO_ENOMEM;
   if (!rc) {
     int page_size = choreo_store_page_size(e->store);
-    if (cfg->page_size && page_size != cfg->page_size && strcmp(cfg->data, ":memory:") != 0)
+    if (cfg->page_size && page_size > 0 && page_size != cfg->page_size &&
+        strcmp(cfg->data, ":memory:") != 0)
       choreo_log(CHOREO_LOG_WARN, e->name,
                  "%s was created with %d-byte pages and keeps them: a page size applies to a new "
                  "database only",
