@@ -114,16 +114,6 @@ static bool checkpointer_sees_wal(sqlite3 *db) {
   return wal;
 }
 
-static int checkpointer_page_size(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int size = 0;
-  if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    size = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return size > 0 ? size : 4096;
-}
-
 static void checkpointer_size(choreo_checkpointer *c, int page_size) {
   int frame = page_size + 24; /* each page in the WAL has a frame header */
   c->checkpoint_frames = CHECKPOINT_BYTES / frame;
@@ -132,7 +122,7 @@ static void checkpointer_size(choreo_checkpointer *c, int page_size) {
   c->writeout_frames = WRITEOUT_BYTES / frame;
 }
 
-int choreo_checkpointer_start(choreo_checkpointer **out, const char *path) {
+int choreo_checkpointer_start(choreo_checkpointer **out, const char *path, int page_size) {
   choreo_checkpointer *c = calloc(1, sizeof *c);
   if (!c) return CHOREO_ENOMEM;
   if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
@@ -141,7 +131,7 @@ int choreo_checkpointer_start(choreo_checkpointer **out, const char *path) {
     free(c);
     return CHOREO_EIO;
   }
-  checkpointer_size(c, checkpointer_page_size(c->db));
+  checkpointer_size(c, page_size > 0 ? page_size : 4096);
   /* Reading the database above opened its WAL, so the file is there; without it, write-outs
    * are left to the checkpoint's sync as before. */
   char *wal = sqlite3_mprintf("%s-wal", path);

@@ -10,10 +10,10 @@
 
 typedef struct choreo_checkpointer choreo_checkpointer;
 
-/* Starts the thread for the WAL database at path: it checkpoints when nudged and otherwise once
- * a second. Returns 0 or CHOREO_EIO / CHOREO_ENOMEM (the caller can then leave checkpoints to
- * SQLite). */
-int choreo_checkpointer_start(choreo_checkpointer **out, const char *path);
+/* Starts the thread for the WAL database at path, whose pages are page_size bytes (0: unknown,
+ * taken as 4 KiB): it checkpoints when nudged and otherwise once a second. Returns 0 or
+ * CHOREO_EIO / CHOREO_ENOMEM (the caller can then leave checkpoints to SQLite). */
+int choreo_checkpointer_start(choreo_checkpointer **out, const char *path, int page_size);
 /* Called by the writer after each commit (from its wal_hook, with its connection) when the WAL
  * holds `frames` pages: wakes the thread to start writing new pages out, or to checkpoint once
  * enough have piled up since its last checkpoint, and lets the writer copy the last few pages

@@ -376,7 +376,8 @@ static int store_setup(choreo_store *s, const char *path, int page_size, char *e
   /* Checkpoints move to their own thread. The writer must then do none itself: it would wait
    * on the thread's checkpoint lock while that one syncs, which showed as 160 ms stalls. Our
    * hook replaces SQLite's automatic one. */
-  if (strcmp(path, ":memory:") != 0 && choreo_checkpointer_start(&s->checkpointer, path) == 0)
+  if (strcmp(path, ":memory:") != 0 &&
+      choreo_checkpointer_start(&s->checkpointer, path, choreo_store_page_size(s)) == 0)
     sqlite3_wal_hook(db, store_wal_hook, s);
   /* Also the rollbacks we do not run ourselves: a script's ROLLBACK, or SQLite's own after a
    * disk or memory error. */
