@@ -98,6 +98,19 @@ static void watch_rescan(choreo_watch *w) {
   watch_walk(w, w->dirs[0]->path, 0);
 }
 
+/* A folder came (it may hold scripts already: reload) or went (forget it). */
+static void watch_on_probed(uv_fs_t *req) {
+  choreo_watch *w = req->data;
+  w->on_loop--;
+  if (!w->stopping &&
+      ((req->result == 0 && S_ISDIR(req->statbuf.st_mode)) || watch_has(w, req->path))) {
+    watch_rescan(w);
+    w->on_change(w->ud);
+  }
+  uv_fs_req_cleanup(req);
+  free(req);
+}
+
 static void watch_on_event(uv_fs_event_t *ev, const char *file, int events, int status) {
   (void)events;
   choreo_watched *d = ev->data;
@@ -111,11 +124,18 @@ static void watch_on_event(uv_fs_event_t *ev, const char *file, int events, int 
   char path[PATH_MAX];
   if (file[0] == '.' || snprintf(path, sizeof path, "%s/%s", d->path, file) >= (int)sizeof path)
     return;
-  /* A folder came (it may hold scripts already: reload) or went (forget it). */
-  if (watch_is_dir(path) || watch_has(w, path)) {
-    watch_rescan(w);
-    w->on_change(w->ud);
+  /* Whether the name is a folder is asked off the loop: an editor saves through a temporary
+   * file renamed over the script, and while the rename waits for the file system's journal
+   * (the databases' syncs beside it), a stat of the name waited with it, 10 ms of handling no
+   * message. */
+  uv_fs_t *req = malloc(sizeof *req);
+  if (!req) return;
+  req->data = w;
+  if (uv_fs_lstat(w->loop, req, path, watch_on_probed)) {
+    free(req);
+    return;
   }
+  w->on_loop++;
 }
 
 int choreo_watch_start(choreo_watch *w, uv_loop_t *loop, const char *root, const char *who,

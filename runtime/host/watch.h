@@ -17,7 +17,7 @@ typedef struct choreo_watch {
   void *ud;
   choreo_watched *dirs[CHOREO_WATCH_DIRS];
   int ndirs;
-  int on_loop; /* handles the loop still holds, closed ones included until their callback */
+  int on_loop; /* handles (closed ones until their callback) and folder checks the loop holds */
   bool stopping, warned_full;
 } choreo_watch;
 
@@ -26,7 +26,8 @@ typedef struct choreo_watch {
  * CHOREO_EIO when root itself cannot be watched. */
 int choreo_watch_start(choreo_watch *w, uv_loop_t *loop, const char *root, const char *who,
                        void (*on_change)(void *ud), void *ud);
-/* Closes every handle; on_loop drops to 0 as the loop finishes closing them. */
+/* Closes every handle; on_loop drops to 0 as the loop finishes closing them and the checks
+ * under way. */
 void choreo_watch_stop(choreo_watch *w);
 
 #endif
