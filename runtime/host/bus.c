@@ -33,6 +33,34 @@ static void bus_on_readable(uv_poll_t *poll, int status, int events) {
   choreo_bus_watch_drain(poll->data);
 }
 
+int choreo_bus_sender_open(choreo_bus_sender *s, nng_socket sock, nng_duration timeout) {
+  s->sock = sock;
+  if (nng_aio_alloc(&s->aio, NULL, NULL) != 0) {
+    s->aio = NULL;
+    return CHOREO_ENOMEM;
+  }
+  nng_aio_set_timeout(s->aio, timeout);
+  return 0;
+}
+
+int choreo_bus_send(choreo_bus_sender *s, const void *data, size_t len) {
+  nng_msg *msg;
+  int rv = nng_msg_alloc(&msg, len);
+  if (rv) return rv;
+  memcpy(nng_msg_body(msg), data, len);
+  nng_aio_set_msg(s->aio, msg);
+  nng_send_aio(s->sock, s->aio);
+  nng_aio_wait(s->aio);
+  rv = nng_aio_result(s->aio);
+  if (rv) nng_msg_free(msg); /* still ours when it was not sent */
+  return rv;
+}
+
+void choreo_bus_sender_close(choreo_bus_sender *s) {
+  if (s->aio) nng_aio_free(s->aio);
+  s->aio = NULL;
+}
+
 int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock,
                            choreo_bus_recv_cb cb, void *ud) {
   int fd;
@@ -40,7 +68,16 @@ int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock
   w->sock = sock;
   w->cb = cb;
   w->ud = ud;
-  if (uv_poll_init(loop, &w->poll, fd) != 0) return CHOREO_EBUS;
+  if (nng_aio_alloc(&w->recv, NULL, NULL) != 0) {
+    w->recv = NULL;
+    return CHOREO_ENOMEM;
+  }
+  nng_aio_set_timeout(w->recv, NNG_DURATION_ZERO); /* what is there already, or nothing */
+  if (uv_poll_init(loop, &w->poll, fd) != 0) {
+    nng_aio_free(w->recv);
+    w->recv = NULL;
+    return CHOREO_EBUS;
+  }
   w->poll.data = w;
   w->started = 1;
   w->on_loop = true;
@@ -50,9 +87,10 @@ int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock
 void choreo_bus_watch_drain(choreo_bus_watch *w) {
   if (!w->started) return;
   for (int i = 0; i < CHOREO_DRAIN_PER_WAKE && w->started; i++) {
-    nng_msg *msg;
-    if (nng_recvmsg(w->sock, &msg, NNG_FLAG_NONBLOCK) != 0) return;
-    w->cb(w->ud, msg);
+    nng_recv_aio(w->sock, w->recv);
+    nng_aio_wait(w->recv);
+    if (nng_aio_result(w->recv) != 0) return;
+    w->cb(w->ud, nng_aio_get_msg(w->recv));
   }
 }
 
@@ -65,6 +103,8 @@ static void bus_on_closed(uv_handle_t *handle) {
 int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed) {
   if (!w->started) return 0;
   w->started = 0;
+  nng_aio_free(w->recv); /* nothing is pending on it: each receive was waited for */
+  w->recv = NULL;
   w->closed = closed;
   uv_close((uv_handle_t *)&w->poll, bus_on_closed);
   return 1;
@@ -292,7 +332,10 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
     return CHOREO_EBUS;
   }
   s->open = true;
-  nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, BUS_REPLY_WAIT_MS);
+  if (choreo_bus_sender_open(&s->replies, s->sock, BUS_REPLY_WAIT_MS)) {
+    snprintf(err, errlen, "out of memory");
+    return CHOREO_ENOMEM;
+  }
   int rc = choreo_bus_listeners_start(&s->listeners, s->sock, urls, nurls, who, err, errlen);
   if (rc) return rc;
   rc = choreo_bus_watch_start(&s->watch, loop, s->sock, cb, ud);
@@ -315,7 +358,7 @@ void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void 
                              size_t len) {
   nng_msg_free(request);
   choreo_bus_lsan_pause();
-  nng_send(s->sock, (void *)body, len, 0);
+  choreo_bus_send(&s->replies, body, len);
   choreo_bus_lsan_resume();
 }
 
@@ -324,14 +367,15 @@ void choreo_bus_server_stop(choreo_bus_server *s) {
   choreo_bus_listeners_stop(&s->listeners);
   if (s->open) choreo_bus_close(s->sock);
   s->open = false;
+  choreo_bus_sender_close(&s->replies);
 }
 
 /* The copy NNG makes of what we send is NNG's: the same NNG 1.5 bug that can hold a stop
  * (bus.h) loses a message in flight to a connection that closes in the middle of it, and
  * LeakSanitizer is told that this one is not ours. */
-void choreo_bus_publish(nng_socket s, const void *data, size_t len) {
+void choreo_bus_publish(choreo_bus_sender *pub, const void *data, size_t len) {
   choreo_bus_lsan_pause();
-  nng_send(s, (void *)data, len, NNG_FLAG_NONBLOCK);
+  choreo_bus_send(pub, data, len);
   choreo_bus_lsan_resume();
 }
 

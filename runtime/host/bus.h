@@ -24,9 +24,26 @@ typedef void (*choreo_bus_recv_cb)(void *ud, nng_msg *msg);
 /* Called with the watch's ud once libuv has let go of the watch: it may be freed then. */
 typedef void (*choreo_bus_closed_cb)(void *ud);
 
+/* Sends on one socket through an nng_aio kept for the socket's life. nng_send and nng_recv
+ * allocate an aio per call, and NNG 1.5 draws each new aio's id from getrandom(2): a system
+ * call per message sent or received (and per empty poll), which on a virtual machine's kernel
+ * costs 10 us or more, on the path of every message. */
+typedef struct choreo_bus_sender {
+  nng_socket sock;
+  nng_aio *aio; /* NULL: not open */
+} choreo_bus_sender;
+
+/* 0, or CHOREO_ENOMEM. Each send waits for at most timeout (NNG_DURATION_ZERO: never). */
+int choreo_bus_sender_open(choreo_bus_sender *s, nng_socket sock, nng_duration timeout);
+/* Sends a copy of data; 0 or NNG's error (NNG_ETIMEDOUT when it would have to wait longer). */
+int choreo_bus_send(choreo_bus_sender *s, const void *data, size_t len);
+/* Safe on a zeroed struct and twice. */
+void choreo_bus_sender_close(choreo_bus_sender *s);
+
 typedef struct choreo_bus_watch {
   uv_poll_t poll; /* its data is the watch itself */
   nng_socket sock;
+  nng_aio *recv; /* the receives', for the reason choreo_bus_sender gives */
   choreo_bus_recv_cb cb;
   choreo_bus_closed_cb closed;
   void *ud;
@@ -109,6 +126,7 @@ void choreo_bus_listeners_stop(choreo_bus_listeners *ls);
 typedef struct choreo_bus_server {
   nng_socket sock;
   bool open;
+  choreo_bus_sender replies;
   choreo_bus_watch watch;
   choreo_bus_listeners listeners; /* watched by choreo_bus_server_drain */
 } choreo_bus_server;
@@ -127,9 +145,9 @@ void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void 
  * started, and twice. */
 void choreo_bus_server_stop(choreo_bus_server *s);
 
-/* Sends a frame on a PUB socket without blocking: a slow subscriber loses it and fetches it
- * instead. */
-void choreo_bus_publish(nng_socket s, const void *data, size_t len);
+/* Sends a frame on a PUB socket (a sender opened with NNG_DURATION_ZERO) without blocking: a
+ * slow subscriber loses it and fetches it instead. */
+void choreo_bus_publish(choreo_bus_sender *pub, const void *data, size_t len);
 /* What NNG 1.5 allocates between these is told to LeakSanitizer as not leaked (sanitizer
  * builds only): for NNG calls whose allocations NNG itself may lose, or free only after the
  * process has ended (an endpoint closed while it holds a connection, a frame in flight to a

@@ -53,6 +53,7 @@ struct choreo_host {
   char *name, *dir;
   char bus[PATH_MAX];
   nng_socket pub;
+  choreo_bus_sender publisher; /* on pub */
   bool pub_open;
   choreo_bus_listeners pub_listeners; /* watched by the tick, like the servers' */
   choreo_fetch_server serve;
@@ -92,7 +93,7 @@ static void host_publish(choreo_host *h) {
     if (choreo_engine_read_log(h->engine, h->published, PUBLISH_ROWS, PUBLISH_BYTES, &h->frame,
                                &n) || n == 0)
       return;
-    choreo_bus_publish(h->pub, h->frame.data, h->frame.size);
+    choreo_bus_publish(&h->publisher, h->frame.data, h->frame.size);
     if (!h->own_frame_ready && !choreo_engine_checkpoint(h->engine, h->name, &own) &&
         h->published == own) {
       msgpack_sbuffer spare = h->own_frame;
@@ -288,6 +289,7 @@ static void host_stop_now(choreo_host *h) {
   choreo_bus_listeners_stop(&h->pub_listeners); /* before its socket */
   if (h->pub_open) choreo_bus_close(h->pub);
   h->pub_open = false;
+  choreo_bus_sender_close(&h->publisher);
   /* We began between two batches: what is committed is all there is, as after kill -9. */
   if (choreo_bus_nng_stuck())
     choreo_log(CHOREO_LOG_WARN, h->name,
@@ -334,6 +336,10 @@ static int host_listen_pub(choreo_host *h, const choreo_host_config *cfg, char *
     return CHOREO_EBUS;
   }
   h->pub_open = true;
+  if (choreo_bus_sender_open(&h->publisher, h->pub, NNG_DURATION_ZERO)) {
+    snprintf(err, errlen, "out of memory");
+    return CHOREO_ENOMEM;
+  }
   size_t n = cfg->nlisten + 1;
   char own[CHOREO_URL_MAX];
   const char **urls = calloc(n, sizeof *urls);

@@ -27,6 +27,30 @@ static void load_sleep_until(double when) {
   nanosleep(&ts, NULL);
 }
 
+/* Sends the request and waits for its reply (NUL-terminated, as the control socket answers);
+ * NULL when either fails. */
+static nng_msg *load_request(nng_socket s, nng_aio *aio, const char *req, size_t len) {
+  nng_msg *msg;
+  if (nng_msg_alloc(&msg, len)) return NULL;
+  memcpy(nng_msg_body(msg), req, len);
+  nng_aio_set_msg(aio, msg);
+  nng_send_aio(s, aio);
+  nng_aio_wait(aio);
+  if (nng_aio_result(aio)) {
+    nng_msg_free(msg);
+    return NULL;
+  }
+  nng_recv_aio(s, aio);
+  nng_aio_wait(aio);
+  if (nng_aio_result(aio)) return NULL;
+  msg = nng_aio_get_msg(aio);
+  if (nng_msg_len(msg) == 0 || ((char *)nng_msg_body(msg))[nng_msg_len(msg) - 1] != '\0') {
+    nng_msg_free(msg);
+    return NULL;
+  }
+  return msg;
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: bench_choreo_load CTL_URL RATE SECONDS\n");
@@ -42,7 +66,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_choreo_load: cannot connect to %s\n", argv[1]);
     return 1;
   }
-  nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+  /* One aio for every request and reply: nng_send and nng_recv allocate one per call, and NNG
+   * 1.5 draws each one's id from getrandom(2), a system call between the event's time stamp and
+   * its arrival (the hosts do the same: bus.h). */
+  nng_aio *aio;
+  if (nng_aio_alloc(&aio, NULL, NULL)) {
+    fprintf(stderr, "bench_choreo_load: out of memory\n");
+    return 1;
+  }
+  nng_aio_set_timeout(aio, 5000);
   static char req[MAX_BATCH * 48 + 128];
   long sent = 0, failed = 0, total = (long)(rate * seconds);
   double start = load_wall();
@@ -59,17 +91,13 @@ int main(int argc, char **argv) {
       len += snprintf(req + len, sizeof req - (size_t)len, "%s\"{\\\"i\\\":%ld,\\\"t\\\":%.6f}\"",
                       k ? "," : "", sent + failed + k + 1, now);
     len += snprintf(req + len, sizeof req - (size_t)len, "]}");
-    char *reply = NULL;
-    size_t rlen = 0;
-    if (nng_send(s, req, (size_t)len + 1, 0) == 0 && nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC) == 0) {
-      if (strstr(reply, "\"ok\":true")) sent += n;
-      else failed += n;
-      nng_free(reply, rlen);
-    } else {
-      failed += n;
-    }
+    nng_msg *reply = load_request(s, aio, req, (size_t)len + 1);
+    if (reply && strstr(nng_msg_body(reply), "\"ok\":true")) sent += n;
+    else failed += n;
+    if (reply) nng_msg_free(reply);
   }
   double took = load_wall() - start;
+  nng_aio_free(aio);
   nng_close(s);
   printf("{\"sent\": %ld, \"failed\": %ld, \"offered_per_s\": %.1f}\n", sent, failed, sent / took);
   return failed ? 1 : 0;
