@@ -1,8 +1,8 @@
 /* The msg table handlers receive, filled as it is read. Building every field of every message
  * was nearly a quarter of a dispatched event's instructions, while most handlers read one or
- * two fields (msg.data, mostly). The table starts empty but for a hidden key holding a tagged
- * copy of the message's fields; the first read of a field decodes it and stores it in the
- * table, so later reads are plain table reads. pairs() fills every field first; packing takes
+ * two fields (msg.data, mostly). The table starts with data alone (which nearly every handler
+ * reads) and a hidden key holding a tagged copy of the other fields; the first read of one of
+ * those copies it into the table, so later reads are plain table reads. pairs() fills every field first; packing takes
  * the fields not read yet from the copy; only next() and rawget() see a table whose fields are
  * not all there yet (README: msg). For handlers that read most fields the table is built whole
  * instead (bindings/scripts.c decides), under the same metatable. */
@@ -41,8 +41,6 @@ static const char *const lazy_names[F_COUNT] = {
 typedef struct lazy_msg {
   choreo_str str[F_STRINGS];
   int64_t seq, streamversion, expectedversion;
-  const char *data; /* msgpack, NULL for none */
-  size_t data_len;
   uint32_t settled; /* fields already in the table, or assigned by a handler: never filled */
   char bytes[];
 } lazy_msg;
@@ -52,14 +50,13 @@ typedef struct lazy_msg {
 #define LAZY_HIDDEN "\x01" "choreo.msg"
 static const char lazy_meta = 0; /* its address: the metatable's key in the registry */
 
-/* Whether the message has field f: strings and data may be absent; only a stream's events
- * carry a streamversion, and only commands that name one an expectedversion. */
+/* Whether the copy has field f: strings may be absent; only a stream's events carry a
+ * streamversion, and only commands that name one an expectedversion; data is never in it. */
 static bool lazy_has(const lazy_msg *z, int f) {
   return f < F_STRINGS            ? z->str[f].p != NULL
          : f == F_STREAMVERSION   ? z->streamversion > 0
          : f == F_EXPECTEDVERSION ? z->expectedversion >= 0
-         : f == F_DATA            ? z->data != NULL
-                                  : true;
+                                  : f != F_DATA;
 }
 
 static int64_t lazy_integer(const lazy_msg *z, int f) {
@@ -71,8 +68,6 @@ static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
   if (!lazy_has(z, f)) return false;
   if (f < F_STRINGS)
     lua_pushlstring(L, z->str[f].p, z->str[f].n);
-  else if (f == F_DATA)
-    choreo_lua_push_packed(L, z->data);
   else
     lua_pushinteger(L, lazy_integer(z, f));
   return true;
@@ -180,8 +175,6 @@ int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32
     if (f < F_STRINGS) {
       msgpack_pack_str(pk, z->str[f].n);
       msgpack_pack_str_body(pk, z->str[f].p, z->str[f].n);
-    } else if (f == F_DATA) {
-      pk->callback(pk->data, z->data, z->data_len); /* already msgpack */
     } else {
       msgpack_pack_int64(pk, lazy_integer(z, f));
     }
@@ -268,7 +261,7 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) 
       [F_CORRELATIONID] = m->correlationid.p ? &m->correlationid : &m->id,
       [F_DATASCHEMA] = &m->dataschema,
   };
-  size_t need = m->data ? m->data_len : 0;
+  size_t need = 0;
   for (int f = 0; f < F_STRINGS; f++) need += strings[f]->n;
   lua_createtable(L, 0, 8);
   lazy_push_meta(L); /* first: it makes the hidden key's string */
@@ -286,14 +279,18 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) 
   z->seq = m->seq;
   z->streamversion = m->streamversion;
   z->expectedversion = m->expectedversion;
-  z->data = m->data ? p : NULL;
-  z->data_len = m->data ? m->data_len : 0;
-  if (m->data) memcpy(p, m->data, m->data_len);
-  z->settled = 0;
+  z->settled = 1u << F_DATA; /* in the table from the start (below) */
   lua_pushvalue(L, -1);
   lua_insert(L, -4); /* the table, the copy, the metatable, key, copy */
   lua_rawset(L, -5);
   lua_setmetatable(L, -3);
+  /* Nearly every handler reads data: decoded now, it is a plain table read, where a first
+   * read through __index cost a metamethod call (about 1,100 instructions). */
+  if (m->data) {
+    lua_pushliteral(L, "data");
+    choreo_lua_push_packed(L, m->data);
+    lua_rawset(L, -4);
+  }
 }
 
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {

@@ -28,6 +28,15 @@ choreo.on("Assign", function(msg, ctx)
   ctx:publish("SecondSaw", { type = msg.type, subject_cleared = msg.subject == nil, mine = msg.mine })
 end)
 
+-- What rawget sees before any read: data (decoded as the table is built, since nearly every
+-- handler reads it), and none of the other fields until they are read.
+choreo.on("RawFirst", function(msg, ctx)
+  local data, type_before = rawget(msg, "data"), rawget(msg, "type")
+  local _ = msg.type
+  ctx:publish("RawSeen", { data = data, type_before = type_before == nil,
+    type_after = rawget(msg, "type") })
+end)
+
 -- A message kept past its handler, its batch and the frame it came in.
 local kept
 choreo.on("Keep", function(msg) kept = msg end)

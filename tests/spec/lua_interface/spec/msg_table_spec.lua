@@ -16,6 +16,12 @@ describe("the msg table", function()
     assert.is_true(d.empty)
   end)
 
+  it("comes with its data, and with each other field once it is read", function()
+    assert.is_true(host:deliver("RawFirst", { n = 3, list = { "a" } }))
+    assert.same({ data = { n = 3, list = { "a" } }, type_before = true, type_after = "RawFirst" },
+      h.data_of(host.published, "RawSeen")[1])
+  end)
+
   it("keeps what a handler assigns, clears, adds or rawsets, for the handlers after it too", function()
     assert.is_true(host:deliver("Assign", { n = 1 }, { subject = "s-1" }))
     assert.same({ type = "Changed", subject_cleared = true, mine = 42, same_data = true,
