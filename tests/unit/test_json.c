@@ -210,6 +210,44 @@ static void test_msgpack_types(void) {
   msgpack_sbuffer_destroy(&sb);
 }
 
+/* Keys that are maps whose keys are maps, 30 levels deep: each level escapes the text of the
+ * one inside it, which doubled the key's length per level (512 MB at 29 levels). */
+static void test_keys_within_keys(void) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_unpacked u;
+  msgpack_sbuffer_init(&sb);
+  msgpack_unpacked_init(&u);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  enum { LEVELS = 30 }; /* msgpack-c unpacks 32 levels at most */
+  for (int i = 0; i < LEVELS; i++) msgpack_pack_map(&pk, 1); /* each one's key is the next */
+  msgpack_pack_str_with_body(&pk, "k\"", 2);
+  for (int i = 0; i < LEVELS; i++) msgpack_pack_int(&pk, i); /* the values, inside out */
+  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  cJSON *tree = choreo_msgpack_to_cjson(&u.data);
+  char *text = tree ? cJSON_PrintUnformatted(tree) : NULL;
+  CHECK(text != NULL);
+  CHECK(text && strlen(text) < 4096);
+  CHECK(text && strstr(text, "$key:too deep") != NULL);
+  free(text);
+  cJSON_Delete(tree);
+  /* Three levels keep their text: {{{"k":0}:1}:2} */
+  msgpack_sbuffer_clear(&sb);
+  for (int i = 0; i < 3; i++) msgpack_pack_map(&pk, 1);
+  msgpack_pack_str_with_body(&pk, "k", 1);
+  for (int i = 0; i < 3; i++) msgpack_pack_int(&pk, i);
+  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+  tree = choreo_msgpack_to_cjson(&u.data);
+  text = tree ? cJSON_PrintUnformatted(tree) : NULL;
+  const char *want = "{\"{\\\"{\\\\\\\"k\\\\\\\":0}\\\":1}\":2}";
+  CHECK(text && strcmp(text, want) == 0);
+  if (text && strcmp(text, want) != 0) fprintf(stderr, "  got %s\n", text);
+  free(text);
+  cJSON_Delete(tree);
+  msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+}
+
 static const char *json_str(const cJSON *obj, const char *key) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
   return cJSON_IsString(item) ? item->valuestring : NULL;
@@ -356,6 +394,7 @@ int main(void) {
   RUN(test_invalid_json);
   RUN(test_depth);
   RUN(test_msgpack_types);
+  RUN(test_keys_within_keys);
   RUN(test_msg_to_json);
   RUN(test_strings_and_bytes);
   RUN(test_binary_payload);
