@@ -167,12 +167,24 @@ static void test_depth(void) {
   msgpack_sbuffer_destroy(&sb);
 }
 
+/* The JSON text of the msgpack value in sb, or NULL when it does not unpack. */
+static char *json_text_of(const msgpack_sbuffer *sb) {
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  char *text = NULL;
+  if (msgpack_unpack_next(&u, sb->data, sb->size, NULL) == MSGPACK_UNPACK_SUCCESS) {
+    cJSON *tree = choreo_msgpack_to_cjson(&u.data);
+    text = tree ? cJSON_PrintUnformatted(tree) : NULL;
+    cJSON_Delete(tree);
+  }
+  msgpack_unpacked_destroy(&u);
+  return text;
+}
+
 static void test_msgpack_types(void) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
-  msgpack_unpacked u;
   msgpack_sbuffer_init(&sb);
-  msgpack_unpacked_init(&u);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
   msgpack_pack_map(&pk, 8);
   msgpack_pack_str_with_body(&pk, "bin", 3);
@@ -195,9 +207,7 @@ static void test_msgpack_types(void) {
   msgpack_pack_int64(&pk, INT64_MIN);
   msgpack_pack_str_with_body(&pk, "cut\0here", 8);
   msgpack_pack_str_with_body(&pk, "a\0b", 3);
-  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-  cJSON *tree = choreo_msgpack_to_cjson(&u.data);
-  char *text = cJSON_PrintUnformatted(tree);
+  char *text = json_text_of(&sb);
   const char *want = "{\"bin\":{\"$base64\":\"cmF3\"},\"ext\":{\"$base64\":\"eHk=\",\"exttype\":4},"
                      "\"f32\":0.5,\"1\":\"one\",\"[1,2]\":true,\"null\":null,"
                      "\"big\":[18446744073709551615,-9223372036854775808],"
@@ -205,8 +215,6 @@ static void test_msgpack_types(void) {
   CHECK(text && strcmp(text, want) == 0);
   if (text && strcmp(text, want) != 0) fprintf(stderr, "  got %s\n", text);
   free(text);
-  cJSON_Delete(tree);
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&sb);
 }
 
@@ -215,36 +223,26 @@ static void test_msgpack_types(void) {
 static void test_keys_within_keys(void) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
-  msgpack_unpacked u;
   msgpack_sbuffer_init(&sb);
-  msgpack_unpacked_init(&u);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
   enum { LEVELS = 30 }; /* msgpack-c unpacks 32 levels at most */
   for (int i = 0; i < LEVELS; i++) msgpack_pack_map(&pk, 1); /* each one's key is the next */
   msgpack_pack_str_with_body(&pk, "k\"", 2);
   for (int i = 0; i < LEVELS; i++) msgpack_pack_int(&pk, i); /* the values, inside out */
-  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-  cJSON *tree = choreo_msgpack_to_cjson(&u.data);
-  char *text = tree ? cJSON_PrintUnformatted(tree) : NULL;
-  CHECK(text != NULL);
+  char *text = json_text_of(&sb);
   CHECK(text && strlen(text) < 4096);
   CHECK(text && strstr(text, "$key:too deep") != NULL);
   free(text);
-  cJSON_Delete(tree);
   /* Three levels keep their text: {{{"k":0}:1}:2} */
   msgpack_sbuffer_clear(&sb);
   for (int i = 0; i < 3; i++) msgpack_pack_map(&pk, 1);
   msgpack_pack_str_with_body(&pk, "k", 1);
   for (int i = 0; i < 3; i++) msgpack_pack_int(&pk, i);
-  CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-  tree = choreo_msgpack_to_cjson(&u.data);
-  text = tree ? cJSON_PrintUnformatted(tree) : NULL;
+  text = json_text_of(&sb);
   const char *want = "{\"{\\\"{\\\\\\\"k\\\\\\\":0}\\\":1}\":2}";
   CHECK(text && strcmp(text, want) == 0);
   if (text && strcmp(text, want) != 0) fprintf(stderr, "  got %s\n", text);
   free(text);
-  cJSON_Delete(tree);
-  msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&sb);
 }
 
