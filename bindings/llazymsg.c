@@ -2,10 +2,10 @@
  * was nearly a quarter of a dispatched event's instructions, while most handlers read one or
  * two fields (msg.data, mostly). The table starts with data alone (which nearly every handler
  * reads) and a hidden key holding a tagged copy of the other fields; the first read of one of
- * those copies it into the table, so later reads are plain table reads. pairs() fills every field first; packing takes
- * the fields not read yet from the copy; only next() and rawget() see a table whose fields are
- * not all there yet (README: msg). For handlers that read most fields the table is built whole
- * instead (bindings/scripts.c decides), under the same metatable. */
+ * those puts it in the table, so later reads are plain table reads. pairs() fills every field
+ * first; packing takes the fields not read yet from the copy; only next() and rawget() see a
+ * table whose fields are not all there yet (README: msg). For handlers that read most fields
+ * the table is built whole instead (bindings/scripts.c decides), under the same metatable. */
 #include <lauxlib.h>
 #include <string.h>
 
