@@ -379,10 +379,17 @@ void choreo_bus_publish(choreo_bus_sender *pub, const void *data, size_t len) {
   choreo_bus_lsan_resume();
 }
 
+/* A host found as its endpoint appears may not listen yet (or not on all its endpoints): tried
+ * again soon, then less and less often, up to NNG's default pace of every 100 ms. */
+#define BUS_REDIAL_FIRST_MS 5
+#define BUS_REDIAL_MAX_MS 100
+
 int choreo_bus_dial_id(nng_socket s, const char *url, nng_dialer *dialer, atomic_int *id) {
   nng_dialer d;
   int rv = bus_dialer_create(&d, s, url);
   if (!rv) rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME);
+  if (!rv) rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, BUS_REDIAL_FIRST_MS);
+  if (!rv) rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, BUS_REDIAL_MAX_MS);
   if (!rv && id) atomic_store(id, nng_dialer_id(d));
   if (!rv) rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
   if (!rv && dialer) *dialer = d;

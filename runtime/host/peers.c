@@ -152,6 +152,23 @@ static void peers_named(choreo_peers *ps, choreo_peer *p, const choreo_apply_res
   peers_ask(ps, p); /* now that we know whose log it is, catch up at once */
 }
 
+/* Held live frames that go on from what we have applied now that FETCH filled the gap before
+ * them. */
+static void peers_apply_ahead(choreo_peers *ps, choreo_peer *p) {
+  for (;;) {
+    int64_t applied;
+    if (choreo_engine_checkpoint(ps->engine, p->name, &applied)) return;
+    nng_msg *msg = choreo_ahead_next(&p->ahead, applied);
+    if (!msg) return;
+    choreo_apply_result r;
+    int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
+    nng_msg_free(msg);
+    choreo_engine_report(ps->engine, p->name, rc, &r);
+    if (r.applied || r.failed) ps->committed(ps->ud);
+    if (rc) return; /* what it had is fetched instead */
+  }
+}
+
 static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   p->in_flight = false;
   if (p->asking_history) {
@@ -182,10 +199,16 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
       rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
     }
     choreo_engine_report(ps->engine, p->name, rc, &r);
+    p->fetched += r.applied + r.failed;
     if (r.applied || r.failed) ps->committed(ps->ud);
+    peers_apply_ahead(ps, p);
     /* More to catch up: ask again at once rather than at the next tick, taking turns with a
-     * build's history from this peer, if it wants some (neither starves the other). */
-    p->catch_up_owed = !rc && r.count && r.first - 1 + (int64_t)r.count < r.head;
+     * build's history from this peer, if it wants some (neither starves the other). The held
+     * live frames may have taken us past the head the answer knew. */
+    int64_t applied;
+    p->catch_up_owed = !rc && r.count && r.first - 1 + (int64_t)r.count < r.head &&
+                       !(choreo_engine_checkpoint(ps->engine, p->name, &applied) == 0 &&
+                         applied >= r.head);
     if (p->catch_up_owed && !peers_history_from(ps, p)) peers_ask(ps, p);
   }
   nng_msg_free(msg);
@@ -305,20 +328,36 @@ static void peers_on_live(void *ud, nng_msg *msg) {
   choreo_peers *ps = ud;
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
-  nng_msg_free(msg);
   if (rc == CHOREO_EINVAL) {
+    nng_msg_free(msg);
     choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed frame");
     return;
   }
   choreo_peer *p = peers_find_name(ps, r.source);
   if (p && r.head > p->head) p->head = r.head;
   if (p) p->heard_at = uv_now(ps->loop);
-  if (r.gap && p && !p->in_flight) peers_ask(ps, p);
+  if (r.gap && p) {
+    choreo_ahead_hold(&p->ahead, msg, r.first, r.first - 1 + (int64_t)r.count);
+    if (!p->in_flight) peers_ask(ps, p);
+  } else {
+    nng_msg_free(msg);
+  }
   choreo_engine_report(ps->engine, r.source, rc, &r);
   if (r.applied || r.failed) ps->committed(ps->ud);
 }
 
-static void peers_on_async_closed(uv_handle_t *handle) {
+/* A host starting on this machine is subscribed to before it publishes much: found on the tick
+ * alone, a consumer started with its producer missed up to a quarter second of its live frames
+ * and caught up through FETCH while the producer kept publishing. */
+static void peers_on_bus_changed(uv_fs_event_t *watch, const char *filename, int events,
+                                 int status) {
+  (void)events;
+  size_t n = filename ? strlen(filename) : 0;
+  if (status < 0 || !filename || (n > 4 && strcmp(filename + n - 4, ".pub") == 0))
+    peers_discover(watch->data);
+}
+
+static void peers_on_handle_closed(uv_handle_t *handle) {
   ((choreo_peers *)handle->data)->on_loop--;
 }
 
@@ -339,6 +378,14 @@ int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine,
   ps->connected.data = ps;
   ps->connected_started = true;
   ps->on_loop++;
+  if (uv_fs_event_init(loop, &ps->bus_watch) == 0) {
+    ps->bus_watch.data = ps;
+    ps->bus_watch_started = true;
+    ps->on_loop++;
+    if (uv_fs_event_start(&ps->bus_watch, peers_on_bus_changed, ps->bus, 0) != 0)
+      choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot watch the bus directory %s: hosts "
+                 "are found on the periodic look only", ps->bus);
+  }
   ps->sub_open = nng_sub0_open(&ps->sub) == 0;
   if (!ps->sub_open || nng_socket_set(ps->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) != 0 ||
       nng_socket_set_size(ps->sub, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME) != 0 ||
@@ -441,6 +488,7 @@ void choreo_peers_stop(choreo_peers *ps) {
   ps->sub_open = false;
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
+    choreo_ahead_clear(&p->ahead);
     /* The watch first: its descriptor belongs to the socket. */
     int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
     choreo_bus_close(p->req);
@@ -449,8 +497,10 @@ void choreo_peers_stop(choreo_peers *ps) {
   ps->n = 0;
   atomic_store(&ps->listed, 0);
   /* Last: closing the sockets above ends the callbacks that signal it. */
-  if (ps->connected_started) uv_close((uv_handle_t *)&ps->connected, peers_on_async_closed);
+  if (ps->connected_started) uv_close((uv_handle_t *)&ps->connected, peers_on_handle_closed);
   ps->connected_started = false;
+  if (ps->bus_watch_started) uv_close((uv_handle_t *)&ps->bus_watch, peers_on_handle_closed);
+  ps->bus_watch_started = false;
   msgpack_sbuffer_destroy(&ps->request);
   msgpack_sbuffer_init(&ps->request);
 }
@@ -465,6 +515,7 @@ int choreo_peers_status(choreo_peers *ps, size_t i, choreo_peer_status *out) {
                               .lag = p->head > applied ? p->head - applied : 0,
                               .up = atomic_load(&p->pipes) > 0, .gone = p->gone,
                               .gone_first = p->gone_first, .gone_last = p->gone_last,
+                              .fetched = p->fetched,
                               .heard_ms_ago = p->heard_at ? (int64_t)(uv_now(ps->loop) -
                                                                       p->heard_at) : -1};
   return rc;

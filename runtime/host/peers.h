@@ -1,7 +1,9 @@
 /* The other hosts: finding them (the bus directory's NAME.pub endpoints, and --peer ones),
  * hearing their live frames on one SUB socket, and catching up through FETCH whenever a frame
  * shows a gap, after a (re)connect, and at least once a second as a safety net, since PUB/SUB
- * drops frames under load. One REQ socket per peer, one request in flight. */
+ * drops frames under load. Live frames heard past a gap are held (ahead.h) and applied once
+ * FETCH has filled it, so a host that fell behind goes back to the live stream. One REQ socket
+ * per peer, one request in flight. */
 #ifndef CHOREO_PEERS_H
 #define CHOREO_PEERS_H
 
@@ -12,6 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ahead.h"
 #include "bus.h"
 #include "choreo.h"
 #include "engine.h"
@@ -48,6 +51,8 @@ typedef struct choreo_peer {
   int64_t head; /* the peer's last seq, as it last told us */
   int64_t gone; /* its messages its retention deleted before we fetched them */
   int64_t gone_first, gone_last; /* the last such range */
+  int64_t fetched; /* messages applied from its FETCH answers rather than its live frames */
+  choreo_ahead ahead; /* its live frames heard past a gap */
 } choreo_peer;
 
 /* Embedded in its owner, as libuv's handles are: start, stop, then wait for on_loop == 0. */
@@ -62,6 +67,8 @@ typedef struct choreo_peers {
   choreo_bus_watch sub_watch;
   uv_async_t connected; /* wakes the loop to FETCH from a peer that just connected */
   bool connected_started;
+  uv_fs_event_t bus_watch; /* the bus directory: a host appearing on it is found at once */
+  bool bus_watch_started;
   choreo_peer *list[CHOREO_MAX_PEERS];
   int n;
   atomic_int listed; /* n, for NNG's thread: the peers its SUB notifications may look at */
@@ -80,7 +87,8 @@ typedef struct choreo_peers {
 int choreo_peers_start(choreo_peers *p, uv_loop_t *loop, choreo_engine *engine, const char *bus,
                        const char *const *urls, size_t nurls, void (*committed)(void *ud),
                        void *ud, char *err, size_t errlen);
-void choreo_peers_tick(choreo_peers *p);  /* discovery and the periodic FETCH */
+/* Discovery (also done as the bus directory changes) and the periodic FETCH. */
+void choreo_peers_tick(choreo_peers *p);
 void choreo_peers_drain(choreo_peers *p); /* the safety drain of every peer socket */
 /* Asks for the history a projection's build wants, if any (engine.h, choreo_engine_history_*):
  * a page at a time from the peer of that name, taking turns with its catch-ups. A source whose

@@ -187,6 +187,7 @@ typedef struct choreo_peer_status {
   int64_t heard_ms_ago; /* since its last answer or live frame; -1: never heard */
   int64_t gone;         /* its messages deleted by its retention before we got them */
   int64_t gone_first, gone_last; /* the last range of them (seqs); 0 and 0 when none */
+  int64_t fetched; /* messages applied from its FETCH answers (catching up), not live frames */
 } choreo_peer_status;
 
 CHOREO_EXTERN int choreo_host_status_get(choreo_host *h, choreo_host_status *out);

@@ -317,20 +317,22 @@ def run_cli(args, timeout=30, env=None):
 
 def parse_status(text):
     """`choreo status` output -> dict: 'generation', 'reload error', ... and 'peers', a dict
-    name -> {'applied', 'head', 'lag', 'url', 'up', 'heard'} ('heard': seconds ago or None)."""
+    name -> {'applied', 'head', 'fetched', 'lag', 'url', 'up', 'heard'} ('heard': seconds ago or
+    None; 'fetched': how many of the applied came through FETCH rather than live)."""
     st = {"peers": {}}
     for line in text.splitlines():
-        m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+), lag (\d+) \((.*)\); (up|down), "
+        m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+) \((\d+) caught up by FETCH\), "
+                     r"lag (\d+) \((.*)\); (up|down), "
                      r"(?:last heard ([\d.]+) s ago|never heard from)"
                      r"(?:, (\d+) gone before we got them \(last: (\d+) to (\d+)\))?$", line)
         if m:
             st["peers"][m.group(1)] = {"applied": int(m.group(2)), "head": int(m.group(3)),
-                                       "lag": int(m.group(4)), "url": m.group(5),
-                                       "up": m.group(6) == "up",
-                                       "heard": float(m.group(7)) if m.group(7) else None,
-                                       "gone": int(m.group(8) or 0),
-                                       "gone range": (int(m.group(9)), int(m.group(10)))
-                                       if m.group(9) else None}
+                                       "fetched": int(m.group(4)), "lag": int(m.group(5)),
+                                       "url": m.group(6), "up": m.group(7) == "up",
+                                       "heard": float(m.group(8)) if m.group(8) else None,
+                                       "gone": int(m.group(9) or 0),
+                                       "gone range": (int(m.group(10)), int(m.group(11)))
+                                       if m.group(10) else None}
             continue
         m = re.match(r"(\S+(?: \S+)?)\s{2,}(.*)$", line)
         if m:

@@ -1,11 +1,14 @@
 """Catch-up: a consumer that was down while a producer published gets every event exactly once
-and in order through FETCH; so does one that is up during a burst too fast for PUB/SUB."""
+and in order through FETCH; so does one that is up during a burst too fast for PUB/SUB; live
+frames heard past a gap wait for FETCH to fill it."""
 import json
+import os
 import re
+import subprocess
 import time
 
 import harness
-from harness import Suite, check, check_eq, check_ticks, wait_until
+from harness import Suite, check, check_eq, check_ticks, encode_frame, encode_message, wait_until
 
 suite = Suite("catchup")
 N = 10000
@@ -77,6 +80,37 @@ def consumer_catches_up_with_two_producers(w):
     wait_until(lambda: p1.checkpoint("p2") == N // 2 + 1 and p2.checkpoint("p1") == N // 2 + 1,
                20, "the producers to catch up with each other")
 
+
+
+@suite.test
+def live_frames_past_a_gap_wait_for_fetch(w):
+    """A fake peer publishes ticks 3..5 live before its FETCH endpoint is up: the consumer
+    holds them, and once FETCH has brought 1..2 it applies them, without asking for them
+    again (the FETCH endpoint answers every request with 1..2 only)."""
+    check(harness.POKE, "choreo_poke is not built (set CHOREO_POKE)")
+    consumer = w.host("consumer", w.scripts("consumer", {"consumer.lua": harness.consumer_lua()}))
+
+    def frame(first, last):
+        ticks = [encode_message("fake", i, "Tick", data={"i": i}) for i in range(first, last + 1)]
+        return encode_frame("fake", first, ticks, head=5)
+
+    def write(name, data):
+        path = os.path.join(w.dir, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    pub = w.spawn([harness.POKE, "pub", "ipc://%s/fake.pub" % w.bus, write("live.bin", frame(3, 5)),
+                   "1", str(int(10000 * harness.SLOW)), "1"], stdout=subprocess.PIPE, text=True)
+    out, _ = pub.communicate(timeout=30 * harness.SLOW)
+    check_eq(out.strip(), "sent 1 to 1 subscribers", "the live frame went out")
+    check_eq(consumer.checkpoint("fake"), 0, "nothing applied past the gap")
+    w.spawn([harness.POKE, "rep", "ipc://%s/fake.rep" % w.bus, write("answer.bin", frame(1, 2)),
+             str(int(30 * harness.SLOW))], stdout=subprocess.DEVNULL)
+    wait_until(lambda: consumer.checkpoint("fake") == 5, 20, "the held frame to be applied")
+    check_ticks(consumer, 5, "fake")
+    peer = consumer.status()["peers"]["fake"]
+    check_eq((peer["applied"], peer["fetched"]), (5, 2), "applied, and of those caught up by FETCH")
 
 
 RECORD_LUA = r'''
