@@ -44,6 +44,12 @@ static db_handle *todb(lua_State *L) {
 /* Takes an idle statement for sql out of the cache, or prepares one. */
 static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t len) {
   if (!h->db) luaL_error(L, "this db object belonged to a projection's build, which has ended");
+  /* What the handler published is in the log before its SQL runs: a statement of its own may
+   * read the log, or take a savepoint that a rollback to must not take those rows with. */
+  int written = choreo_engine_write_pending(h->engine);
+  if (written)
+    luaL_error(L, "SQL error: cannot write the messages published so far: %s",
+               choreo_strerror(written));
   for (int i = 0; i < DB_CACHE; i++) {
     sqlite3_stmt *stmt = h->cache[i];
     if (stmt && strncmp(sqlite3_sql(stmt), sql, len) == 0 && sqlite3_sql(stmt)[len] == '\0') {

@@ -288,6 +288,8 @@ void choreo_engine_unhandled(choreo_engine *e, const choreo_unhandled **list, in
 }
 void choreo_engine_guard(choreo_engine *e, bool on) { choreo_store_guard(e->store, on); }
 
+int choreo_engine_write_pending(choreo_engine *e) { return choreo_store_write_pending(e->store); }
+
 void choreo_engine_guard_reads(choreo_engine *e, bool on) { choreo_store_guard_reads(e->store, on); }
 
 int choreo_engine_query(choreo_engine *e, const char *name, const char *args, size_t len,

@@ -415,6 +415,9 @@ void choreo_engine_projections_each(choreo_engine *e, choreo_projection_fn fn, v
 /* Guards what the scripts prepare outside a handler too (choreo.db at load time, a spec's
  * host.db), as handlers always are: see choreo_store_guard. Calls nest. */
 void choreo_engine_guard(choreo_engine *e, bool on);
+/* Writes what the handlers appended that still waits to be (choreo_store_write_pending), before
+ * their own SQL runs; 0 or CHOREO_EIO. */
+int choreo_engine_write_pending(choreo_engine *e);
 
 /* The message being handled, or NULL outside a handler. */
 const choreo_msg *choreo_engine_current(choreo_engine *e);

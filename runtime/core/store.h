@@ -70,9 +70,15 @@ int choreo_store_checkpoints_each(choreo_store *s, int (*fn)(void *ud, const cha
 
 /* Appends a message to the log: seq = head + 1, source = the store's owner name given in f.
  * On success *seq_out holds the new seq; CHOREO_ETOOBIG, with nothing written, when the encoded
- * message would exceed the store's message limit. */
+ * message would exceed the store's message limit. Inside a transaction the row may wait to be
+ * written with the next ones: every other call into the store writes it first (a rollback
+ * drops it), and so must choreo_store_write_pending before someone else's SQL on the
+ * connection could read the log or take a savepoint. */
 int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_ms,
                         int64_t *seq_out);
+/* Writes the appends still waiting; 0 or CHOREO_EIO (then they are dropped, and the
+ * transaction must roll back). */
+int choreo_store_write_pending(choreo_store *s);
 /* The encoding of the message appended last: valid until the next call into the store. */
 const msgpack_sbuffer *choreo_store_appended(const choreo_store *s);
 /* The largest encoded message append accepts (CHOREO_DEFAULT_MAX_MESSAGE until set). */

@@ -200,6 +200,62 @@ static void test_foreign_savepoint_rollback_keeps_seqs_contiguous(void) {
   choreo_store_close(s);
 }
 
+/* Rows of the log as someone else's SQL sees them: "seq:type seq:type ...". */
+static void log_rows_seen(choreo_store *s, char *out, size_t size) {
+  sqlite3_stmt *st = NULL;
+  out[0] = '\0';
+  CHECK(sqlite3_prepare_v2(choreo_store_db(s), "SELECT seq, type FROM choreo_log ORDER BY seq",
+                           -1, &st, NULL) == SQLITE_OK);
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    size_t n = strlen(out);
+    snprintf(out + n, size - n, "%s%lld:%s", n ? " " : "", (long long)sqlite3_column_int64(st, 0),
+             (const char *)sqlite3_column_text(st, 1));
+  }
+  sqlite3_finalize(st);
+}
+
+/* Inside a transaction appends wait to be written a group at a time: every other call into the
+ * store sees them (a savepoint's rollback drops its own, and only those), a rollback drops them,
+ * and choreo_store_write_pending puts them in for someone else's SQL. */
+static void test_appends_wait_for_the_next_statement(void) {
+  choreo_store *s = open_memory();
+  CHECK(choreo_store_begin(s) == 0);
+  for (int i = 1; i <= 150; i++) CHECK(append(s, "A") == i); /* two groups and 22 more */
+  CHECK(head_of(s) == 150);
+  msgpack_sbuffer buf;
+  msgpack_sbuffer_init(&buf);
+  CHECK(read_frame(s, "orders", 120, 100, 1 << 20, &buf) == 30); /* read from the log itself */
+  CHECK(choreo_store_savepoint(s) == 0);
+  for (int i = 151; i <= 220; i++) CHECK(append(s, "B") == i);
+  CHECK(choreo_store_rollback_savepoint(s) == 0);
+  CHECK(head_of(s) == 150);
+  for (int i = 151; i <= 155; i++) CHECK(append(s, "C") == i);
+  CHECK(choreo_store_commit(s) == 0);
+  CHECK(read_frame(s, "orders", 0, 1000, 1 << 20, &buf) == 155);
+  char types[2048];
+  log_types(s, 145, types, sizeof types);
+  CHECK_STR(types, "A A A A A C C C C C");
+
+  CHECK(choreo_store_begin(s) == 0); /* a whole batch rolled back, pending rows and all */
+  for (int i = 156; i <= 300; i++) CHECK(append(s, "D") == i);
+  CHECK(choreo_store_rollback(s) == 0);
+  CHECK(head_of(s) == 155);
+
+  CHECK(choreo_store_begin(s) == 0); /* written for someone else's SQL */
+  CHECK(append(s, "E") == 156);
+  CHECK(append(s, "F") == 157);
+  CHECK(choreo_store_write_pending(s) == 0);
+  char seen[4096];
+  log_rows_seen(s, seen, sizeof seen);
+  CHECK(strstr(seen, " 155:C 156:E 157:F") != NULL && strstr(seen, ":D") == NULL);
+  CHECK(append(s, "G") == 158); /* someone else read the log: written at once from now on */
+  log_rows_seen(s, seen, sizeof seen);
+  CHECK(strstr(seen, " 157:F 158:G") != NULL);
+  CHECK(choreo_store_commit(s) == 0);
+  msgpack_sbuffer_destroy(&buf);
+  choreo_store_close(s);
+}
+
 /* A database in a directory of its own, and the names of the WAL and shared-memory files SQLite
  * puts beside it. */
 typedef struct temp_db {
@@ -953,6 +1009,7 @@ int main(void) {
   RUN(test_rollback_reuses_seq);
   RUN(test_savepoint_rolls_back_one_message);
   RUN(test_foreign_savepoint_rollback_keeps_seqs_contiguous);
+  RUN(test_appends_wait_for_the_next_statement);
   RUN(test_checkpoints_survive_reopen);
   RUN(test_wal_is_checkpointed_while_open);
   RUN(test_wal_starts_over_under_unbroken_writes);

@@ -103,5 +103,12 @@ choreo.on("OwnSavepoint", function(_, ctx)
   ctx:publish("Kept", {})
 end)
 
+-- Publishes more than the store writes in one go, then reads the log with SQL of its own.
+choreo.on("CountsItsOwn", function(_, ctx)
+  for i = 1, 70 do ctx:publish("Many", { i = i }) end
+  local row = ctx.db:one("select count(*) as n from choreo_log where type = 'Many'")
+  ctx:publish("Counted", { n = row.n })
+end)
+
 -- Arguments to choreo.on past its options are ignored.
 choreo.on("ExtraArgs", function(_, ctx) ctx:publish("ExtraArgsRan", {}) end, nil, { unused = true })

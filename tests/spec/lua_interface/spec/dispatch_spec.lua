@@ -54,6 +54,11 @@ describe("choreo.on", function()
     for i = 2, #seqs do assert.equal(seqs[i - 1] + 1, seqs[i]) end
   end)
 
+  it("has what a handler published in the log when its own SQL runs", function()
+    assert.is_true(host:deliver("CountsItsOwn", {}))
+    assert.same({ { n = 70 } }, h.data_of(host.published, "Counted"))
+  end)
+
   it("ignores arguments to choreo.on after the handler", function()
     assert.is_true(host:deliver("ExtraArgs", {}))
     assert.equal(1, #h.data_of(host.published, "ExtraArgsRan"))
