@@ -35,6 +35,7 @@
 #define RELOAD_DEBOUNCE_MS 50
 #define PUBLISH_ROWS 1000
 #define PUBLISH_BYTES (1u << 20)
+#define PUB_QUEUE 128 /* frames waiting for each subscriber */
 #define OWN_BATCH 1000
 #define HOST_HANDLES 8 /* five timers, own_idle, build_idle, stop_async */
 #define BUILD_BATCH 500 /* stream events per step of a projection's build */
@@ -331,7 +332,11 @@ static void host_finish_closing(choreo_host *h) {
  * deaf would leave every peer that reconnects without our live frames (bus.h). */
 static int host_listen_pub(choreo_host *h, const choreo_host_config *cfg, char *err,
                            size_t errlen) {
-  if (nng_pub0_open(&h->pub) != 0) {
+  /* A subscriber's queue of frames: at NNG's 16, a consumer that paused for a WAL restart
+   * (tens of ms) behind a producer publishing 400k events/s lost frames, and caught them up
+   * through FETCH while the producer went on. The frames are shared by the subscribers'
+   * queues, not copied. */
+  if (nng_pub0_open(&h->pub) != 0 || nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, PUB_QUEUE) != 0) {
     snprintf(err, errlen, "cannot open the publisher socket");
     return CHOREO_EBUS;
   }
