@@ -219,6 +219,7 @@ struct choreo_store {
  * and in the seek to the log's last page, which the group's rows share). */
 #define STORE_APPEND_GROUP CHOREO_LOG_ROWS_MAX
 #define STORE_APPEND_COLUMNS 6
+#define STORE_PENDING_BYTES (1u << 20) /* large messages are written sooner, one by one */
 
 static void store_forget(choreo_store *s) {
   memset(&s->memo, 0, sizeof s->memo);
@@ -664,7 +665,8 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_
   } else {
     rc = choreo_log_rows_add(&s->pending, seq, g.type, g.kind, g.to, s->scratch.data,
                              s->scratch.size, at_ms);
-    if (!rc && s->pending.n == STORE_APPEND_GROUP) rc = store_write_pending(s);
+    if (!rc && (s->pending.n == STORE_APPEND_GROUP || s->pending.len >= STORE_PENDING_BYTES))
+      rc = store_write_pending(s);
   }
   if (rc) return rc;
   s->memo.head = seq; /* a rollback forgets it (store_forget) */

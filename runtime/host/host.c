@@ -336,11 +336,15 @@ static int host_listen_pub(choreo_host *h, const choreo_host_config *cfg, char *
    * (tens of ms) behind a producer publishing 400k events/s lost frames, and caught them up
    * through FETCH while the producer went on. The frames are shared by the subscribers'
    * queues, not copied. */
-  if (nng_pub0_open(&h->pub) != 0 || nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, PUB_QUEUE) != 0) {
+  if (nng_pub0_open(&h->pub) != 0) {
     snprintf(err, errlen, "cannot open the publisher socket");
     return CHOREO_EBUS;
   }
   h->pub_open = true;
+  if (nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, PUB_QUEUE) != 0) {
+    snprintf(err, errlen, "cannot size the publisher socket's queues");
+    return CHOREO_EBUS;
+  }
   if (choreo_bus_sender_open(&h->publisher, h->pub, NNG_DURATION_ZERO)) {
     snprintf(err, errlen, "out of memory");
     return CHOREO_ENOMEM;
