@@ -9,6 +9,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "bus_close.h"
+#include "codec.h"
 #include "log.h"
 
 #define FETCH_EVERY_MS 1000
@@ -29,26 +30,36 @@ static choreo_peer *peers_find_url(choreo_peers *ps, const char *pub_url) {
   return NULL;
 }
 
+/* Asks p for its log after `after`; true when the request went out. */
+static bool peers_fetch(choreo_peers *ps, choreo_peer *p, int64_t after) {
+  ps->request.size = 0;
+  int rc = choreo_fetch_encode(&ps->request, after, peers_self(ps));
+  if (rc) { /* the periodic FETCH tries again */
+    choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot ask %s for its log: %s", p->pub_url,
+               choreo_strerror(rc));
+    return false;
+  }
+  /* A new request on a REQ socket abandons the old one, so a lost answer cannot wedge us. */
+  if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) != 0) return false;
+  p->in_flight = true;
+  p->asking_history = false;
+  p->catch_up_owed = false;
+  p->asked_at = uv_now(ps->loop);
+  p->asked_after = after;
+  return true;
+}
+
 static void peers_ask(choreo_peers *ps, choreo_peer *p) {
   int64_t after = -1; /* a --peer endpoint not yet named: ask only for its name and head */
   int rc = p->name[0] ? choreo_engine_checkpoint(ps->engine, p->name, &after) : 0;
-  if (!rc) {
-    ps->request.size = 0;
-    rc = choreo_fetch_encode(&ps->request, after, peers_self(ps));
-  }
-  if (rc) { /* the periodic FETCH tries again */
+  if (rc) {
     choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot ask %s for its log: %s", p->pub_url,
                choreo_strerror(rc));
     return;
   }
-  /* A new request on a REQ socket abandons the old one, so a lost answer cannot wedge us. */
-  if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
-    p->in_flight = true;
-    p->asking_history = false;
-    p->catch_up_owed = false;
-    p->asked_at = uv_now(ps->loop);
-  }
+  peers_fetch(ps, p, after);
 }
+
 
 /* A page of the peer's history after `after` for a build (a history request: its retention
  * does not take it for how far we have applied). */
@@ -152,6 +163,25 @@ static void peers_named(choreo_peers *ps, choreo_peer *p, const choreo_apply_res
   peers_ask(ps, p); /* now that we know whose log it is, catch up at once */
 }
 
+/* Catching up, the next page is asked for before this one is applied, so that the peer reads
+ * and sends it while we apply: one round trip a page was most of a catch-up's time while the
+ * peer was busy. Only when this page goes on from what we have applied and the peer has more
+ * (and no build waits for its history, which takes turns with catching up). */
+static bool peers_fetch_next(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
+  choreo_frame_reader fr;
+  if (!p->name[0] || peers_history_from(ps, p) ||
+      choreo_frame_open(&fr, nng_msg_body(msg), nng_msg_len(msg)))
+    return false;
+  bool theirs = fr.source.n == strlen(p->name) && memcmp(fr.source.p, p->name, fr.source.n) == 0;
+  int64_t first = fr.first, last = fr.first - 1 + (int64_t)fr.count, head = fr.head;
+  choreo_frame_close(&fr);
+  int64_t applied;
+  if (!theirs || last < first || last >= head ||
+      choreo_engine_checkpoint(ps->engine, p->name, &applied) || first - 1 > applied)
+    return false;
+  return peers_fetch(ps, p, last);
+}
+
 /* Held live frames that go on from what we have applied now that FETCH filled the gap before
  * them. */
 static void peers_apply_ahead(choreo_peers *ps, choreo_peer *p) {
@@ -179,6 +209,8 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     return;
   }
   p->answered_at = p->heard_at = uv_now(ps->loop);
+  int64_t asked_after = p->asked_after;
+  bool asked_next = peers_fetch_next(ps, p, msg);
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   if (rc == CHOREO_EINVAL) {
@@ -188,10 +220,13 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     peers_named(ps, p, &r);
   } else if (strcmp(r.source, p->name) == 0) {
     p->head = r.head;
-    /* An answer starts with the first row the peer has after what we asked for: a gap in it is
-     * a range its retention deleted before we got it. Said and counted, then passed. */
+    /* An answer starts with the first row the peer has after what we asked for: a gap past that
+     * is a range its retention deleted before we got it. Said and counted, then passed. A gap
+     * only past what we have applied (the page before, asked for ahead, failed to apply) is
+     * asked for again. */
     int64_t lost = 0;
-    if (!rc && r.gap && !choreo_engine_skip_gone(ps->engine, p->name, r.first - 1, &lost) &&
+    bool gone = r.gap && r.first - 1 > asked_after;
+    if (!rc && gone && !choreo_engine_skip_gone(ps->engine, p->name, r.first - 1, &lost) &&
         lost) {
       p->gone += lost;
       p->gone_first = r.first - lost;
@@ -202,11 +237,13 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     p->fetched += r.applied + r.failed;
     if (r.applied || r.failed) ps->committed(ps->ud);
     peers_apply_ahead(ps, p);
-    /* More to catch up: ask again at once rather than at the next tick, taking turns with a
-     * build's history from this peer, if it wants some (neither starves the other). The held
-     * live frames may have taken us past the head the answer knew. */
+    /* More to catch up, and not asked for ahead: ask again at once rather than at the next
+     * tick, taking turns with a build's history from this peer, if it wants some (neither
+     * starves the other). The held live frames may have taken us past the head the answer
+     * knew. */
     int64_t applied;
-    p->catch_up_owed = !rc && r.count && r.first - 1 + (int64_t)r.count < r.head &&
+    bool more = r.first - 1 + (int64_t)r.count < r.head || (r.gap && !gone);
+    p->catch_up_owed = !rc && !asked_next && r.count && more &&
                        !(choreo_engine_checkpoint(ps->engine, p->name, &applied) == 0 &&
                          applied >= r.head);
     if (p->catch_up_owed && !peers_history_from(ps, p)) peers_ask(ps, p);

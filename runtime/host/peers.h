@@ -45,6 +45,7 @@ typedef struct choreo_peer {
   atomic_int pipes;      /* connections open to its FETCH endpoint, counted by NNG's thread */
   uint64_t heard_at;     /* loop time (ms) of its last answer or live frame; 0: never */
   uint64_t asked_at;     /* loop time (ms) of the request in flight */
+  int64_t asked_after;   /* and the seq its FETCH asked to hear after */
   uint64_t answered_at;
   /* Loop time (ms) since which no connection to its FETCH (PUB) endpoint is open; 0: one is. */
   uint64_t unconnected_since, sub_unconnected_since;
