@@ -62,10 +62,11 @@ void choreo_bus_sender_close(choreo_bus_sender *s) {
 }
 
 int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock,
-                           choreo_bus_recv_cb cb, void *ud) {
+                           int per_wake, choreo_bus_recv_cb cb, void *ud) {
   int fd;
   if (nng_socket_get_int(sock, NNG_OPT_RECVFD, &fd) != 0) return CHOREO_EBUS;
   w->sock = sock;
+  w->per_wake = per_wake;
   w->cb = cb;
   w->ud = ud;
   if (nng_aio_alloc(&w->recv, NULL, NULL) != 0) {
@@ -86,7 +87,7 @@ int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock
 
 void choreo_bus_watch_drain(choreo_bus_watch *w) {
   if (!w->started) return;
-  for (int i = 0; i < CHOREO_DRAIN_PER_WAKE && w->started; i++) {
+  for (int i = 0; i < w->per_wake && w->started; i++) {
     nng_recv_aio(w->sock, w->recv);
     nng_aio_wait(w->recv);
     if (nng_aio_result(w->recv) != 0) return;
@@ -338,7 +339,7 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
   }
   int rc = choreo_bus_listeners_start(&s->listeners, s->sock, urls, nurls, who, err, errlen);
   if (rc) return rc;
-  rc = choreo_bus_watch_start(&s->watch, loop, s->sock, cb, ud);
+  rc = choreo_bus_watch_start(&s->watch, loop, s->sock, CHOREO_DRAIN_PER_WAKE, cb, ud);
   if (rc) snprintf(err, errlen, "cannot watch the %s socket", what);
   return rc;
 }

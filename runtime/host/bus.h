@@ -49,13 +49,15 @@ typedef struct choreo_bus_watch {
   void *ud;
   int started; /* watching; cleared by stop */
   bool on_loop; /* the poll handle is the loop's until its close completes */
+  int per_wake; /* messages received per wake-up at most */
 } choreo_bus_watch;
 
-/* Starts watching sock; returns 0 or CHOREO_EBUS. */
+/* Starts watching sock, receiving at most per_wake messages per wake-up (CHOREO_DRAIN_PER_WAKE
+ * unless each takes long and the next is sure to be there); returns 0 or CHOREO_EBUS. */
 int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock,
-                           choreo_bus_recv_cb cb, void *ud);
-/* Receives what is waiting (at most CHOREO_DRAIN_PER_WAKE); the slow safety drain calls it too,
- * because older NNG releases could miss a wake-up. */
+                           int per_wake, choreo_bus_recv_cb cb, void *ud);
+/* Receives what is waiting (at most per_wake); the slow safety drain calls it too, because
+ * older NNG releases could miss a wake-up. */
 void choreo_bus_watch_drain(choreo_bus_watch *w);
 /* Stops watching; closed (if not NULL) runs when the watch may be freed. Returns whether the
  * watch was running: if not, closed is not called and the watch may be freed at once. */

@@ -325,7 +325,9 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   nng_pipe_notify(p->req, NNG_PIPE_EV_REM_POST, peers_on_pipe, p);
   p->answered_at = uv_now(ps->loop);
   if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer) ||
-      choreo_bus_watch_start(&p->watch, ps->loop, p->req, peers_on_req, p)) {
+      /* One answer per wake-up: with the next page asked for ahead, the next answer is there by
+       * the time one is applied, and a catch-up would hold the loop for 64 pages. */
+      choreo_bus_watch_start(&p->watch, ps->loop, p->req, 1, peers_on_req, p)) {
     /* The watch first: its descriptor belongs to the socket. A watch that got onto the loop
      * frees the peer when it comes off. */
     int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
@@ -429,7 +431,8 @@ int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine,
       nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, 1024) != 0 ||
       nng_pipe_notify(ps->sub, NNG_PIPE_EV_ADD_POST, peers_on_sub_pipe, ps) != 0 ||
       nng_pipe_notify(ps->sub, NNG_PIPE_EV_REM_POST, peers_on_sub_pipe, ps) != 0 ||
-      choreo_bus_watch_start(&ps->sub_watch, loop, ps->sub, peers_on_live, ps)) {
+      choreo_bus_watch_start(&ps->sub_watch, loop, ps->sub, CHOREO_DRAIN_PER_WAKE, peers_on_live,
+                             ps)) {
     ps->on_loop += ps->sub_watch.started;
     snprintf(err, errlen, "cannot open the subscriber socket");
     return CHOREO_EBUS;
