@@ -235,17 +235,24 @@ static int store_step_raw(choreo_store *s, sqlite3_stmt *st) {
   return rc;
 }
 
+/* Binds one log row's columns after parameter `first`, without copies; to may be NULL. */
+static int store_bind_append(sqlite3_stmt *st, int first, int64_t seq, const char *type,
+                             const char *kind, const char *to, const char *msg, size_t len,
+                             int64_t at_ms) {
+  return sqlite3_bind_int64(st, first + 1, seq) ||
+         sqlite3_bind_text(st, first + 2, type, -1, SQLITE_STATIC) ||
+         sqlite3_bind_text(st, first + 3, kind, -1, SQLITE_STATIC) ||
+         sqlite3_bind_text(st, first + 4, to, -1, SQLITE_STATIC) ||
+         sqlite3_bind_blob64(st, first + 5, msg, len, SQLITE_STATIC) ||
+         sqlite3_bind_int64(st, first + 6, at_ms);
+}
+
 static int store_bind_row(sqlite3_stmt *st, int first, const choreo_log_rows *r, int i) {
   const choreo_log_row *row = &r->row[i];
-  return sqlite3_bind_int64(st, first + 1, row->seq) ||
-         sqlite3_bind_text(st, first + 2, choreo_log_rows_at(r, row->type), -1, SQLITE_STATIC) ||
-         sqlite3_bind_text(st, first + 3, choreo_log_rows_at(r, row->kind), -1, SQLITE_STATIC) ||
-         (row->has_to ? sqlite3_bind_text(st, first + 4, choreo_log_rows_at(r, row->to), -1,
-                                          SQLITE_STATIC)
-                      : sqlite3_bind_null(st, first + 4)) ||
-         sqlite3_bind_blob64(st, first + 5, choreo_log_rows_at(r, row->msg), row->msg_len,
-                             SQLITE_STATIC) ||
-         sqlite3_bind_int64(st, first + 6, row->at_ms);
+  return store_bind_append(st, first, row->seq, choreo_log_rows_at(r, row->type),
+                           choreo_log_rows_at(r, row->kind),
+                           row->has_to ? choreo_log_rows_at(r, row->to) : NULL,
+                           choreo_log_rows_at(r, row->msg), row->msg_len, row->at_ms);
 }
 
 /* Writes the pending rows: whole groups in one statement, the rest one by one. On failure
@@ -654,18 +661,14 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_
    * back (the rows must be in it then), the row is written at once. Pending rows stay pending:
    * they came before any savepoint someone else took since. */
   if (s->log_shared || s->foreign_savepoints || !choreo_store_in_transaction(s)) {
-    sqlite3_stmt *st = s->st[ST_APPEND];
-    if (sqlite3_bind_int64(st, 1, seq) || sqlite3_bind_text(st, 2, g.type, -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 3, g.kind, -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 4, g.to, -1, SQLITE_STATIC) ||
-        sqlite3_bind_blob64(st, 5, s->scratch.data, s->scratch.size, SQLITE_STATIC) ||
-        sqlite3_bind_int64(st, 6, at_ms))
+    if (store_bind_append(s->st[ST_APPEND], 0, seq, g.type, g.kind, g.to, s->scratch.data,
+                          s->scratch.size, at_ms))
       return store_fail(s, ST_APPEND);
     rc = store_run(s, ST_APPEND);
   } else {
     rc = choreo_log_rows_add(&s->pending, seq, g.type, g.kind, g.to, s->scratch.data,
                              s->scratch.size, at_ms);
-    if (!rc && (s->pending.n == STORE_APPEND_GROUP || s->pending.len >= STORE_PENDING_BYTES))
+    if (!rc && (s->pending.n == STORE_APPEND_GROUP || s->pending.bytes.size >= STORE_PENDING_BYTES))
       rc = store_write_pending(s);
   }
   if (rc) return rc;

@@ -60,7 +60,6 @@ static void peers_ask(choreo_peers *ps, choreo_peer *p) {
   peers_fetch(ps, p, after);
 }
 
-
 /* A page of the peer's history after `after` for a build (a history request: its retention
  * does not take it for how far we have applied). */
 static void peers_ask_history(choreo_peers *ps, choreo_peer *p, int64_t after) {
