@@ -5,6 +5,7 @@
 #include <lualib.h>
 
 #include "bindings.h"
+#include "lua_chunks.h"
 #include "paths.h"
 
 lua_State *choreo_lua_state_new(lua_Alloc alloc, void *ud, const char *dir,
@@ -28,7 +29,15 @@ lua_State *choreo_lua_state_new(lua_Alloc alloc, void *ud, const char *dir,
   lua_getfield(L, -2, "path");
   lua_concat(L, 2);
   lua_setfield(L, -2, "path");
-  lua_pop(L, 1);
+  /* and compiled once per process (lua_chunks.c): a searcher right after the preloads' */
+  lua_getfield(L, -1, "searchers");
+  for (lua_Integer i = luaL_len(L, -1); i >= 2; i--) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushcfunction(L, choreo_lua_chunks_search);
+  lua_rawseti(L, -2, 2);
+  lua_pop(L, 2);
   choreo_bindings_preload(L);
   return L;
 }
