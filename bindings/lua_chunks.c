@@ -49,11 +49,12 @@ static int chunks_write(lua_State *L, const void *p, size_t n, void *sbuf) {
   return msgpack_sbuffer_write(sbuf, p, n);
 }
 
-/* Keeps the function on top of L's stack as path's compiled copy, when there is room. */
+/* Keeps the function on top of L's stack as the compiled copy of path, as it was at st, when
+ * there is room. A file changed since st is compiled again at its next load. */
 static void chunks_keep(lua_State *L, const char *path, const struct stat *st) {
   msgpack_sbuffer code;
   msgpack_sbuffer_init(&code);
-  if (lua_dump(L, chunks_write, &code, 0) != 0 || strlen(path) >= PATH_MAX) {
+  if (strlen(path) >= PATH_MAX || lua_dump(L, chunks_write, &code, 0) != 0) {
     msgpack_sbuffer_destroy(&code);
     return;
   }
@@ -62,10 +63,9 @@ static void chunks_keep(lua_State *L, const char *path, const struct stat *st) {
   if (!c && chunks_kept < CHUNKS_MAX) {
     c = &chunks[chunks_kept++];
     snprintf(c->path, sizeof c->path, "%s", path);
-    msgpack_sbuffer_init(&c->code);
   }
   if (c) {
-    msgpack_sbuffer_destroy(&c->code);
+    msgpack_sbuffer_destroy(&c->code); /* a zeroed buffer too: it frees NULL */
     c->code = code;
     c->size = st->st_size;
     c->mtime = st->st_mtim;
@@ -77,7 +77,8 @@ static void chunks_keep(lua_State *L, const char *path, const struct stat *st) {
 
 int choreo_lua_chunks_load(lua_State *L, const char *path) {
   struct stat st;
-  if (stat(path, &st) == 0) {
+  bool known = stat(path, &st) == 0;
+  if (known) {
     pthread_mutex_lock(&chunks_lock);
     const chunk *c = chunks_find(path);
     /* loaded under the lock: a thread compiling the file again may replace the copy */
@@ -88,7 +89,7 @@ int choreo_lua_chunks_load(lua_State *L, const char *path) {
     if (rc != -1) return rc;
   }
   int rc = luaL_loadfilex(L, path, "t");
-  if (rc == LUA_OK && stat(path, &st) == 0) chunks_keep(L, path, &st);
+  if (rc == LUA_OK && known) chunks_keep(L, path, &st);
   return rc;
 }
 
