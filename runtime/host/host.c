@@ -5,6 +5,7 @@
  * everyone else's. `choreo run` is a thin user of this file; so is any embedding program. */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <pthread.h>
@@ -72,6 +73,7 @@ struct choreo_host {
   uint64_t opened_ns;     /* uv_hrtime() at open, for the uptime */
   uint64_t rate_samples[RATE_SAMPLES]; /* handled counts, one a second */
   uint64_t rate_next;                  /* samples taken */
+  uint64_t trimmed_at;                 /* the handled count when memory was last given back */
   atomic_bool stop_requested;
   int handles_on_loop; /* of the HOST_HANDLES, those the loop still holds */
   bool stopping;
@@ -183,9 +185,26 @@ static void host_on_timeout(uv_timer_t *t) {
   choreo_host_committed(h);
 }
 
+/* The program may keep free memory at the top of each heap while messages flow (main.c), so a
+ * burst would leave the process as large as the burst made it; after a quiet second it is
+ * given back, once per burst. */
+static void host_give_back_memory(choreo_host *h, uint64_t handled) {
+#ifdef __GLIBC__
+  if (handled == h->trimmed_at) return;
+  malloc_trim(0);
+  h->trimmed_at = handled;
+#else
+  (void)h;
+  (void)handled;
+#endif
+}
+
 /* The handled count once a second, the last minute of it kept: status's messages per second. */
 static void host_sample_rate(choreo_host *h) {
-  h->rate_samples[h->rate_next % RATE_SAMPLES] = choreo_engine_handled(h->engine);
+  uint64_t handled = choreo_engine_handled(h->engine);
+  if (h->rate_next && handled == h->rate_samples[(h->rate_next - 1) % RATE_SAMPLES])
+    host_give_back_memory(h, handled);
+  h->rate_samples[h->rate_next % RATE_SAMPLES] = handled;
   h->rate_next++;
 }
 
