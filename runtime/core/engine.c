@@ -68,6 +68,7 @@ struct choreo_engine {
   int64_t (*now_ms)(void *);
   void *clock_ud;
   const choreo_msg *current;
+  struct engine_text { char *p; size_t cap; } cause_id, cause_correlation; /* engine_cause */
   uint64_t bad_frames;
   uint64_t handled; /* messages whose handlers ran and committed, since the engine opened */
   msgpack_sbuffer own_frame;
@@ -256,6 +257,8 @@ void choreo_engine_close(choreo_engine *e) {
   choreo_timeouts_close(e->timeouts);
   choreo_store_close(e->store);
   msgpack_sbuffer_destroy(&e->own_frame);
+  free(e->cause_id.p);
+  free(e->cause_correlation.p);
   free(e->name);
   free(e->dir);
   free(e);
@@ -1262,25 +1265,43 @@ int choreo_engine_emit_batch(choreo_engine *e, const char *kind, const char *to,
   return 0;
 }
 
-static char *engine_dup(choreo_str s) { return s.p ? strndup(s.p, s.n) : NULL; }
+/* s as a C string in t, whose buffer is kept for the next one; NULL for none, or no memory. */
+static const char *engine_text_of(struct engine_text *t, choreo_str s) {
+  if (!s.p) return NULL;
+  if (s.n >= t->cap) {
+    char *p = realloc(t->p, s.n + 1);
+    if (!p) return NULL;
+    t->p = p;
+    t->cap = s.n + 1;
+  }
+  memcpy(t->p, s.p, s.n);
+  t->p[s.n] = '\0';
+  return t->p;
+}
+
+/* The current message's id and correlation (its own id when it starts a conversation), as
+ * what it causes names them. In buffers the engine keeps: a handler emitting a burst copied
+ * and freed both for every message. False when there is no memory. */
+static bool engine_cause(choreo_engine *e, const char **id, const char **correlation) {
+  const choreo_msg *m = e->current;
+  *id = engine_text_of(&e->cause_id, m->id);
+  *correlation = engine_text_of(&e->cause_correlation,
+                                m->correlationid.p ? m->correlationid : m->id);
+  return *id && *correlation;
+}
 
 /* Appends f as a message the handled one caused: it continues that one's conversation (its
  * correlation, unless f names one), names it as the cause, and is a child of its handling's
  * span when that is part of a trace. */
 static int engine_append_caused(choreo_engine *e, choreo_msg_fields f, int64_t *seq) {
-  const choreo_msg *m = e->current;
-  char *id = engine_dup(m->id);
-  char *correlation = f.correlationid ? strdup(f.correlationid)
-                      : engine_dup(m->correlationid.p ? m->correlationid : m->id);
+  const char *id, *correlation;
+  if (!engine_cause(e, &id, &correlation)) return CHOREO_ENOMEM;
   char traceparent[CHOREO_TRACEPARENT_LEN + 1];
   if (e->handling && e->handling->traced) choreo_traceparent_format(&e->handling->span, traceparent);
-  f.correlationid = correlation;
+  if (!f.correlationid) f.correlationid = correlation;
   f.causationid = id;
   f.traceparent = e->handling && e->handling->traced ? traceparent : NULL;
-  int rc = (id && correlation) ? engine_append(e, &f, seq) : CHOREO_ENOMEM;
-  free(id);
-  free(correlation);
-  return rc;
+  return engine_append(e, &f, seq);
 }
 
 int choreo_engine_emit_from_handler(choreo_engine *e, const char *kind, const char *to,
@@ -1316,19 +1337,16 @@ static int engine_timeout_fits(choreo_engine *e, const choreo_timeout *t) {
 
 int choreo_engine_timeout_from_handler(choreo_engine *e, double seconds, const char *type,
                                        const char *data, size_t data_len, const char *subject) {
-  const choreo_msg *m = e->current;
-  if (!m) return CHOREO_EINVAL;
-  char *id = engine_dup(m->id);
-  char *correlation = engine_dup(m->correlationid.p ? m->correlationid : m->id);
+  const char *id, *correlation;
+  if (!e->current) return CHOREO_EINVAL;
+  if (!engine_cause(e, &id, &correlation)) return CHOREO_ENOMEM;
   choreo_timeout t = {.due_ms = choreo_engine_now_ms(e) + (int64_t)(seconds * 1000),
                       .type = type, .correlationid = correlation, .causationid = id,
                       .subject = subject, .data = data, .data_len = data_len};
-  int rc = (id && correlation) ? engine_timeout_fits(e, &t) : CHOREO_ENOMEM;
+  int rc = engine_timeout_fits(e, &t);
   if (!rc) rc = choreo_timeouts_add(e->timeouts, &t);
   if (!rc && e->next_timeout_known && (e->next_timeout < 0 || t.due_ms < e->next_timeout))
     e->next_timeout = t.due_ms;
-  free(id);
-  free(correlation);
   return rc;
 }
 

@@ -359,22 +359,28 @@ static void test_batch_run_again_counts_once(void) {
   choreo_engine_close(e);
 }
 
-/* The types of our own log rows after `after`, read as a frame, joined with spaces; and the
- * causation id of the first. */
-static void own_log(choreo_engine *e, int64_t after, char *types, size_t size, char *cause,
-                    size_t cause_size) {
+/* Appends s to the words in out (joined with spaces). */
+static void add_word(char *out, size_t size, choreo_str s) {
+  size_t n = strlen(out);
+  snprintf(out + n, size - n, "%s%.*s", n ? " " : "", (int)s.n, s.p);
+}
+
+/* The types of our own log rows after `after`, read as a frame, joined with spaces; and their
+ * causation and correlation ids, likewise (each buffer `size` bytes). */
+static void own_log(choreo_engine *e, int64_t after, char *types, char *causes,
+                    char *correlations, size_t size) {
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
-  types[0] = cause[0] = '\0';
+  types[0] = causes[0] = correlations[0] = '\0';
   int rows;
   CHECK(choreo_engine_read_log(e, after, 100, 1 << 20, &buf, &rows) == 0);
   choreo_frame_reader r;
   CHECK(choreo_frame_open(&r, buf.data, buf.size) == 0);
   choreo_msg m;
   while (choreo_frame_next(&r, &m) == 1) {
-    size_t n = strlen(types);
-    snprintf(types + n, size - n, "%s%.*s", n ? " " : "", (int)m.type.n, m.type.p);
-    if (!cause[0]) snprintf(cause, cause_size, "%.*s", (int)m.causationid.n, m.causationid.p);
+    add_word(types, size, m.type);
+    add_word(causes, size, m.causationid);
+    add_word(correlations, size, m.correlationid);
   }
   choreo_frame_close(&r);
   msgpack_sbuffer_destroy(&buf);
@@ -394,10 +400,13 @@ static void test_own_events(void) {
   build_frame(&frame, "peer", 1, 3, NULL);
   CHECK(apply(e, &frame, &res) == 0 && res.applied == 3);
   CHECK(head(e) == 3);
-  char types[256], cause[64];
-  own_log(e, 0, types, sizeof types, cause, sizeof cause);
+  char types[256], causes[256], correlations[256];
+  own_log(e, 0, types, causes, correlations, sizeof types);
   CHECK(strcmp(types, "Pinged Pinged Pinged") == 0);
-  CHECK(strcmp(cause, "peer/1") == 0);
+  /* each names its own cause, and continues its conversation (one it started: its own id); the
+   * copies the engine keeps from one emit to the next are never stale */
+  CHECK(strcmp(causes, "peer/1 peer/2 peer/3") == 0);
+  CHECK(strcmp(correlations, "peer/1 peer/2 peer/3") == 0);
 
   /* Our own handlers get what we published, a bounded batch at a time. */
   CHECK(choreo_engine_apply_own(e, 2, &pending, &res) == 0);
