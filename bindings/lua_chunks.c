@@ -75,22 +75,26 @@ static void chunks_keep(lua_State *L, const char *path, const struct stat *st) {
   pthread_mutex_unlock(&chunks_lock);
 }
 
-int choreo_lua_chunks_load(lua_State *L, const char *path) {
-  struct stat st;
-  bool known = stat(path, &st) == 0;
-  if (known) {
+/* choreo_lua_chunks_load with the file's stat already taken (NULL: none could be). */
+static int chunks_load(lua_State *L, const char *path, const struct stat *st) {
+  if (st) {
     pthread_mutex_lock(&chunks_lock);
     const chunk *c = chunks_find(path);
     /* loaded under the lock: a thread compiling the file again may replace the copy */
-    int rc = c && chunks_same_file(c, &st)
+    int rc = c && chunks_same_file(c, st)
                  ? luaL_loadbufferx(L, c->code.data, c->code.size, path, "b")
                  : -1;
     pthread_mutex_unlock(&chunks_lock);
     if (rc != -1) return rc;
   }
   int rc = luaL_loadfilex(L, path, "t");
-  if (rc == LUA_OK && known) chunks_keep(L, path, &st);
+  if (rc == LUA_OK && st) chunks_keep(L, path, st);
   return rc;
+}
+
+int choreo_lua_chunks_load(lua_State *L, const char *path) {
+  struct stat st;
+  return chunks_load(L, path, stat(path, &st) == 0 ? &st : NULL);
 }
 
 int choreo_lua_chunks_search(lua_State *L) {
@@ -104,7 +108,7 @@ int choreo_lua_chunks_search(lua_State *L) {
     snprintf(path, sizeof path, layouts[i], choreo_paths_scripts(), module);
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (choreo_lua_chunks_load(L, path) != LUA_OK)
+    if (chunks_load(L, path, &st) != LUA_OK) /* the stat just taken: one per module load */
       return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, path,
                         lua_tostring(L, -1));
     lua_pushstring(L, path); /* the loader's second argument, as Lua's own searcher passes */
