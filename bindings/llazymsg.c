@@ -49,6 +49,7 @@ typedef struct lazy_msg {
  * (Lua compares those through a call per slot), and no handler writes this one. */
 #define LAZY_HIDDEN "\x01" "choreo.msg"
 static const char lazy_meta = 0; /* its address: the metatable's key in the registry */
+enum { META_HIDDEN_KEY = 1, META_DATA_KEY = 2 }; /* the metatable's array part (lazy_push_meta) */
 
 /* Whether the copy has field f: strings may be absent; only a stream's events carry a
  * streamversion, and only commands that name one an expectedversion; data is never in it. */
@@ -225,8 +226,12 @@ static void lazy_push_meta(lua_State *L) {
    * an empty table (code that copies metatables gets one it can use) */
   lua_newtable(L);
   lua_setfield(L, -2, "__metatable");
-  lua_pushboolean(L, 1); /* keeps the hidden key's string alive: lazy_of never allocates it */
-  lua_setfield(L, -2, LAZY_HIDDEN);
+  /* The keys every msg gets, kept here: fetched by index, not made (hashed and looked up) from
+   * their text for every message; kept alive, lazy_of never allocates the hidden one. */
+  lua_pushliteral(L, LAZY_HIDDEN);
+  lua_rawseti(L, -2, META_HIDDEN_KEY);
+  lua_pushliteral(L, "data");
+  lua_rawseti(L, -2, META_DATA_KEY);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_meta);
 }
@@ -264,8 +269,8 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) 
   size_t need = 0;
   for (int f = 0; f < F_STRINGS; f++) need += strings[f]->n;
   lua_createtable(L, 0, 8);
-  lazy_push_meta(L); /* first: it makes the hidden key's string */
-  lua_pushliteral(L, LAZY_HIDDEN);
+  lazy_push_meta(L);
+  lua_rawgeti(L, -1, META_HIDDEN_KEY);
   lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 1);
   lua_pushlightuserdata(L, (void *)&lazy_meta); /* the tag lazy_of looks for */
   lua_setiuservalue(L, -2, 1);
@@ -283,14 +288,14 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) 
   lua_pushvalue(L, -1);
   lua_insert(L, -4); /* the table, the copy, the metatable, key, copy */
   lua_rawset(L, -5);
-  lua_setmetatable(L, -3);
   /* Nearly every handler reads data: decoded now, it is a plain table read, where a first
    * read through __index cost a metamethod call (about 1,100 instructions). */
   if (m->data) {
-    lua_pushliteral(L, "data");
+    lua_rawgeti(L, -1, META_DATA_KEY);
     choreo_lua_push_packed(L, m->data);
-    lua_rawset(L, -4);
+    lua_rawset(L, -5);
   }
+  lua_setmetatable(L, -3);
 }
 
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {

@@ -35,6 +35,7 @@ struct choreo_source_types {
   sqlite3_stmt *st[T_COUNT];
   remembered *pairs;
   int n, cap;
+  int last; /* the pair found or noted last: a run of messages is mostly of one type */
   uint64_t epoch; /* the store's, when the pairs were noted: a rollback may have undone them */
 };
 
@@ -83,6 +84,15 @@ static void source_types_remember(choreo_source_types *t, const remembered *key)
   memmove(&t->pairs[at + 1], &t->pairs[at], (size_t)(t->n - at) * sizeof *t->pairs);
   t->pairs[at] = *key;
   t->n++;
+  t->last = at;
+}
+
+static bool source_types_is_last(const choreo_source_types *t, choreo_str source,
+                                 choreo_str type) {
+  if (t->last >= t->n) return false;
+  const remembered *r = &t->pairs[t->last];
+  return r->source_len == source.n && r->type_len == type.n &&
+         memcmp(r->source, source.p, source.n) == 0 && memcmp(r->type, type.p, type.n) == 0;
 }
 
 int choreo_source_types_note(choreo_source_types *t, choreo_str source, choreo_str type,
@@ -91,6 +101,7 @@ int choreo_source_types_note(choreo_source_types *t, choreo_str source, choreo_s
     t->n = 0;
     t->epoch = epoch;
   }
+  if (source_types_is_last(t, source, type)) return 0;
   bool fits = source.n <= CHOREO_NAME_MAX && type.n <= REMEMBERED_TYPE;
   remembered key;
   if (fits) {
@@ -98,7 +109,12 @@ int choreo_source_types_note(choreo_source_types *t, choreo_str source, choreo_s
     memcpy(key.type, type.p, type.n);
     key.source_len = source.n;
     key.type_len = type.n;
-    if (t->n && bsearch(&key, t->pairs, (size_t)t->n, sizeof key, remembered_cmp)) return 0;
+    const remembered *found =
+        t->n ? bsearch(&key, t->pairs, (size_t)t->n, sizeof key, remembered_cmp) : NULL;
+    if (found) {
+      t->last = (int)(found - t->pairs);
+      return 0;
+    }
   }
   sqlite3_stmt *st = t->st[T_NOTE];
   int rc = sqlite3_bind_text(st, 1, source.p, (int)source.n, SQLITE_STATIC) ||

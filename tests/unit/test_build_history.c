@@ -445,6 +445,11 @@ static void test_source_types_are_noted_once_until_a_rollback(void) {
   CHECK(choreo_source_types_note(t, sources[1], (choreo_str){"Type1", 5}, 202, 8) == 0);
   CHECK(count_rows(db, "select count(*) from choreo_source_types") == 2);
   CHECK(count_rows(db, "select first_seq from choreo_source_types where type = 'Type1'") == 202);
+  /* The pair noted last is matched on both halves: the same type from another source is new. */
+  CHECK(choreo_source_types_note(t, sources[1], (choreo_str){"Type1", 5}, 203, 8) == 0);
+  CHECK(choreo_source_types_note(t, sources[0], (choreo_str){"Type1", 5}, 204, 8) == 0);
+  CHECK(choreo_source_types_note(t, sources[0], (choreo_str){"Type", 4}, 205, 8) == 0);
+  CHECK(count_rows(db, "select count(*) from choreo_source_types") == 4);
   choreo_source_types_close(t);
   sqlite3_close(db);
 }
