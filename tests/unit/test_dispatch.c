@@ -12,6 +12,7 @@
 
 #include "engine_fixture.h"
 #include "choreo.h"
+#include "clock.h"
 #include "engine.h"
 #include "json.h"
 #include "lua_scripts.h"
@@ -589,6 +590,57 @@ static void test_reload(void) {
   choreo_engine_close(e);
 }
 
+typedef struct journal_times {
+  int n;
+  int64_t at_ms[8], duration_us[8], seq[8];
+} journal_times;
+
+static int note_times(void *ud, const choreo_journal_row *row) {
+  journal_times *t = ud;
+  if (strcmp(row->source, "peer") != 0 || t->n == 8) return 0;
+  t->at_ms[t->n] = row->at_ms;
+  t->duration_us[t->n] = row->duration_us;
+  t->seq[t->n++] = row->seq;
+  return 0;
+}
+
+/* With the wall clock (no clock given), the handlings of a batch share clock readings: one
+ * starts when the one before it ended, the journal's time is carried on from one reading per
+ * batch. What that must not do: stamp a time outside the batch, or count the idle time
+ * between two batches into the next one's first handling. */
+static void test_journal_times_on_the_wall_clock(void) {
+  choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
+                              .scripts = &choreo_lua_scripts};
+  char err[512] = "";
+  choreo_engine *e = NULL;
+  CHECK(choreo_engine_open(&e, &cfg, err, sizeof err) == 0 && e != NULL);
+  if (!e) return;
+  msgpack_sbuffer frame;
+  msgpack_sbuffer_init(&frame);
+  choreo_apply_result res;
+  int64_t before[2], after[2];
+  const char *const types[] = {"Do", "Nobody", "Do", NULL}; /* Nobody: passed over */
+  for (int i = 0; i < 2; i++) {
+    if (i) usleep(300 * 1000);
+    build_frame(&frame, "peer", 1 + 3 * i, 3, types);
+    before[i] = choreo_clock_ms();
+    CHECK(apply(e, &frame, &res) == 0 && res.applied == 2 && res.skipped == 1);
+    after[i] = choreo_clock_ms();
+  }
+  journal_times t = {0};
+  bool more = false;
+  CHECK(choreo_engine_journal_recent(e, 60 * 1000, 100, note_times, &t, &more) == 0);
+  CHECK(t.n == 4);
+  for (int i = 0; i < t.n; i++) {
+    int batch = t.seq[i] > 3;
+    CHECK(t.at_ms[i] >= before[batch] && t.at_ms[i] <= after[batch]);
+    /* the 300 ms between the batches belong to no handling */
+    CHECK(t.duration_us[i] >= 0 && t.duration_us[i] < 300 * 1000);
+  }
+  msgpack_sbuffer_destroy(&frame);
+  choreo_engine_close(e);
+}
+
 static void test_open_with_broken_script(void) {
   write_file("zz_broken.lua", "local choreo = require 'choreo'\nchoreo.on('X', function(\n");
   choreo_engine_config cfg = {.name = "svc", .dir = dir, .data = ":memory:",
@@ -626,6 +678,7 @@ int main(void) {
   RUN(test_own_messages_no_handler_takes);
   RUN(test_handler_added_while_running);
   RUN(test_reload);
+  RUN(test_journal_times_on_the_wall_clock);
   RUN(test_open_with_broken_script);
   remove_file("handlers.lua");
   remove_file("zz_broken.lua");
