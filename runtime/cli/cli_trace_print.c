@@ -57,7 +57,9 @@ void trace_print_text(trace *t) {
     const trace_host *h = &t->hosts[i];
     if (h->failed) printf("  %s did not answer (%s): its part is missing\n", h->name, h->error);
     else if (!h->journal) printf("  %s keeps no journal (--no-journal): its part is missing\n", h->name);
-    else if (h->more) printf("  %s has more than 10000 rows of one conversation: the first 10000 are shown\n", h->name);
+    else if (h->more)
+      printf("  %s has more of this conversation than one answer holds (10000 journal rows, 10000 "
+             "messages emitted): the first are shown\n", h->name);
   }
   int *order = malloc(((size_t)t->nnodes + 1) * sizeof *order);
   int *depth = malloc(((size_t)t->nnodes + 1) * sizeof *depth);

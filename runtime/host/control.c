@@ -569,6 +569,10 @@ static cJSON *control_query(choreo_host *h, const cJSON *req) {
 typedef struct control_journal {
   choreo_engine *e;
   cJSON *rows;
+  /* The emitted messages listed, over all rows, at most CONTROL_JOURNAL_MAX: one handler that
+   * published a million would otherwise hold the loop for seconds, reading its log. */
+  int64_t emitted_left;
+  bool cut; /* some were left out */
 } control_journal;
 
 /* A message's attribute: a string, left out where the message has none. */
@@ -611,10 +615,15 @@ static int control_add_journal_row(void *ud, const choreo_journal_row *row) {
   control_add_text(item, "error", row->error);
   cJSON *emitted = cJSON_AddArrayToObject(item, "emitted");
   if (!emitted) return CHOREO_ENOMEM;
-  if (row->emitted_first > 0)
-    return choreo_engine_log_each(j->e, row->emitted_first, row->emitted_last,
-                                  control_add_emitted, emitted);
-  return 0;
+  if (row->emitted_first <= 0) return 0;
+  int64_t last = row->emitted_last;
+  if (last - row->emitted_first >= j->emitted_left) {
+    last = row->emitted_first + j->emitted_left - 1;
+    j->cut = true;
+  }
+  if (last < row->emitted_first) return 0;
+  j->emitted_left -= last - row->emitted_first + 1;
+  return choreo_engine_log_each(j->e, row->emitted_first, last, control_add_emitted, emitted);
 }
 
 static int control_add_timeout(void *ud, const choreo_timeout *t) {
@@ -628,14 +637,15 @@ static int control_add_timeout(void *ud, const choreo_timeout *t) {
 
 /* journal: "correlation", or "id" (a message of this host's log: its conversation, "" when it
  * is not one or no longer retained): the rows of this host's journal in that conversation, oldest first, at
- * most 10,000 ("more" when there are further ones), each with the messages it emitted; and
- * the conversation's pending timeouts. */
+ * most 10,000, each with the messages it emitted, at most 10,000 of those in all ("more" when
+ * either was cut); and the conversation's pending timeouts. */
 static cJSON *control_conversation(choreo_engine *e, const char *correlation) {
   cJSON *o = control_ok();
   cJSON_AddStringToObject(o, "host", choreo_engine_name(e));
   cJSON_AddBoolToObject(o, "journal", choreo_engine_journaling(e));
   cJSON_AddStringToObject(o, "correlation", correlation);
-  control_journal j = {.e = e, .rows = cJSON_AddArrayToObject(o, "rows")};
+  control_journal j = {.e = e, .rows = cJSON_AddArrayToObject(o, "rows"),
+                       .emitted_left = CONTROL_JOURNAL_MAX};
   int rc = correlation[0] ? choreo_engine_journal_each(e, correlation, CONTROL_JOURNAL_MAX + 1,
                                                        control_add_journal_row, &j)
                           : 0;
@@ -654,6 +664,7 @@ static cJSON *control_conversation(choreo_engine *e, const char *correlation) {
   cJSON_AddNumberToObject(o, "now_ms", (double)choreo_engine_now_ms(e));
   bool more = cJSON_GetArraySize(j.rows) > CONTROL_JOURNAL_MAX;
   if (more) cJSON_DeleteItemFromArray(j.rows, CONTROL_JOURNAL_MAX);
+  more |= j.cut;
   cJSON_AddBoolToObject(o, "more", more);
   return o;
 }

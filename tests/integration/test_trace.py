@@ -364,6 +364,8 @@ choreo.on(string.rep("T", 9000), function() end)
 choreo.on("Pair", function(msg, ctx) ctx:publish("First", {}) ctx:publish("Second", {}) end)
 choreo.on("First", function() end)
 choreo.on("Second", function() error("second fails") end, { attempts = 1, backoff = {} })
+-- One handling that publishes more than a trace's answer lists.
+choreo.on("Flood", function(msg, ctx) for i = 1, 30000 do ctx:publish("Drop", { i = i }) end end)
 """
 
 
@@ -414,6 +416,19 @@ def what_a_demanding_user_runs_into(w):
         t = trace_json(w, "edges/%d" % seq)
         check_eq(t["correlation"], long_id, "found from the message's id")
         check_eq(len(t["messages"]), 1, "the message")
+
+    with w.step("a handler that published 30,000 messages in one go"):
+        flood = re.search(r"published (\S+)", host.cli("publish", "Flood").out).group(1)
+        wait_until(lambda: host.checkpoint("edges") == host.head()
+                   and host.scalar("select count(*) from choreo_log where type = 'Drop'") == 30000,
+                   60, "the flood")
+        out = trace(w, flood)
+        check_eq(out.rc, 0, "trace of the flood: %r" % out.err[-300:])
+        check("edges has more of this conversation than one answer holds" in out.out, out.out[:400])
+        t = trace_json(w, flood)
+        check_eq(len(t["messages"]), 10001, "the flood and the first 10,000 it emitted")
+        check_eq([(h["name"], h["more"]) for h in t["hosts"]], [("edges", True)], "cut, and said")
+        check_eq(host.cli("status").rc, 0, "the host answers on")
 
 
 @suite.test
