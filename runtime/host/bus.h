@@ -153,7 +153,8 @@ void choreo_bus_publish(choreo_bus_sender *pub, const void *data, size_t len);
 /* What NNG 1.5 allocates between these is told to LeakSanitizer as not leaked (sanitizer
  * builds only): for NNG calls whose allocations NNG itself may lose, or free only after the
  * process has ended (an endpoint closed while it holds a connection, a frame in flight to a
- * subscriber that hangs up, an HTTP server reaped in the background). */
+ * subscriber that hangs up, a request on its way to a pipe when its socket closes, an HTTP
+ * server reaped in the background). */
 void choreo_bus_lsan_pause(void);
 void choreo_bus_lsan_resume(void);
 /* Dials in the background: NNG keeps reconnecting until the socket or the dialer closes

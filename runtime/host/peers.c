@@ -30,6 +30,17 @@ static choreo_peer *peers_find_url(choreo_peers *ps, const char *pub_url) {
   return NULL;
 }
 
+/* Sends ps->request on p's REQ socket; true when it went out. The copy NNG makes is NNG's from
+ * here on, and NNG 1.5 can lose it when the socket closes while the copy is on its way to a
+ * pipe (a host stopping right after it asked: the sanitized suite's LeakSanitizer saw it once,
+ * 188 bytes); it is told not to count it, as for a frame in flight on PUB (bus.h). */
+static bool peers_send_request(choreo_peers *ps, choreo_peer *p) {
+  choreo_bus_lsan_pause();
+  int rv = nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK);
+  choreo_bus_lsan_resume();
+  return rv == 0;
+}
+
 /* Asks p for its log after `after`; true when the request went out. */
 static bool peers_fetch(choreo_peers *ps, choreo_peer *p, int64_t after) {
   ps->request.size = 0;
@@ -40,7 +51,7 @@ static bool peers_fetch(choreo_peers *ps, choreo_peer *p, int64_t after) {
     return false;
   }
   /* A new request on a REQ socket abandons the old one, so a lost answer cannot wedge us. */
-  if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) != 0) return false;
+  if (!peers_send_request(ps, p)) return false;
   p->in_flight = true;
   p->asking_history = false;
   p->catch_up_owed = false;
@@ -67,7 +78,7 @@ static void peers_ask_history(choreo_peers *ps, choreo_peer *p, int64_t after) {
   int rc = p->history_by_fetch ? choreo_fetch_encode(&ps->request, after, NULL)
                                : choreo_history_encode(&ps->request, after);
   if (rc) return; /* asked again at the next tick */
-  if (nng_send(p->req, ps->request.data, ps->request.size, NNG_FLAG_NONBLOCK) == 0) {
+  if (peers_send_request(ps, p)) {
     p->in_flight = true;
     p->asking_history = true;
     p->history_after = after;
