@@ -787,8 +787,9 @@ static int engine_run_frame(choreo_engine *e, choreo_frame_reader *r, int64_t ch
   int more = 0, rc = 0;
   *last = checkpoint;
   while (!rc && (careful || !first->failed) && (more = choreo_frame_next(r, &m)) == 1) {
-    if (m.seq <= checkpoint) {
+    if (m.seq <= checkpoint) { /* applied before: passed by, as engine_deliver passes by */
       res->skipped++;
+      e->chain_us = -1;
       continue;
     }
     rc = engine_deliver(e, &m, careful, first, res);
