@@ -189,11 +189,17 @@ static const uint8_t bus_probe_greeting[BUS_GREETING] = {0, 'S', 'P', 0, 0, 0, 0
 
 /* NNG's thread: the probe's next step once the previous one is done: connected, then our
  * greeting sent, then the listener's read. The loop ends a probe with nng_aio_free, which
- * stops what is pending and waits for a step under way. */
+ * stops what is pending and waits for a step under way. The connection is closed as soon as
+ * the exchange is over: the listener hangs up on a probe, and until the probe's end (the
+ * tick's next look) NNG 1.5's poller would spin on the hung-up descriptor, busy for
+ * milliseconds on the thread every message of the host goes through. */
 static void bus_probe_step(void *arg) {
   choreo_bus_listener *l = arg;
   nng_aio *aio = l->probe_aio;
-  if (nng_aio_result(aio) != 0) return; /* refused, or ended: not greeted */
+  if (nng_aio_result(aio) != 0) { /* refused, or ended: not greeted */
+    if (l->probe_conn) nng_stream_close(l->probe_conn);
+    return;
+  }
   if (l->probe_conn)
     l->probe_moved += nng_aio_count(aio);
   else
@@ -201,6 +207,7 @@ static void bus_probe_step(void *arg) {
   size_t want = l->probe_moved < BUS_GREETING ? BUS_GREETING : 2 * BUS_GREETING;
   if (l->probe_moved == want) {
     atomic_store(&l->greeted, memcmp(l->probe_bytes + BUS_GREETING, bus_probe_greeting, 4) == 0);
+    nng_stream_close(l->probe_conn);
     return;
   }
   nng_iov iov = {.iov_buf = l->probe_bytes + l->probe_moved, .iov_len = want - l->probe_moved};
