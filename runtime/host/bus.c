@@ -79,24 +79,30 @@ int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock
     w->recv = NULL;
     return CHOREO_EBUS;
   }
-  w->poll.data = w;
+  uv_timer_init(loop, &w->recheck); /* cannot fail on a loop that took the poll handle */
+  w->poll.data = w->recheck.data = w;
   w->started = 1;
   w->on_loop = true;
   return uv_poll_start(&w->poll, UV_READABLE, bus_on_readable) ? CHOREO_EBUS : 0;
 }
 
+static void bus_on_recheck(uv_timer_t *timer) { choreo_bus_watch_drain(timer->data); }
+
 void choreo_bus_watch_drain(choreo_bus_watch *w) {
-  if (!w->started) return;
-  for (int i = 0; i < w->per_wake && w->started; i++) {
+  int received = 0;
+  for (; received < w->per_wake && w->started; received++) {
     nng_recv_aio(w->sock, w->recv);
     nng_aio_wait(w->recv);
-    if (nng_aio_result(w->recv) != 0) return;
+    if (nng_aio_result(w->recv) != 0) break;
     w->cb(w->ud, nng_aio_get_msg(w->recv));
   }
+  if (received && w->started)
+    uv_timer_start(&w->recheck, bus_on_recheck, CHOREO_BUS_RECHECK_MS, 0);
 }
 
 static void bus_on_closed(uv_handle_t *handle) {
   choreo_bus_watch *w = handle->data;
+  if (--w->closing) return;
   w->on_loop = false; /* before the callback, which may free the watch */
   if (w->closed) w->closed(w->ud);
 }
@@ -107,7 +113,9 @@ int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed) {
   nng_aio_free(w->recv); /* nothing is pending on it: each receive was waited for */
   w->recv = NULL;
   w->closed = closed;
+  w->closing = 2;
   uv_close((uv_handle_t *)&w->poll, bus_on_closed);
+  uv_close((uv_handle_t *)&w->recheck, bus_on_closed);
   return 1;
 }
 

@@ -42,13 +42,16 @@ void choreo_bus_sender_close(choreo_bus_sender *s);
 
 typedef struct choreo_bus_watch {
   uv_poll_t poll; /* its data is the watch itself */
+  /* A drain that received looks again a little later (see choreo_bus_watch_drain). */
+  uv_timer_t recheck;
   nng_socket sock;
   nng_aio *recv; /* the receives', for the reason choreo_bus_sender gives */
   choreo_bus_recv_cb cb;
   choreo_bus_closed_cb closed;
   void *ud;
   int started; /* watching; cleared by stop */
-  bool on_loop; /* the poll handle is the loop's until its close completes */
+  bool on_loop; /* the handles are the loop's until both closes complete */
+  int closing;  /* handles whose close has not completed yet */
   int per_wake; /* messages received per wake-up at most */
 } choreo_bus_watch;
 
@@ -56,8 +59,13 @@ typedef struct choreo_bus_watch {
  * unless each takes long and the next is sure to be there); returns 0 or CHOREO_EBUS. */
 int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock,
                            int per_wake, choreo_bus_recv_cb cb, void *ud);
-/* Receives what is waiting (at most per_wake); the slow safety drain calls it too, because
- * older NNG releases could miss a wake-up. */
+/* Receives what is waiting (at most per_wake). NNG 1.5 can miss a wake-up: the receive that
+ * empties a socket's queue clears its descriptor, and a message arriving in that instant
+ * raises it again, only for the clear to swallow the raise; the socket then stays silent, for
+ * it counts as raised. That takes a receive, so a drain that received anything drains again
+ * CHOREO_BUS_RECHECK_MS later, until one finds nothing; a watch of an idle socket costs no
+ * wake-ups at all. The host's tick drains every watch too, as a backstop. */
+#define CHOREO_BUS_RECHECK_MS 5
 void choreo_bus_watch_drain(choreo_bus_watch *w);
 /* Stops watching; closed (if not NULL) runs when the watch may be freed. Returns whether the
  * watch was running: if not, closed is not called and the watch may be freed at once. */

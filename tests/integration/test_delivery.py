@@ -290,5 +290,30 @@ def tail_ends_after_its_count_even_when_nng_never_lets_go_of_its_socket(w):
     check(len(lines) == 1 and " Step " in lines[0], "one line for Step: %r" % lines)
 
 
+def wakeups(pid):
+    """Times the process's loop thread (its first) has gone to sleep and been woken."""
+    with open("/proc/%d/task/%d/status" % (pid, pid)) as f:
+        return int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", f.read(), re.M).group(1))
+
+
+@suite.test
+def an_idle_host_sleeps_and_wakes_for_what_comes(w):
+    """An idle host's loop wakes a few times a second (the 250 ms tick, the listeners' probes),
+    not at every 5 ms; a message after the quiet spell still gets there, and one from a peer."""
+    probe = w.host("probe", w.scripts("probe", {"probe.lua": PROBE}))
+    sender = w.host("sender", w.scripts("sender", {"sender.lua": 'require "choreo"\n'}))
+    wait_until(lambda: probe.status().get("peers", {}).get("sender", {}).get("up"), 20,
+               "probe to hear sender")
+    before = wakeups(probe.pid)
+    time.sleep(2)
+    woken = wakeups(probe.pid) - before
+    check(woken < 100, "an idle host woke %d times in 2 s (a 5 ms tick: 400)" % woken)
+    probe.send("probe", "Cmd", {"x": 1})
+    sender.publish("Ev", {"x": 2})
+    wait_until(lambda: sorted(seen(probe)) == [("Cmd", "probe", "command", 1),
+                                               ("Ev", "sender", "event", 2)] or None,
+               10, "both messages handled after the quiet spell")
+
+
 if __name__ == "__main__":
     suite.main()
