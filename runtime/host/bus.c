@@ -96,7 +96,9 @@ void choreo_bus_watch_drain(choreo_bus_watch *w) {
     if (nng_aio_result(w->recv) != 0) break;
     w->cb(w->ud, nng_aio_get_msg(w->recv));
   }
-  if (received && w->started)
+  /* Not pushed back by the drains that follow: while messages come, a look every 5 ms, as a
+   * wake-up missed in a burst (when drains come more often than that) waits no longer. */
+  if (received && w->started && !uv_is_active((uv_handle_t *)&w->recheck))
     uv_timer_start(&w->recheck, bus_on_recheck, CHOREO_BUS_RECHECK_MS, 0);
 }
 
