@@ -960,6 +960,14 @@ int choreo_engine_own_pending(choreo_engine *e, bool *pending) {
   return rc;
 }
 
+bool choreo_engine_own_passable_pending(choreo_engine *e, int most) {
+  int64_t head, checkpoint;
+  int first, n;
+  return !choreo_store_head(e->store, &head) &&
+         !choreo_store_checkpoint(e->store, e->name, &checkpoint) && head > checkpoint &&
+         head - checkpoint <= most && engine_own_passable(e, checkpoint + 1, head, &first, &n);
+}
+
 int choreo_engine_apply_own(choreo_engine *e, int max, bool *pending, choreo_apply_result *res) {
   memset(res, 0, sizeof *res);
   int64_t checkpoint;

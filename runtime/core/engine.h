@@ -173,6 +173,10 @@ const char *choreo_engine_reload_error(choreo_engine *e); /* "" when the last re
 
 /* ---- dispatch ---- */
 
+/* Whether our own messages not applied yet, at most `most` of them, are all ones our own
+ * dispatch passes over (not for us, or events no handler loaded now takes) without reading
+ * them: that pass can wait. */
+bool choreo_engine_own_passable_pending(choreo_engine *e, int most);
 /* Applies one frame from a peer in one transaction. Returns 0, CHOREO_EINVAL for a malformed
  * frame or one claiming to come from this engine (nothing applied, counted), or CHOREO_EIO. */
 int choreo_engine_apply_frame(choreo_engine *e, const char *buf, size_t len,

@@ -38,7 +38,11 @@
 #define PUBLISH_BYTES (1u << 20)
 #define PUB_QUEUE 128 /* frames waiting for each subscriber */
 #define OWN_BATCH 1000
-#define HOST_HANDLES 8 /* five timers, own_idle, build_idle, stop_async */
+#define HOST_HANDLES 9 /* six timers, own_idle, build_idle, stop_async */
+/* Our own messages that no handler here takes are passed over this long after they were
+ * appended, many in one transaction: one transaction each cost a relay publishing one message
+ * at a time (1k/s) a third of its CPU, in this VM's system calls. */
+#define OWN_PASS_DELAY_MS 20
 #define BUILD_BATCH 500 /* stream events per step of a projection's build */
 #define TRIM_EVERY_MS 10000
 #define RATE_EVERY_TICKS (1000 / TICK_MS)
@@ -64,6 +68,7 @@ struct choreo_host {
   choreo_metrics metrics;
   choreo_peers peers;
   uv_timer_t tick, retry_timer, timeout_timer, reload_timer, trim_timer;
+  uv_timer_t own_later; /* the delayed pass over our own messages (OWN_PASS_DELAY_MS) */
   int64_t retain_ms, retain_max_ms;
   uv_idle_t own_idle;
   uv_idle_t build_idle; /* steps projections' builds, one batch per loop turn */
@@ -121,6 +126,7 @@ static void host_arm(choreo_host *h, uv_timer_t *timer, uv_timer_cb cb, int rc, 
 static void host_on_retry(uv_timer_t *t);
 static void host_on_timeout(uv_timer_t *t);
 static void host_on_own(uv_idle_t *idle);
+static void host_on_own_later(uv_timer_t *t);
 
 /* A build waits for nothing but the loop: it catches up a batch per turn, between the other
  * work, and swaps its tables in once it has. */
@@ -134,14 +140,28 @@ static void host_on_build(uv_idle_t *idle) {
   if (!rc && !pending) choreo_peers_history(&h->peers); /* a build may wait for other hosts */
 }
 
+/* Our own messages wait for the loop's next turn, or, when no handler here takes any of them
+ * and fewer than a batch wait, for OWN_PASS_DELAY_MS: then a single pass covers all that came
+ * meanwhile. The frame kept for the next turn would cover only the first of those. */
+static void host_schedule_own(choreo_host *h) {
+  if (uv_is_active((uv_handle_t *)&h->own_idle)) return;
+  if (choreo_engine_own_passable_pending(h->engine, OWN_BATCH / 2)) {
+    h->own_frame_ready = false;
+    if (!uv_is_active((uv_handle_t *)&h->own_later))
+      uv_timer_start(&h->own_later, host_on_own_later, OWN_PASS_DELAY_MS, 0);
+    return;
+  }
+  uv_timer_stop(&h->own_later);
+  uv_idle_start(&h->own_idle, host_on_own);
+}
+
 void choreo_host_committed(choreo_host *h) {
   if (h->stopping) return;
   if (choreo_engine_projections_building(h->engine)) uv_idle_start(&h->build_idle, host_on_build);
   host_publish(h);
   bool pending;
   /* An unreadable head or checkpoint: let own dispatch try, and fail visibly. */
-  if (choreo_engine_own_pending(h->engine, &pending) || pending)
-    uv_idle_start(&h->own_idle, host_on_own);
+  if (choreo_engine_own_pending(h->engine, &pending) || pending) host_schedule_own(h);
   int64_t due;
   int rc = choreo_engine_next_retry(h->engine, &due);
   host_arm(h, &h->retry_timer, host_on_retry, rc, due);
@@ -151,8 +171,7 @@ void choreo_host_committed(choreo_host *h) {
 
 /* Our own messages, a batch per loop iteration so a handler that keeps answering itself cannot
  * starve the sockets. */
-static void host_on_own(uv_idle_t *idle) {
-  choreo_host *h = idle->data;
+static void host_apply_own(choreo_host *h) {
   bool pending;
   choreo_apply_result r;
   int rc;
@@ -164,9 +183,12 @@ static void host_on_own(uv_idle_t *idle) {
     rc = choreo_engine_apply_own(h->engine, OWN_BATCH, &pending, &r);
   }
   choreo_engine_report(h->engine, h->name, rc, &r);
-  if (!pending) uv_idle_stop(idle);
+  if (!pending) uv_idle_stop(&h->own_idle);
   choreo_host_committed(h);
 }
+
+static void host_on_own(uv_idle_t *idle) { host_apply_own(idle->data); }
+static void host_on_own_later(uv_timer_t *t) { host_apply_own(t->data); }
 
 static void host_on_retry(uv_timer_t *t) {
   choreo_host *h = t->data;
@@ -279,8 +301,9 @@ static void host_handles(choreo_host *h, uv_handle_t *out[HOST_HANDLES]) {
   uv_handle_t *list[HOST_HANDLES] = {
       (uv_handle_t *)&h->tick,          (uv_handle_t *)&h->retry_timer,
       (uv_handle_t *)&h->timeout_timer, (uv_handle_t *)&h->reload_timer,
-      (uv_handle_t *)&h->trim_timer,    (uv_handle_t *)&h->own_idle,
-      (uv_handle_t *)&h->build_idle,    (uv_handle_t *)&h->stop_async};
+      (uv_handle_t *)&h->trim_timer,    (uv_handle_t *)&h->own_later,
+      (uv_handle_t *)&h->own_idle,      (uv_handle_t *)&h->build_idle,
+      (uv_handle_t *)&h->stop_async};
   memcpy(out, list, sizeof list);
 }
 
@@ -435,8 +458,8 @@ static int host_start_handles(choreo_host *h) {
   host_handles(h, handles);
   int rc = 0;
   for (int i = 0; i < HOST_HANDLES && !rc; i++) {
-    rc = i < 5   ? uv_timer_init(h->loop, (uv_timer_t *)handles[i])
-         : i < 7  ? uv_idle_init(h->loop, (uv_idle_t *)handles[i])
+    rc = i < 6   ? uv_timer_init(h->loop, (uv_timer_t *)handles[i])
+         : i < 8  ? uv_idle_init(h->loop, (uv_idle_t *)handles[i])
                   : uv_async_init(h->loop, &h->stop_async, host_on_stop);
     if (!rc) {
       handles[i]->data = h;

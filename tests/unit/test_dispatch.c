@@ -492,9 +492,11 @@ static void test_own_messages_no_handler_takes(void) {
   if (!e) return;
   choreo_apply_result res;
   bool pending;
+  CHECK(!choreo_engine_own_passable_pending(e, 100)); /* nothing pending */
   /* Runs of which one (Pinged) is taken here: every message is read. */
   apply_emit(e, 1, "Nobody,Nobody,Nobody,Bill,Pinged,Nobody,Nobody");
   CHECK(head(e) == 7);
+  CHECK(!choreo_engine_own_passable_pending(e, 100)); /* Pinged waits for a handler */
   CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
   CHECK(res.applied == 1 && res.skipped == 6 && !pending);
   CHECK(checkpoint(e, "svc") == 7);
@@ -503,6 +505,8 @@ static void test_own_messages_no_handler_takes(void) {
   /* None taken here, in a bounded batch and then the rest. */
   apply_emit(e, 2, "Nobody,Bill,Bill,Nobody,Quiet");
   CHECK(head(e) == 12);
+  /* A pass that can wait, unless more than `most` wait. */
+  CHECK(choreo_engine_own_passable_pending(e, 5) && !choreo_engine_own_passable_pending(e, 4));
   CHECK(choreo_engine_apply_own(e, 3, &pending, &res) == 0);
   CHECK(res.applied == 0 && res.skipped == 3 && pending);
   CHECK(checkpoint(e, "svc") == 10);
@@ -520,8 +524,10 @@ static void test_own_messages_no_handler_takes(void) {
                               "choreo.on('Nobody', function(msg, ctx)\n"
                               "  ctx.db:exec(\"insert into got values ('Nobody', 0, 'svc')\")\n"
                               "end)\n");
+  CHECK(choreo_engine_own_passable_pending(e, 100));
   char err[256];
   CHECK(choreo_engine_reload(e, err, sizeof err) == 0);
+  CHECK(!choreo_engine_own_passable_pending(e, 100)); /* the handler loaded now takes them */
   CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
   CHECK(res.applied == 2 && !pending);
   CHECK(query_int(e, "select count(*) from got where type = 'Nobody'") == 2);
