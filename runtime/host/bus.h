@@ -62,9 +62,10 @@ int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock
 /* Receives what is waiting (at most per_wake). NNG 1.5 can miss a wake-up: the receive that
  * empties a socket's queue clears its descriptor, and a message arriving in that instant
  * raises it again, only for the clear to swallow the raise; the socket then stays silent, for
- * it counts as raised. That takes a receive, so a drain that received anything has the watch drain
- * again CHOREO_BUS_RECHECK_MS later (unless a look is due already), until one finds nothing; a watch of an idle socket costs no
- * wake-ups at all. The host's tick drains every watch too, as a backstop. */
+ * it counts as raised. That takes a receive, so after a drain that received anything the
+ * watch drains again CHOREO_BUS_RECHECK_MS later (unless a look is due already), until a look
+ * finds nothing: a watch of an idle socket costs no wake-ups. The host's tick drains every
+ * watch too, as a backstop. */
 #define CHOREO_BUS_RECHECK_MS 5
 void choreo_bus_watch_drain(choreo_bus_watch *w);
 /* Stops watching; closed (if not NULL) runs when the watch may be freed. Returns whether the

@@ -41,7 +41,7 @@
 #define HOST_HANDLES 9 /* six timers, own_idle, build_idle, stop_async */
 /* Our own messages that no handler here takes are passed over this long after they were
  * appended, many in one transaction: one transaction each cost a relay publishing one message
- * at a time (1k/s) a third of its CPU, in this VM's system calls. */
+ * at a time (1k/s) a fifth of its CPU, in system calls. */
 #define OWN_PASS_DELAY_MS 20
 #define BUILD_BATCH 500 /* stream events per step of a projection's build */
 #define TRIM_EVERY_MS 10000
@@ -141,8 +141,8 @@ static void host_on_build(uv_idle_t *idle) {
 }
 
 /* Our own messages wait for the loop's next turn, or, when no handler here takes any of them
- * and fewer than a batch wait, for OWN_PASS_DELAY_MS: then a single pass covers all that came
- * meanwhile. The frame kept for the next turn would cover only the first of those. */
+ * and fewer than half a batch wait, for OWN_PASS_DELAY_MS: then a single pass covers all that
+ * came meanwhile. The frame kept for the next turn would cover only the first of those. */
 static void host_schedule_own(choreo_host *h) {
   if (uv_is_active((uv_handle_t *)&h->own_idle)) return;
   if (choreo_engine_own_passable_pending(h->engine, OWN_BATCH / 2)) {
