@@ -40,6 +40,9 @@ lua_State *choreo_lua_state_new(lua_Alloc alloc, void *ud, const char *dir,
 
 /* scripts.c: the engine whose scripts run in L, or NULL in other states (choreo test). */
 choreo_engine *choreo_lua_engine(lua_State *L);
+/* Sets the count hook of the running call's budget on coroutine co of the scripts of L (a
+ * coroutine is metered from its start; the main thread once its call has run a tick). */
+void choreo_lua_meter_thread(lua_State *L, lua_State *co);
 
 /* lhandlers.c: the handler registry. init creates it in a scripts state and returns its
  * counters, which live as long as the state. */

@@ -293,13 +293,14 @@ static int workflow_limited(lua_State *L) {
 }
 
 /* resume(co, ...) -> as coroutine.resume. A coroutine kept between messages would otherwise
- * keep the instruction hook of the call that created it, not the budget of this one. */
+ * keep the count hook as the call that last resumed it left it (raising at every instruction
+ * once that call's budget ran out), not as this call's budget has it. */
 static int workflow_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
   int nargs = lua_gettop(L) - 1;
   if (!lua_checkstack(co, nargs + 1)) return luaL_error(L, "workflow: too many arguments");
-  lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+  choreo_lua_meter_thread(L, co);
   lua_xmove(L, co, nargs);
   int nres;
   int status = lua_resume(co, L, nargs, &nres);

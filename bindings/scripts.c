@@ -1,7 +1,8 @@
 /* One generation of a service's scripts (choreo_lua_scripts in lua_scripts.h). Embedding
  * follows Redis's lessons: the count hook keeps raising once the budget is spent, so a
  * handler's own pcall cannot swallow the timeout; a custom allocator caps memory; errors carry
- * file:line and a traceback. */
+ * file:line and a traceback. The count hook is set on a call only once it has run a tick
+ * (watchdog.h): Lua runs twice as fast without it. */
 #include <dirent.h>
 #include <lauxlib.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "lua_blocks.h"
 #include "lua_scripts.h"
+#include "watchdog.h"
 
 #define HOOK_EVERY 1000
 #define KNOWN_TYPE_MAX 128
@@ -22,6 +24,7 @@
 typedef struct choreo_scripts {
   lua_State *L;
   choreo_engine *engine;
+  choreo_watch *watch; /* arms the count hook of a call that runs long */
   size_t mem_used, mem_limit;
   choreo_lua_blocks blocks; /* where the state's memory comes from */
   uint64_t instruction_limit;
@@ -112,8 +115,10 @@ static void scripts_hook(lua_State *L, lua_Debug *ar) {
     snprintf(s->where, sizeof s->where, "%s:%d: ", ar->short_src, ar->currentline);
   if (!choreo_engine_spend(s->engine, HOOK_EVERY)) {
     /* From now on raise at every instruction, so that code catching the error with pcall
-     * cannot run on: the raise lands in the catching code itself. */
+     * cannot run on: the raise lands in the catching code itself (and in a coroutine's
+     * resumer as well). */
     lua_sethook(L, scripts_hook, LUA_MASKCOUNT, 1);
+    if (L != s->L) lua_sethook(s->L, scripts_hook, LUA_MASKCOUNT, 1);
     char why[64];
     /* Level 0 is the Lua function the hook interrupted: name its file and line. */
     luaL_where(L, 0);
@@ -121,6 +126,56 @@ static void scripts_hook(lua_State *L, lua_Debug *ar) {
     lua_concat(L, 2);
     lua_error(L);
   }
+}
+
+/* The watchdog's arm, in a signal handler on the thread of a call that has run a tick: the
+ * count hook from now on, on the main thread (coroutines have theirs from the start). Not over
+ * a hook already set: that may be the one raising at every instruction. */
+static void scripts_arm(void *ud) {
+  choreo_scripts *s = ud;
+  if (!lua_gethookmask(s->L)) lua_sethook(s->L, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+void choreo_lua_meter_thread(lua_State *L, lua_State *co) {
+  choreo_scripts *s = scripts_of(L);
+  if (s && co)
+    lua_sethook(co, scripts_hook, LUA_MASKCOUNT,
+                choreo_engine_spend(s->engine, 0) ? HOOK_EVERY : 1);
+}
+
+/* coroutine.create and coroutine.wrap, each coroutine metered from its start: the watchdog arms
+ * the main thread, and a coroutine looping for ever never returns to it. */
+static int scripts_cocreate(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  choreo_lua_meter_thread(L, co);
+  return 1;
+}
+
+static int scripts_cowrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* Lua's own wrap */
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);
+  /* Its coroutine is the wrapper's one upvalue (lcorolib.c, since Lua 5.1). */
+  if (lua_getupvalue(L, -1, 1)) {
+    choreo_lua_meter_thread(L, lua_tothread(L, -1));
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static void scripts_meter_coroutines(lua_State *L) {
+  lua_getglobal(L, "coroutine");
+  lua_pushcfunction(L, scripts_cocreate);
+  lua_setfield(L, -2, "create");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcclosure(L, scripts_cowrap, 1);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
 }
 
 static int scripts_os_exit(lua_State *L) {
@@ -145,9 +200,9 @@ static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
   lua_insert(L, base);
   choreo_engine_meter_start(s->engine);
   s->where[0] = '\0';
-  lua_sethook(L, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  choreo_watch_enter(s->watch);
   int status = lua_pcall(L, nargs, 0, base);
-  lua_sethook(L, NULL, 0, 0);
+  if (choreo_watch_leave(s->watch)) lua_sethook(L, NULL, 0, 0); /* armed or not */
   bool went_on = choreo_engine_spend(s->engine, 0);
   choreo_engine_meter_stop(s->engine);
   if (status == LUA_OK && went_on) {
@@ -216,6 +271,7 @@ static int scripts_load_dir(choreo_scripts *s, const char *dir, char *err, size_
 static void scripts_free(void *scripts) {
   choreo_scripts *s = scripts;
   if (!s) return;
+  choreo_watch_close(s->watch);
   lua_close(s->L);
   choreo_lua_blocks_release(&s->blocks);
   free(s);
@@ -229,13 +285,15 @@ static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t 
   s->mem_limit = memory_limit;
   s->instruction_limit = instruction_limit;
   s->L = choreo_lua_state_new(scripts_alloc, s, dir, scripts_os_exit);
-  if (!s->L) {
+  if (!s->L || choreo_watch_open(&s->watch, scripts_arm, s) != 0) {
+    if (s->L) lua_close(s->L);
     choreo_lua_blocks_release(&s->blocks);
     free(s);
-    snprintf(err, errlen, "cannot create a Lua state");
+    snprintf(err, errlen, "cannot create a Lua state and its watchdog");
     return CHOREO_ENOMEM;
   }
   *(choreo_scripts **)lua_getextraspace(s->L) = s;
+  scripts_meter_coroutines(s->L);
   s->handlers = choreo_lua_handlers_init(s->L);
   int rc = scripts_load_dir(s, dir, err, errlen);
   if (rc) {

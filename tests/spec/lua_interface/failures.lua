@@ -53,6 +53,28 @@ choreo.on("SpinInPcall", function(msg, ctx)
   ctx:publish("SpinSwallowed", { ok = ok, err = tostring(err) })
 end)
 
+-- Endless loops in coroutines, which never return to the handler's thread: the budget must
+-- reach them there too. The second catches the coroutine's failure and spins on in the handler.
+choreo.on("SpinInCoroutine", function(msg, ctx)
+  attempts[msg.type] = (attempts[msg.type] or 0) + 1
+  local ok, err = coroutine.resume(coroutine.create(function() while true do end end))
+  ctx:publish("CoroutineReturned", { ok = ok, err = tostring(err) })
+  if msg.data.then_spin then while true do end end
+end)
+
+choreo.on("SpinInWrap", function(msg, ctx)
+  attempts[msg.type] = (attempts[msg.type] or 0) + 1
+  coroutine.wrap(function() while true do end end)()
+  ctx:publish("WrapReturned", {})
+end)
+
+-- Lua code that runs a while and ends: never cut off by a budget it stays within.
+choreo.on("Count", function(msg, ctx)
+  local n = 0
+  for i = 1, msg.data.to do n = n + i % 3 end
+  ctx:publish("Counted", { n = n })
+end)
+
 -- Keeps catching the limit error and going back into the loop, 10,000 times: far more than a
 -- budget of 1e6 instructions allows. (Bounded, so that a budget pcall can swallow makes the
 -- spec fail rather than hang.)

@@ -43,6 +43,27 @@ describe("the instruction limit", function()
     echo_works(host, 1)
   end)
 
+  it("cuts off an endless loop in a coroutine, which never returns to the handler", function()
+    local host = testing.host(nil, { instructions = 1e6 })
+    local ok, err = host:deliver("SpinInWrap", {})
+    assert.is_false(ok)
+    assert.matches("instruction limit", err, 1, true)
+    assert.same({}, h.of_type(host.published, "WrapReturned"))
+    -- with coroutine.resume the handler learns that the coroutine failed, but cannot carry on
+    ok, err = host:deliver("SpinInCoroutine", { then_spin = true })
+    assert.is_false(ok)
+    assert.matches("instruction limit", err, 1, true)
+    assert.same({}, h.of_type(host.published, "CoroutineReturned"))
+    echo_works(host, 1)
+  end)
+
+  it("lets a handler run to its end within the budget", function()
+    local host = testing.host(nil, { instructions = 1e6 })
+    -- about 200,000 instructions, however long they take: counted from the start or not
+    assert.is_true(host:deliver("Count", { to = 50000 }))
+    assert.same({ { n = 50001 } }, h.data_of(host.published, "Counted"))
+  end)
+
   it("leads to retries and the dead letters like any failure #retries", function()
     local host = testing.host(nil, { instructions = 1e6 })
     assert.is_false((host:deliver("Spin", {})))
