@@ -113,14 +113,17 @@ static void host_publish(choreo_host *h) {
   }
 }
 
-/* One uv_timer per kind of durable timer, armed for the earliest due row. */
+/* One uv_timer per kind of durable timer, armed for the earliest due row. Never for 0 ms: a
+ * timer started from its own callback for a time already past runs again in the same turn of
+ * libuv's loop (libuv 1.44), so a row that stays due (its run failed) would hold the loop for
+ * ever, away from its sockets and from a stop. */
 static void host_arm(choreo_host *h, uv_timer_t *timer, uv_timer_cb cb, int rc, int64_t due) {
   if (rc || due < 0) { /* an unreadable due time is asked again after the next commit */
     uv_timer_stop(timer);
     return;
   }
   int64_t wait = due - choreo_engine_now_ms(h->engine);
-  uv_timer_start(timer, cb, wait > 0 ? (uint64_t)wait : 0, 0);
+  uv_timer_start(timer, cb, wait > 1 ? (uint64_t)wait : 1, 0);
 }
 
 static void host_on_retry(uv_timer_t *t);
@@ -192,6 +195,7 @@ static void host_on_own_later(uv_timer_t *t) { host_apply_own(t->data); }
 
 static void host_on_retry(uv_timer_t *t) {
   choreo_host *h = t->data;
+  if (atomic_load(&h->stop_requested)) return; /* the stop closes the timer */
   choreo_apply_result r;
   int rc = choreo_engine_run_retries(h->engine, &r);
   choreo_engine_report(h->engine, "retries", rc, &r);
@@ -202,6 +206,7 @@ static void host_on_retry(uv_timer_t *t) {
  * the host was down fire right after it starts, since the timer is armed for the past. */
 static void host_on_timeout(uv_timer_t *t) {
   choreo_host *h = t->data;
+  if (atomic_load(&h->stop_requested)) return;
   int rc = choreo_engine_fire_timeouts(h->engine);
   if (rc) choreo_log(CHOREO_LOG_ERROR, h->name, "firing timeouts failed: %s", choreo_strerror(rc));
   choreo_host_committed(h);
