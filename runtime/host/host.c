@@ -115,8 +115,8 @@ static void host_publish(choreo_host *h) {
 
 /* One uv_timer per kind of durable timer, armed for the earliest due row. Never for 0 ms: a
  * timer started from its own callback for a time already past runs again in the same turn of
- * libuv's loop (libuv 1.44), so a row that stays due (its run failed) would hold the loop for
- * ever, away from its sockets and from a stop. */
+ * libuv's loop (libuv 1.44; issue #4245, fixed in 1.48), so a row that stays due (its run
+ * failed) would hold the loop for ever, away from its sockets and from a stop. */
 static void host_arm(choreo_host *h, uv_timer_t *timer, uv_timer_cb cb, int rc, int64_t due) {
   if (rc || due < 0) { /* an unreadable due time is asked again after the next commit */
     uv_timer_stop(timer);
@@ -260,14 +260,14 @@ static uint64_t host_trim_every(const choreo_host *h) {
 }
 
 /* Retention, off the hot path: a short transaction now and then, and while a backlog of old
- * rows lasts, one per loop iteration (a timer of 0 lets everything else run in between). */
+ * rows lasts, one a millisecond (not 0: see host_arm), with everything else run in between. */
 static void host_on_trim(uv_timer_t *t) {
   choreo_host *h = t->data;
   int deleted = 0;
   int rc = choreo_engine_trim(h->engine, h->retain_ms, h->retain_max_ms, TRIM_ROWS, &deleted);
   if (rc) choreo_log(CHOREO_LOG_ERROR, h->name, "retention failed: %s", choreo_strerror(rc));
   if (deleted) choreo_log(CHOREO_LOG_DEBUG, h->name, "retention deleted %d log rows", deleted);
-  uv_timer_start(t, host_on_trim, deleted >= TRIM_ROWS ? 0 : host_trim_every(h), 0);
+  uv_timer_start(t, host_on_trim, deleted >= TRIM_ROWS ? 1 : host_trim_every(h), 0);
 }
 
 int choreo_host_reload(choreo_host *h, char *err, size_t errlen) {
