@@ -38,6 +38,13 @@ static bool spin_until_armed(armed *a) {
   return atomic_load(&a->times) > 0;
 }
 
+/* One call that runs until it is armed. */
+static void long_call(choreo_watch *w, armed *a) {
+  choreo_watch_enter(w);
+  CHECK(spin_until_armed(a));
+  CHECK(choreo_watch_leave(w));
+}
+
 static void sleep_ms(int ms) {
   nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
 }
@@ -46,10 +53,8 @@ static void test_a_call_that_runs_on_is_armed_on_its_thread(void) {
   armed a = {0};
   choreo_watch *w = NULL;
   CHECK(choreo_watch_open(&w, note_arm, &a) == 0);
-  choreo_watch_enter(w);
-  CHECK(spin_until_armed(&a));
+  long_call(w, &a);
   CHECK(atomic_load(&a.tid) == (int)gettid());
-  CHECK(choreo_watch_leave(w));
   choreo_watch_close(w);
 }
 
@@ -57,9 +62,7 @@ static void test_an_ended_call_is_not_armed(void) {
   armed a = {0};
   choreo_watch *w = NULL;
   CHECK(choreo_watch_open(&w, note_arm, &a) == 0);
-  choreo_watch_enter(w);
-  CHECK(spin_until_armed(&a));
-  CHECK(choreo_watch_leave(w));
+  long_call(w, &a);
   int after_call = atomic_load(&a.times);
   /* Ten ticks with no call under way, the thread awake and then asleep: nothing is armed,
    * whatever signal for the call was still on its way. */
@@ -101,9 +104,7 @@ static void test_the_thread_comes_back_with_a_new_watch(void) {
     armed a = {0};
     choreo_watch *w = NULL;
     CHECK(choreo_watch_open(&w, note_arm, &a) == 0);
-    choreo_watch_enter(w);
-    CHECK(spin_until_armed(&a));
-    CHECK(choreo_watch_leave(w));
+    long_call(w, &a);
     choreo_watch_close(w); /* the last one: the thread is joined */
   }
   CHECK(choreo_watch_signal() >= SIGRTMIN && choreo_watch_signal() <= SIGRTMAX);
@@ -114,9 +115,7 @@ static void test_a_call_after_a_quiet_spell_wakes_the_thread(void) {
   choreo_watch *w = NULL;
   CHECK(choreo_watch_open(&w, note_arm, &a) == 0);
   sleep_ms(40 * CHOREO_WATCH_TICK_MS); /* past the idle ticks: the thread sleeps */
-  choreo_watch_enter(w);
-  CHECK(spin_until_armed(&a));
-  CHECK(choreo_watch_leave(w));
+  long_call(w, &a);
   choreo_watch_close(w);
 }
 
