@@ -40,7 +40,7 @@ static struct {
   atomic_bool sleeping;
   pthread_t thread;
   int signo;    /* 0 until the handler is installed */
-  long tick_ns; /* CHOREO_WATCH_TICK_MS, or CHOREO_WATCH_TICK_MS from the environment */
+  long tick_ns; /* CHOREO_WATCH_TICK_MS, or the environment's (watch_tick_ns) */
 } wd = {.lifecycle = PTHREAD_MUTEX_INITIALIZER,
       .lock = PTHREAD_MUTEX_INITIALIZER,
       .wake = PTHREAD_COND_INITIALIZER};
@@ -122,6 +122,8 @@ static long watch_tick_ns(void) {
 static int watch_install(void) {
   struct sigaction sa = {.sa_handler = watch_on_signal, .sa_flags = SA_RESTART};
   sigemptyset(&sa.sa_mask);
+  /* Real-time, so none of libuv, NNG, SQLite or glibc uses it; not SIGRTMIN itself, the one a
+   * program embedding a host would most likely take first. */
   int signo = SIGRTMIN + 2;
   if (sigaction(signo, &sa, NULL) != 0) return CHOREO_EIO;
   wd.signo = signo;
