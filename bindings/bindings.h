@@ -43,6 +43,9 @@ choreo_engine *choreo_lua_engine(lua_State *L);
 /* Sets the count hook of the running call's budget on coroutine co of the scripts of L (a
  * coroutine is metered from its start; the main thread once its call has run a tick). */
 void choreo_lua_meter_thread(lua_State *L, lua_State *co);
+/* lua_resume(co, L, ...) for a workflow: co without the count hook until the watchdog arms the
+ * running call, which then arms co as well (a workflow's replay is Lua from end to end). */
+int choreo_lua_resume(lua_State *L, lua_State *co, int nargs, int *nres);
 
 /* lhandlers.c: the handler registry. init creates it in a scripts state and returns its
  * counters, which live as long as the state. */

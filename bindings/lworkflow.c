@@ -292,18 +292,17 @@ static int workflow_limited(lua_State *L) {
   return 1;
 }
 
-/* resume(co, ...) -> as coroutine.resume. A coroutine kept between messages would otherwise
- * keep the count hook as the call that last resumed it left it (raising at every instruction
- * once that call's budget ran out), not as this call's budget has it. */
+/* resume(co, ...) -> as coroutine.resume, metered as the call that resumes it is: without the
+ * count hook until the watchdog arms the call (choreo_lua_resume), where a coroutine kept between
+ * messages would otherwise keep the hook as an earlier call left it. */
 static int workflow_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
   int nargs = lua_gettop(L) - 1;
   if (!lua_checkstack(co, nargs + 1)) return luaL_error(L, "workflow: too many arguments");
-  choreo_lua_meter_thread(L, co);
   lua_xmove(L, co, nargs);
   int nres;
-  int status = lua_resume(co, L, nargs, &nres);
+  int status = choreo_lua_resume(L, co, nargs, &nres);
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) return luaL_error(L, "workflow: too many results");
     lua_pushboolean(L, 1);

@@ -25,6 +25,9 @@ typedef struct choreo_scripts {
   lua_State *L;
   choreo_engine *engine;
   choreo_watch *watch; /* arms the count hook of a call that runs long */
+  /* The coroutine a workflow's resume is running (choreo_lua_resume), armed with the main
+   * thread: set and put back around lua_resume, on the loop's thread, as the signal is. */
+  lua_State *volatile resumed;
   size_t mem_used, mem_limit;
   choreo_lua_blocks blocks; /* where the state's memory comes from */
   uint64_t instruction_limit;
@@ -129,11 +132,14 @@ static void scripts_hook(lua_State *L, lua_Debug *ar) {
 }
 
 /* The watchdog's arm, in a signal handler on the thread of a call that has run a tick: the
- * count hook from now on, on the main thread (coroutines have theirs from the start). Not over
- * a hook already set: that may be the one raising at every instruction. */
+ * count hook from now on, on the main thread and on a workflow's coroutine it is running (other
+ * coroutines have theirs from the start). Not over a hook already set: that may be the one
+ * raising at every instruction. */
 static void scripts_arm(void *ud) {
   choreo_scripts *s = ud;
+  lua_State *co = s->resumed;
   if (!lua_gethookmask(s->L)) lua_sethook(s->L, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  if (co && !lua_gethookmask(co)) lua_sethook(co, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
 }
 
 void choreo_lua_meter_thread(lua_State *L, lua_State *co) {
@@ -141,6 +147,21 @@ void choreo_lua_meter_thread(lua_State *L, lua_State *co) {
   if (s && co)
     lua_sethook(co, scripts_hook, LUA_MASKCOUNT,
                 choreo_engine_spend(s->engine, 0) ? HOOK_EVERY : 1);
+}
+
+int choreo_lua_resume(lua_State *L, lua_State *co, int nargs, int *nres) {
+  choreo_scripts *s = scripts_of(L);
+  if (!s) return lua_resume(co, L, nargs, nres);
+  /* As the call is metered now: once it is armed (or its budget spent), from the start. */
+  if (lua_gethookmask(s->L))
+    choreo_lua_meter_thread(L, co);
+  else
+    lua_sethook(co, NULL, 0, 0);
+  lua_State *outer = s->resumed;
+  s->resumed = co;
+  int status = lua_resume(co, L, nargs, nres);
+  s->resumed = outer;
+  return status;
 }
 
 /* coroutine.create and coroutine.wrap, each coroutine metered from its start: the watchdog arms
