@@ -34,8 +34,7 @@ static struct {
   pthread_mutex_t lifecycle; /* open and close, one at a time: a thread is joined before the next */
   pthread_mutex_t lock;
   pthread_cond_t wake;
-  choreo_watch *list;
-  int open;
+  choreo_watch *list; /* the open watches; the thread runs while there is one */
   bool stopping;
   atomic_bool sleeping;
   pthread_t thread;
@@ -150,11 +149,10 @@ int choreo_watch_open(choreo_watch **out, void (*arm)(void *ud), void *ud) {
   pthread_mutex_lock(&wd.lifecycle);
   pthread_mutex_lock(&wd.lock);
   int rc = wd.signo ? 0 : watch_install();
-  if (!rc && wd.open == 0) rc = watch_start_thread();
+  if (!rc && !wd.list) rc = watch_start_thread();
   if (!rc) {
     w->next = wd.list;
     wd.list = w;
-    wd.open++;
   }
   pthread_mutex_unlock(&wd.lock);
   pthread_mutex_unlock(&wd.lifecycle);
@@ -175,7 +173,7 @@ void choreo_watch_close(choreo_watch *w) {
       *p = w->next;
       break;
     }
-  bool last = --wd.open == 0;
+  bool last = !wd.list;
   if (last) {
     wd.stopping = true;
     pthread_cond_signal(&wd.wake);

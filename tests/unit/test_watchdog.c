@@ -1,7 +1,9 @@
 /* Unit tests for the watchdog over calls into scripts (bindings/watchdog.c): a call that runs
  * on gets its arm run on its own thread, a call that has ended gets none, nested watches arm
  * only the innermost call's, and the thread comes and goes with the watches. Each wait is
- * bounded (5 s), and no test asserts how soon anything happens. */
+ * bounded (5 s), and no test asserts how soon anything happens. Under valgrind, run it with
+ * --fair-sched=yes: valgrind's default lock lets a thread spinning without system calls (the
+ * tests' stand-in for a Lua loop) keep the watchdog thread from ever running. */
 #define _GNU_SOURCE /* gettid */
 #include <signal.h>
 #include <stdatomic.h>
