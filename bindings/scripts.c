@@ -327,7 +327,7 @@ static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t 
 
 static bool scripts_last_is(const choreo_scripts *s, choreo_str type) {
   return s->last.len && s->last.version == s->handlers->version && s->last.len == type.n &&
-         memcmp(s->last.type, type.p, type.n) == 0;
+         choreo_bytes_eq(s->last.type, type.p, type.n);
 }
 
 /* Pushes the handlers of type into s->last (see there) and onto the stack. */
@@ -477,7 +477,7 @@ static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
 #define WHOLE_RECHECK 64
 
 static bool scripts_build_whole(choreo_scripts *s, choreo_str type) {
-  if (!s->reads.whole || s->reads.len != type.n || memcmp(s->reads.type, type.p, type.n) != 0)
+  if (!s->reads.whole || s->reads.len != type.n || !choreo_bytes_eq(s->reads.type, type.p, type.n))
     return false;
   return ++s->reads.wholes % WHOLE_RECHECK != 0;
 }

@@ -155,11 +155,6 @@ char *choreo_msg_derived_id(const choreo_msg *m) {
   return id;
 }
 
-bool choreo_str_eq(choreo_str s, const char *c) {
-  size_t n = strlen(c);
-  return s.n == n && (n == 0 || memcmp(s.p, c, n) == 0);
-}
-
 /* ---- messages ---- */
 
 /* An empty attribute means the same as an absent one (CloudEvents requires optional attributes
@@ -172,10 +167,11 @@ static int codec_pack_cstr(msgpack_packer *pk, const char *s) {
 
 /* Writing a message is on every publish's path, so it is done with one reservation and plain
  * copies (mpput.h) rather than a packer call, and a buffer check, per key and per value. */
-static char *codec_put_attr(char *p, const char *key, size_t key_len, const char *value) {
-  if (!codec_present(value)) return p;
+static char *codec_put_attr(char *p, const char *key, size_t key_len, const char *value,
+                            size_t value_len) {
+  if (!value_len) return p;
   p = mp_put_str(p, key, key_len);
-  return mp_put_str(p, value, strlen(value));
+  return mp_put_str(p, value, value_len);
 }
 
 #define CODEC_KEY(k) k, sizeof k - 1
@@ -206,22 +202,26 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   int seq_len = choreo_seq_digits(seq, f->seq);
   if (f->streamversion < 0 || (f->has_expectedversion && f->expectedversion < 0))
     return CHOREO_EINVAL;
-  const char *values[] = {f->source, f->type, time, f->subject, f->kind, f->to,
-                          f->correlationid, f->causationid, f->traceparent, f->dataschema};
+  enum { V_SOURCE, V_TYPE, V_TIME, V_SUBJECT, V_KIND, V_TO, V_CORRELATIONID, V_CAUSATIONID,
+         V_TRACEPARENT, V_DATASCHEMA, V_COUNT };
+  const char *values[V_COUNT] = {f->source, f->type, time, f->subject, f->kind, f->to,
+                                 f->correlationid, f->causationid, f->traceparent, f->dataschema};
+  size_t len[V_COUNT]; /* 0 for an absent value: never written */
   size_t entries = 6 + has_data + (f->streamversion > 0) + f->has_expectedversion;
   /* At most: the map's byte, 20 keys of under 16 bytes with their 5-byte headers, the id, three
    * 9-byte integers and the data, then each string value with its header. */
-  size_t need = 1 + 20 * (5 + 16) + 5 + strlen(f->source) + 1 + (size_t)seq_len + 3 * 9 +
-                (has_data ? f->data_len : 0);
-  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
-    if (i >= 3 && i != 4) entries += codec_present(values[i]);
-    if (values[i]) need += 5 + strlen(values[i]);
+  size_t need = 1 + 20 * (5 + 16) + 5 + 1 + (size_t)seq_len + 3 * 9 + (has_data ? f->data_len : 0);
+  for (size_t i = 0; i < V_COUNT; i++) {
+    len[i] = values[i] ? strlen(values[i]) : 0;
+    if (i >= V_SUBJECT && i != V_KIND) entries += len[i] > 0;
+    need += 5 + len[i];
   }
+  need += len[V_SOURCE]; /* in the id too */
   if (!mp_reserve(out, need)) return CHOREO_ENOMEM;
   char *p = out->data + out->size;
   *p++ = (char)(0x80 | entries); /* at most 15 attributes: a fixmap */
   p = mp_put_str(p, CODEC_KEY("id"));
-  size_t source_len = strlen(f->source);
+  size_t source_len = len[V_SOURCE];
   size_t id_len = source_len + 1 + (size_t)seq_len;
   p = mp_put_str_header(p, id_len); /* the id is "source/seq", written in three parts */
   memcpy(p, f->source, source_len);
@@ -229,10 +229,10 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   *p++ = '/';
   memcpy(p, seq, (size_t)seq_len);
   p += seq_len;
-  p = codec_put_attr(p, CODEC_KEY("source"), f->source);
-  p = codec_put_attr(p, CODEC_KEY("type"), f->type);
-  p = codec_put_attr(p, CODEC_KEY("time"), time);
-  p = codec_put_attr(p, CODEC_KEY("subject"), f->subject);
+  p = codec_put_attr(p, CODEC_KEY("source"), f->source, len[V_SOURCE]);
+  p = codec_put_attr(p, CODEC_KEY("type"), f->type, len[V_TYPE]);
+  p = codec_put_attr(p, CODEC_KEY("time"), time, len[V_TIME]);
+  p = codec_put_attr(p, CODEC_KEY("subject"), f->subject, len[V_SUBJECT]);
   if (has_data) {
     p = mp_put_str(p, CODEC_KEY("data"));
     memcpy(p, f->data, f->data_len);
@@ -240,12 +240,12 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   }
   p = mp_put_str(p, CODEC_KEY("seq"));
   p = mp_put_uint(p, (uint64_t)f->seq);
-  p = codec_put_attr(p, CODEC_KEY("kind"), f->kind);
-  p = codec_put_attr(p, CODEC_KEY("to"), f->to);
-  p = codec_put_attr(p, CODEC_KEY("correlationid"), f->correlationid);
-  p = codec_put_attr(p, CODEC_KEY("causationid"), f->causationid);
-  p = codec_put_attr(p, CODEC_KEY("traceparent"), f->traceparent);
-  p = codec_put_attr(p, CODEC_KEY("dataschema"), f->dataschema);
+  p = codec_put_attr(p, CODEC_KEY("kind"), f->kind, len[V_KIND]);
+  p = codec_put_attr(p, CODEC_KEY("to"), f->to, len[V_TO]);
+  p = codec_put_attr(p, CODEC_KEY("correlationid"), f->correlationid, len[V_CORRELATIONID]);
+  p = codec_put_attr(p, CODEC_KEY("causationid"), f->causationid, len[V_CAUSATIONID]);
+  p = codec_put_attr(p, CODEC_KEY("traceparent"), f->traceparent, len[V_TRACEPARENT]);
+  p = codec_put_attr(p, CODEC_KEY("dataschema"), f->dataschema, len[V_DATASCHEMA]);
   if (f->streamversion > 0) {
     p = mp_put_str(p, CODEC_KEY("streamversion"));
     p = mp_put_uint(p, (uint64_t)f->streamversion);
@@ -300,7 +300,7 @@ static bool codec_key_is(const msgpack_object_str *key, const char *name) {
 static int codec_attr_find(choreo_str key, size_t from) {
   for (size_t i = 0; i < CODEC_NATTRS; i++) {
     size_t a = (from + i) % CODEC_NATTRS;
-    if (key.n == codec_attrs[a].len && memcmp(key.p, codec_attrs[a].name, key.n) == 0)
+    if (key.n == codec_attrs[a].len && choreo_bytes_eq(key.p, codec_attrs[a].name, key.n))
       return (int)a;
   }
   return -1;

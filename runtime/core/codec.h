@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define CHOREO_FRAME_VERSION 1
 /* msgpack-c's C unpacker has a fixed stack of 32 levels; the whole message map is one of them. */
@@ -134,7 +135,41 @@ int choreo_name_check(const char *name, char *err, size_t errlen);
  * malloc'd, NULL when memory runs out. */
 char *choreo_msg_derived_id(const choreo_msg *m);
 
-/* True if the borrowed string equals the C string. */
-bool choreo_str_eq(choreo_str s, const char *c);
+/* Whether the n bytes at a and b are the same. The names and keys compared per message are
+ * short: two loads each where a call to memcmp branched its way through them (25 calls per
+ * consumed event, 3% of a consumer's samples). */
+static inline bool choreo_bytes_eq(const void *a, const void *b, size_t n) {
+  const unsigned char *x = a, *y = b;
+  uint64_t u, v;
+  uint32_t s, t;
+  if (n >= 8) {
+    for (; n > 8; n -= 8, x += 8, y += 8) {
+      memcpy(&u, x, 8);
+      memcpy(&v, y, 8);
+      if (u != v) return false;
+    }
+    memcpy(&u, x + n - 8, 8); /* the last 8, overlapping what was compared */
+    memcpy(&v, y + n - 8, 8);
+    return u == v;
+  }
+  if (n >= 4) {
+    memcpy(&s, x, 4);
+    memcpy(&t, y, 4);
+    if (s != t) return false;
+    memcpy(&s, x + n - 4, 4);
+    memcpy(&t, y + n - 4, 4);
+    return s == t;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (x[i] != y[i]) return false;
+  return true;
+}
+
+/* True if the borrowed string equals the C string (inline: the C string is mostly a literal,
+ * whose length the compiler knows). */
+static inline bool choreo_str_eq(choreo_str s, const char *c) {
+  size_t n = strlen(c);
+  return s.n == n && choreo_bytes_eq(s.p, c, n);
+}
 
 #endif

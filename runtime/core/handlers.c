@@ -60,7 +60,7 @@ int choreo_handlers_add(choreo_handlers *hs, const char *pattern, choreo_handler
 
 static bool handler_matches(const handler_entry *h, choreo_str type) {
   if (h->prefix ? type.n < h->len : type.n != h->len) return false;
-  return memcmp(type.p, h->pattern, h->len) == 0;
+  return choreo_bytes_eq(type.p, h->pattern, h->len);
 }
 
 bool choreo_handlers_match(const choreo_handlers *hs, choreo_str type) {

@@ -66,7 +66,7 @@ struct choreo_journal {
   /* The conversations of the batch under way, NUL-terminated one after the other: each once
    * in a run of messages of one conversation, INSERT OR IGNORE takes care of the rest. */
   msgpack_sbuffer conversations;
-  size_t last; /* offset of the last one added */
+  size_t last, last_len; /* offset and length of the last one added */
 };
 
 static const char *const journal_outcomes[] = {
@@ -128,7 +128,7 @@ static char *journal_put_str(char *p, const char *s, size_t n) {
 static char *journal_put_repeated(choreo_journal *j, int field, char *out, const char *p,
                                   size_t n) {
   __typeof__(j->previous[0]) *prev = &j->previous[field];
-  if (prev->known && (p ? prev->n == n && memcmp(prev->p, p, n) == 0 : prev->n == SIZE_MAX))
+  if (prev->known && (p ? prev->n == n && choreo_bytes_eq(prev->p, p, n) : prev->n == SIZE_MAX))
     return mp_put_byte(out, MP_TRUE);
   prev->known = !p || n <= JOURNAL_REPEAT_MAX;
   prev->n = p ? n : SIZE_MAX;
@@ -140,7 +140,7 @@ static char *journal_put_repeated(choreo_journal *j, int field, char *out, const
  * hand: snprintf per message showed in profiles). */
 static bool journal_derived_id(const choreo_msg *m) {
   const char *p = m->id.p, *end = m->id.p + m->id.n;
-  if (m->seq < 1 || m->id.n <= m->source.n + 1 || memcmp(p, m->source.p, m->source.n) != 0 ||
+  if (m->seq < 1 || m->id.n <= m->source.n + 1 || !choreo_bytes_eq(p, m->source.p, m->source.n) ||
       p[m->source.n] != '/')
     return false;
   int64_t v = 0;
@@ -153,11 +153,11 @@ static bool journal_derived_id(const choreo_msg *m) {
 
 static int journal_note_conversation(choreo_journal *j, choreo_str c) {
   msgpack_sbuffer *b = &j->conversations;
-  if (b->size && strlen(b->data + j->last) == c.n && memcmp(b->data + j->last, c.p, c.n) == 0)
-    return 0;
+  if (b->size && j->last_len == c.n && choreo_bytes_eq(b->data + j->last, c.p, c.n)) return 0;
   size_t at = b->size;
   if (msgpack_sbuffer_write(b, c.p, c.n) || msgpack_sbuffer_write(b, "", 1)) return CHOREO_ENOMEM;
   j->last = at;
+  j->last_len = c.n;
   return 0;
 }
 

@@ -92,7 +92,7 @@ static bool source_types_is_last(const choreo_source_types *t, choreo_str source
   if (t->last >= t->n) return false;
   const remembered *r = &t->pairs[t->last];
   return r->source_len == source.n && r->type_len == type.n &&
-         memcmp(r->source, source.p, source.n) == 0 && memcmp(r->type, type.p, type.n) == 0;
+         choreo_bytes_eq(r->source, source.p, source.n) && choreo_bytes_eq(r->type, type.p, type.n);
 }
 
 int choreo_source_types_note(choreo_source_types *t, choreo_str source, choreo_str type,

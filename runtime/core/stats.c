@@ -14,7 +14,8 @@ const double choreo_duration_bounds[CHOREO_DURATION_BUCKETS] = {
 const double choreo_batch_bounds[CHOREO_BATCH_BUCKETS] = {1, 10, 50, 100, 500, 1000};
 
 static bool stats_is(const choreo_type_stats *t, choreo_str type) {
-  return strlen(t->type) == type.n && memcmp(t->type, type.p, type.n) == 0;
+  return type.n < sizeof t->type && t->type[type.n] == '\0' &&
+         choreo_bytes_eq(t->type, type.p, type.n);
 }
 
 /* Whether a type can be a label: UTF-8 without control characters (a peer may send anything,

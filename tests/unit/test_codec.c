@@ -1043,6 +1043,28 @@ static void test_helpers(void) {
     CHECK(strcmp(choreo_strerror(e), choreo_strerror(1)) != 0);
 }
 
+/* choreo_bytes_eq against memcmp: every length up to 40 (its byte, 4-byte and 8-byte paths and
+ * their overlapping tails), at unaligned offsets, a difference at each position in turn. */
+static void test_bytes_eq(void) {
+  char a[64], b[64];
+  for (size_t i = 0; i < sizeof a; i++) a[i] = b[i] = (char)('a' + i % 26);
+  CHECK(choreo_bytes_eq(NULL, NULL, 0));
+  for (size_t off = 0; off < 3; off++) {
+    for (size_t n = 0; n <= 40; n++) {
+      CHECK(choreo_bytes_eq(a + off, b + off, n));
+      for (size_t at = 0; at < n; at++) {
+        b[off + at] ^= 0x20;
+        CHECK(!choreo_bytes_eq(a + off, b + off, n));
+        CHECK(memcmp(a + off, b + off, n) != 0);
+        b[off + at] ^= 0x20;
+      }
+      b[off + n] ^= 0x20; /* past the end: not compared */
+      CHECK(choreo_bytes_eq(a + off, b + off, n));
+      b[off + n] ^= 0x20;
+    }
+  }
+}
+
 /* FETCH requests: ["fetch", after]. Past INT64_MAX is past any log (answered with the head,
  * never read as negative); a negative number asks for the name and head only. */
 static void test_fetch_requests(void) {
@@ -1108,5 +1130,6 @@ int main(void) {
   RUN(test_depth);
   RUN(test_random_bytes);
   RUN(test_helpers);
+  RUN(test_bytes_eq);
   return CHECK_DONE();
 }
