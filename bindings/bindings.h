@@ -40,12 +40,16 @@ lua_State *choreo_lua_state_new(lua_Alloc alloc, void *ud, const char *dir,
 
 /* scripts.c: the engine whose scripts run in L, or NULL in other states (choreo test). */
 choreo_engine *choreo_lua_engine(lua_State *L);
-/* Sets the count hook of the running call's budget on coroutine co of the scripts of L (a
- * coroutine is metered from its start; the main thread once its call has run a tick). */
-void choreo_lua_meter_thread(lua_State *L, lua_State *co);
-/* lua_resume(co, L, ...) for a workflow: co without the count hook until the watchdog arms the
- * running call, which then arms co as well (a workflow's replay is Lua from end to end). */
+/* lua_resume(co, L, ...) for coroutines in a service's scripts (coroutine.resume and wrap, a
+ * workflow's): co without the count hook until the watchdog arms the running call, which then
+ * arms co as well, and co's resumer as co comes back. */
 int choreo_lua_resume(lua_State *L, lua_State *co, int nargs, int *nres);
+/* Moves nargs values from L to co and resumes it: the number of values it yielded or returned,
+ * moved to L, or -1 with its error (or why it could not be resumed) on top of L. */
+int choreo_lua_resume_values(lua_State *L, lua_State *co, int nargs);
+/* coroutine.resume(co, ...) in a service's scripts (and a workflow's resume): Lua's, through
+ * choreo_lua_resume. */
+int choreo_lua_coresume(lua_State *L);
 
 /* lhandlers.c: the handler registry. init creates it in a scripts state and returns its
  * counters, which live as long as the state. */

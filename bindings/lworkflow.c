@@ -292,27 +292,9 @@ static int workflow_limited(lua_State *L) {
   return 1;
 }
 
-/* resume(co, ...) -> as coroutine.resume, metered as the call that resumes it is: without the
- * count hook until the watchdog arms the call (choreo_lua_resume), where a coroutine kept between
- * messages would otherwise keep the hook as an earlier call left it. */
-static int workflow_resume(lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
-  int nargs = lua_gettop(L) - 1;
-  if (!lua_checkstack(co, nargs + 1)) return luaL_error(L, "workflow: too many arguments");
-  lua_xmove(L, co, nargs);
-  int nres;
-  int status = choreo_lua_resume(L, co, nargs, &nres);
-  if (status == LUA_OK || status == LUA_YIELD) {
-    if (!lua_checkstack(L, nres + 1)) return luaL_error(L, "workflow: too many results");
-    lua_pushboolean(L, 1);
-    lua_xmove(co, L, nres);
-    return nres + 1;
-  }
-  lua_pushboolean(L, 0);
-  lua_xmove(co, L, 1);
-  return 2;
-}
+/* resume(co, ...) -> as coroutine.resume, which it is (metered as the call that resumes it is),
+ * under a function of its own so that its errors name it. */
+static int workflow_resume(lua_State *L) { return choreo_lua_coresume(L); }
 
 static const luaL_Reg workflow_funcs[] = {
     {"complete", workflow_complete}, {"emitted", workflow_emitted}, {"forget", workflow_forget},

@@ -131,10 +131,11 @@ static void scripts_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
-/* The watchdog's arm, in a signal handler on the thread of a call that has run a tick: the
- * count hook from now on, on the main thread and on a workflow's coroutine it is running (other
- * coroutines have theirs from the start). Not over a hook already set: that may be the one
- * raising at every instruction. */
+/* The watchdog's arm, in a signal handler on the thread of a call that has run a tick (and again
+ * at every tick after): the count hook from now on, on the main thread and on the innermost
+ * coroutine it is running, if any (choreo_lua_resume); a resumer that goes on once its
+ * coroutine came back is armed at the next tick. Not over a hook already set: that may be the
+ * one raising at every instruction. */
 static void scripts_arm(void *ud) {
   choreo_scripts *s = ud;
   lua_State *co = s->resumed;
@@ -142,19 +143,14 @@ static void scripts_arm(void *ud) {
   if (co && !lua_gethookmask(co)) lua_sethook(co, scripts_hook, LUA_MASKCOUNT, HOOK_EVERY);
 }
 
-void choreo_lua_meter_thread(lua_State *L, lua_State *co) {
-  choreo_scripts *s = scripts_of(L);
-  if (s && co)
-    lua_sethook(co, scripts_hook, LUA_MASKCOUNT,
-                choreo_engine_spend(s->engine, 0) ? HOOK_EVERY : 1);
-}
-
 int choreo_lua_resume(lua_State *L, lua_State *co, int nargs, int *nres) {
   choreo_scripts *s = scripts_of(L);
   if (!s) return lua_resume(co, L, nargs, nres);
-  /* As the call is metered now: once it is armed (or its budget spent), from the start. */
+  /* As the call is metered now: once it is armed (or its budget spent), from the start; before,
+   * not even with a hook an earlier call left on a coroutine kept since. */
   if (lua_gethookmask(s->L))
-    choreo_lua_meter_thread(L, co);
+    lua_sethook(co, scripts_hook, LUA_MASKCOUNT,
+                choreo_engine_spend(s->engine, 0) ? HOOK_EVERY : 1);
   else
     lua_sethook(co, NULL, 0, 0);
   lua_State *outer = s->resumed;
@@ -164,37 +160,71 @@ int choreo_lua_resume(lua_State *L, lua_State *co, int nargs, int *nres) {
   return status;
 }
 
-/* coroutine.create and coroutine.wrap, each coroutine metered from its start: the watchdog arms
- * the main thread, and a coroutine looping for ever never returns to it. */
-static int scripts_cocreate(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_State *co = lua_newthread(L);
-  lua_pushvalue(L, 1);
-  lua_xmove(L, co, 1);
-  choreo_lua_meter_thread(L, co);
-  return 1;
+int choreo_lua_resume_values(lua_State *L, lua_State *co, int nargs) {
+  if (!lua_checkstack(co, nargs)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, nargs);
+  int nres;
+  int status = choreo_lua_resume(L, co, nargs, &nres);
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_xmove(co, L, 1); /* its error */
+    return -1;
+  }
+  if (!lua_checkstack(L, nres + 1)) {
+    lua_pop(co, nres);
+    lua_pushliteral(L, "too many results to resume");
+    return -1;
+  }
+  lua_xmove(co, L, nres);
+  return nres;
+}
+
+/* coroutine.resume and coroutine.wrap as Lua's own, but through choreo_lua_resume, so that the
+ * watchdog's arm reaches the coroutine running: a coroutine runs without the count hook, at
+ * full speed, until its call has run a tick. */
+int choreo_lua_coresume(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  int n = choreo_lua_resume_values(L, lua_tothread(L, 1), lua_gettop(L) - 1);
+  lua_pushboolean(L, n >= 0);
+  lua_insert(L, n >= 0 ? -(n + 1) : -2);
+  return n >= 0 ? n + 1 : 2;
+}
+
+/* A function coroutine.wrap returned: its values, or its error raised again where it was called
+ * (a string naming that place first, as Lua's wrap does), its to-be-closed variables closed. */
+static int scripts_cowrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int n = choreo_lua_resume_values(L, co, lua_gettop(L));
+  if (n >= 0) return n;
+  int status = lua_status(co);
+  if (status != LUA_OK && status != LUA_YIELD) { /* it failed: close it */
+    status = lua_resetthread(co);
+    lua_xmove(co, L, 1); /* the error, or one a closing raised instead */
+  }
+  if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
 }
 
 static int scripts_cowrap(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(1)); /* Lua's own wrap */
-  lua_insert(L, 1);
-  lua_call(L, 1, 1);
-  /* Its coroutine is the wrapper's one upvalue (lcorolib.c, since Lua 5.1). */
-  if (lua_getupvalue(L, -1, 1)) {
-    choreo_lua_meter_thread(L, lua_tothread(L, -1));
-    lua_pop(L, 1);
-  }
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, scripts_cowrapped, 1);
   return 1;
 }
 
 static void scripts_meter_coroutines(lua_State *L) {
   lua_getglobal(L, "coroutine");
-  lua_pushcfunction(L, scripts_cocreate);
-  lua_setfield(L, -2, "create");
-  lua_getfield(L, -1, "wrap");
-  lua_pushcclosure(L, scripts_cowrap, 1);
+  lua_pushcfunction(L, choreo_lua_coresume);
+  lua_setfield(L, -2, "resume");
+  lua_pushcfunction(L, scripts_cowrap);
   lua_setfield(L, -2, "wrap");
   lua_pop(L, 1);
 }

@@ -68,6 +68,22 @@ choreo.on("SpinInWrap", function(msg, ctx)
   ctx:publish("WrapReturned", {})
 end)
 
+-- A coroutine resumes one that runs past the watchdog's ticks (so the call is armed while the
+-- inner one runs), then spins on itself once that one has come back: the first arm did not reach
+-- it, a later one must. (Bounded: unmetered, the spec fails rather than hangs.)
+choreo.on("SpinAfterInner", function(_, ctx)
+  attempts.SpinAfterInner = (attempts.SpinAfterInner or 0) + 1
+  local inner = coroutine.wrap(function()
+    local start = os.clock()
+    while os.clock() - start < 0.05 do end
+  end)
+  coroutine.wrap(function()
+    inner()
+    for _ = 1, 1e9 do end
+    ctx:publish("InnerReturned", {})
+  end)()
+end)
+
 -- Lua code that runs a while and ends: never cut off by a budget it stays within.
 choreo.on("Count", function(msg, ctx)
   local n = 0

@@ -57,6 +57,15 @@ describe("the instruction limit", function()
     echo_works(host, 1)
   end)
 
+  it("reaches a coroutine spinning after one it resumed came back from running long", function()
+    local host = testing.host(nil, { instructions = 1e8 })
+    local ok, err = host:deliver("SpinAfterInner", {})
+    assert.is_false(ok)
+    assert.matches("instruction limit", err, 1, true)
+    assert.same({}, h.of_type(host.published, "InnerReturned"))
+    echo_works(host, 1)
+  end)
+
   it("lets a handler run to its end within the budget", function()
     local host = testing.host(nil, { instructions = 1e6 })
     -- about 200,000 instructions, however long they take: counted from the start or not
