@@ -42,7 +42,7 @@ lua_State *choreo_lua_state_new(lua_Alloc alloc, void *ud, const char *dir,
 choreo_engine *choreo_lua_engine(lua_State *L);
 /* lua_resume(co, L, ...) for coroutines in a service's scripts (coroutine.resume and wrap, a
  * workflow's): co without the count hook until the watchdog arms the running call, which then
- * arms co as well, and co's resumer as co comes back. */
+ * arms co as well while it is the innermost coroutine running. */
 int choreo_lua_resume(lua_State *L, lua_State *co, int nargs, int *nres);
 /* Moves nargs values from L to co and resumes it: the number of values it yielded or returned,
  * moved to L, or -1 with its error (or why it could not be resumed) on top of L. */
