@@ -121,4 +121,14 @@ function cases.nested()
   return table.concat(log, ", ")
 end
 
+-- Coroutines resuming coroutines, past Lua's limit on nested C calls: an error, not a crash.
+function cases.deep()
+  local function nest(n)
+    if n == 0 then return 0 end
+    return 1 + coroutine.wrap(nest)(n - 1)
+  end
+  local ok, err = pcall(nest, 1000)
+  return show(ok, (tostring(err):gsub("^.*: ", ""))) .. " / " .. show(pcall(nest, 50))
+end
+
 return cases
