@@ -330,13 +330,14 @@ int cli_status(const cli_args *a) {
          "retries       %.0f pending\n"
          "timeouts      %.0f pending\nsagas         %.0f running\n"
          "workflows     %.0f running, %.0f stuck\nuptime        %.0f s\n"
-         "handled       %.0f (%.1f per second over the last minute)\n",
+         "handled       %.0f (%.1f per second over the last minute)\n"
+         "subscribers   %.0f connected\n",
          client_num(s, "oldest"), client_num(s, "db_bytes") / (1024.0 * 1024.0),
          client_num(s, "wal_bytes") / (1024.0 * 1024.0),
          client_num(s, "retries_pending"), client_num(s, "timeouts_pending"),
          client_num(s, "sagas_running"), client_num(s, "workflows_running"),
          client_num(s, "workflows_stuck"), client_num(s, "uptime_s"), client_num(s, "handled"),
-         client_num(s, "handled_per_s"));
+         client_num(s, "handled_per_s"), client_num(s, "subscribers"));
   const cJSON *u;
   cJSON_ArrayForEach(u, cJSON_GetObjectItem(s, "unhandled"))
     printf("unhandled     %s: %.0f (no handler took them)\n", client_str(u, "type"),

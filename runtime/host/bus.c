@@ -188,9 +188,22 @@ static int bus_listener_open(choreo_bus_listeners *ls, choreo_bus_listener *l, c
 static void bus_on_pipe_added(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
   (void)ev;
   choreo_bus_listeners *ls = arg;
+  atomic_fetch_add(&ls->connections, 1);
   int id = nng_listener_id(nng_pipe_listener(pipe));
   for (size_t i = 0; id > 0 && i < ls->cap; i++)
     if (atomic_load(&ls->list[i].listener_id) == id) atomic_store(&ls->list[i].accepted, true);
+}
+
+/* NNG's thread: a connection that came through a listener (bus_on_pipe_added) is gone. */
+static void bus_on_pipe_removed(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+  (void)pipe;
+  (void)ev;
+  choreo_bus_listeners *ls = arg;
+  atomic_fetch_sub(&ls->connections, 1);
+}
+
+int choreo_bus_listeners_connections(choreo_bus_listeners *ls) {
+  return atomic_load(&ls->connections);
 }
 
 /* The probe's SP greeting: "\0SP\0", protocol 0 (none: see bus.h), two zero bytes. */
@@ -250,6 +263,7 @@ static void bus_probe_end(choreo_bus_listener *l) {
 int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const char *const *urls,
                                size_t n, const char *who, char *err, size_t errlen) {
   *ls = (choreo_bus_listeners){.sock = s, .who = who};
+  atomic_init(&ls->connections, 0);
   ls->list = calloc(n ? n : 1, sizeof *ls->list);
   if (!ls->list) {
     snprintf(err, errlen, "out of memory");
@@ -268,7 +282,8 @@ int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const cha
     snprintf(l->url, sizeof l->url, "%s", urls[i]);
   }
   /* Before any listener: no connection may come unnoticed. */
-  if (nng_pipe_notify(s, NNG_PIPE_EV_ADD_PRE, bus_on_pipe_added, ls) != 0) {
+  if (nng_pipe_notify(s, NNG_PIPE_EV_ADD_PRE, bus_on_pipe_added, ls) != 0 ||
+      nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, bus_on_pipe_removed, ls) != 0) {
     snprintf(err, errlen, "cannot watch the connections of %s", n ? urls[0] : "a socket");
     return CHOREO_EBUS;
   }
@@ -327,7 +342,10 @@ void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms) {
 }
 
 void choreo_bus_listeners_stop(choreo_bus_listeners *ls) {
-  if (ls->list) nng_pipe_notify(ls->sock, NNG_PIPE_EV_ADD_PRE, NULL, NULL);
+  if (ls->list) {
+    nng_pipe_notify(ls->sock, NNG_PIPE_EV_ADD_PRE, NULL, NULL);
+    nng_pipe_notify(ls->sock, NNG_PIPE_EV_REM_POST, NULL, NULL);
+  }
   for (size_t i = 0; i < ls->n; i++) {
     choreo_bus_listener *l = &ls->list[i];
     if (l->probing) bus_probe_end(l);

@@ -114,13 +114,19 @@ typedef struct choreo_bus_listeners {
   const char *who; /* names the host in the log */
   choreo_bus_listener *list; /* cap entries, n of them listening (or tried) */
   size_t n, cap;
+  /* Connections from their NNG_PIPE_EV_ADD_PRE to their NNG_PIPE_EV_REM_POST, which NNG calls
+   * for the same ones (a probe's too); set by NNG's threads. */
+  atomic_int connections;
 } choreo_bus_listeners;
 
 /* Listens on every url (with the receive size limit set) and prepares the probes. Takes the
- * socket's NNG_PIPE_EV_ADD_PRE notification. Neither ls nor who may move until
- * choreo_bus_listeners_stop. err gets one line on failure; stop them all the same. */
+ * socket's NNG_PIPE_EV_ADD_PRE and NNG_PIPE_EV_REM_POST notifications. Neither ls nor who may
+ * move until choreo_bus_listeners_stop. err gets one line on failure; stop them all the same. */
 int choreo_bus_listeners_start(choreo_bus_listeners *ls, nng_socket s, const char *const *urls,
                                size_t n, const char *who, char *err, size_t errlen);
+/* How many are connected through the listeners, as far as NNG has told: a message published
+ * while none is would be dropped by NNG anyway (PUB), so it need not be made. */
+int choreo_bus_listeners_connections(choreo_bus_listeners *ls);
 /* Probes each listener every few seconds and opens one again when it has gone deaf. Call it
  * often (the host's tick) with the loop's time; it does nothing most of the time. */
 void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms);

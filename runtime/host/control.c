@@ -144,6 +144,7 @@ static cJSON *control_status(choreo_host *h) {
   cJSON_AddNumberToObject(o, "oldest", (double)s.oldest);
   cJSON_AddNumberToObject(o, "db_bytes", (double)s.db_bytes);
   cJSON_AddNumberToObject(o, "wal_bytes", (double)s.wal_bytes);
+  cJSON_AddNumberToObject(o, "subscribers", s.subscribers);
   const choreo_unhandled *unhandled;
   int types;
   uint64_t other;

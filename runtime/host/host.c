@@ -101,7 +101,8 @@ static void host_publish(choreo_host *h) {
     if (choreo_engine_read_log(h->engine, h->published, PUBLISH_ROWS, PUBLISH_BYTES, &h->frame,
                                &n) || n == 0)
       return;
-    choreo_bus_publish(&h->publisher, h->frame.data, h->frame.size);
+    if (choreo_bus_listeners_connections(&h->pub_listeners) > 0) /* else NNG would drop it */
+      choreo_bus_publish(&h->publisher, h->frame.data, h->frame.size);
     if (!h->own_frame_ready && !choreo_engine_checkpoint(h->engine, h->name, &own) &&
         h->published == own) {
       msgpack_sbuffer spare = h->own_frame;
@@ -638,7 +639,8 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
                               .generation = choreo_engine_generation(h->engine),
                               .reload_error = choreo_engine_reload_error(h->engine),
                               .bad_frames = choreo_engine_bad_frames(h->engine),
-                              .npeers = (size_t)h->peers.n};
+                              .npeers = (size_t)h->peers.n,
+                              .subscribers = choreo_bus_listeners_connections(&h->pub_listeners)};
   const choreo_unhandled *unhandled;
   int types;
   choreo_engine_unhandled(h->engine, &unhandled, &types, &out->unhandled);

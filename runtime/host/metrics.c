@@ -183,6 +183,8 @@ static void metrics_write(FILE *f, choreo_host *h) {
   metrics_gauge(f, "choreo_database_bytes", "Size of the database file.", (double)st.db_bytes);
   metrics_gauge(f, "choreo_wal_bytes", "Size of the database's write-ahead log.",
                 (double)st.wal_bytes);
+  metrics_gauge(f, "choreo_subscribers", "Connections to this host's publisher.",
+                st.subscribers);
   metrics_gauge(f, "choreo_uptime_seconds", "Seconds since the host opened.", st.uptime_s);
 }
 

@@ -177,6 +177,7 @@ typedef struct choreo_host_status {
   int64_t db_bytes;    /* the size of its database file */
   int64_t wal_bytes;   /* and of its write-ahead log (started over past ~60 MB) */
   size_t npeers;
+  int subscribers;     /* connections to its publisher now (other hosts subscribed to it) */
 } choreo_host_status;
 
 typedef struct choreo_peer_status {

@@ -45,6 +45,31 @@ def consumer_catches_up_after_downtime(w):
 
 
 @suite.test
+def a_producer_alone_publishes_nothing_and_a_later_subscriber_gets_everything(w):
+    """A producer counts the hosts connected to its publisher (status); with none it makes no
+    frames, which NNG would drop. A subscriber that comes later gets the events published
+    before it by FETCH and the later ones live; one killed is counted out."""
+    producer = w.host("producer", w.scripts("producer", {"producer.lua": harness.PRODUCER_LUA}))
+    check_eq(producer.status()["subscribers"], "0 connected", "subscribers of a producer alone")
+    producer.send("producer", "Burst", {"n": 1000})
+    wait_until(lambda: producer.head() == 1001, 30, "the producer to publish 1,000 ticks")
+    consumer = w.host("consumer", w.scripts("consumer", {"consumer.lua": harness.consumer_lua()}))
+    wait_until(lambda: producer.status()["subscribers"] == "1 connected", 10,
+               "the producer to count the consumer")
+    wait_until(lambda: applied(consumer) >= 1000, 30, "the consumer to apply 1,000 ticks")
+    fetched = consumer.status()["peers"]["producer"]["fetched"]
+    check(fetched >= 1000, "the ticks from before the consumer came by FETCH (%d)" % fetched)
+    producer.send("producer", "Burst", {"from": 1001, "n": 1000})
+    wait_until(lambda: applied(consumer) >= 2000, 30, "the consumer to apply 2,000 ticks")
+    check_ticks(consumer, 2000)
+    later = consumer.status()["peers"]["producer"]["fetched"] - fetched
+    check(later < 1000, "the later ticks came live, not all by FETCH (%d by FETCH)" % later)
+    consumer.kill9()
+    wait_until(lambda: producer.status()["subscribers"] == "0 connected", 10,
+               "the producer to count the killed consumer out")
+
+
+@suite.test
 def consumer_keeps_up_with_a_live_burst(w):
     """PUB/SUB drops most of a flat-out burst; gaps must be noticed and fetched."""
     consumer = w.host("consumer", w.scripts("consumer", {"consumer.lua": harness.consumer_lua()}))
