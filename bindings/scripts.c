@@ -25,8 +25,8 @@ typedef struct choreo_scripts {
   lua_State *L;
   choreo_engine *engine;
   choreo_watch *watch; /* arms the count hook of a call that runs long */
-  /* The coroutine a workflow's resume is running (choreo_lua_resume), armed with the main
-   * thread: set and put back around lua_resume, on the loop's thread, as the signal is. */
+  /* The innermost coroutine running (choreo_lua_resume), armed with the main thread: set and
+   * put back around lua_resume, on the loop's thread, as the signal is. */
   lua_State *volatile resumed;
   size_t mem_used, mem_limit;
   choreo_lua_blocks blocks; /* where the state's memory comes from */
@@ -220,7 +220,7 @@ static int scripts_cowrap(lua_State *L) {
   return 1;
 }
 
-static void scripts_meter_coroutines(lua_State *L) {
+static void scripts_resume_through_choreo(lua_State *L) {
   lua_getglobal(L, "coroutine");
   lua_pushcfunction(L, choreo_lua_coresume);
   lua_setfield(L, -2, "resume");
@@ -344,7 +344,7 @@ static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t 
     return CHOREO_ENOMEM;
   }
   *(choreo_scripts **)lua_getextraspace(s->L) = s;
-  scripts_meter_coroutines(s->L);
+  scripts_resume_through_choreo(s->L);
   s->handlers = choreo_lua_handlers_init(s->L);
   int rc = scripts_load_dir(s, dir, err, errlen);
   if (rc) {
