@@ -180,8 +180,12 @@ static void host_install(lua_State *L, const char *module, bool with_ctx, const 
 int luaopen_choreo(lua_State *L) {
   choreo_engine *e = choreo_lua_engine(L);
   if (!e) return luaL_error(L, "require \"choreo\" works in a service's scripts; specs use choreo.testing");
-  host_make_ctx(L, e);
-  lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  /* One ctx for the state's life, whoever requires choreo again (the runner keeps it). */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX) == LUA_TNIL) {
+    host_make_ctx(L, e);
+    lua_setfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  }
+  lua_pop(L, 1);
 
   luaL_newlib(L, choreo_funcs);
   lua_pushstring(L, choreo_engine_name(e));

@@ -49,7 +49,8 @@ typedef struct lazy_msg {
  * (Lua compares those through a call per slot), and no handler writes this one. */
 #define LAZY_HIDDEN "\x01" "choreo.msg"
 static const char lazy_meta = 0; /* its address: the metatable's key in the registry */
-enum { META_HIDDEN_KEY = 1, META_DATA_KEY = 2 }; /* the metatable's array part (lazy_push_meta) */
+/* the metatable's array part (choreo_lua_push_msg_meta) */
+enum { META_HIDDEN_KEY = 1, META_DATA_KEY = 2 };
 
 /* Whether the copy has field f: strings may be absent; only a stream's events carry a
  * streamversion, and only commands that name one an expectedversion; data is never in it. */
@@ -212,7 +213,7 @@ static int lazy_pairs(lua_State *L) {
   return 3;
 }
 
-static void lazy_push_meta(lua_State *L) {
+void choreo_lua_push_msg_meta(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta) == LUA_TTABLE) return;
   lua_pop(L, 1);
   lua_createtable(L, 0, 4);
@@ -244,10 +245,21 @@ int choreo_lua_msg_fields_read(lua_State *L, int idx) {
   return n;
 }
 
-void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) {
+/* The metatable: kept by the caller at meta, else looked up (by a light userdata key, which
+ * Lua compares through a call per slot of the registry's chain). */
+static void lazy_push_meta(lua_State *L, int meta) {
+  if (meta)
+    lua_pushvalue(L, meta);
+  else
+    choreo_lua_push_msg_meta(L);
+}
+
+void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole, int meta) {
+  if (meta) meta = lua_absindex(L, meta);
   if (whole) {
     choreo_lua_push_msg(L, m);
-    lazy_push_meta(L); /* the same metatable either way: a handler cannot tell the two apart */
+    /* the same metatable either way: a handler cannot tell the two apart */
+    lazy_push_meta(L, meta);
     lua_setmetatable(L, -2);
     lua_pushnil(L);
     return;
@@ -269,7 +281,7 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) 
   size_t need = 0;
   for (int f = 0; f < F_STRINGS; f++) need += strings[f]->n;
   lua_createtable(L, 0, 8);
-  lazy_push_meta(L);
+  lazy_push_meta(L, meta);
   lua_rawgeti(L, -1, META_HIDDEN_KEY);
   lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 1);
   lua_pushlightuserdata(L, (void *)&lazy_meta); /* the tag lazy_of looks for */
@@ -299,6 +311,6 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole) 
 }
 
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
-  choreo_lua_push_msg_counted(L, m, whole);
+  choreo_lua_push_msg_counted(L, m, whole, 0);
   lua_pop(L, 1);
 }

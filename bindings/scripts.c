@@ -37,6 +37,10 @@ typedef struct choreo_scripts {
    * refuses a fresh block (one huge allocation). */
   char where[160];
   choreo_lua_handlers *handlers; /* the registry's counters */
+  /* scripts_run_handlers as a closure over msg's metatable and ctx (a registry reference):
+   * found by index for every message, where looking both up took two searches of the
+   * registry's hash part. */
+  int runner;
   /* Where the handlers of the last delivered message were registered, for the journal. */
   char handled_by[HANDLED_BY_MAX];
   /* How the last delivered type's handlers read msg. A table filled as it is read costs far
@@ -328,6 +332,21 @@ static void scripts_free(void *scripts) {
   free(s);
 }
 
+static int scripts_run_handlers(lua_State *L);
+
+static int scripts_new_runner(lua_State *L) {
+  choreo_lua_push_msg_meta(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  lua_pushcclosure(L, scripts_run_handlers, 2);
+  scripts_of(L)->runner = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int scripts_make_runner(choreo_scripts *s, char *err, size_t errlen) {
+  lua_pushcfunction(s->L, scripts_new_runner);
+  return scripts_pcall(s, 0, err, errlen, NULL);
+}
+
 static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t instruction_limit,
                         size_t memory_limit, char *err, size_t errlen) {
   choreo_scripts *s = calloc(1, sizeof *s);
@@ -347,6 +366,7 @@ static int scripts_load(void **out, choreo_engine *e, const char *dir, uint64_t 
   scripts_resume_through_choreo(s->L);
   s->handlers = choreo_lua_handlers_init(s->L);
   int rc = scripts_load_dir(s, dir, err, errlen);
+  if (!rc) rc = scripts_make_runner(s, err, errlen);
   if (rc) {
     scripts_free(s);
     return rc;
@@ -406,10 +426,11 @@ static bool scripts_handles(void *scripts, choreo_str type) {
 /* Pushes the msg table of m, and when counted its copy of the fields after it
  * (choreo_lua_push_msg_counted); an event of a stream comes in the current shape of its data,
  * all handlers only ever see. */
-static void scripts_push_msg(lua_State *L, const choreo_msg *m, bool whole, bool counted) {
+static void scripts_push_msg(lua_State *L, const choreo_msg *m, bool whole, bool counted,
+                             int meta) {
   int msg = lua_gettop(L) + 1;
   if (counted)
-    choreo_lua_push_msg_counted(L, m, whole);
+    choreo_lua_push_msg_counted(L, m, whole, meta);
   else
     choreo_lua_push_msg_lazy(L, m, whole);
   if (m->dataschema.p && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST) == LUA_TFUNCTION) {
@@ -525,15 +546,23 @@ static void scripts_note_reads(choreo_scripts *s, choreo_str type, int read) {
 /* Runs the handlers one after another in one protected call, so the budget covers them all, the
  * first error stops the rest (their effects roll back together), and building the msg table
  * cannot fail outside protection. */
+/* The runner's upvalues (scripts_make_runner). */
+#define RUNNER_META lua_upvalueindex(1)
+#define RUNNER_CTX lua_upvalueindex(2)
+
 static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   choreo_scripts *s = scripts_of(L);
   scripts_push_handlers(L, s, m->type);
   memcpy(s->handled_by, s->last.where, sizeof s->handled_by);
-  scripts_push_msg(L, m, scripts_build_whole(s, m->type), true);
+  scripts_push_msg(L, m, scripts_build_whole(s, m->type), true, RUNNER_META);
   /* what the handlers read counts, not what an upcast read */
   int upcast_read = m->dataschema.p ? choreo_lua_msg_fields_read(L, 4) : 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
+  /* ctx is made as the scripts first require choreo, which they may do later than loading */
+  if (lua_isnil(L, RUNNER_CTX) && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX) != LUA_TNIL)
+    lua_replace(L, RUNNER_CTX);
+  lua_settop(L, 4);
+  lua_pushvalue(L, RUNNER_CTX);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
@@ -571,7 +600,7 @@ static int scripts_deliver(void *scripts, const choreo_msg *m, char *err, size_t
   lua_State *L = s->L;
   *traceback = NULL;
   s->handled_by[0] = '\0';
-  lua_pushcfunction(L, scripts_run_handlers);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->runner);
   lua_pushlightuserdata(L, (void *)m);
   return scripts_pcall(s, 1, err, errlen, traceback);
 }
@@ -719,7 +748,7 @@ static int scripts_run_projection(lua_State *L) {
   scripts_project_call *call = lua_touserdata(L, 1);
   if (!scripts_projection_hook(L, "project")) return 0;
   lua_pushstring(L, call->name);
-  scripts_push_msg(L, call->m, false, false);
+  scripts_push_msg(L, call->m, false, false, 0);
   scripts_push_build_db(L, call->build);
   lua_call(L, 3, 0);
   return 0;
@@ -737,7 +766,7 @@ static int scripts_project(void *scripts, const char *name, const choreo_msg *m,
 static int scripts_run_stale(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   if (!scripts_projection_hook(L, "deliver_stale")) return 0;
-  scripts_push_msg(L, m, false, false);
+  scripts_push_msg(L, m, false, false, 0);
   lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_CTX);
   lua_call(L, 2, 0);
   return 0;

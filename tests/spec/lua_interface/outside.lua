@@ -29,3 +29,15 @@ choreo.on("CoroutineCtx", function(_, ctx)
   co()
   co()
 end)
+
+-- One ctx for the state's life: requiring choreo again (after dropping it from package.loaded)
+-- gives a new choreo table, and handlers still receive the ctx they did before.
+local first_ctx
+choreo.on("RequireAgain", function(_, ctx)
+  first_ctx = ctx
+  package.loaded.choreo = nil
+  local again = require "choreo"
+  again.on("AfterRequireAgain", function(_, later)
+    later:publish("SameCtx", { same = rawequal(later, first_ctx), fresh_table = again ~= choreo })
+  end)
+end)
