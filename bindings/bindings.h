@@ -84,19 +84,22 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * next() sees); pack_unread packs (with pk) or counts (pk NULL) the fields not read yet, but
  * for those in `skip` (bits by field number: values the table holds already), as map entries.
  * push_msg_counted pushes the table and then its copy of the fields (nil for a table built
- * whole); fields_read, given the copy's index, counts the fields other than data read (or
- * assigned) so far, -1 for nil. Kept on the stack, the copy lives as long as the count is
- * wanted, whatever a handler does to the table (and counting makes no look-up in it).
- * push_msg_meta pushes the metatable every msg table gets: a caller that keeps it (an upvalue)
- * passes its index to push_msg_counted as meta, which is 0 to have it looked up. */
+ * whole), with the fields in `prefill` (bits by field number) in the table from the start;
+ * fields_read, given the copy's index, gives the fields other than data read, assigned or
+ * prefilled so far (bits by field number), -1 for nil. Kept on the stack, the copy lives as
+ * long as the reads are wanted, whatever a handler does to the table (and telling them makes
+ * no look-up in it). push_msg_meta pushes the metatable every msg table gets: a caller that
+ * keeps it (an upvalue) passes its index to push_msg_counted as meta, which is 0 to have it
+ * looked up. */
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole);
-void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole, int meta);
+void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
+                                 uint32_t prefill, int meta);
 void choreo_lua_push_msg_meta(lua_State *L);
 bool choreo_lua_msg_is_lazy(lua_State *L, int idx);
 int choreo_lua_msg_field(lua_State *L, int idx);
 bool choreo_lua_msg_hidden_key(lua_State *L, int idx);
 int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32_t skip);
-int choreo_lua_msg_fields_read(lua_State *L, int idx);
+int32_t choreo_lua_msg_fields_read(lua_State *L, int idx);
 
 /* choreo.pack(value) -> string and choreo.unpack(string) -> value: the wire encoding, for
  * state kept in the database (sagas). unpack raises on bytes that are not one valid value. */

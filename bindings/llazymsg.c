@@ -237,12 +237,9 @@ void choreo_lua_push_msg_meta(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_meta);
 }
 
-int choreo_lua_msg_fields_read(lua_State *L, int idx) {
+int32_t choreo_lua_msg_fields_read(lua_State *L, int idx) {
   lazy_msg *z = lua_touserdata(L, idx);
-  if (!z) return -1;
-  int n = 0;
-  for (uint32_t bits = z->settled & ~(1u << F_DATA); bits; bits &= bits - 1) n++;
-  return n;
+  return z ? (int32_t)(z->settled & ~(1u << F_DATA)) : -1;
 }
 
 /* The metatable: kept by the caller at meta, else looked up (by a light userdata key, which
@@ -254,7 +251,8 @@ static void lazy_push_meta(lua_State *L, int meta) {
     choreo_lua_push_msg_meta(L);
 }
 
-void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole, int meta) {
+void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
+                                 uint32_t prefill, int meta) {
   if (meta) meta = lua_absindex(L, meta);
   if (whole) {
     choreo_lua_push_msg(L, m);
@@ -307,10 +305,21 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole, 
     choreo_lua_push_packed(L, m->data);
     lua_rawset(L, -5);
   }
+  /* The fields the handlers are expected to read: a plain table read each, where a first read
+   * through __index costs a metamethod call. */
+  for (uint32_t bits = prefill & ((1u << F_COUNT) - 1) & ~(1u << F_DATA); bits; bits &= bits - 1) {
+    int f = __builtin_ctz(bits);
+    lua_pushstring(L, lazy_names[f]);
+    if (lazy_push_field(L, z, f))
+      lua_rawset(L, -5);
+    else
+      lua_pop(L, 1);
+    z->settled |= 1u << f;
+  }
   lua_setmetatable(L, -3);
 }
 
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
-  choreo_lua_push_msg_counted(L, m, whole, 0);
+  choreo_lua_push_msg_counted(L, m, whole, 0, 0);
   lua_pop(L, 1);
 }

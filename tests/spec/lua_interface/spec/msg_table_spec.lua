@@ -71,6 +71,18 @@ describe("the msg table", function()
     end
   end)
 
+  it("gives each message its own fields when those its handlers read are put in first", function()
+    for i = 1, 70 do
+      assert.is_true(host:deliver("ReadSome", { i = i }, { source = "p", subject = "s" .. i }))
+    end
+    local seen = h.data_of(host.published, "SomeRead")
+    assert.equal(70, #seen)
+    for i, d in ipairs(seen) do
+      assert.same({ i = i, id = "p/" .. i, seq = i ~= 40 and i or nil,
+        subject = i % 2 == 0 and "s" .. i or nil }, d)
+    end
+  end)
+
   it("answers misuse with errors, never a crash", function()
     assert.is_true(host:deliver("Misuse", { n = 1 }))
     assert.same({ iterate = false, index = false, newindex = false, pairs = false,
