@@ -4,8 +4,10 @@
  * reads) and a hidden key holding a tagged copy of the other fields; the first read of one of
  * those puts it in the table, so later reads are plain table reads. pairs() fills every field
  * first; packing takes the fields not read yet from the copy; only next() and rawget() see a
- * table whose fields are not all there yet (README: msg). For handlers that read most fields
- * the table is built whole instead (bindings/scripts.c decides), under the same metatable. */
+ * table whose fields are not all there yet (README: msg). The fields a type's handlers are
+ * expected to read (those the messages before read) are put in from the start, and for
+ * handlers that read most fields the table is built whole instead (bindings/scripts.c
+ * decides), under the same metatable. */
 #include <lauxlib.h>
 #include <string.h>
 

@@ -538,8 +538,8 @@ static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
 
 static scripts_build scripts_plan_build(choreo_scripts *s, choreo_str type) {
   scripts_build b = {false, 0};
-  if (s->reads.len != type.n || !choreo_bytes_eq(s->reads.type, type.p, type.n) ||
-      ++s->reads.builds % READS_RECHECK == 0)
+  if (!s->reads.len || s->reads.len != type.n ||
+      !choreo_bytes_eq(s->reads.type, type.p, type.n) || ++s->reads.builds % READS_RECHECK == 0)
     return b;
   if (__builtin_popcount(s->reads.fields) >= READS_FOR_WHOLE)
     b.whole = true;
@@ -549,11 +549,12 @@ static scripts_build scripts_plan_build(choreo_scripts *s, choreo_str type) {
 }
 
 static void scripts_note_reads(choreo_scripts *s, choreo_str type, uint32_t fields) {
-  if (s->reads.len == type.n && choreo_bytes_eq(s->reads.type, type.p, type.n)) {
+  if (s->reads.len && s->reads.len == type.n && choreo_bytes_eq(s->reads.type, type.p, type.n)) {
     s->reads.fields = fields;
     return;
   }
   s->reads.len = 0;
+  s->reads.fields = 0;
   if (type.n == 0 || type.n > KNOWN_TYPE_MAX) return;
   memcpy(s->reads.type, type.p, type.n);
   s->reads.len = type.n;
