@@ -536,11 +536,14 @@ static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
  * read now (fields put in from the start, or a table built whole, show no reads). */
 #define READS_RECHECK 64
 
+/* Whether the reads kept are those of type (an empty record is no type's). */
+static bool scripts_reads_are(const choreo_scripts *s, choreo_str type) {
+  return s->reads.len && s->reads.len == type.n && choreo_bytes_eq(s->reads.type, type.p, type.n);
+}
+
 static scripts_build scripts_plan_build(choreo_scripts *s, choreo_str type) {
   scripts_build b = {false, 0};
-  if (!s->reads.len || s->reads.len != type.n ||
-      !choreo_bytes_eq(s->reads.type, type.p, type.n) || ++s->reads.builds % READS_RECHECK == 0)
-    return b;
+  if (!scripts_reads_are(s, type) || ++s->reads.builds % READS_RECHECK == 0) return b;
   if (__builtin_popcount(s->reads.fields) >= READS_FOR_WHOLE)
     b.whole = true;
   else
@@ -549,7 +552,7 @@ static scripts_build scripts_plan_build(choreo_scripts *s, choreo_str type) {
 }
 
 static void scripts_note_reads(choreo_scripts *s, choreo_str type, uint32_t fields) {
-  if (s->reads.len && s->reads.len == type.n && choreo_bytes_eq(s->reads.type, type.p, type.n)) {
+  if (scripts_reads_are(s, type)) {
     s->reads.fields = fields;
     return;
   }
