@@ -51,8 +51,13 @@ typedef struct lazy_msg {
  * (Lua compares those through a call per slot), and no handler writes this one. */
 #define LAZY_HIDDEN "\x01" "choreo.msg"
 static const char lazy_meta = 0; /* its address: the metatable's key in the registry */
-/* the metatable's array part (choreo_lua_push_msg_meta) */
-enum { META_HIDDEN_KEY = 1, META_DATA_KEY = 2 };
+/* The metatable's array part (choreo_lua_push_msg_meta): each field's key at META_KEYS + f, the
+ * hidden key, then the last string put in for each field of LAZY_REPEATED. */
+enum { META_KEYS = 1, META_HIDDEN_KEY = META_KEYS + F_COUNT, META_LAST };
+/* Fields whose values mostly repeat from one message to the next: names of types, services
+ * and kinds, not ids, times or streams. */
+#define LAZY_REPEATED                                                                        \
+  (1u << F_TYPE | 1u << F_SOURCE | 1u << F_KIND | 1u << F_TO | 1u << F_DATASCHEMA)
 
 /* Whether the copy has field f: strings may be absent; only a stream's events carry a
  * streamversion, and only commands that name one an expectedversion; data is never in it. */
@@ -75,6 +80,22 @@ static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
   else
     lua_pushinteger(L, lazy_integer(z, f));
   return true;
+}
+
+/* Pushes string field f (present) as the string put in for it last, when the bytes are the
+ * same: a table read and a compare, where making the string hashes it and looks it up among
+ * all of Lua's strings. The last one is kept in the metatable at mt. */
+static void lazy_push_repeated(lua_State *L, const lazy_msg *z, int f, int mt) {
+  const choreo_str *s = &z->str[f];
+  size_t n;
+  if (lua_rawgeti(L, mt, META_LAST + f) == LUA_TSTRING) {
+    const char *last = lua_tolstring(L, -1, &n);
+    if (n == s->n && choreo_bytes_eq(last, s->p, n)) return;
+  }
+  lua_pop(L, 1);
+  lua_pushlstring(L, s->p, s->n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, mt, META_LAST + f);
 }
 
 /* The copy in the msg table at idx, or NULL (a table built whole, or whatever a handler put
@@ -218,7 +239,7 @@ static int lazy_pairs(lua_State *L) {
 void choreo_lua_push_msg_meta(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, META_LAST - 1 + F_STRINGS, 4);
   lua_pushcfunction(L, lazy_index);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, lazy_newindex);
@@ -231,10 +252,12 @@ void choreo_lua_push_msg_meta(lua_State *L) {
   lua_setfield(L, -2, "__metatable");
   /* The keys every msg gets, kept here: fetched by index, not made (hashed and looked up) from
    * their text for every message; kept alive, lazy_of never allocates the hidden one. */
+  for (int f = 0; f < F_COUNT; f++) {
+    lua_pushstring(L, lazy_names[f]);
+    lua_rawseti(L, -2, META_KEYS + f);
+  }
   lua_pushliteral(L, LAZY_HIDDEN);
   lua_rawseti(L, -2, META_HIDDEN_KEY);
-  lua_pushliteral(L, "data");
-  lua_rawseti(L, -2, META_DATA_KEY);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_meta);
 }
@@ -303,19 +326,24 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
   /* Nearly every handler reads data: decoded now, it is a plain table read, where a first
    * read through __index cost a metamethod call (about 1,100 instructions). */
   if (m->data) {
-    lua_rawgeti(L, -1, META_DATA_KEY);
+    lua_rawgeti(L, -1, META_KEYS + F_DATA);
     choreo_lua_push_packed(L, m->data);
     lua_rawset(L, -5);
   }
   /* The fields the handlers are expected to read: a plain table read each, where a first read
    * through __index costs a metamethod call. */
+  int mt = lua_gettop(L);
   for (uint32_t bits = prefill & ((1u << F_COUNT) - 1) & ~(1u << F_DATA); bits; bits &= bits - 1) {
     int f = __builtin_ctz(bits);
-    lua_pushstring(L, lazy_names[f]);
-    if (lazy_push_field(L, z, f))
-      lua_rawset(L, -5);
-    else
+    lua_rawgeti(L, mt, META_KEYS + f);
+    if (LAZY_REPEATED & 1u << f && lazy_has(z, f))
+      lazy_push_repeated(L, z, f, mt);
+    else if (!lazy_push_field(L, z, f)) {
       lua_pop(L, 1);
+      z->settled |= 1u << f;
+      continue;
+    }
+    lua_rawset(L, -5);
     z->settled |= 1u << f;
   }
   lua_setmetatable(L, -3);

@@ -79,6 +79,11 @@ choreo.on("ReadSome", function(msg, ctx)
     subject = i % 2 == 0 and msg.subject or nil })
 end)
 
+-- Reads the names a message carries, which repeat from message to message but not always.
+choreo.on("ReadNames", function(msg, ctx)
+  ctx:publish("NamesRead", { i = msg.data.i, source = msg.source, type = msg.type, kind = msg.kind })
+end)
+
 -- Misuse gets errors, not crashes: the metamethods and the iterator called on other values, and
 -- the hidden key overwritten (the fields not read yet are then gone).
 choreo.on("Misuse", function(msg, ctx)

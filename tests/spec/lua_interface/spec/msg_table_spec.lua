@@ -83,6 +83,18 @@ describe("the msg table", function()
     end
   end)
 
+  it("gives each message its own names when those repeat and then change", function()
+    local function source_of(i) return (i % 7 == 0 or i % 11 == 0) and "q" or "p" end
+    for i = 1, 70 do
+      assert.is_true(host:deliver("ReadNames", { i = i }, { source = source_of(i) }))
+    end
+    local seen = h.data_of(host.published, "NamesRead")
+    assert.equal(70, #seen)
+    for i, d in ipairs(seen) do
+      assert.same({ i = i, source = source_of(i), type = "ReadNames", kind = "event" }, d)
+    end
+  end)
+
   it("answers misuse with errors, never a crash", function()
     assert.is_true(host:deliver("Misuse", { n = 1 }))
     assert.same({ iterate = false, index = false, newindex = false, pairs = false,
