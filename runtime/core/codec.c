@@ -295,14 +295,17 @@ static bool codec_key_is(const msgpack_object_str *key, const char *name) {
   return choreo_str_eq((choreo_str){key->ptr, key->size}, name);
 }
 
+static bool codec_attr_is(choreo_str key, size_t a) {
+  return key.n == codec_attrs[a].len && choreo_bytes_eq(key.p, codec_attrs[a].name, key.n);
+}
+
 /* The index of the attribute named key, or -1. The search starts where the last one was found:
  * our own writers put the keys in the table's order, so each is found at the first look. */
 static int codec_attr_find(choreo_str key, size_t from) {
-  for (size_t i = 0; i < CODEC_NATTRS; i++) {
-    size_t a = (from + i) % CODEC_NATTRS;
-    if (key.n == codec_attrs[a].len && choreo_bytes_eq(key.p, codec_attrs[a].name, key.n))
-      return (int)a;
-  }
+  for (size_t a = from; a < CODEC_NATTRS; a++)
+    if (codec_attr_is(key, a)) return (int)a;
+  for (size_t a = 0; a < from && a < CODEC_NATTRS; a++)
+    if (codec_attr_is(key, a)) return (int)a;
   return -1;
 }
 
@@ -311,7 +314,9 @@ static int codec_attr_find(choreo_str key, size_t from) {
  * attributes) by codec_check_one. On failure they leave *pp where it was. */
 
 /* A string at *pp (what msgpack-c calls STR: not BIN), moving *pp past it. */
-static bool codec_take_str(const unsigned char **pp, const unsigned char *end, choreo_str *out) {
+/* Inline: it reads every key and string value of every message. */
+static inline bool codec_take_str(const unsigned char **pp, const unsigned char *end,
+                                  choreo_str *out) {
   const unsigned char *p = *pp;
   if (p == end) return false;
   size_t n;
