@@ -34,7 +34,10 @@
  * host wakes four times a second, not two hundred. */
 #define TICK_MS 250
 #define RELOAD_DEBOUNCE_MS 50
-#define PUBLISH_ROWS 1000
+/* A frame's rows at most, as a FETCH answer's (CHOREO_FETCH_ROWS): at 1,000 a transaction of
+ * 1,000 events and the one more a handler sent itself went out as two frames, and every frame
+ * costs each subscriber its wake-ups (a quarter of a pipeline consumer's context switches). */
+#define PUBLISH_ROWS 2000
 #define PUBLISH_BYTES (1u << 20)
 #define PUB_QUEUE 128 /* frames waiting for each subscriber */
 #define OWN_BATCH 1000
