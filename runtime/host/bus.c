@@ -90,11 +90,16 @@ static void bus_on_recheck(uv_timer_t *timer) { choreo_bus_watch_drain(timer->da
 
 void choreo_bus_watch_drain(choreo_bus_watch *w) {
   int received = 0;
-  for (; received < w->per_wake && w->started; received++) {
+  uint64_t until = uv_hrtime() + CHOREO_DRAIN_MAX_MS * (uint64_t)1000000;
+  while (received < w->per_wake && w->started) {
     nng_recv_aio(w->sock, w->recv);
     nng_aio_wait(w->recv);
     if (nng_aio_result(w->recv) != 0) break;
     w->cb(w->ud, nng_aio_get_msg(w->recv));
+    received++;
+    /* What is left keeps the socket readable: the loop's next turn drains on, after its
+     * timers, file events (a reload) and control requests have had theirs. */
+    if (uv_hrtime() >= until) break;
   }
   /* Not pushed back by the drains that follow: while messages come, a look every 5 ms, as a
    * wake-up missed in a burst (when drains come more often than that) waits no longer. */

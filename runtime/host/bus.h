@@ -16,6 +16,10 @@
 #include "codec.h"
 
 #define CHOREO_DRAIN_PER_WAKE 64
+/* A drain stops after the message that takes it past this: a consumer behind its producer had
+ * the loop for 64 frames at a time (a third of a second at 2,000 rows a frame), and a reload,
+ * a timer or `choreo status` waited as long. */
+#define CHOREO_DRAIN_MAX_MS 5
 #define CHOREO_BUS_URL_MAX (PATH_MAX + 32)
 
 /* Called with each message received; the callee owns msg. */
@@ -59,7 +63,7 @@ typedef struct choreo_bus_watch {
  * unless each takes long and the next is sure to be there); returns 0 or CHOREO_EBUS. */
 int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock,
                            int per_wake, choreo_bus_recv_cb cb, void *ud);
-/* Receives what is waiting (at most per_wake). NNG 1.5 can miss a wake-up: the receive that
+/* Receives what is waiting (at most per_wake, and for CHOREO_DRAIN_MAX_MS). NNG 1.5 can miss a wake-up: the receive that
  * empties a socket's queue clears its descriptor, and a message arriving in that instant
  * raises it again, only for the clear to swallow the raise; the socket then stays silent, for
  * it counts as raised. That takes a receive, so after a drain that received anything the

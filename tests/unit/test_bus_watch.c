@@ -1,0 +1,94 @@
+/* Unit test of the watch that drains an NNG socket on the loop (runtime/host/bus.h): a drain
+ * keeps the loop for CHOREO_DRAIN_MAX_MS at most, so a consumer behind its producer still lets
+ * a reload, a timer or a control request have the loop between its frames; what it leaves is
+ * taken by the turns after, none lost and in order. Messages go over inproc from a PUSH to a
+ * PULL socket; the receiver's callback takes longer than the drain's time, as a large frame's
+ * handlers do. alarm() bounds the process. */
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "bus.h"
+#include "check.h"
+
+#define MESSAGES 4
+
+typedef struct {
+  int seen[MESSAGES];
+  int count;
+  bool closed; /* the watch's handles are off the loop */
+} receiver;
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {.tv_sec = 0, .tv_nsec = ms * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* Each message takes longer than a drain may: the drain must stop after it. */
+static void on_message(void *ud, nng_msg *msg) {
+  receiver *r = ud;
+  int n = -1;
+  if (nng_msg_len(msg) == sizeof n) memcpy(&n, nng_msg_body(msg), sizeof n);
+  if (r->count < MESSAGES) r->seen[r->count] = n;
+  r->count++;
+  nng_msg_free(msg);
+  sleep_ms(CHOREO_DRAIN_MAX_MS + 2);
+}
+
+static bool readable(int fd, int timeout_ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return poll(&p, 1, timeout_ms) == 1;
+}
+
+static void on_closed(void *ud) { ((receiver *)ud)->closed = true; }
+
+static void test_a_drain_stops_after_its_time_and_the_next_turns_take_the_rest(void) {
+  nng_socket push, pull;
+  CHECK(nng_push0_open(&push) == 0);
+  CHECK(nng_pull0_open(&pull) == 0);
+  CHECK(nng_socket_set_int(push, NNG_OPT_SENDBUF, MESSAGES) == 0); /* sends wait for no one */
+  CHECK(nng_listen(pull, "inproc://choreo-bus-watch", NULL, 0) == 0);
+  CHECK(nng_dial(push, "inproc://choreo-bus-watch", NULL, 0) == 0);
+  for (int i = 0; i < MESSAGES; i++) CHECK(nng_send(push, &i, sizeof i, 0) == 0);
+
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  receiver r = {.count = 0, .closed = false};
+  choreo_bus_watch w;
+  memset(&w, 0, sizeof w);
+  CHECK(choreo_bus_watch_start(&w, &loop, pull, CHOREO_DRAIN_PER_WAKE, on_message, &r) == 0);
+
+  /* All of them are queued before the first drain (inproc hands them over at once; the wait is
+   * a margin): had it no time limit, it would take all. */
+  int fd;
+  CHECK(nng_socket_get_int(pull, NNG_OPT_RECVFD, &fd) == 0);
+  CHECK(readable(fd, 5000));
+  sleep_ms(100);
+  choreo_bus_watch_drain(&w);
+  CHECK(r.count == 1);
+  CHECK(readable(fd, 0)); /* left for the next turns */
+  /* The loop's turns take the rest: the socket stays readable while messages wait. */
+  for (int turn = 0; turn < 100 && r.count < MESSAGES; turn++) uv_run(&loop, UV_RUN_ONCE);
+  CHECK(r.count == MESSAGES);
+  for (int i = 0; i < MESSAGES; i++) CHECK(r.seen[i] == i);
+
+  CHECK(choreo_bus_watch_stop(&w, on_closed) == 1);
+  while (!r.closed) uv_run(&loop, UV_RUN_ONCE);
+  CHECK(uv_loop_close(&loop) == 0);
+  nng_close(push);
+  nng_close(pull);
+}
+
+int main(void) {
+  alarm(30);
+  RUN(test_a_drain_stops_after_its_time_and_the_next_turns_take_the_rest);
+  return CHECK_DONE();
+}
