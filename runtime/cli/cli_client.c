@@ -354,10 +354,11 @@ int cli_status(const cli_args *a) {
     if (client_num(p, "gone") > 0)
       snprintf(gone, sizeof gone, ", %.0f gone before we got them (last: %.0f to %.0f)",
                client_num(p, "gone"), client_num(p, "gone_first"), client_num(p, "gone_last"));
-    printf("peer          %-16s applied %.0f of %.0f (%.0f caught up by FETCH), lag %.0f (%s); "
-           "%s, %s%s\n",
+    printf("peer          %-16s applied %.0f of %.0f (%.0f caught up by FETCH in %.0f "
+           "answers), lag %.0f (%s); %s, %s%s\n",
            client_str(p, "name")[0] ? client_str(p, "name") : "?", client_num(p, "checkpoint"),
-           client_num(p, "head"), client_num(p, "fetched"), client_num(p, "lag"),
+           client_num(p, "head"), client_num(p, "fetched"), client_num(p, "fetches"),
+           client_num(p, "lag"),
            client_str(p, "url"),
            cJSON_IsTrue(cJSON_GetObjectItem(p, "up")) ? "up" : "down", when, gone);
   }

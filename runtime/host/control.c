@@ -176,6 +176,7 @@ static cJSON *control_status(choreo_host *h) {
     cJSON_AddNumberToObject(item, "gone_first", (double)p.gone_first);
     cJSON_AddNumberToObject(item, "gone_last", (double)p.gone_last);
     cJSON_AddNumberToObject(item, "fetched", (double)p.fetched);
+    cJSON_AddNumberToObject(item, "fetches", (double)p.fetches);
     cJSON_AddItemToArray(peers, item);
   }
   cJSON *projections = cJSON_AddArrayToObject(o, "projections");

@@ -175,8 +175,11 @@ static void peers_named(choreo_peers *ps, choreo_peer *p, const choreo_apply_res
 
 /* Catching up, the next page is asked for before this one is applied, so that the peer reads
  * and sends it while we apply: one round trip a page was most of a catch-up's time while the
- * peer was busy. Only when this page goes on from what we have applied and the peer has more
- * (and no build waits for its history, which takes turns with catching up). */
+ * peer was busy. Only when this page goes on from what we have applied, past it, and the peer
+ * has more (and no build waits for its history, which takes turns with catching up). A page
+ * wholly applied already was overtaken by live frames (a consumer behind its producer, with
+ * hundreds of frames queued): asking after it fetched page after page of rows the queue held
+ * too, each read from the peer's log and passed over here. */
 static bool peers_fetch_next(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   choreo_frame_reader fr;
   if (!p->name[0] || peers_history_from(ps, p) ||
@@ -187,7 +190,8 @@ static bool peers_fetch_next(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   choreo_frame_close(&fr);
   int64_t applied;
   if (!theirs || last < first || last >= head ||
-      choreo_engine_checkpoint(ps->engine, p->name, &applied) || first - 1 > applied)
+      choreo_engine_checkpoint(ps->engine, p->name, &applied) || first - 1 > applied ||
+      last <= applied)
     return false;
   return peers_fetch(ps, p, last);
 }
@@ -219,7 +223,10 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     return;
   }
   p->answered_at = p->heard_at = uv_now(ps->loop);
-  int64_t asked_after = p->asked_after;
+  p->fetches++;
+  int64_t asked_after = p->asked_after, applied_before = -1;
+  if (p->name[0] && choreo_engine_checkpoint(ps->engine, p->name, &applied_before))
+    applied_before = -1;
   bool asked_next = peers_fetch_next(ps, p, msg);
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
@@ -250,10 +257,12 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     /* More to catch up, and not asked for ahead: ask again at once rather than at the next
      * tick, taking turns with a build's history from this peer, if it wants some (neither
      * starves the other). The held live frames may have taken us past the head the answer
-     * knew. */
+     * knew; and a page they overtook (peers_fetch_next) leaves the rest to them, looked at
+     * again by the periodic FETCH. */
     int64_t applied;
     bool more = r.first - 1 + (int64_t)r.count < r.head || (r.gap && !gone);
-    p->catch_up_owed = !rc && !asked_next && r.count && more &&
+    bool overtaken = r.count && r.first - 1 + (int64_t)r.count <= applied_before;
+    p->catch_up_owed = !rc && !asked_next && r.count && more && !overtaken &&
                        !(choreo_engine_checkpoint(ps->engine, p->name, &applied) == 0 &&
                          applied >= r.head);
     if (p->catch_up_owed && !peers_history_from(ps, p)) peers_ask(ps, p);
@@ -565,7 +574,7 @@ int choreo_peers_status(choreo_peers *ps, size_t i, choreo_peer_status *out) {
                               .lag = p->head > applied ? p->head - applied : 0,
                               .up = atomic_load(&p->pipes) > 0, .gone = p->gone,
                               .gone_first = p->gone_first, .gone_last = p->gone_last,
-                              .fetched = p->fetched,
+                              .fetched = p->fetched, .fetches = p->fetches,
                               .heard_ms_ago = p->heard_at ? (int64_t)(uv_now(ps->loop) -
                                                                       p->heard_at) : -1};
   return rc;

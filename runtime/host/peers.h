@@ -53,6 +53,7 @@ typedef struct choreo_peer {
   int64_t gone; /* its messages its retention deleted before we fetched them */
   int64_t gone_first, gone_last; /* the last such range */
   int64_t fetched; /* messages applied from its FETCH answers rather than its live frames */
+  int64_t fetches; /* its FETCH answers (pages of its log), whatever they brought */
   choreo_ahead ahead; /* its live frames heard past a gap */
 } choreo_peer;
 

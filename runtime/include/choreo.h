@@ -189,6 +189,7 @@ typedef struct choreo_peer_status {
   int64_t gone;         /* its messages deleted by its retention before we got them */
   int64_t gone_first, gone_last; /* the last range of them (seqs); 0 and 0 when none */
   int64_t fetched; /* messages applied from its FETCH answers (catching up), not live frames */
+  int64_t fetches; /* its FETCH answers (pages of its log), whatever they brought */
 } choreo_peer_status;
 
 CHOREO_EXTERN int choreo_host_status_get(choreo_host *h, choreo_host_status *out);

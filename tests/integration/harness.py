@@ -317,22 +317,25 @@ def run_cli(args, timeout=30, env=None):
 
 def parse_status(text):
     """`choreo status` output -> dict: 'generation', 'reload error', ... and 'peers', a dict
-    name -> {'applied', 'head', 'fetched', 'lag', 'url', 'up', 'heard'} ('heard': seconds ago or
-    None; 'fetched': how many of the applied came through FETCH rather than live)."""
+    name -> {'applied', 'head', 'fetched', 'fetches', 'lag', 'url', 'up', 'heard'} ('heard':
+    seconds ago or None; 'fetched': how many of the applied came through FETCH rather than live;
+    'fetches': the FETCH answers received)."""
     st = {"peers": {}}
     for line in text.splitlines():
-        m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+) \((\d+) caught up by FETCH\), "
+        m = re.match(r"peer\s+(\S+)\s+applied (\d+) of (\d+) \((\d+) caught up by FETCH in "
+                     r"(\d+) answers\), "
                      r"lag (\d+) \((.*)\); (up|down), "
                      r"(?:last heard ([\d.]+) s ago|never heard from)"
                      r"(?:, (\d+) gone before we got them \(last: (\d+) to (\d+)\))?$", line)
         if m:
             st["peers"][m.group(1)] = {"applied": int(m.group(2)), "head": int(m.group(3)),
-                                       "fetched": int(m.group(4)), "lag": int(m.group(5)),
-                                       "url": m.group(6), "up": m.group(7) == "up",
-                                       "heard": float(m.group(8)) if m.group(8) else None,
-                                       "gone": int(m.group(9) or 0),
-                                       "gone range": (int(m.group(10)), int(m.group(11)))
-                                       if m.group(10) else None}
+                                       "fetched": int(m.group(4)), "fetches": int(m.group(5)),
+                                       "lag": int(m.group(6)),
+                                       "url": m.group(7), "up": m.group(8) == "up",
+                                       "heard": float(m.group(9)) if m.group(9) else None,
+                                       "gone": int(m.group(10) or 0),
+                                       "gone range": (int(m.group(11)), int(m.group(12)))
+                                       if m.group(11) else None}
             continue
         m = re.match(r"(\S+(?: \S+)?)\s{2,}(.*)$", line)
         if m:

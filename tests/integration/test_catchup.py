@@ -87,6 +87,32 @@ def consumer_keeps_up_with_a_live_burst(w):
 
 
 @suite.test
+def a_consumer_behind_its_producer_takes_its_queue_live_without_fetching_it_again(w):
+    """A burst published faster than the consumer applies it waits in the consumer's receive
+    queue. The periodic FETCH (about one a second) asks for what follows the consumer's
+    checkpoint; when the live frames have applied a page by the time it comes, the next page
+    is not asked for: each was read from the producer's log to be passed over here."""
+    n = 80000
+    consumer = w.host("consumer", w.scripts("consumer",
+                                            {"consumer.lua": harness.consumer_lua(work=20000)}))
+    producer = w.host("producer", w.scripts("producer", {"producer.lua": harness.PRODUCER_LUA}))
+    wait_until(lambda: "producer" in consumer.status()["peers"], 10, "consumer to find producer")
+    t0 = time.monotonic()
+    producer.send("producer", "Burst", {"n": n})
+    wait_until(lambda: applied(consumer) >= n, 300, "the consumer to apply %d ticks" % n,
+               interval=0.2)
+    took = time.monotonic() - t0
+    check_ticks(consumer, n)
+    peer = consumer.status()["peers"]["producer"]
+    print("    %d ticks in %.1fs: %d FETCH answers, %d ticks by FETCH" %
+          (n, took, peer["fetches"], peer["fetched"]))
+    check(peer["fetches"] >= 2, "a periodic FETCH came while the consumer was behind")
+    # An answer either brought ticks (at least one each) or was a periodic look.
+    check(peer["fetches"] <= peer["fetched"] + took + 3, "%d FETCH answers for %d ticks by FETCH "
+          "in %.1fs" % (peer["fetches"], peer["fetched"], took))
+
+
+@suite.test
 def consumer_catches_up_with_two_producers(w):
     consumer = w.host("consumer", w.scripts("consumer", {"consumer.lua": harness.consumer_lua()}))
     consumer.stop()
