@@ -63,13 +63,13 @@ typedef struct choreo_bus_watch {
  * unless each takes long and the next is sure to be there); returns 0 or CHOREO_EBUS. */
 int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock,
                            int per_wake, choreo_bus_recv_cb cb, void *ud);
-/* Receives what is waiting (at most per_wake, and for CHOREO_DRAIN_MAX_MS). NNG 1.5 can miss a wake-up: the receive that
- * empties a socket's queue clears its descriptor, and a message arriving in that instant
- * raises it again, only for the clear to swallow the raise; the socket then stays silent, for
- * it counts as raised. That takes a receive, so after a drain that received anything the
- * watch drains again CHOREO_BUS_RECHECK_MS later (unless a look is due already), until a look
- * finds nothing: a watch of an idle socket costs no wake-ups. The host's tick drains every
- * watch too, as a backstop. */
+/* Receives what is waiting (at most per_wake, and for CHOREO_DRAIN_MAX_MS). NNG 1.5 can miss
+ * a wake-up: the receive that empties a socket's queue clears its descriptor, and a message
+ * arriving in that instant raises it again, only for the clear to swallow the raise; the
+ * socket then stays silent, for it counts as raised. That takes a receive, so after a drain
+ * that received anything the watch drains again CHOREO_BUS_RECHECK_MS later (unless a look is
+ * due already), until a look finds nothing: a watch of an idle socket costs no wake-ups. The
+ * host's tick drains every watch too, as a backstop. */
 #define CHOREO_BUS_RECHECK_MS 5
 void choreo_bus_watch_drain(choreo_bus_watch *w);
 /* Stops watching; closed (if not NULL) runs when the watch may be freed. Returns whether the

@@ -258,10 +258,12 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
      * tick, taking turns with a build's history from this peer, if it wants some (neither
      * starves the other). The held live frames may have taken us past the head the answer
      * knew; and a page they overtook (peers_fetch_next) leaves the rest to them, looked at
-     * again by the periodic FETCH. */
+     * again by the periodic FETCH, unless live frames wait past a gap (their own ask found
+     * this one in flight). */
     int64_t applied;
     bool more = r.first - 1 + (int64_t)r.count < r.head || (r.gap && !gone);
-    bool overtaken = r.count && r.first - 1 + (int64_t)r.count <= applied_before;
+    bool overtaken = r.count && r.first - 1 + (int64_t)r.count <= applied_before &&
+                     p->ahead.count == 0;
     p->catch_up_owed = !rc && !asked_next && r.count && more && !overtaken &&
                        !(choreo_engine_checkpoint(ps->engine, p->name, &applied) == 0 &&
                          applied >= r.head);
