@@ -82,20 +82,24 @@ static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
   return true;
 }
 
-/* Pushes string field f (present) as the string put in for it last, when the bytes are the
- * same: a table read and a compare, where making the string hashes it and looks it up among
- * all of Lua's strings. The last one is kept in the metatable at mt. */
-static void lazy_push_repeated(lua_State *L, const lazy_msg *z, int f, int mt) {
+/* Pushes field f as lazy_push_field does; one of LAZY_REPEATED as the string put in for it
+ * last, when the bytes are the same: a table read and a compare, where making the string
+ * hashes it and looks it up among all of Lua's strings. The last one is kept in the metatable
+ * at mt. */
+static bool lazy_push_repeated(lua_State *L, const lazy_msg *z, int f, int mt) {
+  if (!(LAZY_REPEATED & 1u << f)) return lazy_push_field(L, z, f);
   const choreo_str *s = &z->str[f];
+  if (!s->p) return false;
   size_t n;
   if (lua_rawgeti(L, mt, META_LAST + f) == LUA_TSTRING) {
     const char *last = lua_tolstring(L, -1, &n);
-    if (n == s->n && choreo_bytes_eq(last, s->p, n)) return;
+    if (n == s->n && choreo_bytes_eq(last, s->p, n)) return true;
   }
   lua_pop(L, 1);
   lua_pushlstring(L, s->p, s->n);
   lua_pushvalue(L, -1);
   lua_rawseti(L, mt, META_LAST + f);
+  return true;
 }
 
 /* The copy in the msg table at idx, or NULL (a table built whole, or whatever a handler put
@@ -336,14 +340,10 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
   for (uint32_t bits = prefill & ((1u << F_COUNT) - 1) & ~(1u << F_DATA); bits; bits &= bits - 1) {
     int f = __builtin_ctz(bits);
     lua_rawgeti(L, mt, META_KEYS + f);
-    if (LAZY_REPEATED & 1u << f && lazy_has(z, f))
-      lazy_push_repeated(L, z, f, mt);
-    else if (!lazy_push_field(L, z, f)) {
+    if (lazy_push_repeated(L, z, f, mt))
+      lua_rawset(L, -5);
+    else
       lua_pop(L, 1);
-      z->settled |= 1u << f;
-      continue;
-    }
-    lua_rawset(L, -5);
     z->settled |= 1u << f;
   }
   lua_setmetatable(L, -3);

@@ -175,12 +175,13 @@ static void peers_named(choreo_peers *ps, choreo_peer *p, const choreo_apply_res
 
 /* Catching up, the next page is asked for before this one is applied, so that the peer reads
  * and sends it while we apply: one round trip a page was most of a catch-up's time while the
- * peer was busy. Only when this page goes on from what we have applied, past it, and the peer
- * has more (and no build waits for its history, which takes turns with catching up). A page
+ * peer was busy. Only when this page goes on from what we have applied (-1: unknown), past it,
+ * and the peer has more (and no build waits for its history, which takes turns with catching
+ * up). A page
  * wholly applied already was overtaken by live frames (a consumer behind its producer, with
  * hundreds of frames queued): asking after it fetched page after page of rows the queue held
  * too, each read from the peer's log and passed over here. */
-static bool peers_fetch_next(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
+static bool peers_fetch_next(choreo_peers *ps, choreo_peer *p, nng_msg *msg, int64_t applied) {
   choreo_frame_reader fr;
   if (!p->name[0] || peers_history_from(ps, p) ||
       choreo_frame_open(&fr, nng_msg_body(msg), nng_msg_len(msg)))
@@ -188,10 +189,7 @@ static bool peers_fetch_next(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   bool theirs = fr.source.n == strlen(p->name) && memcmp(fr.source.p, p->name, fr.source.n) == 0;
   int64_t first = fr.first, last = fr.first - 1 + (int64_t)fr.count, head = fr.head;
   choreo_frame_close(&fr);
-  int64_t applied;
-  if (!theirs || last < first || last >= head ||
-      choreo_engine_checkpoint(ps->engine, p->name, &applied) || first - 1 > applied ||
-      last <= applied)
+  if (!theirs || last < first || last >= head || first - 1 > applied || last <= applied)
     return false;
   return peers_fetch(ps, p, last);
 }
@@ -227,7 +225,7 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   int64_t asked_after = p->asked_after, applied_before = -1;
   if (p->name[0] && choreo_engine_checkpoint(ps->engine, p->name, &applied_before))
     applied_before = -1;
-  bool asked_next = peers_fetch_next(ps, p, msg);
+  bool asked_next = peers_fetch_next(ps, p, msg, applied_before);
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   if (rc == CHOREO_EINVAL) {
