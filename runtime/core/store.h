@@ -13,10 +13,12 @@
 
 typedef struct choreo_store choreo_store;
 
-/* 16 KiB rather than SQLite's 4 KiB: each page a transaction changes is one WAL frame written
- * with two write() calls, and batches of messages fill many pages; four times fewer frames
- * took a third of the hosts' system time (README, Storage). A transaction of one small row
- * writes a whole page all the same, so a host seeing few messages writes more bytes. */
+/* 16 KiB rather than SQLite's 4 KiB: each page a transaction changes is one WAL frame, and
+ * batches of messages fill many pages; when each frame was two write() calls, four times fewer
+ * frames took a third of the hosts' system time (README, Performance). A commit's frames are
+ * now one call (walwrites.c), and 4 KiB pages do about as well, except in dispatch (a twentieth
+ * less). A transaction of one small row writes a whole page all the same, so a host seeing few
+ * messages writes more bytes with larger pages. */
 #define CHOREO_DEFAULT_PAGE_SIZE 16384
 
 /* Opens (creating if needed) the database at path (":memory:" allowed) and its schema.
