@@ -520,7 +520,7 @@ int choreo_store_open(choreo_store **out, const char *path, int page_size, char 
    * would only cost time. */
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   int rc;
-  choreo_walwrites_register(); /* before the first connection: every one of the process uses it */
+  choreo_walwrites_register(); /* every connection opened from here on uses it */
   if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
     /* open_v2 hands back a handle carrying the reason unless it ran out of memory. */
     store_errf(err, errlen, path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
