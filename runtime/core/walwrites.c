@@ -172,6 +172,39 @@ static int through_device(sqlite3_file *f) {
   return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
 }
 
+/* The database file's bytes, size, controls and shared memory map go straight through too. */
+static int through_read(sqlite3_file *f, void *data, int amt, sqlite3_int64 off) {
+  return REAL(f)->pMethods->xRead(REAL(f), data, amt, off);
+}
+static int through_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 off) {
+  return REAL(f)->pMethods->xWrite(REAL(f), data, amt, off);
+}
+static int through_truncate(sqlite3_file *f, sqlite3_int64 size) {
+  return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+static int through_sync(sqlite3_file *f, int flags) {
+  return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int through_size(sqlite3_file *f, sqlite3_int64 *size) {
+  return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+static int through_control(sqlite3_file *f, int op, void *arg) {
+  return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+static int through_shm_map(sqlite3_file *f, int region, int size, int extend,
+                           void volatile **out) {
+  return REAL(f)->pMethods->xShmMap(REAL(f), region, size, extend, out);
+}
+static int through_shm_unmap(sqlite3_file *f, int delete_flag) {
+  return REAL(f)->pMethods->xShmUnmap(REAL(f), delete_flag);
+}
+static int through_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **out) {
+  return REAL(f)->pMethods->xFetch(REAL(f), off, amt, out);
+}
+static int through_unfetch(sqlite3_file *f, sqlite3_int64 off, void *page) {
+  return REAL(f)->pMethods->xUnfetch(REAL(f), off, page);
+}
+
 static const sqlite3_io_methods wal_methods = {
     .iVersion = 1,
     .xClose = gather_close,
@@ -202,26 +235,6 @@ static int db_close(sqlite3_file *f) {
   return d->real->pMethods->xClose(d->real);
 }
 
-static int db_read(sqlite3_file *f, void *data, int amt, sqlite3_int64 off) {
-  return REAL(f)->pMethods->xRead(REAL(f), data, amt, off);
-}
-static int db_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 off) {
-  return REAL(f)->pMethods->xWrite(REAL(f), data, amt, off);
-}
-static int db_truncate(sqlite3_file *f, sqlite3_int64 size) {
-  return REAL(f)->pMethods->xTruncate(REAL(f), size);
-}
-static int db_sync(sqlite3_file *f, int flags) { return REAL(f)->pMethods->xSync(REAL(f), flags); }
-static int db_size(sqlite3_file *f, sqlite3_int64 *size) {
-  return REAL(f)->pMethods->xFileSize(REAL(f), size);
-}
-static int db_control(sqlite3_file *f, int op, void *arg) {
-  return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
-}
-static int db_shm_map(sqlite3_file *f, int region, int size, int extend, void volatile **out) {
-  return REAL(f)->pMethods->xShmMap(REAL(f), region, size, extend, out);
-}
-
 static int db_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
   db_file *d = (db_file *)f;
   if (d->wal && offset == WAL_WRITE_LOCK && (flags & SQLITE_SHM_UNLOCK))
@@ -235,36 +248,26 @@ static void db_shm_barrier(sqlite3_file *f) {
   d->real->pMethods->xShmBarrier(d->real);
 }
 
-static int db_shm_unmap(sqlite3_file *f, int delete_flag) {
-  return REAL(f)->pMethods->xShmUnmap(REAL(f), delete_flag);
-}
-static int db_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **out) {
-  return REAL(f)->pMethods->xFetch(REAL(f), off, amt, out);
-}
-static int db_unfetch(sqlite3_file *f, sqlite3_int64 off, void *page) {
-  return REAL(f)->pMethods->xUnfetch(REAL(f), off, page);
-}
-
 static const sqlite3_io_methods db_methods = {
     .iVersion = 3,
     .xClose = db_close,
-    .xRead = db_read,
-    .xWrite = db_write,
-    .xTruncate = db_truncate,
-    .xSync = db_sync,
-    .xFileSize = db_size,
+    .xRead = through_read,
+    .xWrite = through_write,
+    .xTruncate = through_truncate,
+    .xSync = through_sync,
+    .xFileSize = through_size,
     .xLock = through_lock,
     .xUnlock = through_unlock,
     .xCheckReservedLock = through_reserved,
-    .xFileControl = db_control,
+    .xFileControl = through_control,
     .xSectorSize = through_sector,
     .xDeviceCharacteristics = through_device,
-    .xShmMap = db_shm_map,
+    .xShmMap = through_shm_map,
     .xShmLock = db_shm_lock,
     .xShmBarrier = db_shm_barrier,
-    .xShmUnmap = db_shm_unmap,
-    .xFetch = db_fetch,
-    .xUnfetch = db_unfetch,
+    .xShmUnmap = through_shm_unmap,
+    .xFetch = through_fetch,
+    .xUnfetch = through_unfetch,
 };
 
 static void wal_link(wal_file *w, sqlite3_filename name) {

@@ -177,10 +177,9 @@ static void peers_named(choreo_peers *ps, choreo_peer *p, const choreo_apply_res
  * and sends it while we apply: one round trip a page was most of a catch-up's time while the
  * peer was busy. Only when this page goes on from what we have applied (-1: unknown), past it,
  * and the peer has more (and no build waits for its history, which takes turns with catching
- * up). A page
- * wholly applied already was overtaken by live frames (a consumer behind its producer, with
- * hundreds of frames queued): asking after it fetched page after page of rows the queue held
- * too, each read from the peer's log and passed over here. */
+ * up). A page wholly applied already was overtaken by live frames (a consumer behind its
+ * producer, with hundreds of frames queued): asking after it fetched page after page of rows
+ * the queue held too, each read from the peer's log and passed over here. */
 static bool peers_fetch_next(choreo_peers *ps, choreo_peer *p, nng_msg *msg, int64_t applied) {
   choreo_frame_reader fr;
   if (!p->name[0] || peers_history_from(ps, p) ||
