@@ -26,7 +26,7 @@ static void print_offered(const bench_producer_report *r) {
 }
 
 int bench_pipeline_report(bench_producer *p, bench_sink *s, long events, double cpu_s,
-                          double t_last_commit, double deadline) {
+                          long faults, double t_last_commit, double deadline) {
   bench_producer_report r;
   long lost = 0, duplicates = 0;
   finish(p, s, events, deadline, &r, &lost, &duplicates);
@@ -36,9 +36,11 @@ int bench_pipeline_report(bench_producer *p, bench_sink *s, long events, double 
           r.sent, r.t_done - r.t_first, (double)r.sent / (r.t_done - r.t_first),
           r.cpu_s * 1e6 / (double)r.sent, elapsed);
   printf("{\"events_per_s\": %.0f, \"cpu_us_per_event\": %.2f,"
-         " \"producer_cpu_us_per_event\": %.2f, \"lost\": %ld, \"duplicates\": %ld}\n",
+         " \"producer_cpu_us_per_event\": %.2f, \"consumer_faults_per_kevent\": %.1f,"
+         " \"lost\": %ld, \"duplicates\": %ld}\n",
          (double)events / elapsed, cpu_s * 1e6 / (double)events,
-         r.cpu_s * 1e6 / (double)events, lost, duplicates);
+         r.cpu_s * 1e6 / (double)events, (double)faults * 1000.0 / (double)events, lost,
+         duplicates);
   fflush(stdout);
   return 0;
 }
@@ -76,6 +78,7 @@ int bench_restart_report(bench_producer *p, bench_sink *s, long events, bench_ta
 void bench_consume(const bench_args *a, bench_producer *p, bench_sink *sink, bench_tally *t,
                    double deadline, bench_batch_fn batch, void *ud) {
   double cpu0 = bench_cpu_process();
+  long faults0 = bench_faults_process();
   if (bench_producer_go(p) != 0) bench_fail("cannot start the producer");
   while (t->seen.distinct < a->events) {
     if (bench_now() > deadline)
@@ -84,10 +87,11 @@ void bench_consume(const bench_args *a, bench_producer *p, bench_sink *sink, ben
     batch(ud, sink, t);
   }
   double cpu = bench_cpu_process() - cpu0;
+  long faults = bench_faults_process() - faults0;
   if (a->rate)
     bench_latency_report(p, sink, a->events, &t->lat, deadline);
   else
-    bench_pipeline_report(p, sink, a->events, cpu, t->last_commit, deadline);
+    bench_pipeline_report(p, sink, a->events, cpu, faults, t->last_commit, deadline);
 }
 
 void bench_consume_restarting(char **argv, const char *run, const bench_args *a,

@@ -9,12 +9,13 @@
 #include "bench_sink.h"
 #include "bench_tally.h"
 
-/* The pipeline workload. `cpu_s` is the consumer's user+sys time over the run, `t_last_commit`
- * when the last batch was committed. Prints {"events_per_s", "cpu_us_per_event", "lost",
- * "duplicates"} on stdout and returns 0; on a missing producer report or a failed check, says
- * why (bench_fail). */
+/* The pipeline workload. `cpu_s` is the consumer's user+sys time over the run, `faults` its
+ * page faults (bench_faults_process), `t_last_commit` when the last batch was committed. Prints
+ * {"events_per_s", "cpu_us_per_event", "producer_cpu_us_per_event",
+ * "consumer_faults_per_kevent", "lost", "duplicates"} on stdout and returns 0; on a missing
+ * producer report or a failed check, says why (bench_fail). */
 int bench_pipeline_report(bench_producer *p, bench_sink *s, long events, double cpu_s,
-                          double t_last_commit, double deadline);
+                          long faults, double t_last_commit, double deadline);
 
 /* The latency workload, `l` holding a latency per event. Prints {"p50_us", "p99_us",
  * "p999_us", "sent", "lost", "duplicates"} on stdout and returns 0; fails like the above. */

@@ -31,6 +31,12 @@ double bench_cpu_process(void) { return rusage_seconds(RUSAGE_SELF); }
 
 double bench_cpu_thread(void) { return rusage_seconds(RUSAGE_THREAD); }
 
+long bench_faults_process(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return ru.ru_minflt + ru.ru_majflt;
+}
+
 void bench_fail(const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s: ", bench_name);

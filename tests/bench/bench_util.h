@@ -24,6 +24,11 @@ double bench_cpu_process(void);
 /* User+sys seconds of the calling thread only. */
 double bench_cpu_thread(void);
 
+/* Page faults of the whole calling process so far (minor and major): memory touched for the
+ * first time. On some virtual machines each costs ~10 µs, so a consumer that holds a growing
+ * backlog pays for it in CPU; the pipeline reports them to tell that cost from the rest. */
+long bench_faults_process(void);
+
 typedef struct bench_args {
   const char *url; /* --url */
   const char *db;  /* --db */
