@@ -1,6 +1,6 @@
-/* The wire codec (docs/ARCHITECTURE.md, The wire): messages as msgpack maps keyed by CloudEvents attribute names,
- * frames as a header array followed by contiguous messages, and the structure walker that
- * vets every byte from the network before msgpack-c sees it.
+/* The wire codec (docs/ARCHITECTURE.md, The wire): messages as msgpack maps keyed by numbered
+ * CloudEvents attributes, frames as a header array followed by contiguous messages, and the
+ * structure walker that vets every byte from the network before msgpack-c sees it.
  *
  * msgpack-c's C unpacker trusts the lengths it reads: an array header claiming 4 billion
  * elements makes it allocate 4 billion objects before it notices the input is short, and
@@ -13,7 +13,6 @@
 #include "codec.h"
 
 #include <ctype.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,13 +147,6 @@ int choreo_name_check(const char *name, char *err, size_t errlen) {
   return CHOREO_EINVAL;
 }
 
-char *choreo_msg_derived_id(const choreo_msg *m) {
-  size_t size = m->source.n + 24;
-  char *id = malloc(size);
-  if (id) snprintf(id, size, "%.*s/%" PRId64, (int)m->source.n, m->source.p, m->seq);
-  return id;
-}
-
 /* ---- messages ---- */
 
 /* An empty attribute means the same as an absent one (CloudEvents requires optional attributes
@@ -165,16 +157,22 @@ static int codec_pack_cstr(msgpack_packer *pk, const char *s) {
   return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
+/* The attributes by number, the keys our writers put: one byte (a positive fixint) where a
+ * name took up to 16 (with the id left out, a quarter of a small message). The numbers are the
+ * wire format: never reuse or renumber one. Readers take the names too (codec_attrs below). */
+enum {
+  CODEC_K_ID = 1, CODEC_K_SOURCE, CODEC_K_TYPE, CODEC_K_TIME, CODEC_K_SUBJECT, CODEC_K_DATA,
+  CODEC_K_SEQ, CODEC_K_KIND, CODEC_K_TO, CODEC_K_CORRELATIONID, CODEC_K_CAUSATIONID,
+  CODEC_K_TRACEPARENT, CODEC_K_DATASCHEMA, CODEC_K_STREAMVERSION, CODEC_K_EXPECTEDVERSION
+};
+
 /* Writing a message is on every publish's path, so it is done with one reservation and plain
  * copies (mpput.h) rather than a packer call, and a buffer check, per key and per value. */
-static char *codec_put_attr(char *p, const char *key, size_t key_len, const char *value,
-                            size_t value_len) {
+static char *codec_put_attr(char *p, unsigned char key, const char *value, size_t value_len) {
   if (!value_len) return p;
-  p = mp_put_str(p, key, key_len);
+  p = mp_put_byte(p, key);
   return mp_put_str(p, value, value_len);
 }
-
-#define CODEC_KEY(k) k, sizeof k - 1
 
 int choreo_seq_digits(char out[20], int64_t v) {
   char digits[20];
@@ -186,20 +184,20 @@ int choreo_seq_digits(char out[20], int64_t v) {
 
 int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   bool has_data = f->data != NULL && f->data_len > 0;
-  if (!codec_present(f->source) || !codec_present(f->type) || !codec_present(f->kind) ||
-      f->seq < 1)
+  /* Readers derive the id from the source, which must be short enough to be a name. */
+  if (!codec_present(f->source) || strlen(f->source) > CHOREO_NAME_MAX ||
+      !codec_present(f->type) || !codec_present(f->kind) || f->seq < 1)
     return CHOREO_EINVAL;
   /* What we append to a log must decode again, or it would poison every reader of the log. */
   if (has_data && choreo_msgpack_check(f->data, f->data_len, 1, CHOREO_MAX_DEPTH) != 0)
     return CHOREO_EINVAL;
 
-  char now[32], seq[24];
+  char now[32];
   const char *time = f->time;
   if (!codec_present(time)) {
     choreo_time_now(now, sizeof now);
     time = now;
   }
-  int seq_len = choreo_seq_digits(seq, f->seq);
   if (f->streamversion < 0 || (f->has_expectedversion && f->expectedversion < 0))
     return CHOREO_EINVAL;
   enum { V_SOURCE, V_TYPE, V_TIME, V_SUBJECT, V_KIND, V_TO, V_CORRELATIONID, V_CAUSATIONID,
@@ -207,60 +205,51 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   const char *values[V_COUNT] = {f->source, f->type, time, f->subject, f->kind, f->to,
                                  f->correlationid, f->causationid, f->traceparent, f->dataschema};
   size_t len[V_COUNT]; /* 0 for an absent value: never written */
-  size_t entries = 6 + has_data + (f->streamversion > 0) + f->has_expectedversion;
-  /* At most: the map's byte, 20 keys of under 16 bytes with their 5-byte headers, the id, three
-   * 9-byte integers and the data, then each string value with its header. */
-  size_t need = 1 + 20 * (5 + 16) + 5 + 1 + (size_t)seq_len + 3 * 9 + (has_data ? f->data_len : 0);
+  size_t entries = 5 + has_data + (f->streamversion > 0) + f->has_expectedversion;
+  /* At most: the map's byte, 15 one-byte keys, three 9-byte integers and the data, then each
+   * string value with its header. */
+  size_t need = 1 + 15 + 3 * 9 + (has_data ? f->data_len : 0);
   for (size_t i = 0; i < V_COUNT; i++) {
     len[i] = values[i] ? strlen(values[i]) : 0;
     if (i >= V_SUBJECT && i != V_KIND) entries += len[i] > 0;
-    need += 5 + len[i];
+    need += MP_PUT_STR_HEADER + len[i];
   }
-  need += len[V_SOURCE]; /* in the id too */
   if (!mp_reserve(out, need)) return CHOREO_ENOMEM;
   char *p = out->data + out->size;
-  *p++ = (char)(0x80 | entries); /* at most 15 attributes: a fixmap */
-  p = mp_put_str(p, CODEC_KEY("id"));
-  size_t source_len = len[V_SOURCE];
-  size_t id_len = source_len + 1 + (size_t)seq_len;
-  p = mp_put_str_header(p, id_len); /* the id is "source/seq", written in three parts */
-  memcpy(p, f->source, source_len);
-  p += source_len;
-  *p++ = '/';
-  memcpy(p, seq, (size_t)seq_len);
-  p += seq_len;
-  p = codec_put_attr(p, CODEC_KEY("source"), f->source, len[V_SOURCE]);
-  p = codec_put_attr(p, CODEC_KEY("type"), f->type, len[V_TYPE]);
-  p = codec_put_attr(p, CODEC_KEY("time"), time, len[V_TIME]);
-  p = codec_put_attr(p, CODEC_KEY("subject"), f->subject, len[V_SUBJECT]);
+  *p++ = (char)(0x80 | entries); /* at most 14 attributes: a fixmap */
+  p = codec_put_attr(p, CODEC_K_SOURCE, f->source, len[V_SOURCE]);
+  p = codec_put_attr(p, CODEC_K_TYPE, f->type, len[V_TYPE]);
+  p = codec_put_attr(p, CODEC_K_TIME, time, len[V_TIME]);
+  p = codec_put_attr(p, CODEC_K_SUBJECT, f->subject, len[V_SUBJECT]);
   if (has_data) {
-    p = mp_put_str(p, CODEC_KEY("data"));
+    p = mp_put_byte(p, CODEC_K_DATA);
     memcpy(p, f->data, f->data_len);
     p += f->data_len;
   }
-  p = mp_put_str(p, CODEC_KEY("seq"));
+  p = mp_put_byte(p, CODEC_K_SEQ);
   p = mp_put_uint(p, (uint64_t)f->seq);
-  p = codec_put_attr(p, CODEC_KEY("kind"), f->kind, len[V_KIND]);
-  p = codec_put_attr(p, CODEC_KEY("to"), f->to, len[V_TO]);
-  p = codec_put_attr(p, CODEC_KEY("correlationid"), f->correlationid, len[V_CORRELATIONID]);
-  p = codec_put_attr(p, CODEC_KEY("causationid"), f->causationid, len[V_CAUSATIONID]);
-  p = codec_put_attr(p, CODEC_KEY("traceparent"), f->traceparent, len[V_TRACEPARENT]);
-  p = codec_put_attr(p, CODEC_KEY("dataschema"), f->dataschema, len[V_DATASCHEMA]);
+  p = codec_put_attr(p, CODEC_K_KIND, f->kind, len[V_KIND]);
+  p = codec_put_attr(p, CODEC_K_TO, f->to, len[V_TO]);
+  p = codec_put_attr(p, CODEC_K_CORRELATIONID, f->correlationid, len[V_CORRELATIONID]);
+  p = codec_put_attr(p, CODEC_K_CAUSATIONID, f->causationid, len[V_CAUSATIONID]);
+  p = codec_put_attr(p, CODEC_K_TRACEPARENT, f->traceparent, len[V_TRACEPARENT]);
+  p = codec_put_attr(p, CODEC_K_DATASCHEMA, f->dataschema, len[V_DATASCHEMA]);
   if (f->streamversion > 0) {
-    p = mp_put_str(p, CODEC_KEY("streamversion"));
+    p = mp_put_byte(p, CODEC_K_STREAMVERSION);
     p = mp_put_uint(p, (uint64_t)f->streamversion);
   }
   if (f->has_expectedversion) {
-    p = mp_put_str(p, CODEC_KEY("expectedversion"));
+    p = mp_put_byte(p, CODEC_K_EXPECTEDVERSION);
     p = mp_put_uint(p, (uint64_t)f->expectedversion);
   }
   out->size = (size_t)(p - out->data);
   return 0;
 }
 
-/* The attributes, in the order choreo_msg_encode writes them, and where the string ones land
- * in choreo_msg. specversion and datacontenttype are constants of this format ("1.0", data in
- * msgpack): messages written before 2026-12-03 carry them, and they are only type-checked. */
+/* The attributes by number (CODEC_K_ID + index), the order choreo_msg_encode writes them in, with
+ * their names, which are read too: hosts wrote names until 2026-12-05 (logs keep them) and
+ * other writers may. specversion and datacontenttype are constants of this format ("1.0", data
+ * in msgpack), named in messages written before 2026-12-03 and only type-checked. */
 #define CODEC_NOWHERE SIZE_MAX
 #define CODEC_DATA (SIZE_MAX - 1)
 #define CODEC_SEQ (SIZE_MAX - 2)
@@ -271,13 +260,11 @@ static const struct {
   const char *name;
   size_t len, offset;
 } codec_attrs[] = {
-    CODEC_ATTR("specversion", CODEC_NOWHERE),
     CODEC_ATTR("id", offsetof(choreo_msg, id)),
     CODEC_ATTR("source", offsetof(choreo_msg, source)),
     CODEC_ATTR("type", offsetof(choreo_msg, type)),
     CODEC_ATTR("time", offsetof(choreo_msg, time)),
     CODEC_ATTR("subject", offsetof(choreo_msg, subject)),
-    CODEC_ATTR("datacontenttype", CODEC_NOWHERE),
     CODEC_ATTR("data", CODEC_DATA),
     CODEC_ATTR("seq", CODEC_SEQ),
     CODEC_ATTR("kind", offsetof(choreo_msg, kind)),
@@ -288,6 +275,8 @@ static const struct {
     CODEC_ATTR("dataschema", offsetof(choreo_msg, dataschema)),
     CODEC_ATTR("streamversion", CODEC_STREAMVERSION),
     CODEC_ATTR("expectedversion", CODEC_EXPECTEDVERSION),
+    CODEC_ATTR("specversion", CODEC_NOWHERE),
+    CODEC_ATTR("datacontenttype", CODEC_NOWHERE),
 };
 #define CODEC_NATTRS (sizeof codec_attrs / sizeof *codec_attrs)
 
@@ -364,7 +353,7 @@ static bool codec_take_uint(const unsigned char **pp, const unsigned char *end, 
 static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, choreo_msg *m) {
   const unsigned char *p = *pp, *start = p;
   bool have_seq = false;
-  memset(m, 0, sizeof *m);
+  memset(m, 0, offsetof(choreo_msg, id_text)); /* the text is written only when needed */
   m->expectedversion = -1;
   if (p == end) return CHOREO_EINVAL;
   uint64_t n;
@@ -383,9 +372,14 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
   size_t next = 0;
   for (uint64_t i = 0; i < n; i++) {
     choreo_str key = {NULL, 0};
-    int a = codec_take_str(&p, end, &key) ? codec_attr_find(key, next) : -1;
-    if (a < 0) { /* a key we do not know, or not a string: skipped with its value */
-      if (key.p == NULL && codec_check_one(&p, end, CODEC_MSG_DEPTH - 1) != 0) return CHOREO_EINVAL;
+    int a = -1;
+    if (p < end && *p >= CODEC_K_ID && *p <= CODEC_K_EXPECTEDVERSION) /* a numbered key */
+      a = *p++ - CODEC_K_ID;
+    else if (codec_take_str(&p, end, &key))
+      a = codec_attr_find(key, next);
+    else if (codec_check_one(&p, end, CODEC_MSG_DEPTH - 1) != 0)
+      return CHOREO_EINVAL;
+    if (a < 0) { /* a key we do not know: skipped with its value */
       if (codec_check_one(&p, end, CODEC_MSG_DEPTH - 1) != 0) return CHOREO_EINVAL;
       continue;
     }
@@ -413,6 +407,14 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
     }
   }
   if (!have_seq || m->source.n == 0 || m->type.n == 0 || m->kind.n == 0) return CHOREO_EINVAL;
+  if (m->id.n == 0) { /* "<source>/<seq>", as our writers leave it out */
+    if (m->source.n > CHOREO_NAME_MAX) return CHOREO_EINVAL;
+    char *digits = m->id_text + m->source.n + 1;
+    memcpy(m->id_text, m->source.p, m->source.n);
+    digits[-1] = '/';
+    m->id = (choreo_str){m->id_text, (size_t)(digits - m->id_text) +
+                                         (size_t)choreo_seq_digits(digits, m->seq)};
+  }
   /* These are compared and kept as C strings along the way. */
   const choreo_str names[] = {m->source, m->type, m->kind, m->to};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
@@ -484,7 +486,8 @@ static int codec_frame_read_header(choreo_frame_reader *r) {
     return CHOREO_EINVAL;
   r->sparse = h->via.array.size == 6;
   const msgpack_object *f = h->via.array.ptr;
-  if (!codec_uint(&f[0], UINT64_MAX, &version) || version != CHOREO_FRAME_VERSION)
+  /* Version 1's messages are keyed by name, which version 2's reader takes too. */
+  if (!codec_uint(&f[0], UINT64_MAX, &version) || version < 1 || version > CHOREO_FRAME_VERSION)
     return CHOREO_EINVAL;
   /* The source is a host's name: one with a NUL byte would read as another host's in C. */
   if (f[1].type != MSGPACK_OBJECT_STR || !codec_name_ok(f[1].via.str.ptr, f[1].via.str.size))

@@ -1,7 +1,8 @@
-/* Wire format (docs/ARCHITECTURE.md, The wire): messages are msgpack maps keyed by CloudEvents attribute names;
- * a frame is a header array [version, source, first_seq, count, head_seq] followed by `count`
- * encoded messages with contiguous seq. Decoding is defensive: every input is validated before
- * msgpack-c sees it, so claimed lengths can never exceed the bytes actually present. */
+/* Wire format (docs/ARCHITECTURE.md, The wire): messages are msgpack maps whose keys are the
+ * CloudEvents attributes, numbered (one byte each; names are read too); a frame is a header
+ * array [version, source, first_seq, count, head_seq] followed by `count` encoded messages with
+ * contiguous seq. Decoding is defensive: every input is validated before msgpack-c sees it, so
+ * claimed lengths can never exceed the bytes actually present. */
 #ifndef CHOREO_CODEC_H
 #define CHOREO_CODEC_H
 
@@ -11,7 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CHOREO_FRAME_VERSION 1
+/* Frames of version 2 carry messages keyed by number; a host reads versions 1 and 2. */
+#define CHOREO_FRAME_VERSION 2
 /* msgpack-c's C unpacker has a fixed stack of 32 levels; the whole message map is one of them. */
 #define CHOREO_MAX_DEPTH 30
 #define CHOREO_MAX_FRAME (16u << 20)
@@ -21,13 +23,19 @@
 #define CHOREO_DEFAULT_MAX_MESSAGE (1u << 20)
 #define CHOREO_MAX_MESSAGE_LIMIT (8u << 20)
 
+/* Service names (a message's source and to): 1..CHOREO_NAME_MAX of [A-Za-z0-9_.-], not
+ * starting with '.', since they also name files in the bus directory. */
+#define CHOREO_NAME_MAX 100
+
 /* A borrowed string: not NUL-terminated; n == 0 and p == NULL when absent. */
 typedef struct choreo_str {
   const char *p;
   size_t n;
 } choreo_str;
 
-/* A decoded message. Strings and data point into the buffer it was decoded from. Event
+/* A decoded message. Strings and data point into the buffer it was decoded from, but for an id
+ * the message does not carry: "<source>/<seq>", written into id_text (so a copy of the struct
+ * borrows its id from the original). Event
  * sourcing's extensions: an event of a stream carries the stream in `subject`, its version in
  * the stream (streamversion, 0 when absent) and its data's schema (dataschema, "v<N>"); a
  * command may carry the version of the stream its sender saw (expectedversion, -1 when
@@ -41,6 +49,7 @@ typedef struct choreo_msg {
   size_t data_len;
   const char *raw; /* the whole encoded message, as stored in the log */
   size_t raw_len;
+  char id_text[CHOREO_NAME_MAX + 21];
 } choreo_msg;
 
 /* Writes v (at least 1) in decimal without a NUL; returns the digits written. By hand: printf
@@ -48,8 +57,8 @@ typedef struct choreo_msg {
 int choreo_seq_digits(char out[20], int64_t v);
 
 /* What a message is built from. NULL strings are left out of the map. `data` is the msgpack
- * encoding of one value (NULL/0 for nil). id is derived: "<source>/<seq>". streamversion 0 and
- * has_expectedversion false leave those out. */
+ * encoding of one value (NULL/0 for nil). The id is "<source>/<seq>", which readers derive: it
+ * is not written. streamversion 0 and has_expectedversion false leave those out. */
 typedef struct choreo_msg_fields {
   const char *source, *type, *kind, *to, *subject, *correlationid, *causationid, *traceparent;
   const char *dataschema;
@@ -62,11 +71,11 @@ typedef struct choreo_msg_fields {
 } choreo_msg_fields;
 
 /* Appends the encoding of one message to `out`. Returns 0 or CHOREO_EINVAL (missing
- * source/type/kind, seq < 1). */
+ * source/type/kind, a source longer than CHOREO_NAME_MAX, seq < 1). */
 int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out);
 
 /* Decodes exactly one message occupying buf[0..len); the message borrows from buf. Returns 0
- * or CHOREO_EINVAL. */
+ * or CHOREO_EINVAL (also for a message without an id whose source is too long to derive one). */
 int choreo_msg_decode(const char *buf, size_t len, choreo_msg *out);
 
 /* Checks that buf[0..len) holds exactly `count` complete msgpack objects (count == 0: any
@@ -124,16 +133,10 @@ int choreo_history_decode(const char *buf, size_t len, int64_t *after);
 int choreo_ask_encode(msgpack_sbuffer *out, const char *json);
 int choreo_ask_decode(const char *buf, size_t len, choreo_str *json);
 
-/* Service names (a message's source and to): 1..CHOREO_NAME_MAX of [A-Za-z0-9_.-], not
- * starting with '.', since they also name files in the bus directory. */
-#define CHOREO_NAME_MAX 100
+/* Whether name is a service name (CHOREO_NAME_MAX above). */
 bool choreo_name_valid(const char *name);
 /* 0, or CHOREO_EINVAL with "invalid name '...' (...)" in err. */
 int choreo_name_check(const char *name, char *err, size_t errlen);
-
-/* The id of a message that carries none, "<source>/<seq>", as the encoder derives it:
- * malloc'd, NULL when memory runs out. */
-char *choreo_msg_derived_id(const choreo_msg *m);
 
 /* Whether the n bytes at a and b are the same. The names and keys compared per message are
  * short: two loads each where a call to memcmp branched its way through them (25 calls per

@@ -458,30 +458,18 @@ static void engine_handled_by(choreo_engine *e, const choreo_msg *m, bool script
  * instruction budget or the memory limit cutting it off. */
 static int engine_attempt(choreo_engine *e, const choreo_msg *m, bool savepoint, char *err,
                           size_t errlen, char **traceback, bool *ok, bool *limited) {
-  /* The id is optional on the wire ("<source>/<seq>" when absent), but handlers and what they
-   * emit (its causation) need it spelled out. */
-  choreo_msg with_id = *m;
-  char *derived = NULL;
-  if (!m->id.n) {
-    derived = choreo_msg_derived_id(m);
-    if (!derived) return CHOREO_ENOMEM;
-    with_id.id = (choreo_str){derived, strlen(derived)};
-  }
   int rc = savepoint ? choreo_store_savepoint(e->store) : 0;
-  if (rc) {
-    free(derived);
-    return rc;
-  }
-  e->current = &with_id;
+  if (rc) return rc;
+  e->current = m;
   choreo_store_guard(e->store, true);
   choreo_engine_meter_start(e);
   int scripts_rc = 0;
-  bool c_ok = choreo_handlers_run(e->handlers, e, &with_id, err, errlen) == 0;
+  bool c_ok = choreo_handlers_run(e->handlers, e, m, err, errlen) == 0;
   *ok = c_ok &&
         (!e->scripts ||
-         (scripts_rc = e->ops->deliver(e->scripts, &with_id, err, errlen, traceback)) == 0) &&
+         (scripts_rc = e->ops->deliver(e->scripts, m, err, errlen, traceback)) == 0) &&
         (!e->serving ||
-         (scripts_rc = e->ops->deliver_stale(e->serving, &with_id, err, errlen, traceback)) == 0);
+         (scripts_rc = e->ops->deliver_stale(e->serving, m, err, errlen, traceback)) == 0);
   if (e->handling && (e->journal || e->spans)) /* only they name the handlers */
     engine_handled_by(e, m, c_ok && e->scripts, e->handling->handled_by,
                       sizeof e->handling->handled_by);
@@ -489,7 +477,6 @@ static int engine_attempt(choreo_engine *e, const choreo_msg *m, bool savepoint,
   choreo_engine_meter_stop(e);
   choreo_store_guard(e->store, false);
   e->current = NULL;
-  free(derived);
   /* Stopped, not failed: the whole batch rolls back and comes again at the next start. */
   if (choreo_engine_interrupted(e)) return CHOREO_ESTOPPED;
   /* The batch is gone (SQLite rolled it back after a disk or memory error, or the script ran
@@ -587,12 +574,6 @@ static int engine_record_handling(choreo_engine *e, const choreo_msg *m, engine_
                         (double)duration_us / 1e6))
     return CHOREO_ENOMEM;
   if (!e->journal && !(e->spans && h->traced)) return 0;
-  choreo_msg with_id = *m;
-  char id[CHOREO_NAME_MAX + 24];
-  if (!m->id.n) {
-    int n = snprintf(id, sizeof id, "%.*s/%lld", (int)m->source.n, m->source.p, (long long)m->seq);
-    with_id.id = (choreo_str){id, n < (int)sizeof id ? (size_t)n : sizeof id - 1};
-  }
   const char *handled_by = outcome != CHOREO_JOURNAL_UNHANDLED ? h->handled_by : "";
   int rc = 0;
   /* Spans of sampled traces only (flags bit 0), as W3C trace context asks. */
@@ -600,7 +581,7 @@ static int engine_record_handling(choreo_engine *e, const choreo_msg *m, engine_
   if (e->spans && sampled) {
     choreo_span span = {.context = &h->span,
                         .parent_span_id = h->parent[0] ? h->parent : NULL,
-                        .msg = &with_id,
+                        .msg = m,
                         .start_us = h->start_unix_us,
                         .end_us = h->start_unix_us + duration_us,
                         .handler = handled_by[0] ? handled_by : NULL,
@@ -613,7 +594,7 @@ static int engine_record_handling(choreo_engine *e, const choreo_msg *m, engine_
   if (outcome == CHOREO_JOURNAL_OK && h->head >= 0 && choreo_store_head(e->store, &head))
     head = h->head;
   choreo_journal_entry entry = {
-      .msg = &with_id,
+      .msg = m,
       .handler = handled_by[0] ? handled_by : NULL,
       .outcome = outcome,
       .attempts = attempts,

@@ -337,20 +337,11 @@ static bool json_add_attr(cJSON *obj, const char *key, choreo_str s) {
   return s.n == 0 || json_add(obj, key, json_string(s.p, s.n));
 }
 
-/* The id when the message carries none. */
-static cJSON *json_derived_id(const choreo_msg *m) {
-  char *s = choreo_msg_derived_id(m);
-  cJSON *item = s ? cJSON_CreateString(s) : NULL;
-  free(s);
-  return item;
-}
-
 cJSON *choreo_msg_to_cjson(const choreo_msg *m) {
   cJSON *root = cJSON_CreateObject();
   /* The order follows the CloudEvents attribute list, then the extensions. */
   bool ok = root && json_add(root, "specversion", cJSON_CreateString("1.0")) &&
-            (m->id.n ? json_add_attr(root, "id", m->id)
-                     : json_add(root, "id", json_derived_id(m))) &&
+            json_add_attr(root, "id", m->id) &&
             json_add_attr(root, "source", m->source) && json_add_attr(root, "type", m->type) &&
             json_add_attr(root, "time", m->time) && json_add_attr(root, "subject", m->subject);
   /* The data was proven well-formed with the message: it can only fail to unpack for want of

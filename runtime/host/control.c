@@ -587,10 +587,7 @@ static void control_add_attr(cJSON *o, const char *key, choreo_str v) {
 static int control_add_emitted(void *ud, const choreo_msg *m) {
   cJSON *item = control_new_item(ud);
   if (!item) return CHOREO_ENOMEM;
-  char id[CHOREO_NAME_MAX + 24];
-  if (!m->id.n) snprintf(id, sizeof id, "%.*s/%lld", (int)m->source.n, m->source.p, (long long)m->seq);
-  else snprintf(id, sizeof id, "%.*s", (int)m->id.n, m->id.p);
-  cJSON_AddStringToObject(item, "id", id);
+  control_add_attr(item, "id", m->id);
   control_add_attr(item, "type", m->type);
   control_add_attr(item, "kind", m->kind);
   control_add_attr(item, "to", m->to);

@@ -239,6 +239,21 @@ def mp_unpack(buf):
     return one(0)
 
 
+# A message's keys are its attributes' numbers (runtime/core/codec.c, CODEC_K_*); the id is not
+# written when it is "<source>/<seq>".
+ATTRIBUTE_NAMES = {1: "id", 2: "source", 3: "type", 4: "time", 5: "subject", 6: "data", 7: "seq",
+                   8: "kind", 9: "to", 10: "correlationid", 11: "causationid",
+                   12: "traceparent", 13: "dataschema", 14: "streamversion",
+                   15: "expectedversion"}
+
+
+def decode_message(raw):
+    """A stored or sent message as {attribute name: value}, its id derived where left out."""
+    m = {ATTRIBUTE_NAMES.get(k, k): v for k, v in mp_unpack(raw)[0].items()}
+    m.setdefault("id", "%s/%d" % (m["source"], m["seq"]))
+    return m
+
+
 def encode_message(source, seq, type_, kind="event", data=None, to=None):
     """As hosts wrote messages before 2026-12-03, with specversion and datacontenttype (since
     left out as constants): what peers send must still be read."""

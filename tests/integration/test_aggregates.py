@@ -66,7 +66,7 @@ def streams(host):
     out = {}
     for stream, version, msg in host.query("select stream, version, msg from choreo_streams "
                                            "order by stream, version"):
-        m = harness.mp_unpack(msg)[0]
+        m = harness.decode_message(msg)
         out.setdefault(stream, []).append((version, m.get("data", {}).get("n")))
     return out
 
@@ -82,8 +82,12 @@ def commands_from_another_host_append_exactly_once_across_kill_9(w):
     with w.step("five rounds of 10000 commands, bank killed -9 while it applies them"):
         for k in range(5):
             teller.publish("Start", {"from": k * 10000 + 1, "to": (k + 1) * 10000})
+            # Killed once the round's first events are in: the bank applies 10,000 commands in
+            # well under a second, so a fixed pause could as well come after them all.
+            wait_until(lambda: bank.scalar("select count(*) from choreo_streams") > total, 20,
+                       "round %d under way" % k, interval=0.002)
             total += 10000
-            time.sleep(rng.uniform(0.02, 0.2))
+            time.sleep(rng.uniform(0, 0.02))
             bank.kill9()
             cut += bank.scalar("select count(*) from choreo_streams") < total
             bank.start()

@@ -65,7 +65,7 @@ def order_flow(orders, payments):
     replies = payments.query("select to_host, type from choreo_log where kind = 'reply'")
     check_eq(replies, [("orders", "ReceiptIssued")] * 2, "payments' replies")
     for (blob,) in payments.query("select msg from choreo_log where kind = 'reply'"):
-        m, _ = harness.mp_unpack(blob)
+        m = harness.decode_message(blob)
         check(m.get("causationid", "").startswith("orders/"),
               "a reply's causationid names the command it answers: %r" % m)
 

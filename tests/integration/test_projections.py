@@ -65,7 +65,7 @@ def folded(bank, factor):
     """{stream: [events, total]} folded from the bank's stream table."""
     out = {}
     for stream, msg in bank.query("select stream, msg from choreo_streams"):
-        amount = harness.mp_unpack(msg)[0]["data"]["amount"]
+        amount = harness.decode_message(msg)["data"]["amount"]
         events, total = out.get(stream, [0, 0])
         out[stream] = [events + 1, total + amount * factor]
     return out
@@ -92,8 +92,12 @@ def the_read_model_agrees_with_the_streams_across_kill_9_in_appends_and_in_a_reb
         cut = 0
         for k in range(4):
             teller.publish("Start", {"from": k * 10000 + 1, "to": (k + 1) * 10000})
+            # Killed once the round's first events are in: the bank applies 10,000 commands in
+            # well under a second, so a fixed pause could as well come after them all.
+            wait_until(lambda: bank.scalar("select count(*) from choreo_streams") > total, 20,
+                       "round %d under way" % k, interval=0.002)
             total += 10000
-            time.sleep(rng.uniform(0.01, 0.15))
+            time.sleep(rng.uniform(0, 0.01))
             bank.kill9()
             cut += bank.scalar("select count(*) from choreo_streams") < total
             bank.start()

@@ -290,7 +290,7 @@ def trace_context_crosses_hosts_and_spans_are_written(w):
     charge = [m for m in conversation.values()
               if m["type"] == "Charge" and m["correlation"] == first][0]
     (raw,) = stock.query("select msg from choreo_log where seq = ?", charge["seq"])[0]
-    emitted = harness.mp_unpack(raw)[0]
+    emitted = harness.decode_message(raw)
     check_eq(emitted["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-%s-01"
              % found[charge["causation"]]["spanId"], "traceparent of the emitted command")
 
@@ -305,13 +305,13 @@ def trace_context_continues_through_a_host_that_exports_nothing(w):
     wait_until(lambda: shop.scalar("select count(*) from ready") == 1, 20, "the order")
     for h in (shop, stock, billing):
         for (raw,) in h.query("select msg from choreo_log"):
-            msg = harness.mp_unpack(raw)[0]
+            msg = harness.decode_message(raw)
             check(msg.get("traceparent", "").startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
                   "%s's %s carries the trace: %r" % (h.name, msg["type"], msg.get("traceparent")))
     untraced = checkout(shop, 5)
     wait_until(lambda: shop.scalar("select count(*) from ready") == 2, 20, "the other order")
     (raw,) = shop.query("select msg from choreo_log where type = 'OrderPlaced' order by seq desc")[0]
-    check("traceparent" not in harness.mp_unpack(raw)[0],
+    check("traceparent" not in harness.decode_message(raw),
           "no trace begins on hosts that export no spans (%s)" % untraced)
     out = shop.cli("send", "--traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00", "shop", "X")
     check_eq(out.rc, 2, "a malformed traceparent: %r" % out)

@@ -64,7 +64,7 @@ def emitted(host, type_):
     """{order: how many messages of type_ the host's log holds for it}"""
     out = {}
     for (msg,) in host.query("select msg from choreo_log where type = ?", type_):
-        order = harness.mp_unpack(msg)[0]["data"]["order"]
+        order = harness.decode_message(msg)["data"]["order"]
         out[order] = out.get(order, 0) + 1
     return out
 

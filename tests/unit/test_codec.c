@@ -13,15 +13,13 @@
 static const char *const TIME = "2026-11-27T03:00:00.123456Z";
 static const char *const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-/* The string value of `key` in a decoded map, or {NULL, 0}. */
-static choreo_str map_str(const msgpack_object *map, const char *key) {
+/* Whether the map has the numbered key (our writers' keys, codec.c's CODEC_K_*). */
+static bool map_has_number(const msgpack_object *map, uint64_t key) {
   for (uint32_t i = 0; i < map->via.map.size; i++) {
-    const msgpack_object_kv *kv = &map->via.map.ptr[i];
-    if (kv->key.type == MSGPACK_OBJECT_STR && kv->val.type == MSGPACK_OBJECT_STR &&
-        choreo_str_eq((choreo_str){kv->key.via.str.ptr, kv->key.via.str.size}, key))
-      return (choreo_str){kv->val.via.str.ptr, kv->val.via.str.size};
+    const msgpack_object *k = &map->via.map.ptr[i].key;
+    if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER && k->via.u64 == key) return true;
   }
-  return (choreo_str){NULL, 0};
+  return false;
 }
 
 static bool map_has(const msgpack_object *map, const char *key) {
@@ -35,7 +33,8 @@ static bool map_has(const msgpack_object *map, const char *key) {
 }
 
 /* Packs a map from (key, tag, value) triples: tag 's' string, 'i' int64_t, 'u' uint64_t,
- * 'd' double, 'n' nil (no value). A NULL key is packed as the integer 7. */
+ * 'd' double, 'n' nil (no value). A NULL key is packed as the integer 99, a number no
+ * attribute has (yet). */
 static void build_map(msgpack_sbuffer *sb, int n, ...) {
   msgpack_packer pk;
   va_list ap;
@@ -46,7 +45,7 @@ static void build_map(msgpack_sbuffer *sb, int n, ...) {
     const char *key = va_arg(ap, const char *);
     int tag = va_arg(ap, int);
     if (key) msgpack_pack_str_with_body(&pk, key, strlen(key));
-    else msgpack_pack_int(&pk, 7);
+    else msgpack_pack_int(&pk, 99);
     switch (tag) {
     case 's': {
       const char *s = va_arg(ap, const char *);
@@ -120,10 +119,14 @@ static void test_msg_round_trip(void) {
   CHECK(m.seq == 42);
   CHECK(m.raw == buf.data && m.raw_len == buf.size);
   CHECK(msgpack_unpack_next(&u, buf.data, buf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-  /* The format's constants are not repeated in every message. */
-  CHECK(!map_has(&u.data, "specversion") && !map_has(&u.data, "datacontenttype"));
-  CHECK(choreo_str_eq(map_str(&u.data, "id"), "orders/42"));
-  CHECK(u.data.via.map.size == 12);
+  /* Every key is a number of one byte; the id is not written (readers derive it), nor are the
+   * format's constants. */
+  CHECK(u.data.via.map.size == 11);
+  for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+    const msgpack_object *k = &u.data.via.map.ptr[i].key;
+    CHECK(k->type == MSGPACK_OBJECT_POSITIVE_INTEGER && k->via.u64 >= 2 && k->via.u64 <= 15);
+  }
+  CHECK(!map_has_number(&u.data, 1) && !map_has(&u.data, "id"));
 
   msgpack_unpacked orig, got;
   msgpack_unpacked_init(&orig);
@@ -147,46 +150,46 @@ static void test_msg_round_trip(void) {
 }
 
 /* The message as msgpack-c's packer writes it, key by key: the reference the encoder's direct
- * writes must match byte for byte. */
-static void reference_pack_attr(msgpack_packer *pk, const char *key, const char *value) {
+ * writes must match byte for byte. Keys are the attributes' numbers (codec.c, CODEC_K_*). */
+enum { K_SOURCE = 2, K_TYPE, K_TIME, K_SUBJECT, K_DATA, K_SEQ, K_KIND, K_TO, K_CORRELATIONID,
+       K_CAUSATIONID, K_TRACEPARENT, K_DATASCHEMA, K_STREAMVERSION, K_EXPECTEDVERSION };
+
+static void reference_pack_attr(msgpack_packer *pk, int key, const char *value) {
   if (!value || !*value) return;
-  msgpack_pack_str_with_body(pk, key, strlen(key));
+  msgpack_pack_int(pk, key);
   msgpack_pack_str_with_body(pk, value, strlen(value));
 }
 
 static void reference_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   const char *optional[] = {f->subject, f->to, f->correlationid, f->causationid, f->traceparent,
                             f->dataschema};
-  size_t entries = 6 + (f->data ? 1 : 0) + (f->streamversion > 0) + f->has_expectedversion;
+  size_t entries = 5 + (f->data ? 1 : 0) + (f->streamversion > 0) + f->has_expectedversion;
   for (size_t i = 0; i < 6; i++) entries += optional[i] && *optional[i];
-  char id[4200];
-  snprintf(id, sizeof id, "%s/%lld", f->source, (long long)f->seq);
   msgpack_packer pk;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
   msgpack_pack_map(&pk, entries);
-  reference_pack_attr(&pk, "id", id);
-  reference_pack_attr(&pk, "source", f->source);
-  reference_pack_attr(&pk, "type", f->type);
-  reference_pack_attr(&pk, "time", f->time);
-  reference_pack_attr(&pk, "subject", f->subject);
+  reference_pack_attr(&pk, K_SOURCE, f->source);
+  reference_pack_attr(&pk, K_TYPE, f->type);
+  reference_pack_attr(&pk, K_TIME, f->time);
+  reference_pack_attr(&pk, K_SUBJECT, f->subject);
   if (f->data) {
-    msgpack_pack_str_with_body(&pk, "data", 4);
+    msgpack_pack_int(&pk, K_DATA);
     msgpack_sbuffer_write(out, f->data, f->data_len);
   }
-  msgpack_pack_str_with_body(&pk, "seq", 3);
+  msgpack_pack_int(&pk, K_SEQ);
   msgpack_pack_int64(&pk, f->seq);
-  reference_pack_attr(&pk, "kind", f->kind);
-  reference_pack_attr(&pk, "to", f->to);
-  reference_pack_attr(&pk, "correlationid", f->correlationid);
-  reference_pack_attr(&pk, "causationid", f->causationid);
-  reference_pack_attr(&pk, "traceparent", f->traceparent);
-  reference_pack_attr(&pk, "dataschema", f->dataschema);
+  reference_pack_attr(&pk, K_KIND, f->kind);
+  reference_pack_attr(&pk, K_TO, f->to);
+  reference_pack_attr(&pk, K_CORRELATIONID, f->correlationid);
+  reference_pack_attr(&pk, K_CAUSATIONID, f->causationid);
+  reference_pack_attr(&pk, K_TRACEPARENT, f->traceparent);
+  reference_pack_attr(&pk, K_DATASCHEMA, f->dataschema);
   if (f->streamversion > 0) {
-    msgpack_pack_str_with_body(&pk, "streamversion", 13);
+    msgpack_pack_int(&pk, K_STREAMVERSION);
     msgpack_pack_int64(&pk, f->streamversion);
   }
   if (f->has_expectedversion) {
-    msgpack_pack_str_with_body(&pk, "expectedversion", 15);
+    msgpack_pack_int(&pk, K_EXPECTEDVERSION);
     msgpack_pack_int64(&pk, f->expectedversion);
   }
 }
@@ -205,8 +208,9 @@ static void test_msg_encoding_is_msgpack_cs(void) {
     for (size_t j = 0; j < sizeof seqs / sizeof *seqs; j++) {
       size_t n = lengths[i];
       char *value = long_str + sizeof long_str - 1 - n; /* n x's, NUL-terminated */
-      char source[4000];
-      snprintf(source, sizeof source, "%.*s", (int)(n < 3000 ? n : 3000), long_str);
+      char source[CHOREO_NAME_MAX + 1]; /* readers derive the id: a source is a name */
+      snprintf(source, sizeof source, "%.*s", (int)(n < CHOREO_NAME_MAX ? n : CHOREO_NAME_MAX),
+               long_str);
       const char data[] = {(char)0x81, (char)0xa1, 'k', 0x01};
       choreo_msg_fields f = {.source = source, .type = value, .kind = "command", .to = "b",
                              .time = TIME, .seq = seqs[j], .subject = j % 2 ? value : NULL,
@@ -214,7 +218,7 @@ static void test_msg_encoding_is_msgpack_cs(void) {
                              .traceparent = TRACEPARENT, .data = j % 2 ? NULL : data,
                              .data_len = j % 2 ? 0 : sizeof data,
                              /* event sourcing's extensions: with all of them and data,
-                              * j = 0 and 8 make 14 entries */
+                              * j = 0 and 8 make 13 entries */
                              .dataschema = j % 2 ? NULL : "v2",
                              .streamversion = j % 2 ? 0 : seqs[j],
                              .has_expectedversion = j % 4 == 0, .expectedversion = seqs[j] - 1};
@@ -229,14 +233,14 @@ static void test_msg_encoding_is_msgpack_cs(void) {
       CHECK(choreo_msg_decode(got.data + 6, got.size - 6, &m) == 0);
       CHECK(m.streamversion == f.streamversion && m.seq == f.seq &&
             m.expectedversion == (j % 4 == 0 ? seqs[j] - 1 : -1));
-      if (j == 0) CHECK((unsigned char)got.data[6] == 0x8e); /* a fixmap of 14 */
+      if (j == 0) CHECK((unsigned char)got.data[6] == 0x8d); /* a fixmap of 13 */
     }
   }
   msgpack_sbuffer_destroy(&got);
   msgpack_sbuffer_destroy(&want);
 }
 
-/* Every attribute at once: fifteen, still a fixmap, all read back. */
+/* Every attribute at once: fourteen written (the id is derived), all read back. */
 static void test_msg_with_every_attribute(void) {
   const char data[] = {(char)0x81, (char)0xa1, 'k', 0x01};
   choreo_msg_fields f = {.source = "a", .type = "T", .kind = "command", .to = "b", .time = TIME,
@@ -247,7 +251,7 @@ static void test_msg_with_every_attribute(void) {
   msgpack_sbuffer buf;
   msgpack_sbuffer_init(&buf);
   CHECK(choreo_msg_encode(&f, &buf) == 0);
-  CHECK((unsigned char)buf.data[0] == 0x8f);
+  CHECK((unsigned char)buf.data[0] == 0x8e);
   choreo_msg m;
   CHECK(choreo_msg_decode(buf.data, buf.size, &m) == 0);
   CHECK(choreo_str_eq(m.subject, "Account/1") && choreo_str_eq(m.dataschema, "v2") &&
@@ -323,8 +327,8 @@ static void test_msg_minimal(void) {
   CHECK(m.to.p == NULL && m.correlationid.p == NULL && m.causationid.p == NULL &&
         m.traceparent.p == NULL);
   CHECK(msgpack_unpack_next(&u, buf.data, buf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-  CHECK(!map_has(&u.data, "datacontenttype") && !map_has(&u.data, "data") &&
-        !map_has(&u.data, "subject"));
+  CHECK(u.data.via.map.size == 5 && !map_has_number(&u.data, K_DATA) &&
+        !map_has_number(&u.data, K_SUBJECT));
   CHECK(m.time.n == 27 && m.time.p[4] == '-' && m.time.p[10] == 'T' && m.time.p[19] == '.' &&
         m.time.p[26] == 'Z');
   msgpack_unpacked_destroy(&u);
@@ -413,6 +417,15 @@ static void test_msg_encode_rejects(void) {
   CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
   f = ok, f.seq = -5;
   CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  /* a source too long to derive the id from, which readers would refuse */
+  char long_source[CHOREO_NAME_MAX + 2];
+  memset(long_source, 's', sizeof long_source - 1);
+  long_source[sizeof long_source - 1] = '\0';
+  f = ok, f.source = long_source;
+  CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
+  long_source[CHOREO_NAME_MAX] = '\0';
+  CHECK(choreo_msg_encode(&f, &buf) == 0);
+  buf.size = 0;
   /* data must be exactly one complete value within the depth limit */
   f = ok, f.data = "\x01\x02", f.data_len = 2;
   CHECK(choreo_msg_encode(&f, &buf) == CHOREO_EINVAL);
@@ -513,6 +526,74 @@ static void test_msg_decode_rejects(void) {
   msgpack_unpacked_init(&u);
   CHECK(choreo_msg_decode("", 0, &m) == CHOREO_EINVAL);
   msgpack_unpacked_destroy(&u);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* Numbered keys as another writer may put them: any order, mixed with names, an id of its own
+ * or none (then "<source>/<seq>", which needs a source short enough to be a name). */
+static void test_msg_numbered_keys(void) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  choreo_msg m;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 6);
+  msgpack_pack_int(&pk, K_SEQ);
+  msgpack_pack_int(&pk, 12);
+  msgpack_pack_int(&pk, K_KIND);
+  msgpack_pack_str_with_body(&pk, "event", 5);
+  msgpack_pack_int(&pk, 16); /* a number no attribute has: skipped */
+  msgpack_pack_array(&pk, 1);
+  msgpack_pack_nil(&pk);
+  msgpack_pack_str_with_body(&pk, "type", 4);
+  msgpack_pack_str_with_body(&pk, "T", 1);
+  msgpack_pack_int(&pk, 0); /* nor has 0 */
+  msgpack_pack_true(&pk);
+  msgpack_pack_int(&pk, K_SOURCE);
+  msgpack_pack_str_with_body(&pk, "ledger", 6);
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0);
+  CHECK(choreo_str_eq(m.id, "ledger/12") && choreo_str_eq(m.type, "T") && m.seq == 12);
+  /* A copy borrows the derived id from the original. */
+  choreo_msg copy = m;
+  CHECK(choreo_str_eq(copy.id, "ledger/12"));
+
+  msgpack_sbuffer_clear(&sb);
+  msgpack_pack_map(&pk, 5);
+  msgpack_pack_int(&pk, 1); /* the id, by number */
+  msgpack_pack_str_with_body(&pk, "x-1", 3);
+  msgpack_pack_int(&pk, K_SOURCE);
+  msgpack_pack_str_with_body(&pk, "ledger", 6);
+  msgpack_pack_int(&pk, K_TYPE);
+  msgpack_pack_str_with_body(&pk, "T", 1);
+  msgpack_pack_int(&pk, K_KIND);
+  msgpack_pack_str_with_body(&pk, "event", 5);
+  msgpack_pack_int(&pk, K_SEQ);
+  msgpack_pack_str_with_body(&pk, "1", 1); /* a numbered key's value is checked as a named one's */
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == CHOREO_EINVAL);
+  sb.size -= 2;
+  msgpack_pack_int(&pk, 1);
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0 && choreo_str_eq(m.id, "x-1"));
+
+  /* No id, and a source of 100 bytes: derived; of 101: no id can be, no message. */
+  char source[102];
+  memset(source, 's', sizeof source - 1);
+  source[sizeof source - 1] = '\0';
+  for (size_t n = 100; n <= 101; n++) {
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_int(&pk, K_SOURCE);
+    msgpack_pack_str_with_body(&pk, source, n);
+    msgpack_pack_int(&pk, K_TYPE);
+    msgpack_pack_str_with_body(&pk, "T", 1);
+    msgpack_pack_int(&pk, K_KIND);
+    msgpack_pack_str_with_body(&pk, "event", 5);
+    msgpack_pack_int(&pk, K_SEQ);
+    msgpack_pack_int64(&pk, INT64_MAX);
+    int rc = choreo_msg_decode(sb.data, sb.size, &m);
+    CHECK(n == 100 ? rc == 0 && m.id.n == 100 + 1 + 19 && m.id.p[100] == '/' &&
+                         memcmp(m.id.p + 101, "9223372036854775807", 19) == 0
+                   : rc == CHOREO_EINVAL);
+  }
   msgpack_sbuffer_destroy(&sb);
 }
 
@@ -698,7 +779,8 @@ static void test_frame_rejects(void) {
     const char *bytes;
     size_t len;
   } headers[] = {
-      {"\x95\x02\xa1s\x01\x00\x00", 7},     /* version 2 */
+      {"\x95\x03\xa1s\x01\x00\x00", 7},     /* version 3 */
+      {"\x95\x00\xa1s\x01\x00\x00", 7},     /* version 0 */
       {"\x94\x01\xa1s\x01\x00", 6},         /* four fields */
       {"\x96\x01\xa1s\x01\x00\x00\x00", 8}, /* six fields */
       {"\x95\x01\xa0\x01\x00\x00", 6},      /* empty source */
@@ -715,7 +797,8 @@ static void test_frame_rejects(void) {
   };
   for (size_t i = 0; i < sizeof headers / sizeof *headers; i++)
     CHECK(read_copy(headers[i].bytes, headers[i].len) == CHOREO_EINVAL);
-  CHECK(read_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* the same, well-formed */
+  CHECK(read_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* well-formed, of either version */
+  CHECK(read_copy("\x95\x02\xa1s\x01\x00\x00", 7) == 0);
 
   /* A message that is well-formed msgpack but no message. */
   msgpack_sbuffer_clear(&sb);
@@ -1121,6 +1204,7 @@ int main(void) {
   RUN(test_msg_data_values);
   RUN(test_msg_encode_rejects);
   RUN(test_msg_decode_rejects);
+  RUN(test_msg_numbered_keys);
   RUN(test_frame_round_trip);
   RUN(test_frame_rejects);
   RUN(test_sparse_frames);
