@@ -576,6 +576,19 @@ int choreo_frame_next(choreo_frame_reader *r, choreo_msg *out) {
 
 void choreo_frame_close(choreo_frame_reader *r) { msgpack_unpacked_destroy(&r->header); }
 
+int64_t choreo_frame_version(const char *buf, size_t len) {
+  const unsigned char *p = (const unsigned char *)buf;
+  if (!buf || len == 0 || codec_types[*p].kind != CODEC_ARRAY) return -1;
+  codec_type t = codec_types[*p];
+  if (len <= 1u + t.width) return -1;
+  if ((t.width ? codec_be(p + 1, t.width) : t.n) == 0) return -1; /* an empty array */
+  p += 1 + t.width;
+  uint64_t version;
+  if (!codec_take_uint(&p, (const unsigned char *)buf + len, &version) || version > INT64_MAX)
+    return -1;
+  return (int64_t)version;
+}
+
 /* ---- FETCH requests ---- */
 
 static int codec_request_encode(msgpack_sbuffer *out, const char *word, int64_t after,

@@ -33,13 +33,12 @@ typedef struct choreo_str {
   size_t n;
 } choreo_str;
 
-/* A decoded message. Strings and data point into the buffer it was decoded from, but for an id
- * the message does not carry: "<source>/<seq>", written into id_text (so a copy of the struct
- * borrows its id from the original). Event
- * sourcing's extensions: an event of a stream carries the stream in `subject`, its version in
- * the stream (streamversion, 0 when absent) and its data's schema (dataschema, "v<N>"); a
- * command may carry the version of the stream its sender saw (expectedversion, -1 when
- * absent). */
+/* A decoded message. Strings and data point into the buffer it was decoded from; so does the
+ * id when the message carries one, else it is "<source>/<seq>" written into id_text (a copy of
+ * the struct then borrows its id from the original). Event sourcing's extensions: an event of
+ * a stream carries the stream in `subject`, its version in the stream (streamversion, 0 when
+ * absent) and its data's schema (dataschema, "v<N>"); a command may carry the version of the
+ * stream its sender saw (expectedversion, -1 when absent). */
 typedef struct choreo_msg {
   choreo_str id, source, type, time, subject, kind, to, correlationid, causationid, traceparent;
   choreo_str dataschema;
@@ -103,6 +102,9 @@ typedef struct choreo_frame_reader {
 } choreo_frame_reader;
 
 int choreo_frame_open(choreo_frame_reader *r, const char *buf, size_t len);
+/* The version a frame's header claims (a frame of a newer one is refused as malformed, and this
+ * tells the operator why), or -1 when it claims none. */
+int64_t choreo_frame_version(const char *buf, size_t len);
 /* Also takes a sparse frame, [version, source, first, count, head, through]: messages of the
  * source with seqs ascending from first to through, not every one (an answer to a history
  * request from a log retention trimmed: the stream events it keeps, see choreo_history_*). */

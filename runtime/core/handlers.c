@@ -92,7 +92,7 @@ int choreo_handlers_run(const choreo_handlers *hs, struct choreo_engine *e, cons
                         char *err, size_t errlen) {
   if (!choreo_handlers_match(hs, m->type)) return 0;
   choreo_message msg = {.seq = m->seq};
-  char *strings = handlers_copy_strings(m, &msg); /* the engine has spelled out the id */
+  char *strings = handlers_copy_strings(m, &msg); /* the id too: the reader spelled it out */
   if (!strings) {
     snprintf(err, errlen, "out of memory");
     return CHOREO_ESCRIPT;

@@ -18,6 +18,22 @@
 
 static const char *peers_self(choreo_peers *ps) { return choreo_engine_name(ps->engine); }
 
+/* A frame, FETCH or history answer refused as malformed. One from a newer choreo, whose frame
+ * version this host does not read, says so: the fix is an upgrade, not a look at the peer. */
+static void peers_log_malformed(choreo_peers *ps, nng_msg *msg, const char *what,
+                                const char *from) {
+  int64_t version = choreo_frame_version(nng_msg_body(msg), nng_msg_len(msg));
+  if (version > CHOREO_FRAME_VERSION)
+    choreo_log(CHOREO_LOG_WARN, peers_self(ps),
+               "dropped a %s%s%s: its frame version %lld is newer than this host reads (%d); "
+               "upgrade this host",
+               what, from ? " from " : "", from ? from : "", (long long)version,
+               CHOREO_FRAME_VERSION);
+  else
+    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed %s%s%s", what,
+               from ? " from " : "", from ? from : "");
+}
+
 static choreo_peer *peers_find_name(choreo_peers *ps, const char *name) {
   for (int i = 0; i < ps->n; i++)
     if (strcmp(ps->list[i]->name, name) == 0) return ps->list[i];
@@ -149,8 +165,7 @@ static void peers_history_answered(choreo_peers *ps, choreo_peer *p, nng_msg *ms
   int rc = choreo_engine_history_take(ps->engine, nng_msg_body(msg), nng_msg_len(msg),
                                       p->history_after);
   if (rc == CHOREO_EINVAL)
-    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed history answer from %s",
-               p->pub_url);
+    peers_log_malformed(ps, msg, "history answer", p->pub_url);
   else if (rc)
     choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot store %s's history: %s", p->name,
                choreo_strerror(rc));
@@ -228,8 +243,7 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   if (rc == CHOREO_EINVAL) {
-    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed FETCH answer from %s",
-               p->pub_url);
+    peers_log_malformed(ps, msg, "FETCH answer", p->pub_url);
   } else if (!p->name[0] && !rc) {
     peers_named(ps, p, &r);
   } else if (strcmp(r.source, p->name) == 0) {
@@ -386,8 +400,8 @@ static void peers_on_live(void *ud, nng_msg *msg) {
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   if (rc == CHOREO_EINVAL) {
+    peers_log_malformed(ps, msg, "frame", NULL);
     nng_msg_free(msg);
-    choreo_log(CHOREO_LOG_WARN, peers_self(ps), "dropped a malformed frame");
     return;
   }
   choreo_peer *p = peers_find_name(ps, r.source);

@@ -799,6 +799,18 @@ static void test_frame_rejects(void) {
     CHECK(read_copy(headers[i].bytes, headers[i].len) == CHOREO_EINVAL);
   CHECK(read_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* well-formed, of either version */
   CHECK(read_copy("\x95\x02\xa1s\x01\x00\x00", 7) == 0);
+  /* The version a refused frame claims, for the log: a newer one is told from garbage. */
+  CHECK(choreo_frame_version("\x95\x03\xa1s\x01\x00\x00", 7) == 3);
+  CHECK(choreo_frame_version("\x95\x01", 2) == 1);
+  CHECK(choreo_frame_version("\xdc\x00\x05\xcd\x01\x00", 6) == 256); /* array16 */
+  CHECK(choreo_frame_version("\xdc\x00\x05", 3) == -1);                 /* cut after the count */
+  CHECK(choreo_frame_version("\xdc\x00\x00\x01", 4) == -1);            /* empty array16 */
+  CHECK(choreo_frame_version("\x90\x01", 2) == -1);                      /* empty fixarray */
+  CHECK(choreo_frame_version("\x95\xff", 2) == -1);                      /* negative */
+  CHECK(choreo_frame_version("\x95\xa1s", 3) == -1);                     /* not a number */
+  CHECK(choreo_frame_version("\x85\x01\x01", 3) == -1);                 /* a map */
+  CHECK(choreo_frame_version("\x95", 1) == -1 && choreo_frame_version("", 0) == -1);
+  CHECK(choreo_frame_version(NULL, 5) == -1);
 
   /* A message that is well-formed msgpack but no message. */
   msgpack_sbuffer_clear(&sb);

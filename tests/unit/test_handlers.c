@@ -507,9 +507,6 @@ static void test_commands_for_other_hosts(void) {
   choreo_engine_close(e);
 }
 
-/* A message map without "id" (optional on the wire: "<source>/<seq>") reaching a C handler:
- * the handler sees the derived id (this once read through a NULL pointer, so any peer could
- * crash a host with a C handler for the type). */
 /* choreo_ctx_db is inside the batch's transaction: a C handler may not end it (it would commit
  * the batch piecemeal, or fail it for ever), as Lua's ctx.db may not; its own savepoints are
  * fine. */
@@ -540,6 +537,9 @@ static void test_ctx_db_cannot_end_the_transaction(void) {
   choreo_engine_close(e);
 }
 
+/* A message map without "id" (our writers leave it out: "<source>/<seq>") reaching a C handler:
+ * the handler sees the id the reader derived (this once read through a NULL pointer, so any
+ * peer could crash a host with a C handler for the type). */
 static void test_message_without_id(void) {
   choreo_engine *e = open_engine();
   if (!e) return;
