@@ -1,9 +1,11 @@
 """Catch-up: a consumer that was down while a producer published gets every event exactly once
-and in order through FETCH; so does one that is up during a burst too fast for PUB/SUB; live
-frames heard past a gap wait for FETCH to fill it."""
+and in order through FETCH; so does one that is up during a burst too fast for PUB/SUB, and one
+catching up on a log written in the format before attributes went by number; live frames heard
+past a gap wait for FETCH to fill it."""
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import time
 
@@ -42,6 +44,36 @@ def consumer_catches_up_after_downtime(w):
              "consumer's view of producer")
     time.sleep(0.5)  # nothing more arrives later (duplicates from a late live frame, say)
     check_eq(applied(consumer), N, "ticks after settling")
+
+
+@suite.test
+def a_log_keyed_by_names_is_served_after_an_upgrade(w):
+    """Hosts keyed a message's attributes by name, and wrote every id, until 2026-12-05; their
+    logs keep those rows. A producer upgraded over such a log serves them by FETCH beside rows in
+    today's format (keys by number, no id), and a consumer applies both exactly once, in
+    order."""
+    producer = w.host("producer", w.scripts("producer", {"producer.lua": harness.PRODUCER_LUA}))
+    check_eq(producer.stop(), 0, "producer's exit status after SIGTERM")
+    db = sqlite3.connect(producer.data)
+    with db:
+        db.executemany("insert into choreo_log(seq, type, kind, msg) values (?, 'Tick', 'event', ?)",
+                       [(i, encode_message("producer", i, "Tick", data={"i": i}))
+                        for i in range(1, 501)])
+    db.close()
+    producer.start()
+    producer.send("producer", "Burst", {"from": 501, "n": 500})
+    wait_until(lambda: producer.head() == 1001, 30, "the producer to append 500 more ticks")
+    raw = [bytes(m) for (m,) in producer.query("select msg from choreo_log order by seq")]
+    check(all(harness.mp_unpack(m)[0].get("id") == "producer/%d" % i
+              for i, m in enumerate(raw[:500], 1)), "the first 500 rows keyed by name")
+    check(all(min(harness.mp_unpack(m)[0]) == 2 for m in raw[500:]),
+          "the rows appended since keyed by number, without an id")
+    consumer = w.host("consumer", w.scripts("consumer", {"consumer.lua": harness.consumer_lua()}))
+    wait_until(lambda: applied(consumer) >= 1000, 30, "the consumer to apply 1,000 ticks")
+    check_ticks(consumer, 1000)
+    check_eq(consumer.query("select seq from ticks where i in (1, 500, 501, 1000) order by i"),
+             [(1,), (500,), (502,), (1001,)], "the seqs of both kinds of rows")
+    check_eq(consumer.status()["bad frames"], 0, "bad frames at the consumer")
 
 
 @suite.test
