@@ -463,12 +463,15 @@ def kept_inputs_go_once_no_projection_has_named_their_type_for_retain_max(w):
                    "the refunds rebuilt from the kept inputs")
         check_eq(kept("Refunded"), 100, "refunds kept")
     with w.step("refunds dropped for good: their inputs go after --retain-max, the tills' stay"):
-        dropped = time.monotonic()
+        # By the wall clock, as the host counts --retain-max (it must hold across restarts): in
+        # one CI run the host's log showed 15.4 s from this reload to the deletion while the
+        # monotonic clock here counted under 14.
+        dropped = time.time()
         reload_with(TILLS % {"version": 1})
         check_eq(kept("Refunded"), 100, "refunds kept right after the projection went")
         tills.wait_log(r"retention deleted 100 inputs kept for projections, of types no "
                        r"projection has named for 15s", 60)
-        check(time.monotonic() - dropped >= 14, "the inputs went only after --retain-max")
+        check(time.time() - dropped >= 14, "the inputs went only after --retain-max")
         check_eq(kept("Refunded"), 0, "refunds kept")
         check_eq(tills.scalar("select count(*) from choreo_projection_types where type = 'Refunded'"),
                  0, "the type forgotten once its inputs went")
