@@ -184,9 +184,8 @@ int choreo_seq_digits(char out[20], int64_t v) {
 
 int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   bool has_data = f->data != NULL && f->data_len > 0;
-  /* Readers derive the id from the source, which must be short enough to be a name. */
-  if (!codec_present(f->source) || strlen(f->source) > CHOREO_NAME_MAX ||
-      !codec_present(f->type) || !codec_present(f->kind) || f->seq < 1)
+  if (!codec_present(f->source) || !codec_present(f->type) || !codec_present(f->kind) ||
+      f->seq < 1)
     return CHOREO_EINVAL;
   /* What we append to a log must decode again, or it would poison every reader of the log. */
   if (has_data && choreo_msgpack_check(f->data, f->data_len, 1, CHOREO_MAX_DEPTH) != 0)
@@ -214,6 +213,8 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
     if (i >= V_SUBJECT && i != V_KIND) entries += len[i] > 0;
     need += MP_PUT_STR_HEADER + len[i];
   }
+  /* Readers derive the id from the source, which must be short enough to be a name. */
+  if (len[V_SOURCE] > CHOREO_NAME_MAX) return CHOREO_EINVAL;
   if (!mp_reserve(out, need)) return CHOREO_ENOMEM;
   char *p = out->data + out->size;
   *p++ = (char)(0x80 | entries); /* at most 14 attributes: a fixmap */
@@ -578,9 +579,9 @@ void choreo_frame_close(choreo_frame_reader *r) { msgpack_unpacked_destroy(&r->h
 
 int64_t choreo_frame_version(const char *buf, size_t len) {
   const unsigned char *p = (const unsigned char *)buf;
-  if (!buf || len == 0 || codec_types[*p].kind != CODEC_ARRAY) return -1;
+  if (!buf || len == 0) return -1;
   codec_type t = codec_types[*p];
-  if (len <= 1u + t.width) return -1;
+  if (t.kind != CODEC_ARRAY || len <= 1u + t.width) return -1;
   if ((t.width ? codec_be(p + 1, t.width) : t.n) == 0) return -1; /* an empty array */
   p += 1 + t.width;
   uint64_t version;
