@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "choreo.h"
+#include "mpput.h"
 
 /* A table is sent as an array when its keys are exactly 1..n; otherwise as a map. */
 static int msg_array_length(lua_State *L, int idx, lua_Integer *n) {
@@ -26,39 +27,47 @@ static int msg_array_length(lua_State *L, int idx, lua_Integer *n) {
   return count == len;
 }
 
-/* A value being packed into out, and where a refusal's reason goes. */
+/* A value being packed into out, and where a refusal's reason goes. Values are written
+ * straight into the buffer (mpput.h): msgpack-c's packer calls its write callback, which checks
+ * the buffer, for every header and every body, and that was half of a small table's packing. */
 typedef struct msg_packing {
-  msgpack_packer pk;
   msgpack_sbuffer *out;
   char *err;
   size_t errlen;
 } msg_packing;
 
-/* msgpack-c's packer writing a map header into bytes[]. */
-typedef struct msg_header {
-  char bytes[8];
-  size_t n;
-} msg_header;
+static int msg_out_of_memory(msg_packing *p) {
+  snprintf(p->err, p->errlen, "cannot send: out of memory");
+  return CHOREO_ENOMEM;
+}
 
-static int msg_header_write(void *data, const char *buf, size_t len) {
-  msg_header *h = data;
-  if (len > sizeof h->bytes - h->n) return -1;
-  memcpy(h->bytes + h->n, buf, len);
-  h->n += len;
+/* Where `need` more bytes go, or NULL when the buffer cannot grow; msg_wrote ends the write. */
+static char *msg_room(msg_packing *p, size_t need) {
+  return mp_reserve(p->out, need) ? p->out->data + p->out->size : NULL;
+}
+
+static int msg_wrote(msg_packing *p, const char *end) {
+  p->out->size = (size_t)(end - p->out->data);
   return 0;
+}
+
+static int msg_too_many(msg_packing *p) {
+  snprintf(p->err, p->errlen, "cannot send a table of more than %u entries", UINT32_MAX);
+  return CHOREO_EINVAL;
 }
 
 /* Puts the header of a map of count entries at `at`, in front of its entries: they are packed
  * in one walk of the table, which does not know its number of keys (counting them first was a
  * second walk of every map). */
-static int msg_put_map_header(msgpack_sbuffer *out, size_t at, size_t count) {
-  msg_header h = {.n = 0};
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &h, msg_header_write);
-  msgpack_pack_map(&pk, count);
-  if (msgpack_sbuffer_write(out, h.bytes, h.n)) return CHOREO_ENOMEM;
-  memmove(out->data + at + h.n, out->data + at, out->size - h.n - at);
-  memcpy(out->data + at, h.bytes, h.n);
+static int msg_put_map_header(msg_packing *p, size_t at, size_t count) {
+  if (count > UINT32_MAX) return msg_too_many(p);
+  char h[MP_PUT_CONTAINER_HEADER];
+  size_t n = (size_t)(mp_put_container_header(h, (uint32_t)count, true) - h);
+  if (!msg_room(p, n)) return msg_out_of_memory(p);
+  msgpack_sbuffer *out = p->out;
+  memmove(out->data + at + n, out->data + at, out->size - at);
+  memcpy(out->data + at, h, n);
+  out->size += n;
   return 0;
 }
 
@@ -79,7 +88,10 @@ static int msg_pack_table(lua_State *L, int idx, msg_packing *p, int depth) {
   uint32_t held = 0; /* the msg fields the table holds */
   lua_Integer n = 0;
   if (!msg && msg_array_length(L, idx, &n)) {
-    msgpack_pack_array(&p->pk, (size_t)n);
+    if ((uint64_t)n > UINT32_MAX) return msg_too_many(p);
+    char *w = msg_room(p, MP_PUT_CONTAINER_HEADER);
+    if (!w) return msg_out_of_memory(p);
+    msg_wrote(p, mp_put_container_header(w, (uint32_t)n, false));
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
       int rc = msg_pack_value(L, lua_gettop(L), p, depth + 1);
@@ -112,25 +124,33 @@ static int msg_pack_table(lua_State *L, int idx, msg_packing *p, int depth) {
     }
     count++;
   }
-  if (msg) count += (size_t)choreo_lua_msg_pack_unread(L, idx, &p->pk, held);
-  return msg_put_map_header(p->out, at, count);
+  if (msg) {
+    msgpack_packer pk; /* a msg table's unread fields: rare enough for the packer */
+    msgpack_packer_init(&pk, p->out, msgpack_sbuffer_write);
+    count += (size_t)choreo_lua_msg_pack_unread(L, idx, &pk, held);
+  }
+  return msg_put_map_header(p, at, count);
 }
 
 static int msg_pack_value(lua_State *L, int idx, msg_packing *p, int depth) {
-  msgpack_packer *pk = &p->pk;
+  char *w;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
-    return msgpack_pack_nil(pk), 0;
   case LUA_TBOOLEAN:
-    return (lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk)), 0;
+    if (!(w = msg_room(p, 1))) return msg_out_of_memory(p);
+    return msg_wrote(p, mp_put_byte(w, lua_isnil(L, idx)         ? MP_NIL
+                                       : lua_toboolean(L, idx) ? MP_TRUE
+                                                               : MP_FALSE));
   case LUA_TNUMBER:
-    if (lua_isinteger(L, idx)) return msgpack_pack_int64(pk, lua_tointeger(L, idx)), 0;
-    return msgpack_pack_double(pk, lua_tonumber(L, idx)), 0;
+    if (!(w = msg_room(p, MP_PUT_INT > MP_PUT_DOUBLE ? MP_PUT_INT : MP_PUT_DOUBLE)))
+      return msg_out_of_memory(p);
+    if (lua_isinteger(L, idx)) return msg_wrote(p, mp_put_int(w, lua_tointeger(L, idx)));
+    return msg_wrote(p, mp_put_double(w, lua_tonumber(L, idx)));
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
-    msgpack_pack_str(pk, len);
-    return msgpack_pack_str_body(pk, s, len), 0;
+    if (!(w = msg_room(p, MP_PUT_STR_HEADER + len))) return msg_out_of_memory(p);
+    return msg_wrote(p, mp_put_str(w, s, len));
   }
   case LUA_TTABLE:
     return msg_pack_table(L, idx, p, depth);
@@ -142,7 +162,6 @@ static int msg_pack_value(lua_State *L, int idx, msg_packing *p, int depth) {
 
 int choreo_lua_pack(lua_State *L, int idx, msgpack_sbuffer *out, char *err, size_t errlen) {
   msg_packing p = {.out = out, .err = err, .errlen = errlen};
-  msgpack_packer_init(&p.pk, out, msgpack_sbuffer_write);
   return msg_pack_value(L, lua_absindex(L, idx), &p, 0);
 }
 

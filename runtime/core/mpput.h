@@ -15,6 +15,8 @@
 
 #define MP_PUT_STR_HEADER 5
 #define MP_PUT_INT 9
+#define MP_PUT_DOUBLE 9
+#define MP_PUT_CONTAINER_HEADER 5 /* an array's or a map's */
 
 /* Room for `need` more bytes after b->size: false when memory ran out. */
 static inline bool mp_reserve(msgpack_sbuffer *b, size_t need) {
@@ -76,12 +78,39 @@ static inline char *mp_put_int(char *p, int64_t v) {
   return (char *)u;
 }
 
+/* Always float 64, as msgpack_pack_double writes it. */
+static inline char *mp_put_double(char *p, double d) {
+  uint64_t bits;
+  memcpy(&bits, &d, sizeof bits);
+  unsigned char *u = (unsigned char *)p;
+  *u++ = 0xcb;
+  for (int shift = 56; shift >= 0; shift -= 8) *u++ = (unsigned char)(bits >> shift);
+  return (char *)u;
+}
+
+/* The header of an array (map false) or a map of n elements: fix, 16 or 32 bits wide. */
+static inline char *mp_put_container_header(char *p, uint32_t n, bool map) {
+  unsigned char *u = (unsigned char *)p;
+  if (n < 16) {
+    *u++ = (unsigned char)((map ? 0x80 : 0x90) | n);
+  } else if (n < 65536) {
+    *u++ = map ? 0xde : 0xdc;
+    *u++ = (unsigned char)(n >> 8);
+    *u++ = (unsigned char)n;
+  } else {
+    *u++ = map ? 0xdf : 0xdd;
+    for (int shift = 24; shift >= 0; shift -= 8) *u++ = (unsigned char)(n >> shift);
+  }
+  return (char *)u;
+}
+
 static inline char *mp_put_byte(char *p, unsigned char b) {
   *p = (char)b;
   return p + 1;
 }
 
 #define MP_NIL 0xc0
+#define MP_FALSE 0xc2
 #define MP_TRUE 0xc3
 #define MP_FIXARRAY(n) (0x90 | (n)) /* n < 16 */
 

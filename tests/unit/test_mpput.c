@@ -1,6 +1,6 @@
 /* Unit tests for msgpack written straight into a buffer (runtime/core/mpput.h): every integer
  * width and sign, and every string-length class, byte for byte as msgpack-c's packer writes
- * them, and a reservation that grows the buffer only when it must. */
+ * them, doubles and container headers likewise, and a reservation that grows the buffer only when it must. */
 #include <stdint.h>
 #include <string.h>
 
@@ -57,6 +57,45 @@ static void test_strings_as_msgpack_c_packs_them(void) {
   CHECK(mp_put_str(got, NULL, 0) - got == 1 && (unsigned char)got[0] == 0xa0);
 }
 
+static void test_doubles_as_msgpack_c_packs_them(void) {
+  const double values[] = {0.0, -0.0, 0.5, -1.25, 1e300, -1e-300, 3.0, 1.0 / 0.0};
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+    msgpack_sbuffer want;
+    msgpack_sbuffer_init(&want);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+    msgpack_pack_double(&pk, values[i]);
+    char got[MP_PUT_DOUBLE];
+    size_t n = (size_t)(mp_put_double(got, values[i]) - got);
+    CHECK(n == want.size && memcmp(got, want.data, n) == 0);
+    msgpack_sbuffer_destroy(&want);
+  }
+}
+
+static void test_container_headers_as_msgpack_c_packs_them(void) {
+  const uint32_t sizes[] = {0, 1, 15, 16, 255, 256, 65535, 65536, UINT32_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    for (int map = 0; map <= 1; map++) {
+      msgpack_sbuffer want;
+      msgpack_sbuffer_init(&want);
+      msgpack_packer pk;
+      msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+      if (map)
+        msgpack_pack_map(&pk, sizes[i]);
+      else
+        msgpack_pack_array(&pk, sizes[i]);
+      char got[MP_PUT_CONTAINER_HEADER];
+      size_t n = (size_t)(mp_put_container_header(got, sizes[i], map) - got);
+      if (n != want.size || memcmp(got, want.data, n) != 0) {
+        fprintf(stderr, "%s of %u: %zu bytes, msgpack-c %zu\n", map ? "map" : "array", sizes[i],
+                n, want.size);
+        CHECK(0);
+      }
+      msgpack_sbuffer_destroy(&want);
+    }
+  }
+}
+
 static void test_reserve_grows_only_when_needed(void) {
   msgpack_sbuffer b;
   msgpack_sbuffer_init(&b);
@@ -73,6 +112,8 @@ static void test_reserve_grows_only_when_needed(void) {
 int main(void) {
   RUN(test_integers_as_msgpack_c_packs_them);
   RUN(test_strings_as_msgpack_c_packs_them);
+  RUN(test_doubles_as_msgpack_c_packs_them);
+  RUN(test_container_headers_as_msgpack_c_packs_them);
   RUN(test_reserve_grows_only_when_needed);
   return CHECK_DONE();
 }
