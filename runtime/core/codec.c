@@ -191,12 +191,9 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   if (has_data && choreo_msgpack_check(f->data, f->data_len, 1, CHOREO_MAX_DEPTH) != 0)
     return CHOREO_EINVAL;
 
-  char now[32];
-  const char *time = f->time;
-  if (!codec_present(time)) {
-    choreo_time_now(now, sizeof now);
-    time = now;
-  }
+  /* A time given is written as given; now, as microseconds since the epoch (9 bytes where the
+   * text took 28), which readers turn back into the same text. */
+  const char *time = codec_present(f->time) ? f->time : NULL;
   if (f->streamversion < 0 || (f->has_expectedversion && f->expectedversion < 0))
     return CHOREO_EINVAL;
   enum { V_SOURCE, V_TYPE, V_TIME, V_SUBJECT, V_KIND, V_TO, V_CORRELATIONID, V_CAUSATIONID,
@@ -205,9 +202,9 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
                                  f->correlationid, f->causationid, f->traceparent, f->dataschema};
   size_t len[V_COUNT]; /* 0 for an absent value: never written */
   size_t entries = 5 + has_data + (f->streamversion > 0) + f->has_expectedversion;
-  /* At most: the map's byte, 15 one-byte keys, three 9-byte integers and the data, then each
+  /* At most: the map's byte, 15 one-byte keys, four 9-byte integers and the data, then each
    * string value with its header. */
-  size_t need = 1 + 15 + 3 * 9 + (has_data ? f->data_len : 0);
+  size_t need = 1 + 15 + 4 * 9 + (has_data ? f->data_len : 0);
   for (size_t i = 0; i < V_COUNT; i++) {
     len[i] = values[i] ? strlen(values[i]) : 0;
     if (i >= V_SUBJECT && i != V_KIND) entries += len[i] > 0;
@@ -220,7 +217,12 @@ int choreo_msg_encode(const choreo_msg_fields *f, msgpack_sbuffer *out) {
   *p++ = (char)(0x80 | entries); /* at most 14 attributes: a fixmap */
   p = codec_put_attr(p, CODEC_K_SOURCE, f->source, len[V_SOURCE]);
   p = codec_put_attr(p, CODEC_K_TYPE, f->type, len[V_TYPE]);
-  p = codec_put_attr(p, CODEC_K_TIME, time, len[V_TIME]);
+  if (time) {
+    p = codec_put_attr(p, CODEC_K_TIME, time, len[V_TIME]);
+  } else {
+    p = mp_put_byte(p, CODEC_K_TIME);
+    p = mp_put_uint(p, (uint64_t)choreo_time_now_us());
+  }
   p = codec_put_attr(p, CODEC_K_SUBJECT, f->subject, len[V_SUBJECT]);
   if (has_data) {
     p = mp_put_byte(p, CODEC_K_DATA);
@@ -371,6 +373,7 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
   /* Every key and value takes a byte at least: a larger claim is refused before any walk. */
   if (n > (uint64_t)(end - p) / 2) return CHOREO_EINVAL;
   size_t next = 0;
+  uint64_t us;
   for (uint64_t i = 0; i < n; i++) {
     choreo_str key = {NULL, 0};
     int a = -1;
@@ -401,6 +404,10 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
       if (!codec_take_uint(&p, end, &v) || v > INT64_MAX || (stream && v < 1))
         return CHOREO_EINVAL;
       *(stream ? &m->streamversion : &m->expectedversion) = (int64_t)v;
+    } else if (offset == offsetof(choreo_msg, time) && codec_take_uint(&p, end, &us)) {
+      /* microseconds since the epoch, as our writers put it: read as the text it stands for */
+      if (us > (uint64_t)CHOREO_TIME_US_MAX) return CHOREO_EINVAL;
+      m->time = (choreo_str){m->time_text, choreo_time_format((int64_t)us, m->time_text)};
     } else {
       choreo_str value;
       if (!codec_take_str(&p, end, &value)) return CHOREO_EINVAL;
@@ -487,7 +494,8 @@ static int codec_frame_read_header(choreo_frame_reader *r) {
     return CHOREO_EINVAL;
   r->sparse = h->via.array.size == 6;
   const msgpack_object *f = h->via.array.ptr;
-  /* Version 1's messages are keyed by name, which version 2's reader takes too. */
+  /* Version 1's messages are keyed by name, version 3's may carry their time as an integer:
+   * the one message reader takes every version's. */
   if (!codec_uint(&f[0], UINT64_MAX, &version) || version < 1 || version > CHOREO_FRAME_VERSION)
     return CHOREO_EINVAL;
   /* The source is a host's name: one with a NUL byte would read as another host's in C. */

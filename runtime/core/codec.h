@@ -12,8 +12,11 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Frames of version 2 carry messages keyed by number; a host reads versions 1 and 2. */
-#define CHOREO_FRAME_VERSION 2
+#include "clock.h"
+
+/* Frames of version 2 carry messages keyed by number, version 3 messages whose time may be
+ * microseconds since the epoch (an integer) instead of text; a host reads versions 1 to 3. */
+#define CHOREO_FRAME_VERSION 3
 /* msgpack-c's C unpacker has a fixed stack of 32 levels; the whole message map is one of them. */
 #define CHOREO_MAX_DEPTH 30
 #define CHOREO_MAX_FRAME (16u << 20)
@@ -49,6 +52,7 @@ typedef struct choreo_msg {
   const char *raw; /* the whole encoded message, as stored in the log */
   size_t raw_len;
   char id_text[CHOREO_NAME_MAX + 21];
+  char time_text[CHOREO_TIME_TEXT]; /* the time as text, when it came as microseconds */
 } choreo_msg;
 
 /* Writes v (at least 1) in decimal without a NUL; returns the digits written. By hand: printf
@@ -61,7 +65,7 @@ int choreo_seq_digits(char out[20], int64_t v);
 typedef struct choreo_msg_fields {
   const char *source, *type, *kind, *to, *subject, *correlationid, *causationid, *traceparent;
   const char *dataschema;
-  const char *time; /* RFC 3339; NULL means now */
+  const char *time; /* RFC 3339, written as given; NULL: now, written as microseconds */
   int64_t seq;
   int64_t streamversion, expectedversion;
   bool has_expectedversion;

@@ -16,6 +16,7 @@ Standard library only. Set CHOREO_IT_KEEP=1 to keep the temporary directories of
 """
 import atexit
 import ctypes
+import datetime
 import json
 import os
 import random
@@ -248,9 +249,13 @@ ATTRIBUTE_NAMES = {1: "id", 2: "source", 3: "type", 4: "time", 5: "subject", 6: 
 
 
 def decode_message(raw):
-    """A stored or sent message as {attribute name: value}, its id derived where left out."""
+    """A stored or sent message as {attribute name: value}, as a host reads it: its id derived
+    where left out, its time as RFC 3339 text where written as microseconds since the epoch."""
     m = {ATTRIBUTE_NAMES.get(k, k): v for k, v in mp_unpack(raw)[0].items()}
     m.setdefault("id", "%s/%d" % (m["source"], m["seq"]))
+    if isinstance(m.get("time"), int):
+        at = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=m["time"])
+        m["time"] = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return m
 
 

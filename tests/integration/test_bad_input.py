@@ -403,7 +403,7 @@ def hostile_frames_from_a_peer(w):
     with w.step("the victim logs the bad frames and keeps delivering"):
         check(victim.alive(), "the victim is alive")
         check("dropped a malformed frame" in victim.log(), "the log mentions the bad frames")
-        check("dropped a frame: its frame version 99 is newer than this host reads (2); upgrade "
+        check("dropped a frame: its frame version 99 is newer than this host reads (3); upgrade "
               "this host" in victim.log(), "the log tells a newer version from garbage")
         st = victim.status()
         print("    bad frames counted: %d" % st["bad frames"])

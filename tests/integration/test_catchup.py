@@ -48,10 +48,10 @@ def consumer_catches_up_after_downtime(w):
 
 @suite.test
 def a_log_keyed_by_names_is_served_after_an_upgrade(w):
-    """Hosts keyed a message's attributes by name, and wrote every id, until 2026-12-05; their
-    logs keep those rows. A producer upgraded over such a log serves them by FETCH beside rows in
-    today's format (keys by number, no id), and a consumer applies both exactly once, in
-    order."""
+    """Hosts keyed a message's attributes by name, and wrote every id and time as text, until
+    2026-12-05; their logs keep those rows. A producer upgraded over such a log serves them by
+    FETCH beside rows in today's format (keys by number, no id, the time in microseconds), and
+    a consumer applies both exactly once, in order."""
     producer = w.host("producer", w.scripts("producer", {"producer.lua": harness.PRODUCER_LUA}))
     check_eq(producer.stop(), 0, "producer's exit status after SIGTERM")
     db = sqlite3.connect(producer.data)
@@ -68,6 +68,9 @@ def a_log_keyed_by_names_is_served_after_an_upgrade(w):
               for i, m in enumerate(raw[:500], 1)), "the first 500 rows keyed by name")
     check(all(min(harness.mp_unpack(m)[0]) == 2 for m in raw[500:]),
           "the rows appended since keyed by number, without an id")
+    now_us = time.time() * 1e6
+    check(all(abs(harness.mp_unpack(m)[0][4] - now_us) < 120e6 for m in raw[500:]),
+          "the rows appended since stamped in microseconds since the epoch")
     consumer = w.host("consumer", w.scripts("consumer", {"consumer.lua": harness.consumer_lua()}))
     wait_until(lambda: applied(consumer) >= 1000, 30, "the consumer to apply 1,000 ticks")
     check_ticks(consumer, 1000)

@@ -597,6 +597,78 @@ static void test_msg_numbered_keys(void) {
   msgpack_sbuffer_destroy(&sb);
 }
 
+/* A message whose time is `us` microseconds, written as our writers write it: an integer. */
+static int decode_with_time(msgpack_sbuffer *sb, uint64_t us, bool negative, choreo_msg *m) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  msgpack_sbuffer_clear(sb);
+  msgpack_pack_map(&pk, 5);
+  msgpack_pack_int(&pk, K_SOURCE);
+  msgpack_pack_str_with_body(&pk, "ledger", 6);
+  msgpack_pack_int(&pk, K_TYPE);
+  msgpack_pack_str_with_body(&pk, "T", 1);
+  msgpack_pack_int(&pk, K_TIME);
+  if (negative)
+    msgpack_pack_int64(&pk, -(int64_t)us);
+  else
+    msgpack_pack_uint64(&pk, us);
+  msgpack_pack_int(&pk, K_KIND);
+  msgpack_pack_str_with_body(&pk, "event", 5);
+  msgpack_pack_int(&pk, K_SEQ);
+  msgpack_pack_int(&pk, 3);
+  return choreo_msg_decode(sb->data, sb->size, m);
+}
+
+/* Our writers stamp a message with microseconds since the epoch; readers hand out the RFC 3339
+ * text it stands for, as it was written before, and take text from other writers as it is. */
+static void test_msg_time_as_microseconds(void) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  choreo_msg m;
+  static const struct {
+    uint64_t us;
+    const char *text;
+  } times[] = {
+      {0, "1970-01-01T00:00:00.000000Z"},
+      {1764958577123456, "2025-12-05T18:16:17.123456Z"},
+      {1764958577000001, "2025-12-05T18:16:17.000001Z"},
+      {951782400999999, "2000-02-29T00:00:00.999999Z"},
+      {CHOREO_TIME_US_MAX, "9999-12-31T23:59:59.999999Z"},
+  };
+  for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
+    CHECK(decode_with_time(&sb, times[i].us, false, &m) == 0);
+    CHECK(choreo_str_eq(m.time, times[i].text));
+    char text[CHOREO_TIME_TEXT];
+    CHECK(choreo_time_format((int64_t)times[i].us, text) == 27);
+    CHECK(strcmp(text, times[i].text) == 0);
+  }
+  /* Past year 9999 no text has four digits for the year; before 1970 our clock never was. */
+  CHECK(decode_with_time(&sb, (uint64_t)CHOREO_TIME_US_MAX + 1, false, &m) == CHOREO_EINVAL);
+  CHECK(decode_with_time(&sb, UINT64_MAX, false, &m) == CHOREO_EINVAL);
+  CHECK(decode_with_time(&sb, 1, true, &m) == CHOREO_EINVAL);
+
+  /* What the encoder writes for "now": key 4, then a uint64, read back within a second. */
+  msgpack_sbuffer_clear(&sb);
+  choreo_msg_fields f = {.source = "ledger", .type = "T", .kind = "event", .seq = 1};
+  int64_t before = choreo_time_now_us();
+  CHECK(choreo_msg_encode(&f, &sb) == 0);
+  const unsigned char *p = (const unsigned char *)sb.data;
+  CHECK(p[0] == 0x85 && p[1] == K_SOURCE && p[9] == K_TYPE && p[12] == K_TIME && p[13] == 0xcf);
+  uint64_t us = 0;
+  for (int i = 0; i < 8; i++) us = us << 8 | p[14 + i];
+  CHECK((int64_t)us >= before && (int64_t)us <= before + 1000000);
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0 && m.time.n == 27);
+  char text[CHOREO_TIME_TEXT];
+  choreo_time_format((int64_t)us, text);
+  CHECK(choreo_str_eq(m.time, text));
+  /* A time given is written as given, text. */
+  msgpack_sbuffer_clear(&sb);
+  f.time = "2024-01-01T00:00:00+02:00";
+  CHECK(choreo_msg_encode(&f, &sb) == 0 && ((const unsigned char *)sb.data)[13] == (0xa0 | 25));
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0 && choreo_str_eq(m.time, f.time));
+  msgpack_sbuffer_destroy(&sb);
+}
+
 /* A frame of `n` messages with seqs[i] and data [i, "x"]; offsets[i] is where message i starts
  * (offsets[n]: the end). */
 static void build_frame(msgpack_sbuffer *out, int64_t first, uint32_t count, const int64_t *seqs,
@@ -779,7 +851,7 @@ static void test_frame_rejects(void) {
     const char *bytes;
     size_t len;
   } headers[] = {
-      {"\x95\x03\xa1s\x01\x00\x00", 7},     /* version 3 */
+      {"\x95\x04\xa1s\x01\x00\x00", 7},     /* version 4 */
       {"\x95\x00\xa1s\x01\x00\x00", 7},     /* version 0 */
       {"\x94\x01\xa1s\x01\x00", 6},         /* four fields */
       {"\x96\x01\xa1s\x01\x00\x00\x00", 8}, /* six fields */
@@ -797,10 +869,11 @@ static void test_frame_rejects(void) {
   };
   for (size_t i = 0; i < sizeof headers / sizeof *headers; i++)
     CHECK(read_copy(headers[i].bytes, headers[i].len) == CHOREO_EINVAL);
-  CHECK(read_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* well-formed, of either version */
+  CHECK(read_copy("\x95\x01\xa1s\x01\x00\x00", 7) == 0); /* well-formed, of every version */
   CHECK(read_copy("\x95\x02\xa1s\x01\x00\x00", 7) == 0);
+  CHECK(read_copy("\x95\x03\xa1s\x01\x00\x00", 7) == 0);
   /* The version a refused frame claims, for the log: a newer one is told from garbage. */
-  CHECK(choreo_frame_version("\x95\x03\xa1s\x01\x00\x00", 7) == 3);
+  CHECK(choreo_frame_version("\x95\x04\xa1s\x01\x00\x00", 7) == 4);
   CHECK(choreo_frame_version("\x95\x01", 2) == 1);
   CHECK(choreo_frame_version("\xdc\x00\x05\xcd\x01\x00", 6) == 256); /* array16 */
   CHECK(choreo_frame_version("\xdc\x00\x05", 3) == -1);                 /* cut after the count */
@@ -1217,6 +1290,7 @@ int main(void) {
   RUN(test_msg_encode_rejects);
   RUN(test_msg_decode_rejects);
   RUN(test_msg_numbered_keys);
+  RUN(test_msg_time_as_microseconds);
   RUN(test_frame_round_trip);
   RUN(test_frame_rejects);
   RUN(test_sparse_frames);

@@ -1,6 +1,6 @@
 /* Unit tests for msgpack written straight into a buffer (runtime/core/mpput.h): every integer
- * width and sign, and every string-length class, byte for byte as msgpack-c's packer writes
- * them, doubles and container headers likewise, and a reservation that grows the buffer only when it must. */
+ * width and sign, every string-length class, doubles and container headers, byte for byte as
+ * msgpack-c's packer writes them, and a reservation that grows the buffer only when it must. */
 #include <stdint.h>
 #include <string.h>
 
