@@ -395,9 +395,18 @@ static void peers_discover(choreo_peers *ps) {
     choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot read the bus directory %s", ps->bus);
 }
 
+/* The receive queue holds about CHOREO_QUEUE_BYTES of frames like the ones coming now. */
+static void peers_size_queue(choreo_peers *ps, size_t frame) {
+  int frames = choreo_queue_bound_note(&ps->sub_queue, frame);
+  if (frames && nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, frames) != 0)
+    choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot resize the receive queue to %d frames",
+               frames);
+}
+
 static void peers_on_live(void *ud, nng_msg *msg) {
   choreo_peers *ps = ud;
   choreo_apply_result r;
+  peers_size_queue(ps, nng_msg_len(msg));
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   if (rc == CHOREO_EINVAL) {
     peers_log_malformed(ps, msg, "frame", NULL);
@@ -457,10 +466,11 @@ int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine,
       choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot watch the bus directory %s: hosts "
                  "are found on the periodic look only", ps->bus);
   }
+  choreo_queue_bound_init(&ps->sub_queue);
   ps->sub_open = nng_sub0_open(&ps->sub) == 0;
   if (!ps->sub_open || nng_socket_set(ps->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) != 0 ||
       nng_socket_set_size(ps->sub, NNG_OPT_RECVMAXSZ, CHOREO_MAX_FRAME) != 0 ||
-      nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, 1024) != 0 ||
+      nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, CHOREO_QUEUE_FRAMES_MAX) != 0 ||
       nng_pipe_notify(ps->sub, NNG_PIPE_EV_ADD_POST, peers_on_sub_pipe, ps) != 0 ||
       nng_pipe_notify(ps->sub, NNG_PIPE_EV_REM_POST, peers_on_sub_pipe, ps) != 0 ||
       choreo_bus_watch_start(&ps->sub_watch, loop, ps->sub, CHOREO_DRAIN_PER_WAKE, peers_on_live,

@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "choreo.h"
 #include "engine.h"
+#include "queue_bound.h"
 
 #define CHOREO_URL_MAX (PATH_MAX + 32)
 #define CHOREO_MAX_PEERS 256
@@ -67,6 +68,7 @@ typedef struct choreo_peers {
   nng_socket sub;
   bool sub_open;
   choreo_bus_watch sub_watch;
+  choreo_queue_bound sub_queue; /* its receive queue's size, from the frames' */
   uv_async_t connected; /* wakes the loop to FETCH from a peer that just connected */
   bool connected_started;
   uv_fs_event_t bus_watch; /* the bus directory: a host appearing on it is found at once */

@@ -39,6 +39,7 @@ EXAMPLES = os.path.join(SOURCE, "examples")
 CHOREO = None  # the binary under test, set by Suite.main()
 POKE = None    # choreo_poke, if built
 SLOW = 1.0     # timeout multiplier: sanitizer builds run several times slower
+SANITIZED = False  # a sanitizer build: its memory (shadow, quarantine) says nothing of ours
 
 _all_procs = []  # every Popen any World started, for the atexit safety net
 
@@ -627,15 +628,15 @@ class Suite:
         return register(fn) if fn else register
 
     def main(self, deadline=280):
-        global CHOREO, POKE, SLOW
+        global CHOREO, POKE, SLOW, SANITIZED
         if len(sys.argv) < 2:
             print("usage: %s /path/to/choreo [CASE...]" % sys.argv[0], file=sys.stderr)
             sys.exit(2)
         CHOREO = os.path.abspath(sys.argv[1])
         wanted = sys.argv[2:]
         with open(CHOREO, "rb") as f:
-            sanitized = b"__asan_init" in f.read()
-        SLOW = float(os.environ.get("CHOREO_IT_SLOW", "3" if sanitized else "1"))
+            SANITIZED = b"__asan_init" in f.read()
+        SLOW = float(os.environ.get("CHOREO_IT_SLOW", "3" if SANITIZED else "1"))
         POKE = os.environ.get("CHOREO_POKE")
         if not POKE:  # a build tree keeps it in tests/ next to the binary
             guess = os.path.join(os.path.dirname(CHOREO), "tests", "choreo_poke")
@@ -653,7 +654,7 @@ class Suite:
         signal.signal(signal.SIGTERM, lambda s, f: sys.exit(1))
 
         print("%s: %s%s" % (self.title, CHOREO, " (sanitizer build, timeouts x%g)" % SLOW
-                            if sanitized else ""), flush=True)
+                            if SANITIZED else ""), flush=True)
         passed = failed = 0
         t_all = time.monotonic()
         for name, fn, xfail in self.cases:
