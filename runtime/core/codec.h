@@ -37,8 +37,9 @@ typedef struct choreo_str {
 } choreo_str;
 
 /* A decoded message. Strings and data point into the buffer it was decoded from; so does the
- * id when the message carries one, else it is "<source>/<seq>" written into id_text (a copy of
- * the struct then borrows its id from the original). Event sourcing's extensions: an event of
+ * id when the message carries one, else it is "<source>/<seq>" written into id_text, and the
+ * time when it came as text, else its text is written into time_text (a copy of the struct then
+ * borrows those two from the original). Event sourcing's extensions: an event of
  * a stream carries the stream in `subject`, its version in the stream (streamversion, 0 when
  * absent) and its data's schema (dataschema, "v<N>"); a command may carry the version of the
  * stream its sender saw (expectedversion, -1 when absent). */
