@@ -81,8 +81,9 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * For the packer, which must not allocate (a finalizer run by a GC step could pack too):
  * is_lazy tells a msg table with fields not read yet; field gives the field number of the key
  * at idx (-1 for none); hidden_key tells the key holding the fields not read yet (which only
- * next() sees); pack_unread packs (with pk) or counts (pk NULL) the fields not read yet, but
- * for those in `skip` (bits by field number: values the table holds already), as map entries.
+ * next() sees); pack_unread appends to out the fields not read yet, but for those in `skip`
+ * (bits by field number: values the table holds already), as map entries, and returns how
+ * many (-1: out of memory).
  * push_msg_counted pushes the table and then its copy of the fields (nil for a table built
  * whole), with the fields in `prefill` (bits by field number) in the table from the start;
  * fields_read, given the copy's index, gives the fields other than data read, assigned or
@@ -98,7 +99,7 @@ void choreo_lua_push_msg_meta(lua_State *L);
 bool choreo_lua_msg_is_lazy(lua_State *L, int idx);
 int choreo_lua_msg_field(lua_State *L, int idx);
 bool choreo_lua_msg_hidden_key(lua_State *L, int idx);
-int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32_t skip);
+int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_sbuffer *out, uint32_t skip);
 int32_t choreo_lua_msg_fields_read(lua_State *L, int idx);
 
 /* choreo.pack(value) -> string and choreo.unpack(string) -> value: the wire encoding, for

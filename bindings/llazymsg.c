@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bindings.h"
+#include "mpput.h"
 
 enum {
   F_TYPE,
@@ -191,22 +192,18 @@ bool choreo_lua_msg_is_lazy(lua_State *L, int idx) {
   return ours && lazy_of(L, idx) != NULL;
 }
 
-int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_packer *pk, uint32_t skip) {
+int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_sbuffer *out, uint32_t skip) {
   lazy_msg *z = lazy_of(L, idx);
   int n = 0;
   for (int f = 0; z && f < F_COUNT; f++) {
     if (((z->settled | skip) & 1u << f) || !lazy_has(z, f)) continue;
+    size_t klen = strlen(lazy_names[f]), vlen = f < F_STRINGS ? z->str[f].n : MP_PUT_INT;
+    if (!mp_reserve(out, 2 * MP_PUT_STR_HEADER + klen + vlen)) return -1;
+    char *p = mp_put_str(out->data + out->size, lazy_names[f], klen);
+    p = f < F_STRINGS ? mp_put_str(p, z->str[f].p, z->str[f].n)
+                      : mp_put_int(p, lazy_integer(z, f));
+    out->size = (size_t)(p - out->data);
     n++;
-    if (!pk) continue;
-    size_t klen = strlen(lazy_names[f]);
-    msgpack_pack_str(pk, klen);
-    msgpack_pack_str_body(pk, lazy_names[f], klen);
-    if (f < F_STRINGS) {
-      msgpack_pack_str(pk, z->str[f].n);
-      msgpack_pack_str_body(pk, z->str[f].p, z->str[f].n);
-    } else {
-      msgpack_pack_int64(pk, lazy_integer(z, f));
-    }
   }
   return n;
 }

@@ -125,25 +125,29 @@ static int msg_pack_table(lua_State *L, int idx, msg_packing *p, int depth) {
     count++;
   }
   if (msg) {
-    msgpack_packer pk; /* a msg table's unread fields: rare enough for the packer */
-    msgpack_packer_init(&pk, p->out, msgpack_sbuffer_write);
-    count += (size_t)choreo_lua_msg_pack_unread(L, idx, &pk, held);
+    int unread = choreo_lua_msg_pack_unread(L, idx, p->out, held);
+    if (unread < 0) return msg_out_of_memory(p);
+    count += (size_t)unread;
   }
   return msg_put_map_header(p, at, count);
 }
+
+static int msg_put_byte(msg_packing *p, unsigned char b) {
+  char *w = msg_room(p, 1);
+  return w ? msg_wrote(p, mp_put_byte(w, b)) : msg_out_of_memory(p);
+}
+
+_Static_assert(MP_PUT_DOUBLE <= MP_PUT_INT, "a number's room fits either kind");
 
 static int msg_pack_value(lua_State *L, int idx, msg_packing *p, int depth) {
   char *w;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
+    return msg_put_byte(p, MP_NIL);
   case LUA_TBOOLEAN:
-    if (!(w = msg_room(p, 1))) return msg_out_of_memory(p);
-    return msg_wrote(p, mp_put_byte(w, lua_isnil(L, idx)         ? MP_NIL
-                                       : lua_toboolean(L, idx) ? MP_TRUE
-                                                               : MP_FALSE));
+    return msg_put_byte(p, lua_toboolean(L, idx) ? MP_TRUE : MP_FALSE);
   case LUA_TNUMBER:
-    if (!(w = msg_room(p, MP_PUT_INT > MP_PUT_DOUBLE ? MP_PUT_INT : MP_PUT_DOUBLE)))
-      return msg_out_of_memory(p);
+    if (!(w = msg_room(p, MP_PUT_INT))) return msg_out_of_memory(p);
     if (lua_isinteger(L, idx)) return msg_wrote(p, mp_put_int(w, lua_tointeger(L, idx)));
     return msg_wrote(p, mp_put_double(w, lua_tonumber(L, idx)));
   case LUA_TSTRING: {
