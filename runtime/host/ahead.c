@@ -22,6 +22,7 @@ void choreo_ahead_hold(choreo_ahead *a, nng_msg *msg, int64_t first, int64_t las
   size_t len = nng_msg_len(msg);
   if (a->count == CHOREO_AHEAD_FRAMES || (a->count > 0 && a->bytes + len > CHOREO_AHEAD_BYTES)) {
     nng_msg_free(msg);
+    if (last > a->let_go_last) a->let_go_last = last;
     return;
   }
   a->held[(a->start + a->count) % CHOREO_AHEAD_FRAMES] =
@@ -39,4 +40,5 @@ nng_msg *choreo_ahead_next(choreo_ahead *a, int64_t applied) {
 void choreo_ahead_clear(choreo_ahead *a) {
   while (a->count > 0) ahead_drop_oldest(a);
   a->start = 0;
+  a->let_go_last = 0;
 }

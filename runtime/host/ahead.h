@@ -24,10 +24,13 @@ typedef struct choreo_ahead {
   choreo_ahead_frame held[CHOREO_AHEAD_FRAMES]; /* a ring, oldest at start */
   int start, count;
   size_t bytes;
+  /* The last seq of the newest frame let go for the bounds (0: none). Nothing else will say
+   * that it is missing once the peer stops publishing: FETCH must bring it. */
+  int64_t let_go_last;
 } choreo_ahead;
 
 /* Takes msg, which carries seqs first..last, and holds it unless the bounds are reached (then
- * frees it). A frame that does not come after the last one held (its publisher started its log
+ * frees it, noting `last` in let_go_last). A frame that does not come after the last one held (its publisher started its log
  * over) lets go of everything held before it. */
 void choreo_ahead_hold(choreo_ahead *a, nng_msg *msg, int64_t first, int64_t last);
 /* The oldest held frame if it goes on from `applied` (its first seq is at most applied + 1),

@@ -271,13 +271,21 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
      * knew; and a page they overtook (peers_fetch_next) leaves the rest to them, looked at
      * again by the periodic FETCH, unless live frames wait past a gap (their own ask found
      * this one in flight). */
-    int64_t applied;
+    int64_t applied = 0;
+    bool known = choreo_engine_checkpoint(ps->engine, p->name, &applied) == 0;
     bool more = r.first - 1 + (int64_t)r.count < r.head || (r.gap && !gone);
     bool overtaken = r.count && r.first - 1 + (int64_t)r.count <= applied_before &&
                      p->ahead.count == 0;
-    p->catch_up_owed = !rc && !asked_next && r.count && more && !overtaken &&
-                       !(choreo_engine_checkpoint(ps->engine, p->name, &applied) == 0 &&
-                         applied >= r.head);
+    /* Live frames let go for the held frames' bounds are owed whatever head this answer knew,
+     * and even after a page the live frames overtook: no live frame will bring them, and once
+     * the peer stops publishing none will show the gap before the periodic FETCH (a consumer
+     * behind a burst of megabyte frames sat a second short of its end). Asked again at once
+     * only after an answer that moved us on or was asked before we had moved on: one asked
+     * from where we are that brings nothing new (a peer whose log started over) is not. */
+    bool let_go = known && applied < p->ahead.let_go_last &&
+                  (r.applied || r.failed || asked_after < applied_before);
+    p->catch_up_owed = !rc && !asked_next &&
+                       (let_go || (r.count && more && !overtaken && !(known && applied >= r.head)));
     if (p->catch_up_owed && !peers_history_from(ps, p)) peers_ask(ps, p);
   }
   nng_msg_free(msg);
