@@ -30,8 +30,8 @@ typedef struct choreo_ahead {
 } choreo_ahead;
 
 /* Takes msg, which carries seqs first..last, and holds it unless the bounds are reached (then
- * frees it, noting `last` in let_go_last). A frame that does not come after the last one held (its publisher started its log
- * over) lets go of everything held before it. */
+ * frees it, noting `last` in let_go_last). A frame that does not come after the last one held
+ * (its publisher started its log over) lets go of everything held before it. */
 void choreo_ahead_hold(choreo_ahead *a, nng_msg *msg, int64_t first, int64_t last);
 /* The oldest held frame if it goes on from `applied` (its first seq is at most applied + 1),
  * handed over to the caller; frames wholly at or below `applied` are let go on the way. NULL
