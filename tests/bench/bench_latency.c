@@ -39,6 +39,19 @@ long bench_pace_due(bench_pace *p, long max, long *first) {
   return end - *first;
 }
 
+void bench_pace_stamped(long rate, long events,
+                        void (*send)(void *ctx, const unsigned char *payload), void *ctx) {
+  unsigned char payload[BENCH_PAYLOAD_MAX];
+  bench_pace pace;
+  bench_pace_start(&pace, rate, events);
+  long first, n;
+  while ((n = bench_pace_due(&pace, events, &first)) > 0)
+    for (long i = first; i < first + n; i++) {
+      bench_payload_stamped(payload, i, bench_now());
+      send(ctx, payload);
+    }
+}
+
 void bench_latency_init(bench_latency *l, long events) {
   l->v = malloc((size_t)events * sizeof *l->v);
   if (!l->v) bench_fail("out of memory");

@@ -22,6 +22,11 @@ void bench_pace_start(bench_pace *p, long rate, long events);
  * a late wakeup does not shift the schedule: the events it made late go out at once. */
 long bench_pace_due(bench_pace *p, long max, long *first);
 
+/* The one-hop floors' publishers: `events` payloads at `rate`, each stamped with its send time
+ * (bench_payload_stamped) and handed to send(ctx, payload) when its time comes. */
+void bench_pace_stamped(long rate, long events,
+                        void (*send)(void *ctx, const unsigned char *payload), void *ctx);
+
 /* A record of latencies, one per event. */
 typedef struct bench_latency {
   double *v;

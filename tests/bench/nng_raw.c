@@ -72,6 +72,10 @@ static void must(int rv, const char *what) {
   if (rv != 0) bench_fail("%s: %s", what, nng_strerror(rv));
 }
 
+static void latency_send(void *ctx, const unsigned char *payload) {
+  must(nng_send(*(nng_socket *)ctx, (void *)payload, bench_payload_size, 0), "nng_send");
+}
+
 /* The latency workload's publisher, a process of its own: each event stamped and sent when
  * its time comes, then the end marker. */
 static void latency_publish(const bench_args *a) {
@@ -80,15 +84,7 @@ static void latency_publish(const bench_args *a) {
   must(nng_pub0_open(&pub), "nng_pub0_open");
   must(nng_listen(pub, a->url, NULL, 0), a->url);
   nng_msleep(300); /* the subscriber dials meanwhile: what goes before it is dropped by design */
-  unsigned char payload[BENCH_PAYLOAD_MAX];
-  bench_pace pace;
-  bench_pace_start(&pace, a->rate, a->events);
-  long first, n;
-  while ((n = bench_pace_due(&pace, a->events, &first)) > 0)
-    for (long i = first; i < first + n; i++) {
-      bench_payload_stamped(payload, i, bench_now());
-      must(nng_send(pub, payload, bench_payload_size, 0), "nng_send");
-    }
+  bench_pace_stamped(a->rate, a->events, latency_send, &pub);
   nng_msleep(100);
   for (int k = 0; k < END_COPIES; k++) {
     nng_send(pub, END_MARKER, sizeof END_MARKER - 1, 0);

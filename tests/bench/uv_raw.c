@@ -46,21 +46,17 @@ static void write_all(int fd, const unsigned char *p, size_t n) {
   }
 }
 
+static void send_event(void *ctx, const unsigned char *payload) {
+  write_all(*(int *)ctx, payload, bench_payload_size);
+}
+
 /* The publisher, a process of its own: the listening socket is made before the fork, so the
  * loop's connect finds it. */
 static void publish(int listener, const bench_args *a) {
   bench_watchdog(a->timeout_s + (int)a->seconds + 15);
   int fd = accept(listener, NULL, NULL);
   if (fd < 0) bench_fail("accept: %s", strerror(errno));
-  unsigned char payload[BENCH_PAYLOAD_MAX];
-  bench_pace pace;
-  bench_pace_start(&pace, a->rate, a->events);
-  long first, n;
-  while ((n = bench_pace_due(&pace, a->events, &first)) > 0)
-    for (long i = first; i < first + n; i++) {
-      bench_payload_stamped(payload, i, bench_now());
-      write_all(fd, payload, bench_payload_size);
-    }
+  bench_pace_stamped(a->rate, a->events, send_event, &fd);
   close(fd);
 }
 
