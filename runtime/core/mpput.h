@@ -29,22 +29,21 @@ static inline bool mp_reserve(msgpack_sbuffer *b, size_t need) {
   return true;
 }
 
+/* The low `bytes` bytes of v, most significant first, as msgpack writes every width. */
+static inline unsigned char *mp_put_be(unsigned char *u, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; i--) *u++ = (unsigned char)(v >> (8 * i));
+  return u;
+}
+
 static inline char *mp_put_str_header(char *p, size_t n) {
   unsigned char *u = (unsigned char *)p;
   if (n < 32) {
     *u++ = (unsigned char)(0xa0 | n);
-  } else if (n < 256) {
-    *u++ = 0xd9;
-    *u++ = (unsigned char)n;
-  } else if (n < 65536) {
-    *u++ = 0xda;
-    *u++ = (unsigned char)(n >> 8);
-    *u++ = (unsigned char)n;
-  } else {
-    *u++ = 0xdb;
-    for (int shift = 24; shift >= 0; shift -= 8) *u++ = (unsigned char)(n >> shift);
+    return (char *)u;
   }
-  return (char *)u;
+  int bytes = n < 256 ? 1 : n < 65536 ? 2 : 4;
+  *u++ = bytes == 1 ? 0xd9 : bytes == 2 ? 0xda : 0xdb;
+  return (char *)mp_put_be(u, n, bytes);
 }
 
 static inline char *mp_put_str(char *p, const char *s, size_t n) {
@@ -59,8 +58,7 @@ static inline char *mp_put_uint(char *p, uint64_t v) {
   int bytes = v < 128 ? 0 : v < 256 ? 1 : v < 65536 ? 2 : v <= UINT32_MAX ? 4 : 8;
   static const unsigned char tag[9] = {0, 0xcc, 0xcd, 0, 0xce, 0, 0, 0, 0xcf};
   if (bytes) *u++ = tag[bytes];
-  for (int i = bytes ? bytes - 1 : 0; i >= 0; i--) *u++ = (unsigned char)(v >> (8 * i));
-  return (char *)u;
+  return (char *)mp_put_be(u, v, bytes ? bytes : 1); /* a positive fixint is its own byte */
 }
 
 /* Any integer in its shortest form: a negative one as a negative fixint or int8..int64. */
@@ -74,8 +72,7 @@ static inline char *mp_put_int(char *p, int64_t v) {
   int bytes = v >= INT8_MIN ? 1 : v >= INT16_MIN ? 2 : v >= INT32_MIN ? 4 : 8;
   static const unsigned char tag[9] = {0, 0xd0, 0xd1, 0, 0xd2, 0, 0, 0, 0xd3};
   *u++ = tag[bytes];
-  for (int i = bytes - 1; i >= 0; i--) *u++ = (unsigned char)((uint64_t)v >> (8 * i));
-  return (char *)u;
+  return (char *)mp_put_be(u, (uint64_t)v, bytes);
 }
 
 /* Always float 64, as msgpack_pack_double writes it. */
@@ -84,8 +81,7 @@ static inline char *mp_put_double(char *p, double d) {
   memcpy(&bits, &d, sizeof bits);
   unsigned char *u = (unsigned char *)p;
   *u++ = 0xcb;
-  for (int shift = 56; shift >= 0; shift -= 8) *u++ = (unsigned char)(bits >> shift);
-  return (char *)u;
+  return (char *)mp_put_be(u, bits, 8);
 }
 
 /* The header of an array (map false) or a map of n elements: fix, 16 or 32 bits wide. */
@@ -93,15 +89,11 @@ static inline char *mp_put_container_header(char *p, uint32_t n, bool map) {
   unsigned char *u = (unsigned char *)p;
   if (n < 16) {
     *u++ = (unsigned char)((map ? 0x80 : 0x90) | n);
-  } else if (n < 65536) {
-    *u++ = map ? 0xde : 0xdc;
-    *u++ = (unsigned char)(n >> 8);
-    *u++ = (unsigned char)n;
-  } else {
-    *u++ = map ? 0xdf : 0xdd;
-    for (int shift = 24; shift >= 0; shift -= 8) *u++ = (unsigned char)(n >> shift);
+    return (char *)u;
   }
-  return (char *)u;
+  bool wide = n >= 65536;
+  *u++ = map ? (wide ? 0xdf : 0xde) : (wide ? 0xdd : 0xdc);
+  return (char *)mp_put_be(u, n, wide ? 4 : 2);
 }
 
 static inline char *mp_put_byte(char *p, unsigned char b) {
