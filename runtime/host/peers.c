@@ -70,7 +70,7 @@ static bool peers_fetch(choreo_peers *ps, choreo_peer *p, int64_t after) {
   if (!peers_send_request(ps, p)) return false;
   p->in_flight = true;
   p->asking_history = false;
-  p->catch_up_owed = false;
+  p->catch_up_owed = p->queue_shrunk = false;
   p->asked_at = uv_now(ps->loop);
   p->asked_after = after;
   return true;
@@ -237,6 +237,8 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   p->answered_at = p->heard_at = uv_now(ps->loop);
   p->fetches++;
   int64_t asked_after = p->asked_after, applied_before = -1;
+  bool queue_shrunk = p->queue_shrunk;
+  p->queue_shrunk = false;
   if (p->name[0] && choreo_engine_checkpoint(ps->engine, p->name, &applied_before))
     applied_before = -1;
   bool asked_next = peers_fetch_next(ps, p, msg, applied_before);
@@ -285,7 +287,8 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     bool let_go = known && applied < p->ahead.let_go_last &&
                   (r.applied || r.failed || asked_after < applied_before);
     p->catch_up_owed = !rc && !asked_next &&
-                       (let_go || (r.count && more && !overtaken && !(known && applied >= r.head)));
+                       (let_go || queue_shrunk ||
+                        (r.count && more && !overtaken && !(known && applied >= r.head)));
     if (p->catch_up_owed && !peers_history_from(ps, p)) peers_ask(ps, p);
   }
   nng_msg_free(msg);
@@ -403,12 +406,25 @@ static void peers_discover(choreo_peers *ps) {
     choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot read the bus directory %s", ps->bus);
 }
 
-/* The receive queue holds about CHOREO_QUEUE_BYTES of frames like the ones coming now. */
+/* The receive queue holds about CHOREO_QUEUE_BYTES of frames like the ones coming now. NNG 1.5
+ * shrinks a queue by keeping the frames that fit, the oldest, and freeing the newest: if those
+ * were the last of a burst, no later frame shows them missing. So after a shrink every peer is
+ * asked for its log at once, or once the request in flight is answered. */
 static void peers_size_queue(choreo_peers *ps, size_t frame) {
+  int before = ps->sub_queue.frames;
   int frames = choreo_queue_bound_note(&ps->sub_queue, frame);
-  if (frames && nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, frames) != 0)
+  if (!frames) return;
+  if (nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, frames) != 0) {
     choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot resize the receive queue to %d frames",
                frames);
+    return;
+  }
+  if (frames > before) return;
+  for (int i = 0; i < ps->n; i++) {
+    choreo_peer *p = ps->list[i];
+    if (p->in_flight) p->queue_shrunk = p->catch_up_owed = true;
+    else peers_ask(ps, p);
+  }
 }
 
 static void peers_on_live(void *ud, nng_msg *msg) {

@@ -4,7 +4,7 @@
  * megabytes. So the queue is sized to hold about CHOREO_QUEUE_BYTES of frames as large as the
  * largest seen lately, between CHOREO_QUEUE_FRAMES_MIN and _MAX frames. Frames that do not fit
  * are dropped by NNG, the oldest first, and fetched from their producer's log instead, as any
- * frame lost on the way. */
+ * frame lost on the way; a shrink drops the newest (peers.c asks for them at once). */
 #ifndef CHOREO_QUEUE_BOUND_H
 #define CHOREO_QUEUE_BOUND_H
 
