@@ -68,6 +68,7 @@ int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock
   w->sock = sock;
   w->per_wake = per_wake;
   w->cb = cb;
+  w->quiet = NULL;
   w->ud = ud;
   if (nng_aio_alloc(&w->recv, NULL, NULL) != 0) {
     w->recv = NULL;
@@ -90,11 +91,15 @@ static void bus_on_recheck(uv_timer_t *timer) { choreo_bus_watch_drain(timer->da
 
 void choreo_bus_watch_drain(choreo_bus_watch *w) {
   int received = 0;
+  bool empty = false;
   uint64_t until = uv_hrtime() + CHOREO_DRAIN_MAX_MS * (uint64_t)1000000;
   while (received < w->per_wake && w->started) {
     nng_recv_aio(w->sock, w->recv);
     nng_aio_wait(w->recv);
-    if (nng_aio_result(w->recv) != 0) break;
+    if (nng_aio_result(w->recv) != 0) {
+      empty = nng_aio_result(w->recv) == NNG_ETIMEDOUT;
+      break;
+    }
     w->cb(w->ud, nng_aio_get_msg(w->recv));
     received++;
     /* What is left keeps the socket readable: the loop's next turn drains on, after its
@@ -105,6 +110,11 @@ void choreo_bus_watch_drain(choreo_bus_watch *w) {
    * wake-up missed in a burst (when drains come more often than that) waits no longer. */
   if (received && w->started && !uv_is_active((uv_handle_t *)&w->recheck))
     uv_timer_start(&w->recheck, bus_on_recheck, CHOREO_BUS_RECHECK_MS, 0);
+  if (!received && empty && w->started && w->quiet) w->quiet(w->ud);
+}
+
+void choreo_bus_watch_on_quiet(choreo_bus_watch *w, choreo_bus_quiet_cb quiet) {
+  w->quiet = quiet;
 }
 
 static void bus_on_closed(uv_handle_t *handle) {

@@ -28,6 +28,9 @@ typedef void (*choreo_bus_recv_cb)(void *ud, nng_msg *msg);
 /* Called with the watch's ud once libuv has let go of the watch: it may be freed then. */
 typedef void (*choreo_bus_closed_cb)(void *ud);
 
+/* Called with the watch's ud after a drain that found nothing to receive. */
+typedef void (*choreo_bus_quiet_cb)(void *ud);
+
 /* Sends on one socket through an nng_aio kept for the socket's life. nng_send and nng_recv
  * allocate an aio per call, and NNG 1.5 draws each new aio's id from getrandom(2): a system
  * call per message sent or received (and per empty poll), which on a virtual machine's kernel
@@ -52,6 +55,7 @@ typedef struct choreo_bus_watch {
   nng_aio *recv; /* the receives', for the reason choreo_bus_sender gives */
   choreo_bus_recv_cb cb;
   choreo_bus_closed_cb closed;
+  choreo_bus_quiet_cb quiet; /* or NULL */
   void *ud;
   int started; /* watching; cleared by stop */
   bool on_loop; /* the handles are the loop's until both closes complete */
@@ -72,6 +76,9 @@ int choreo_bus_watch_start(choreo_bus_watch *w, uv_loop_t *loop, nng_socket sock
  * host's tick drains every watch too, as a backstop. */
 #define CHOREO_BUS_RECHECK_MS 5
 void choreo_bus_watch_drain(choreo_bus_watch *w);
+/* quiet(ud) runs after each drain that found nothing at all to receive: nothing came since
+ * the drain before, as at the recheck after a burst's last message, and at the host's ticks. */
+void choreo_bus_watch_on_quiet(choreo_bus_watch *w, choreo_bus_quiet_cb quiet);
 /* Stops watching; closed (if not NULL) runs when the watch may be freed. Returns whether the
  * watch was running: if not, closed is not called and the watch may be freed at once. */
 int choreo_bus_watch_stop(choreo_bus_watch *w, choreo_bus_closed_cb closed);

@@ -408,18 +408,27 @@ static void peers_discover(choreo_peers *ps) {
 
 /* The receive queue holds about CHOREO_QUEUE_BYTES of frames like the ones coming now. NNG 1.5
  * shrinks a queue by keeping the frames that fit, the oldest, and freeing the newest: if those
- * were the last of a burst, no later frame shows them missing. So after a shrink every peer is
- * asked for its log at once, or once the request in flight is answered. */
+ * were the last of a burst, no later frame shows them missing (peers_on_quiet). */
 static void peers_size_queue(choreo_peers *ps, size_t frame) {
   int before = ps->sub_queue.frames;
   int frames = choreo_queue_bound_note(&ps->sub_queue, frame);
   if (!frames) return;
-  if (nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, frames) != 0) {
+  if (nng_socket_set_int(ps->sub, NNG_OPT_RECVBUF, frames) == 0)
+    ps->queue_shrunk |= frames < before;
+  else
     choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "cannot resize the receive queue to %d frames",
                frames);
-    return;
-  }
-  if (frames > before) return;
+}
+
+/* No frame came since the last drain, after a shrink: every peer is asked for its log, at once
+ * or as soon as the request in flight is answered, for what the shrink may have freed. Not at
+ * the shrink itself, nor while frames flow: a consumer would fetch what its queue still held,
+ * or what is on its way, and chase its producer page after page. Quiet, it has applied all it
+ * held and nothing is on the way: the answer brings only what it lacks. */
+static void peers_on_quiet(void *ud) {
+  choreo_peers *ps = ud;
+  if (!ps->queue_shrunk) return;
+  ps->queue_shrunk = false;
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
     if (p->in_flight) p->queue_shrunk = p->catch_up_owed = true;
@@ -503,6 +512,7 @@ int choreo_peers_start(choreo_peers *ps, uv_loop_t *loop, choreo_engine *engine,
     snprintf(err, errlen, "cannot open the subscriber socket");
     return CHOREO_EBUS;
   }
+  choreo_bus_watch_on_quiet(&ps->sub_watch, peers_on_quiet);
   ps->on_loop++;
   for (size_t i = 0; i < nurls; i++) {
     char rep[CHOREO_URL_MAX];

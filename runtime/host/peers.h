@@ -70,6 +70,7 @@ typedef struct choreo_peers {
   bool sub_open;
   choreo_bus_watch sub_watch;
   choreo_queue_bound sub_queue; /* its receive queue's size, from the frames' */
+  bool queue_shrunk; /* since the queue was last quiet: frames may have been freed with it */
   uv_async_t connected; /* wakes the loop to FETCH from a peer that just connected */
   bool connected_started;
   uv_fs_event_t bus_watch; /* the bus directory: a host appearing on it is found at once */

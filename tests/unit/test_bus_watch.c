@@ -1,9 +1,10 @@
 /* Unit test of the watch that drains an NNG socket on the loop (runtime/host/bus.h): a drain
  * keeps the loop for CHOREO_DRAIN_MAX_MS at most, so a consumer behind its producer still lets
  * a reload, a timer or a control request have the loop between its frames; what it leaves is
- * taken by the turns after, none lost and in order. Messages go over inproc from a PUSH to a
- * PULL socket; the receiver's callback takes longer than the drain's time, as a large frame's
- * handlers do. alarm() bounds the process. */
+ * taken by the turns after, none lost and in order; and the watch tells when a drain found
+ * nothing at all to receive, not when it took the last message there was. Messages go over
+ * inproc from a PUSH to a PULL socket; in the first test the receiver's callback takes longer
+ * than the drain's time, as a large frame's handlers do. alarm() bounds the process. */
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -87,8 +88,61 @@ static void test_a_drain_stops_after_its_time_and_the_next_turns_take_the_rest(v
   nng_close(pull);
 }
 
+static void count_message(void *ud, nng_msg *msg) {
+  ((receiver *)ud)->count++;
+  nng_msg_free(msg);
+}
+
+static int quiet_drains;
+static void on_quiet(void *ud) {
+  (void)ud;
+  quiet_drains++;
+}
+
+static void test_only_a_drain_that_received_nothing_is_quiet(void) {
+  nng_socket push, pull;
+  CHECK(nng_push0_open(&push) == 0);
+  CHECK(nng_pull0_open(&pull) == 0);
+  CHECK(nng_socket_set_int(push, NNG_OPT_SENDBUF, MESSAGES) == 0);
+  CHECK(nng_listen(pull, "inproc://choreo-bus-quiet", NULL, 0) == 0);
+  CHECK(nng_dial(push, "inproc://choreo-bus-quiet", NULL, 0) == 0);
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  receiver r = {.count = 0, .closed = false};
+  choreo_bus_watch w;
+  memset(&w, 0, sizeof w);
+  CHECK(choreo_bus_watch_start(&w, &loop, pull, CHOREO_DRAIN_PER_WAKE, count_message, &r) == 0);
+  choreo_bus_watch_on_quiet(&w, on_quiet);
+  int fd;
+  CHECK(nng_socket_get_int(pull, NNG_OPT_RECVFD, &fd) == 0);
+
+  /* Each drain here comes when a message is there: it takes it (PULL hands them over one at a
+   * time), then finds the socket empty, and is not quiet. */
+  for (int i = 0; i < 2; i++) CHECK(nng_send(push, &i, sizeof i, 0) == 0);
+  for (int tries = 0; tries < 100 && r.count < 2; tries++)
+    if (readable(fd, 50)) choreo_bus_watch_drain(&w);
+  CHECK(r.count == 2);
+  CHECK(quiet_drains == 0);
+  choreo_bus_watch_drain(&w); /* nothing came since */
+  CHECK(quiet_drains == 1);
+  CHECK(nng_send(push, &r.count, sizeof r.count, 0) == 0);
+  CHECK(readable(fd, 5000));
+  choreo_bus_watch_drain(&w);
+  CHECK(r.count == 3);
+  CHECK(quiet_drains == 1);
+
+  CHECK(choreo_bus_watch_stop(&w, on_closed) == 1);
+  choreo_bus_watch_drain(&w); /* stopped: not quiet, whatever it finds */
+  CHECK(quiet_drains == 1);
+  while (!r.closed) uv_run(&loop, UV_RUN_ONCE);
+  CHECK(uv_loop_close(&loop) == 0);
+  nng_close(push);
+  nng_close(pull);
+}
+
 int main(void) {
   alarm(30);
   RUN(test_a_drain_stops_after_its_time_and_the_next_turns_take_the_rest);
+  RUN(test_only_a_drain_that_received_nothing_is_quiet);
   return CHECK_DONE();
 }
