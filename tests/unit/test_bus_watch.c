@@ -51,41 +51,52 @@ static bool readable(int fd, int timeout_ms) {
 
 static void on_closed(void *ud) { ((receiver *)ud)->closed = true; }
 
-static void test_a_drain_stops_after_its_time_and_the_next_turns_take_the_rest(void) {
+/* A PUSH socket connected to a PULL one, holding up to MESSAGES sends (so that sends wait for
+ * no one), and a watch of the PULL socket on a loop of its own. */
+typedef struct {
   nng_socket push, pull;
-  CHECK(nng_push0_open(&push) == 0);
-  CHECK(nng_pull0_open(&pull) == 0);
-  CHECK(nng_socket_set_int(push, NNG_OPT_SENDBUF, MESSAGES) == 0); /* sends wait for no one */
-  CHECK(nng_listen(pull, "inproc://choreo-bus-watch", NULL, 0) == 0);
-  CHECK(nng_dial(push, "inproc://choreo-bus-watch", NULL, 0) == 0);
-  for (int i = 0; i < MESSAGES; i++) CHECK(nng_send(push, &i, sizeof i, 0) == 0);
-
+  int fd; /* the PULL socket's NNG_OPT_RECVFD */
   uv_loop_t loop;
-  CHECK(uv_loop_init(&loop) == 0);
-  receiver r = {.count = 0, .closed = false};
   choreo_bus_watch w;
-  memset(&w, 0, sizeof w);
-  CHECK(choreo_bus_watch_start(&w, &loop, pull, CHOREO_DRAIN_PER_WAKE, on_message, &r) == 0);
+  receiver r;
+} watched;
 
+static void watched_open(watched *t, const char *url, choreo_bus_recv_cb cb) {
+  memset(t, 0, sizeof *t);
+  CHECK(nng_push0_open(&t->push) == 0);
+  CHECK(nng_pull0_open(&t->pull) == 0);
+  CHECK(nng_socket_set_int(t->push, NNG_OPT_SENDBUF, MESSAGES) == 0);
+  CHECK(nng_listen(t->pull, url, NULL, 0) == 0);
+  CHECK(nng_dial(t->push, url, NULL, 0) == 0);
+  CHECK(nng_socket_get_int(t->pull, NNG_OPT_RECVFD, &t->fd) == 0);
+  CHECK(uv_loop_init(&t->loop) == 0);
+  CHECK(choreo_bus_watch_start(&t->w, &t->loop, t->pull, CHOREO_DRAIN_PER_WAKE, cb, &t->r) == 0);
+}
+
+static void watched_close(watched *t) {
+  if (t->w.started) CHECK(choreo_bus_watch_stop(&t->w, on_closed) == 1);
+  while (!t->r.closed) uv_run(&t->loop, UV_RUN_ONCE);
+  CHECK(uv_loop_close(&t->loop) == 0);
+  nng_close(t->push);
+  nng_close(t->pull);
+}
+
+static void test_a_drain_stops_after_its_time_and_the_next_turns_take_the_rest(void) {
+  watched t;
+  watched_open(&t, "inproc://choreo-bus-watch", on_message);
+  for (int i = 0; i < MESSAGES; i++) CHECK(nng_send(t.push, &i, sizeof i, 0) == 0);
   /* All of them are queued before the first drain (inproc hands them over at once; the wait is
    * a margin): had it no time limit, it would take all. */
-  int fd;
-  CHECK(nng_socket_get_int(pull, NNG_OPT_RECVFD, &fd) == 0);
-  CHECK(readable(fd, 5000));
+  CHECK(readable(t.fd, 5000));
   sleep_ms(100);
-  choreo_bus_watch_drain(&w);
-  CHECK(r.count == 1);
-  CHECK(readable(fd, 0)); /* left for the next turns */
+  choreo_bus_watch_drain(&t.w);
+  CHECK(t.r.count == 1);
+  CHECK(readable(t.fd, 0)); /* left for the next turns */
   /* The loop's turns take the rest: the socket stays readable while messages wait. */
-  for (int turn = 0; turn < 100 && r.count < MESSAGES; turn++) uv_run(&loop, UV_RUN_ONCE);
-  CHECK(r.count == MESSAGES);
-  for (int i = 0; i < MESSAGES; i++) CHECK(r.seen[i] == i);
-
-  CHECK(choreo_bus_watch_stop(&w, on_closed) == 1);
-  while (!r.closed) uv_run(&loop, UV_RUN_ONCE);
-  CHECK(uv_loop_close(&loop) == 0);
-  nng_close(push);
-  nng_close(pull);
+  for (int turn = 0; turn < 100 && t.r.count < MESSAGES; turn++) uv_run(&t.loop, UV_RUN_ONCE);
+  CHECK(t.r.count == MESSAGES);
+  for (int i = 0; i < MESSAGES; i++) CHECK(t.r.seen[i] == i);
+  watched_close(&t);
 }
 
 static void count_message(void *ud, nng_msg *msg) {
@@ -100,44 +111,27 @@ static void on_quiet(void *ud) {
 }
 
 static void test_only_a_drain_that_received_nothing_is_quiet(void) {
-  nng_socket push, pull;
-  CHECK(nng_push0_open(&push) == 0);
-  CHECK(nng_pull0_open(&pull) == 0);
-  CHECK(nng_socket_set_int(push, NNG_OPT_SENDBUF, MESSAGES) == 0);
-  CHECK(nng_listen(pull, "inproc://choreo-bus-quiet", NULL, 0) == 0);
-  CHECK(nng_dial(push, "inproc://choreo-bus-quiet", NULL, 0) == 0);
-  uv_loop_t loop;
-  CHECK(uv_loop_init(&loop) == 0);
-  receiver r = {.count = 0, .closed = false};
-  choreo_bus_watch w;
-  memset(&w, 0, sizeof w);
-  CHECK(choreo_bus_watch_start(&w, &loop, pull, CHOREO_DRAIN_PER_WAKE, count_message, &r) == 0);
-  choreo_bus_watch_on_quiet(&w, on_quiet);
-  int fd;
-  CHECK(nng_socket_get_int(pull, NNG_OPT_RECVFD, &fd) == 0);
-
+  watched t;
+  watched_open(&t, "inproc://choreo-bus-quiet", count_message);
+  choreo_bus_watch_on_quiet(&t.w, on_quiet);
   /* Each drain here comes when a message is there: it takes it (PULL hands them over one at a
    * time), then finds the socket empty, and is not quiet. */
-  for (int i = 0; i < 2; i++) CHECK(nng_send(push, &i, sizeof i, 0) == 0);
-  for (int tries = 0; tries < 100 && r.count < 2; tries++)
-    if (readable(fd, 50)) choreo_bus_watch_drain(&w);
-  CHECK(r.count == 2);
+  for (int i = 0; i < 2; i++) CHECK(nng_send(t.push, &i, sizeof i, 0) == 0);
+  for (int tries = 0; tries < 100 && t.r.count < 2; tries++)
+    if (readable(t.fd, 50)) choreo_bus_watch_drain(&t.w);
+  CHECK(t.r.count == 2);
   CHECK(quiet_drains == 0);
-  choreo_bus_watch_drain(&w); /* nothing came since */
+  choreo_bus_watch_drain(&t.w); /* nothing came since */
   CHECK(quiet_drains == 1);
-  CHECK(nng_send(push, &r.count, sizeof r.count, 0) == 0);
-  CHECK(readable(fd, 5000));
-  choreo_bus_watch_drain(&w);
-  CHECK(r.count == 3);
+  CHECK(nng_send(t.push, &t.r.count, sizeof t.r.count, 0) == 0);
+  CHECK(readable(t.fd, 5000));
+  choreo_bus_watch_drain(&t.w);
+  CHECK(t.r.count == 3);
   CHECK(quiet_drains == 1);
-
-  CHECK(choreo_bus_watch_stop(&w, on_closed) == 1);
-  choreo_bus_watch_drain(&w); /* stopped: not quiet, whatever it finds */
+  CHECK(choreo_bus_watch_stop(&t.w, on_closed) == 1);
+  choreo_bus_watch_drain(&t.w); /* stopped: not quiet, whatever it finds */
   CHECK(quiet_drains == 1);
-  while (!r.closed) uv_run(&loop, UV_RUN_ONCE);
-  CHECK(uv_loop_close(&loop) == 0);
-  nng_close(push);
-  nng_close(pull);
+  watched_close(&t);
 }
 
 int main(void) {
