@@ -70,7 +70,7 @@ static bool peers_fetch(choreo_peers *ps, choreo_peer *p, int64_t after) {
   if (!peers_send_request(ps, p)) return false;
   p->in_flight = true;
   p->asking_history = false;
-  p->catch_up_owed = p->queue_shrunk = false;
+  p->catch_up_owed = false;
   p->asked_at = uv_now(ps->loop);
   p->asked_after = after;
   return true;
@@ -237,8 +237,7 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
   p->answered_at = p->heard_at = uv_now(ps->loop);
   p->fetches++;
   int64_t asked_after = p->asked_after, applied_before = -1;
-  bool queue_shrunk = p->queue_shrunk;
-  p->queue_shrunk = false;
+  bool owed_meanwhile = p->catch_up_owed; /* a shrink's quiet asked while this was in flight */
   if (p->name[0] && choreo_engine_checkpoint(ps->engine, p->name, &applied_before))
     applied_before = -1;
   bool asked_next = peers_fetch_next(ps, p, msg, applied_before);
@@ -287,7 +286,7 @@ static void peers_answered(choreo_peers *ps, choreo_peer *p, nng_msg *msg) {
     bool let_go = known && applied < p->ahead.let_go_last &&
                   (r.applied || r.failed || asked_after < applied_before);
     p->catch_up_owed = !rc && !asked_next &&
-                       (let_go || queue_shrunk ||
+                       (let_go || owed_meanwhile ||
                         (r.count && more && !overtaken && !(known && applied >= r.head)));
     if (p->catch_up_owed && !peers_history_from(ps, p)) peers_ask(ps, p);
   }
@@ -431,7 +430,7 @@ static void peers_on_quiet(void *ud) {
   ps->queue_shrunk = false;
   for (int i = 0; i < ps->n; i++) {
     choreo_peer *p = ps->list[i];
-    if (p->in_flight) p->queue_shrunk = p->catch_up_owed = true;
+    if (p->in_flight) p->catch_up_owed = true;
     else peers_ask(ps, p);
   }
 }

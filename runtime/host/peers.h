@@ -41,8 +41,9 @@ typedef struct choreo_peer {
   int64_t history_after; /* what that request asked for */
   int history_unanswered; /* history requests in a row it let time out */
   bool history_by_fetch;  /* it does not answer them (an earlier release): asked with FETCH */
-  bool catch_up_owed;    /* its last catch-up had more to come, and a history page went first */
-  bool queue_shrunk;     /* since the request in flight was asked: its newest frames may be gone */
+  /* Its last catch-up had more to come and a history page went first, or the receive queue
+   * shrank and went quiet while a request was in flight (peers_on_quiet). */
+  bool catch_up_owed;
   atomic_bool connected; /* set by NNG's thread when a connection comes up, taken by the loop */
   atomic_int pipes;      /* connections open to its FETCH endpoint, counted by NNG's thread */
   uint64_t heard_at;     /* loop time (ms) of its last answer or live frame; 0: never */
