@@ -35,6 +35,7 @@ enum {
   ST_DEAD_ROLLBACK_TO,
   ST_HEAD,
   ST_APPEND,
+  ST_APPEND_NEXT,
   ST_READ,
   ST_CHECKPOINT,
   ST_SET_CHECKPOINT,
@@ -84,6 +85,12 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_HEAD] = "SELECT coalesce(max(seq), 0) FROM choreo_log",
     [ST_APPEND] = "INSERT INTO choreo_log(seq, type, kind, to_host, msg, at_ms) "
                   "VALUES (?, ?, ?, ?, ?, ?)",
+    /* The pending rows leave seq to SQLite, which gives max(seq) + 1: the seq they carry, as
+     * retention always keeps the head's row (store_wrote_as checks). An explicit seq costs a
+     * seek of the table's b-tree per row to find that no row has it (about 650 instructions of
+     * a dispatched event's 24,000), where the next rowid is read from the cursor at its end. */
+    [ST_APPEND_NEXT] = "INSERT INTO choreo_log(type, kind, to_host, msg, at_ms) "
+                       "VALUES (?, ?, ?, ?, ?)",
     [ST_READ] = "SELECT seq, msg FROM choreo_log WHERE seq > ? ORDER BY seq LIMIT ?",
     [ST_CHECKPOINT] = "SELECT seq FROM choreo_checkpoints WHERE source = ?",
     [ST_SET_CHECKPOINT] = "INSERT INTO choreo_checkpoints(source, seq) VALUES (?, ?) "
@@ -209,6 +216,9 @@ struct choreo_store {
   /* Appends inside a transaction wait here to be written a group at a time (store_step). */
   choreo_log_rows pending;
   sqlite3_stmt *append_group; /* STORE_APPEND_GROUP rows in one INSERT */
+  /* A row was written at once after the pending ones came (someone else's savepoint since):
+   * theirs are no longer the log's next seqs, so they go in under their own seqs. */
+  bool pending_overtaken;
   /* Someone else's SQL named the log: it would not see pending rows, so appends are written at
    * once from then on (ctx.db flushes them first through choreo_store_write_pending). */
   bool log_shared;
@@ -219,7 +229,7 @@ struct choreo_store {
  * ~5,150 instructions per row against ~7,400, most of them in the statement's start and end
  * and in the seek to the log's last page, which the group's rows share). */
 #define STORE_APPEND_GROUP CHOREO_LOG_ROWS_MAX
-#define STORE_APPEND_COLUMNS 6
+#define STORE_APPEND_COLUMNS 5 /* of a pending row: all but seq */
 #define STORE_PENDING_BYTES (1u << 20) /* large messages are written sooner, one by one */
 
 static void store_forget(choreo_store *s) {
@@ -230,46 +240,71 @@ static void store_forget(choreo_store *s) {
 /* Our statements' steps, so that the authorizer can tell ours (re-prepared as they step, after a
  * schema change) from everyone else's. */
 static int store_step_raw(choreo_store *s, sqlite3_stmt *st) {
+  s->kept[0] = '\0'; /* a reason kept for the last failure is not this one's */
   s->own_step++;
   int rc = sqlite3_step(st);
   s->own_step--;
   return rc;
 }
 
-/* Binds one log row's columns after parameter `first`, without copies; to may be NULL. */
-static int store_bind_append(sqlite3_stmt *st, int first, int64_t seq, const char *type,
-                             const char *kind, const char *to, const char *msg, size_t len,
-                             int64_t at_ms) {
-  return sqlite3_bind_int64(st, first + 1, seq) ||
-         sqlite3_bind_text(st, first + 2, type, -1, SQLITE_STATIC) ||
-         sqlite3_bind_text(st, first + 3, kind, -1, SQLITE_STATIC) ||
-         sqlite3_bind_text(st, first + 4, to, -1, SQLITE_STATIC) ||
-         sqlite3_bind_blob64(st, first + 5, msg, len, SQLITE_STATIC) ||
-         sqlite3_bind_int64(st, first + 6, at_ms);
+/* Binds one log row's columns but seq after parameter `first`, without copies; to may be
+ * NULL. */
+static int store_bind_append(sqlite3_stmt *st, int first, const char *type, const char *kind,
+                             const char *to, const char *msg, size_t len, int64_t at_ms) {
+  return sqlite3_bind_text(st, first + 1, type, -1, SQLITE_STATIC) ||
+         sqlite3_bind_text(st, first + 2, kind, -1, SQLITE_STATIC) ||
+         sqlite3_bind_text(st, first + 3, to, -1, SQLITE_STATIC) ||
+         sqlite3_bind_blob64(st, first + 4, msg, len, SQLITE_STATIC) ||
+         sqlite3_bind_int64(st, first + 5, at_ms);
 }
 
 static int store_bind_row(sqlite3_stmt *st, int first, const choreo_log_rows *r, int i) {
   const choreo_log_row *row = &r->row[i];
-  return store_bind_append(st, first, row->seq, choreo_log_rows_at(r, row->type),
+  return store_bind_append(st, first, choreo_log_rows_at(r, row->type),
                            choreo_log_rows_at(r, row->kind),
                            row->has_to ? choreo_log_rows_at(r, row->to) : NULL,
                            choreo_log_rows_at(r, row->msg), row->msg_len, row->at_ms);
+}
+
+/* Whether the k pending rows from i went in under the seqs they carry (their messages name
+ * them): SQLite gave the statement's rows max(seq) + 1 onwards, one after the other. Anything
+ * else (a row of the log's head deleted from outside while we run) fails the batch, which
+ * then rolls back, rather than leave messages whose seq is not their row's. */
+static bool store_wrote_as(choreo_store *s, const choreo_log_rows *r, int i, int k) {
+  for (int j = 1; j < k; j++)
+    if (r->row[i + j].seq != r->row[i].seq + j) return false;
+  if (sqlite3_last_insert_rowid(s->db) == r->row[i + k - 1].seq) return true;
+  snprintf(s->kept, sizeof s->kept, "the log's rows do not end where this host's head was "
+           "(%lld): was a row deleted from outside?", (long long)(r->row[i].seq - 1));
+  return false;
+}
+
+static void store_drop_pending(choreo_store *s) {
+  choreo_log_rows_clear(&s->pending);
+  s->pending_overtaken = false;
 }
 
 /* Writes the pending rows: whole groups in one statement, the rest one by one. On failure
  * they are dropped with the memo (the caller's batch fails and rolls back). */
 static int store_write_pending(choreo_store *s) {
   choreo_log_rows *r = &s->pending;
+  bool own_seqs = s->pending_overtaken;
   int rc = 0;
   for (int i = 0; i < r->n && !rc;) {
-    int k = r->n - i >= STORE_APPEND_GROUP ? STORE_APPEND_GROUP : 1;
-    sqlite3_stmt *st = k == 1 ? s->st[ST_APPEND] : s->append_group;
-    for (int j = 0; j < k && !rc; j++) rc = store_bind_row(st, j * STORE_APPEND_COLUMNS, r, i + j);
-    if (!rc) rc = store_step_raw(s, st) == SQLITE_DONE ? 0 : 1;
+    int k = r->n - i >= STORE_APPEND_GROUP && !own_seqs ? STORE_APPEND_GROUP : 1;
+    sqlite3_stmt *st = own_seqs ? s->st[ST_APPEND]
+                       : k == 1 ? s->st[ST_APPEND_NEXT]
+                                : s->append_group;
+    if (own_seqs)
+      rc = sqlite3_bind_int64(st, 1, r->row[i].seq) || store_bind_row(st, 1, r, i);
+    for (int j = 0; j < k && !own_seqs && !rc; j++)
+      rc = store_bind_row(st, j * STORE_APPEND_COLUMNS, r, i + j);
+    if (!rc)
+      rc = store_step_raw(s, st) == SQLITE_DONE && (own_seqs || store_wrote_as(s, r, i, k)) ? 0 : 1;
     sqlite3_reset(st); /* every parameter is bound again for the next use */
     i += k;
   }
-  choreo_log_rows_clear(r);
+  store_drop_pending(s);
   if (!rc) return 0;
   store_forget(s);
   return CHOREO_EIO;
@@ -289,8 +324,9 @@ static bool store_is_rollback(const choreo_store *s, const sqlite3_stmt *st) {
  * publish runs: a C handler may have taken a savepoint of its own since the rows came (one the
  * authorizer saw prepared, after them), and a ROLLBACK TO of it must not take them along. */
 static int store_step(choreo_store *s, sqlite3_stmt *st) {
-  if (s->pending.n && st != s->st[ST_APPEND] && st != s->st[ST_HEAD]) {
-    if (store_is_rollback(s, st)) choreo_log_rows_clear(&s->pending);
+  if (s->pending.n && st != s->st[ST_APPEND] && st != s->st[ST_APPEND_NEXT] &&
+      st != s->st[ST_HEAD]) {
+    if (store_is_rollback(s, st)) store_drop_pending(s);
     else if (store_write_pending(s)) return SQLITE_ERROR;
   }
   return store_step_raw(s, st);
@@ -302,7 +338,6 @@ static int store_step(choreo_store *s, sqlite3_stmt *st) {
 static void store_done(choreo_store *s, int which) {
   sqlite3_reset(s->st[which]);
   sqlite3_clear_bindings(s->st[which]);
-  s->kept[0] = '\0';
 }
 
 static int store_fail(choreo_store *s, int which) {
@@ -371,7 +406,7 @@ static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
 static void store_on_rollback(void *ud) {
   choreo_store *s = ud;
   store_forget(s);
-  choreo_log_rows_clear(&s->pending);
+  store_drop_pending(s);
 }
 
 /* Handlers run inside our transaction (one per batch, a savepoint per message), so what they
@@ -426,8 +461,8 @@ static int store_migrate(sqlite3 *db) {
  * of each page the statement changes) to undo just the statement. */
 static int store_prepare_append_group(choreo_store *s) {
   static const char head[] =
-      "INSERT OR FAIL INTO choreo_log(seq, type, kind, to_host, msg, at_ms) VALUES ";
-  static const char row[] = "(?, ?, ?, ?, ?, ?),";
+      "INSERT OR FAIL INTO choreo_log(type, kind, to_host, msg, at_ms) VALUES ";
+  static const char row[] = "(?, ?, ?, ?, ?),";
   char sql[sizeof head + STORE_APPEND_GROUP * (sizeof row - 1)];
   size_t n = sizeof head - 1;
   memcpy(sql, head, n);
@@ -663,7 +698,9 @@ int choreo_store_append(choreo_store *s, const choreo_msg_fields *f, int64_t at_
    * back (the rows must be in it then), the row is written at once. Pending rows stay pending:
    * they came before any savepoint someone else took since. */
   if (s->log_shared || s->foreign_savepoints || !choreo_store_in_transaction(s)) {
-    if (store_bind_append(s->st[ST_APPEND], 0, seq, g.type, g.kind, g.to, s->scratch.data,
+    if (s->pending.n) s->pending_overtaken = true;
+    if (sqlite3_bind_int64(s->st[ST_APPEND], 1, seq) ||
+        store_bind_append(s->st[ST_APPEND], 1, g.type, g.kind, g.to, s->scratch.data,
                           s->scratch.size, at_ms))
       return store_fail(s, ST_APPEND);
     rc = store_run(s, ST_APPEND);
