@@ -271,9 +271,9 @@ static int store_bind_row(sqlite3_stmt *st, int first, const choreo_log_rows *r,
  * else (a row of the log's head deleted from outside while we run) fails the batch, which
  * then rolls back, rather than leave messages whose seq is not their row's. */
 static bool store_wrote_as(choreo_store *s, const choreo_log_rows *r, int i, int k) {
-  for (int j = 1; j < k; j++)
-    if (r->row[i + j].seq != r->row[i].seq + j) return false;
-  if (sqlite3_last_insert_rowid(s->db) == r->row[i + k - 1].seq) return true;
+  bool one_run = true;
+  for (int j = 1; j < k; j++) one_run = one_run && r->row[i + j].seq == r->row[i].seq + j;
+  if (one_run && sqlite3_last_insert_rowid(s->db) == r->row[i + k - 1].seq) return true;
   snprintf(s->kept, sizeof s->kept, "the log's rows do not end where this host's head was "
            "(%lld): was a row deleted from outside?", (long long)(r->row[i].seq - 1));
   return false;
