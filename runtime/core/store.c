@@ -291,14 +291,17 @@ static int store_write_pending(choreo_store *s) {
   bool own_seqs = s->pending_overtaken;
   int rc = 0;
   for (int i = 0; i < r->n && !rc;) {
-    int k = r->n - i >= STORE_APPEND_GROUP && !own_seqs ? STORE_APPEND_GROUP : 1;
-    sqlite3_stmt *st = own_seqs ? s->st[ST_APPEND]
-                       : k == 1 ? s->st[ST_APPEND_NEXT]
-                                : s->append_group;
-    if (own_seqs)
+    int k = 1;
+    sqlite3_stmt *st;
+    if (own_seqs) {
+      st = s->st[ST_APPEND];
       rc = sqlite3_bind_int64(st, 1, r->row[i].seq) || store_bind_row(st, 1, r, i);
-    for (int j = 0; j < k && !own_seqs && !rc; j++)
-      rc = store_bind_row(st, j * STORE_APPEND_COLUMNS, r, i + j);
+    } else {
+      k = r->n - i >= STORE_APPEND_GROUP ? STORE_APPEND_GROUP : 1;
+      st = k == 1 ? s->st[ST_APPEND_NEXT] : s->append_group;
+      for (int j = 0; j < k && !rc; j++)
+        rc = store_bind_row(st, j * STORE_APPEND_COLUMNS, r, i + j);
+    }
     if (!rc)
       rc = store_step_raw(s, st) == SQLITE_DONE && (own_seqs || store_wrote_as(s, r, i, k)) ? 0 : 1;
     sqlite3_reset(st); /* every parameter is bound again for the next use */

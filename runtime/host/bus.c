@@ -96,8 +96,9 @@ void choreo_bus_watch_drain(choreo_bus_watch *w) {
   while (received < w->per_wake && w->started) {
     nng_recv_aio(w->sock, w->recv);
     nng_aio_wait(w->recv);
-    if (nng_aio_result(w->recv) != 0) {
-      empty = nng_aio_result(w->recv) == NNG_ETIMEDOUT;
+    int rc = nng_aio_result(w->recv);
+    if (rc != 0) {
+      empty = rc == NNG_ETIMEDOUT;
       break;
     }
     w->cb(w->ud, nng_aio_get_msg(w->recv));
