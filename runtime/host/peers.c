@@ -340,9 +340,21 @@ static void peers_on_req(void *ud, nng_msg *msg) {
 
 static void peers_on_peer_closed(void *ud) {
   choreo_peer *p = ud;
+  if (--p->closing > 0) return;
   p->peers->on_loop--;
   free(p);
 }
+
+/* Stops the peer's watch and live connection, and frees it at once or once the loop has let go
+ * of them; call it before closing its REQ socket, which owns the watch's descriptor. */
+static void peers_let_go(choreo_peer *p) {
+  choreo_ahead_clear(&p->ahead);
+  p->closing = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed) +
+               choreo_sp_sub_stop(&p->live, peers_on_peer_closed);
+  if (!p->closing) free(p);
+}
+
+static void peers_on_live_by_loop(void *ud, nng_msg *msg);
 
 static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pub_url) {
   choreo_peer *p = peers_find_url(ps, pub_url);
@@ -370,12 +382,10 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
       /* One answer per wake-up: with the next page asked for ahead, the next answer is there by
        * the time one is applied, and a catch-up would hold the loop for 64 pages. */
       choreo_bus_watch_start(&p->watch, ps->loop, p->req, 1, peers_on_req, p)) {
-    /* The watch first: its descriptor belongs to the socket. A watch that got onto the loop
-     * frees the peer when it comes off. */
-    int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
+    /* A watch that got onto the loop frees the peer when it comes off. */
+    if (p->watch.on_loop) ps->on_loop++;
+    peers_let_go(p);
     choreo_bus_close(p->req);
-    if (on_loop) ps->on_loop++;
-    else free(p);
     return NULL;
   }
   ps->on_loop++;
@@ -383,7 +393,11 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   atomic_store(&ps->listed, ps->n);
   /* Once listed, so that its connections are counted from the first. A dial that fails here
    * is tried again by the tick. */
-  if (choreo_bus_dial_id(ps->sub, pub_url, &p->sub_dialer, &p->sub_dialer_id))
+  p->live_by_loop = strncmp(pub_url, "ipc://", 6) == 0;
+  if (p->live_by_loop
+          ? choreo_sp_sub_start(&p->live, ps->loop, pub_url, peers_self(ps),
+                                peers_on_live_by_loop, p) != 0
+          : choreo_bus_dial_id(ps->sub, pub_url, &p->sub_dialer, &p->sub_dialer_id) != 0)
     choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot dial %s", pub_url);
   choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "peer %s at %s", name ? name : "?", pub_url);
   peers_ask(ps, p);
@@ -435,10 +449,8 @@ static void peers_on_quiet(void *ud) {
   }
 }
 
-static void peers_on_live(void *ud, nng_msg *msg) {
-  choreo_peers *ps = ud;
+static void peers_apply_live(choreo_peers *ps, nng_msg *msg) {
   choreo_apply_result r;
-  peers_size_queue(ps, nng_msg_len(msg));
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   if (rc == CHOREO_EINVAL) {
     peers_log_malformed(ps, msg, "frame", NULL);
@@ -456,6 +468,19 @@ static void peers_on_live(void *ud, nng_msg *msg) {
   }
   choreo_engine_report(ps->engine, r.source, rc, &r);
   if (r.applied || r.failed) ps->committed(ps->ud);
+}
+
+/* A frame from the SUB socket, whose queue is sized by the frames it holds. */
+static void peers_on_live(void *ud, nng_msg *msg) {
+  choreo_peers *ps = ud;
+  peers_size_queue(ps, nng_msg_len(msg));
+  peers_apply_live(ps, msg);
+}
+
+/* A frame from a peer's PUB endpoint on this machine: its queue is the kernel's. */
+static void peers_on_live_by_loop(void *ud, nng_msg *msg) {
+  choreo_peer *p = ud;
+  peers_apply_live(p->peers, msg);
 }
 
 /* A host starting on this machine is subscribed to before it publishes much: found on the tick
@@ -553,7 +578,8 @@ static void peers_check_dialers(choreo_peers *ps, choreo_peer *p, uint64_t now) 
     if (choreo_bus_dial(p->req, p->rep_url, &p->req_dialer))
       choreo_log(CHOREO_LOG_ERROR, peers_self(ps), "cannot dial %s", p->rep_url);
   }
-  if (peers_unconnected_for_long(&p->sub_unconnected_since, atomic_load(&p->sub_pipes), now)) {
+  if (!p->live_by_loop &&
+      peers_unconnected_for_long(&p->sub_unconnected_since, atomic_load(&p->sub_pipes), now)) {
     choreo_log(CHOREO_LOG_DEBUG, peers_self(ps), "no connection to %s for %d s: dialling again",
                p->pub_url, REDIAL_AFTER_MS / 1000);
     nng_dialer_close(p->sub_dialer); /* (a zero dialer, if the first dial failed: refused) */
@@ -602,12 +628,9 @@ void choreo_peers_stop(choreo_peers *ps) {
   if (ps->sub_open) choreo_bus_close(ps->sub);
   ps->sub_open = false;
   for (int i = 0; i < ps->n; i++) {
-    choreo_peer *p = ps->list[i];
-    choreo_ahead_clear(&p->ahead);
-    /* The watch first: its descriptor belongs to the socket. */
-    int on_loop = choreo_bus_watch_stop(&p->watch, peers_on_peer_closed);
-    choreo_bus_close(p->req);
-    if (!on_loop) free(p);
+    nng_socket req = ps->list[i]->req;
+    peers_let_go(ps->list[i]);
+    choreo_bus_close(req);
   }
   ps->n = 0;
   atomic_store(&ps->listed, 0);

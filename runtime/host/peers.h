@@ -1,5 +1,6 @@
 /* The other hosts: finding them (the bus directory's NAME.pub endpoints, and --peer ones),
- * hearing their live frames on one SUB socket, and catching up through FETCH whenever a frame
+ * hearing their live frames (on one SUB socket, or read by the loop from each PUB endpoint on
+ * this machine: sp_sub.h), and catching up through FETCH whenever a frame
  * shows a gap, after a (re)connect, and at least once a second as a safety net, since PUB/SUB
  * drops frames under load. Live frames heard past a gap are held (ahead.h) and applied once
  * FETCH has filled it, so a host that fell behind goes back to the live stream. One REQ socket
@@ -19,6 +20,7 @@
 #include "choreo.h"
 #include "engine.h"
 #include "queue_bound.h"
+#include "sp_sub.h"
 
 #define CHOREO_URL_MAX (PATH_MAX + 32)
 #define CHOREO_MAX_PEERS 256
@@ -32,7 +34,11 @@ typedef struct choreo_peer {
   char pub_url[CHOREO_URL_MAX], rep_url[CHOREO_URL_MAX];
   nng_socket req;
   nng_dialer req_dialer;
-  nng_dialer sub_dialer;     /* its PUB endpoint, on the peers' SUB socket */
+  /* Its live frames: an endpoint on this machine (ipc://) through a connection the loop reads
+   * itself (sp_sub.h); one elsewhere through a dialer of the peers' SUB socket. */
+  bool live_by_loop;
+  choreo_sp_sub live;
+  nng_dialer sub_dialer;
   atomic_int sub_dialer_id;  /* read by NNG's thread */
   atomic_int sub_pipes;      /* connections of sub_dialer, counted by NNG's thread */
   choreo_bus_watch watch;
@@ -58,6 +64,7 @@ typedef struct choreo_peer {
   int64_t fetched; /* messages applied from its FETCH answers rather than its live frames */
   int64_t fetches; /* its FETCH answers (pages of its log), whatever they brought */
   choreo_ahead ahead; /* its live frames heard past a gap */
+  int closing; /* its watch and live connection, until the loop has let go of both */
 } choreo_peer;
 
 /* Embedded in its owner, as libuv's handles are: start, stop, then wait for on_loop == 0. */
