@@ -388,7 +388,17 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
     snprintf(err, errlen, "out of memory");
     return CHOREO_ENOMEM;
   }
-  int rc = choreo_bus_listeners_start(&s->listeners, s->sock, urls, nurls, who, err, errlen);
+  /* The first ipc:// URL is the loop's own; the rest go to the socket, in their order. */
+  const char *rest[nurls ? nurls : 1];
+  size_t nrest = 0;
+  int rc = 0;
+  for (size_t i = 0; i < nurls && !rc; i++) {
+    if (!s->local.loop && choreo_sp_ipc_path(urls[i]))
+      rc = choreo_sp_rep_start(&s->local, loop, urls[i], who, cb, ud, err, errlen);
+    else
+      rest[nrest++] = urls[i];
+  }
+  if (!rc) rc = choreo_bus_listeners_start(&s->listeners, s->sock, rest, nrest, who, err, errlen);
   if (rc) return rc;
   rc = choreo_bus_watch_start(&s->watch, loop, s->sock, CHOREO_DRAIN_PER_WAKE, cb, ud);
   if (rc) snprintf(err, errlen, "cannot watch the %s socket", what);
@@ -408,6 +418,10 @@ void choreo_bus_server_drain(choreo_bus_server *s) {
  * lost so to a peer killed with -9 was reported as our leak). */
 void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void *body,
                              size_t len) {
+  if (choreo_sp_rep_owns(request)) {
+    choreo_sp_rep_reply(&s->local, request, body, len);
+    return;
+  }
   nng_msg_free(request);
   choreo_bus_lsan_pause();
   choreo_bus_send(&s->replies, body, len);
@@ -415,6 +429,7 @@ void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void 
 }
 
 void choreo_bus_server_stop(choreo_bus_server *s) {
+  choreo_sp_rep_stop(&s->local);
   choreo_bus_watch_stop(&s->watch, NULL); /* before its socket, which owns the descriptor */
   choreo_bus_listeners_stop(&s->listeners);
   if (s->open) choreo_bus_close(s->sock);

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "codec.h"
+#include "sp_rep.h"
 
 #define CHOREO_DRAIN_PER_WAKE 64
 /* A drain stops after the message that takes it past this: a consumer behind its producer had
@@ -157,6 +158,9 @@ typedef struct choreo_bus_server {
   choreo_bus_sender replies;
   choreo_bus_watch watch;
   choreo_bus_listeners listeners; /* watched by choreo_bus_server_drain */
+  /* The first ipc:// URL's endpoint, served by the loop itself (sp_rep.h); the others are the
+   * socket's. */
+  choreo_sp_rep local;
 } choreo_bus_server;
 
 /* Listens on every url and calls cb with each request (the callee owns it, and answers with

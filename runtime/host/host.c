@@ -10,6 +10,7 @@
 #include <nng/protocol/pubsub0/pub.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -567,9 +568,17 @@ static int host_open(choreo_host **out, const choreo_host_config *cfg, char *err
   return 0;
 }
 
+/* A write to a connection the other side closed (sp_conn.c writes with write(2), as libuv
+ * does) must fail with EPIPE, not end the process. A handler the embedder set stays. */
+static void host_ignore_sigpipe(void) {
+  struct sigaction was;
+  if (sigaction(SIGPIPE, NULL, &was) == 0 && was.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+}
+
 int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err, size_t errlen) {
   char why[1024] = "";
   *out = NULL;
+  host_ignore_sigpipe();
   int rc = cfg ? host_open(out, cfg, why, sizeof why) : CHOREO_EINVAL;
   if (rc && !why[0]) snprintf(why, sizeof why, "%s", choreo_strerror(rc));
   if (err && errlen) snprintf(err, errlen, "%s", rc ? why : "");

@@ -1,5 +1,5 @@
 /* A subscriber to one PUB endpoint on this machine (ipc://PATH) whose connection the loop reads
- * itself. NNG 1.5 hands each message it receives from its poller thread to a task thread, then
+ * itself (sp_conn.h). NNG 1.5 hands each message it receives from its poller thread to a task thread, then
  * through the socket's queue and notification pipe to the loop: on a virtual machine whose idle
  * CPUs halt, each hand-off to a thread on the other CPU costs tens of µs, and a frame's hop
  * between two hosts took ~100 µs at the median where a socket read by the loop takes 5-6 (the
@@ -8,11 +8,9 @@
  * publisher's NNG socket as before, which cannot tell us from an NNG subscriber.
  *
  * It dials until stopped, again CHOREO_SP_REDIAL_MS after each failure or hang-up, and hands
- * each frame to the callback as an nng_msg, as the NNG watches do (bus.h): at most
- * CHOREO_DRAIN_PER_WAKE frames, and none after CHOREO_DRAIN_MAX_MS, per turn of the loop, the
- * rest on the next turns. A frame larger than CHOREO_MAX_FRAME, or a greeting from anything but
- * a PUB endpoint, ends the connection, as NNG's receive size limit does (the frames it misses
- * are fetched). */
+ * each frame to the callback as an nng_msg, as the NNG watches do (bus.h). A frame larger than
+ * CHOREO_MAX_FRAME, or a greeting from anything but a PUB endpoint, ends the connection (the
+ * frames it misses are fetched). */
 #ifndef CHOREO_SP_SUB_H
 #define CHOREO_SP_SUB_H
 
@@ -23,7 +21,7 @@
 #include <sys/un.h>
 #include <uv.h>
 
-#include "sp_wire.h"
+#include "sp_conn.h"
 
 #define CHOREO_SP_REDIAL_MS 100
 
@@ -39,26 +37,13 @@ typedef struct choreo_sp_sub {
   choreo_sp_sub_frame_cb frame_cb;
   choreo_sp_sub_closed_cb closed_cb;
   void *ud;
-  uv_pipe_t pipe;
-  bool pipe_open; /* initialised and not yet closed */
+  choreo_sp_conn conn;
+  bool conn_open; /* initialised and not yet let go of by the loop */
   uv_connect_t connect;
-  uv_write_t greet;
   uv_timer_t redial;
-  uv_idle_t resume; /* runs while a drain's bound has left frames for the next turn */
-  int handles; /* of ours the loop holds */
+  bool redial_open;
   bool stopping;
-  bool up;       /* greeted by a PUB endpoint */
-  bool reading;  /* not paused by a drain's bound */
-  bool warned;   /* about the endpoint's greeting or a frame, since the last good connection */
-  uint8_t greeting_out[CHOREO_SP_GREETING_SIZE], greeting_in[CHOREO_SP_GREETING_SIZE];
-  size_t greeting_got;
-  uint8_t header[CHOREO_SP_HEADER_SIZE];
-  size_t header_got;
-  nng_msg *frame; /* being read */
-  size_t frame_got, frame_len;
-  char *buf;     /* what one read takes */
-  size_t held;   /* bytes of buf read but not yet taken, left by a drain's bound */
-  size_t held_at;
+  bool warned; /* about the endpoint, since the last frame that came */
 } choreo_sp_sub;
 
 /* 0, or CHOREO_EINVAL when url is not ipc://PATH with a path a Unix socket can take, or

@@ -97,7 +97,8 @@ typedef struct choreo_host_config {
 
 /* Opens the database, loads the scripts and starts listening and dialing peers on the loop.
  * Nothing is handled before the loop runs. On failure *out is NULL and err (if not NULL) holds
- * one line; on success it holds "". */
+ * one line; on success it holds "". A process whose SIGPIPE is left at its default has it
+ * ignored from here on: the loop writes to sockets whose other side may hang up at any time. */
 CHOREO_EXTERN int choreo_host_open(choreo_host **out, const choreo_host_config *cfg, char *err,
                                    size_t errlen);
 /* Runs the host's own loop until the host stops. CHOREO_EINVAL for a host on a caller's loop. */

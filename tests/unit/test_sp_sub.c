@@ -120,7 +120,7 @@ static void wait_heard(fixture *f, nng_socket pub) {
 static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void) {
   fixture f;
   fixture_open(&f);
-  RUN_UNTIL(&f, f.sub.pipe_open && !f.sub.up); /* dialling a path nobody listens on */
+  RUN_UNTIL(&f, f.sub.conn_open && !f.sub.conn.up); /* dialling a path nobody listens on */
   nng_socket pub;
   CHECK(nng_pub0_open(&pub) == 0);
   CHECK(nng_socket_set_int(pub, NNG_OPT_SENDBUF, MANY + 8) == 0);
@@ -151,7 +151,7 @@ static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void
   }
   /* The publisher restarts on the same path: dialled again, heard again. */
   nng_close(pub);
-  RUN_UNTIL(&f, !f.sub.up);
+  RUN_UNTIL(&f, !choreo_sp_sub_up(&f.sub));
   CHECK(nng_pub0_open(&pub) == 0);
   CHECK(nng_listen(pub, f.url, NULL, 0) == 0);
   f.count = 0;
@@ -231,7 +231,7 @@ static void test_bad_publishers_are_hung_up_on_and_dialled_again(void) {
 static void test_a_stop_while_dialling_lets_the_loop_close(void) {
   fixture f;
   fixture_open(&f);
-  RUN_UNTIL(&f, f.sub.pipe_open);
+  RUN_UNTIL(&f, f.sub.conn_open);
   fixture_close(&f);
   CHECK(f.closed);
   choreo_sp_sub zeroed = {0};

@@ -1,0 +1,61 @@
+/* A REP endpoint on this machine (ipc://PATH) whose connections the loop accepts, reads and
+ * answers itself (sp_conn.h): the control and FETCH sockets' endpoints in the bus directory. A
+ * request to a host of this machine used to cross NNG 1.5's poller and task threads before the
+ * loop saw it, half of a published event's way to its consumer at the median on this project's
+ * VM (README, "Latency"). Clients are NNG REQ sockets as before: each request's backtrace is
+ * kept as NNG's REP keeps it, and its answer goes back on the connection it came on, if that is
+ * still open. As NNG's ipc listener does, it takes over a path whose socket nobody listens on
+ * any more, refuses one that is listened on, and removes the path when it stops. */
+#ifndef CHOREO_SP_REP_H
+#define CHOREO_SP_REP_H
+
+#include <nng/nng.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/un.h>
+#include <uv.h>
+
+#include "sp_conn.h"
+
+/* The callee owns request, and answers it with choreo_sp_rep_reply. */
+typedef void (*choreo_sp_rep_request_cb)(void *ud, nng_msg *request);
+
+typedef struct choreo_sp_rep_conn {
+  choreo_sp_conn conn;
+  struct choreo_sp_rep *rep; /* NULL once the endpoint stopped */
+  uint32_t id;
+  struct choreo_sp_rep_conn *next;
+} choreo_sp_rep_conn;
+
+/* Embedded in its owner, as libuv's handles are: the owner outlives the loop's turns after the
+ * stop. */
+typedef struct choreo_sp_rep {
+  uv_loop_t *loop;
+  const char *who; /* names the host in the log */
+  char url[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+  const char *path; /* in url */
+  uv_pipe_t listener;
+  bool listener_open; /* initialised and not yet closed */
+  bool bound;         /* the path is ours to remove */
+  choreo_sp_rep_conn *conns;
+  uint32_t next_id;
+  choreo_sp_rep_request_cb cb;
+  void *ud;
+  bool warned; /* about a client, since the last request that came */
+} choreo_sp_rep;
+
+/* Listens on url (ipc://PATH); 0, or CHOREO_EBUS / CHOREO_EINVAL with err set. On failure stop
+ * it all the same. */
+int choreo_sp_rep_start(choreo_sp_rep *r, uv_loop_t *loop, const char *url, const char *who,
+                        choreo_sp_rep_request_cb cb, void *ud, char *err, size_t errlen);
+/* Whether request came through an endpoint of these (NNG's REP socket hands requests over
+ * with no header; ours carry where they came from in theirs). */
+bool choreo_sp_rep_owns(nng_msg *request);
+/* Sends body as the answer to request, which it frees. */
+void choreo_sp_rep_reply(choreo_sp_rep *r, nng_msg *request, const void *body, size_t len);
+/* Closes the listener and every connection, and removes the path. Safe on a zeroed struct and
+ * twice. */
+void choreo_sp_rep_stop(choreo_sp_rep *r);
+
+#endif
