@@ -28,6 +28,7 @@
 #include "lua_scripts.h"
 #include "peers.h"
 #include "serve.h"
+#include "sp_pub.h"
 #include "watch.h"
 
 /* Discovery, the periodic FETCH, the listeners' probes, the rate's samples, and a backstop drain
@@ -66,6 +67,7 @@ struct choreo_host {
   choreo_bus_sender publisher; /* on pub */
   bool pub_open;
   choreo_bus_listeners pub_listeners; /* watched by the tick, like the servers' */
+  choreo_sp_pub local_pub; /* ours on the bus, served by the loop (sp_pub.h); --listen on pub */
   choreo_fetch_server serve;
   choreo_control control;
   choreo_http http;
@@ -105,6 +107,7 @@ static void host_publish(choreo_host *h) {
     if (choreo_engine_read_log(h->engine, h->published, PUBLISH_ROWS, PUBLISH_BYTES, &h->frame,
                                &n) || n == 0)
       return;
+    choreo_sp_pub_send(&h->local_pub, h->frame.data, h->frame.size);
     if (choreo_bus_listeners_connections(&h->pub_listeners) > 0) /* else NNG would drop it */
       choreo_bus_publish(&h->publisher, h->frame.data, h->frame.size);
     if (!h->own_frame_ready && !choreo_engine_checkpoint(h->engine, h->name, &own) &&
@@ -339,6 +342,7 @@ static void host_stop_now(choreo_host *h) {
   choreo_http_stop(&h->http);
   choreo_metrics_stop(&h->metrics);
   choreo_peers_stop(&h->peers);
+  choreo_sp_pub_stop(&h->local_pub);
   choreo_bus_listeners_stop(&h->pub_listeners); /* before its socket */
   if (h->pub_open) choreo_bus_close(h->pub);
   h->pub_open = false;
@@ -380,8 +384,9 @@ static void host_finish_closing(choreo_host *h) {
   while (!choreo_host_stopped(h)) uv_run(h->loop, UV_RUN_NOWAIT);
 }
 
-/* Ours on the bus, and each --listen. Watched as the FETCH and control listeners are: one gone
- * deaf would leave every peer that reconnects without our live frames (bus.h). */
+/* Ours on the bus (the loop's own), and each --listen (the PUB socket's, watched as the FETCH
+ * listeners are: one gone deaf would leave every peer that reconnects without our live frames,
+ * bus.h). */
 static int host_listen_pub(choreo_host *h, const choreo_host_config *cfg, char *err,
                            size_t errlen) {
   /* A subscriber's queue of frames: at NNG's 16, a consumer that paused for a WAL restart
@@ -401,18 +406,12 @@ static int host_listen_pub(choreo_host *h, const choreo_host_config *cfg, char *
     snprintf(err, errlen, "out of memory");
     return CHOREO_ENOMEM;
   }
-  size_t n = cfg->nlisten + 1;
   char own[CHOREO_URL_MAX];
-  const char **urls = calloc(n, sizeof *urls);
-  if (!urls) {
-    snprintf(err, errlen, "out of memory");
-    return CHOREO_ENOMEM;
-  }
   choreo_bus_ipc_url(own, sizeof own, h->bus, h->name, "pub");
-  urls[0] = own;
-  for (size_t i = 0; i < cfg->nlisten; i++) urls[i + 1] = cfg->listen[i];
-  int rc = choreo_bus_listeners_start(&h->pub_listeners, h->pub, urls, n, h->name, err, errlen);
-  free(urls);
+  int rc = choreo_sp_pub_start(&h->local_pub, h->loop, own, h->name, err, errlen);
+  if (!rc)
+    rc = choreo_bus_listeners_start(&h->pub_listeners, h->pub, cfg->listen,
+                                    cfg->nlisten, h->name, err, errlen);
   return rc;
 }
 
@@ -652,7 +651,8 @@ int choreo_host_status_get(choreo_host *h, choreo_host_status *out) {
                               .reload_error = choreo_engine_reload_error(h->engine),
                               .bad_frames = choreo_engine_bad_frames(h->engine),
                               .npeers = (size_t)h->peers.n,
-                              .subscribers = choreo_bus_listeners_connections(&h->pub_listeners)};
+                              .subscribers = choreo_sp_pub_subscribers(&h->local_pub) +
+                                             choreo_bus_listeners_connections(&h->pub_listeners)};
   const choreo_unhandled *unhandled;
   int types;
   choreo_engine_unhandled(h->engine, &unhandled, &types, &out->unhandled);

@@ -249,6 +249,10 @@ void choreo_sp_conn_send(choreo_sp_conn *c, const void *head, size_t head_len, c
   }
 }
 
+size_t choreo_sp_conn_unsent(choreo_sp_conn *c) {
+  return uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+}
+
 int choreo_sp_conn_init(choreo_sp_conn *c, uv_loop_t *loop, uint16_t ours, uint16_t peer,
                         const char *who, const char *url, bool *warned,
                         choreo_sp_conn_message_cb message_cb, choreo_sp_conn_closed_cb closed_cb,

@@ -63,6 +63,8 @@ void choreo_sp_conn_begin(choreo_sp_conn *c);
  * closing; a peer with more than CHOREO_SP_UNREAD_MAX unread is hung up on instead. */
 void choreo_sp_conn_send(choreo_sp_conn *c, const void *head, size_t head_len, const void *body,
                          size_t len);
+/* Bytes sent and not yet taken by the kernel. */
+size_t choreo_sp_conn_unsent(choreo_sp_conn *c);
 /* Hangs up; closed_cb runs once the loop has let go. Safe twice. */
 void choreo_sp_conn_close(choreo_sp_conn *c);
 

@@ -1,18 +1,12 @@
 /* A REP endpoint whose connections the loop serves itself (see sp_rep.h). */
 #include "sp_rep.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "choreo.h"
 #include "log.h"
-
-#define REP_BACKLOG 128
 
 static void rep_on_conn_closed(choreo_sp_conn *c) {
   choreo_sp_rep_conn *rc = c->data;
@@ -45,16 +39,16 @@ static void rep_on_request(choreo_sp_conn *c, nng_msg *request) {
 static void rep_on_connection(uv_stream_t *listener, int status) {
   choreo_sp_rep *r = listener->data;
   if (status < 0) {
-    choreo_log(CHOREO_LOG_WARN, r->who, "%s: cannot take a connection: %s", r->url,
+    choreo_log(CHOREO_LOG_WARN, r->who, "%s: cannot take a connection: %s", r->listener.url,
                uv_strerror(status));
     return;
   }
   choreo_sp_rep_conn *rc = malloc(sizeof *rc);
   if (!rc || choreo_sp_conn_init(&rc->conn, r->loop, CHOREO_SP_REP, CHOREO_SP_REQ, r->who,
-                                 r->url, &r->warned, rep_on_request, rep_on_conn_closed,
+                                 r->listener.url, &r->warned, rep_on_request, rep_on_conn_closed,
                                  rc) != 0) {
     /* It waits in the backlog, and libuv hears no more until it is accepted. */
-    choreo_log(CHOREO_LOG_ERROR, r->who, "%s: no memory for a connection", r->url);
+    choreo_log(CHOREO_LOG_ERROR, r->who, "%s: no memory for a connection", r->listener.url);
     free(rc);
     return;
   }
@@ -66,42 +60,10 @@ static void rep_on_connection(uv_stream_t *listener, int status) {
   else choreo_sp_conn_begin(&rc->conn);
 }
 
-/* Whether the socket at path is one nobody listens on (a host that was killed left it). */
-static bool rep_stale(const char *path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return false;
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  bool stale = connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno == ECONNREFUSED;
-  close(fd);
-  return stale;
-}
-
 int choreo_sp_rep_start(choreo_sp_rep *r, uv_loop_t *loop, const char *url, const char *who,
                         choreo_sp_rep_request_cb cb, void *ud, char *err, size_t errlen) {
   *r = (choreo_sp_rep){.loop = loop, .who = who, .cb = cb, .ud = ud};
-  if (!choreo_sp_ipc_path(url)) {
-    snprintf(err, errlen, "cannot listen on %s: not ipc:// with a path a socket can take", url);
-    return CHOREO_EINVAL;
-  }
-  snprintf(r->url, sizeof r->url, "%s", url);
-  r->path = r->url + 6;
-  uv_pipe_init(loop, &r->listener, 0); /* cannot fail */
-  r->listener.data = r;
-  r->listener_open = true;
-  int rc = uv_pipe_bind(&r->listener, r->path);
-  if (rc == UV_EADDRINUSE && rep_stale(r->path)) {
-    unlink(r->path);
-    rc = uv_pipe_bind(&r->listener, r->path);
-  }
-  r->bound = rc == 0;
-  if (!rc) rc = uv_listen((uv_stream_t *)&r->listener, REP_BACKLOG, rep_on_connection);
-  if (rc) {
-    snprintf(err, errlen, "cannot listen on %s: %s%s", url, uv_strerror(rc),
-             rc == UV_EADDRINUSE ? " (is another host with this name running?)" : "");
-    return CHOREO_EBUS;
-  }
-  return 0;
+  return choreo_sp_listen(&r->listener, loop, url, rep_on_connection, r, err, errlen);
 }
 
 bool choreo_sp_rep_owns(nng_msg *request) { return nng_msg_header_len(request) > 0; }
@@ -119,11 +81,7 @@ void choreo_sp_rep_reply(choreo_sp_rep *r, nng_msg *request, const void *body, s
 }
 
 void choreo_sp_rep_stop(choreo_sp_rep *r) {
-  if (!r->listener_open) return;
-  r->listener_open = false;
-  uv_close((uv_handle_t *)&r->listener, NULL);
-  if (r->bound) unlink(r->path);
-  r->bound = false;
+  choreo_sp_unlisten(&r->listener);
   for (choreo_sp_rep_conn *rc = r->conns; rc; rc = rc->next) {
     rc->rep = NULL;
     choreo_sp_conn_close(&rc->conn);

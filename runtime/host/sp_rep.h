@@ -4,8 +4,7 @@
  * loop saw it, half of a published event's way to its consumer at the median on this project's
  * VM (README, "Latency"). Clients are NNG REQ sockets as before: each request's backtrace is
  * kept as NNG's REP keeps it, and its answer goes back on the connection it came on, if that is
- * still open. As NNG's ipc listener does, it takes over a path whose socket nobody listens on
- * any more, refuses one that is listened on, and removes the path when it stops. */
+ * still open. */
 #ifndef CHOREO_SP_REP_H
 #define CHOREO_SP_REP_H
 
@@ -17,6 +16,7 @@
 #include <uv.h>
 
 #include "sp_conn.h"
+#include "sp_listen.h"
 
 /* The callee owns request, and answers it with choreo_sp_rep_reply. */
 typedef void (*choreo_sp_rep_request_cb)(void *ud, nng_msg *request);
@@ -33,11 +33,7 @@ typedef struct choreo_sp_rep_conn {
 typedef struct choreo_sp_rep {
   uv_loop_t *loop;
   const char *who; /* names the host in the log */
-  char url[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
-  const char *path; /* in url */
-  uv_pipe_t listener;
-  bool listener_open; /* initialised and not yet closed */
-  bool bound;         /* the path is ours to remove */
+  choreo_sp_listener listener;
   choreo_sp_rep_conn *conns;
   uint32_t next_id;
   choreo_sp_rep_request_cb cb;

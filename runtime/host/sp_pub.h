@@ -1,0 +1,51 @@
+/* A PUB endpoint on this machine (ipc://PATH, the bus directory's NAME.pub) whose subscribers'
+ * connections the loop accepts and writes to itself (sp_conn.h). A frame sent on NNG 1.5's PUB
+ * socket went on from the loop to NNG's task threads, which took the socket's locks in turn with
+ * the loop (four context switches a frame on this project's VM: README, "Latency"); and each
+ * subscriber of this machine now reads its connection itself (sp_sub.h). Subscribers are SUB
+ * sockets, NNG's (choreo tail) or the loop's, that cannot tell it from NNG's PUB. As NNG's PUB
+ * does, it never waits for a subscriber: one that has CHOREO_SP_PUB_BEHIND_MAX of frames unread
+ * loses the frames sent meanwhile, and fetches them (a gap in the seqs says so). */
+#ifndef CHOREO_SP_PUB_H
+#define CHOREO_SP_PUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sp_conn.h"
+#include "sp_listen.h"
+
+#define CHOREO_SP_PUB_BEHIND_MAX ((size_t)32 << 20)
+
+typedef struct choreo_sp_pub_conn {
+  choreo_sp_conn conn;
+  struct choreo_sp_pub *pub; /* NULL once the endpoint stopped */
+  struct choreo_sp_pub_conn *next;
+} choreo_sp_pub_conn;
+
+/* Embedded in its owner, as libuv's handles are: the owner outlives the loop's turns after the
+ * stop. */
+typedef struct choreo_sp_pub {
+  uv_loop_t *loop;
+  const char *who; /* names the host in the log */
+  choreo_sp_listener listener;
+  choreo_sp_pub_conn *conns;
+  bool warned;      /* about a subscriber, since the last good connection */
+  uint64_t dropped; /* frames a subscriber lost for being behind */
+} choreo_sp_pub;
+
+/* Listens on url (ipc://PATH); 0, or CHOREO_EBUS / CHOREO_EINVAL with err set. On failure stop
+ * it all the same. */
+int choreo_sp_pub_start(choreo_sp_pub *p, uv_loop_t *loop, const char *url, const char *who,
+                        char *err, size_t errlen);
+/* Subscribers connected and greeted: with none, a frame need not be made. */
+int choreo_sp_pub_subscribers(const choreo_sp_pub *p);
+/* Sends a copy of the frame to each subscriber not too far behind. */
+void choreo_sp_pub_send(choreo_sp_pub *p, const void *frame, size_t len);
+/* Closes the listener and every connection, and removes the path. Safe on a zeroed struct and
+ * twice. */
+void choreo_sp_pub_stop(choreo_sp_pub *p);
+
+#endif
