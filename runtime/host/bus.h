@@ -147,11 +147,12 @@ void choreo_bus_listeners_check(choreo_bus_listeners *ls, uint64_t now_ms);
  * before closing the socket. Safe on a zeroed struct and twice. */
 void choreo_bus_listeners_stop(choreo_bus_listeners *ls);
 
-/* A REP socket that answers requests on the loop (FETCH, the control socket). Embedded in its
- * owner, as libuv's handles are: start, stop, then wait for watch.on_loop to turn false. Replies block
- * for at most 100 ms: a REP reply sent without blocking is dropped whenever NNG has not yet
- * noticed that the requester's pipe finished the previous reply, which under load is often; a
- * requester that stops reading costs us at most this, then loses its answer. */
+/* A REP server that answers requests on the loop (FETCH, the control socket): its first ipc://
+ * endpoint the loop's own (sp_rep.h), the others an NNG socket's. Embedded in its owner, as
+ * libuv's handles are: start, stop, then wait for watch.on_loop to turn false. Replies on the
+ * socket block for at most 100 ms: a REP reply sent without blocking is dropped whenever NNG
+ * has not yet noticed that the requester's pipe finished the previous reply, which under load
+ * is often; a requester that stops reading costs us at most this, then loses its answer. */
 typedef struct choreo_bus_server {
   nng_socket sock;
   bool open;
