@@ -393,7 +393,7 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
   size_t nrest = 0;
   int rc = 0;
   for (size_t i = 0; i < nurls && !rc; i++) {
-    if (!s->local.loop && choreo_sp_ipc_path(urls[i]))
+    if (!s->local.listener.loop && choreo_sp_ipc_path(urls[i]))
       rc = choreo_sp_rep_start(&s->local, loop, urls[i], who, cb, ud, err, errlen);
     else
       rest[nrest++] = urls[i];

@@ -1,16 +1,57 @@
-/* Listening on ipc://PATH with a uv_pipe_t (see sp_listen.h). */
+/* Listening on ipc://PATH with a uv_pipe_t, and the connections accepted (see sp_listen.h). */
 #include "sp_listen.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "choreo.h"
+#include "log.h"
 #include "sp_wire.h"
 
 #define LISTEN_BACKLOG 128
+
+static void listen_on_conn_closed(choreo_sp_conn *c) {
+  choreo_sp_accepted *a = c->data;
+  if (a->listener) {
+    choreo_sp_accepted **at = &a->listener->conns;
+    while (*at != a) at = &(*at)->next;
+    *at = a->next;
+  }
+  free(a);
+}
+
+static void listen_on_message(choreo_sp_conn *c, nng_msg *msg) {
+  choreo_sp_accepted *a = c->data;
+  if (a->listener) a->listener->message_cb(a, msg);
+  else nng_msg_free(msg);
+}
+
+static void listen_on_connection(uv_stream_t *stream, int status) {
+  choreo_sp_listener *l = stream->data;
+  if (status < 0) {
+    choreo_log(CHOREO_LOG_WARN, l->who, "%s: cannot take a connection: %s", l->url,
+               uv_strerror(status));
+    return;
+  }
+  choreo_sp_accepted *a = malloc(sizeof *a);
+  if (!a || choreo_sp_conn_init(&a->conn, l->loop, l->ours, l->peer, l->who, l->url, &l->warned,
+                                listen_on_message, listen_on_conn_closed, a) != 0) {
+    /* It waits in the backlog, and libuv hears no more until it is accepted. */
+    choreo_log(CHOREO_LOG_ERROR, l->who, "%s: no memory for a connection", l->url);
+    free(a);
+    return;
+  }
+  a->listener = l;
+  a->id = l->next_id++;
+  a->next = l->conns;
+  l->conns = a;
+  if (uv_accept(stream, (uv_stream_t *)&a->conn.pipe) != 0) choreo_sp_conn_close(&a->conn);
+  else choreo_sp_conn_begin(&a->conn);
+}
 
 /* Whether the socket at path is one nobody listens on (a host that was killed left it). */
 static bool listen_stale(const char *path) {
@@ -23,9 +64,11 @@ static bool listen_stale(const char *path) {
   return stale;
 }
 
-int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url,
-                     uv_connection_cb cb, void *data, char *err, size_t errlen) {
-  memset(l, 0, sizeof *l);
+int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url, const char *who,
+                     uint16_t ours, uint16_t peer, choreo_sp_accepted_cb message_cb, void *data,
+                     char *err, size_t errlen) {
+  *l = (choreo_sp_listener){.loop = loop, .who = who, .ours = ours, .peer = peer,
+                            .message_cb = message_cb, .data = data};
   if (!choreo_sp_ipc_path(url)) {
     snprintf(err, errlen, "cannot listen on %s: not ipc:// with a path a socket can take", url);
     return CHOREO_EINVAL;
@@ -33,7 +76,7 @@ int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url,
   snprintf(l->url, sizeof l->url, "%s", url);
   l->path = l->url + 6;
   uv_pipe_init(loop, &l->pipe, 0); /* cannot fail */
-  l->pipe.data = data;
+  l->pipe.data = l;
   l->open = true;
   int rc = uv_pipe_bind(&l->pipe, l->path);
   if (rc == UV_EADDRINUSE && listen_stale(l->path)) {
@@ -41,7 +84,7 @@ int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url,
     rc = uv_pipe_bind(&l->pipe, l->path);
   }
   l->bound = rc == 0;
-  if (!rc) rc = uv_listen((uv_stream_t *)&l->pipe, LISTEN_BACKLOG, cb);
+  if (!rc) rc = uv_listen((uv_stream_t *)&l->pipe, LISTEN_BACKLOG, listen_on_connection);
   if (rc) {
     snprintf(err, errlen, "cannot listen on %s: %s%s", url, uv_strerror(rc),
              rc == UV_EADDRINUSE ? " (is another host with this name running?)" : "");
@@ -50,10 +93,21 @@ int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url,
   return 0;
 }
 
+choreo_sp_accepted *choreo_sp_listener_find(choreo_sp_listener *l, uint32_t id) {
+  for (choreo_sp_accepted *a = l->conns; a; a = a->next)
+    if (a->id == id) return a;
+  return NULL;
+}
+
 void choreo_sp_unlisten(choreo_sp_listener *l) {
   if (!l->open) return;
   l->open = false;
   uv_close((uv_handle_t *)&l->pipe, NULL);
   if (l->bound) unlink(l->path);
   l->bound = false;
+  for (choreo_sp_accepted *a = l->conns; a; a = a->next) {
+    a->listener = NULL;
+    choreo_sp_conn_close(&a->conn);
+  }
+  l->conns = NULL;
 }

@@ -14,26 +14,15 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "sp_conn.h"
 #include "sp_listen.h"
 
 #define CHOREO_SP_PUB_BEHIND_MAX ((size_t)32 << 20)
 
-typedef struct choreo_sp_pub_conn {
-  choreo_sp_conn conn;
-  struct choreo_sp_pub *pub; /* NULL once the endpoint stopped */
-  struct choreo_sp_pub_conn *next;
-} choreo_sp_pub_conn;
-
 /* Embedded in its owner, as libuv's handles are: the owner outlives the loop's turns after the
  * stop. */
 typedef struct choreo_sp_pub {
-  uv_loop_t *loop;
-  const char *who; /* names the host in the log */
-  choreo_sp_listener listener;
-  choreo_sp_pub_conn *conns;
-  bool warned;      /* about a subscriber, since the last good connection */
-  uint64_t dropped; /* frames a subscriber lost for being behind */
+  choreo_sp_listener listener; /* its connections are the subscribers' */
+  uint64_t dropped;            /* frames a subscriber lost for being behind */
 } choreo_sp_pub;
 
 /* Listens on url (ipc://PATH); 0, or CHOREO_EBUS / CHOREO_EINVAL with err set. On failure stop

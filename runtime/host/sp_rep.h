@@ -15,30 +15,17 @@
 #include <sys/un.h>
 #include <uv.h>
 
-#include "sp_conn.h"
 #include "sp_listen.h"
 
 /* The callee owns request, and answers it with choreo_sp_rep_reply. */
 typedef void (*choreo_sp_rep_request_cb)(void *ud, nng_msg *request);
 
-typedef struct choreo_sp_rep_conn {
-  choreo_sp_conn conn;
-  struct choreo_sp_rep *rep; /* NULL once the endpoint stopped */
-  uint32_t id;
-  struct choreo_sp_rep_conn *next;
-} choreo_sp_rep_conn;
-
 /* Embedded in its owner, as libuv's handles are: the owner outlives the loop's turns after the
  * stop. */
 typedef struct choreo_sp_rep {
-  uv_loop_t *loop;
-  const char *who; /* names the host in the log */
-  choreo_sp_listener listener;
-  choreo_sp_rep_conn *conns;
-  uint32_t next_id;
+  choreo_sp_listener listener; /* its connections are the clients' */
   choreo_sp_rep_request_cb cb;
   void *ud;
-  bool warned; /* about a client, since the last request that came */
 } choreo_sp_rep;
 
 /* Listens on url (ipc://PATH); 0, or CHOREO_EBUS / CHOREO_EINVAL with err set. On failure stop

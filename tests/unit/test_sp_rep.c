@@ -55,9 +55,7 @@ static void on_request(void *ud, nng_msg *request) {
 static bool held_client_gone(fixture *f) {
   uint32_t id;
   memcpy(&id, nng_msg_header(f->held), sizeof id);
-  for (choreo_sp_rep_conn *rc = f->rep.conns; rc; rc = rc->next)
-    if (rc->id == id) return false;
-  return true;
+  return choreo_sp_listener_find(&f->rep.listener, id) == NULL;
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -97,6 +95,15 @@ static void fixture_open(fixture *f) {
 
 static void fixture_run(fixture *f) { CHECK(pthread_create(&f->thread, NULL, loop_thread, f) == 0); }
 
+/* Opened, listening, and its loop running. */
+static void fixture_serve(fixture *f) {
+  fixture_open(f);
+  char err[256] = "";
+  CHECK(choreo_sp_rep_start(&f->rep, &f->loop, f->url, "test", on_request, f, err,
+                            sizeof err) == 0);
+  fixture_run(f);
+}
+
 static void fixture_close(fixture *f) {
   uv_async_send(&f->stop);
   pthread_join(f->thread, NULL);
@@ -125,11 +132,7 @@ static bool ask(nng_socket s, const char *request, const char *want) {
 
 static void test_clients_get_the_answers_to_their_own_requests(void) {
   fixture f;
-  fixture_open(&f);
-  char err[256] = "";
-  CHECK(choreo_sp_rep_start(&f.rep, &f.loop, f.url, "test", on_request, &f, err,
-                            sizeof err) == 0);
-  fixture_run(&f);
+  fixture_serve(&f);
   nng_socket a = client(&f), b = client(&f);
   for (int i = 0; i < 50; i++) {
     char req[32], want[40];
@@ -175,11 +178,7 @@ static size_t read_full(int fd, unsigned char *buf, size_t n) {
 
 static void test_the_wire_and_bad_clients(void) {
   fixture f;
-  fixture_open(&f);
-  char err[256] = "";
-  CHECK(choreo_sp_rep_start(&f.rep, &f.loop, f.url, "test", on_request, &f, err,
-                            sizeof err) == 0);
-  fixture_run(&f);
+  fixture_serve(&f);
   static const unsigned char sub_greeting[] = {0, 'S', 'P', 0, 0, 0x21, 0, 0};
   static const unsigned char req_greeting[] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
   unsigned char got[64];
