@@ -405,6 +405,10 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
   return rc;
 }
 
+bool choreo_bus_server_on_loop(const choreo_bus_server *s) {
+  return s->watch.on_loop || s->local.listener.on_loop > 0;
+}
+
 void choreo_bus_server_drain(choreo_bus_server *s) {
   if (!s->watch.started) return;
   choreo_bus_watch_drain(&s->watch);

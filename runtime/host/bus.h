@@ -172,6 +172,8 @@ int choreo_bus_server_start(choreo_bus_server *s, uv_loop_t *loop, const char *w
                             void *ud, const char *what, char *err, size_t errlen);
 /* Receives what is waiting (the host's safety drain) and checks the listeners. */
 void choreo_bus_server_drain(choreo_bus_server *s);
+/* Whether the loop still holds handles of the server's (after a stop, until it has turned). */
+bool choreo_bus_server_on_loop(const choreo_bus_server *s);
 /* Sends body as the answer to request, which it frees. */
 void choreo_bus_server_reply(choreo_bus_server *s, nng_msg *request, const void *body, size_t len);
 /* Closes it without waiting for NNG for ever (bus_close.h). Safe on a zeroed struct that never

@@ -369,9 +369,9 @@ void choreo_host_stop(choreo_host *h) {
 
 bool choreo_host_stopped(const choreo_host *h) {
   return h->stopping && h->handles_on_loop == 0 && h->watch.on_loop == 0 &&
-         !h->serve.server.watch.on_loop && !h->control.server.watch.on_loop && !h->http.on_loop &&
-         !h->metrics.on_loop &&
-         h->peers.on_loop == 0;
+         !choreo_bus_server_on_loop(&h->serve.server) &&
+         !choreo_bus_server_on_loop(&h->control.server) && !h->http.on_loop &&
+         !h->metrics.on_loop && h->local_pub.listener.on_loop == 0 && h->peers.on_loop == 0;
 }
 
 /* Lets the loop finish closing what host_stop_now closed. A caller's loop is only stepped,

@@ -238,9 +238,10 @@ void choreo_sp_conn_send(choreo_sp_conn *c, const void *head, size_t head_len, c
   size_t at = 0, skip = sent;
   for (int i = 0; i < 3; i++) {
     size_t from = skip < parts[i].len ? skip : parts[i].len;
+    skip -= from;
+    if (from == parts[i].len) continue; /* sent already, or empty (and maybe NULL) */
     memcpy(w->bytes + at, parts[i].base + from, parts[i].len - from);
     at += parts[i].len - from;
-    skip -= from;
   }
   uv_buf_t rest = uv_buf_init(w->bytes, (unsigned)at);
   if (uv_write(&w->req, stream, &rest, 1, conn_on_written) != 0) {

@@ -16,18 +16,21 @@
 
 static void listen_on_conn_closed(choreo_sp_conn *c) {
   choreo_sp_accepted *a = c->data;
-  if (a->listener) {
-    choreo_sp_accepted **at = &a->listener->conns;
-    while (*at != a) at = &(*at)->next;
-    *at = a->next;
-  }
+  choreo_sp_listener *l = a->listener;
+  choreo_sp_accepted **at = &l->conns;
+  while (*at && *at != a) at = &(*at)->next;
+  if (*at) *at = a->next; /* (not listed any more once listening stopped) */
+  l->on_loop--;
   free(a);
 }
 
 static void listen_on_message(choreo_sp_conn *c, nng_msg *msg) {
   choreo_sp_accepted *a = c->data;
-  if (a->listener) a->listener->message_cb(a, msg);
-  else nng_msg_free(msg);
+  a->listener->message_cb(a, msg);
+}
+
+static void listen_on_closed(uv_handle_t *handle) {
+  ((choreo_sp_listener *)handle->data)->on_loop--;
 }
 
 static void listen_on_connection(uv_stream_t *stream, int status) {
@@ -45,6 +48,7 @@ static void listen_on_connection(uv_stream_t *stream, int status) {
     free(a);
     return;
   }
+  l->on_loop++;
   a->listener = l;
   a->id = l->next_id++;
   a->next = l->conns;
@@ -78,6 +82,7 @@ int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url, co
   uv_pipe_init(loop, &l->pipe, 0); /* cannot fail */
   l->pipe.data = l;
   l->open = true;
+  l->on_loop = 1;
   int rc = uv_pipe_bind(&l->pipe, l->path);
   if (rc == UV_EADDRINUSE && listen_stale(l->path)) {
     unlink(l->path);
@@ -102,12 +107,9 @@ choreo_sp_accepted *choreo_sp_listener_find(choreo_sp_listener *l, uint32_t id) 
 void choreo_sp_unlisten(choreo_sp_listener *l) {
   if (!l->open) return;
   l->open = false;
-  uv_close((uv_handle_t *)&l->pipe, NULL);
+  uv_close((uv_handle_t *)&l->pipe, listen_on_closed);
   if (l->bound) unlink(l->path);
   l->bound = false;
-  for (choreo_sp_accepted *a = l->conns; a; a = a->next) {
-    a->listener = NULL;
-    choreo_sp_conn_close(&a->conn);
-  }
+  for (choreo_sp_accepted *a = l->conns; a; a = a->next) choreo_sp_conn_close(&a->conn);
   l->conns = NULL;
 }

@@ -19,7 +19,7 @@ struct choreo_sp_listener;
 /* A connection accepted: its conn.data is itself. */
 typedef struct choreo_sp_accepted {
   choreo_sp_conn conn;
-  struct choreo_sp_listener *listener; /* NULL once listening stopped */
+  struct choreo_sp_listener *listener;
   uint32_t id;                         /* unique in its listener's life */
   struct choreo_sp_accepted *next;
 } choreo_sp_accepted;
@@ -38,14 +38,15 @@ typedef struct choreo_sp_listener {
   uv_pipe_t pipe;
   bool open;  /* initialised and not yet closed */
   bool bound; /* the path is ours to remove */
-  choreo_sp_accepted *conns;
+  choreo_sp_accepted *conns; /* open; those closing since the stop are off the list */
   uint32_t next_id;
+  int on_loop; /* handles of ours the loop holds: the listener's, one per connection */
   bool warned; /* about a connection, since the last good message */
 } choreo_sp_listener;
 
 /* Listens on url for peers of protocol peer; 0, or CHOREO_EINVAL / CHOREO_EBUS with err set. On
- * failure stop it all the same. Embedded in its owner, as libuv's handles are: the owner
- * outlives the loop's turns after the stop. */
+ * failure stop it all the same. Embedded in its owner, as libuv's handles are: after the stop
+ * the owner turns the loop until on_loop is 0. */
 int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url, const char *who,
                      uint16_t ours, uint16_t peer, choreo_sp_accepted_cb message_cb, void *data,
                      char *err, size_t errlen);
