@@ -99,7 +99,6 @@ static void conn_on_greeted(uv_write_t *req, int status) {
 
 void choreo_sp_conn_begin(choreo_sp_conn *c) {
   if (c->closing) return;
-  c->begun = true;
   uv_buf_t greeting = uv_buf_init((char *)c->greeting_out, sizeof c->greeting_out);
   if (uv_write(&c->greet, (uv_stream_t *)&c->pipe, &greeting, 1, conn_on_greeted) != 0)
     choreo_sp_conn_close(c);
@@ -208,7 +207,7 @@ static void conn_on_written(uv_write_t *req, int status) {
 
 void choreo_sp_conn_send(choreo_sp_conn *c, const void *head, size_t head_len, const void *body,
                          size_t len) {
-  if (c->closing || !c->begun) return;
+  if (!c->up) return; /* not greeted yet, or closing */
   uint8_t header[CHOREO_SP_HEADER_SIZE];
   choreo_sp_header(header, head_len + len);
   uv_buf_t parts[3] = {uv_buf_init((char *)header, sizeof header),

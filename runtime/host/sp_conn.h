@@ -36,8 +36,7 @@ struct choreo_sp_conn {
   choreo_sp_conn_message_cb message_cb;
   choreo_sp_conn_closed_cb closed_cb;
   void *data; /* the owner's */
-  bool begun;   /* connected: greeting sent, reading */
-  bool up;      /* the other side greeted as peer */
+  bool up;      /* the other side greeted as peer, and not closing */
   bool reading; /* not paused by a turn's bound */
   bool closing;
   uint8_t greeting_out[CHOREO_SP_GREETING_SIZE], greeting_in[CHOREO_SP_GREETING_SIZE];
@@ -59,8 +58,9 @@ int choreo_sp_conn_init(choreo_sp_conn *c, uv_loop_t *loop, uint16_t ours, uint1
                         void *data);
 /* Once connected: sends our greeting and reads the other side's, then its messages. */
 void choreo_sp_conn_begin(choreo_sp_conn *c);
-/* Sends one message: head then body (either may be empty). Dropped on a connection that is
- * closing; a peer with more than CHOREO_SP_UNREAD_MAX unread is hung up on instead. */
+/* Sends one message: head then body (either may be empty). Dropped on a connection whose
+ * other side has not greeted yet, or that is closing; a peer with more than
+ * CHOREO_SP_UNREAD_MAX unread is hung up on instead. */
 void choreo_sp_conn_send(choreo_sp_conn *c, const void *head, size_t head_len, const void *body,
                          size_t len);
 /* Bytes sent and not yet taken by the kernel. */
