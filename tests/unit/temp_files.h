@@ -1,5 +1,5 @@
-/* The C unit tests' helpers for the files a host leaves: counting a bus directory's sockets and
- * removing a test's corner of the temp directory. */
+/* The C unit tests' helpers for the files a host leaves: counting a bus directory's sockets,
+ * removing a test's corner of the temp directory, and making one for an ipc:// endpoint. */
 #ifndef CHOREO_TEST_TEMP_FILES_H
 #define CHOREO_TEST_TEMP_FILES_H
 
@@ -45,6 +45,19 @@ static inline void remove_tree(const char *path) {
   } else {
     CHECK(unlink(path) == 0);
   }
+}
+
+/* A test's ipc:// endpoint: a fresh directory under /tmp, the socket file's path in it, and
+ * its URL. */
+typedef struct temp_endpoint {
+  char dir[64], path[96], url[110];
+} temp_endpoint;
+
+static inline void temp_endpoint_make(temp_endpoint *e, const char *test, const char *file) {
+  snprintf(e->dir, sizeof e->dir, "/tmp/choreo-%s-XXXXXX", test);
+  CHECK(mkdtemp(e->dir) != NULL);
+  snprintf(e->path, sizeof e->path, "%s/%s", e->dir, file);
+  snprintf(e->url, sizeof e->url, "ipc://%s", e->path);
 }
 
 #endif

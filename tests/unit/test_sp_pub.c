@@ -29,7 +29,7 @@ typedef struct {
   uv_timer_t tick; /* keeps every turn of the loop short */
   choreo_sp_pub pub;
   choreo_sp_sub sub;
-  char dir[64], path[96], url[110];
+  temp_endpoint at;
   int got;      /* frames the loop's subscriber received */
   bool ordered; /* each carried the number after the last's */
   bool sub_closed;
@@ -68,7 +68,7 @@ static void send_numbered(fixture *f, int n, size_t len) {
 static int raw_client(const fixture *f, int protocol) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->path);
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->at.path);
   CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
   const unsigned char greeting[] = {0, 'S', 'P', 0, 0, (unsigned char)protocol, 0, 0};
   CHECK(write(fd, greeting, sizeof greeting) == (ssize_t)sizeof greeting);
@@ -77,22 +77,19 @@ static int raw_client(const fixture *f, int protocol) {
 
 static void test_every_subscriber_gets_every_frame_unless_it_falls_behind(void) {
   fixture f = {.ordered = true};
-  snprintf(f.dir, sizeof f.dir, "/tmp/choreo-sp-pub-XXXXXX");
-  CHECK(mkdtemp(f.dir) != NULL);
-  snprintf(f.path, sizeof f.path, "%s/h.pub", f.dir);
-  snprintf(f.url, sizeof f.url, "ipc://%s", f.path);
+  temp_endpoint_make(&f.at, "sp-pub", "h.pub");
   CHECK(uv_loop_init(&f.loop) == 0);
   uv_timer_init(&f.loop, &f.tick);
   uv_timer_start(&f.tick, on_tick, 5, 5);
   char err[256];
-  CHECK(choreo_sp_pub_start(&f.pub, &f.loop, f.url, "test", err, sizeof err) == 0);
-  CHECK(choreo_sp_sub_start(&f.sub, &f.loop, f.url, "test", on_frame, &f) == 0);
+  CHECK(choreo_sp_pub_start(&f.pub, &f.loop, f.at.url, "test", err, sizeof err) == 0);
+  CHECK(choreo_sp_sub_start(&f.sub, &f.loop, f.at.url, "test", on_frame, &f) == 0);
   nng_socket nsub;
   CHECK(nng_sub0_open(&nsub) == 0);
   CHECK(nng_socket_set(nsub, NNG_OPT_SUB_SUBSCRIBE, "", 0) == 0);
   CHECK(nng_socket_set_int(nsub, NNG_OPT_RECVBUF, SMALL) == 0);
   CHECK(nng_socket_set_ms(nsub, NNG_OPT_RECVTIMEO, 5000) == 0);
-  CHECK(nng_dial(nsub, f.url, NULL, NNG_FLAG_NONBLOCK) == 0);
+  CHECK(nng_dial(nsub, f.at.url, NULL, NNG_FLAG_NONBLOCK) == 0);
   int wrong = raw_client(&f, 0x30); /* REQ */
   RUN_UNTIL(&f, choreo_sp_pub_subscribers(&f.pub) == 2);
   for (int i = 0; i < SMALL; i++) send_numbered(&f, i, 64);
@@ -129,12 +126,12 @@ static void test_every_subscriber_gets_every_frame_unless_it_falls_behind(void) 
   CHECK(choreo_sp_sub_stop(&f.sub, on_sub_closed));
   choreo_sp_pub_stop(&f.pub);
   choreo_sp_pub_stop(&f.pub);
-  CHECK(access(f.path, F_OK) != 0);
+  CHECK(access(f.at.path, F_OK) != 0);
   uv_close((uv_handle_t *)&f.tick, NULL);
   RUN_UNTIL(&f, f.sub_closed);
   uv_run(&f.loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&f.loop) == 0);
-  remove_tree(f.dir);
+  remove_tree(f.at.dir);
 }
 
 int main(void) {

@@ -31,7 +31,7 @@ typedef struct {
   uv_timer_t tick; /* answers the held request once its client is gone */
   choreo_sp_rep rep;
   pthread_t thread;
-  char dir[64], path[96], url[110];
+  temp_endpoint at;
   atomic_int requests;   /* handed to the callback */
   nng_msg *held;         /* a request left unanswered (the loop's) */
   atomic_bool released;  /* and answered after its client went */
@@ -82,10 +82,7 @@ static void *loop_thread(void *arg) {
 
 static void fixture_open(fixture *f) {
   memset(f, 0, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/choreo-sp-rep-XXXXXX");
-  CHECK(mkdtemp(f->dir) != NULL);
-  snprintf(f->path, sizeof f->path, "%s/h.ctl", f->dir);
-  snprintf(f->url, sizeof f->url, "ipc://%s", f->path);
+  temp_endpoint_make(&f->at, "sp-rep", "h.ctl");
   CHECK(uv_loop_init(&f->loop) == 0);
   uv_async_init(&f->loop, &f->stop, on_stop);
   uv_timer_init(&f->loop, &f->tick);
@@ -99,7 +96,7 @@ static void fixture_run(fixture *f) { CHECK(pthread_create(&f->thread, NULL, loo
 static void fixture_serve(fixture *f) {
   fixture_open(f);
   char err[256] = "";
-  CHECK(choreo_sp_rep_start(&f->rep, &f->loop, f->url, "test", on_request, f, err,
+  CHECK(choreo_sp_rep_start(&f->rep, &f->loop, f->at.url, "test", on_request, f, err,
                             sizeof err) == 0);
   fixture_run(f);
 }
@@ -108,15 +105,15 @@ static void fixture_close(fixture *f) {
   uv_async_send(&f->stop);
   pthread_join(f->thread, NULL);
   CHECK(uv_loop_close(&f->loop) == 0);
-  CHECK(access(f->path, F_OK) != 0); /* the stop removed it */
-  remove_tree(f->dir);
+  CHECK(access(f->at.path, F_OK) != 0); /* the stop removed it */
+  remove_tree(f->at.dir);
 }
 
 static nng_socket client(const fixture *f) {
   nng_socket s;
   CHECK(nng_req0_open(&s) == 0);
   CHECK(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000) == 0);
-  CHECK(nng_dial(s, f->url, NULL, 0) == 0);
+  CHECK(nng_dial(s, f->at.url, NULL, 0) == 0);
   return s;
 }
 
@@ -159,7 +156,7 @@ static void test_clients_get_the_answers_to_their_own_requests(void) {
 static int raw_connect(const fixture *f) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->path);
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->at.path);
   struct timeval two = {.tv_sec = 2};
   CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &two, sizeof two) == 0);
   CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
@@ -212,19 +209,19 @@ static void test_paths_taken_over_refused_and_removed(void) {
   /* A socket file nobody listens on, as a killed host leaves it. */
   int dead = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f.path);
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f.at.path);
   CHECK(bind(dead, (struct sockaddr *)&sa, sizeof sa) == 0);
   close(dead);
   char err[256] = "";
-  CHECK(choreo_sp_rep_start(&f.rep, &f.loop, f.url, "test", on_request, &f, err,
+  CHECK(choreo_sp_rep_start(&f.rep, &f.loop, f.at.url, "test", on_request, &f, err,
                             sizeof err) == 0);
   /* A second endpoint on the path listened on now is refused, and says why. */
   choreo_sp_rep second;
-  CHECK(choreo_sp_rep_start(&second, &f.loop, f.url, "test", on_request, &f, err,
+  CHECK(choreo_sp_rep_start(&second, &f.loop, f.at.url, "test", on_request, &f, err,
                             sizeof err) == CHOREO_EBUS);
   CHECK(strstr(err, "is another host with this name running?") != NULL);
   choreo_sp_rep_stop(&second);
-  CHECK(access(f.path, F_OK) == 0); /* the refused one did not remove the other's path */
+  CHECK(access(f.at.path, F_OK) == 0); /* the refused one did not remove the other's path */
   choreo_sp_rep no_path;
   CHECK(choreo_sp_rep_start(&no_path, &f.loop, "ipc://", "test", on_request, &f, err,
                             sizeof err) == CHOREO_EINVAL);

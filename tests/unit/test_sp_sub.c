@@ -33,7 +33,7 @@ typedef struct {
   uv_loop_t loop;
   uv_timer_t tick; /* keeps every turn of the loop short */
   choreo_sp_sub sub;
-  char dir[64], path[96], url[110];
+  temp_endpoint at;
   int count;         /* frames received */
   int turn_count;    /* in the current turn */
   int most_per_turn; /* over all turns */
@@ -69,14 +69,11 @@ static void on_closed(void *ud) { ((fixture *)ud)->closed = true; }
 
 static void fixture_open(fixture *f) {
   memset(f, 0, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/choreo-sp-sub-XXXXXX");
-  CHECK(mkdtemp(f->dir) != NULL);
-  snprintf(f->path, sizeof f->path, "%s/p.pub", f->dir);
-  snprintf(f->url, sizeof f->url, "ipc://%s", f->path);
+  temp_endpoint_make(&f->at, "sp-sub", "p.pub");
   CHECK(uv_loop_init(&f->loop) == 0);
   uv_timer_init(&f->loop, &f->tick);
   uv_timer_start(&f->tick, on_tick, 5, 5);
-  CHECK(choreo_sp_sub_start(&f->sub, &f->loop, f->url, "test", on_frame, f) == 0);
+  CHECK(choreo_sp_sub_start(&f->sub, &f->loop, f->at.url, "test", on_frame, f) == 0);
 }
 
 /* Turns the loop until cond holds (evaluated once before each turn) or 5 s pass; the frames
@@ -99,7 +96,7 @@ static void fixture_close(fixture *f) {
   RUN_UNTIL(f, f->closed);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&f->loop) == 0);
-  remove_tree(f->dir);
+  remove_tree(f->at.dir);
 }
 
 static void publish_small(nng_socket pub, int n) { CHECK(nng_send(pub, &n, sizeof n, 0) == 0); }
@@ -124,7 +121,7 @@ static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void
   nng_socket pub;
   CHECK(nng_pub0_open(&pub) == 0);
   CHECK(nng_socket_set_int(pub, NNG_OPT_SENDBUF, MANY + 8) == 0);
-  CHECK(nng_listen(pub, f.url, NULL, 0) == 0);
+  CHECK(nng_listen(pub, f.at.url, NULL, 0) == 0);
   wait_heard(&f, pub);
   /* Sent while the loop does not turn: they wait in the socket, more than a turn may take. */
   f.count = 0;
@@ -153,7 +150,7 @@ static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void
   nng_close(pub);
   RUN_UNTIL(&f, !choreo_sp_sub_up(&f.sub));
   CHECK(nng_pub0_open(&pub) == 0);
-  CHECK(nng_listen(pub, f.url, NULL, 0) == 0);
+  CHECK(nng_listen(pub, f.at.url, NULL, 0) == 0);
   f.count = 0;
   wait_heard(&f, pub);
   fixture_close(&f);
@@ -164,7 +161,7 @@ static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void
 static int fake_listen(const fixture *f) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->path);
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->at.path);
   CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0);
   return fd;
 }
