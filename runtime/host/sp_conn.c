@@ -99,6 +99,8 @@ static void conn_on_greeted(uv_write_t *req, int status) {
 
 void choreo_sp_conn_begin(choreo_sp_conn *c) {
   if (c->closing) return;
+  int send_buffer = CHOREO_SP_SEND_BUFFER;
+  (void)uv_send_buffer_size((uv_handle_t *)&c->pipe, &send_buffer); /* as much as allowed */
   uv_buf_t greeting = uv_buf_init((char *)c->greeting_out, sizeof c->greeting_out);
   if (uv_write(&c->greet, (uv_stream_t *)&c->pipe, &greeting, 1, conn_on_greeted) != 0)
     choreo_sp_conn_close(c);

@@ -18,6 +18,13 @@
 
 /* A peer that leaves more than this of our messages unread is hung up on. */
 #define CHOREO_SP_UNREAD_MAX ((size_t)64 << 20)
+/* The kernel send buffer asked for on each connection. The loop refills a socket only between
+ * its own pieces of work, where NNG's threads wrote whenever the reader had read: with Linux's
+ * default (208 KiB) a frame of a megabyte took five turns of the publisher's loop, each as long
+ * as a transaction of its handlers, and its subscribers fell behind and fetched. Linux doubles
+ * what is asked for and caps it at twice net.core.wmem_max (README, "SP on the loop"); a buffer
+ * is memory only while it holds bytes. */
+#define CHOREO_SP_SEND_BUFFER (4 << 20)
 
 typedef struct choreo_sp_conn choreo_sp_conn;
 typedef void (*choreo_sp_conn_message_cb)(choreo_sp_conn *c, nng_msg *msg); /* owns msg */

@@ -22,7 +22,9 @@
 #include "temp_files.h"
 
 #define SMALL 100
-#define LARGE 40
+/* Frames of 1 MiB: more than a subscriber that never reads can be behind by, its bound and
+ * what the kernel may hold for it (up to twice the send buffer asked for). */
+#define LARGE ((int)((CHOREO_SP_PUB_BEHIND_MAX + 2 * (size_t)CHOREO_SP_SEND_BUFFER) >> 20) + 8)
 
 typedef struct {
   uv_loop_t loop;
