@@ -22,8 +22,8 @@
  * its own pieces of work, where NNG's threads wrote whenever the reader had read: with Linux's
  * default (208 KiB) a frame of a megabyte took five turns of the publisher's loop, each as long
  * as a transaction of its handlers, and its subscribers fell behind and fetched. Linux doubles
- * what is asked for and caps it at twice net.core.wmem_max (README, "SP on the loop"); a buffer
- * is memory only while it holds bytes. */
+ * what is asked for and caps it at twice net.core.wmem_max (README, "A send buffer for frames of
+ * a megabyte"); a buffer is memory only while it holds bytes. */
 #define CHOREO_SP_SEND_BUFFER (4 << 20)
 
 typedef struct choreo_sp_conn choreo_sp_conn;
