@@ -393,7 +393,7 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   atomic_store(&ps->listed, ps->n);
   /* Once listed, so that its connections are counted from the first. A dial that fails here
    * is tried again by the tick. */
-  p->live_by_loop = strncmp(pub_url, "ipc://", 6) == 0;
+  p->live_by_loop = choreo_sp_ipc_path(pub_url) != NULL;
   if (p->live_by_loop
           ? choreo_sp_sub_start(&p->live, ps->loop, pub_url, peers_self(ps),
                                 peers_on_live_by_loop, p) != 0

@@ -29,7 +29,7 @@ typedef struct choreo_sp_pub {
  * it all the same. */
 int choreo_sp_pub_start(choreo_sp_pub *p, uv_loop_t *loop, const char *url, const char *who,
                         char *err, size_t errlen);
-/* Subscribers connected and greeted: with none, a frame need not be made. */
+/* Subscribers connected and greeted (`choreo status`: subscribers). */
 int choreo_sp_pub_subscribers(const choreo_sp_pub *p);
 /* Sends a copy of the frame to each subscriber not too far behind. */
 void choreo_sp_pub_send(choreo_sp_pub *p, const void *frame, size_t len);
