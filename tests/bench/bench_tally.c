@@ -33,15 +33,17 @@ static void forward(bench_tally *t, const bench_tally_event *e, int n) {
 }
 
 void bench_tally_ready(bench_tally *t) {
-  bench_tally_event notice = {.index = -1, .sent = 0, .committed = 0};
+  bench_tally_event notice = {.index = -1, .sent = 0, .received = 0, .committed = 0};
   forward(t, &notice, 1);
 }
 
-void bench_tally_stored(bench_tally *t, long index, const void *payload, int len) {
+void bench_tally_stored(bench_tally *t, long index, const void *payload, int len,
+                        double received) {
   if (t->n == BENCH_TALLY_BATCH) bench_fail("more than %d events in a transaction", t->n);
   bench_tally_event *e = &t->batch[t->n++];
   e->index = index;
   e->sent = -1;
+  e->received = received;
   /* The pipeline workload has no use for the send time: don't parse it. */
   if (t->timed || t->forward_fd >= 0) {
     e->sent = bench_payload_sent(payload, (size_t)len);
@@ -51,7 +53,7 @@ void bench_tally_stored(bench_tally *t, long index, const void *payload, int len
 
 static void account(bench_tally *t, const bench_tally_event *e) {
   if (bench_seen_add(&t->seen, e->index) && t->timed)
-    bench_latency_add(&t->lat, e->committed - e->sent);
+    bench_latency_add(&t->lat, e->received - e->sent);
   if (t->committed > 0 && e->committed - t->last_commit > t->max_gap)
     t->max_gap = e->committed - t->last_commit;
   t->last_commit = e->committed;

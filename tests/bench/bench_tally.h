@@ -1,6 +1,7 @@
 /* The consumer's account of what it committed, kept a transaction at a time: which events
  * arrived (a second delivery of one is a duplicate), how long each took from its send to the
- * COMMIT that holds it, and the longest wait between two commits. The consumer of the pipeline
+ * consumer's read that brought it (where choreo's latency ends too: its handler's first line),
+ * and the longest wait between two COMMITs. The consumer of the pipeline
  * and latency workloads keeps its account itself. A consumer process of the restart workload
  * forwards each committed transaction through a pipe to the process that supervises it, which
  * keeps one account across all the consumer processes of the run. */
@@ -19,6 +20,7 @@
 typedef struct bench_tally_event {
   long index;       /* the event's index; -1 for the "ready" notice (bench_tally_ready) */
   double sent;      /* its send time (bench_payload_stamped); -1 when the account needs none */
+  double received;  /* bench_now() when the read that brought it returned, before the BEGIN */
   double committed; /* bench_now() right after the COMMIT that holds it returned */
 } bench_tally_event;
 
@@ -47,9 +49,11 @@ void bench_tally_forward(bench_tally *t, int fd);
 /* Tells the supervisor through the pipe that this consumer is connected and about to read. */
 void bench_tally_ready(bench_tally *t);
 
-/* Notes an event stored in the open transaction. Fails (bench_fail) on a payload without a
- * send time when the account needs one, or on more than BENCH_TALLY_BATCH events. */
-void bench_tally_stored(bench_tally *t, long index, const void *payload, int len);
+/* Notes an event stored in the open transaction, which the consumer's read returned at
+ * `received`. Fails (bench_fail) on a payload without a send time when the account needs one,
+ * or on more than BENCH_TALLY_BATCH events. */
+void bench_tally_stored(bench_tally *t, long index, const void *payload, int len,
+                        double received);
 
 /* The transaction's COMMIT returned at `when`: accounts for its events, or forwards them. */
 void bench_tally_committed(bench_tally *t, double when);

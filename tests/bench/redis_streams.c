@@ -3,7 +3,8 @@
  * the consumer reads with XREADGROUP COUNT 100, commits each batch to SQLite in one
  * transaction and only then XACKs it, so an event counts once it is on the consumer's disk.
  * With --rate, the "latency" benchmark: the producer XADDs each event when its time comes and
- * the same consumer measures each one's time from XADD to the COMMIT that holds it. With
+ * the same consumer measures each one's time from XADD to the XREADGROUP that brings it, as
+ * choreo's is measured to its handler's first line (bench_tally.h). With
  * --restart-every as well, the "restart" benchmark (bench_restart.h): the consumer is a process
  * of its own, replaced as on a deploy; each new one resumes the same group as the same consumer
  * name. The redis-server (appendonly yes, appendfsync everysec) is started by the runner. */
@@ -125,6 +126,7 @@ static const char *field(const redisReply *fields, const char *name, size_t *len
  * it with one XACK. */
 static void consume_batch(redisContext *c, const redis_run *run, bench_sink *sink,
                           bench_tally *tally, const redisReply *entries) {
+  double received = bench_now();
   if (bench_sink_begin(sink) != 0) bench_fail("BEGIN: %s", bench_sink_error(sink));
   for (size_t k = 0; k < entries->elements; k++) {
     const redisReply *e = entries->element[k];
@@ -138,7 +140,7 @@ static void consume_batch(redisContext *c, const redis_run *run, bench_sink *sin
     long index = atol(i);
     if (bench_sink_insert(sink, index, payload, (int)plen) != 0)
       bench_fail("INSERT: %s", bench_sink_error(sink));
-    bench_tally_stored(tally, index, payload, (int)plen);
+    bench_tally_stored(tally, index, payload, (int)plen, received);
   }
   if (bench_sink_commit(sink) != 0) bench_fail("COMMIT: %s", bench_sink_error(sink));
   bench_tally_committed(tally, bench_now());
