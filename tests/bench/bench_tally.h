@@ -1,10 +1,10 @@
 /* The consumer's account of what it committed, kept a transaction at a time: which events
  * arrived (a second delivery of one is a duplicate), how long each took from its send to the
  * consumer's read that brought it (where choreo's latency ends too: its handler's first line),
- * and the longest wait between two COMMITs. The consumer of the pipeline
- * and latency workloads keeps its account itself. A consumer process of the restart workload
- * forwards each committed transaction through a pipe to the process that supervises it, which
- * keeps one account across all the consumer processes of the run. */
+ * and the longest wait between two COMMITs. The consumer of the pipeline and latency workloads
+ * keeps its account itself. A consumer process of the restart workload forwards each committed
+ * transaction through a pipe to the process that supervises it, which keeps one account across
+ * all the consumer processes of the run. */
 #ifndef BENCH_TALLY_H
 #define BENCH_TALLY_H
 

@@ -7,7 +7,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -58,6 +60,13 @@ static inline void temp_endpoint_make(temp_endpoint *e, const char *test, const 
   CHECK(mkdtemp(e->dir) != NULL);
   snprintf(e->path, sizeof e->path, "%s/%s", e->dir, file);
   snprintf(e->url, sizeof e->url, "ipc://%s", e->path);
+}
+
+/* The endpoint's socket address, for a test that binds or connects a raw socket there. */
+static inline struct sockaddr_un temp_endpoint_address(const temp_endpoint *e) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", e->path);
+  return sa;
 }
 
 #endif

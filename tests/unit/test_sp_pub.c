@@ -69,8 +69,7 @@ static void send_numbered(fixture *f, int n, size_t len) {
 /* A bare client that greets with protocol and then reads nothing. */
 static int raw_client(const fixture *f, int protocol) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->at.path);
+  struct sockaddr_un sa = temp_endpoint_address(&f->at);
   CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
   const unsigned char greeting[] = {0, 'S', 'P', 0, 0, (unsigned char)protocol, 0, 0};
   CHECK(write(fd, greeting, sizeof greeting) == (ssize_t)sizeof greeting);

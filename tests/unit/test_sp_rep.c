@@ -155,8 +155,7 @@ static void test_clients_get_the_answers_to_their_own_requests(void) {
 /* A bare connection to the endpoint, reads timing out after 2 s. */
 static int raw_connect(const fixture *f) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->at.path);
+  struct sockaddr_un sa = temp_endpoint_address(&f->at);
   struct timeval two = {.tv_sec = 2};
   CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &two, sizeof two) == 0);
   CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
@@ -208,8 +207,7 @@ static void test_paths_taken_over_refused_and_removed(void) {
   fixture_open(&f);
   /* A socket file nobody listens on, as a killed host leaves it. */
   int dead = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f.at.path);
+  struct sockaddr_un sa = temp_endpoint_address(&f.at);
   CHECK(bind(dead, (struct sockaddr *)&sa, sizeof sa) == 0);
   close(dead);
   char err[256] = "";

@@ -160,8 +160,7 @@ static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void
 /* A fake publisher: a Unix socket listening on f's path, its connections taken by hand. */
 static int fake_listen(const fixture *f) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", f->at.path);
+  struct sockaddr_un sa = temp_endpoint_address(&f->at);
   CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0);
   return fd;
 }
