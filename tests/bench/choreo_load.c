@@ -2,16 +2,22 @@
  * would, through its control socket. Every millisecond it publishes the events due by then in
  * one request (one transaction), as a client at a high rate batches its writes. Each event's
  * data is {"i": n, "t": seconds} with t on CLOCK_REALTIME, the clock choreo.now() reads, so a
- * handler can compute publish-to-handler latency. */
+ * handler can compute publish-to-handler latency. It is a client as thin as the Redis
+ * benchmark's (hiredis): one thread that writes each request and reads its reply itself
+ * (sp_req.h); --nng makes it an NNG REQ socket instead. */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "sp_req.h"
+
 #define TICK_S 0.001
 #define MAX_BATCH 1000
+#define REQUEST_TIMEOUT_S 5
 
 static double load_wall(void) {
   struct timespec ts;
@@ -27,54 +33,86 @@ static void load_sleep_until(double when) {
   nanosleep(&ts, NULL);
 }
 
-/* Sends the request and waits for its reply (NUL-terminated, as the control socket answers);
+/* The control socket's client: this thread's own connection (sp_req.h), or with --nng an NNG
+ * REQ socket as most clients would open, to measure what NNG's threads add. */
+typedef struct load_client {
+  bench_sp_req thin;
+  nng_socket s;
+  nng_aio *aio; /* one for every request and reply (see load_nng_open) */
+  nng_msg *reply;
+} load_client;
+
+static int load_nng_open(load_client *c, const char *url) {
+  if (nng_req0_open(&c->s) || nng_dial(c->s, url, NULL, 0)) {
+    fprintf(stderr, "bench_choreo_load: cannot connect to %s\n", url);
+    return -1;
+  }
+  /* nng_send and nng_recv allocate an aio per call, and NNG 1.5 draws each one's id from
+   * getrandom(2), a system call between the event's time stamp and its arrival. */
+  if (nng_aio_alloc(&c->aio, NULL, NULL)) {
+    fprintf(stderr, "bench_choreo_load: out of memory\n");
+    return -1;
+  }
+  nng_aio_set_timeout(c->aio, REQUEST_TIMEOUT_S * 1000);
+  return 0;
+}
+
+/* Sends the request and waits for its reply, NUL-terminated as the control socket answers;
  * NULL when either fails. */
-static nng_msg *load_request(nng_socket s, nng_aio *aio, const char *req, size_t len) {
+static const char *load_request(load_client *c, const char *req, size_t len) {
+  if (c->thin.fd >= 0) {
+    size_t n;
+    const char *reply = bench_sp_req_call(&c->thin, req, len, &n);
+    return reply && n > 0 && reply[n - 1] == '\0' ? reply : NULL;
+  }
   nng_msg *msg;
+  if (c->reply) nng_msg_free(c->reply);
+  c->reply = NULL;
   if (nng_msg_alloc(&msg, len)) return NULL;
   memcpy(nng_msg_body(msg), req, len);
-  nng_aio_set_msg(aio, msg);
-  nng_send_aio(s, aio);
-  nng_aio_wait(aio);
-  if (nng_aio_result(aio)) {
+  nng_aio_set_msg(c->aio, msg);
+  nng_send_aio(c->s, c->aio);
+  nng_aio_wait(c->aio);
+  if (nng_aio_result(c->aio)) {
     nng_msg_free(msg);
     return NULL;
   }
-  nng_recv_aio(s, aio);
-  nng_aio_wait(aio);
-  if (nng_aio_result(aio)) return NULL;
-  msg = nng_aio_get_msg(aio);
-  if (nng_msg_len(msg) == 0 || ((char *)nng_msg_body(msg))[nng_msg_len(msg) - 1] != '\0') {
-    nng_msg_free(msg);
-    return NULL;
-  }
-  return msg;
+  nng_recv_aio(c->s, c->aio);
+  nng_aio_wait(c->aio);
+  if (nng_aio_result(c->aio)) return NULL;
+  c->reply = nng_aio_get_msg(c->aio);
+  size_t n = nng_msg_len(c->reply);
+  const char *body = nng_msg_body(c->reply);
+  return n > 0 && body[n - 1] == '\0' ? body : NULL;
+}
+
+static void load_close(load_client *c) {
+  bench_sp_req_close(&c->thin);
+  if (c->reply) nng_msg_free(c->reply);
+  if (c->aio) nng_aio_free(c->aio);
+  if (nng_socket_id(c->s) > 0) nng_close(c->s);
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: bench_choreo_load CTL_URL RATE SECONDS\n");
+  bool use_nng = argc == 5 && strcmp(argv[1], "--nng") == 0;
+  if (argc != 4 && !use_nng) {
+    fprintf(stderr, "usage: bench_choreo_load [--nng] CTL_URL RATE SECONDS\n");
     return 2;
   }
+  argv += use_nng;
   double rate = atof(argv[2]), seconds = atof(argv[3]);
   if (rate <= 0 || seconds <= 0) {
     fprintf(stderr, "bench_choreo_load: RATE and SECONDS must be positive\n");
     return 2;
   }
-  nng_socket s;
-  if (nng_req0_open(&s) || nng_dial(s, argv[1], NULL, 0)) {
-    fprintf(stderr, "bench_choreo_load: cannot connect to %s\n", argv[1]);
+  load_client client = {.thin = {.fd = -1}, .s = NNG_SOCKET_INITIALIZER};
+  char err[256];
+  if (use_nng ? load_nng_open(&client, argv[1])
+              : bench_sp_req_open(&client.thin, argv[1], REQUEST_TIMEOUT_S, err, sizeof err)) {
+    if (!use_nng) fprintf(stderr, "bench_choreo_load: %s\n", err);
+    load_close(&client);
     return 1;
   }
-  /* One aio for every request and reply: nng_send and nng_recv allocate one per call, and NNG
-   * 1.5 draws each one's id from getrandom(2), a system call between the event's time stamp and
-   * its arrival (the hosts do the same: bus.h). */
-  nng_aio *aio;
-  if (nng_aio_alloc(&aio, NULL, NULL)) {
-    fprintf(stderr, "bench_choreo_load: out of memory\n");
-    return 1;
-  }
-  nng_aio_set_timeout(aio, 5000);
   static char req[MAX_BATCH * 48 + 128];
   long sent = 0, failed = 0, total = (long)(rate * seconds);
   double start = load_wall();
@@ -91,14 +129,12 @@ int main(int argc, char **argv) {
       len += snprintf(req + len, sizeof req - (size_t)len, "%s\"{\\\"i\\\":%ld,\\\"t\\\":%.6f}\"",
                       k ? "," : "", sent + failed + k + 1, now);
     len += snprintf(req + len, sizeof req - (size_t)len, "]}");
-    nng_msg *reply = load_request(s, aio, req, (size_t)len + 1);
-    if (reply && strstr(nng_msg_body(reply), "\"ok\":true")) sent += n;
+    const char *reply = load_request(&client, req, (size_t)len + 1);
+    if (reply && strstr(reply, "\"ok\":true")) sent += n;
     else failed += n;
-    if (reply) nng_msg_free(reply);
   }
   double took = load_wall() - start;
-  nng_aio_free(aio);
-  nng_close(s);
+  load_close(&client);
   printf("{\"sent\": %ld, \"failed\": %ld, \"offered_per_s\": %.1f}\n", sent, failed, sent / took);
   return failed ? 1 : 0;
 }
