@@ -20,7 +20,8 @@ int choreo_sp_pub_subscribers(const choreo_sp_pub *p) {
   return n;
 }
 
-void choreo_sp_pub_send(choreo_sp_pub *p, const void *frame, size_t len) {
+int choreo_sp_pub_send(choreo_sp_pub *p, const void *frame, size_t len) {
+  int sent = 0;
   for (choreo_sp_accepted *a = p->listener.conns; a; a = a->next) {
     if (!a->conn.up) continue;
     if (choreo_sp_conn_unsent(&a->conn) + len > CHOREO_SP_PUB_BEHIND_MAX) {
@@ -29,7 +30,9 @@ void choreo_sp_pub_send(choreo_sp_pub *p, const void *frame, size_t len) {
     }
     p->listener.warned = false; /* a good subscriber ends a row of bad connections */
     choreo_sp_conn_send(&a->conn, NULL, 0, frame, len);
+    sent++;
   }
+  return sent;
 }
 
 void choreo_sp_pub_stop(choreo_sp_pub *p) { choreo_sp_unlisten(&p->listener); }

@@ -31,8 +31,8 @@ int choreo_sp_pub_start(choreo_sp_pub *p, uv_loop_t *loop, const char *url, cons
                         char *err, size_t errlen);
 /* Subscribers connected and greeted (`choreo status`: subscribers). */
 int choreo_sp_pub_subscribers(const choreo_sp_pub *p);
-/* Sends a copy of the frame to each subscriber not too far behind. */
-void choreo_sp_pub_send(choreo_sp_pub *p, const void *frame, size_t len);
+/* Sends a copy of the frame to each subscriber not too far behind; how many it went to. */
+int choreo_sp_pub_send(choreo_sp_pub *p, const void *frame, size_t len);
 /* Closes the listener and every connection, and removes the path. Safe on a zeroed struct and
  * twice. */
 void choreo_sp_pub_stop(choreo_sp_pub *p);

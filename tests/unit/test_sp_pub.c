@@ -59,11 +59,16 @@ static void on_sub_closed(void *ud) { ((fixture *)ud)->sub_closed = true; }
     CHECK(held_);                                                           \
   } while (0)
 
-static void send_numbered(fixture *f, int n, size_t len) {
+/* How many subscribers the frame went to: each connected one, but those too far behind. */
+static int send_numbered(fixture *f, int n, size_t len) {
   char *frame = calloc(1, len);
   memcpy(frame, &n, sizeof n);
-  choreo_sp_pub_send(&f->pub, frame, len);
+  int subscribers = choreo_sp_pub_subscribers(&f->pub);
+  uint64_t dropped = f->pub.dropped;
+  int sent = choreo_sp_pub_send(&f->pub, frame, len);
+  CHECK(sent == subscribers - (int)(f->pub.dropped - dropped));
   free(frame);
+  return sent;
 }
 
 /* A bare client that greets with protocol and then reads nothing. */
@@ -93,7 +98,7 @@ static void test_every_subscriber_gets_every_frame_unless_it_falls_behind(void) 
   CHECK(nng_dial(nsub, f.at.url, NULL, NNG_FLAG_NONBLOCK) == 0);
   int wrong = raw_client(&f, 0x30); /* REQ */
   RUN_UNTIL(&f, choreo_sp_pub_subscribers(&f.pub) == 2);
-  for (int i = 0; i < SMALL; i++) send_numbered(&f, i, 64);
+  for (int i = 0; i < SMALL; i++) CHECK(send_numbered(&f, i, 64) == 2);
   RUN_UNTIL(&f, f.got == SMALL);
   for (int i = 0; i < SMALL; i++) {
     void *buf;
