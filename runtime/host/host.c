@@ -105,9 +105,7 @@ uv_loop_t *choreo_host_loop(choreo_host *h) { return h->loop; }
  * the loop (the reply to a client, the timers, the next poll), ~25 µs a message at 1k/s on this
  * project's VM. Yielding the CPU lets them take the frame first (README, "Latency"); when none
  * waits on this CPU, the system call returns at once. */
-static void host_hand_over(bool woke_local) {
-  if (woke_local) sched_yield();
-}
+static void host_hand_over(void) { sched_yield(); }
 
 static void host_publish(choreo_host *h) {
   int64_t head, own;
@@ -130,7 +128,7 @@ static void host_publish(choreo_host *h) {
     }
     h->published += n;
   }
-  host_hand_over(woke_local);
+  if (woke_local) host_hand_over();
 }
 
 /* One uv_timer per kind of durable timer, armed for the earliest due row. Never for 0 ms: a

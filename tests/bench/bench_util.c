@@ -229,3 +229,26 @@ void bench_seen_free(bench_seen *s) {
   free(s->bits);
   s->bits = NULL;
 }
+
+int bench_write_all(int fd, const void *buf, size_t n) {
+  for (const char *p = buf; n > 0;) {
+    ssize_t k = write(fd, p, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+int bench_read_all(int fd, void *buf, size_t n) {
+  for (char *p = buf; n > 0;) {
+    ssize_t k = read(fd, p, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k == 0) errno = 0;
+    if (k <= 0) return -1;
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}

@@ -66,6 +66,11 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
  * Letters, digits and '_' only, so that it fits inside a NATS subject or stream name. */
 void bench_run_name(char *buf, size_t len, const bench_args *a);
 
+/* Writes, or reads, all n bytes on a blocking descriptor, through interruptions by signals; 0,
+ * or -1 with errno set (0 for a read that met the end first). */
+int bench_write_all(int fd, const void *buf, size_t n);
+int bench_read_all(int fd, void *buf, size_t n);
+
 /* Prints "<program>: <message>" on stderr and exits 1. */
 void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

@@ -1,39 +1,27 @@
 /* A REQ client its caller's thread reads and writes alone (see sp_req.h). */
 #include "sp_req.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "sp_wire.h"
 
 #define REPLY_MAX (64u << 20) /* no control reply comes near it: a longer one is a broken peer */
 
-static int write_all(int fd, struct iovec *iov, int n) {
-  while (n > 0) {
-    ssize_t k = writev(fd, iov, n);
-    if (k <= 0) return -1;
-    for (; n > 0 && (size_t)k >= iov->iov_len; iov++, n--) k -= (ssize_t)iov->iov_len;
-    if (n > 0) {
-      iov->iov_base = (char *)iov->iov_base + k;
-      iov->iov_len -= (size_t)k;
-    }
-  }
-  return 0;
-}
-
-static int read_all(int fd, void *buf, size_t n) {
-  for (char *p = buf; n > 0;) {
-    ssize_t k = read(fd, p, n);
-    if (k <= 0) return -1;
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
+/* Room for n bytes in *buf, grown as needed; false when there is no memory. */
+static bool room(char **buf, size_t *cap, size_t n) {
+  if (n <= *cap) return true;
+  char *grown = realloc(*buf, n);
+  if (!grown) return false;
+  *buf = grown;
+  *cap = n;
+  return true;
 }
 
 int bench_sp_req_open(bench_sp_req *r, const char *url, int timeout_s, char *err, size_t errlen) {
@@ -48,12 +36,11 @@ int bench_sp_req_open(bench_sp_req *r, const char *url, int timeout_s, char *err
   struct timeval limit = {.tv_sec = timeout_s};
   uint8_t ours[CHOREO_SP_GREETING_SIZE], theirs[CHOREO_SP_GREETING_SIZE];
   choreo_sp_greeting(ours, CHOREO_SP_REQ);
-  struct iovec iov = {ours, sizeof ours};
   r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (r->fd < 0 || setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) ||
       setsockopt(r->fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) ||
-      connect(r->fd, (struct sockaddr *)&addr, sizeof addr) || write_all(r->fd, &iov, 1) ||
-      read_all(r->fd, theirs, sizeof theirs)) {
+      connect(r->fd, (struct sockaddr *)&addr, sizeof addr) ||
+      bench_write_all(r->fd, ours, sizeof ours) || bench_read_all(r->fd, theirs, sizeof theirs)) {
     snprintf(err, errlen, "cannot connect to %s", url);
     bench_sp_req_close(r);
     return -1;
@@ -70,27 +57,25 @@ int bench_sp_req_open(bench_sp_req *r, const char *url, int timeout_s, char *err
 const char *bench_sp_req_call(bench_sp_req *r, const void *req, size_t len, size_t *reply_len) {
   /* The backtrace REP sends back: one word, the request's id with its top bit set. */
   uint32_t id = r->next_id++ | CHOREO_SP_BACKTRACE_END;
-  uint8_t head[CHOREO_SP_HEADER_SIZE + 4], reply_head[CHOREO_SP_HEADER_SIZE];
-  choreo_sp_header(head, len + 4);
-  for (int i = 0; i < 4; i++) head[CHOREO_SP_HEADER_SIZE + i] = (uint8_t)(id >> (24 - 8 * i));
-  struct iovec iov[2] = {{head, sizeof head}, {(void *)req, len}};
+  size_t size = CHOREO_SP_HEADER_SIZE + 4 + len; /* one write: header, backtrace, request */
+  if (!room(&r->out, &r->out_cap, size)) return NULL;
+  uint8_t *m = (uint8_t *)r->out, reply_head[CHOREO_SP_HEADER_SIZE];
+  choreo_sp_header(m, len + 4);
+  for (int i = 0; i < 4; i++) m[CHOREO_SP_HEADER_SIZE + i] = (uint8_t)(id >> (24 - 8 * i));
+  memcpy(m + CHOREO_SP_HEADER_SIZE + 4, req, len);
   uint64_t n;
-  if (write_all(r->fd, iov, 2) || read_all(r->fd, reply_head, sizeof reply_head) ||
-      !choreo_sp_header_length(reply_head, &n) || n < 4 || n > REPLY_MAX)
+  if (bench_write_all(r->fd, m, size) || bench_read_all(r->fd, reply_head, sizeof reply_head) ||
+      !choreo_sp_header_length(reply_head, &n) || n < 4 || n > REPLY_MAX ||
+      !room(&r->reply, &r->reply_cap, n) || bench_read_all(r->fd, r->reply, n) ||
+      memcmp(r->reply, m + CHOREO_SP_HEADER_SIZE, 4))
     return NULL;
-  if (n > r->cap) {
-    char *grown = realloc(r->reply, n);
-    if (!grown) return NULL;
-    r->reply = grown;
-    r->cap = n;
-  }
-  if (read_all(r->fd, r->reply, n) || memcmp(r->reply, head + CHOREO_SP_HEADER_SIZE, 4)) return NULL;
   *reply_len = n - 4;
   return r->reply + 4;
 }
 
 void bench_sp_req_close(bench_sp_req *r) {
   if (r->fd >= 0) close(r->fd);
+  free(r->out);
   free(r->reply);
   *r = (bench_sp_req){.fd = -1};
 }

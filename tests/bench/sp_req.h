@@ -12,8 +12,10 @@
 typedef struct bench_sp_req {
   int fd;
   uint32_t next_id;
-  char *reply; /* the last reply's body, its backtrace taken off */
-  size_t cap;
+  char *out; /* the request being sent, framed */
+  size_t out_cap;
+  char *reply; /* the last reply, its backtrace first */
+  size_t reply_cap;
 } bench_sp_req;
 
 /* Connects to url (ipc://PATH) and exchanges the greetings; every read and write afterwards

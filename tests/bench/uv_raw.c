@@ -36,18 +36,9 @@ static struct sockaddr_un socket_address(const char *path) {
   return sa;
 }
 
-static void write_all(int fd, const unsigned char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) bench_fail("write: %s", strerror(errno));
-    p += w;
-    n -= (size_t)w;
-  }
-}
-
 static void send_event(void *ctx, const unsigned char *payload) {
-  write_all(*(int *)ctx, payload, bench_payload_size);
+  if (bench_write_all(*(int *)ctx, payload, bench_payload_size))
+    bench_fail("write: %s", strerror(errno));
 }
 
 /* The publisher, a process of its own: the listening socket is made before the fork, so the
