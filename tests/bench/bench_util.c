@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -228,6 +229,13 @@ int bench_seen_add(bench_seen *s, long i) {
 void bench_seen_free(bench_seen *s) {
   free(s->bits);
   s->bits = NULL;
+}
+
+struct sockaddr_un bench_unix_address(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path) bench_fail("socket path too long: %s", path);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  return sa;
 }
 
 int bench_write_all(int fd, const void *buf, size_t n) {

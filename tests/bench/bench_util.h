@@ -5,6 +5,7 @@
 #define BENCH_UTIL_H
 
 #include <stddef.h>
+#include <sys/un.h>
 
 /* Every event carries this many payload bytes, as in the "pipeline" workload. */
 #define BENCH_PAYLOAD_DEFAULT 100
@@ -65,6 +66,9 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
  * process id and the time), or the one --consumer-of gives a consumer of the restart workload.
  * Letters, digits and '_' only, so that it fits inside a NATS subject or stream name. */
 void bench_run_name(char *buf, size_t len, const bench_args *a);
+
+/* The address of the Unix socket at path; fails (bench_fail) when the path is too long for one. */
+struct sockaddr_un bench_unix_address(const char *path);
 
 /* Writes, or reads, all n bytes on a blocking descriptor, through interruptions by signals; 0,
  * or -1 with errno set (0 for a read that met the end first). */

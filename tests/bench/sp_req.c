@@ -31,8 +31,7 @@ int bench_sp_req_open(bench_sp_req *r, const char *url, int timeout_s, char *err
     snprintf(err, errlen, "%s is not an ipc:// URL a Unix socket can take", url);
     return -1;
   }
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  memcpy(addr.sun_path, path, strlen(path) + 1);
+  struct sockaddr_un addr = bench_unix_address(path);
   struct timeval limit = {.tv_sec = timeout_s};
   uint8_t ours[CHOREO_SP_GREETING_SIZE], theirs[CHOREO_SP_GREETING_SIZE];
   choreo_sp_greeting(ours, CHOREO_SP_REQ);

@@ -29,13 +29,6 @@ static const char *socket_path(const char *url) {
   return url + 6;
 }
 
-static struct sockaddr_un socket_address(const char *path) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof sa.sun_path) bench_fail("socket path too long: %s", path);
-  strcpy(sa.sun_path, path);
-  return sa;
-}
-
 static void send_event(void *ctx, const unsigned char *payload) {
   if (bench_write_all(*(int *)ctx, payload, bench_payload_size))
     bench_fail("write: %s", strerror(errno));
@@ -96,7 +89,7 @@ int main(int argc, char **argv) {
   bench_args_parse(&a, argc, argv, BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_RATE, usage);
   if (a.rate <= 0) bench_fail("uv_raw measures latency only: give --rate and --seconds");
   const char *path = socket_path(a.url);
-  struct sockaddr_un sa = socket_address(path);
+  struct sockaddr_un sa = bench_unix_address(path);
   unlink(path);
   int listener = socket(AF_UNIX, SOCK_STREAM, 0);
   if (listener < 0 || bind(listener, (struct sockaddr *)&sa, sizeof sa) != 0 ||
