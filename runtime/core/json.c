@@ -22,7 +22,7 @@
 
 typedef struct json_packer {
   msgpack_packer pk;
-  const char *scan; /* where to look for the next number literal in the source text */
+  const char *scan, *end; /* where to look for the next number literal in the source text */
   char *err;
   size_t errlen;
 } json_packer;
@@ -40,12 +40,12 @@ static void json_error(char *err, size_t errlen, const char *fmt, ...) {
  * n-th literal found here. The text has already been parsed successfully, so every '-' or digit
  * outside a string starts a number, and the literal ends at the first character that cannot
  * continue one (cJSON would have failed on a literal that strtod did not consume entirely). */
-static const char *json_next_number(const char **cursor, size_t *len) {
+static const char *json_next_number(const char **cursor, const char *end, size_t *len) {
   const char *s = *cursor;
   bool in_string = false;
-  for (; *s; s++) {
+  for (; s < end && *s; s++) {
     if (in_string) {
-      if (*s == '\\' && s[1]) s++;
+      if (*s == '\\' && s + 1 < end && s[1]) s++;
       else if (*s == '"') in_string = false;
     } else if (*s == '"') {
       in_string = true;
@@ -54,7 +54,7 @@ static const char *json_next_number(const char **cursor, size_t *len) {
     }
   }
   const char *start = s;
-  while (*s && strchr("+-.0123456789eE", *s)) s++;
+  while (s < end && *s && strchr("+-.0123456789eE", *s)) s++;
   *len = (size_t)(s - start);
   *cursor = s;
   return start;
@@ -64,7 +64,7 @@ static const char *json_next_number(const char **cursor, size_t *len) {
  * the literal is reparsed rather than trusting cJSON's double. Everything else is a double. */
 static int json_pack_number(json_packer *jp, const cJSON *item) {
   size_t n;
-  const char *lit = json_next_number(&jp->scan, &n);
+  const char *lit = json_next_number(&jp->scan, jp->end, &n);
   char digits[24];
   if (n > 0 && n < sizeof digits && strspn(lit, "-0123456789") == n) {
     memcpy(digits, lit, n);
@@ -116,6 +116,18 @@ static int json_pack(json_packer *jp, const cJSON *item, int level) {
   return rc != 0 ? CHOREO_ENOMEM : 0;
 }
 
+/* Packs the tree at item into out, all or nothing. */
+static int json_pack_all(json_packer *jp, const cJSON *item, msgpack_sbuffer *out) {
+  msgpack_packer_init(&jp->pk, out, msgpack_sbuffer_write);
+  size_t mark = out->size;
+  int rc = json_pack(jp, item, 0);
+  if (rc != 0) {
+    if (rc == CHOREO_ENOMEM) json_error(jp->err, jp->errlen, "out of memory");
+    out->size = mark;
+  }
+  return rc;
+}
+
 int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, size_t errlen) {
   const char *end = json;
   cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
@@ -123,15 +135,32 @@ int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, si
     json_error(err, errlen, "invalid JSON at offset %zu", (size_t)(end - json));
     return CHOREO_EINVAL;
   }
-  json_packer jp = {.scan = json, .err = err, .errlen = errlen};
-  msgpack_packer_init(&jp.pk, out, msgpack_sbuffer_write);
-  size_t mark = out->size;
-  int rc = json_pack(&jp, root, 0);
+  json_packer jp = {.scan = json, .end = json + strlen(json), .err = err, .errlen = errlen};
+  int rc = json_pack_all(&jp, root, out);
   cJSON_Delete(root);
-  if (rc != 0) {
-    if (rc == CHOREO_ENOMEM) json_error(err, errlen, "out of memory");
-    out->size = mark; /* all or nothing */
-  }
+  return rc;
+}
+
+size_t choreo_json_count_numbers(const cJSON *item) {
+  if (cJSON_IsNumber(item)) return 1;
+  size_t n = 0;
+  const cJSON *child;
+  cJSON_ArrayForEach(child, item) n += choreo_json_count_numbers(child);
+  return n;
+}
+
+void choreo_json_reader_init(choreo_json_reader *r, const char *text, size_t len, size_t skip) {
+  size_t n;
+  r->scan = text;
+  r->end = text + len;
+  while (skip--) json_next_number(&r->scan, r->end, &n);
+}
+
+int choreo_json_pack_value(choreo_json_reader *r, const cJSON *value, msgpack_sbuffer *out,
+                           char *err, size_t errlen) {
+  json_packer jp = {.scan = r->scan, .end = r->end, .err = err, .errlen = errlen};
+  int rc = json_pack_all(&jp, value, out);
+  r->scan = jp.scan;
   return rc;
 }
 

@@ -13,6 +13,19 @@
  * in err (e.g. "invalid JSON near 'x'", "nesting deeper than 30"). */
 int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, size_t errlen);
 
+/* Values inside a document cJSON parsed, packed as choreo_json_to_msgpack packs a text (a
+ * request's data, parsed once with the request): each integer is read again from its literal
+ * in the document's text, so the values must be packed in the order they come in the text.
+ * skip is the number of number literals before the first one (choreo_json_count_numbers of
+ * everything before it). After a failure the reader is spent. */
+typedef struct choreo_json_reader {
+  const char *scan, *end;
+} choreo_json_reader;
+size_t choreo_json_count_numbers(const cJSON *item);
+void choreo_json_reader_init(choreo_json_reader *r, const char *text, size_t len, size_t skip);
+int choreo_json_pack_value(choreo_json_reader *r, const cJSON *value, msgpack_sbuffer *out,
+                           char *err, size_t errlen);
+
 /* Converts a msgpack value to a cJSON tree. UTF-8 text stays a string (NUL bytes escaped);
  * binary (bin, ext, or a string that is not UTF-8) becomes {"$base64": "..."}; non-string map
  * keys are printed. Returns NULL on allocation failure. The caller frees with cJSON_Delete. */

@@ -53,11 +53,15 @@ static bool control_knows(choreo_host *h, const char *name) {
   return false;
 }
 
-/* publish/send: "type", optional "to" (send), either "data" (one JSON text) or "batch" (an
- * array of JSON texts: one message each, committed together), optional "subject",
- * "traceparent" (W3C trace context) and "expect" (the stream version a command's sender saw), and optional "key": a request with a
- * key seen before appends nothing and answers the first one's id, with "repeated". */
-static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
+/* publish/send: "type", optional "to" (send), either "data" or "batch" (an array of 1 to
+ * 10,000 data: one message each, committed together), optional "subject", "traceparent" (W3C
+ * trace context) and "expect" (the stream version a command's sender saw), and optional "key":
+ * a request with a key seen before appends nothing and answers the first one's id, with
+ * "repeated". A data is any JSON value; a string is JSON text, parsed in its turn (the form
+ * clients used before values were taken: packing a value parsed with the request saves the
+ * second parse on the way of every publish). */
+static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *body, size_t len,
+                           const char *kind) {
   const char *type = control_string(req, "type");
   const char *to = control_string(req, "to");
   const char *key = control_string(req, "key"); /* a resent request appends nothing again */
@@ -78,26 +82,36 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *kind) {
   if (to && !choreo_name_valid(to)) return control_error("invalid destination '%s'", to);
   int n = batch ? cJSON_GetArraySize(batch) : 1;
   if (batch && (!cJSON_IsArray(batch) || n < 1 || n > CONTROL_BATCH_MAX))
-    return control_error("%s", "batch must be an array of 1 to 10000 JSON texts");
+    return control_error("%s", "batch must be an array of 1 to 10000 data");
+  /* the values' integers are read from the request's text: past the numbers before them */
+  const cJSON *payload = batch ? batch : single;
+  size_t numbers_before = 0;
+  for (const cJSON *m = req->child; payload && m != payload; m = m->next)
+    numbers_before += choreo_json_count_numbers(m);
+  choreo_json_reader values;
+  choreo_json_reader_init(&values, body, len, numbers_before);
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   size_t ends[n], lens[n];
   const char *datas[n];
   char err[256];
-  int rc = 0;
-  for (int i = 0; i < n && !rc; i++) {
+  int rc = 0, i;
+  for (i = 0; i < n && !rc; i++) {
     const cJSON *item = batch ? cJSON_GetArrayItem(batch, i) : single;
-    if (item && !cJSON_IsString(item)) rc = CHOREO_EINVAL;
-    if (!rc && item && choreo_json_to_msgpack(item->valuestring, &sb, err, sizeof err))
-      rc = CHOREO_ESCRIPT;
+    if (item)
+      rc = cJSON_IsString(item) ? choreo_json_to_msgpack(item->valuestring, &sb, err, sizeof err)
+                                : choreo_json_pack_value(&values, item, &sb, err, sizeof err);
     ends[i] = sb.size;
   }
   if (rc) {
     msgpack_sbuffer_destroy(&sb);
-    return rc == CHOREO_EINVAL ? control_error("%s", "data must be JSON text in a string")
-                               : control_error("%s", err);
+    char where[32] = "data";
+    if (batch) snprintf(where, sizeof where, "batch item %d", i); /* counted from 1 */
+    char text[sizeof where + sizeof err + 2];
+    snprintf(text, sizeof text, "%s: %s", where, err);
+    return control_error("%s", text);
   }
-  for (int i = 0; i < n; i++) { /* the buffer may have moved while growing: point in at the end */
+  for (i = 0; i < n; i++) { /* the buffer may have moved while growing: point in at the end */
     size_t start = i ? ends[i - 1] : 0;
     datas[i] = sb.data ? sb.data + start : NULL;
     lens[i] = ends[i] - start;
@@ -727,9 +741,9 @@ static cJSON *control_answer_tree(choreo_host *h, const char *body, size_t len) 
   if (!op)
     answer = control_error("%s", "request has no op");
   else if (strcmp(op, "publish") == 0)
-    answer = control_emit(h, req, "event");
+    answer = control_emit(h, req, body, len, "event");
   else if (strcmp(op, "send") == 0)
-    answer = control_emit(h, req, "command");
+    answer = control_emit(h, req, body, len, "command");
   else if (strcmp(op, "status") == 0)
     answer = control_status(h);
   else if (strcmp(op, "dead") == 0)

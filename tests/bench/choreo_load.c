@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
     int len = snprintf(req, sizeof req, "{\"op\":\"publish\",\"type\":\"Ping\",\"batch\":[");
     double now = load_wall();
     for (long k = 0; k < n; k++)
-      len += snprintf(req + len, sizeof req - (size_t)len, "%s\"{\\\"i\\\":%ld,\\\"t\\\":%.6f}\"",
+      len += snprintf(req + len, sizeof req - (size_t)len, "%s{\"i\":%ld,\"t\":%.6f}",
                       k ? "," : "", sent + failed + k + 1, now);
     len += snprintf(req + len, sizeof req - (size_t)len, "]}");
     const char *reply = load_request(&client, req, (size_t)len + 1);

@@ -321,6 +321,13 @@ static void control_requests(void) {
   cJSON_AddItemToObject(req, "batch", cJSON_CreateStringArray(batch, 3));
   control_request("publish-batch", req);
 
+  req = control_op("publish", NULL); /* data as values, numbers before them */
+  cJSON_AddStringToObject(req, "type", "Open");
+  cJSON_AddNumberToObject(req, "expect", 3);
+  cJSON_AddItemToObject(req, "batch", cJSON_Parse("[{\"order\": 9007199254740993}, "
+                                                  "\"[1]\", [-1.5e3, true]]"));
+  control_request("publish-values", req);
+
   req = control_op("send", NULL);
   cJSON_AddStringToObject(req, "to", "svc");
   cJSON_AddStringToObject(req, "type", "Ask");

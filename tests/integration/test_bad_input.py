@@ -533,15 +533,33 @@ def hostile_control_requests(w):
         victim.send("victim", "Ok", {"x": 3})
         wait_until(lambda: victim.scalar("select count(*) from got where type = 'Ok'") == 1, 10,
                    "a normal message to be delivered")
-    with w.step("control: publish with data that is not a string of JSON is refused"):
-        # "data" carries JSON text; an object there must not be dropped silently.
+    with w.step("control: data as a JSON value, integers exact past 2^53, numbers before it"):
         head = victim.head()
-        r = poke(w, "req", url, b'{"op": "publish", "type": "T", "data": {"x": 1}}', 2000)
-        answer = reply_json(r)
-        appended = victim.head() - head
-        check(answer.get("ok") is False and appended == 0,
-              "an error answer and nothing appended, got %r and %d message(s) appended "
-              "(without data)" % (answer, appended))
+        big = 2 ** 53 + 1
+        r = poke(w, "req", url, b'{"op": "publish", "type": "Ok", "pad": [1, 2.5, -3], '
+                 b'"data": {"x": %d}}' % big, 2000)
+        check_eq(reply_json(r).get("ok"), True, "the answer to a value: %r" % r)
+        r = poke(w, "req", url, b'{"op": "publish", "type": "Ok", "n": 7, "batch": '
+                 b'[{"x": %d}, "{\\"x\\": 12}", {"x": -%d}]}' % (big + 2, big + 4), 2000)
+        check_eq(reply_json(r).get("ok"), True, "the answer to a batch of both forms: %r" % r)
+        check_eq(victim.head() - head, 4, "messages appended")
+        wait_until(lambda: victim.scalar("select count(*) from got where type = 'Ok'") == 5, 10,
+                   "the four to be delivered")
+        got = [row[0] for row in victim.query("select x from got where type = 'Ok' order by rowid")]
+        check_eq(got[1:], [big, big + 2, 12, -(big + 4)], "the data's x as delivered")
+    for name, request, error in (
+            ("a batch item that is not JSON", b'{"op": "publish", "type": "Ok", '
+             b'"batch": [{"x": 1}, "{bad"]}', r"^batch item 2: invalid JSON at offset \d+$"),
+            ("a number JSON cannot say", b'{"op": "publish", "type": "Ok", "data": {"x": 1e400}}',
+             r"^data: number out of range: 1e400$"),
+            ("data nested 40 deep", b'{"op": "publish", "type": "Ok", "data": %s}'
+             % (b"[" * 40 + b"]" * 40), r"^data: nesting deeper than 30$")):
+        with w.step("control: %s is refused, nothing appended" % name):
+            head = victim.head()
+            answer = reply_json(poke(w, "req", url, request, 2000))
+            check(answer.get("ok") is False and re.match(error, answer.get("error", "")),
+                  "the answer: %r" % answer)
+            check_eq(victim.head() - head, 0, "messages appended")
 
 
 @suite.test

@@ -379,6 +379,57 @@ static void test_binary_payload(void) {
   msgpack_sbuffer_destroy(&buf);
 }
 
+/* Values packed from a parsed document: each integer exact, read from its own literal even
+ * when numbers come before the values and strings between them hold digits; the text ends
+ * without a NUL (a request off the wire), which the reader must not read past. */
+static void test_values_of_a_document(void) {
+  static const char doc[] = "{\"pad\": [1, 2.5, -3e2], \"s\": \"9 \\\" 8\", \"batch\": "
+                            "[{\"x\": 9007199254740993}, \"7\", [-9223372036854775808, 0.5]]}";
+  size_t len = sizeof doc - 1;
+  char *text = malloc(len); /* no NUL after it */
+  memcpy(text, doc, len);
+  cJSON *root = cJSON_ParseWithLength(text, len);
+  CHECK(root != NULL);
+  const cJSON *batch = cJSON_GetObjectItemCaseSensitive(root, "batch");
+  size_t before = 0;
+  for (const cJSON *m = root->child; m != batch; m = m->next) before += choreo_json_count_numbers(m);
+  CHECK(before == 3);
+  choreo_json_reader r;
+  choreo_json_reader_init(&r, text, len, before);
+  const char *want[] = {"{\"x\":9007199254740993}", NULL, "[-9223372036854775808,0.5]"};
+  char err[128];
+  for (int i = 0; i < 3; i++) {
+    const cJSON *item = cJSON_GetArrayItem(batch, i);
+    if (!want[i]) continue; /* a string among the values holds no literal of theirs */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    CHECK(choreo_json_pack_value(&r, item, &sb, err, sizeof err) == 0);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    cJSON *tree = choreo_msgpack_to_cjson(&u.data);
+    char *back = cJSON_PrintUnformatted(tree);
+    CHECK(back && strcmp(back, want[i]) == 0);
+    if (back && strcmp(back, want[i]) != 0) fprintf(stderr, "  item %d came back as %s\n", i, back);
+    free(back);
+    cJSON_Delete(tree);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+  }
+  /* a value JSON cannot say is refused with the text of its literal, nothing packed */
+  static const char bad[] = "{\"data\": [1, 1e400]}";
+  cJSON *broken = cJSON_ParseWithLength(bad, sizeof bad - 1);
+  choreo_json_reader_init(&r, bad, sizeof bad - 1, 0);
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  CHECK(choreo_json_pack_value(&r, broken->child, &sb, err, sizeof err) == CHOREO_EINVAL);
+  CHECK(strcmp(err, "number out of range: 1e400") == 0 && sb.size == 0);
+  msgpack_sbuffer_destroy(&sb);
+  cJSON_Delete(broken);
+  cJSON_Delete(root);
+  free(text);
+}
+
 int main(void) {
   RUN(test_round_trip);
   RUN(test_integers_stay_integers);
@@ -389,5 +440,6 @@ int main(void) {
   RUN(test_msg_to_json);
   RUN(test_strings_and_bytes);
   RUN(test_binary_payload);
+  RUN(test_values_of_a_document);
   return CHECK_DONE();
 }
