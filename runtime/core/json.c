@@ -135,7 +135,8 @@ int choreo_json_to_msgpack(const char *json, msgpack_sbuffer *out, char *err, si
     json_error(err, errlen, "invalid JSON at offset %zu", (size_t)(end - json));
     return CHOREO_EINVAL;
   }
-  json_packer jp = {.scan = json, .end = json + strlen(json), .err = err, .errlen = errlen};
+  /* end: the text's NUL, where a parse that requires one stops */
+  json_packer jp = {.scan = json, .end = end, .err = err, .errlen = errlen};
   int rc = json_pack_all(&jp, root, out);
   cJSON_Delete(root);
   return rc;

@@ -105,10 +105,9 @@ static cJSON *control_emit(choreo_host *h, const cJSON *req, const char *body, s
   }
   if (rc) {
     msgpack_sbuffer_destroy(&sb);
-    char where[32] = "data";
-    if (batch) snprintf(where, sizeof where, "batch item %d", i); /* counted from 1 */
-    char text[sizeof where + sizeof err + 2];
-    snprintf(text, sizeof text, "%s: %s", where, err);
+    char text[sizeof err + 32];
+    if (batch) snprintf(text, sizeof text, "batch item %d: %s", i, err); /* counted from 1 */
+    else snprintf(text, sizeof text, "data: %s", err);
     return control_error("%s", text);
   }
   for (i = 0; i < n; i++) { /* the buffer may have moved while growing: point in at the end */
