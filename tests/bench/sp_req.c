@@ -1,6 +1,8 @@
 /* A REQ client its caller's thread reads and writes alone (see sp_req.h). */
 #include "sp_req.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,7 @@ static bool room(char **buf, size_t *cap, size_t n) {
 }
 
 int bench_sp_req_open(bench_sp_req *r, const char *url, int timeout_s, char *err, size_t errlen) {
-  *r = (bench_sp_req){.fd = -1, .next_id = 1};
+  *r = (bench_sp_req){.fd = -1, .next_id = 1, .timeout_ms = timeout_s * 1000};
   const char *path = choreo_sp_ipc_path(url);
   if (!path) {
     snprintf(err, errlen, "%s is not an ipc:// URL a Unix socket can take", url);
@@ -53,6 +55,20 @@ int bench_sp_req_open(bench_sp_req *r, const char *url, int timeout_s, char *err
   return 0;
 }
 
+/* Waits in poll(2) for the reply, not in read(2): a reader blocked on a Unix socket is woken
+ * each time its peer reads what it sent (the kernel tells the socket's sleepers that there is
+ * room to write, and a blocked read does not filter what it is woken for), and on a two-CPU
+ * machine that wake-up lands on the host's CPU while it handles the request. An NNG REQ socket
+ * or any client on poll or epoll is not woken so; hiredis over TCP, the Redis peer's, is not
+ * either (TCP wakes writers only when one ran out of room). */
+static bool sp_req_readable(bench_sp_req *r) {
+  struct pollfd p = {.fd = r->fd, .events = POLLIN};
+  int rc;
+  do rc = poll(&p, 1, r->timeout_ms);
+  while (rc < 0 && errno == EINTR);
+  return rc == 1;
+}
+
 const char *bench_sp_req_call(bench_sp_req *r, const void *req, size_t len, size_t *reply_len) {
   /* The backtrace REP sends back: one word, the request's id with its top bit set. */
   uint32_t id = r->next_id++ | CHOREO_SP_BACKTRACE_END;
@@ -63,7 +79,8 @@ const char *bench_sp_req_call(bench_sp_req *r, const void *req, size_t len, size
   for (int i = 0; i < 4; i++) m[CHOREO_SP_HEADER_SIZE + i] = (uint8_t)(id >> (24 - 8 * i));
   memcpy(m + CHOREO_SP_HEADER_SIZE + 4, req, len);
   uint64_t n;
-  if (bench_write_all(r->fd, m, size) || bench_read_all(r->fd, reply_head, sizeof reply_head) ||
+  if (bench_write_all(r->fd, m, size) || !sp_req_readable(r) ||
+      bench_read_all(r->fd, reply_head, sizeof reply_head) ||
       !choreo_sp_header_length(reply_head, &n) || n < 4 || n > REPLY_MAX ||
       !room(&r->reply, &r->reply_cap, n) || bench_read_all(r->fd, r->reply, n) ||
       memcmp(r->reply, m + CHOREO_SP_HEADER_SIZE, 4))

@@ -11,6 +11,7 @@
 
 typedef struct bench_sp_req {
   int fd;
+  int timeout_ms; /* for each reply */
   uint32_t next_id;
   char *out; /* the request being sent, framed */
   size_t out_cap;
