@@ -73,6 +73,20 @@ int choreo_lua_pack(lua_State *L, int idx, msgpack_sbuffer *out, char *err, size
 /* Pushes the msgpack value at data as a plain Lua value, reading it in place. data must have
  * passed choreo_msgpack_check (as a message's data has): lengths are not checked again. */
 void choreo_lua_push_packed(lua_State *L, const char *data);
+/* The keys of the last message's data map, by position: their bytes here, their Lua strings in
+ * a table (choreo_lua_push_data). Zeroed, it knows none. */
+#define CHOREO_LUA_DATA_KEYS 8
+#define CHOREO_LUA_DATA_KEY_MAX 32
+typedef struct choreo_lua_data_keys {
+  uint8_t len[CHOREO_LUA_DATA_KEYS]; /* the key's length + 1; 0: none kept */
+  char bytes[CHOREO_LUA_DATA_KEYS][CHOREO_LUA_DATA_KEY_MAX];
+} choreo_lua_data_keys;
+/* choreo_lua_push_packed for a message's data: a key of its top map that is the same as the
+ * last message's at that position is the string kept for it at slot first + position of the
+ * table at cache, not made again (made, a short string is hashed and looked up among all of
+ * Lua's strings); a new one is kept there for the next. */
+void choreo_lua_push_data(lua_State *L, const char *data, choreo_lua_data_keys *keys, int cache,
+                          int first);
 /* Pushes the msg table handed to handlers (README: msg fields). */
 void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
 
@@ -91,10 +105,11 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * long as the reads are wanted, whatever a handler does to the table (and telling them makes
  * no look-up in it). push_msg_meta pushes the metatable every msg table gets: a caller that
  * keeps it (an upvalue) passes its index to push_msg_counted as meta, which is 0 to have it
- * looked up. */
+ * looked up, and may pass keys for the data's keys to be kept in it (choreo_lua_push_data), or
+ * NULL. */
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole);
 void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
-                                 uint32_t prefill, int meta);
+                                 uint32_t prefill, int meta, choreo_lua_data_keys *keys);
 void choreo_lua_push_msg_meta(lua_State *L);
 bool choreo_lua_msg_is_lazy(lua_State *L, int idx);
 int choreo_lua_msg_field(lua_State *L, int idx);

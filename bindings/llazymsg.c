@@ -53,8 +53,10 @@ typedef struct lazy_msg {
 #define LAZY_HIDDEN "\x01" "choreo.msg"
 static const char lazy_meta = 0; /* its address: the metatable's key in the registry */
 /* The metatable's array part (choreo_lua_push_msg_meta): each field's key at META_KEYS + f, the
- * hidden key, then the last string put in for each field of LAZY_REPEATED. */
-enum { META_KEYS = 1, META_HIDDEN_KEY = META_KEYS + F_COUNT, META_LAST };
+ * hidden key, the last string put in for each field of LAZY_REPEATED at META_LAST + f, then the
+ * last data map's keys (choreo_lua_push_data). */
+enum { META_KEYS = 1, META_HIDDEN_KEY = META_KEYS + F_COUNT, META_LAST,
+       META_DATA_KEYS = META_LAST + F_COUNT };
 /* Fields whose values mostly repeat from one message to the next: names of types, services
  * and kinds, not ids, times or streams. */
 #define LAZY_REPEATED                                                                        \
@@ -240,7 +242,7 @@ static int lazy_pairs(lua_State *L) {
 void choreo_lua_push_msg_meta(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_createtable(L, META_LAST - 1 + F_STRINGS, 4);
+  lua_createtable(L, META_DATA_KEYS - 1 + CHOREO_LUA_DATA_KEYS, 4);
   lua_pushcfunction(L, lazy_index);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, lazy_newindex);
@@ -278,7 +280,7 @@ static void lazy_push_meta(lua_State *L, int meta) {
 }
 
 void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
-                                 uint32_t prefill, int meta) {
+                                 uint32_t prefill, int meta, choreo_lua_data_keys *keys) {
   if (meta) meta = lua_absindex(L, meta);
   if (whole) {
     choreo_lua_push_msg(L, m);
@@ -328,7 +330,10 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
    * read through __index cost a metamethod call (about 1,100 instructions). */
   if (m->data) {
     lua_rawgeti(L, -1, META_KEYS + F_DATA);
-    choreo_lua_push_packed(L, m->data);
+    if (keys)
+      choreo_lua_push_data(L, m->data, keys, -2, META_DATA_KEYS);
+    else
+      choreo_lua_push_packed(L, m->data);
     lua_rawset(L, -5);
   }
   /* The fields the handlers are expected to read: a plain table read each, where a first read
@@ -347,6 +352,6 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
 }
 
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole) {
-  choreo_lua_push_msg_counted(L, m, whole, 0, 0);
+  choreo_lua_push_msg_counted(L, m, whole, 0, 0, NULL);
   lua_pop(L, 1);
 }

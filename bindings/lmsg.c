@@ -177,11 +177,51 @@ static uint64_t msg_be(const unsigned char *p, int width) {
 
 static void msg_push_packed(lua_State *L, const unsigned char **pp);
 
-/* n map entries or array elements at *pp. */
-static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t n, bool map) {
+/* Where choreo_lua_push_data keeps the last message's data keys. */
+typedef struct msg_key_cache {
+  choreo_lua_data_keys *keys;
+  int cache, first;
+} msg_key_cache;
+
+/* The key at *pp of the map entry at position i, as the string kept for it when its bytes are
+ * the same as the last message's (see choreo_lua_push_data); made and kept for the next if not. */
+static void msg_push_key(lua_State *L, const unsigned char **pp, const msg_key_cache *kc,
+                         int i) {
+  const unsigned char *p = *pp;
+  size_t n;
+  if (*p >= 0xa0 && *p <= 0xbf) {
+    n = *p++ & 0x1f;
+  } else if (*p == 0xd9) {
+    n = p[1];
+    p += 2;
+  } else {
+    msg_push_packed(L, pp);
+    return;
+  }
+  choreo_lua_data_keys *k = kc->keys;
+  if (n > CHOREO_LUA_DATA_KEY_MAX) {
+    lua_pushlstring(L, (const char *)p, n);
+  } else if (k->len[i] == n + 1 && memcmp(k->bytes[i], p, n) == 0) {
+    lua_rawgeti(L, kc->cache, kc->first + i);
+  } else {
+    lua_pushlstring(L, (const char *)p, n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, kc->cache, kc->first + i); /* may raise (memory): then nothing is kept */
+    memcpy(k->bytes[i], p, n);
+    k->len[i] = (uint8_t)(n + 1);
+  }
+  *pp = p + n;
+}
+
+/* n map entries or array elements at *pp; a map's first keys through kc when there is one. */
+static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t n, bool map,
+                               const msg_key_cache *kc) {
   lua_createtable(L, map ? 0 : (int)n, map ? (int)n : 0);
   for (uint64_t i = 0; i < n; i++) {
-    msg_push_packed(L, pp);
+    if (map && kc && i < CHOREO_LUA_DATA_KEYS)
+      msg_push_key(L, pp, kc, (int)i);
+    else
+      msg_push_packed(L, pp);
     if (!map) {
       lua_rawseti(L, -2, (lua_Integer)i + 1);
       continue;
@@ -209,11 +249,11 @@ static void msg_push_packed(lua_State *L, const unsigned char **pp) {
     lua_pushinteger(L, (int8_t)b);
   } else if (b <= 0x8f) {
     *pp = p;
-    msg_push_container(L, pp, b & 0x0f, true);
+    msg_push_container(L, pp, b & 0x0f, true, NULL);
     return;
   } else if (b <= 0x9f) {
     *pp = p;
-    msg_push_container(L, pp, b & 0x0f, false);
+    msg_push_container(L, pp, b & 0x0f, false, NULL);
     return;
   } else if (b <= 0xbf) {
     lua_pushlstring(L, (const char *)p, b & 0x1f);
@@ -276,7 +316,7 @@ static void msg_push_packed(lua_State *L, const unsigned char **pp) {
     case 0xdc: case 0xdd: case 0xde: case 0xdf:
       width = b == 0xdc || b == 0xde ? 2 : 4;
       *pp = p + width;
-      msg_push_container(L, pp, msg_be(p, width), b >= 0xde);
+      msg_push_container(L, pp, msg_be(p, width), b >= 0xde, NULL);
       return;
     default: /* nil */
       lua_pushnil(L);
@@ -289,6 +329,25 @@ static void msg_push_packed(lua_State *L, const unsigned char **pp) {
 void choreo_lua_push_packed(lua_State *L, const char *data) {
   const unsigned char *p = (const unsigned char *)data;
   msg_push_packed(L, &p);
+}
+
+void choreo_lua_push_data(lua_State *L, const char *data, choreo_lua_data_keys *keys, int cache,
+                          int first) {
+  const unsigned char *p = (const unsigned char *)data;
+  msg_key_cache kc = {keys, lua_absindex(L, cache), first};
+  uint64_t n;
+  if (*p >= 0x80 && *p <= 0x8f) {
+    n = *p & 0x0f;
+    p += 1;
+  } else if (*p == 0xde) {
+    n = msg_be(p + 1, 2);
+    p += 3;
+  } else { /* not a map (or one of more than 65,535 entries) */
+    msg_push_packed(L, &p);
+    return;
+  }
+  luaL_checkstack(L, 3, "message data nested too deeply");
+  msg_push_container(L, &p, n, true, &kc);
 }
 
 static void msg_set_str(lua_State *L, const char *field, choreo_str s) {

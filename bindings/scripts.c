@@ -41,6 +41,7 @@ typedef struct choreo_scripts {
    * found by index for every message, where looking both up took two searches of the
    * registry's hash part. */
   int runner;
+  choreo_lua_data_keys data_keys; /* the last message's data keys, kept in msg's metatable */
   /* Where the handlers of the last delivered message were registered, for the journal. */
   char handled_by[HANDLED_BY_MAX];
   /* How the last delivered type's handlers read msg. A table filled as it is read costs far
@@ -437,7 +438,7 @@ static void scripts_push_msg(lua_State *L, const choreo_msg *m, scripts_build bu
                              bool counted, int meta) {
   int msg = lua_gettop(L) + 1;
   if (counted)
-    choreo_lua_push_msg_counted(L, m, build.whole, build.prefill, meta);
+    choreo_lua_push_msg_counted(L, m, build.whole, build.prefill, meta, &scripts_of(L)->data_keys);
   else
     choreo_lua_push_msg_lazy(L, m, build.whole);
   if (m->dataschema.p && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST) == LUA_TFUNCTION) {

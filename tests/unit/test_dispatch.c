@@ -49,6 +49,31 @@ static const char handlers_lua[] =
     "  choreo.on('Grow', function(m, c)\n"
     "    c.db:exec(\"insert into got values ('Grown', ?, ?)\", m.data.n, m.source)\n"
     "  end)\n"
+    "end)\n"
+    /* data of many shapes one after the other: each arrives as sent, whatever the keys the
+     * message before had at the same places (choreo_lua_push_data keeps them) */
+    "local function canon(v)\n"
+    "  if type(v) ~= 'table' then return string.format('%q', v) end\n"
+    "  local keys, out = {}, {}\n"
+    "  for k in pairs(v) do keys[#keys + 1] = k end\n"
+    "  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)\n"
+    "  for _, k in ipairs(keys) do out[#out + 1] = canon(k) .. '=' .. canon(v[k]) end\n"
+    "  return '{' .. table.concat(out, ',') .. '}'\n"
+    "end\n"
+    "local many = {}\n"
+    "for i = 1, 10 do many['k' .. i] = i end\n"
+    "local shapes = { {a = 1, b = 2}, {a = 3, c = 4}, {b = 5, a = 6}, {a = 7},\n"
+    "  {[string.rep('k', 33)] = 8, a = 9}, {[string.rep('j', 32)] = 10}, {[string.rep('j', 32)] = 11},\n"
+    "  {[string.rep('j', 31)] = 12}, {a = {a = 1, b = {c = 2}}}, many, {1, 2, 3}, 'text', {},\n"
+    "  {['a\\0b'] = 13}, {['a\\0c'] = 14}, {a = 1, b = 2} }\n"
+    "choreo.db:exec('create table if not exists shapes(sent text, got text)')\n"
+    "choreo.on('Shapes', function(msg, ctx)\n"
+    "  for _, data in ipairs(shapes) do ctx:publish('Shape', data) end\n"
+    "end)\n"
+    /* published at seq 2 on, after the Shapes message (the first in a fresh log) */
+    "choreo.on('Shape', function(msg, ctx)\n"
+    "  ctx.db:exec('insert into shapes values (?, ?)', canon(shapes[msg.seq - 1]),\n"
+    "              canon(msg.data))\n"
     "end)\n";
 
 /* A frame of `count` messages from source starting at first; types[i] (or "Ping" past the
@@ -555,6 +580,22 @@ static void test_handler_added_while_running(void) {
   choreo_engine_close(e);
 }
 
+static void test_data_of_changing_shapes_arrives_as_sent(void) {
+  choreo_engine *e = open_engine();
+  if (!e) return;
+  int64_t seq = 0;
+  CHECK(choreo_engine_emit(e, "event", NULL, "Shapes", "\x80", 1, &seq) == 0);
+  CHECK(seq == 1);
+  choreo_apply_result res;
+  bool pending = true;
+  for (int i = 0; i < 10 && pending; i++) CHECK(choreo_engine_apply_own(e, 100, &pending, &res) == 0);
+  CHECK(!pending);
+  CHECK(query_int(e, "select count(*) from shapes") == 16);
+  CHECK(query_int(e, "select count(*) from shapes where sent = got") == 16);
+  CHECK(query_int(e, "select count(*) from shapes where got like '%\"jjjj%=11%'") == 1);
+  choreo_engine_close(e);
+}
+
 static void test_reload(void) {
   choreo_engine *e = open_engine();
   if (!e) return;
@@ -683,6 +724,7 @@ int main(void) {
   RUN(test_own_events);
   RUN(test_own_messages_no_handler_takes);
   RUN(test_handler_added_while_running);
+  RUN(test_data_of_changing_shapes_arrives_as_sent);
   RUN(test_reload);
   RUN(test_journal_times_on_the_wall_clock);
   RUN(test_open_with_broken_script);
