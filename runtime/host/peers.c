@@ -449,38 +449,42 @@ static void peers_on_quiet(void *ud) {
   }
 }
 
-static void peers_apply_live(choreo_peers *ps, nng_msg *msg) {
+/* Applies a live frame; returns it when done with it, NULL when it is held (ahead of a gap). */
+static nng_msg *peers_apply_live(choreo_peers *ps, nng_msg *msg) {
   choreo_apply_result r;
   int rc = choreo_engine_apply_frame(ps->engine, nng_msg_body(msg), nng_msg_len(msg), &r);
   if (rc == CHOREO_EINVAL) {
     peers_log_malformed(ps, msg, "frame", NULL);
-    nng_msg_free(msg);
-    return;
+    return msg;
   }
   choreo_peer *p = peers_find_name(ps, r.source);
   if (p && r.head > p->head) p->head = r.head;
   if (p) p->heard_at = uv_now(ps->loop);
+  nng_msg *done = msg;
   if (r.gap && p) {
     choreo_ahead_hold(&p->ahead, msg, r.first, r.first - 1 + (int64_t)r.count);
+    done = NULL;
     if (!p->in_flight) peers_ask(ps, p);
-  } else {
-    nng_msg_free(msg);
   }
   choreo_engine_report(ps->engine, r.source, rc, &r);
   if (r.applied || r.failed) ps->committed(ps->ud);
+  return done;
 }
 
 /* A frame from the SUB socket, whose queue is sized by the frames it holds. */
 static void peers_on_live(void *ud, nng_msg *msg) {
   choreo_peers *ps = ud;
   peers_size_queue(ps, nng_msg_len(msg));
-  peers_apply_live(ps, msg);
+  nng_msg *done = peers_apply_live(ps, msg);
+  if (done) nng_msg_free(done);
 }
 
-/* A frame from a peer's PUB endpoint on this machine: its queue is the kernel's. */
+/* A frame from a peer's PUB endpoint on this machine: its queue is the kernel's; the frame's
+ * buffer goes back to the connection for the next one. */
 static void peers_on_live_by_loop(void *ud, nng_msg *msg) {
   choreo_peer *p = ud;
-  peers_apply_live(p->peers, msg);
+  nng_msg *done = peers_apply_live(p->peers, msg);
+  if (done) choreo_sp_sub_recycle(&p->live, done);
 }
 
 /* A host starting on this machine is subscribed to before it publishes much: found on the tick

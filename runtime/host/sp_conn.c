@@ -35,7 +35,8 @@ void choreo_sp_conn_close(choreo_sp_conn *c) {
   c->closing = true;
   c->up = false;
   if (c->msg) nng_msg_free(c->msg);
-  c->msg = NULL;
+  if (c->spare) nng_msg_free(c->spare);
+  c->msg = c->spare = NULL;
   uv_close((uv_handle_t *)&c->pipe, conn_on_handle_closed);
   uv_close((uv_handle_t *)&c->resume, conn_on_handle_closed);
 }
@@ -132,6 +133,30 @@ static bool conn_greeted(choreo_sp_conn *c) {
   return true;
 }
 
+void choreo_sp_conn_recycle(choreo_sp_conn *c, nng_msg *msg) {
+  if (c->spare || c->closing || nng_msg_capacity(msg) > CHOREO_SP_SPARE_MAX) {
+    nng_msg_free(msg);
+    return;
+  }
+  c->spare = msg;
+}
+
+/* c->msg of len bytes: the spare when there is one (grown only if it must be). */
+static int conn_message_for(choreo_sp_conn *c, size_t len) {
+  nng_msg *m = c->spare;
+  c->spare = NULL;
+  if (m) {
+    nng_msg_clear(m);
+    nng_msg_header_clear(m);
+    if (nng_msg_realloc(m, len) == 0) {
+      c->msg = m;
+      return 0;
+    }
+    nng_msg_free(m);
+  }
+  return nng_msg_alloc(&c->msg, len);
+}
+
 /* Whether the connection goes on after the header just read. */
 static bool conn_message_begins(choreo_sp_conn *c) {
   uint64_t len;
@@ -144,7 +169,7 @@ static bool conn_message_begins(choreo_sp_conn *c) {
                 (unsigned long long)len, CHOREO_MAX_FRAME);
     return false;
   }
-  if (nng_msg_alloc(&c->msg, (size_t)len) != 0) {
+  if (conn_message_for(c, (size_t)len) != 0) {
     c->msg = NULL;
     conn_refuse(c, "no memory for a message of %llu bytes", (unsigned long long)len);
     return false;

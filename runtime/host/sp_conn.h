@@ -52,6 +52,7 @@ struct choreo_sp_conn {
   size_t header_got;
   nng_msg *msg; /* being read */
   size_t msg_got, msg_len;
+  nng_msg *spare; /* a message given back (choreo_sp_conn_recycle), to read the next into */
   char *buf;      /* what one read takes */
   size_t held;    /* bytes of buf read but not yet taken, left by a turn's bound */
   size_t held_at;
@@ -72,6 +73,12 @@ void choreo_sp_conn_send(choreo_sp_conn *c, const void *head, size_t head_len, c
                          size_t len);
 /* Bytes sent and not yet taken by the kernel. */
 size_t choreo_sp_conn_unsent(choreo_sp_conn *c);
+/* Takes back a message message_cb is done with, to read the next one into: nng_msg_alloc
+ * zeroes what it allocates, and a large block fresh from the system faults its pages in once
+ * more, while the frames of a stream come alike in size. One is kept, up to
+ * CHOREO_SP_SPARE_MAX bytes; others are freed. */
+#define CHOREO_SP_SPARE_MAX ((size_t)4 << 20)
+void choreo_sp_conn_recycle(choreo_sp_conn *c, nng_msg *msg);
 /* Hangs up; closed_cb runs once the loop has let go. Safe twice. */
 void choreo_sp_conn_close(choreo_sp_conn *c);
 

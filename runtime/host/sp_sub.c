@@ -68,6 +68,13 @@ int choreo_sp_sub_start(choreo_sp_sub *s, uv_loop_t *loop, const char *url, cons
 
 bool choreo_sp_sub_up(const choreo_sp_sub *s) { return s->conn_open && s->conn.up; }
 
+void choreo_sp_sub_recycle(choreo_sp_sub *s, nng_msg *frame) {
+  if (s->conn_open)
+    choreo_sp_conn_recycle(&s->conn, frame);
+  else
+    nng_msg_free(frame);
+}
+
 bool choreo_sp_sub_stop(choreo_sp_sub *s, choreo_sp_sub_closed_cb closed) {
   if (!s->loop || s->stopping) return false;
   s->stopping = true;

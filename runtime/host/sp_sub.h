@@ -52,6 +52,8 @@ int choreo_sp_sub_start(choreo_sp_sub *s, uv_loop_t *loop, const char *url, cons
                         choreo_sp_sub_frame_cb frame_cb, void *ud);
 /* Whether a PUB endpoint has greeted us on the connection open now. */
 bool choreo_sp_sub_up(const choreo_sp_sub *s);
+/* Gives back a frame frame_cb was handed and is done with (choreo_sp_conn_recycle). */
+void choreo_sp_sub_recycle(choreo_sp_sub *s, nng_msg *frame);
 /* Hangs up for good; closed(ud) runs once the loop has let go (s may be freed then). Returns
  * whether it was started: if not, closed is not called. Safe on a zeroed struct and twice. */
 bool choreo_sp_sub_stop(choreo_sp_sub *s, choreo_sp_sub_closed_cb closed);

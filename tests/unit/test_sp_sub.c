@@ -1,5 +1,6 @@
 /* Unit test of the subscriber the loop reads itself (runtime/host/sp_sub.h), against a real NNG
- * PUB socket over ipc: frames of every size arrive whole and in order, a turn of the loop takes
+ * PUB socket over ipc: frames of every size arrive whole and in order (freed by the callee,
+ * or given back to be read into again), a turn of the loop takes
  * at most CHOREO_DRAIN_PER_WAKE of them and the next turns the rest, and a publisher that
  * restarts is dialled again. Against a fake publisher (a bare Unix socket): a greeting from
  * anything but PUB, bytes that are not SP, and a frame over CHOREO_MAX_FRAME each end the
@@ -40,6 +41,8 @@ typedef struct {
   int next;          /* the number the next small frame must carry; -1 once one did not */
   size_t last_len;
   bool last_intact; /* the last large frame held the bytes sent */
+  unsigned char seed; /* of the bytes of the large frame on its way */
+  bool recycle;       /* frames go back to the subscriber (choreo_sp_sub_recycle), not freed */
   bool closed;
 } fixture;
 
@@ -60,9 +63,12 @@ static void on_frame(void *ud, nng_msg *frame) {
   } else {
     f->last_intact = true;
     for (size_t i = 0; i < len; i++)
-      if (body[i] != (unsigned char)(i * 7)) f->last_intact = false;
+      if (body[i] != (unsigned char)(i * 7 + f->seed)) f->last_intact = false;
   }
-  nng_msg_free(frame);
+  if (f->recycle)
+    choreo_sp_sub_recycle(&f->sub, frame);
+  else
+    nng_msg_free(frame);
 }
 
 static void on_closed(void *ud) { ((fixture *)ud)->closed = true; }
@@ -114,9 +120,12 @@ static void wait_heard(fixture *f, nng_socket pub) {
   CHECK(choreo_sp_sub_up(&f->sub));
 }
 
-static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void) {
+/* recycle: each frame's buffer goes back for the next to be read into (grown, shrunk, or over
+ * CHOREO_SP_SPARE_MAX and freed), which must not change what arrives. */
+static void frames_arrive_whole_and_in_order_a_bounded_number_per_turn(bool recycle) {
   fixture f;
   fixture_open(&f);
+  f.recycle = recycle;
   RUN_UNTIL(&f, f.sub.conn_open && !f.sub.conn.up); /* dialling a path nobody listens on */
   nng_socket pub;
   CHECK(nng_pub0_open(&pub) == 0);
@@ -132,13 +141,15 @@ static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void
   RUN_UNTIL(&f, f.count == MANY);
   CHECK(f.next == MANY + 1);
   CHECK(f.most_per_turn == CHOREO_DRAIN_PER_WAKE);
-  /* A large frame (read straight into the message), an empty one, and one of a few bytes. */
-  size_t sizes[] = {1u << 20, 0, 3, 70000};
+  /* A large frame (read straight into the message), an empty one, one of a few bytes, larger
+   * ones, one over what a spare may hold, and a small one after it. */
+  size_t sizes[] = {1u << 20, 0, 3, 70000, 2u << 20, CHOREO_SP_SPARE_MAX + 1, 100};
   for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
     nng_msg *msg;
     CHECK(nng_msg_alloc(&msg, sizes[k]) == 0);
     unsigned char *body = nng_msg_body(msg);
-    for (size_t i = 0; i < sizes[k]; i++) body[i] = (unsigned char)(i * 7);
+    f.seed = (unsigned char)(k + 1); /* a recycled buffer holds the last frame's bytes */
+    for (size_t i = 0; i < sizes[k]; i++) body[i] = (unsigned char)(i * 7 + f.seed);
     int before = f.count;
     f.last_intact = false;
     CHECK(nng_sendmsg(pub, msg, 0) == 0);
@@ -155,6 +166,14 @@ static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void
   wait_heard(&f, pub);
   fixture_close(&f);
   nng_close(pub);
+}
+
+static void test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn(void) {
+  frames_arrive_whole_and_in_order_a_bounded_number_per_turn(false);
+}
+
+static void test_frames_read_into_buffers_given_back_arrive_the_same(void) {
+  frames_arrive_whole_and_in_order_a_bounded_number_per_turn(true);
 }
 
 /* A fake publisher: a Unix socket listening on f's path, its connections taken by hand. */
@@ -242,6 +261,7 @@ static void test_a_stop_while_dialling_lets_the_loop_close(void) {
 int main(void) {
   alarm(60);
   RUN(test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn);
+  RUN(test_frames_read_into_buffers_given_back_arrive_the_same);
   RUN(test_bad_publishers_are_hung_up_on_and_dialled_again);
   RUN(test_a_stop_while_dialling_lets_the_loop_close);
   return CHECK_DONE();
