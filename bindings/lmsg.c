@@ -175,13 +175,13 @@ static uint64_t msg_be(const unsigned char *p, int width) {
   return v;
 }
 
-static void msg_push_packed(lua_State *L, const unsigned char **pp);
-
 /* Where choreo_lua_push_data keeps the last message's data keys. */
 typedef struct msg_key_cache {
   choreo_lua_data_keys *keys;
   int cache, first;
 } msg_key_cache;
+
+static void msg_push_packed(lua_State *L, const unsigned char **pp, const msg_key_cache *kc);
 
 /* The key at *pp of the map entry at position i, as the string kept for it when its bytes are
  * the same as the last message's (see choreo_lua_push_data); made and kept for the next if not. */
@@ -195,7 +195,7 @@ static void msg_push_key(lua_State *L, const unsigned char **pp, const msg_key_c
     n = p[1];
     p += 2;
   } else {
-    msg_push_packed(L, pp);
+    msg_push_packed(L, pp, NULL);
     return;
   }
   choreo_lua_data_keys *k = kc->keys;
@@ -221,12 +221,12 @@ static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t 
     if (map && kc && i < CHOREO_LUA_DATA_KEYS)
       msg_push_key(L, pp, kc, (int)i);
     else
-      msg_push_packed(L, pp);
+      msg_push_packed(L, pp, NULL);
     if (!map) {
       lua_rawseti(L, -2, (lua_Integer)i + 1);
       continue;
     }
-    msg_push_packed(L, pp);
+    msg_push_packed(L, pp, NULL);
     /* nil and NaN cannot be Lua keys: the entry is dropped (lua_isnumber would also try to
      * read every string key as a number) */
     if (lua_isnil(L, -2) ||
@@ -238,8 +238,9 @@ static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t 
 }
 
 /* One value at *pp, moving *pp past it. Integers beyond Lua's become floats; binary strings
- * are strings; extension types, which we do not define, are nil. */
-static void msg_push_packed(lua_State *L, const unsigned char **pp) {
+ * are strings; extension types, which we do not define, are nil. A map's first keys go through
+ * kc when there is one (choreo_lua_push_data), the values within it through none. */
+static void msg_push_packed(lua_State *L, const unsigned char **pp, const msg_key_cache *kc) {
   luaL_checkstack(L, 3, "message data nested too deeply");
   const unsigned char *p = *pp;
   unsigned b = *p++;
@@ -249,7 +250,7 @@ static void msg_push_packed(lua_State *L, const unsigned char **pp) {
     lua_pushinteger(L, (int8_t)b);
   } else if (b <= 0x8f) {
     *pp = p;
-    msg_push_container(L, pp, b & 0x0f, true, NULL);
+    msg_push_container(L, pp, b & 0x0f, true, kc);
     return;
   } else if (b <= 0x9f) {
     *pp = p;
@@ -316,7 +317,7 @@ static void msg_push_packed(lua_State *L, const unsigned char **pp) {
     case 0xdc: case 0xdd: case 0xde: case 0xdf:
       width = b == 0xdc || b == 0xde ? 2 : 4;
       *pp = p + width;
-      msg_push_container(L, pp, msg_be(p, width), b >= 0xde, NULL);
+      msg_push_container(L, pp, msg_be(p, width), b >= 0xde, kc);
       return;
     default: /* nil */
       lua_pushnil(L);
@@ -328,26 +329,14 @@ static void msg_push_packed(lua_State *L, const unsigned char **pp) {
 
 void choreo_lua_push_packed(lua_State *L, const char *data) {
   const unsigned char *p = (const unsigned char *)data;
-  msg_push_packed(L, &p);
+  msg_push_packed(L, &p, NULL);
 }
 
 void choreo_lua_push_data(lua_State *L, const char *data, choreo_lua_data_keys *keys, int cache,
                           int first) {
   const unsigned char *p = (const unsigned char *)data;
   msg_key_cache kc = {keys, lua_absindex(L, cache), first};
-  uint64_t n;
-  if (*p >= 0x80 && *p <= 0x8f) {
-    n = *p & 0x0f;
-    p += 1;
-  } else if (*p == 0xde) {
-    n = msg_be(p + 1, 2);
-    p += 3;
-  } else { /* not a map (or one of more than 65,535 entries) */
-    msg_push_packed(L, &p);
-    return;
-  }
-  luaL_checkstack(L, 3, "message data nested too deeply");
-  msg_push_container(L, &p, n, true, &kc);
+  msg_push_packed(L, &p, &kc);
 }
 
 static void msg_set_str(lua_State *L, const char *field, choreo_str s) {
