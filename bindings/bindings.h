@@ -73,19 +73,28 @@ int choreo_lua_pack(lua_State *L, int idx, msgpack_sbuffer *out, char *err, size
 /* Pushes the msgpack value at data as a plain Lua value, reading it in place. data must have
  * passed choreo_msgpack_check (as a message's data has): lengths are not checked again. */
 void choreo_lua_push_packed(lua_State *L, const char *data);
-/* The keys of the last message's data map, by position: their bytes here, their Lua strings in
- * a table (choreo_lua_push_data). Zeroed, it knows none. */
-#define CHOREO_LUA_DATA_KEYS 8
-#define CHOREO_LUA_DATA_KEY_MAX 32
-typedef struct choreo_lua_data_keys {
-  uint8_t len[CHOREO_LUA_DATA_KEYS]; /* the key's length + 1; 0: none kept */
-  char bytes[CHOREO_LUA_DATA_KEYS][CHOREO_LUA_DATA_KEY_MAX];
-} choreo_lua_data_keys;
-/* choreo_lua_push_packed for a message's data: a key of its top map that is the same as the
- * last message's at that position is the string kept for it at slot first + position of the
- * table at cache, not made again (made, a short string is hashed and looked up among all of
- * Lua's strings); a new one is kept there for the next. */
-void choreo_lua_push_data(lua_State *L, const char *data, choreo_lua_data_keys *keys, int cache,
+/* Strings kept from one message to the next by slot: their bytes here, their Lua strings at
+ * slots of a table. Made, a short string is hashed and looked up among all of Lua's strings; a
+ * string whose bytes are those kept at its slot is the kept one again, found by index. Zeroed,
+ * it keeps none. */
+#define CHOREO_LUA_KEPT 8
+#define CHOREO_LUA_KEPT_MAX 32
+typedef struct choreo_lua_kept {
+  uint8_t len[CHOREO_LUA_KEPT]; /* the string's length + 1; 0: none kept */
+  char bytes[CHOREO_LUA_KEPT][CHOREO_LUA_KEPT_MAX];
+} choreo_lua_kept;
+/* Pushes the string of the n bytes at p: the one kept at slot i (its string at index `at` of
+ * the table at cache) when the bytes are the same, else a new one, kept there for the next. */
+void choreo_lua_push_kept(lua_State *L, const char *p, size_t n, choreo_lua_kept *kept, int i,
+                          int cache, int at);
+/* What msg tables keep from one message to the next (in msg's metatable): the keys of the data
+ * map by position, and the values of the fields that mostly repeat (llazymsg.c). */
+typedef struct choreo_lua_msg_kept {
+  choreo_lua_kept data_keys, repeated;
+} choreo_lua_msg_kept;
+/* choreo_lua_push_packed for a message's data: the keys of its top map through keys
+ * (choreo_lua_push_kept, by position, at first + position of the table at cache). */
+void choreo_lua_push_data(lua_State *L, const char *data, choreo_lua_kept *keys, int cache,
                           int first);
 /* Pushes the msg table handed to handlers (README: msg fields). */
 void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
@@ -109,7 +118,7 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * NULL. */
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole);
 void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
-                                 uint32_t prefill, int meta, choreo_lua_data_keys *keys);
+                                 uint32_t prefill, int meta, choreo_lua_msg_kept *kept);
 void choreo_lua_push_msg_meta(lua_State *L);
 bool choreo_lua_msg_is_lazy(lua_State *L, int idx);
 int choreo_lua_msg_field(lua_State *L, int idx);

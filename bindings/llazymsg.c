@@ -61,6 +61,10 @@ enum { META_KEYS = 1, META_HIDDEN_KEY = META_KEYS + F_COUNT, META_LAST,
  * and kinds, not ids, times or streams. */
 #define LAZY_REPEATED                                                                        \
   (1u << F_TYPE | 1u << F_SOURCE | 1u << F_KIND | 1u << F_TO | 1u << F_DATASCHEMA)
+/* Where each of LAZY_REPEATED keeps its last value (choreo_lua_msg_kept.repeated). */
+static const int8_t lazy_kept_slot[F_COUNT] = {
+    [F_TYPE] = 0, [F_SOURCE] = 1, [F_KIND] = 2, [F_TO] = 3, [F_DATASCHEMA] = 4};
+_Static_assert(4 < CHOREO_LUA_KEPT, "a kept slot for each of LAZY_REPEATED");
 
 /* Whether the copy has field f: strings may be absent; only a stream's events carry a
  * streamversion, and only commands that name one an expectedversion; data is never in it. */
@@ -85,23 +89,14 @@ static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
   return true;
 }
 
-/* Pushes field f as lazy_push_field does; one of LAZY_REPEATED as the string put in for it
- * last, when the bytes are the same: a table read and a compare, where making the string
- * hashes it and looks it up among all of Lua's strings. The last one is kept in the metatable
- * at mt. */
-static bool lazy_push_repeated(lua_State *L, const lazy_msg *z, int f, int mt) {
-  if (!(LAZY_REPEATED & 1u << f)) return lazy_push_field(L, z, f);
+/* Pushes field f as lazy_push_field does; one of LAZY_REPEATED through the values kept from
+ * the messages before (choreo_lua_push_kept; their strings in the metatable at mt), when kept. */
+static bool lazy_push_repeated(lua_State *L, const lazy_msg *z, int f, int mt,
+                               choreo_lua_kept *kept) {
+  if (!kept || !(LAZY_REPEATED & 1u << f)) return lazy_push_field(L, z, f);
   const choreo_str *s = &z->str[f];
   if (!s->p) return false;
-  size_t n;
-  if (lua_rawgeti(L, mt, META_LAST + f) == LUA_TSTRING) {
-    const char *last = lua_tolstring(L, -1, &n);
-    if (n == s->n && choreo_bytes_eq(last, s->p, n)) return true;
-  }
-  lua_pop(L, 1);
-  lua_pushlstring(L, s->p, s->n);
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, mt, META_LAST + f);
+  choreo_lua_push_kept(L, s->p, s->n, kept, lazy_kept_slot[f], mt, META_LAST + f);
   return true;
 }
 
@@ -242,7 +237,7 @@ static int lazy_pairs(lua_State *L) {
 void choreo_lua_push_msg_meta(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_meta) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_createtable(L, META_DATA_KEYS - 1 + CHOREO_LUA_DATA_KEYS, 4);
+  lua_createtable(L, META_DATA_KEYS - 1 + CHOREO_LUA_KEPT, 4);
   lua_pushcfunction(L, lazy_index);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, lazy_newindex);
@@ -280,7 +275,7 @@ static void lazy_push_meta(lua_State *L, int meta) {
 }
 
 void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
-                                 uint32_t prefill, int meta, choreo_lua_data_keys *keys) {
+                                 uint32_t prefill, int meta, choreo_lua_msg_kept *kept) {
   if (meta) meta = lua_absindex(L, meta);
   if (whole) {
     choreo_lua_push_msg(L, m);
@@ -290,64 +285,71 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
     lua_pushnil(L);
     return;
   }
-  const choreo_str *strings[F_STRINGS] = {
-      [F_TYPE] = &m->type,
-      [F_ID] = &m->id,
-      [F_SOURCE] = &m->source,
-      [F_TIME] = &m->time,
-      [F_SUBJECT] = &m->subject,
-      [F_KIND] = &m->kind,
-      [F_TO] = &m->to,
-      [F_CAUSATIONID] = &m->causationid,
-      [F_TRACEPARENT] = &m->traceparent,
-      /* a message that starts a conversation correlates with itself */
-      [F_CORRELATIONID] = m->correlationid.p ? &m->correlationid : &m->id,
-      [F_DATASCHEMA] = &m->dataschema,
+  /* The fields as they are in m; the copy made below holds those not put in the table. */
+  lazy_msg view = {
+      .str = {[F_TYPE] = m->type,
+              [F_ID] = m->id,
+              [F_SOURCE] = m->source,
+              [F_TIME] = m->time,
+              [F_SUBJECT] = m->subject,
+              [F_KIND] = m->kind,
+              [F_TO] = m->to,
+              [F_CAUSATIONID] = m->causationid,
+              [F_TRACEPARENT] = m->traceparent,
+              /* a message that starts a conversation correlates with itself */
+              [F_CORRELATIONID] = m->correlationid.p ? m->correlationid : m->id,
+              [F_DATASCHEMA] = m->dataschema},
+      .seq = m->seq,
+      .streamversion = m->streamversion,
+      .expectedversion = m->expectedversion,
+      .settled = 1u << F_DATA, /* in the table from the start (below) */
   };
-  size_t need = 0;
-  for (int f = 0; f < F_STRINGS; f++) need += strings[f]->n;
   lua_createtable(L, 0, 8);
   lazy_push_meta(L, meta);
-  lua_rawgeti(L, -1, META_HIDDEN_KEY);
-  lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 1);
-  lua_pushlightuserdata(L, (void *)&lazy_meta); /* the tag lazy_of looks for */
-  lua_setiuservalue(L, -2, 1);
-  char *p = z->bytes;
-  for (int f = 0; f < F_STRINGS; f++) {
-    const choreo_str *s = strings[f];
-    z->str[f] = (choreo_str){s->p ? p : NULL, s->n};
-    if (s->n) memcpy(p, s->p, s->n);
-    p += s->n;
-  }
-  z->seq = m->seq;
-  z->streamversion = m->streamversion;
-  z->expectedversion = m->expectedversion;
-  z->settled = 1u << F_DATA; /* in the table from the start (below) */
-  lua_pushvalue(L, -1);
-  lua_insert(L, -4); /* the table, the copy, the metatable, key, copy */
-  lua_rawset(L, -5);
+  int mt = lua_gettop(L);
   /* Nearly every handler reads data: decoded now, it is a plain table read, where a first
    * read through __index cost a metamethod call (about 1,100 instructions). */
   if (m->data) {
-    lua_rawgeti(L, -1, META_KEYS + F_DATA);
-    if (keys)
-      choreo_lua_push_data(L, m->data, keys, -2, META_DATA_KEYS);
+    lua_rawgeti(L, mt, META_KEYS + F_DATA);
+    if (kept)
+      choreo_lua_push_data(L, m->data, &kept->data_keys, mt, META_DATA_KEYS);
     else
       choreo_lua_push_packed(L, m->data);
-    lua_rawset(L, -5);
+    lua_rawset(L, -4);
   }
   /* The fields the handlers are expected to read: a plain table read each, where a first read
    * through __index costs a metamethod call. */
-  int mt = lua_gettop(L);
   for (uint32_t bits = prefill & ((1u << F_COUNT) - 1) & ~(1u << F_DATA); bits; bits &= bits - 1) {
     int f = __builtin_ctz(bits);
     lua_rawgeti(L, mt, META_KEYS + f);
-    if (lazy_push_repeated(L, z, f, mt))
-      lua_rawset(L, -5);
+    if (lazy_push_repeated(L, &view, f, mt, kept ? &kept->repeated : NULL))
+      lua_rawset(L, -4);
     else
       lua_pop(L, 1);
-    z->settled |= 1u << f;
+    view.settled |= 1u << f;
   }
+  size_t need = 0;
+  for (int f = 0; f < F_STRINGS; f++)
+    if (!(view.settled & 1u << f)) need += view.str[f].n;
+  lua_rawgeti(L, mt, META_HIDDEN_KEY);
+  lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 1);
+  lua_pushlightuserdata(L, (void *)&lazy_meta); /* the tag lazy_of looks for */
+  lua_setiuservalue(L, -2, 1);
+  *z = view;
+  char *p = z->bytes;
+  for (int f = 0; f < F_STRINGS; f++) {
+    choreo_str *s = &z->str[f];
+    if (view.settled & 1u << f) {
+      *s = (choreo_str){NULL, 0}; /* never read from here */
+    } else if (s->p) {
+      if (s->n) memcpy(p, s->p, s->n);
+      s->p = p;
+      p += s->n;
+    }
+  }
+  lua_pushvalue(L, -1);
+  lua_insert(L, -4); /* the table, the copy, the metatable, key, copy */
+  lua_rawset(L, -5);
   lua_setmetatable(L, -3);
 }
 

@@ -177,14 +177,28 @@ static uint64_t msg_be(const unsigned char *p, int width) {
 
 /* Where choreo_lua_push_data keeps the last message's data keys. */
 typedef struct msg_key_cache {
-  choreo_lua_data_keys *keys;
+  choreo_lua_kept *keys;
   int cache, first;
 } msg_key_cache;
 
 static void msg_push_packed(lua_State *L, const unsigned char **pp, const msg_key_cache *kc);
 
-/* The key at *pp of the map entry at position i, as the string kept for it when its bytes are
- * the same as the last message's (see choreo_lua_push_data); made and kept for the next if not. */
+void choreo_lua_push_kept(lua_State *L, const char *p, size_t n, choreo_lua_kept *kept, int i,
+                          int cache, int at) {
+  if (n > CHOREO_LUA_KEPT_MAX) {
+    lua_pushlstring(L, p, n);
+  } else if (kept->len[i] == n + 1 && choreo_bytes_eq(kept->bytes[i], p, n)) {
+    lua_rawgeti(L, cache, at);
+  } else {
+    lua_pushlstring(L, p, n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, cache, at); /* may raise (memory): then nothing is kept */
+    memcpy(kept->bytes[i], p, n);
+    kept->len[i] = (uint8_t)(n + 1);
+  }
+}
+
+/* The key at *pp of the map entry at position i, through the keys kept (choreo_lua_push_data). */
 static void msg_push_key(lua_State *L, const unsigned char **pp, const msg_key_cache *kc,
                          int i) {
   const unsigned char *p = *pp;
@@ -198,18 +212,7 @@ static void msg_push_key(lua_State *L, const unsigned char **pp, const msg_key_c
     msg_push_packed(L, pp, NULL);
     return;
   }
-  choreo_lua_data_keys *k = kc->keys;
-  if (n > CHOREO_LUA_DATA_KEY_MAX) {
-    lua_pushlstring(L, (const char *)p, n);
-  } else if (k->len[i] == n + 1 && memcmp(k->bytes[i], p, n) == 0) {
-    lua_rawgeti(L, kc->cache, kc->first + i);
-  } else {
-    lua_pushlstring(L, (const char *)p, n);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, kc->cache, kc->first + i); /* may raise (memory): then nothing is kept */
-    memcpy(k->bytes[i], p, n);
-    k->len[i] = (uint8_t)(n + 1);
-  }
+  choreo_lua_push_kept(L, (const char *)p, n, kc->keys, i, kc->cache, kc->first + i);
   *pp = p + n;
 }
 
@@ -218,7 +221,7 @@ static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t 
                                const msg_key_cache *kc) {
   lua_createtable(L, map ? 0 : (int)n, map ? (int)n : 0);
   for (uint64_t i = 0; i < n; i++) {
-    if (map && kc && i < CHOREO_LUA_DATA_KEYS)
+    if (map && kc && i < CHOREO_LUA_KEPT)
       msg_push_key(L, pp, kc, (int)i);
     else
       msg_push_packed(L, pp, NULL);
@@ -332,7 +335,7 @@ void choreo_lua_push_packed(lua_State *L, const char *data) {
   msg_push_packed(L, &p, NULL);
 }
 
-void choreo_lua_push_data(lua_State *L, const char *data, choreo_lua_data_keys *keys, int cache,
+void choreo_lua_push_data(lua_State *L, const char *data, choreo_lua_kept *keys, int cache,
                           int first) {
   const unsigned char *p = (const unsigned char *)data;
   msg_key_cache kc = {keys, lua_absindex(L, cache), first};

@@ -41,7 +41,7 @@ typedef struct choreo_scripts {
    * found by index for every message, where looking both up took two searches of the
    * registry's hash part. */
   int runner;
-  choreo_lua_data_keys data_keys; /* the last message's data keys, kept in msg's metatable */
+  choreo_lua_msg_kept kept; /* what msg tables keep from one message to the next */
   /* Where the handlers of the last delivered message were registered, for the journal. */
   char handled_by[HANDLED_BY_MAX];
   /* How the last delivered type's handlers read msg. A table filled as it is read costs far
@@ -438,7 +438,7 @@ static void scripts_push_msg(lua_State *L, const choreo_msg *m, scripts_build bu
                              bool counted, int meta) {
   int msg = lua_gettop(L) + 1;
   if (counted)
-    choreo_lua_push_msg_counted(L, m, build.whole, build.prefill, meta, &scripts_of(L)->data_keys);
+    choreo_lua_push_msg_counted(L, m, build.whole, build.prefill, meta, &scripts_of(L)->kept);
   else
     choreo_lua_push_msg_lazy(L, m, build.whole);
   if (m->dataschema.p && lua_getfield(L, LUA_REGISTRYINDEX, CHOREO_REG_UPCAST) == LUA_TFUNCTION) {
@@ -534,8 +534,11 @@ static bool scripts_for_workflow(void *scripts, const choreo_msg *m) {
  * start 17,390. */
 #define READS_FOR_WHOLE 7
 /* One message in this many of a type is filled only as it is read, to see what its handlers
- * read now (fields put in from the start, or a table built whole, show no reads). */
-#define READS_RECHECK 64
+ * read now (fields put in from the start, or a table built whole, show no reads). Each such
+ * message pays a metamethod call per field read (about 1,100 instructions): at 64, a twentieth
+ * of the pipeline_fields consumer's msg building. A field read anew is put in from the next
+ * message on; one no longer read is put in for at most this many. */
+#define READS_RECHECK 256
 
 /* Whether the reads kept are those of type (an empty record is no type's). */
 static bool scripts_reads_are(const choreo_scripts *s, choreo_str type) {

@@ -71,7 +71,8 @@ end)
 
 -- A handler that reads a few fields: after its first message, those it read are put in the
 -- table from the start (bindings/scripts.c), each message's own; one read now and then is
--- still there, and a field cleared stays cleared.
+-- still there, and a field cleared stays cleared (past the message built lazily again to see
+-- what its handlers read now: one in 256).
 choreo.on("ReadSome", function(msg, ctx)
   local i = msg.data.i
   if i == 40 then msg.seq = nil end

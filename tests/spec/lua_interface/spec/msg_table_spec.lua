@@ -72,11 +72,11 @@ describe("the msg table", function()
   end)
 
   it("gives each message its own fields when those its handlers read are put in first", function()
-    for i = 1, 70 do
+    for i = 1, 300 do
       assert.is_true(host:deliver("ReadSome", { i = i }, { source = "p", subject = "s" .. i }))
     end
     local seen = h.data_of(host.published, "SomeRead")
-    assert.equal(70, #seen)
+    assert.equal(300, #seen)
     for i, d in ipairs(seen) do
       assert.same({ i = i, id = "p/" .. i, seq = i ~= 40 and i or nil,
         subject = i % 2 == 0 and "s" .. i or nil }, d)
@@ -85,11 +85,11 @@ describe("the msg table", function()
 
   it("gives each message its own names when those repeat and then change", function()
     local function source_of(i) return (i % 7 == 0 or i % 11 == 0) and "q" or "p" end
-    for i = 1, 70 do
+    for i = 1, 300 do
       assert.is_true(host:deliver("ReadNames", { i = i }, { source = source_of(i) }))
     end
     local seen = h.data_of(host.published, "NamesRead")
-    assert.equal(70, #seen)
+    assert.equal(300, #seen)
     for i, d in ipairs(seen) do
       assert.same({ i = i, source = source_of(i), type = "ReadNames", kind = "event" }, d)
     end
