@@ -114,8 +114,8 @@ void choreo_lua_push_msg(lua_State *L, const choreo_msg *m);
  * long as the reads are wanted, whatever a handler does to the table (and telling them makes
  * no look-up in it). push_msg_meta pushes the metatable every msg table gets: a caller that
  * keeps it (an upvalue) passes its index to push_msg_counted as meta, which is 0 to have it
- * looked up, and may pass keys for the data's keys to be kept in it (choreo_lua_push_data), or
- * NULL. */
+ * looked up, and may pass kept for the data's keys and the names that repeat to be kept from
+ * one message to the next (choreo_lua_msg_kept), or NULL. */
 void choreo_lua_push_msg_lazy(lua_State *L, const choreo_msg *m, bool whole);
 void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
                                  uint32_t prefill, int meta, choreo_lua_msg_kept *kept);

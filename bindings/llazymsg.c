@@ -39,8 +39,8 @@ static const char *const lazy_names[F_COUNT] = {
     "kind",        "to",          "causationid", "traceparent", "correlationid",
     "dataschema",  "seq",         "streamversion", "expectedversion", "data"};
 
-/* The message's fields, their bytes copied after the struct: the message may be kept by a
- * handler long after the frame it came in is gone. */
+/* The message's fields not put in the table when it was made, their bytes copied after the
+ * struct: the message may be kept by a handler long after the frame it came in is gone. */
 typedef struct lazy_msg {
   choreo_str str[F_STRINGS];
   int64_t seq, streamversion, expectedversion;
@@ -62,9 +62,11 @@ enum { META_KEYS = 1, META_HIDDEN_KEY = META_KEYS + F_COUNT, META_LAST,
 #define LAZY_REPEATED                                                                        \
   (1u << F_TYPE | 1u << F_SOURCE | 1u << F_KIND | 1u << F_TO | 1u << F_DATASCHEMA)
 /* Where each of LAZY_REPEATED keeps its last value (choreo_lua_msg_kept.repeated). */
-static const int8_t lazy_kept_slot[F_COUNT] = {
-    [F_TYPE] = 0, [F_SOURCE] = 1, [F_KIND] = 2, [F_TO] = 3, [F_DATASCHEMA] = 4};
-_Static_assert(4 < CHOREO_LUA_KEPT, "a kept slot for each of LAZY_REPEATED");
+enum { KEPT_TYPE, KEPT_SOURCE, KEPT_KIND, KEPT_TO, KEPT_DATASCHEMA, KEPT_SLOTS };
+static const int8_t lazy_kept_slot[F_COUNT] = {[F_TYPE] = KEPT_TYPE, [F_SOURCE] = KEPT_SOURCE,
+                                               [F_KIND] = KEPT_KIND, [F_TO] = KEPT_TO,
+                                               [F_DATASCHEMA] = KEPT_DATASCHEMA};
+_Static_assert(KEPT_SLOTS <= CHOREO_LUA_KEPT, "a kept slot for each of LAZY_REPEATED");
 
 /* Whether the copy has field f: strings may be absent; only a stream's events carry a
  * streamversion, and only commands that name one an expectedversion; data is never in it. */
