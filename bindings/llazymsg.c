@@ -40,10 +40,11 @@ static const char *const lazy_names[F_COUNT] = {
     "dataschema",  "seq",         "streamversion", "expectedversion", "data"};
 
 /* The message's fields not put in the table when it was made, their bytes copied after the
- * struct: the message may be kept by a handler long after the frame it came in is gone. */
+ * struct: the message may be kept by a handler long after the frame it came in is gone. The
+ * time, when it came as microseconds (time_us, str[F_TIME] empty), is written out when read. */
 typedef struct lazy_msg {
   choreo_str str[F_STRINGS];
-  int64_t seq, streamversion, expectedversion;
+  int64_t seq, time_us, streamversion, expectedversion;
   uint32_t settled; /* fields already in the table, or assigned by a handler: never filled */
   char bytes[];
 } lazy_msg;
@@ -71,7 +72,7 @@ _Static_assert(KEPT_SLOTS <= CHOREO_LUA_KEPT, "a kept slot for each of LAZY_REPE
 /* Whether the copy has field f: strings may be absent; only a stream's events carry a
  * streamversion, and only commands that name one an expectedversion; data is never in it. */
 static bool lazy_has(const lazy_msg *z, int f) {
-  return f < F_STRINGS            ? z->str[f].p != NULL
+  return f < F_STRINGS            ? z->str[f].p != NULL || (f == F_TIME && z->time_us >= 0)
          : f == F_STREAMVERSION   ? z->streamversion > 0
          : f == F_EXPECTEDVERSION ? z->expectedversion >= 0
                                   : f != F_DATA;
@@ -81,13 +82,22 @@ static int64_t lazy_integer(const lazy_msg *z, int f) {
   return f == F_SEQ ? z->seq : f == F_STREAMVERSION ? z->streamversion : z->expectedversion;
 }
 
+/* String field f, which the copy has: the time written into buf when it came as microseconds. */
+static choreo_str lazy_str(const lazy_msg *z, int f, char buf[CHOREO_TIME_TEXT]) {
+  if (f == F_TIME && !z->str[f].p) return (choreo_str){buf, choreo_time_format(z->time_us, buf)};
+  return z->str[f];
+}
+
 /* Pushes field f, or nothing (returning false) when the message has none. */
 static bool lazy_push_field(lua_State *L, const lazy_msg *z, int f) {
   if (!lazy_has(z, f)) return false;
-  if (f < F_STRINGS)
-    lua_pushlstring(L, z->str[f].p, z->str[f].n);
-  else
+  if (f < F_STRINGS) {
+    char buf[CHOREO_TIME_TEXT];
+    choreo_str s = lazy_str(z, f, buf);
+    lua_pushlstring(L, s.p, s.n);
+  } else {
     lua_pushinteger(L, lazy_integer(z, f));
+  }
   return true;
 }
 
@@ -196,11 +206,12 @@ int choreo_lua_msg_pack_unread(lua_State *L, int idx, msgpack_sbuffer *out, uint
   int n = 0;
   for (int f = 0; z && f < F_COUNT; f++) {
     if (((z->settled | skip) & 1u << f) || !lazy_has(z, f)) continue;
-    size_t klen = strlen(lazy_names[f]), vlen = f < F_STRINGS ? z->str[f].n : MP_PUT_INT;
+    char buf[CHOREO_TIME_TEXT];
+    choreo_str s = f < F_STRINGS ? lazy_str(z, f, buf) : (choreo_str){NULL, 0};
+    size_t klen = strlen(lazy_names[f]), vlen = f < F_STRINGS ? s.n : MP_PUT_INT;
     if (!mp_reserve(out, 2 * MP_PUT_STR_HEADER + klen + vlen)) return -1;
     char *p = mp_put_str(out->data + out->size, lazy_names[f], klen);
-    p = f < F_STRINGS ? mp_put_str(p, z->str[f].p, z->str[f].n)
-                      : mp_put_int(p, lazy_integer(z, f));
+    p = f < F_STRINGS ? mp_put_str(p, s.p, s.n) : mp_put_int(p, lazy_integer(z, f));
     out->size = (size_t)(p - out->data);
     n++;
   }
@@ -302,6 +313,7 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
               [F_CORRELATIONID] = m->correlationid.p ? m->correlationid : m->id,
               [F_DATASCHEMA] = m->dataschema},
       .seq = m->seq,
+      .time_us = m->time_us,
       .streamversion = m->streamversion,
       .expectedversion = m->expectedversion,
       .settled = 1u << F_DATA, /* in the table from the start (below) */

@@ -349,11 +349,12 @@ static void msg_set_str(lua_State *L, const char *field, choreo_str s) {
 }
 
 void choreo_lua_push_msg(lua_State *L, const choreo_msg *m) {
+  char time[CHOREO_TIME_TEXT];
   lua_createtable(L, 0, 12);
   msg_set_str(L, "type", m->type);
   msg_set_str(L, "id", m->id);
   msg_set_str(L, "source", m->source);
-  msg_set_str(L, "time", m->time);
+  msg_set_str(L, "time", choreo_msg_time(m, time));
   msg_set_str(L, "subject", m->subject);
   msg_set_str(L, "kind", m->kind);
   msg_set_str(L, "to", m->to);

@@ -358,6 +358,7 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
   bool have_seq = false;
   memset(m, 0, offsetof(choreo_msg, id_text)); /* the text is written only when needed */
   m->expectedversion = -1;
+  m->time_us = -1;
   if (p == end) return CHOREO_EINVAL;
   uint64_t n;
   if (*p >= 0x80 && *p <= 0x8f) {
@@ -405,9 +406,9 @@ static int codec_msg_scan(const unsigned char **pp, const unsigned char *end, ch
         return CHOREO_EINVAL;
       *(stream ? &m->streamversion : &m->expectedversion) = (int64_t)v;
     } else if (offset == offsetof(choreo_msg, time) && codec_take_uint(&p, end, &us)) {
-      /* microseconds since the epoch, as our writers put it: read as the text it stands for */
+      /* microseconds since the epoch, as our writers put it: read as text when asked */
       if (us > (uint64_t)CHOREO_TIME_US_MAX) return CHOREO_EINVAL;
-      m->time = (choreo_str){m->time_text, choreo_time_format((int64_t)us, m->time_text)};
+      m->time_us = (int64_t)us;
     } else {
       choreo_str value;
       if (!codec_take_str(&p, end, &value)) return CHOREO_EINVAL;
@@ -441,6 +442,11 @@ int choreo_msg_decode(const char *buf, size_t len, choreo_msg *out) {
   if (rc == 0 && p != (const unsigned char *)buf + len) rc = CHOREO_EINVAL; /* trailing bytes */
   if (rc != 0) memset(out, 0, sizeof *out);
   return rc;
+}
+
+choreo_str choreo_msg_time(const choreo_msg *m, char buf[CHOREO_TIME_TEXT]) {
+  if (m->time.n || m->time_us < 0) return m->time;
+  return (choreo_str){buf, choreo_time_format(m->time_us, buf)};
 }
 
 /* ---- frames ---- */

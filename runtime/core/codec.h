@@ -37,9 +37,11 @@ typedef struct choreo_str {
 } choreo_str;
 
 /* A decoded message. Strings and data point into the buffer it was decoded from; so does the
- * id when the message carries one, else it is "<source>/<seq>" written into id_text, and the
- * time when it came as text, else its text is written into time_text (a copy of the struct then
- * borrows those two from the original). Event sourcing's extensions: an event of
+ * id when the message carries one, else it is "<source>/<seq>" written into id_text (a copy of
+ * the struct then borrows it from the original). The time stays as it came: text in `time`, or
+ * microseconds in time_us (then `time` is empty), read as text with choreo_msg_time: most
+ * handlers never read it, and writing it out for every message showed in profiles. Event
+ * sourcing's extensions: an event of
  * a stream carries the stream in `subject`, its version in the stream (streamversion, 0 when
  * absent) and its data's schema (dataschema, "v<N>"); a command may carry the version of the
  * stream its sender saw (expectedversion, -1 when absent). */
@@ -47,14 +49,18 @@ typedef struct choreo_msg {
   choreo_str id, source, type, time, subject, kind, to, correlationid, causationid, traceparent;
   choreo_str dataschema;
   int64_t seq;
+  int64_t time_us; /* when the time came as microseconds since the epoch, else -1 */
   int64_t streamversion, expectedversion;
   const char *data; /* the data's msgpack encoding, within raw; NULL when there is none */
   size_t data_len;
   const char *raw; /* the whole encoded message, as stored in the log */
   size_t raw_len;
   char id_text[CHOREO_NAME_MAX + 21];
-  char time_text[CHOREO_TIME_TEXT]; /* the time as text, when it came as microseconds */
 } choreo_msg;
+
+/* The message's time as text: as it came, or written into buf from its microseconds; empty
+ * when it has none. */
+choreo_str choreo_msg_time(const choreo_msg *m, char buf[CHOREO_TIME_TEXT]);
 
 /* Writes v (at least 1) in decimal without a NUL; returns the digits written. By hand: printf
  * showed in profiles of the publishing path. */

@@ -71,7 +71,9 @@ bool choreo_handlers_match(const choreo_handlers *hs, choreo_str type) {
 
 /* The message's strings, NUL-terminated, one after another in one allocation. */
 static char *handlers_copy_strings(const choreo_msg *m, choreo_message *out) {
-  const choreo_str *from[] = {&m->id,   &m->source,  &m->type,          &m->kind,       &m->time,
+  char time_text[CHOREO_TIME_TEXT];
+  choreo_str time = choreo_msg_time(m, time_text);
+  const choreo_str *from[] = {&m->id,   &m->source,  &m->type,          &m->kind,       &time,
                               &m->to,   &m->subject, &m->correlationid, &m->causationid};
   const char **to[] = {&out->id, &out->source,  &out->type,          &out->kind,        &out->time,
                        &out->to, &out->subject, &out->correlationid, &out->causationid};

@@ -369,11 +369,13 @@ static bool json_add_attr(cJSON *obj, const char *key, choreo_str s) {
 
 cJSON *choreo_msg_to_cjson(const choreo_msg *m) {
   cJSON *root = cJSON_CreateObject();
+  char time[CHOREO_TIME_TEXT];
   /* The order follows the CloudEvents attribute list, then the extensions. */
   bool ok = root && json_add(root, "specversion", cJSON_CreateString("1.0")) &&
             json_add_attr(root, "id", m->id) &&
             json_add_attr(root, "source", m->source) && json_add_attr(root, "type", m->type) &&
-            json_add_attr(root, "time", m->time) && json_add_attr(root, "subject", m->subject);
+            json_add_attr(root, "time", choreo_msg_time(m, time)) &&
+            json_add_attr(root, "subject", m->subject);
   /* The data was proven well-formed with the message: it can only fail to unpack for want of
    * memory, and then it is left out. */
   msgpack_unpacked u;

@@ -329,8 +329,10 @@ static void test_msg_minimal(void) {
   CHECK(msgpack_unpack_next(&u, buf.data, buf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
   CHECK(u.data.via.map.size == 5 && !map_has_number(&u.data, K_DATA) &&
         !map_has_number(&u.data, K_SUBJECT));
-  CHECK(m.time.n == 27 && m.time.p[4] == '-' && m.time.p[10] == 'T' && m.time.p[19] == '.' &&
-        m.time.p[26] == 'Z');
+  char time_text[CHOREO_TIME_TEXT];
+  choreo_str time = choreo_msg_time(&m, time_text);
+  CHECK(time.n == 27 && time.p[4] == '-' && time.p[10] == 'T' && time.p[19] == '.' &&
+        time.p[26] == 'Z');
   msgpack_unpacked_destroy(&u);
   msgpack_sbuffer_destroy(&buf);
 }
@@ -637,8 +639,10 @@ static void test_msg_time_as_microseconds(void) {
   };
   for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
     CHECK(decode_with_time(&sb, times[i].us, false, &m) == 0);
-    CHECK(choreo_str_eq(m.time, times[i].text));
     char text[CHOREO_TIME_TEXT];
+    /* kept as microseconds, written out when read */
+    CHECK(m.time.n == 0 && m.time_us == (int64_t)times[i].us);
+    CHECK(choreo_str_eq(choreo_msg_time(&m, text), times[i].text));
     CHECK(choreo_time_format((int64_t)times[i].us, text) == 27);
     CHECK(strcmp(text, times[i].text) == 0);
   }
@@ -657,15 +661,16 @@ static void test_msg_time_as_microseconds(void) {
   uint64_t us = 0;
   for (int i = 0; i < 8; i++) us = us << 8 | p[14 + i];
   CHECK((int64_t)us >= before && (int64_t)us <= before + 1000000);
-  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0 && m.time.n == 27);
-  char text[CHOREO_TIME_TEXT];
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0 && m.time_us == (int64_t)us);
+  char text[CHOREO_TIME_TEXT], read[CHOREO_TIME_TEXT];
   choreo_time_format((int64_t)us, text);
-  CHECK(choreo_str_eq(m.time, text));
+  CHECK(choreo_str_eq(choreo_msg_time(&m, read), text));
   /* A time given is written as given, text. */
   msgpack_sbuffer_clear(&sb);
   f.time = "2024-01-01T00:00:00+02:00";
   CHECK(choreo_msg_encode(&f, &sb) == 0 && ((const unsigned char *)sb.data)[13] == (0xa0 | 25));
-  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0 && choreo_str_eq(m.time, f.time));
+  CHECK(choreo_msg_decode(sb.data, sb.size, &m) == 0 && choreo_str_eq(m.time, f.time) &&
+        m.time_us == -1 && choreo_str_eq(choreo_msg_time(&m, read), f.time));
   msgpack_sbuffer_destroy(&sb);
 }
 

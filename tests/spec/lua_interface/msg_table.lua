@@ -42,7 +42,7 @@ local kept
 choreo.on("Keep", function(msg) kept = msg end)
 choreo.on("ReadKept", function(_, ctx)
   ctx:publish("Kept", { id = kept.id, type = kept.type, seq = kept.seq, source = kept.source,
-    subject = kept.subject, data = kept.data })
+    subject = kept.subject, data = kept.data, time = kept.time })
 end)
 
 -- The whole message as data: published, and packed and unpacked.

@@ -3,6 +3,9 @@
 local testing = require "choreo.testing"
 local h = require "spec.helpers"
 
+-- The time our writers stamp, as the text it stands for (it travels as microseconds).
+local STAMPED = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%d%d%dZ$"
+
 describe("the msg table", function()
   local host
   before_each(function() host = testing.host(nil, { name = "svc" }) end)
@@ -36,9 +39,11 @@ describe("the msg table", function()
       { source = "peer", subject = "kept" }))
     for i = 1, 3 do assert.is_true(host:deliver("Other", { i = i })) end
     assert.is_true(host:deliver("ReadKept", {}))
+    local kept = h.data_of(host.published, "Kept")[1]
+    assert.matches(STAMPED, kept.time)
+    kept.time = nil
     assert.same({ id = "peer/1", type = "Keep", seq = 1, source = "peer", subject = "kept",
-      data = { list = { 1, 2, 3 }, text = string.rep("x", 300) } },
-      h.data_of(host.published, "Kept")[1])
+      data = { list = { 1, 2, 3 }, text = string.rep("x", 300) } }, kept)
   end)
 
   it("goes whole into a publish or choreo.pack, fields not read yet included", function()
@@ -50,6 +55,7 @@ describe("the msg table", function()
       assert.equal("peer/1", d.correlationid)
       assert.equal("fw", d.subject)
       assert.equal("event", d.kind)
+      assert.matches(STAMPED, d.time)
       assert.same({ n = 7 }, d.data)
       local keys = 0
       for k in pairs(d) do
