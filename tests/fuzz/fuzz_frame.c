@@ -59,8 +59,9 @@ static bool fuzz_cstr(choreo_str s, char **out) {
  * with its id derived from source and seq (and a time of its own if it had none). */
 static void fuzz_reencode(const choreo_msg *m) {
   char time[CHOREO_TIME_TEXT];
-  const choreo_str strs[] = {m->source, m->type, choreo_msg_time(m, time), m->subject, m->kind, m->to,
-                             m->correlationid, m->causationid, m->traceparent};
+  const choreo_str strs[] = {m->source,        m->type,          choreo_msg_time(m, time),
+                             m->subject,       m->kind,          m->to,
+                             m->correlationid, m->causationid,   m->traceparent};
   enum { N = sizeof strs / sizeof *strs };
   char *c[N];
   bool writable = true;
