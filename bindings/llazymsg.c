@@ -43,6 +43,7 @@ static const char *const lazy_names[F_COUNT] = {
  * struct: the message may be kept by a handler long after the frame it came in is gone. The
  * time, when it came as microseconds (time_us, str[F_TIME] empty), is written out when read. */
 typedef struct lazy_msg {
+  const struct lazy_msg *self; /* its own address: the tag lazy_of checks (below) */
   choreo_str str[F_STRINGS];
   int64_t seq, time_us, streamversion, expectedversion;
   uint32_t settled; /* fields already in the table, or assigned by a handler: never filled */
@@ -113,16 +114,17 @@ static bool lazy_push_repeated(lua_State *L, const lazy_msg *z, int f, int mt,
 }
 
 /* The copy in the msg table at idx, or NULL (a table built whole, or whatever a handler put
- * under the hidden key: only a copy made here carries the tag). Allocates nothing: the key
- * string is kept alive by the metatable, so pushing it only finds it. */
+ * under the hidden key). Only a copy made here holds its own address at its start: no other
+ * userdata a script can reach has its address written in it, and Lua never moves one. A user
+ * value as the tag cost twice the instructions per message. Allocates nothing: the key string
+ * is kept alive by the metatable, so pushing it only finds it. */
 static lazy_msg *lazy_of(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   lua_pushliteral(L, LAZY_HIDDEN);
   lazy_msg *z = NULL;
   if (lua_rawget(L, idx) == LUA_TUSERDATA && lua_rawlen(L, -1) >= sizeof *z) {
-    if (lua_getiuservalue(L, -1, 1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == &lazy_meta)
-      z = lua_touserdata(L, -2);
-    lua_pop(L, 1);
+    z = lua_touserdata(L, -1);
+    if (z->self != z) z = NULL;
   }
   lua_pop(L, 1); /* the table keeps it */
   return z;
@@ -318,7 +320,7 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
       .expectedversion = m->expectedversion,
       .settled = 1u << F_DATA, /* in the table from the start (below) */
   };
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, CHOREO_LUA_HASH_ROOM(2 + __builtin_popcount(prefill))); /* data, copy */
   lazy_push_meta(L, meta);
   int mt = lua_gettop(L);
   /* Nearly every handler reads data: decoded now, it is a plain table read, where a first
@@ -346,10 +348,9 @@ void choreo_lua_push_msg_counted(lua_State *L, const choreo_msg *m, bool whole,
   for (int f = 0; f < F_STRINGS; f++)
     if (!(view.settled & 1u << f)) need += view.str[f].n;
   lua_rawgeti(L, mt, META_HIDDEN_KEY);
-  lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 1);
-  lua_pushlightuserdata(L, (void *)&lazy_meta); /* the tag lazy_of looks for */
-  lua_setiuservalue(L, -2, 1);
+  lazy_msg *z = lua_newuserdatauv(L, sizeof *z + need, 0);
   *z = view;
+  z->self = z;
   char *p = z->bytes;
   for (int f = 0; f < F_STRINGS; f++) {
     choreo_str *s = &z->str[f];

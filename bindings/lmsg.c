@@ -219,7 +219,7 @@ static void msg_push_key(lua_State *L, const unsigned char **pp, const msg_key_c
 /* n map entries or array elements at *pp; a map's first keys through kc when there is one. */
 static void msg_push_container(lua_State *L, const unsigned char **pp, uint64_t n, bool map,
                                const msg_key_cache *kc) {
-  lua_createtable(L, map ? 0 : (int)n, map ? (int)n : 0);
+  lua_createtable(L, map ? 0 : (int)n, map ? CHOREO_LUA_HASH_ROOM((int)n) : 0);
   for (uint64_t i = 0; i < n; i++) {
     if (map && kc && i < CHOREO_LUA_KEPT)
       msg_push_key(L, pp, kc, (int)i);
