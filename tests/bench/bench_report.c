@@ -1,7 +1,9 @@
 /* Result lines of the broker benchmarks (see bench_report.h). */
 #include "bench_report.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "bench_restart.h"
 #include "bench_util.h"
@@ -80,11 +82,17 @@ void bench_consume(const bench_args *a, bench_producer *p, bench_sink *sink, ben
   double cpu0 = bench_cpu_process();
   long faults0 = bench_faults_process();
   if (bench_producer_go(p) != 0) bench_fail("cannot start the producer");
+  bool paused = false;
   while (t->seen.distinct < a->events) {
     if (bench_now() > deadline)
       bench_fail("time limit of %d s reached with %ld of %ld events committed", a->timeout_s,
                  t->seen.distinct, a->events);
     batch(ud, sink, t);
+    if (a->pause_ms && !paused && t->seen.distinct > 0) {
+      struct timespec pause = {a->pause_ms / 1000, a->pause_ms % 1000 * 1000000L};
+      while (nanosleep(&pause, &pause) != 0) {} /* interrupted: the rest of it */
+      paused = true;
+    }
   }
   double cpu = bench_cpu_process() - cpu0;
   long faults = bench_faults_process() - faults0;

@@ -108,6 +108,8 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
       a->consumer_of = val;
     } else if (strcmp(opt, "--payload") == 0) {
       bench_payload_size = (size_t)parse_long(opt, val, 32, BENCH_PAYLOAD_MAX, usage);
+    } else if (strcmp(opt, "--pause-ms") == 0 && (accepted & BENCH_ARG_PAUSE)) {
+      a->pause_ms = parse_long(opt, val, 1, 60L * 1000, usage);
     } else if (strcmp(opt, "--timeout") == 0) {
       a->timeout_s = (int)parse_long(opt, val, 1, 24 * 3600, usage);
       timeout_given = 1;
@@ -126,6 +128,7 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
     if (!timeout_given) a->timeout_s += (int)a->seconds;
     given = (given & ~(BENCH_ARG_RATE | ARG_SECONDS)) | BENCH_ARG_EVENTS;
   }
+  if (a->pause_ms && a->rate) usage_exit(usage, "--pause-ms is for the pipeline (--events)");
   if (a->restart_ms && !a->rate)
     usage_exit(usage, "--restart-every restarts the consumer under a load: it needs --rate and"
                       " --seconds");
@@ -134,7 +137,7 @@ void bench_args_parse(bench_args *a, int argc, char **argv, unsigned accepted, c
     usage_exit(usage, "--restart-every must be shorter than --seconds");
   if (a->consumer_of && !a->restart_ms)
     usage_exit(usage, "--consumer-of is for the consumers of a --restart-every run");
-  if (given != (accepted & ~(unsigned)(BENCH_ARG_RATE | BENCH_ARG_RESTART)))
+  if (given != (accepted & ~(unsigned)(BENCH_ARG_RATE | BENCH_ARG_RESTART | BENCH_ARG_PAUSE)))
     usage_exit(usage, "missing option");
   /* Tells a consumer's messages from its supervisor's, which has the same program name. */
   if (a->consumer_of) {

@@ -38,6 +38,9 @@ typedef struct bench_args {
   long rate;       /* --rate, events per second; 0 unless the latency workload was asked for */
   long seconds;    /* --seconds */
   int timeout_s;   /* --timeout; unless given, BENCH_DEFAULT_TIMEOUT_S (beyond --seconds) */
+  /* --pause-ms, in the pipeline workload: the consumer stops reading this long after its first
+   * batch while the producer goes on, as a consumer that falls behind for a while (0: never). */
+  long pause_ms;
   long restart_ms; /* --restart-every, with --rate: the restart workload; 0 otherwise */
   /* --consumer-of RUN: this process is one consumer of the restart workload run RUN, started
    * by that run's supervising process (bench_restart.h); NULL otherwise. */
@@ -46,14 +49,16 @@ typedef struct bench_args {
 
 /* BENCH_ARG_RATE stands for the latency workload's --rate R --seconds S, which replace
  * --events when given; BENCH_ARG_RESTART for the restart workload's optional --restart-every
- * MS on top of them, and --consumer-of. */
+ * MS on top of them, and --consumer-of; BENCH_ARG_PAUSE for the pipeline's optional --pause-ms
+ * (a consumer of bench_consume's). */
 enum {
   BENCH_ARG_URL = 1,
   BENCH_ARG_DB = 2,
   BENCH_ARG_PORT = 4,
   BENCH_ARG_EVENTS = 8,
   BENCH_ARG_RATE = 16,
-  BENCH_ARG_RESTART = 32
+  BENCH_ARG_RESTART = 32,
+  BENCH_ARG_PAUSE = 64
 };
 
 /* Parses the options named in `accepted` (a mask of BENCH_ARG_*, all of them required, except

@@ -32,7 +32,7 @@ _Static_assert(BATCH <= BENCH_TALLY_BATCH, "a batch is one transaction of the ac
 
 static const char usage[] =
     "--url nats://HOST:PORT (--events N | --rate EVENTS_PER_S --seconds S [--restart-every MS])"
-    " --db FILE [--payload BYTES] [--timeout S]";
+    " --db FILE [--payload BYTES] [--pause-ms MS] [--timeout S]";
 
 typedef struct nats_run {
   const char *url;
@@ -225,7 +225,7 @@ int main(int argc, char **argv) {
   bench_args a;
   bench_args_parse(&a, argc, argv,
                    BENCH_ARG_URL | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_RESTART |
-                       BENCH_ARG_DB,
+                       BENCH_ARG_DB | BENCH_ARG_PAUSE,
                    usage);
   bench_watchdog(a.timeout_s + 15);
 

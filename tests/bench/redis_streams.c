@@ -31,7 +31,8 @@
 _Static_assert(BATCH <= BENCH_TALLY_BATCH, "a batch is one transaction of the account");
 
 static const char usage[] = "--port P (--events N | --rate EVENTS_PER_S --seconds S"
-                            " [--restart-every MS]) --db FILE [--payload BYTES] [--timeout S]";
+                            " [--restart-every MS]) --db FILE [--payload BYTES] [--pause-ms MS]"
+                            " [--timeout S]";
 
 typedef struct redis_run {
   int port;
@@ -237,7 +238,7 @@ int main(int argc, char **argv) {
   bench_args a;
   bench_args_parse(&a, argc, argv,
                    BENCH_ARG_PORT | BENCH_ARG_EVENTS | BENCH_ARG_RATE | BENCH_ARG_RESTART |
-                       BENCH_ARG_DB,
+                       BENCH_ARG_DB | BENCH_ARG_PAUSE,
                    usage);
   bench_watchdog(a.timeout_s + 15);
 
