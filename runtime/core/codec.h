@@ -41,10 +41,10 @@ typedef struct choreo_str {
  * the struct then borrows it from the original). The time stays as it came: text in `time`, or
  * microseconds in time_us (then `time` is empty), read as text with choreo_msg_time: most
  * handlers never read it, and writing it out for every message showed in profiles. Event
- * sourcing's extensions: an event of
- * a stream carries the stream in `subject`, its version in the stream (streamversion, 0 when
- * absent) and its data's schema (dataschema, "v<N>"); a command may carry the version of the
- * stream its sender saw (expectedversion, -1 when absent). */
+ * sourcing's extensions: an event of a stream carries the stream in `subject`, its version in
+ * the stream (streamversion, 0 when absent) and its data's schema (dataschema, "v<N>"); a
+ * command may carry the version of the stream its sender saw (expectedversion, -1 when
+ * absent). */
 typedef struct choreo_msg {
   choreo_str id, source, type, time, subject, kind, to, correlationid, causationid, traceparent;
   choreo_str dataschema;
