@@ -35,7 +35,7 @@ static size_t block_class_size(size_t c) {
 
 /* A block for n bytes: a small one from its class's list, or from malloc at its class's size
  * (so that any block of the class can serve any request of it). */
-static void *block_take(choreo_lua_blocks *b, size_t n) {
+void *choreo_lua_blocks_take(choreo_lua_blocks *b, size_t n) {
   if (n > BLOCK_SMALL) return malloc(n);
   size_t c = block_class(n);
   void *p = b->free[c];
@@ -47,7 +47,7 @@ static void *block_take(choreo_lua_blocks *b, size_t n) {
 }
 
 /* Gives back a block that held n bytes; its room is n's class size at least. */
-static void block_give(choreo_lua_blocks *b, void *p, size_t n) {
+void choreo_lua_blocks_give(choreo_lua_blocks *b, void *p, size_t n) {
   size_t c = block_class(n);
   if (n > BLOCK_SMALL || b->kept + block_class_size(c) > BLOCK_KEEP_MAX) {
     free(p);
@@ -60,9 +60,9 @@ static void block_give(choreo_lua_blocks *b, void *p, size_t n) {
 }
 
 void *choreo_lua_blocks_resize(choreo_lua_blocks *b, void *ptr, size_t old, size_t n) {
-  if (!ptr) return n ? block_take(b, n) : NULL;
+  if (!ptr) return n ? choreo_lua_blocks_take(b, n) : NULL;
   if (n == 0) {
-    block_give(b, ptr, old);
+    choreo_lua_blocks_give(b, ptr, old);
     return NULL;
   }
   if (old > BLOCK_SMALL && n > BLOCK_SMALL) {
@@ -70,10 +70,10 @@ void *choreo_lua_blocks_resize(choreo_lua_blocks *b, void *ptr, size_t old, size
     return p ? p : n < old ? ptr : NULL; /* Lua counts on a shrink never failing */
   }
   if (old <= BLOCK_SMALL && n <= BLOCK_SMALL && block_class(old) == block_class(n)) return ptr;
-  void *p = block_take(b, n);
+  void *p = choreo_lua_blocks_take(b, n);
   if (!p) return n < old ? ptr : NULL; /* kept where it is: its room is larger than n's class */
   memcpy(p, ptr, n < old ? n : old);
-  block_give(b, ptr, old);
+  choreo_lua_blocks_give(b, ptr, old);
   return p;
 }
 

@@ -91,20 +91,36 @@ static void scripts_note_where(choreo_scripts *s) {
   }
 }
 
-static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  choreo_scripts *s = ud;
-  size_t old = ptr ? osize : 0;
-  if (nsize == 0) {
-    choreo_lua_blocks_resize(&s->blocks, ptr, old, 0);
-    s->mem_used -= old;
-    return NULL;
-  }
-  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) {
-    if (!ptr) scripts_note_where(s);
-    return NULL;
-  }
+/* A block refused: over the limit. Out of the allocator's line, with its lua_Debug: a new or
+ * freed block, the allocator's common cases, then need no stack frame of their own. */
+static __attribute__((noinline, cold)) void *scripts_refuse(choreo_scripts *s, bool fresh) {
+  if (fresh) scripts_note_where(s);
+  return NULL;
+}
+
+/* A block moved or resized (Lua's stacks, tables' parts, buffers): rarer than new and freed. */
+static __attribute__((noinline)) void *scripts_realloc(choreo_scripts *s, void *ptr, size_t old,
+                                                       size_t nsize) {
+  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) return scripts_refuse(s, false);
   void *p = choreo_lua_blocks_resize(&s->blocks, ptr, old, nsize);
   if (p) s->mem_used = s->mem_used - old + nsize;
+  return p;
+}
+
+static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  choreo_scripts *s = ud;
+  if (nsize == 0) {
+    if (ptr) {
+      choreo_lua_blocks_give(&s->blocks, ptr, osize);
+      s->mem_used -= osize;
+    }
+    return NULL;
+  }
+  if (ptr) return scripts_realloc(s, ptr, osize, nsize);
+  /* a new block: osize tells what kind of object it is for */
+  if (s->mem_used + nsize > s->mem_limit) return scripts_refuse(s, true);
+  void *p = choreo_lua_blocks_take(&s->blocks, nsize);
+  if (p) s->mem_used += nsize;
   return p;
 }
 

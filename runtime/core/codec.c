@@ -175,10 +175,11 @@ static char *codec_put_attr(char *p, unsigned char key, const char *value, size_
 }
 
 int choreo_seq_digits(char out[20], int64_t v) {
-  char digits[20];
-  int n = 0;
-  for (uint64_t u = (uint64_t)v; u; u /= 10) digits[n++] = (char)('0' + u % 10);
-  for (int i = 0; i < n; i++) out[i] = digits[n - 1 - i];
+  uint64_t u = (uint64_t)v;
+  if (!u) return 0;
+  int n = 1; /* counted first, so the digits go straight to their places, last first */
+  for (uint64_t ten_to_n = 10; n < 20 && u >= ten_to_n; ten_to_n *= 10) n++;
+  for (int i = n - 1; i >= 0; i--, u /= 10) out[i] = (char)('0' + u % 10);
   return n;
 }
 
