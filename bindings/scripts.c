@@ -91,8 +91,8 @@ static void scripts_note_where(choreo_scripts *s) {
   }
 }
 
-/* A block refused: over the limit. Out of the allocator's line, with its lua_Debug: a new or
- * freed block, the allocator's common cases, then need no stack frame of their own. */
+/* A block refused: over the limit. Out of line, with the lua_Debug its note needs, so that the
+ * allocator's common cases (a new block, a freed one) need no stack frame. */
 static __attribute__((noinline, cold)) void *scripts_refuse(choreo_scripts *s, bool fresh) {
   if (fresh) scripts_note_where(s);
   return NULL;

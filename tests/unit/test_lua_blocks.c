@@ -41,6 +41,25 @@ static void test_a_freed_block_serves_its_class_again(void) {
   for (size_t c = 0; c < CHOREO_LUA_BLOCK_CLASSES; c++) CHECK(b.free[c] == NULL);
 }
 
+/* take and give, the allocator's short paths, share the lists with resize. */
+static void test_take_and_give_share_the_lists(void) {
+  choreo_lua_blocks b = {0};
+  void *p = choreo_lua_blocks_take(&b, 100);
+  CHECK(p != NULL);
+  choreo_lua_blocks_give(&b, p, 100);
+  CHECK(b.kept == 112); /* the class of 97..112 bytes */
+  CHECK(choreo_lua_blocks_resize(&b, NULL, 0, 112) == p);
+  CHECK(choreo_lua_blocks_resize(&b, p, 112, 0) == NULL);
+  CHECK(choreo_lua_blocks_take(&b, 97) == p);
+  void *large = choreo_lua_blocks_take(&b, 4096); /* past the classes: malloc's, never kept */
+  CHECK(large != NULL);
+  choreo_lua_blocks_give(&b, large, 4096);
+  CHECK(b.kept == 0);
+  choreo_lua_blocks_give(&b, p, 97);
+  choreo_lua_blocks_release(&b);
+  CHECK(b.kept == 0);
+}
+
 static void test_contents_survive_every_move(void) {
   choreo_lua_blocks b = {0};
   unsigned char *p = choreo_lua_blocks_resize(&b, NULL, 0, 20);
@@ -103,6 +122,7 @@ static void test_a_kept_block_is_poisoned(void) {
 
 int main(void) {
   RUN(test_a_freed_block_serves_its_class_again);
+  RUN(test_take_and_give_share_the_lists);
   RUN(test_contents_survive_every_move);
   RUN(test_the_lists_keep_a_bounded_amount);
   RUN(test_freeing_nothing);
