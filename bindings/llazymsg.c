@@ -85,8 +85,7 @@ static int64_t lazy_integer(const lazy_msg *z, int f) {
 
 /* String field f, which the copy has: the time written into buf when it came as microseconds. */
 static choreo_str lazy_str(const lazy_msg *z, int f, char buf[CHOREO_TIME_TEXT]) {
-  if (f == F_TIME && !z->str[f].p) return (choreo_str){buf, choreo_time_format(z->time_us, buf)};
-  return z->str[f];
+  return f == F_TIME ? choreo_time_text(z->str[f], z->time_us, buf) : z->str[f];
 }
 
 /* Pushes field f, or nothing (returning false) when the message has none. */

@@ -79,8 +79,10 @@ choreo_engine *choreo_lua_engine(lua_State *L) {
 /* Notes the innermost Lua function's file:line in s->where. getstack and getinfo with "Sl"
  * only read the call stack and allocate nothing; the allocator calls this only for a fresh
  * block, never while Lua moves a stack or a table (a realloc), when the stack may be in
- * flux. The main thread's stack is searched: in a coroutine, that is where it was resumed. */
-static void scripts_note_where(choreo_scripts *s) {
+ * flux. The main thread's stack is searched: in a coroutine, that is where it was resumed.
+ * Out of line, with its lua_Debug, so that the allocator's common cases (a new block, a freed
+ * one) need no stack frame. */
+static __attribute__((noinline, cold)) void scripts_note_where(choreo_scripts *s) {
   lua_Debug ar;
   if (!s->L || s->where[0]) return;
   for (int level = 0; lua_getstack(s->L, level, &ar); level++) {
@@ -91,17 +93,10 @@ static void scripts_note_where(choreo_scripts *s) {
   }
 }
 
-/* A block refused: over the limit. Out of line, with the lua_Debug its note needs, so that the
- * allocator's common cases (a new block, a freed one) need no stack frame. */
-static __attribute__((noinline, cold)) void *scripts_refuse(choreo_scripts *s, bool fresh) {
-  if (fresh) scripts_note_where(s);
-  return NULL;
-}
-
 /* A block moved or resized (Lua's stacks, tables' parts, buffers): rarer than new and freed. */
 static __attribute__((noinline)) void *scripts_realloc(choreo_scripts *s, void *ptr, size_t old,
                                                        size_t nsize) {
-  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) return scripts_refuse(s, false);
+  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) return NULL;
   void *p = choreo_lua_blocks_resize(&s->blocks, ptr, old, nsize);
   if (p) s->mem_used = s->mem_used - old + nsize;
   return p;
@@ -118,7 +113,10 @@ static void *scripts_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (ptr) return scripts_realloc(s, ptr, osize, nsize);
   /* a new block: osize tells what kind of object it is for */
-  if (s->mem_used + nsize > s->mem_limit) return scripts_refuse(s, true);
+  if (s->mem_used + nsize > s->mem_limit) {
+    scripts_note_where(s);
+    return NULL;
+  }
   void *p = choreo_lua_blocks_take(&s->blocks, nsize);
   if (p) s->mem_used += nsize;
   return p;

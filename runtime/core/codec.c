@@ -445,9 +445,13 @@ int choreo_msg_decode(const char *buf, size_t len, choreo_msg *out) {
   return rc;
 }
 
+choreo_str choreo_time_text(choreo_str text, int64_t time_us, char buf[CHOREO_TIME_TEXT]) {
+  if (text.n || time_us < 0) return text;
+  return (choreo_str){buf, choreo_time_format(time_us, buf)};
+}
+
 choreo_str choreo_msg_time(const choreo_msg *m, char buf[CHOREO_TIME_TEXT]) {
-  if (m->time.n || m->time_us < 0) return m->time;
-  return (choreo_str){buf, choreo_time_format(m->time_us, buf)};
+  return choreo_time_text(m->time, m->time_us, buf);
 }
 
 /* ---- frames ---- */

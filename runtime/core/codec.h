@@ -58,8 +58,10 @@ typedef struct choreo_msg {
   char id_text[CHOREO_NAME_MAX + 21];
 } choreo_msg;
 
-/* The message's time as text: as it came, or written into buf from its microseconds; empty
- * when it has none. */
+/* A time as text: text as it came, or written into buf from time_us (microseconds since the
+ * epoch; -1: none); empty when it has neither. */
+choreo_str choreo_time_text(choreo_str text, int64_t time_us, char buf[CHOREO_TIME_TEXT]);
+/* The message's time as text (choreo_time_text of its two). */
 choreo_str choreo_msg_time(const choreo_msg *m, char buf[CHOREO_TIME_TEXT]);
 
 /* Writes v (at least 1) in decimal without a NUL; returns the digits written. By hand: printf
