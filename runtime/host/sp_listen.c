@@ -57,17 +57,34 @@ static void listen_on_connection(uv_stream_t *stream, int status) {
   else choreo_sp_conn_begin(&a->conn);
 }
 
-/* Whether the socket at path is one nobody listens on (a host that was killed left it). */
-static bool listen_stale(const char *path) {
+/* What connecting to the socket at path says: 0 (or EAGAIN, a full backlog) when someone
+ * listens there, ECONNREFUSED for a socket nobody listens on (a killed host left it), ENOENT
+ * for no socket at all. */
+static int listen_probe(const char *path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return errno;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  bool stale = connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno == ECONNREFUSED;
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%.*s", (int)sizeof sa.sun_path - 1, path);
+  int said = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
   close(fd);
-  return stale;
+  return said;
 }
 
+/* Binds the pipe to path, taking over a socket file nobody listens on. */
+static int listen_bind(choreo_sp_listener *l, const char *path) {
+  int rc = uv_pipe_bind(&l->pipe, path);
+  if (rc == UV_EADDRINUSE && listen_probe(path) == ECONNREFUSED) {
+    unlink(path);
+    rc = uv_pipe_bind(&l->pipe, path);
+  }
+  return rc;
+}
+
+/* The socket is bound and listened on under a name of its own (the path and a "~"), then
+ * renamed to the path: hosts on this machine dial a path the moment it appears in the bus
+ * directory, and one bound but not yet listened on refused them, which cost a subscriber its
+ * redial interval of live frames (a consumer started with its producer fetched the first
+ * 100 ms of them). A path a host listens on is refused, as binding it would be. */
 int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url, const char *who,
                      uint16_t ours, uint16_t peer, choreo_sp_accepted_cb message_cb, void *data,
                      char *err, size_t errlen) {
@@ -83,13 +100,15 @@ int choreo_sp_listen(choreo_sp_listener *l, uv_loop_t *loop, const char *url, co
   l->pipe.data = l;
   l->open = true;
   l->on_loop = 1;
-  int rc = uv_pipe_bind(&l->pipe, l->path);
-  if (rc == UV_EADDRINUSE && listen_stale(l->path)) {
-    unlink(l->path);
-    rc = uv_pipe_bind(&l->pipe, l->path);
-  }
-  l->bound = rc == 0;
+  char staging[sizeof l->url];
+  snprintf(staging, sizeof staging, "%s~", l->path);
+  int probe = listen_probe(l->path);
+  int rc = probe == 0 || probe == EAGAIN ? UV_EADDRINUSE : listen_bind(l, staging);
+  bool staged = rc == 0;
   if (!rc) rc = uv_listen((uv_stream_t *)&l->pipe, LISTEN_BACKLOG, listen_on_connection);
+  if (!rc && rename(staging, l->path) != 0) rc = uv_translate_sys_error(errno);
+  l->bound = rc == 0;
+  if (rc && staged) unlink(staging);
   if (rc) {
     snprintf(err, errlen, "cannot listen on %s: %s%s", url, uv_strerror(rc),
              rc == UV_EADDRINUSE ? " (is another host with this name running?)" : "");

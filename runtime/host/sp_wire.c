@@ -6,7 +6,7 @@
 
 const char *choreo_sp_ipc_path(const char *url) {
   if (strncmp(url, "ipc://", 6) != 0 || !url[6] ||
-      strlen(url + 6) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+      strlen(url + 6) + 1 >= sizeof(((struct sockaddr_un *)0)->sun_path))
     return NULL;
   return url + 6;
 }

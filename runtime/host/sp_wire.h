@@ -23,7 +23,9 @@
 void choreo_sp_greeting(uint8_t out[CHOREO_SP_GREETING_SIZE], uint16_t protocol);
 /* The protocol a greeting names, or -1 when it is not an SP greeting. */
 int choreo_sp_greeting_protocol(const uint8_t in[CHOREO_SP_GREETING_SIZE]);
-/* The socket path of url if it is ipc://PATH with a path a Unix socket can take, else NULL. */
+/* The socket path of url if it is ipc://PATH with a path the loop serves: one a Unix socket
+ * can take, with a character to spare for the name a listener stages it under (sp_listen.c);
+ * else NULL (NNG serves a longer one). */
 const char *choreo_sp_ipc_path(const char *url);
 /* "PUB", "SUB", "REQ", "REP", or "an unknown protocol". */
 const char *choreo_sp_protocol_name(int protocol);

@@ -3,8 +3,9 @@
  * them), on the wire as NNG's REP puts them; an answer to a client that hung up goes nowhere;
  * a client that greets as something else is hung up on, and a request without a backtrace is
  * dropped; a path left by a killed listener is taken over, one listened on is refused with a
- * reason, and the stop removes the path. The loop runs on a thread of its own, the clients on
- * the test's. alarm() bounds the process. */
+ * reason, and the stop removes the path; the path appears only once its socket listens (a
+ * client dialling it at once is never refused). The loop runs on a thread of its own, the
+ * clients on the test's. alarm() bounds the process. */
 #include <errno.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
@@ -24,6 +26,22 @@
 #include "choreo.h"
 #include "sp_rep.h"
 #include "temp_files.h"
+
+/* What a client dialling probed_path found at the moment a socket began to listen: this
+ * test's listen() stands in for libc's (libuv calls it), dials, then listens. */
+static const char *probed_path;
+static int probed_errno = -1;
+
+__attribute__((visibility("default"))) int listen(int fd, int backlog) {
+  if (probed_path) {
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", probed_path);
+    probed_errno = connect(c, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
+    close(c);
+  }
+  return (int)syscall(SYS_listen, fd, backlog);
+}
 
 typedef struct {
   uv_loop_t loop;
@@ -220,6 +238,9 @@ static void test_paths_taken_over_refused_and_removed(void) {
   CHECK(strstr(err, "is another host with this name running?") != NULL);
   choreo_sp_rep_stop(&second);
   CHECK(access(f.at.path, F_OK) == 0); /* the refused one did not remove the other's path */
+  char staging[sizeof f.at.path + 1];
+  snprintf(staging, sizeof staging, "%s~", f.at.path);
+  CHECK(access(staging, F_OK) != 0); /* nor left a name of its own */
   choreo_sp_rep no_path;
   CHECK(choreo_sp_rep_start(&no_path, &f.loop, "ipc://", "test", on_request, &f, err,
                             sizeof err) == CHOREO_EINVAL);
@@ -233,11 +254,39 @@ static void test_paths_taken_over_refused_and_removed(void) {
   fixture_close(&f);
 }
 
+/* A client dials the path the moment it appears (as hosts on the bus do, watching its
+ * directory): before the socket listens there is nothing there to refuse it. A staging name
+ * left by a host killed between its bind and its rename is taken over. */
+static void test_the_path_appears_once_it_listens(void) {
+  fixture f;
+  fixture_open(&f);
+  char staging[sizeof f.at.path + 1];
+  snprintf(staging, sizeof staging, "%s~", f.at.path);
+  int dead = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", staging);
+  CHECK(bind(dead, (struct sockaddr *)&sa, sizeof sa) == 0);
+  close(dead);
+  probed_path = f.at.path;
+  char err[256] = "";
+  CHECK(choreo_sp_rep_start(&f.rep, &f.loop, f.at.url, "test", on_request, &f, err,
+                            sizeof err) == 0);
+  probed_path = NULL;
+  CHECK(probed_errno == ENOENT); /* not ECONNREFUSED: a socket bound there, not listening */
+  CHECK(access(staging, F_OK) != 0);
+  fixture_run(&f);
+  nng_socket s = client(&f);
+  CHECK(ask(s, "x", "re:x"));
+  nng_close(s);
+  fixture_close(&f);
+}
+
 int main(void) {
   alarm(60);
   signal(SIGPIPE, SIG_IGN); /* as choreo_host_open does: the loop writes to clients that hang up */
   RUN(test_clients_get_the_answers_to_their_own_requests);
   RUN(test_the_wire_and_bad_clients);
   RUN(test_paths_taken_over_refused_and_removed);
+  RUN(test_the_path_appears_once_it_listens);
   return CHECK_DONE();
 }
