@@ -1,7 +1,8 @@
 /* Listening on ipc://PATH with a uv_pipe_t, for the endpoints the loop serves itself (sp_rep.h,
  * sp_pub.h), and the connections it accepts there (sp_conn.h), as NNG's ipc listener listens: a
  * socket file nobody listens on any more (a killed host's) is taken over, one listened on is
- * refused with a reason, and the path is removed when listening stops. */
+ * refused with a reason, and the path is removed when listening stops. Unlike NNG's, the path
+ * appears only once its socket listens (sp_listen.c). */
 #ifndef CHOREO_SP_LISTEN_H
 #define CHOREO_SP_LISTEN_H
 
