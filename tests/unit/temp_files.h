@@ -63,10 +63,15 @@ static inline void temp_endpoint_make(temp_endpoint *e, const char *test, const 
 }
 
 /* The endpoint's socket address, for a test that binds or connects a raw socket there. */
-static inline struct sockaddr_un temp_endpoint_address(const temp_endpoint *e) {
+/* The address of the Unix socket at path. */
+static inline struct sockaddr_un unix_address(const char *path) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", e->path);
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
   return sa;
+}
+
+static inline struct sockaddr_un temp_endpoint_address(const temp_endpoint *e) {
+  return unix_address(e->path);
 }
 
 #endif

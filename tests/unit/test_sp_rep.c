@@ -35,8 +35,7 @@ static int probed_errno = -1;
 __attribute__((visibility("default"))) int listen(int fd, int backlog) {
   if (probed_path) {
     int c = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", probed_path);
+    struct sockaddr_un sa = unix_address(probed_path);
     probed_errno = connect(c, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
     close(c);
   }
@@ -220,14 +219,23 @@ static void test_the_wire_and_bad_clients(void) {
   fixture_close(&f);
 }
 
+/* A socket file nobody listens on at path, as a killed host leaves it. */
+static void leave_dead_socket(const char *path) {
+  int dead = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = unix_address(path);
+  CHECK(bind(dead, (struct sockaddr *)&sa, sizeof sa) == 0);
+  close(dead);
+}
+
+/* The name a listener binds before it renames the socket to the endpoint's path. */
+static void staging_path(const fixture *f, char *out, size_t size) {
+  snprintf(out, size, "%s~", f->at.path);
+}
+
 static void test_paths_taken_over_refused_and_removed(void) {
   fixture f;
   fixture_open(&f);
-  /* A socket file nobody listens on, as a killed host leaves it. */
-  int dead = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un sa = temp_endpoint_address(&f.at);
-  CHECK(bind(dead, (struct sockaddr *)&sa, sizeof sa) == 0);
-  close(dead);
+  leave_dead_socket(f.at.path);
   char err[256] = "";
   CHECK(choreo_sp_rep_start(&f.rep, &f.loop, f.at.url, "test", on_request, &f, err,
                             sizeof err) == 0);
@@ -239,7 +247,7 @@ static void test_paths_taken_over_refused_and_removed(void) {
   choreo_sp_rep_stop(&second);
   CHECK(access(f.at.path, F_OK) == 0); /* the refused one did not remove the other's path */
   char staging[sizeof f.at.path + 1];
-  snprintf(staging, sizeof staging, "%s~", f.at.path);
+  staging_path(&f, staging, sizeof staging);
   CHECK(access(staging, F_OK) != 0); /* nor left a name of its own */
   choreo_sp_rep no_path;
   CHECK(choreo_sp_rep_start(&no_path, &f.loop, "ipc://", "test", on_request, &f, err,
@@ -261,12 +269,8 @@ static void test_the_path_appears_once_it_listens(void) {
   fixture f;
   fixture_open(&f);
   char staging[sizeof f.at.path + 1];
-  snprintf(staging, sizeof staging, "%s~", f.at.path);
-  int dead = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", staging);
-  CHECK(bind(dead, (struct sockaddr *)&sa, sizeof sa) == 0);
-  close(dead);
+  staging_path(&f, staging, sizeof staging);
+  leave_dead_socket(staging);
   probed_path = f.at.path;
   char err[256] = "";
   CHECK(choreo_sp_rep_start(&f.rep, &f.loop, f.at.url, "test", on_request, &f, err,
