@@ -38,8 +38,11 @@ def kill_rounds(consumer, thresholds, expected):
 @suite.test
 def consumer_killed_while_catching_up(w):
     N = 50000
+    # Slow enough that a kill lands near its threshold: each start applies what comes in while
+    # the host is waited for (polled every 100 ms), about 20,000 ticks at a tenth of this work,
+    # which took the second kill past the last tick in two runs of three.
     consumer = w.host("consumer", w.scripts("consumer", {
-        "consumer.lua": harness.consumer_lua(work=3000)}))
+        "consumer.lua": harness.consumer_lua(work=30000)}))
     consumer.stop()
     producer = w.host("producer", w.scripts("producer", {"producer.lua": harness.PRODUCER_LUA}))
     producer.send("producer", "Burst", {"n": N})
