@@ -68,6 +68,14 @@ int choreo_sp_sub_start(choreo_sp_sub *s, uv_loop_t *loop, const char *url, cons
 
 bool choreo_sp_sub_up(const choreo_sp_sub *s) { return s->conn_open && s->conn.up; }
 
+void choreo_sp_sub_dial_now(choreo_sp_sub *s) {
+  /* Waiting to redial: no connection open or closing, the timer running. */
+  if (!s->loop || s->stopping || s->conn_open || !uv_is_active((uv_handle_t *)&s->redial))
+    return;
+  uv_timer_stop(&s->redial);
+  sub_dial(s);
+}
+
 void choreo_sp_sub_recycle(choreo_sp_sub *s, nng_msg *frame) {
   if (s->conn_open)
     choreo_sp_conn_recycle(&s->conn, frame);

@@ -7,7 +7,8 @@
  * in a uv_pipe_t, speaking SP as NNG's ipc transport does (sp_wire.h): the PUB side is the
  * publisher's NNG socket as before, which cannot tell us from an NNG subscriber.
  *
- * It dials until stopped, again CHOREO_SP_REDIAL_MS after each failure or hang-up, and hands
+ * It dials until stopped, again CHOREO_SP_REDIAL_MS after each failure or hang-up (or at once
+ * when told the endpoint has appeared: choreo_sp_sub_dial_now), and hands
  * each frame to the callback as an nng_msg, as the NNG watches do (bus.h). A frame larger than
  * CHOREO_MAX_FRAME, or a greeting from anything but a PUB endpoint, ends the connection (the
  * frames it misses are fetched). */
@@ -52,6 +53,10 @@ int choreo_sp_sub_start(choreo_sp_sub *s, uv_loop_t *loop, const char *url, cons
                         choreo_sp_sub_frame_cb frame_cb, void *ud);
 /* Whether a PUB endpoint has greeted us on the connection open now. */
 bool choreo_sp_sub_up(const choreo_sp_sub *s);
+/* The endpoint's path has (re)appeared: a subscriber waiting to redial dials now, so that a
+ * publisher restarting loses no more of its first frames than the dial takes (its listener
+ * makes the path appear only once it listens: sp_listen.h). Does nothing otherwise. */
+void choreo_sp_sub_dial_now(choreo_sp_sub *s);
 /* Gives back a frame frame_cb was handed and is done with (choreo_sp_conn_recycle). */
 void choreo_sp_sub_recycle(choreo_sp_sub *s, nng_msg *frame);
 /* Hangs up for good; closed(ud) runs once the loop has let go (s may be freed then). Returns

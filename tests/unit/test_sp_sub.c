@@ -1,11 +1,12 @@
 /* Unit test of the subscriber the loop reads itself (runtime/host/sp_sub.h), against a real NNG
  * PUB socket over ipc: frames of every size arrive whole and in order (freed by the callee,
- * or given back to be read into again), a turn of the loop takes
- * at most CHOREO_DRAIN_PER_WAKE of them and the next turns the rest, and a publisher that
- * restarts is dialled again. Against a fake publisher (a bare Unix socket): a greeting from
- * anything but PUB, bytes that are not SP, and a frame over CHOREO_MAX_FRAME each end the
- * connection without a frame delivered and it is dialled again; a stop while nothing listens
- * lets the loop close. alarm() bounds the process. */
+ * or given back to be read into again), a turn of the loop takes at most
+ * CHOREO_DRAIN_PER_WAKE of them and the next turns the rest, and a publisher that restarts is
+ * dialled again (at once when the subscriber is told its endpoint appeared). Against a fake
+ * publisher (a bare Unix socket): a greeting from anything but PUB, bytes that are not SP, and
+ * a frame over CHOREO_MAX_FRAME each end the connection without a frame delivered and it is
+ * dialled again; a stop while nothing listens lets the loop close. alarm() bounds the
+ * process. */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
@@ -176,6 +177,9 @@ static void test_frames_read_into_buffers_given_back_arrive_the_same(void) {
   frames_arrive_whole_and_in_order_a_bounded_number_per_turn(true);
 }
 
+/* What a PUB endpoint greets its subscriber with (sp_wire.h). */
+static const unsigned char pub_greeting[] = {0, 'S', 'P', 0, 0, CHOREO_SP_PUB, 0, 0};
+
 /* A fake publisher: a Unix socket listening on f's path, its connections taken by hand. */
 static int fake_listen(const fixture *f) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -204,7 +208,6 @@ static void test_bad_publishers_are_hung_up_on_and_dialled_again(void) {
   fixture f;
   fixture_open(&f);
   int listener = fake_listen(&f);
-  static const unsigned char pub_greeting[] = {0, 'S', 'P', 0, 0, CHOREO_SP_PUB, 0, 0};
   static const unsigned char rep_greeting[] = {0, 'S', 'P', 0, 0, 0x31, 0, 0};
   unsigned char huge[CHOREO_SP_HEADER_SIZE] = {1};
   uint64_t too_long = (uint64_t)CHOREO_MAX_FRAME + 1;
@@ -243,6 +246,37 @@ static void test_bad_publishers_are_hung_up_on_and_dialled_again(void) {
   close(listener);
 }
 
+static bool waiting_to_redial(const fixture *f) {
+  return !f->sub.conn_open && uv_is_active((const uv_handle_t *)&f->sub.redial);
+}
+
+/* Told that its endpoint appeared, a subscriber waiting to redial dials then and there (its
+ * timer stopped, the connection on its way); told again while that connection is open, or
+ * once stopped, it does nothing. */
+static void test_a_subscriber_told_its_endpoint_appeared_dials_at_once(void) {
+  fixture f;
+  fixture_open(&f);
+  RUN_UNTIL(&f, waiting_to_redial(&f)); /* the first dial found nothing there */
+  int listener = fake_listen(&f);
+  choreo_sp_sub_dial_now(&f.sub);
+  CHECK(f.sub.conn_open);
+  CHECK(!uv_is_active((uv_handle_t *)&f.sub.redial));
+  int conn = fake_accept(&f, listener);
+  choreo_sp_sub_dial_now(&f.sub); /* connected: no second connection */
+  fake_send(conn, pub_greeting, sizeof pub_greeting);
+  RUN_UNTIL(&f, choreo_sp_sub_up(&f.sub));
+  choreo_sp_sub_dial_now(&f.sub);
+  CHECK(accept4(listener, NULL, NULL, SOCK_NONBLOCK) < 0 && errno == EAGAIN);
+  CHECK(choreo_sp_sub_up(&f.sub));
+  /* The publisher goes: waiting to redial again; stopped, told it appeared, it stays stopped. */
+  close(conn);
+  RUN_UNTIL(&f, waiting_to_redial(&f));
+  fixture_close(&f);
+  choreo_sp_sub_dial_now(&f.sub);
+  CHECK(!f.sub.conn_open);
+  close(listener);
+}
+
 static void test_a_stop_while_dialling_lets_the_loop_close(void) {
   fixture f;
   fixture_open(&f);
@@ -263,6 +297,7 @@ int main(void) {
   RUN(test_frames_arrive_whole_and_in_order_a_bounded_number_per_turn);
   RUN(test_frames_read_into_buffers_given_back_arrive_the_same);
   RUN(test_bad_publishers_are_hung_up_on_and_dialled_again);
+  RUN(test_a_subscriber_told_its_endpoint_appeared_dials_at_once);
   RUN(test_a_stop_while_dialling_lets_the_loop_close);
   return CHECK_DONE();
 }
