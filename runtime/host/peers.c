@@ -489,7 +489,8 @@ static void peers_on_live_by_loop(void *ud, nng_msg *msg) {
 
 /* NAME.pub changed in the bus directory: a known peer on this machine that restarted listens
  * there again (its listener renames the path into place once it listens), so its subscriber
- * dials now rather than at its next redial, up to CHOREO_SP_REDIAL_MS of live frames later. */
+ * dials now rather than at its next redial, up to CHOREO_SP_REDIAL_MS of live frames later.
+ * The change may be the path's removal (a host stopping): that costs one refused dial. */
 static void peers_endpoint_changed(choreo_peers *ps, const char *filename, size_t stem) {
   char name[CHOREO_NAME_MAX + 1];
   if (stem >= sizeof name) return;

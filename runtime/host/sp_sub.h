@@ -8,10 +8,10 @@
  * publisher's NNG socket as before, which cannot tell us from an NNG subscriber.
  *
  * It dials until stopped, again CHOREO_SP_REDIAL_MS after each failure or hang-up (or at once
- * when told the endpoint has appeared: choreo_sp_sub_dial_now), and hands
- * each frame to the callback as an nng_msg, as the NNG watches do (bus.h). A frame larger than
- * CHOREO_MAX_FRAME, or a greeting from anything but a PUB endpoint, ends the connection (the
- * frames it misses are fetched). */
+ * when told the endpoint has appeared: choreo_sp_sub_dial_now), and hands each frame to the
+ * callback as an nng_msg, as the NNG watches do (bus.h). A frame larger than CHOREO_MAX_FRAME,
+ * or a greeting from anything but a PUB endpoint, ends the connection (the frames it misses
+ * are fetched). */
 #ifndef CHOREO_SP_SUB_H
 #define CHOREO_SP_SUB_H
 
