@@ -62,7 +62,6 @@ static inline void temp_endpoint_make(temp_endpoint *e, const char *test, const 
   snprintf(e->url, sizeof e->url, "ipc://%s", e->path);
 }
 
-/* The endpoint's socket address, for a test that binds or connects a raw socket there. */
 /* The address of the Unix socket at path. */
 static inline struct sockaddr_un unix_address(const char *path) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -70,6 +69,7 @@ static inline struct sockaddr_un unix_address(const char *path) {
   return sa;
 }
 
+/* The endpoint's socket address, for a test that binds or connects a raw socket there. */
 static inline struct sockaddr_un temp_endpoint_address(const temp_endpoint *e) {
   return unix_address(e->path);
 }
