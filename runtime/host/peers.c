@@ -404,13 +404,18 @@ static choreo_peer *peers_add(choreo_peers *ps, const char *name, const char *pu
   return p;
 }
 
-/* Every NAME.pub in the bus directory but ours is a host on this machine. */
+/* Every NAME.pub in the bus directory but ours is a host on this machine. A known one whose
+ * subscriber waits to redial is dialled now: seen as the directory changes, a host that
+ * restarted listens there again (its listener renames the path into place once it listens),
+ * and is heard from its first frames rather than up to CHOREO_SP_REDIAL_MS of them later. */
 static void peers_found(void *ud, const char *name) {
   choreo_peers *ps = ud;
   if (strcmp(name, peers_self(ps)) == 0) return;
   char url[CHOREO_URL_MAX];
   choreo_bus_ipc_url(url, sizeof url, ps->bus, name, "pub");
-  if (!peers_find_url(ps, url)) peers_add(ps, name, url);
+  choreo_peer *p = peers_find_url(ps, url);
+  if (!p) peers_add(ps, name, url);
+  else if (p->live_by_loop) choreo_sp_sub_dial_now(&p->live);
 }
 
 static void peers_discover(choreo_peers *ps) {
@@ -487,21 +492,6 @@ static void peers_on_live_by_loop(void *ud, nng_msg *msg) {
   if (done) choreo_sp_sub_recycle(&p->live, done);
 }
 
-/* NAME.pub changed in the bus directory: a known peer on this machine that restarted listens
- * there again (its listener renames the path into place once it listens), so its subscriber
- * dials now rather than at its next redial, up to CHOREO_SP_REDIAL_MS of live frames later.
- * The change may be the path's removal (a host stopping): that costs one refused dial. */
-static void peers_endpoint_changed(choreo_peers *ps, const char *filename, size_t stem) {
-  char name[CHOREO_NAME_MAX + 1];
-  if (stem >= sizeof name) return;
-  memcpy(name, filename, stem);
-  name[stem] = '\0';
-  char url[CHOREO_URL_MAX];
-  choreo_bus_ipc_url(url, sizeof url, ps->bus, name, "pub");
-  choreo_peer *p = peers_find_url(ps, url);
-  if (p && p->live_by_loop) choreo_sp_sub_dial_now(&p->live);
-}
-
 /* A host starting on this machine is subscribed to before it publishes much: found on the tick
  * alone, a consumer started with its producer missed up to a quarter second of its live frames
  * and caught up through FETCH while the producer kept publishing. */
@@ -509,9 +499,8 @@ static void peers_on_bus_changed(uv_fs_event_t *watch, const char *filename, int
                                  int status) {
   (void)events;
   size_t n = filename ? strlen(filename) : 0;
-  bool endpoint = n > 4 && strcmp(filename + n - 4, ".pub") == 0;
-  if (status < 0 || !filename || endpoint) peers_discover(watch->data);
-  if (endpoint) peers_endpoint_changed(watch->data, filename, n - 4);
+  if (status < 0 || !filename || (n > 4 && strcmp(filename + n - 4, ".pub") == 0))
+    peers_discover(watch->data);
 }
 
 static void peers_on_handle_closed(uv_handle_t *handle) {
