@@ -107,9 +107,18 @@ uv_loop_t *choreo_host_loop(choreo_host *h) { return h->loop; }
  * waits on this CPU, the system call returns at once. */
 static void host_hand_over(void) { sched_yield(); }
 
+/* Subscribers on this machine that lost frames just now are told, once they have taken the
+ * rest, how far our log goes (sp_pub.h); h->frame, sent already, is free for it. */
+static void host_set_notice(choreo_host *h) {
+  h->frame.size = 0;
+  if (choreo_frame_header(&h->frame, h->name, h->published + 1, 0, h->published) == 0)
+    choreo_sp_pub_set_notice(&h->local_pub, h->frame.data, h->frame.size);
+}
+
 static void host_publish(choreo_host *h) {
   int64_t head, own;
   bool woke_local = false;
+  uint64_t dropped = h->local_pub.dropped;
   if (choreo_engine_head(h->engine, &head)) return; /* the next commit tries again */
   while (h->published < head) {
     int n;
@@ -128,6 +137,7 @@ static void host_publish(choreo_host *h) {
     }
     h->published += n;
   }
+  if (h->local_pub.dropped != dropped) host_set_notice(h);
   if (woke_local) host_hand_over();
 }
 

@@ -454,6 +454,16 @@ static void peers_on_quiet(void *ud) {
   }
 }
 
+/* A live frame without messages: its publisher dropped frames for us for being behind, and we
+ * have taken all it sent after them (sp_pub.h). What we lack up to its head is asked now; the
+ * answer in flight, if one is, is followed by another. */
+static void peers_told_head(choreo_peers *ps, choreo_peer *p, int64_t head) {
+  int64_t applied;
+  if (choreo_engine_checkpoint(ps->engine, p->name, &applied) || applied >= head) return;
+  if (p->in_flight) p->catch_up_owed = true;
+  else peers_ask(ps, p);
+}
+
 /* Applies a live frame; returns it when done with it, NULL when it is held (ahead of a gap). */
 static nng_msg *peers_apply_live(choreo_peers *ps, nng_msg *msg) {
   choreo_apply_result r;
@@ -465,6 +475,7 @@ static nng_msg *peers_apply_live(choreo_peers *ps, nng_msg *msg) {
   choreo_peer *p = peers_find_name(ps, r.source);
   if (p && r.head > p->head) p->head = r.head;
   if (p) p->heard_at = uv_now(ps->loop);
+  if (p && !rc && r.count == 0) peers_told_head(ps, p, r.head);
   nng_msg *done = msg;
   if (r.gap && p) {
     choreo_ahead_hold(&p->ahead, msg, r.first, r.first - 1 + (int64_t)r.count);

@@ -230,6 +230,7 @@ static void conn_on_written(uv_write_t *req, int status) {
   choreo_sp_conn *c = req->handle->data;
   free(req);
   if (status < 0) choreo_sp_conn_close(c);
+  else if (c->drained_cb && !c->closing && choreo_sp_conn_unsent(c) == 0) c->drained_cb(c);
 }
 
 void choreo_sp_conn_send(choreo_sp_conn *c, const void *head, size_t head_len, const void *body,

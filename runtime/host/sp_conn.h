@@ -30,6 +30,8 @@ typedef struct choreo_sp_conn choreo_sp_conn;
 typedef void (*choreo_sp_conn_message_cb)(choreo_sp_conn *c, nng_msg *msg); /* owns msg */
 /* The loop has let go of the connection: it may be freed, or initialised again. */
 typedef void (*choreo_sp_conn_closed_cb)(choreo_sp_conn *c);
+/* Messages had waited to be sent, and the kernel has taken the last of them. */
+typedef void (*choreo_sp_conn_drained_cb)(choreo_sp_conn *c);
 
 struct choreo_sp_conn {
   uv_pipe_t pipe;
@@ -42,6 +44,7 @@ struct choreo_sp_conn {
   uint16_t peer;    /* the protocol the other side must greet with */
   choreo_sp_conn_message_cb message_cb;
   choreo_sp_conn_closed_cb closed_cb;
+  choreo_sp_conn_drained_cb drained_cb; /* optional, set by the owner after the init */
   void *data; /* the owner's */
   bool up;      /* the other side greeted as peer, and not closing */
   bool reading; /* not paused by a turn's bound */

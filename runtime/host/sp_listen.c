@@ -29,6 +29,11 @@ static void listen_on_message(choreo_sp_conn *c, nng_msg *msg) {
   a->listener->message_cb(a, msg);
 }
 
+static void listen_on_drained(choreo_sp_conn *c) {
+  choreo_sp_accepted *a = c->data;
+  if (a->listener->drained_cb) a->listener->drained_cb(a);
+}
+
 static void listen_on_closed(uv_handle_t *handle) {
   ((choreo_sp_listener *)handle->data)->on_loop--;
 }
@@ -49,8 +54,10 @@ static void listen_on_connection(uv_stream_t *stream, int status) {
     return;
   }
   l->on_loop++;
+  a->conn.drained_cb = listen_on_drained;
   a->listener = l;
   a->id = l->next_id++;
+  a->lost_frames = false;
   a->next = l->conns;
   l->conns = a;
   if (uv_accept(stream, (uv_stream_t *)&a->conn.pipe) != 0) choreo_sp_conn_close(&a->conn);

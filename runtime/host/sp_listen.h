@@ -22,11 +22,14 @@ typedef struct choreo_sp_accepted {
   choreo_sp_conn conn;
   struct choreo_sp_listener *listener;
   uint32_t id;                         /* unique in its listener's life */
+  bool lost_frames; /* PUB: frames were dropped for it since the last one it was sent */
   struct choreo_sp_accepted *next;
 } choreo_sp_accepted;
 
 /* A message that came on a connection; the callee owns msg. */
 typedef void (*choreo_sp_accepted_cb)(choreo_sp_accepted *a, nng_msg *msg);
+/* A connection took the last of the messages that had waited to be sent to it. */
+typedef void (*choreo_sp_accepted_drained_cb)(choreo_sp_accepted *a);
 
 typedef struct choreo_sp_listener {
   uv_loop_t *loop;
@@ -35,6 +38,7 @@ typedef struct choreo_sp_listener {
   const char *path; /* in url */
   uint16_t ours, peer; /* the connections' protocols */
   choreo_sp_accepted_cb message_cb;
+  choreo_sp_accepted_drained_cb drained_cb; /* optional, set by the owner after the listen */
   void *data; /* the owner's */
   uv_pipe_t pipe;
   bool open;  /* initialised and not yet closed */

@@ -1,9 +1,11 @@
 /* Unit test of the PUB endpoint the loop serves itself (runtime/host/sp_pub.h): an NNG SUB
  * socket and the loop's own subscriber (sp_sub.h) both get every frame, in order; a subscriber
  * that never reads loses frames once it is CHOREO_SP_PUB_BEHIND_MAX behind, while one that
- * reads loses none; a client that greets as something else is not counted and is hung up on;
- * the stop removes the path. alarm() bounds the process. */
+ * reads loses none; once it reads the rest, the one that lost frames is sent the notice after
+ * them, the other none; a client that greets as something else is not counted and is hung up
+ * on; the stop removes the path. alarm() bounds the process. */
 #include <nng/nng.h>
+#include <fcntl.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -81,6 +83,51 @@ static int raw_client(const fixture *f, int protocol) {
   return fd;
 }
 
+#define NOTICE "how far the log goes"
+
+/* Reads the raw client's connection, the loop running meanwhile, until a message is the notice
+ * (true) or 5 s have passed; *frames: the messages before it. */
+static bool raw_read_to_notice(fixture *f, int fd, int *frames) {
+  static uint8_t buf[64 << 10];
+  uint8_t header[CHOREO_SP_HEADER_SIZE], body[sizeof NOTICE];
+  size_t skip = CHOREO_SP_GREETING_SIZE, header_got = 0, body_got = 0;
+  uint64_t len = 0, left = 0;
+  CHECK(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0);
+  *frames = 0;
+  for (uint64_t until = uv_hrtime() + 5000000000ull; uv_hrtime() < until;) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    ssize_t n = read(fd, buf, sizeof buf);
+    for (size_t i = 0; n > 0 && i < (size_t)n;) {
+      size_t have = (size_t)n - i, take;
+      if (skip) {
+        take = skip < have ? skip : have;
+        skip -= take;
+      } else if (header_got < sizeof header) {
+        take = 1;
+        header[header_got++] = buf[i];
+        if (header_got == sizeof header) {
+          CHECK(choreo_sp_header_length(header, &len));
+          left = len;
+          body_got = 0;
+        }
+      } else {
+        take = left < have ? (size_t)left : have;
+        size_t keep = take < sizeof body - body_got ? take : sizeof body - body_got;
+        memcpy(body + body_got, buf + i, keep);
+        body_got += keep;
+        left -= take;
+      }
+      i += take;
+      if (header_got == sizeof header && left == 0) {
+        if (len == strlen(NOTICE) && memcmp(body, NOTICE, len) == 0) return true;
+        header_got = 0;
+        (*frames)++;
+      }
+    }
+  }
+  return false;
+}
+
 static void test_every_subscriber_gets_every_frame_unless_it_falls_behind(void) {
   fixture f = {.ordered = true};
   temp_endpoint_make(&f.at, "sp-pub", "h.pub");
@@ -117,10 +164,13 @@ static void test_every_subscriber_gets_every_frame_unless_it_falls_behind(void) 
     got += (size_t)r;
   CHECK(got == CHOREO_SP_GREETING_SIZE); /* our greeting, then the end: hung up on */
   close(wrong);
-  /* One that never reads, beside the loop's subscriber, which reads each frame as it comes. */
+  /* One that never reads, beside the loop's subscriber, which reads each frame as it comes;
+   * once NNG's has gone, so that every frame is sent to it. */
+  RUN_UNTIL(&f, choreo_sp_pub_subscribers(&f.pub) == 1);
   int idle = raw_client(&f, CHOREO_SP_SUB);
   RUN_UNTIL(&f, choreo_sp_pub_subscribers(&f.pub) == 2);
   f.got = 0;
+  choreo_sp_pub_set_notice(&f.pub, NOTICE, strlen(NOTICE));
   for (int i = 0; i < LARGE; i++) {
     send_numbered(&f, i, 1u << 20);
     RUN_UNTIL(&f, f.got == i + 1);
@@ -128,6 +178,10 @@ static void test_every_subscriber_gets_every_frame_unless_it_falls_behind(void) 
   CHECK(f.ordered);
   CHECK(f.pub.dropped > 0);
   CHECK(f.pub.dropped < LARGE);
+  int frames;
+  CHECK(raw_read_to_notice(&f, idle, &frames));
+  CHECK(frames == LARGE - (int)f.pub.dropped);
+  CHECK(f.got == LARGE); /* the loop's subscriber lost nothing: no notice */
   close(idle);
   CHECK(choreo_sp_sub_stop(&f.sub, on_sub_closed));
   choreo_sp_pub_stop(&f.pub);
