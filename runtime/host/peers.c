@@ -438,6 +438,12 @@ static void peers_size_queue(choreo_peers *ps, size_t frame) {
                frames);
 }
 
+/* Asks p for its log now, or, with a request in flight, once more after its answer. */
+static void peers_ask_soon(choreo_peers *ps, choreo_peer *p) {
+  if (p->in_flight) p->catch_up_owed = true;
+  else peers_ask(ps, p);
+}
+
 /* No frame came since the last drain, after a shrink: every peer is asked for its log, at once
  * or as soon as the request in flight is answered, for what the shrink may have freed. Not at
  * the shrink itself, nor while frames flow: a consumer would fetch what its queue still held,
@@ -447,21 +453,15 @@ static void peers_on_quiet(void *ud) {
   choreo_peers *ps = ud;
   if (!ps->queue_shrunk) return;
   ps->queue_shrunk = false;
-  for (int i = 0; i < ps->n; i++) {
-    choreo_peer *p = ps->list[i];
-    if (p->in_flight) p->catch_up_owed = true;
-    else peers_ask(ps, p);
-  }
+  for (int i = 0; i < ps->n; i++) peers_ask_soon(ps, ps->list[i]);
 }
 
 /* A live frame without messages: its publisher dropped frames for us for being behind, and we
- * have taken all it sent after them (sp_pub.h). What we lack up to its head is asked now; the
- * answer in flight, if one is, is followed by another. */
+ * have taken all it sent after them (sp_pub.h): what we lack up to its head is asked. */
 static void peers_told_head(choreo_peers *ps, choreo_peer *p, int64_t head) {
   int64_t applied;
-  if (choreo_engine_checkpoint(ps->engine, p->name, &applied) || applied >= head) return;
-  if (p->in_flight) p->catch_up_owed = true;
-  else peers_ask(ps, p);
+  if (!choreo_engine_checkpoint(ps->engine, p->name, &applied) && applied < head)
+    peers_ask_soon(ps, p);
 }
 
 /* Applies a live frame; returns it when done with it, NULL when it is held (ahead of a gap). */

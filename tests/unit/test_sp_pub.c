@@ -4,8 +4,8 @@
  * reads loses none; once it reads the rest, the one that lost frames is sent the notice after
  * them, the other none; a client that greets as something else is not counted and is hung up
  * on; the stop removes the path. alarm() bounds the process. */
-#include <nng/nng.h>
 #include <fcntl.h>
+#include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <signal.h>
 #include <stdbool.h>
