@@ -5,6 +5,7 @@
  * the handler may want to handle) returns nil, message. */
 #include <lauxlib.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "bindings.h"
@@ -17,6 +18,7 @@
 #define DB_CACHE 16
 
 typedef struct db_handle {
+  uintptr_t tag; /* its own address ^ DB_TAG: what todb checks */
   choreo_engine *engine; /* whose connection this is, and who guards what is prepared on it */
   sqlite3 *db;
   bool reads_only; /* a query's: its statements may only read */
@@ -28,16 +30,17 @@ typedef struct rows_handle {
   sqlite3_stmt *stmt; /* NULL once finished */
 } rows_handle;
 
-/* The db object a method was called on. Its metatable is the methods' upvalue: comparing with
- * it costs a third of what luaL_checkudata's look-up by name does, on every statement a handler
- * runs; anything else gets luaL_checkudata's error. */
+/* Tells a db object from other userdata of its size: only one made here holds its own address
+ * XOR this at its start (msg's copies hold their plain address, llazymsg.c), and Lua never moves
+ * a userdata. */
+#define DB_TAG ((uintptr_t)0x63686f72656f6462u)
+
+/* The db object a method was called on, found by its tag: a third of the instructions of
+ * comparing its metatable, on every statement a handler runs; anything else gets
+ * luaL_checkudata's error. */
 static db_handle *todb(lua_State *L) {
-  void *h = lua_touserdata(L, 1);
-  if (h && lua_getmetatable(L, 1)) {
-    bool ours = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ours) return h;
-  }
+  db_handle *h = lua_touserdata(L, 1);
+  if (h && lua_rawlen(L, 1) == sizeof *h && h->tag == ((uintptr_t)h ^ DB_TAG)) return h;
   return luaL_checkudata(L, 1, DB_META);
 }
 
@@ -80,10 +83,12 @@ static sqlite3_stmt *db_take(lua_State *L, db_handle *h, const char *sql, size_t
   return stmt;
 }
 
-/* Gives a statement back: reset into the cache, evicting the oldest if it is full. */
+/* Gives a statement back: reset into the cache, evicting the oldest if it is full. Its
+ * bindings stay: SQLite reads them only when the statement runs, and db_bind binds every
+ * parameter before it runs again (a text bound SQLITE_STATIC may point at a string Lua has
+ * since freed meanwhile; nothing here calls sqlite3_expanded_sql, which would read it). */
 static void db_give_back(db_handle *h, sqlite3_stmt *stmt) {
   sqlite3_reset(stmt);
-  sqlite3_clear_bindings(stmt);
   for (int i = 0; i < DB_CACHE; i++) {
     if (!h->cache[i]) {
       h->cache[i] = stmt;
@@ -95,10 +100,11 @@ static void db_give_back(db_handle *h, sqlite3_stmt *stmt) {
   h->next = (h->next + 1) % DB_CACHE;
 }
 
-/* Binds the arguments first..last; on a bad value returns the error text instead of raising, so
- * the caller can give the statement back first. Strings are bound without a copy (text_life
- * SQLITE_STATIC) when the statement is given back, bindings cleared, before the arguments leave
- * the Lua stack; a statement that outlives the call (rows) needs SQLITE_TRANSIENT. */
+/* Binds the arguments first..last, every parameter of the statement; on a bad value returns
+ * the error text instead of raising, so the caller can give the statement back first. Strings
+ * are bound without a copy (text_life SQLITE_STATIC) when the statement runs within the call,
+ * while the arguments are on the Lua stack; a statement that outlives the call (rows) needs
+ * SQLITE_TRANSIENT. */
 static const char *db_bind(lua_State *L, sqlite3_stmt *stmt, int first, int last,
                            sqlite3_destructor_type text_life) {
   int n = last - first + 1;
@@ -299,6 +305,7 @@ void choreo_lua_push_db_on(lua_State *L, choreo_engine *engine, sqlite3 *db, int
   owner_idx = owner_idx ? lua_absindex(L, owner_idx) : 0;
   db_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
   memset(h, 0, sizeof *h);
+  h->tag = (uintptr_t)h ^ DB_TAG;
   h->engine = engine;
   h->db = db;
   h->reads_only = reads_only;
@@ -308,8 +315,7 @@ void choreo_lua_push_db_on(lua_State *L, choreo_engine *engine, sqlite3 *db, int
   }
   if (luaL_newmetatable(L, DB_META)) {
     luaL_newlibtable(L, db_methods);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, db_methods, 1); /* the metatable, for todb */
+    luaL_setfuncs(L, db_methods, 0);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, db_gc);
     lua_setfield(L, -2, "__gc");

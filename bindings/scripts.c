@@ -63,6 +63,8 @@ typedef struct choreo_scripts {
     char type[KNOWN_TYPE_MAX];
     int ref;
     bool any;
+    lua_Integer count; /* of handlers in the list */
+    size_t where_len;
     char where[HANDLED_BY_MAX];
   } last;
 } choreo_scripts;
@@ -259,15 +261,15 @@ static int scripts_traceback(lua_State *L) {
   return 1;
 }
 
-/* Runs the function below nargs arguments under the budget. On failure, err gets the first
- * line(s) of the message and *traceback (if asked) the full traceback; the result is
- * CHOREO_ETOOBIG when the memory limit stopped it, CHOREO_ESCRIPT otherwise. */
-static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
-                         char **traceback) {
+/* Runs the function below nargs arguments under the budget, with scripts_traceback already
+ * pushed below the function (scripts_pcall puts it there; a caller per message pushes it first,
+ * saving the move). On failure, err gets the first line(s) of the message and *traceback (if
+ * asked) the full traceback; the result is CHOREO_ETOOBIG when the memory limit stopped it,
+ * CHOREO_ESCRIPT otherwise. */
+static int scripts_pcall_traced(choreo_scripts *s, int nargs, char *err, size_t errlen,
+                                char **traceback) {
   lua_State *L = s->L;
-  int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, scripts_traceback);
-  lua_insert(L, base);
+  int base = lua_gettop(L) - nargs - 1;
   choreo_engine_meter_start(s->engine);
   s->where[0] = '\0';
   choreo_watch_enter(s->watch);
@@ -302,6 +304,14 @@ static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
   lua_pop(L, 2);
   lua_gc(L, LUA_GCCOLLECT); /* give back what a failed call grabbed */
   return CHOREO_ESCRIPT;
+}
+
+/* scripts_pcall_traced for a function and nargs arguments pushed as they are. */
+static int scripts_pcall(choreo_scripts *s, int nargs, char *err, size_t errlen,
+                         char **traceback) {
+  lua_pushcfunction(s->L, scripts_traceback);
+  lua_insert(s->L, -nargs - 2);
+  return scripts_pcall_traced(s, nargs, err, errlen, traceback);
 }
 
 static int scripts_is_lua_file(const struct dirent *d) {
@@ -395,20 +405,23 @@ static bool scripts_last_is(const choreo_scripts *s, choreo_str type) {
          choreo_bytes_eq(s->last.type, type.p, type.n);
 }
 
-/* Pushes the handlers of type into s->last (see there) and onto the stack. */
-static void scripts_push_handlers(lua_State *L, choreo_scripts *s, choreo_str type) {
+/* Pushes the handlers of type into s->last (see there) and onto the stack; returns how many. */
+static lua_Integer scripts_push_handlers(lua_State *L, choreo_scripts *s, choreo_str type) {
   if (scripts_last_is(s, type)) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->last.ref);
-    return;
+    return s->last.count;
   }
   choreo_lua_handlers_push(L, type);
-  s->last.any = lua_rawlen(L, -1) > 0;
+  s->last.count = (lua_Integer)lua_rawlen(L, -1);
+  s->last.any = s->last.count > 0;
   lua_getfield(L, -1, "where");
   size_t len = 0;
   const char *where = lua_tolstring(L, -1, &len);
+  if (!where) len = 0;
   if (len >= sizeof s->last.where) len = sizeof s->last.where - 1;
-  memcpy(s->last.where, where ? where : "", where ? len : 0);
-  s->last.where[where ? len : 0] = '\0';
+  if (len) memcpy(s->last.where, where, len);
+  s->last.where[len] = '\0';
+  s->last.where_len = len;
   lua_pop(L, 1);
   if (s->last.len) luaL_unref(L, LUA_REGISTRYINDEX, s->last.ref);
   s->last.len = 0;
@@ -419,6 +432,7 @@ static void scripts_push_handlers(lua_State *L, choreo_scripts *s, choreo_str ty
     s->last.len = type.n;
     s->last.version = s->handlers->version;
   }
+  return s->last.count;
 }
 
 static int scripts_find_handlers(lua_State *L) {
@@ -593,8 +607,8 @@ static void scripts_note_reads(choreo_scripts *s, choreo_str type, uint32_t fiel
 static int scripts_run_handlers(lua_State *L) {
   const choreo_msg *m = lua_touserdata(L, 1);
   choreo_scripts *s = scripts_of(L);
-  scripts_push_handlers(L, s, m->type);
-  memcpy(s->handled_by, s->last.where, sizeof s->handled_by);
+  lua_Integer n = scripts_push_handlers(L, s, m->type);
+  memcpy(s->handled_by, s->last.where, s->last.where_len + 1);
   scripts_build build = scripts_plan_build(s, m->type);
   scripts_push_msg(L, m, build, true, RUNNER_META);
   /* what the handlers read counts, not what an upcast read (but what was put in for them) */
@@ -604,7 +618,6 @@ static int scripts_run_handlers(lua_State *L) {
     lua_replace(L, RUNNER_CTX);
   lua_settop(L, 4);
   lua_pushvalue(L, RUNNER_CTX);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
     lua_pushvalue(L, 3);
@@ -642,9 +655,10 @@ static int scripts_deliver(void *scripts, const choreo_msg *m, char *err, size_t
   lua_State *L = s->L;
   *traceback = NULL;
   s->handled_by[0] = '\0';
+  lua_pushcfunction(L, scripts_traceback);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->runner);
   lua_pushlightuserdata(L, (void *)m);
-  return scripts_pcall(s, 1, err, errlen, traceback);
+  return scripts_pcall_traced(s, 1, err, errlen, traceback);
 }
 
 typedef struct scripts_policy_call {
