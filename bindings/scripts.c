@@ -54,15 +54,14 @@ typedef struct choreo_scripts {
     unsigned builds; /* messages of the type built since it became the last */
   } reads;
   /* The handlers of the last type asked about or delivered: their list (a registry
-   * reference), where they were registered, and whether there are any, valid while the
+   * reference), where they were registered, and how many there are, valid while the
    * handlers' version stays. Messages come in runs of one type, and finding a type's list
    * takes three look-ups by string (and asking from outside Lua, a pcall). */
   struct {
     uint64_t version;
-    size_t len; /* 0: no list kept (where and any still tell of the last type pushed) */
+    size_t len; /* 0: no list kept (where and count still tell of the last type pushed) */
     char type[KNOWN_TYPE_MAX];
     int ref;
-    bool any;
     lua_Integer count; /* of handlers in the list */
     size_t where_len;
     char where[HANDLED_BY_MAX];
@@ -413,11 +412,9 @@ static lua_Integer scripts_push_handlers(lua_State *L, choreo_scripts *s, choreo
   }
   choreo_lua_handlers_push(L, type);
   s->last.count = (lua_Integer)lua_rawlen(L, -1);
-  s->last.any = s->last.count > 0;
   lua_getfield(L, -1, "where");
   size_t len = 0;
   const char *where = lua_tolstring(L, -1, &len);
-  if (!where) len = 0;
   if (len >= sizeof s->last.where) len = sizeof s->last.where - 1;
   if (len) memcpy(s->last.where, where, len);
   s->last.where[len] = '\0';
@@ -442,14 +439,14 @@ static int scripts_find_handlers(lua_State *L) {
 
 static bool scripts_handles(void *scripts, choreo_str type) {
   choreo_scripts *s = scripts;
-  if (scripts_last_is(s, type)) return s->last.any;
+  if (scripts_last_is(s, type)) return s->last.count > 0;
   lua_pushcfunction(s->L, scripts_find_handlers);
   lua_pushlightuserdata(s->L, &type);
   if (lua_pcall(s->L, 1, 0, 0) != LUA_OK) {
     lua_pop(s->L, 1);
     return true; /* cannot tell (out of memory): let delivery try and fail visibly */
   }
-  return s->last.any;
+  return s->last.count > 0;
 }
 
 /* How a msg table is built: whole, or filled as it is read with the fields in prefill put in
